@@ -1,0 +1,39 @@
+/**
+ * Model: the graph plus everything ModelProto carries around it. Functions, training info
+ * and device configurations are kept as decoded protos: regroup never rewrites them, and
+ * keeping them whole is what makes a round trip lossless.
+ */
+import type { Graph } from './graph.js';
+
+export interface OpsetId {
+  readonly domain: string;
+  readonly version: number;
+}
+
+export class Model {
+  graph: Graph;
+  irVersion = 10;
+  opsetImports: OpsetId[] = [{ domain: '', version: 18 }];
+  producerName: string | undefined = 'regroup';
+  producerVersion: string | undefined;
+  domain: string | undefined;
+  modelVersion: number | undefined;
+  docString: string | undefined;
+  metadataProps: [string, string][] = [];
+  /** Decoded FunctionProto list, passed through. */
+  functions: unknown[] = [];
+  /** Decoded TrainingInfoProto list, passed through. */
+  trainingInfo: unknown[] = [];
+  /** Decoded DeviceConfigurationProto list, passed through. */
+  configuration: unknown[] = [];
+
+  constructor(graph: Graph) {
+    this.graph = graph;
+  }
+
+  /** Opset version in force for a domain ('' and 'ai.onnx' are the same domain). */
+  opset(domain = ''): number | undefined {
+    const want = domain === 'ai.onnx' ? '' : domain;
+    return this.opsetImports.find((o) => (o.domain === 'ai.onnx' ? '' : o.domain) === want)?.version;
+  }
+}

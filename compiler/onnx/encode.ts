@@ -1,0 +1,199 @@
+/**
+ * IR → ModelProto bytes. Everything decode kept (doc strings, metadata, functions,
+ * unchanged attribute protos, storage form of each tensor) goes back where it came from.
+ * Large tensors can be moved to a side file (external data) on request.
+ */
+import { AttrType, type Attribute } from '../ir/attribute.js';
+import { DataType } from '../ir/dtype.js';
+import type { Graph } from '../ir/graph.js';
+import type { Model } from '../ir/model.js';
+import type { TensorType, Value } from '../ir/node.js';
+import type { Tensor } from '../ir/tensor.js';
+import { ExternalDataWriter } from './external-data.js';
+import { proto } from './schema.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- plain objects in protobufjs field layout */
+type P = any;
+
+export interface EncodeOptions {
+  /** Move tensors of at least `threshold` bytes into a side file named `location`. */
+  externalData?: { location: string; threshold?: number };
+}
+
+export interface EncodedModel {
+  bytes: Uint8Array;
+  /** The side file's contents in order, when external data was requested. */
+  externalData?: ExternalDataWriter;
+}
+
+const utf8 = new TextEncoder();
+const entries = (list: readonly (readonly [string, string])[] | undefined): P[] | undefined =>
+  list && list.length ? list.map(([key, value]) => ({ key, value })) : undefined;
+
+/** Encode a model to protobuf bytes (and optionally a side file of tensor data). */
+export function encodeModel(model: Model, options: EncodeOptions = {}): EncodedModel {
+  const external = options.externalData ? new ExternalDataWriter(options.externalData.location) : undefined;
+  const ctx: Ctx = { external, threshold: options.externalData?.threshold ?? 1024 };
+  const m: P = {
+    ir_version: model.irVersion,
+    opset_import: model.opsetImports.map((o) => ({ domain: o.domain, version: o.version })),
+    graph: encodeGraph(model.graph, ctx),
+  };
+  if (model.producerName !== undefined) m.producer_name = model.producerName;
+  if (model.producerVersion !== undefined) m.producer_version = model.producerVersion;
+  if (model.domain !== undefined) m.domain = model.domain;
+  if (model.modelVersion !== undefined) m.model_version = model.modelVersion;
+  if (model.docString !== undefined) m.doc_string = model.docString;
+  if (model.metadataProps.length) m.metadata_props = entries(model.metadataProps);
+  if (model.trainingInfo.length) m.training_info = model.trainingInfo;
+  if (model.functions.length) m.functions = model.functions;
+  if (model.configuration.length) m.configuration = model.configuration;
+  const bytes = proto.ModelProto.encode(m).finish();
+  return external ? { bytes, externalData: external } : { bytes };
+}
+
+interface Ctx {
+  external: ExternalDataWriter | undefined;
+  threshold: number;
+}
+
+function encodeGraph(graph: Graph, ctx: Ctx): P {
+  const g: P = { name: graph.name };
+  g.node = graph.nodeList().map((node) => {
+    const n: P = {
+      input: node.inputs.map((v) => v?.name ?? ''),
+      output: node.outputs.map((v) => v?.name ?? ''),
+      op_type: node.opType,
+    };
+    if (node.name !== '') n.name = node.name;
+    if (node.domain !== '') n.domain = node.domain;
+    if (node.attributes.size) n.attribute = [...node.attributes.values()].map((a) => encodeAttribute(a, ctx));
+    const x = node.extras;
+    if (x.docString !== undefined) n.doc_string = x.docString;
+    if (x.metadataProps?.length) n.metadata_props = entries(x.metadataProps);
+    if (x.overload !== undefined) n.overload = x.overload;
+    if (x.deviceConfigurations?.length) n.device_configurations = x.deviceConfigurations;
+    return n;
+  });
+  g.initializer = [...graph.initializers.values()].map((v) => encodeTensor(v.constValue!, ctx));
+  g.input = graph.inputs.map(valueInfo);
+  g.output = graph.outputs.map(valueInfo);
+  g.value_info = graph.valueInfo.map(valueInfo);
+  if (graph.extras.orphanValueInfo?.length) g.value_info.push(...graph.extras.orphanValueInfo);
+  if (graph.extras.docString !== undefined) g.doc_string = graph.extras.docString;
+  if (graph.extras.metadataProps?.length) g.metadata_props = entries(graph.extras.metadataProps);
+  if (graph.extras.quantizationAnnotation?.length) g.quantization_annotation = graph.extras.quantizationAnnotation;
+  if (graph.extras.sparseInitializers?.length) g.sparse_initializer = graph.extras.sparseInitializers;
+  return g;
+}
+
+function valueInfo(value: Value): P {
+  const vi: P = { name: value.name };
+  const info = value.info;
+  if (value.type) vi.type = encodeType(value.type);
+  else if (info?.typeProto) vi.type = info.typeProto;
+  if (info?.docString !== undefined) vi.doc_string = info.docString;
+  if (info?.metadataProps?.length) vi.metadata_props = entries(info.metadataProps);
+  return vi;
+}
+
+/** TensorType → TypeProto. */
+export function encodeType(type: TensorType): P {
+  const t: P = { elem_type: type.dtype };
+  if (type.shape) {
+    t.shape = {
+      dim: type.shape.map((d, i) => {
+        const dim: P = d === null ? {} : typeof d === 'number' ? { dim_value: d } : { dim_param: d };
+        const denotation = type.dimDenotations?.[i];
+        if (denotation !== undefined) dim.denotation = denotation;
+        return dim;
+      }),
+    };
+  }
+  const tp: P = { tensor_type: t };
+  if (type.denotation !== undefined) tp.denotation = type.denotation;
+  return tp;
+}
+
+function encodeAttribute(a: Attribute, ctx: Ctx): P {
+  switch (a.type) {
+    case AttrType.TENSOR:
+      return { ...attrBase(a), t: encodeTensor(a.value, ctx) };
+    case AttrType.TENSORS:
+      return { ...attrBase(a), tensors: a.value.map((t) => encodeTensor(t, ctx)) };
+    case AttrType.GRAPH:
+      return { ...attrBase(a), g: encodeGraph(a.value, ctx) };
+    case AttrType.GRAPHS:
+      return { ...attrBase(a), graphs: a.value.map((g) => encodeGraph(g, ctx)) };
+    default:
+      break;
+  }
+  if (a.source) return a.source;
+  const base = attrBase(a);
+  switch (a.type) {
+    case AttrType.FLOAT: return { ...base, f: a.value };
+    case AttrType.INT: return { ...base, i: a.value };
+    case AttrType.STRING: return { ...base, s: utf8.encode(a.value) };
+    case AttrType.FLOATS: return { ...base, floats: a.value };
+    case AttrType.INTS: return { ...base, ints: a.value };
+    case AttrType.STRINGS: return { ...base, strings: a.value.map((s) => utf8.encode(s)) };
+    default: return a.value as P;
+  }
+}
+
+function attrBase(a: Attribute): P {
+  const out: P = { name: a.name, type: a.type };
+  if (a.refAttrName !== undefined) out.ref_attr_name = a.refAttrName;
+  if (a.docString !== undefined) out.doc_string = a.docString;
+  return out;
+}
+
+/** Tensor → TensorProto, in the storage form it came in (or external when asked and large). */
+export function encodeTensor(tensor: Tensor, ctx: Ctx = { external: undefined, threshold: Infinity }): P {
+  const t: P = { dims: tensor.dims, data_type: tensor.dtype };
+  if (tensor.name !== '') t.name = tensor.name;
+  if (tensor.segment !== undefined) t.segment = tensor.segment;
+  if (tensor.docString !== undefined) t.doc_string = tensor.docString;
+  if (tensor.metadataProps?.length) t.metadata_props = entries(tensor.metadataProps);
+  if (tensor.dtype === DataType.STRING) {
+    t.string_data = tensor.strings;
+    return t;
+  }
+  if (ctx.external && tensor.byteLength >= ctx.threshold) {
+    const span = ctx.external.add(tensor.rawBytes());
+    t.data_location = 1;
+    t.external_data = [
+      { key: 'location', value: ctx.external.location },
+      { key: 'offset', value: String(span.offset) },
+      { key: 'length', value: String(span.length) },
+    ];
+    return t;
+  }
+  if (tensor.storage === 'raw') {
+    t.raw_data = tensor.rawBytes();
+    return t;
+  }
+  const data = tensor.data;
+  switch (tensor.dtype) {
+    case DataType.FLOAT:
+    case DataType.COMPLEX64:
+      t.float_data = data;
+      break;
+    case DataType.DOUBLE:
+    case DataType.COMPLEX128:
+      t.double_data = data;
+      break;
+    case DataType.INT64:
+      t.int64_data = Array.from(data as BigInt64Array, (v) => v.toString());
+      break;
+    case DataType.UINT64:
+      t.uint64_data = Array.from(data as BigUint64Array, (v) => v.toString());
+      break;
+    case DataType.UINT32:
+      t.uint64_data = data;
+      break;
+    default:
+      t.int32_data = data;
+  }
+  return t;
+}

@@ -1,0 +1,100 @@
+/**
+ * Reading and writing model files. Writes are atomic (a temporary file in the target folder,
+ * then rename), so a failure never leaves a half-written model; an input file is never
+ * overwritten unless the caller says so.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { RegroupError } from '../errors.js';
+import type { Model } from '../ir/model.js';
+import { decodeModel } from './decode.js';
+import { encodeModel, type EncodeOptions } from './encode.js';
+
+/** Load a model file; external data is read from beside it. */
+export function loadModel(file: string): Model {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a folder, not a model file' : `cannot be read (${code})`;
+    throw new RegroupError('io', `${file} ${why}`);
+  }
+  return decodeModel(bytes, { baseDir: path.dirname(path.resolve(file)), source: file });
+}
+
+export interface SaveOptions {
+  /** Write tensors of at least `threshold` bytes (default 1024) to `<out>.data` beside the model. */
+  externalData?: boolean | { threshold?: number };
+  /** Paths that must not be overwritten (the inputs), unless `force`. */
+  protect?: readonly string[];
+  force?: boolean;
+}
+
+export interface SaveResult {
+  bytes: number;
+  externalFile?: string;
+  externalBytes?: number;
+}
+
+/** Encode and write a model atomically. */
+export function saveModel(model: Model, file: string, options: SaveOptions = {}): SaveResult {
+  const target = path.resolve(file);
+  const external = options.externalData ? path.basename(target) + '.data' : undefined;
+  const targets = [target, ...(external ? [path.join(path.dirname(target), external)] : [])];
+  if (!options.force) {
+    for (const t of targets) {
+      for (const p of options.protect ?? []) {
+        if (sameFile(t, p)) throw new RegroupError('usage', `refusing to overwrite the input ${p}; choose another output path or pass --force`);
+      }
+    }
+  }
+  const threshold = typeof options.externalData === 'object' ? options.externalData.threshold : undefined;
+  const encodeOptions: EncodeOptions = external ? { externalData: { location: external, threshold } } : {};
+  const encoded = encodeModel(model, encodeOptions);
+  const result: SaveResult = { bytes: encoded.bytes.byteLength };
+  if (encoded.externalData) {
+    writeAtomic(targets[1]!, encoded.externalData.chunks);
+    result.externalFile = targets[1];
+    result.externalBytes = encoded.externalData.size;
+  }
+  writeAtomic(target, [encoded.bytes]);
+  return result;
+}
+
+/** Write chunks to a temporary file beside `file`, then rename over it. */
+export function writeAtomic(file: string, chunks: readonly Uint8Array[]): void {
+  const dir = path.dirname(file);
+  if (!fs.existsSync(dir)) throw new RegroupError('io', `cannot write ${file}: folder ${dir} does not exist`);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    for (const chunk of chunks) {
+      let done = 0;
+      while (done < chunk.byteLength) done += fs.writeSync(fd, chunk, done, chunk.byteLength - done);
+    }
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    if (err instanceof RegroupError) throw err;
+    throw new RegroupError('io', `cannot write ${file}: ${(err as Error).message}`);
+  }
+}
+
+function sameFile(a: string, b: string): boolean {
+  const ra = path.resolve(a);
+  const rb = path.resolve(b);
+  if (ra === rb) return true;
+  try {
+    const sa = fs.statSync(ra);
+    const sb = fs.statSync(rb);
+    return sa.ino === sb.ino && sa.dev === sb.dev;
+  } catch {
+    return false;
+  }
+}
