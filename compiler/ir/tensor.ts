@@ -110,11 +110,13 @@ export class Tensor {
     if (!array) throw new TypeError(`tensor '${this.name}' of type string has no numeric data`);
     const raw = this.#raw;
     if (bits <= 8) {
-      this.#data = array === Uint8Array ? raw : new array(raw.buffer, raw.byteOffset, raw.byteLength);
+      // Always a plain view: raw may be a Node Buffer, whose slice() aliases instead of copying.
+      this.#data = new array(raw.buffer, raw.byteOffset, raw.byteLength);
     } else {
       const length = raw.byteLength / array.BYTES_PER_ELEMENT;
       const aligned = raw.byteOffset % array.BYTES_PER_ELEMENT === 0;
-      const bytes = aligned ? raw : raw.slice();
+      // Copy into a fresh buffer: on a Node Buffer, slice() is a view at the same unaligned offset.
+      const bytes = aligned ? raw : new Uint8Array(raw);
       this.#data = new array(bytes.buffer, bytes.byteOffset, length);
     }
     return this.#data;

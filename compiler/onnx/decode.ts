@@ -207,17 +207,22 @@ function decodeAttribute(ap: P, graph: Graph, scope: Scope, ctx: Ctx, node: Node
     ...(has(ap, 'ref_attr_name') ? { refAttrName: ap.ref_attr_name as string } : {}),
   };
   const sub = (g: P) => decodeGraph(g, graph, ctx, scope);
+  // An unset message field reads as null (and unset bytes as []) through the prototype.
+  const required = (field: 't' | 'g'): P => {
+    if (has(ap, field)) return ap[field];
+    throw new RegroupError('bad-model', `${ctx.source}: attribute '${base.name}' of node '${node.name}' (${node.opType}) has type ${AttrType[type]} but no value; the file is damaged`);
+  };
   const plain = (value: unknown) => Object.freeze({ ...base, type, value, source: ap }) as Attribute;
   switch (type) {
     case AttrType.FLOAT: return plain(ap.f ?? 0);
     case AttrType.INT: return plain(toNumber(ap.i));
-    case AttrType.STRING: return plain(utf8.decode(ap.s ?? new Uint8Array()));
+    case AttrType.STRING: return plain(has(ap, 's') ? utf8.decode(ap.s) : '');
     case AttrType.FLOATS: return plain(Object.freeze([...(ap.floats ?? [])]));
     case AttrType.INTS: return plain(Object.freeze((ap.ints ?? []).map((i: Int64) => toNumber(i))));
     case AttrType.STRINGS: return plain(Object.freeze((ap.strings ?? []).map((s: Uint8Array) => utf8.decode(s))));
-    case AttrType.TENSOR: return Object.freeze({ ...base, type, value: decodeTensor(ap.t, ctx) });
+    case AttrType.TENSOR: return Object.freeze({ ...base, type, value: decodeTensor(required('t'), ctx) });
     case AttrType.TENSORS: return Object.freeze({ ...base, type, value: Object.freeze((ap.tensors ?? []).map((t: P) => decodeTensor(t, ctx))) });
-    case AttrType.GRAPH: return Object.freeze({ ...base, type, value: sub(ap.g) });
+    case AttrType.GRAPH: return Object.freeze({ ...base, type, value: sub(required('g')) });
     case AttrType.GRAPHS: return Object.freeze({ ...base, type, value: Object.freeze((ap.graphs ?? []).map(sub)) });
     default:
       if (ap.name === undefined) throw new RegroupError('bad-model', `${ctx.source}: node '${node.name}' has an attribute without a name`);

@@ -1,0 +1,309 @@
+/**
+ * External data and tensor storage: saving with a side `.data` file and loading it back,
+ * refusing locations that leave the model's folder or data that is missing or short, and
+ * exact values for every common element type from raw_data, typed fields and external
+ * files (zero-copy over the file buffer when the bytes are aligned).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegroupError } from '../../compiler/errors.js';
+import { GraphBuilder } from '../../compiler/ir/builder.js';
+import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
+import type { Model } from '../../compiler/ir/model.js';
+import type { Tensor } from '../../compiler/ir/tensor.js';
+import { decodeModel } from '../../compiler/onnx/decode.js';
+import { encodeModel } from '../../compiler/onnx/encode.js';
+import { loadModel, saveModel } from '../../compiler/onnx/io.js';
+import { proto } from '../../compiler/onnx/schema.js';
+import { resnetTiny } from '../../fixtures/models.js';
+import { randomFeeds } from '../../runtime/inputs.js';
+import { createSession, run } from '../../runtime/session.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- plain ModelProto objects */
+type P = any;
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-external-'));
+});
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A fresh folder under the test's temporary root. */
+function folder(name: string): string {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+async function outputs(source: string | Uint8Array, model: Model): Promise<Record<string, Buffer>> {
+  const session = await createSession(source, { optimization: 'disabled' });
+  try {
+    const result = await run(session, randomFeeds(model, { seed: 3, batch: 2 }));
+    return Object.fromEntries(Object.entries(result).map(([name, t]) => {
+      const data = t.data as unknown as ArrayBufferView;
+      return [name, Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
+    }));
+  } finally {
+    await session.release();
+  }
+}
+
+describe('saveModel / loadModel with external data', () => {
+  it('writes the model and <name>.data beside it and reads both back with identical tensors', async () => {
+    const dir = folder('save');
+    const model = resnetTiny();
+    const file = path.join(dir, 'resnet-tiny.onnx');
+    const result = saveModel(model, file, { externalData: true });
+    const dataFile = `${file}.data`;
+    expect(result.externalFile).toBe(dataFile);
+    expect(fs.statSync(dataFile).size).toBe(result.externalBytes);
+    expect(fs.readdirSync(dir).sort()).toEqual(['resnet-tiny.onnx', 'resnet-tiny.onnx.data']);
+    expect(fs.statSync(file).size).toBeLessThan(20_000);
+
+    const loaded = loadModel(file);
+    loaded.graph.verify();
+    let external = 0;
+    for (const [name, value] of model.graph.initializers) {
+      const back = loaded.graph.initializers.get(name)?.constValue;
+      expect(back, name).toBeDefined();
+      expect(back!.dims).toEqual(value.constValue!.dims);
+      expect(Buffer.from(back!.rawBytes()).equals(Buffer.from(value.constValue!.rawBytes())), name).toBe(true);
+      if (back!.external) {
+        external++;
+        expect(back!.external.location).toBe('resnet-tiny.onnx.data');
+        expect(back!.external.offset % 4096).toBe(0);
+      }
+    }
+    expect(external).toBeGreaterThan(0);
+    // Loaded with its data, the model encodes inline to exactly what the in-memory model gives.
+    expect(Buffer.from(encodeModel(loaded).bytes).equals(Buffer.from(encodeModel(model).bytes))).toBe(true);
+
+    const reference = await outputs(encodeModel(model).bytes, model);
+    expect(await outputs(file, model)).toEqual(reference);
+    expect(await outputs(encodeModel(loaded).bytes, loaded)).toEqual(reference);
+  });
+
+  it('keeps small tensors inline below the threshold', () => {
+    const dir = folder('threshold');
+    const file = path.join(dir, 'm.onnx');
+    saveModel(resnetTiny(), file, { externalData: { threshold: 1 << 30 } });
+    const loaded = loadModel(file);
+    expect([...loaded.graph.initializers.values()].every((v) => v.constValue!.external === undefined)).toBe(true);
+  });
+});
+
+describe('external data locations that are refused', () => {
+  let dir: string;
+  let outside: string;
+  const modelFile = () => path.join(dir, 'model.onnx');
+
+  beforeAll(() => {
+    const root = folder('refuse');
+    dir = path.join(root, 'model');
+    outside = path.join(root, 'outside');
+    fs.mkdirSync(dir);
+    fs.mkdirSync(outside);
+    const b = new GraphBuilder({ seed: 1 });
+    const x = b.input('x', [1, 16]);
+    b.output(b.op('MatMul', [x, b.weight('w', [16, 16])]), { dtype: DataType.FLOAT, shape: [1, 16] });
+    saveModel(b.model, path.join(dir, 'pristine.onnx'), { externalData: { threshold: 0 } });
+    // The same bytes outside the model folder, so refusals are about the path, not a missing file.
+    fs.copyFileSync(path.join(dir, 'pristine.onnx.data'), path.join(outside, 'outside.data'));
+  });
+
+  /** Write model.onnx whose tensor 'w' points at `location`. */
+  function pointAt(location: string): void {
+    const m: P = proto.ModelProto.decode(fs.readFileSync(path.join(dir, 'pristine.onnx')));
+    const w = m.graph.initializer.find((t: P) => t.name === 'w');
+    w.external_data.find((e: P) => e.key === 'location').value = location;
+    fs.writeFileSync(modelFile(), proto.ModelProto.encode(m).finish());
+  }
+
+  function expectRefusal(location: string, why: RegExp): void {
+    let caught: unknown;
+    try {
+      loadModel(modelFile());
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(RegroupError);
+    const err = caught as RegroupError;
+    expect(err.code).toBe('external-data');
+    expect(err.message).toContain(`tensor 'w'`);
+    expect(err.message).toContain(location);
+    expect(err.message).toMatch(why);
+  }
+
+  it('loads when the location is a plain file in the folder (control)', () => {
+    pointAt('pristine.onnx.data');
+    expect(loadModel(modelFile()).graph.initializers.get('w')!.constValue!.size).toBe(256);
+  });
+
+  it('refuses a location that climbs out with ../', () => {
+    pointAt('../outside/outside.data');
+    expectRefusal('../outside/outside.data', /climbs out/);
+    pointAt('sub/../../outside/outside.data');
+    expectRefusal('sub/../../outside/outside.data', /climbs out/);
+  });
+
+  it('refuses an absolute path', () => {
+    const location = path.join(outside, 'outside.data');
+    pointAt(location);
+    expectRefusal(location, /absolute/);
+  });
+
+  it('refuses a symlink (to a file or through a folder) that leads outside the folder', () => {
+    fs.symlinkSync(path.join(outside, 'outside.data'), path.join(dir, 'link.data'));
+    pointAt('link.data');
+    expectRefusal('link.data', /link .*outside the model folder/);
+    fs.symlinkSync(outside, path.join(dir, 'linked-dir'));
+    pointAt('linked-dir/outside.data');
+    expectRefusal('linked-dir/outside.data', /outside the model folder/);
+  });
+
+  it('refuses a missing data file', () => {
+    pointAt('missing.data');
+    expectRefusal('missing.data', /does not exist/);
+  });
+
+  it('refuses a truncated data file', () => {
+    fs.copyFileSync(path.join(dir, 'pristine.onnx.data'), path.join(dir, 'short.data'));
+    fs.truncateSync(path.join(dir, 'short.data'), 100);
+    pointAt('short.data');
+    expectRefusal('short.data', /past the end.*truncated/);
+  });
+});
+
+interface DTypeCase {
+  dtype: DataType;
+  /** Stored elements (bit patterns for the half floats). */
+  data: TypedArray;
+  /** toNumbers() of those elements. */
+  numbers: number[];
+  /** The typed TensorProto field and its contents. */
+  typed: Record<string, unknown>;
+}
+
+const f16 = Uint16Array.of(0x0000, 0x3c00, 0xc000, 0x7bff, 0x0001, 0xfc00);
+const bf16 = Uint16Array.of(0x0000, 0x3f80, 0xc000, 0x7f7f, 0x0001, 0xff80);
+const i64 = BigInt64Array.of(-(2n ** 63n), -1n, 0n, 2n ** 53n + 1n, 2n ** 63n - 1n);
+
+const DTYPES: Record<string, DTypeCase> = {
+  float32: { dtype: DataType.FLOAT, data: Float32Array.of(0, -1.5, 3.25, 65504, 2 ** -126, -Infinity), numbers: [0, -1.5, 3.25, 65504, 2 ** -126, -Infinity], typed: { float_data: [0, -1.5, 3.25, 65504, 2 ** -126, -Infinity] } },
+  float16: { dtype: DataType.FLOAT16, data: f16, numbers: [0, 1, -2, 65504, 2 ** -24, -Infinity], typed: { int32_data: [...f16] } },
+  bfloat16: { dtype: DataType.BFLOAT16, data: bf16, numbers: [0, 1, -2, 3.3895313892515355e38, 2 ** -133, -Infinity], typed: { int32_data: [...bf16] } },
+  int8: { dtype: DataType.INT8, data: Int8Array.of(-128, -1, 0, 1, 127), numbers: [-128, -1, 0, 1, 127], typed: { int32_data: [-128, -1, 0, 1, 127] } },
+  uint8: { dtype: DataType.UINT8, data: Uint8Array.of(0, 1, 128, 255), numbers: [0, 1, 128, 255], typed: { int32_data: [0, 1, 128, 255] } },
+  int32: { dtype: DataType.INT32, data: Int32Array.of(-(2 ** 31), -1, 0, 2 ** 31 - 1), numbers: [-(2 ** 31), -1, 0, 2 ** 31 - 1], typed: { int32_data: [-(2 ** 31), -1, 0, 2 ** 31 - 1] } },
+  int64: { dtype: DataType.INT64, data: i64, numbers: [...i64].map(Number), typed: { int64_data: [...i64].map(String) } },
+  bool: { dtype: DataType.BOOL, data: Uint8Array.of(0, 1, 1, 0), numbers: [0, 1, 1, 0], typed: { int32_data: [0, 1, 1, 0] } },
+  double: { dtype: DataType.DOUBLE, data: Float64Array.of(0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity), numbers: [0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity], typed: { double_data: [0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity] } },
+};
+
+/** Name paddings 0..7 move a lone tensor's raw_data through every alignment in its file. */
+const PADDINGS = [0, 1, 2, 3, 4, 5, 6, 7];
+
+/** Model bytes whose only initializers are the given TensorProtos. */
+function modelWith(initializers: P[]): Uint8Array {
+  const b = new GraphBuilder({ seed: 2 });
+  const x = b.input('x', [1]);
+  b.output(b.op('Identity', [x]), { dtype: DataType.FLOAT, shape: [1] });
+  const m: P = proto.ModelProto.decode(encodeModel(b.model).bytes);
+  m.graph.initializer = initializers;
+  return proto.ModelProto.encode(proto.ModelProto.fromObject(m)).finish();
+}
+
+const rawProto = (name: string, c: DTypeCase): P => ({ name, dims: [c.data.length], data_type: c.dtype, raw_data: new Uint8Array(c.data.buffer, c.data.byteOffset, c.data.byteLength) });
+const typedProto = (name: string, c: DTypeCase): P => ({ name, dims: [c.data.length], data_type: c.dtype, ...c.typed });
+
+/** Every case as raw_data and as its typed field. */
+const dtypeModelBytes = () => modelWith(Object.entries(DTYPES).flatMap(([key, c]) => [rawProto(`${key}_raw`, c), typedProto(`${key}_typed`, c)]));
+
+function expectValues(t: Tensor, c: DTypeCase, what: string): void {
+  expect(t.dtype, what).toBe(c.dtype);
+  expect(t.data.constructor, what).toBe(c.data.constructor);
+  expect([...t.data], what).toEqual([...c.data]);
+  expect(t.toNumbers(), what).toEqual(c.numbers);
+}
+
+describe('every element type loads with exact values', () => {
+  let file: string;
+  let fileBytes: Buffer;
+  let model: Model;
+
+  beforeAll(() => {
+    file = path.join(folder('dtypes'), 'dtypes.onnx');
+    fs.writeFileSync(file, dtypeModelBytes());
+    fileBytes = fs.readFileSync(file);
+    model = decodeModel(fileBytes, { source: file, baseDir: path.dirname(file) });
+  });
+  const tensor = (m: Model, name: string) => m.graph.initializers.get(name)!.constValue!;
+
+  for (const [key, c] of Object.entries(DTYPES)) {
+    it(`${key}: from raw_data, zero-copy over the file buffer when aligned`, () => {
+      const itemSize = c.data.BYTES_PER_ELEMENT;
+      let aligned = 0;
+      let copied = 0;
+      for (const pad of PADDINGS) {
+        const name = `t${'p'.repeat(pad)}`;
+        const single = path.join(path.dirname(file), `${key}-${pad}.onnx`);
+        fs.writeFileSync(single, modelWith([rawProto(name, c)]));
+        const bytes = fs.readFileSync(single);
+        const t = tensor(decodeModel(bytes, { source: single }), name);
+        expectValues(t, c, `${key} pad ${pad}`);
+        expect(t.storage).toBe('raw');
+        const raw = t.rawBytes();
+        expect(raw.buffer).toBe(bytes.buffer);
+        if (raw.byteOffset % itemSize === 0) {
+          aligned++;
+          expect(t.data.buffer, `${key} pad ${pad} should be a view of the file`).toBe(bytes.buffer);
+        } else {
+          copied++;
+          expect(t.data.buffer).not.toBe(bytes.buffer);
+        }
+      }
+      expect(aligned).toBeGreaterThan(0);
+      if (itemSize > 1) expect(copied).toBeGreaterThan(0);
+    });
+
+    it(`${key}: from raw_data in a model with every type`, () => {
+      const t = tensor(model, `${key}_raw`);
+      expectValues(t, c, `${key} raw`);
+      expect(t.storage).toBe('raw');
+    });
+
+    it(`${key}: from its typed field`, () => {
+      const t = tensor(model, `${key}_typed`);
+      expectValues(t, c, `${key} typed`);
+      expect(t.storage).toBe('typed');
+    });
+  }
+
+  it('loadModel gives the same values, and re-encoding keeps each storage form byte for byte', () => {
+    const loaded = loadModel(file);
+    for (const [key, c] of Object.entries(DTYPES)) {
+      expectValues(tensor(loaded, `${key}_typed`), c, `${key} typed via loadModel`);
+      expectValues(tensor(loaded, `${key}_raw`), c, `${key} raw via loadModel`);
+    }
+    expect(Buffer.from(encodeModel(loaded).bytes).equals(fileBytes)).toBe(true);
+  });
+
+  it('every type also loads from an external data file, zero-copy over the bytes read', () => {
+    const dir = folder('dtypes-external');
+    const out = path.join(dir, 'dtypes.onnx');
+    saveModel(model, out, { externalData: { threshold: 0 } });
+    const loaded = loadModel(out);
+    for (const [key, c] of Object.entries(DTYPES)) {
+      for (const name of [`${key}_raw`, `${key}_typed`]) {
+        const t = tensor(loaded, name);
+        expect(t.external?.location, name).toBe('dtypes.onnx.data');
+        expectValues(t, c, `${name} external`);
+        expect(t.data.buffer).toBe(t.rawBytes().buffer);
+      }
+    }
+  });
+});
