@@ -7,13 +7,14 @@ import { DataType } from './dtype.js';
 import type { Value } from './node.js';
 import { Tensor } from './tensor.js';
 
-/** The constant tensor behind a value, or undefined when it is computed at run time. */
+/** The constant tensor behind a value (through Identity nodes), or undefined when it is computed at run time. */
 export function constantOf(value: Value | undefined): Tensor | undefined {
   if (!value) return undefined;
   // An initializer that is also listed as a graph input (IR < 4 requires it) is a default
   // the caller may override; regroup treats the stored tensor as the model's weight.
   if (value.constValue) return value.constValue;
   const node = value.producer;
+  if (node?.opType === 'Identity' && node.domain === '') return constantOf(node.inputs[0]);
   if (!node || node.opType !== 'Constant' || node.domain !== '') return undefined;
   for (const a of node.attributes.values()) {
     switch (a.type) {
