@@ -38,7 +38,11 @@ export async function createSession(source: Model | Uint8Array | string, options
     return typeof input === 'string' ? await ort.InferenceSession.create(input, sessionOptions) : await ort.InferenceSession.create(input, sessionOptions);
   } catch (err) {
     const where = typeof input === 'string' ? input : 'model';
-    throw new RegroupError('runtime', `onnxruntime (${ep}) could not load ${where}: ${firstLine(err)}`);
+    const message = firstLine(err);
+    if (ep === 'webgpu' && /adapter/i.test(message)) {
+      throw new RegroupError('provider', `no WebGPU adapter on this machine (onnxruntime: ${message.replace(/^.*?(Failed to get)/, '$1')}); the webgpu provider needs a GPU with Vulkan drivers (libvulkan.so.1); use --ep cpu`);
+    }
+    throw new RegroupError('runtime', `onnxruntime (${ep}) could not load ${where}: ${message}`);
   }
 }
 

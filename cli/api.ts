@@ -1,0 +1,120 @@
+/**
+ * The library API behind the `regroup` commands: each command is a thin wrapper that parses
+ * flags, calls one of these, and prints the result.
+ */
+import fs from 'node:fs';
+import { inferShapes } from '../compiler/analysis/shape-inference.js';
+import { computeCost } from '../compiler/analysis/cost.js';
+import { RegroupError } from '../compiler/errors.js';
+import type { Dim } from '../compiler/ir/node.js';
+import { loadModel, saveModel, type SaveResult } from '../compiler/onnx/io.js';
+import { feedInputs } from '../runtime/inputs.js';
+import { benchmark, type BenchOptions, type LatencyStats } from '../runtime/benchmark.js';
+
+export interface InspectOptions {
+  /** Value for a symbolic batch dimension in MACs and bytes (default 1). */
+  batch?: number;
+  /** `--input-shape` specs: `name=1x3x224x224`, or `1x3x224x224` for a single-input model. */
+  inputShapes?: readonly string[];
+  /** List every node, not only those with MACs or parameters. */
+  all?: boolean;
+}
+
+export interface LayerRow {
+  name: string;
+  op: string;
+  outputShape: Dim[] | null;
+  macs: number;
+  params: number;
+  bytes: number;
+  /** Share of total MACs, 0..1. */
+  share: number;
+}
+
+export interface InspectReport {
+  file: string;
+  irVersion: number;
+  opsets: Record<string, number>;
+  producer: string;
+  nodes: number;
+  totals: { macs: number; params: number; bytes: number };
+  layers: LayerRow[];
+  /** Ops or values the analysis could not follow (analysis went on past them). */
+  issues: { node: string; op: string; message: string }[];
+}
+
+/** Per-layer MACs, parameters and bytes of a model file. */
+export function inspectModel(file: string, options: InspectOptions = {}): InspectReport {
+  const model = loadModel(file);
+  const inputShapes = parseInputShapes(options.inputShapes ?? [], feedInputs(model).map((v) => v.name));
+  const shapes = inferShapes(model, { inputShapes });
+  const cost = computeCost(model, shapes, { batch: options.batch ?? 1 });
+  const total = cost.totals.macs;
+  const layers = cost.layers
+    .filter((l) => options.all || l.macs > 0 || l.params > 0)
+    .map((l) => ({
+      name: l.name,
+      op: l.opType,
+      outputShape: l.outputShape ? [...l.outputShape] : null,
+      macs: l.macs,
+      params: l.params,
+      bytes: l.bytes,
+      share: total > 0 ? l.macs / total : 0,
+    }));
+  return {
+    file,
+    irVersion: model.irVersion,
+    opsets: Object.fromEntries(model.opsetImports.map((o) => [o.domain || 'ai.onnx', o.version])),
+    producer: [model.producerName, model.producerVersion].filter(Boolean).join(' '),
+    nodes: model.graph.nodeCount,
+    totals: { ...cost.totals },
+    layers,
+    issues: shapes.issues.map((i) => ({ node: i.node.name, op: i.node.opType, message: i.message })),
+  };
+}
+
+export interface ConvertOptions {
+  externalData?: boolean;
+  /** Minimum tensor size in bytes to move to the side file (default 1024). */
+  threshold?: number;
+  force?: boolean;
+}
+
+/** Re-emit a model through the IR with no rewrite. */
+export function convertModel(input: string, output: string, options: ConvertOptions = {}): SaveResult & { nodes: number; initializers: number } {
+  const model = loadModel(input);
+  const result = saveModel(model, output, {
+    externalData: options.externalData ? { threshold: options.threshold } : false,
+    protect: [input],
+    force: options.force,
+  });
+  return { ...result, nodes: model.graph.nodeCount, initializers: model.graph.initializers.size };
+}
+
+/** Latency of a model file on one execution provider. */
+export async function benchModel(file: string, options: BenchOptions & { inputShapes?: readonly string[] } = {}): Promise<LatencyStats> {
+  if (!fs.existsSync(file)) throw new RegroupError('io', `${file} does not exist`);
+  const model = loadModel(file);
+  const parsed = parseInputShapes(options.inputShapes ?? [], feedInputs(model).map((v) => v.name));
+  const shapes: Record<string, number[]> = {};
+  for (const [name, dims] of Object.entries(parsed)) {
+    if (dims.some((d) => typeof d !== 'number')) throw new RegroupError('usage', `--input-shape for '${name}' must be all numbers to run the model`);
+    shapes[name] = dims as number[];
+  }
+  return benchmark(file, model, { ...options, shapes: { ...options.shapes, ...shapes } });
+}
+
+/** Parse `--input-shape` values: `name=1x3x224x224` or, for a single-input model, `1x3x224x224`. */
+export function parseInputShapes(specs: readonly string[], inputNames: readonly string[]): Record<string, Dim[]> {
+  const shapes: Record<string, Dim[]> = {};
+  for (const spec of specs) {
+    const eq = spec.lastIndexOf('=');
+    const name = eq >= 0 ? spec.slice(0, eq) : inputNames.length === 1 ? inputNames[0]! : undefined;
+    if (name === undefined) throw new RegroupError('usage', `--input-shape '${spec}' needs a name (name=1x3x224x224): the model has inputs ${inputNames.join(', ')}`);
+    if (!inputNames.includes(name)) throw new RegroupError('usage', `--input-shape names '${name}', but the model's inputs are ${inputNames.join(', ')}`);
+    const dims = spec.slice(eq + 1).split(/[x,]/).map((d) => (/^\d+$/.test(d) ? Number(d) : d));
+    if (dims.some((d) => d === '' || (typeof d === 'number' && d <= 0))) throw new RegroupError('usage', `--input-shape '${spec}': dimensions must be positive integers or names, like 1x3x224x224`);
+    shapes[name] = dims;
+  }
+  return shapes;
+}

@@ -1,0 +1,39 @@
+/**
+ * Progress for long steps: a redrawn line with rate and ETA on a terminal, a few plain
+ * lines otherwise (CI logs), nothing with --quiet or --json.
+ */
+export interface Progress {
+  tick(done: number): void;
+  done(message?: string): void;
+}
+
+export function progress(label: string, total: number, options: { quiet?: boolean; stream?: NodeJS.WriteStream } = {}): Progress {
+  const stream = options.stream ?? process.stderr;
+  if (options.quiet) return { tick() {}, done() {} };
+  const tty = stream.isTTY === true && process.env.CI !== 'true';
+  const start = Date.now();
+  let lastPrinted = -1;
+  const render = (done: number) => {
+    const elapsed = (Date.now() - start) / 1000;
+    const rate = done / Math.max(elapsed, 1e-9);
+    const eta = rate > 0 ? (total - done) / rate : 0;
+    return `${label} ${done}/${total} (${rate.toFixed(1)}/s, ETA ${eta.toFixed(0)}s)`;
+  };
+  return {
+    tick(done: number) {
+      if (tty) {
+        stream.write(`\r${render(done)}\x1b[K`);
+        return;
+      }
+      const quarter = Math.floor((4 * done) / Math.max(total, 1));
+      if (quarter !== lastPrinted && done < total) {
+        lastPrinted = quarter;
+        stream.write(`${render(done)}\n`);
+      }
+    },
+    done(message?: string) {
+      const text = message ?? `${label} done in ${((Date.now() - start) / 1000).toFixed(1)}s`;
+      stream.write(tty ? `\r${text}\x1b[K\n` : `${text}\n`);
+    },
+  };
+}
