@@ -38,12 +38,16 @@ for (let i = 0; i < runs + 2; i++) {
 const totalMs = decodeMs.map((d, i) => d + encodeMs[i]!);
 const med = (xs: number[]) => quantile(xs, 0.5);
 
-/** Peak RSS (KB) of a CLI run in a fresh process. */
-function peakRss(args: string[]): number {
-  const script = `const m = await import(${JSON.stringify(path.join(root, 'dist/cli/main.js'))}); const code = await m.runCli(${JSON.stringify(args)}); if (code) process.exit(code); process.stdout.write(String(process.resourceUsage().maxRSS));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
-  return Number(r.stdout.trim().split('\n').pop());
+/**
+ * Peak RSS (KB) of a CLI run in a fresh process, read by GNU time from the child's rusage
+ * (a child's own getrusage would report the forking parent's high-water mark after exec).
+ */
+function peakRss(args: string[]): number | undefined {
+  if (!fs.existsSync('/usr/bin/time')) return undefined;
+  const r = spawnSync('/usr/bin/time', ['-f', 'peak-kb %M', process.execPath, path.join(root, 'bin/regroup.js'), ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`regroup ${args.join(' ')} failed: ${r.stderr}`);
+  const match = /peak-kb (\d+)/.exec(r.stderr);
+  return match ? Number(match[1]) : undefined;
 }
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-bench-'));
@@ -57,4 +61,5 @@ console.log(row('decode', med(decodeMs)));
 console.log(row('encode', med(encodeMs)));
 console.log(row('decode+encode', med(totalMs)));
 const fileKb = bytes.byteLength / 1024;
-console.log(`convert peak RSS: ${(convert / 1024).toFixed(0)} MB = ${(convert / fileKb).toFixed(2)}× file size; node + regroup baseline ${(baseline / 1024).toFixed(0)} MB; above baseline ${((convert - baseline) / fileKb).toFixed(2)}× file size`);
+if (convert === undefined || baseline === undefined) console.log('convert peak RSS: not measured (needs GNU time at /usr/bin/time)');
+else console.log(`convert peak RSS: ${(convert / 1024).toFixed(0)} MB = ${(convert / fileKb).toFixed(2)}× file size (node + regroup at rest: ${(baseline / 1024).toFixed(0)} MB; convert's own share ${((convert - baseline) / fileKb).toFixed(2)}× file size)`);

@@ -8,8 +8,9 @@ import { computeCost } from '../compiler/analysis/cost.js';
 import { RegroupError } from '../compiler/errors.js';
 import type { Dim } from '../compiler/ir/node.js';
 import { loadModel, saveModel, type SaveResult } from '../compiler/onnx/io.js';
-import { feedInputs } from '../runtime/inputs.js';
-import { benchmark, type BenchOptions, type LatencyStats } from '../runtime/benchmark.js';
+import type { Model } from '../compiler/ir/model.js';
+// The runtime (onnxruntime's native library, ~200 MB resident) is loaded only by commands that run models.
+import type { BenchOptions, LatencyStats } from '../runtime/benchmark.js';
 
 export interface InspectOptions {
   /** Value for a symbolic batch dimension in MACs and bytes (default 1). */
@@ -46,7 +47,7 @@ export interface InspectReport {
 /** Per-layer MACs, parameters and bytes of a model file. */
 export function inspectModel(file: string, options: InspectOptions = {}): InspectReport {
   const model = loadModel(file);
-  const inputShapes = parseInputShapes(options.inputShapes ?? [], feedInputs(model).map((v) => v.name));
+  const inputShapes = parseInputShapes(options.inputShapes ?? [], inputNames(model));
   const shapes = inferShapes(model, { inputShapes });
   const cost = computeCost(model, shapes, { batch: options.batch ?? 1 });
   const total = cost.totals.macs;
@@ -95,12 +96,13 @@ export function convertModel(input: string, output: string, options: ConvertOpti
 export async function benchModel(file: string, options: BenchOptions & { inputShapes?: readonly string[] } = {}): Promise<LatencyStats> {
   if (!fs.existsSync(file)) throw new RegroupError('io', `${file} does not exist`);
   const model = loadModel(file);
-  const parsed = parseInputShapes(options.inputShapes ?? [], feedInputs(model).map((v) => v.name));
+  const parsed = parseInputShapes(options.inputShapes ?? [], inputNames(model));
   const shapes: Record<string, number[]> = {};
   for (const [name, dims] of Object.entries(parsed)) {
     if (dims.some((d) => typeof d !== 'number')) throw new RegroupError('usage', `--input-shape for '${name}' must be all numbers to run the model`);
     shapes[name] = dims as number[];
   }
+  const { benchmark } = await import('../runtime/benchmark.js');
   return benchmark(file, model, { ...options, shapes: { ...options.shapes, ...shapes } });
 }
 
@@ -117,4 +119,9 @@ export function parseInputShapes(specs: readonly string[], inputNames: readonly 
     shapes[name] = dims;
   }
   return shapes;
+}
+
+/** Names of the inputs a caller feeds (graph inputs without an initializer). */
+function inputNames(model: Model): string[] {
+  return model.graph.inputs.filter((v) => !v.isInitializer()).map((v) => v.name);
 }

@@ -31,7 +31,6 @@ function printInspect(report: InspectReport): void {
   console.log(`${report.file}: IR ${report.irVersion}, opsets ${Object.entries(report.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}${report.producer ? `, from ${report.producer}` : ''}, ${report.nodes} nodes`);
   console.log(table(['layer', 'op', 'output', 'MACs', 'params', 'share'], rows, ['left', 'left', 'left', 'right', 'right', 'right']));
   console.log(`total: ${human(report.totals.macs)} MACs (${report.totals.macs}), ${human(report.totals.params)} params (${report.totals.params}), ${human(report.totals.bytes)}B moved`);
-  for (const issue of report.issues) console.error(`regroup: warning: node '${issue.node}' (${issue.op}): ${issue.message}`);
 }
 
 function buildProgram(): Command {
@@ -53,6 +52,7 @@ function buildProgram(): Command {
       const report = inspectModel(file, { all: opts.all, batch: opts.batch, inputShapes: opts.inputShape });
       if (opts.json) console.log(JSON.stringify(report, null, 2));
       else printInspect(report);
+      for (const issue of report.issues) console.error(`regroup: warning: ${issue.message}`);
     });
 
   program

@@ -32,12 +32,30 @@ const entries = (list: readonly (readonly [string, string])[] | undefined): P[] 
 
 /** Encode a model to protobuf bytes (and optionally a side file of tensor data). */
 export function encodeModel(model: Model, options: EncodeOptions = {}): EncodedModel {
+  const { chunks, byteLength, externalData } = encodeModelChunks(model, options);
+  const bytes = Buffer.concat(chunks, byteLength);
+  return externalData ? { bytes, externalData } : { bytes };
+}
+
+export interface EncodedChunks {
+  /** The model's bytes in order; large tensor data are views of the tensors, not copies. */
+  chunks: Uint8Array[];
+  byteLength: number;
+  externalData?: ExternalDataWriter;
+}
+
+/**
+ * Encode a model as a list of chunks whose concatenation is the protobuf. Initializer data
+ * is framed by hand and left in place, so writing a model to disk never holds a second
+ * copy of its weights; fields stay in field-number order, as protobufjs writes them.
+ */
+export function encodeModelChunks(model: Model, options: EncodeOptions = {}): EncodedChunks {
   const external = options.externalData ? new ExternalDataWriter(options.externalData.location) : undefined;
   const ctx: Ctx = { external, threshold: options.externalData?.threshold ?? 1024 };
+  const { graph, initializers } = encodeGraphParts(model.graph, ctx);
   const m: P = {
     ir_version: model.irVersion,
     opset_import: model.opsetImports.map((o) => ({ domain: o.domain, version: o.version })),
-    graph: encodeGraph(model.graph, ctx),
   };
   if (model.producerName !== undefined) m.producer_name = model.producerName;
   if (model.producerVersion !== undefined) m.producer_version = model.producerVersion;
@@ -48,8 +66,55 @@ export function encodeModel(model: Model, options: EncodeOptions = {}): EncodedM
   if (model.trainingInfo.length) m.training_info = model.trainingInfo;
   if (model.functions.length) m.functions = model.functions;
   if (model.configuration.length) m.configuration = model.configuration;
-  const bytes = proto.ModelProto.encode(m).finish();
-  return external ? { bytes, externalData: external } : { bytes };
+  const graphChunks = around(proto.GraphProto, graph, GRAPH_INITIALIZER, initializers.flatMap((t) => frame(GRAPH_INITIALIZER, t)));
+  const chunks = around(proto.ModelProto, m, MODEL_GRAPH, frame(MODEL_GRAPH, graphChunks));
+  const byteLength = chunks.reduce((n, c) => n + c.byteLength, 0);
+  return external ? { chunks, byteLength, externalData: external } : { chunks, byteLength };
+}
+
+const MODEL_GRAPH = 7;
+const GRAPH_INITIALIZER = 5;
+const TENSOR_RAW_DATA = 9;
+
+/** Encode `obj`'s fields numbered below `field`, then `middle`, then the rest: field order is kept. */
+function around(type: typeof proto.ModelProto, obj: P, field: number, middle: Uint8Array[]): Uint8Array[] {
+  const head: P = {};
+  const tail: P = {};
+  for (const [key, value] of Object.entries(obj)) (type.fields[key]!.id < field ? head : tail)[key] = value;
+  return [type.encode(head).finish(), ...middle, type.encode(tail).finish()].filter((c) => c.byteLength > 0);
+}
+
+/** A length-delimited field: tag, length, then the body chunks. */
+function frame(field: number, body: Uint8Array[]): Uint8Array[] {
+  const length = body.reduce((n, c) => n + c.byteLength, 0);
+  return [Uint8Array.from([...varint((field << 3) | 2), ...varint(length)]), ...body];
+}
+
+function varint(value: number): number[] {
+  const out: number[] = [];
+  let v = value;
+  while (v >= 0x80) {
+    out.push((v % 0x80) | 0x80);
+    v = Math.floor(v / 0x80);
+  }
+  out.push(v);
+  return out;
+}
+
+/** An initializer's TensorProto as chunks, its raw data left as a view. */
+function tensorChunks(tensor: Tensor, ctx: Ctx): Uint8Array[] {
+  const t = encodeTensor(tensor, ctx);
+  if (!t.raw_data) return [proto.TensorProto.encode(t).finish()];
+  const raw: Uint8Array = t.raw_data;
+  delete t.raw_data;
+  return around(proto.TensorProto, t, TENSOR_RAW_DATA, frame(TENSOR_RAW_DATA, [raw]));
+}
+
+/** The main graph without its initializers, and the initializers as chunks. */
+function encodeGraphParts(graph: Graph, ctx: Ctx): { graph: P; initializers: Uint8Array[][] } {
+  const initializers = [...graph.initializers.values()].map((v) => tensorChunks(v.constValue!, ctx));
+  const g = encodeGraph(graph, ctx, false);
+  return { graph: g, initializers };
 }
 
 interface Ctx {
@@ -57,7 +122,7 @@ interface Ctx {
   threshold: number;
 }
 
-function encodeGraph(graph: Graph, ctx: Ctx): P {
+function encodeGraph(graph: Graph, ctx: Ctx, withInitializers = true): P {
   const g: P = { name: graph.name };
   g.node = graph.nodeList().map((node) => {
     const n: P = {
@@ -75,7 +140,7 @@ function encodeGraph(graph: Graph, ctx: Ctx): P {
     if (x.deviceConfigurations?.length) n.device_configurations = x.deviceConfigurations;
     return n;
   });
-  g.initializer = [...graph.initializers.values()].map((v) => encodeTensor(v.constValue!, ctx));
+  if (withInitializers) g.initializer = [...graph.initializers.values()].map((v) => encodeTensor(v.constValue!, ctx));
   g.input = graph.inputs.map(valueInfo);
   g.output = graph.outputs.map(valueInfo);
   g.value_info = graph.valueInfo.map(valueInfo);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { RegroupError } from '../errors.js';
 import type { Model } from '../ir/model.js';
 import { decodeModel } from './decode.js';
-import { encodeModel, type EncodeOptions } from './encode.js';
+import { encodeModelChunks, type EncodeOptions } from './encode.js';
 
 /** Load a model file; external data is read from beside it. */
 export function loadModel(file: string): Model {
@@ -51,14 +51,14 @@ export function saveModel(model: Model, file: string, options: SaveOptions = {})
   }
   const threshold = typeof options.externalData === 'object' ? options.externalData.threshold : undefined;
   const encodeOptions: EncodeOptions = external ? { externalData: { location: external, threshold } } : {};
-  const encoded = encodeModel(model, encodeOptions);
-  const result: SaveResult = { bytes: encoded.bytes.byteLength };
+  const encoded = encodeModelChunks(model, encodeOptions);
+  const result: SaveResult = { bytes: encoded.byteLength };
   if (encoded.externalData) {
     writeAtomic(targets[1]!, encoded.externalData.chunks);
     result.externalFile = targets[1];
     result.externalBytes = encoded.externalData.size;
   }
-  writeAtomic(target, [encoded.bytes]);
+  writeAtomic(target, encoded.chunks);
   return result;
 }
 
