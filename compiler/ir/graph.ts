@@ -147,9 +147,12 @@ export class Graph {
     return value;
   }
 
-  /** Register an initializer; its value gets the tensor's dtype and dims as type. */
-  addInitializer(name: string, tensor: Tensor): Value {
-    const value = new Value(this, this.#claim(name), { dtype: tensor.dtype, shape: [...tensor.dims] });
+  /**
+   * Register an initializer; its value gets the tensor's dtype and dims as type. With
+   * `fresh`, `name` is a base and a free variant of it is used.
+   */
+  addInitializer(name: string, tensor: Tensor, options: { fresh?: boolean } = {}): Value {
+    const value = new Value(this, options.fresh ? this.names.fresh(name) : this.#claim(name), { dtype: tensor.dtype, shape: [...tensor.dims] });
     tensor.name = value.name;
     value.constValue = tensor;
     this.initializers.set(value.name, value);

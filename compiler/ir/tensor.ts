@@ -118,6 +118,8 @@ export class Tensor {
       // Copy into a fresh buffer: on a Node Buffer, slice() is a view at the same unaligned offset.
       const bytes = aligned ? raw : new Uint8Array(raw);
       this.#data = new array(bytes.buffer, bytes.byteOffset, length);
+      // From now on the typed array is the one copy: writes to it must reach rawBytes().
+      if (!aligned) this.#raw = undefined;
     }
     return this.#data;
   }
