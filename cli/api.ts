@@ -32,6 +32,36 @@ export interface LayerRow {
   share: number;
 }
 
+export interface GroupRow {
+  id: number;
+  channels: number;
+  prunableChannels: number;
+  prunable: boolean;
+  reasons: string[];
+  producers: string[];
+  members: { node: string; op: string; role: string; offset: number; count: number }[];
+}
+
+/** Channel groups of a model file, as `prune` sees them (after constant folding). */
+export async function inspectGroups(file: string, options: { inputShapes?: readonly string[] } = {}): Promise<{ file: string; groups: GroupRow[]; unsupported?: string }> {
+  const model = loadModel(file);
+  const inputShapes = parseInputShapes(options.inputShapes ?? [], inputNames(model));
+  const { PREPARE, runPasses } = await import('../passes/index.js');
+  const { analyzeChannels } = await import('../compiler/analysis/channel-groups.js');
+  runPasses(model, PREPARE, {}, { fixpoint: true });
+  const analysis = analyzeChannels(model, inferShapes(model, { inputShapes }));
+  const groups = analysis.groups.map((g) => ({
+    id: g.id,
+    channels: g.channels,
+    prunableChannels: g.prunableChannels,
+    prunable: g.prunable,
+    reasons: g.reasons,
+    producers: g.producers,
+    members: g.members.map((m) => ({ node: m.node.name, op: m.node.opType, role: m.role, offset: m.offset, count: m.count })),
+  }));
+  return { file, groups, ...(analysis.unsupported ? { unsupported: analysis.unsupported } : {}) };
+}
+
 export interface InspectReport {
   file: string;
   irVersion: number;

@@ -6,7 +6,10 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { RegroupError } from '../compiler/errors.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
-import { benchModel, convertModel, inspectModel, type InspectReport } from './api.js';
+import { benchModel, convertModel, inspectGroups, inspectModel, type GroupRow, type InspectReport } from './api.js';
+import { pruneModel, type PruneReport } from './prune.js';
+import { CRITERIA } from '../passes/importance.js';
+import { cpuSimdBlock } from '../runtime/providers.js';
 import { formatShape, human, percent, table } from './format.js';
 import { progress } from './progress.js';
 
@@ -48,7 +51,14 @@ function buildProgram(): Command {
     .option('--all', 'list every node, not only layers with MACs or parameters')
     .option('--batch <n>', 'value of a symbolic batch dimension when counting', positiveInt, 1)
     .option('--input-shape <spec>', 'input shape, name=1x3x224x224 (repeatable); fixes symbolic dims', collect, [])
-    .action((file: string, opts: { json?: boolean; all?: boolean; batch: number; inputShape: string[] }) => {
+    .option('--groups', 'list the channel groups: size, prunable or why pinned, and every member')
+    .action(async (file: string, opts: { json?: boolean; all?: boolean; batch: number; inputShape: string[]; groups?: boolean }) => {
+      if (opts.groups) {
+        const result = await inspectGroups(file, { inputShapes: opts.inputShape });
+        if (opts.json) console.log(JSON.stringify(result, null, 2));
+        else printGroups(result.file, result.groups, result.unsupported);
+        return;
+      }
       const report = inspectModel(file, { all: opts.all, batch: opts.batch, inputShapes: opts.inputShape });
       if (opts.json) console.log(JSON.stringify(report, null, 2));
       else printInspect(report);
@@ -103,7 +113,73 @@ function buildProgram(): Command {
         );
     });
 
+  program
+    .command('prune')
+    .description('structured channel pruning to a MACs or parameter budget, exact across coupled layers')
+    .argument('<model>', 'ONNX model file')
+    .requiredOption('-o, --output <file>', 'where to write the pruned model (written atomically)')
+    .option('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction)
+    .option('--keep-params <fraction>', 'fraction of the parameters to keep', fraction)
+    .addOption(new Option('--criterion <name>', 'channel importance').choices([...CRITERIA]).default('l1'))
+    .addOption(new Option('--aggregate <how>', 'how a coupled channel\'s scores across layers combine').choices(['sum', 'mean', 'max']).default('sum'))
+    .option('--round-to <n>', `kept channel counts are multiples of n (default: this CPU's SIMD block, ${cpuSimdBlock()})`, positiveInt)
+    .option('--min-channels <n>', 'fewest channels any group keeps', positiveInt, 1)
+    .option('--uniform', 'prune every group by the same fraction instead of one global threshold')
+    .option('--plan <file>', 'apply a saved plan (JSON) instead of planning')
+    .option('--save-plan <file>', 'write the plan as JSON for review or editing')
+    .option('--verify', 'run original and pruned on seeded inputs: cosine similarity, top-1 agreement')
+    .option('--input-shape <spec>', 'input shape, name=1x3x224x224 (repeatable)', collect, [])
+    .option('--force', 'allow overwriting the input file')
+    .option('--json', 'print the report as JSON')
+    .action(async (file: string, opts: { output: string; keepMacs?: number; keepParams?: number; criterion: string; aggregate: string; roundTo?: number; minChannels: number; uniform?: boolean; plan?: string; savePlan?: string; verify?: boolean; inputShape: string[]; force?: boolean; json?: boolean }) => {
+      if (!opts.plan && opts.keepMacs === undefined && opts.keepParams === undefined) throw new RegroupError('usage', 'say how much to keep: --keep-macs 0.5, --keep-params 0.5, or --plan FILE');
+      if (opts.keepMacs !== undefined && opts.keepParams !== undefined) throw new RegroupError('usage', 'give --keep-macs or --keep-params, not both');
+      const report = await pruneModel(file, opts.output, {
+        keepMacs: opts.keepMacs,
+        keepParams: opts.keepParams,
+        criterion: opts.criterion as (typeof CRITERIA)[number],
+        aggregate: opts.aggregate as 'sum' | 'mean' | 'max',
+        roundTo: opts.roundTo ?? cpuSimdBlock(),
+        minChannels: opts.minChannels,
+        uniform: opts.uniform,
+        plan: opts.plan,
+        savePlan: opts.savePlan,
+        verify: opts.verify,
+        inputShapes: opts.inputShape,
+        force: opts.force,
+      });
+      if (opts.json) console.log(JSON.stringify(report, null, 2));
+      else printPrune(report);
+    });
+
   return program;
+}
+
+function fraction(text: string): number {
+  const n = Number(text);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`'${text}' is not a fraction in (0, 1]`);
+  return n;
+}
+
+function printGroups(file: string, groups: GroupRow[], unsupported?: string): void {
+  console.log(`${file}: ${groups.length} channel groups, ${groups.filter((g) => g.prunable).length} prunable`);
+  if (unsupported) console.log(`note: ${unsupported}`);
+  for (const g of groups) {
+    const state = g.prunable ? (g.prunableChannels < g.channels ? `prunable (${g.prunableChannels} of ${g.channels})` : 'prunable') : 'pinned';
+    console.log(`group ${g.id}: ${g.channels} channels, ${state}${g.reasons.length ? ` — ${g.reasons.join('; ')}` : ''}`);
+    for (const m of g.members) console.log(`  ${m.node || '<unnamed>'} (${m.op}) ${m.role} @${m.offset} ×${m.count}`);
+  }
+}
+
+function printPrune(r: PruneReport): void {
+  const rows = r.layers.filter((l) => l.channelsBefore !== l.channelsAfter || l.macsBefore > 0).map((l) => [l.name || '<unnamed>', l.op, `${l.channelsBefore} → ${l.channelsAfter}`, `${human(l.macsBefore)} → ${human(l.macsAfter)}`]);
+  if (rows.length) console.log(table(['layer', 'op', 'channels', 'MACs'], rows, ['left', 'left', 'right', 'right']));
+  console.log(`MACs   ${human(r.before.macs)} → ${human(r.after.macs)} (${(100 * r.macsRatio).toFixed(1)}%)`);
+  console.log(`params ${human(r.before.params)} → ${human(r.after.params)} (${(100 * r.paramsRatio).toFixed(1)}%)`);
+  console.log(`groups: ${r.groups.pruned} pruned of ${r.groups.prunable} prunable (${r.groups.total} in all); criterion ${r.criterion}; ${r.seconds.toFixed(2)} s`);
+  if (r.verify) console.log(`verify: cosine ${r.verify.cosine.toFixed(4)}, top-1 agreement ${(100 * r.verify.top1Agreement).toFixed(1)}% over ${r.verify.samples} seeded inputs, max |diff| ${r.verify.maxAbsDiff.toPrecision(3)}`);
+  for (const note of r.notes) console.log(`note: ${note}`);
+  console.log(r.changed ? `wrote ${r.output}` : `wrote ${r.output} (unchanged)`);
 }
 
 /** Run the CLI with arguments (without `node` and the script); resolves to the exit code. */

@@ -1,0 +1,179 @@
+/**
+ * `regroup prune` as a library call: prepare the graph, analyse channel groups, score,
+ * plan (or load a plan), apply the channel map, tidy, verify the IR, save atomically, and
+ * optionally compare the pruned model with the original in onnxruntime.
+ */
+import fs from 'node:fs';
+import { analyzeChannels, type ChannelAnalysis } from '../compiler/analysis/channel-groups.js';
+import { computeCost, type CostReport } from '../compiler/analysis/cost.js';
+import { inferShapes } from '../compiler/analysis/shape-inference.js';
+import { RegroupError } from '../compiler/errors.js';
+import { constantOf } from '../compiler/ir/constants.js';
+import type { Model } from '../compiler/ir/model.js';
+import { loadModel, saveModel, writeAtomic } from '../compiler/onnx/io.js';
+import { applyChannelMap, channelImportance, planPruning, PREPARE, removalSet, runPasses, TIDY, type Aggregation, type Criterion, type PruningPlan } from '../passes/index.js';
+import { parseInputShapes } from './api.js';
+
+export interface PruneOptions {
+  keepMacs?: number;
+  keepParams?: number;
+  criterion?: Criterion;
+  aggregate?: Aggregation;
+  uniform?: boolean;
+  roundTo?: number;
+  minChannels?: number;
+  /** A saved plan to apply instead of planning. */
+  plan?: string;
+  savePlan?: string;
+  verify?: boolean;
+  force?: boolean;
+  inputShapes?: readonly string[];
+  /** Seeded inputs for --verify. */
+  verifySamples?: number;
+}
+
+export interface LayerChange {
+  name: string;
+  op: string;
+  channelsBefore: number;
+  channelsAfter: number;
+  macsBefore: number;
+  macsAfter: number;
+}
+
+export interface PruneReport {
+  input: string;
+  output: string;
+  changed: boolean;
+  criterion: string;
+  target: { metric: 'macs' | 'params'; keep: number } | undefined;
+  before: { macs: number; params: number };
+  after: { macs: number; params: number };
+  macsRatio: number;
+  paramsRatio: number;
+  groups: { total: number; prunable: number; pruned: number };
+  layers: LayerChange[];
+  notes: string[];
+  seconds: number;
+  verify?: { samples: number; cosine: number; top1Agreement: number; maxAbsDiff: number };
+}
+
+/** Prune a model file and write the result; see PruneOptions. */
+export async function pruneModel(input: string, output: string, options: PruneOptions): Promise<PruneReport> {
+  const started = performance.now();
+  const model = loadModel(input);
+  const names = model.graph.inputs.filter((v) => !v.isInitializer()).map((v) => v.name);
+  const inputShapes = parseInputShapes(options.inputShapes ?? [], names);
+  runPasses(model, PREPARE, {}, { fixpoint: true });
+  const shapes = inferShapes(model, { inputShapes });
+  const analysis = analyzeChannels(model, shapes);
+  if (analysis.unsupported) throw new RegroupError('unsupported', `${input}: ${analysis.unsupported}; prune a float model before quantizing it`);
+  const before = computeCost(model, shapes);
+  const notes: string[] = [];
+  const prunable = analysis.groups.filter((g) => g.prunable);
+  if (prunable.length === 0) {
+    const reasons = [...new Set(analysis.groups.flatMap((g) => g.reasons))].slice(0, 3);
+    notes.push(`nothing to prune: every channel group is pinned (${reasons.join('; ') || 'no channel groups'}); the model was written unchanged`);
+    writeUnchanged(input, output, options.force);
+    return report(input, output, before, before, analysis, undefined, [], notes, started, 'none', false);
+  }
+  const plan = options.plan ? readPlan(options.plan) : planPruning(analysis, before, channelImportance(analysis, options), options, options.criterion ?? 'l1');
+  if (options.savePlan) writeAtomic(options.savePlan, [Buffer.from(JSON.stringify(plan, null, 2) + '\n')]);
+  const layersBefore = channelsOf(model);
+  applyChannelMap(model, analysis, removalSet(plan, analysis, options.plan ?? 'plan'));
+  runPasses(model, TIDY, {}, { fixpoint: true });
+  model.graph.verify();
+  const after = computeCost(model, inferShapes(model, { inputShapes }));
+  explainShortfall(plan, before, after, notes);
+  saveModel(model, output, { protect: [input], force: options.force });
+  const layers = layerChanges(layersBefore, channelsOf(model), before, after);
+  const result = report(input, output, before, after, analysis, plan, layers, notes, started, plan.criterion, true);
+  if (options.verify) result.verify = await compareOutputs(input, output, options.verifySamples ?? 8, inputShapes);
+  return result;
+}
+
+function report(input: string, output: string, before: CostReport, after: CostReport, analysis: ChannelAnalysis, plan: PruningPlan | undefined, layers: LayerChange[], notes: string[], started: number, criterion: string, changed: boolean): PruneReport {
+  return {
+    input,
+    output,
+    changed,
+    criterion,
+    target: plan?.target,
+    before: { macs: before.totals.macs, params: before.totals.params },
+    after: { macs: after.totals.macs, params: after.totals.params },
+    macsRatio: after.totals.macs / before.totals.macs,
+    paramsRatio: after.totals.params / before.totals.params,
+    groups: { total: analysis.groups.length, prunable: analysis.groups.filter((g) => g.prunable).length, pruned: plan ? plan.groups.filter((g) => g.removed.length > 0).length : 0 },
+    layers,
+    notes,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+function readPlan(file: string): PruningPlan {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new RegroupError('io', `cannot read plan ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as PruningPlan;
+  } catch (err) {
+    throw new RegroupError('usage', `plan ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function writeUnchanged(input: string, output: string, force?: boolean): void {
+  const bytes = fs.readFileSync(input);
+  if (!force && fs.existsSync(output) && fs.realpathSync(output) === fs.realpathSync(input)) {
+    throw new RegroupError('usage', `refusing to overwrite the input ${input}; choose another output path or pass --force`);
+  }
+  writeAtomic(output, [bytes]);
+}
+
+/** Output channels of every Conv/ConvTranspose/Gemm/MatMul, by node name. */
+function channelsOf(model: Model): Map<string, { op: string; channels: number }> {
+  const out = new Map<string, { op: string; channels: number }>();
+  for (const node of model.graph.nodes()) {
+    const w = constantOf(node.inputs[1]);
+    if (!w) continue;
+    const channels =
+      node.opType === 'Conv' ? w.dims[0] : node.opType === 'ConvTranspose' ? w.dims[1]! * node.getInt('group', 1) : node.opType === 'Gemm' ? w.dims[node.getInt('transB', 0) ? 0 : 1] : node.opType === 'MatMul' ? w.dims[w.dims.length - 1] : undefined;
+    if (channels !== undefined) out.set(node.name, { op: node.opType, channels });
+  }
+  return out;
+}
+
+function layerChanges(beforeLayers: ReturnType<typeof channelsOf>, afterLayers: ReturnType<typeof channelsOf>, before: CostReport, after: CostReport): LayerChange[] {
+  const macsOf = (cost: CostReport) => new Map(cost.layers.map((l) => [l.name, l.macs] as const));
+  const [mb, ma] = [macsOf(before), macsOf(after)];
+  return [...beforeLayers].map(([name, { op, channels }]) => ({
+    name,
+    op,
+    channelsBefore: channels,
+    channelsAfter: afterLayers.get(name)?.channels ?? channels,
+    macsBefore: mb.get(name) ?? 0,
+    macsAfter: ma.get(name) ?? 0,
+  }));
+}
+
+/** Say why the result is not within 3% of the target, when it is not. */
+function explainShortfall(plan: PruningPlan, before: CostReport, after: CostReport, notes: string[]): void {
+  const metric = plan.target.metric;
+  const achieved = metric === 'macs' ? after.totals.macs / before.totals.macs : after.totals.params / before.totals.params;
+  if (Math.abs(achieved - plan.target.keep) <= 0.03) return;
+  const why =
+    achieved > plan.target.keep
+      ? `the constraints stop it: pinned groups, --min-channels ${plan.minChannels} and --round-to ${plan.roundTo} leave ${(achieved * 100).toFixed(1)}% at most pruning`
+      : `--round-to ${plan.roundTo} steps are coarse for this model's channel counts`;
+  notes.push(`kept ${(achieved * 100).toFixed(1)}% of ${metric} instead of ${(plan.target.keep * 100).toFixed(1)}%: ${why}`);
+}
+
+/** Run original and pruned models on the same seeded inputs: cosine, top-1 agreement, max |diff|. */
+async function compareOutputs(original: string, pruned: string, samples: number, inputShapes: Record<string, readonly (number | string | null)[]>) {
+  const { compareModels } = await import('../runtime/compare.js');
+  const shapes: Record<string, number[]> = {};
+  for (const [name, dims] of Object.entries(inputShapes)) if (dims.every((d) => typeof d === 'number')) shapes[name] = dims as number[];
+  return compareModels(original, pruned, { samples, shapes });
+}

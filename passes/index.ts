@@ -1,0 +1,17 @@
+/**
+ * The pipelines, as plain readable lists. `prepare` runs before channel analysis: weights
+ * stored as Constant nodes or behind Identity/Reshape chains become initializers the
+ * channel map can rewrite. `tidy` runs after a rewrite: dead nodes and unused weights go.
+ */
+import { cleanup } from './cleanup.js';
+import { foldConstants } from './fold-constants.js';
+import type { Pass } from './pass.js';
+import { removeIdentity } from './remove-identity.js';
+
+export const PREPARE: readonly Pass[] = [foldConstants, removeIdentity, cleanup];
+export const TIDY: readonly Pass[] = [cleanup];
+
+export { runPasses } from './manager.js';
+export { applyChannelMap } from './channel-map.js';
+export { channelImportance, CRITERIA, type Criterion, type Aggregation } from './importance.js';
+export { planPruning, removalSet, type PruningPlan, type PlanOptions } from './plan-pruning.js';

@@ -1,0 +1,181 @@
+/**
+ * The pruning planner: which coupled channels to remove so the model keeps a target
+ * fraction of its MACs (or parameters).
+ *
+ * Cost after pruning is exact, not estimated: a Conv/Gemm/MatMul's MACs scale with the
+ * product, over the touches on its weight, of the fraction of positions kept
+ * (MACs' = MACs · ∏ kept_t / size_t; a depthwise conv has only its output touch), and a
+ * touched parameter tensor's size scales the same way.
+ *
+ * Global mode: one threshold τ over the normalised importance of all prunable channels;
+ * each group drops its channels scoring below τ, then rounds its kept count up to a
+ * multiple of `roundTo` (never below `minChannels`, never dropping a pinned channel).
+ * Uniform mode: every group keeps the same fraction ρ. τ (or ρ) is found by bisection
+ * and the plan closest to the target is returned.
+ */
+import type { ChannelAnalysis, ChannelGroup, Touch } from '../compiler/analysis/channel-groups.js';
+import type { CostReport } from '../compiler/analysis/cost.js';
+import { RegroupError } from '../compiler/errors.js';
+import { constantOf } from '../compiler/ir/constants.js';
+import type { Node } from '../compiler/ir/node.js';
+
+export interface PlanOptions {
+  /** Fraction of MACs to keep (0..1]. */
+  keepMacs?: number;
+  /** Fraction of parameters to keep (0..1]. */
+  keepParams?: number;
+  uniform?: boolean;
+  /** Kept channel counts are multiples of this (default 1). */
+  roundTo?: number;
+  /** Fewest channels a group keeps (default 1). */
+  minChannels?: number;
+}
+
+export interface PlanGroup {
+  id: number;
+  /** The first producer, to check a saved plan against the model it is applied to. */
+  producer: string;
+  channels: number;
+  keep: number;
+  /** Positions in the group's channel order (ChannelGroup.roots) to remove. */
+  removed: number[];
+}
+
+export interface PruningPlan {
+  format: 'regroup-prune-plan';
+  version: 1;
+  criterion: string;
+  target: { metric: 'macs' | 'params'; keep: number };
+  roundTo: number;
+  minChannels: number;
+  uniform: boolean;
+  predicted: { macsBefore: number; macsAfter: number; paramsBefore: number; paramsAfter: number };
+  groups: PlanGroup[];
+}
+
+/** Exact MACs and parameters for any removal set, from the analysis's touches. */
+export class PruningCost {
+  readonly macsBefore: number;
+  readonly paramsBefore: number;
+  readonly #weights: { base: number; macs: boolean; touches: Touch[] }[] = [];
+
+  constructor(private readonly analysis: ChannelAnalysis, cost: CostReport) {
+    this.macsBefore = cost.totals.macs;
+    this.paramsBefore = cost.totals.params;
+    const byTensor = new Map<Node, Map<number, Touch[]>>();
+    for (const t of analysis.touches) {
+      if (t.inputIndex < 0 || !['out-channels', 'in-channels', 'per-channel'].includes(t.role)) continue;
+      const slots = byTensor.get(t.node) ?? byTensor.set(t.node, new Map()).get(t.node)!;
+      (slots.get(t.inputIndex) ?? slots.set(t.inputIndex, []).get(t.inputIndex)!).push(t);
+    }
+    const macsByNode = new Map(cost.layers.map((l) => [l.node, l.macs] as const));
+    for (const [node, slots] of byTensor) for (const [inputIndex, touches] of slots) {
+      const size = constantOf(node.inputs[inputIndex])?.size ?? 0;
+      const isParam = !(node.opType === 'BatchNormalization' && inputIndex > 2);
+      if (isParam) this.#weights.push({ base: size, macs: false, touches });
+      if (inputIndex === 1 && (macsByNode.get(node) ?? 0) > 0) this.#weights.push({ base: macsByNode.get(node)!, macs: true, touches });
+    }
+  }
+
+  /** MACs and parameters after removing the coupled channels in `removed` (root elements). */
+  evaluate(removed: ReadonlySet<number>): { macs: number; params: number } {
+    let macs = this.macsBefore;
+    let params = this.paramsBefore;
+    for (const w of this.#weights) {
+      let fraction = 1;
+      for (const t of w.touches) fraction *= keptFraction(t.elems, removed, this.analysis);
+      if (w.macs) macs -= w.base * (1 - fraction);
+      else params -= w.base * (1 - fraction);
+    }
+    return { macs, params };
+  }
+}
+
+function keptFraction(elems: Int32Array, removed: ReadonlySet<number>, analysis: ChannelAnalysis): number {
+  if (removed.size === 0) return 1;
+  let kept = 0;
+  for (const e of elems) if (!removed.has(analysis.root(e))) kept++;
+  return kept / elems.length;
+}
+
+/** Plan a pruning that reaches the target as closely as the constraints allow. */
+export function planPruning(analysis: ChannelAnalysis, cost: CostReport, scores: ReadonlyMap<number, number>, options: PlanOptions, criterion = 'l1'): PruningPlan {
+  const metric = options.keepParams !== undefined ? 'params' : 'macs';
+  const keep = options.keepParams ?? options.keepMacs;
+  if (keep === undefined || !(keep > 0 && keep <= 1)) throw new RegroupError('usage', `the kept fraction must be in (0, 1], got ${keep}`);
+  const roundTo = Math.max(1, Math.floor(options.roundTo ?? 1));
+  const minChannels = Math.max(1, Math.floor(options.minChannels ?? 1));
+  const pricing = new PruningCost(analysis, cost);
+  const groups = analysis.groups.filter((g) => g.prunable);
+  const measure = (removed: Set<number>) => {
+    const { macs, params } = pricing.evaluate(removed);
+    return metric === 'macs' ? macs / pricing.macsBefore : params / pricing.paramsBefore;
+  };
+  const build = (level: number) => removalAt(groups, analysis, scores, level, options.uniform ?? false, roundTo, minChannels);
+  // Bisection over the level (threshold τ, or uniform pruned fraction): more level, less kept.
+  const levels = options.uniform ? undefined : [...new Set(groups.flatMap((g) => [...g.roots].map((r) => scores.get(r) ?? 0)))].sort((a, b) => a - b);
+  let lo = 0;
+  let hi = levels ? levels.length : 1;
+  const at = (i: number) => (levels ? (i >= levels.length ? Infinity : levels[i]!) : i);
+  for (let step = 0; step < 40 && (levels ? hi - lo > 1 : hi - lo > 1e-4); step++) {
+    const mid = levels ? Math.floor((lo + hi) / 2) : (lo + hi) / 2;
+    if (measure(build(at(mid))) > keep) lo = mid;
+    else hi = mid;
+  }
+  const candidates = [build(at(lo)), build(at(hi))];
+  const best = candidates.reduce((a, b) => (Math.abs(measure(a) - keep) <= Math.abs(measure(b) - keep) ? a : b));
+  const predicted = pricing.evaluate(best);
+  return {
+    format: 'regroup-prune-plan',
+    version: 1,
+    criterion: options.uniform ? `${criterion} (uniform)` : criterion,
+    target: { metric, keep },
+    roundTo,
+    minChannels,
+    uniform: options.uniform ?? false,
+    predicted: { macsBefore: pricing.macsBefore, macsAfter: predicted.macs, paramsBefore: pricing.paramsBefore, paramsAfter: predicted.params },
+    groups: groups.map((g) => planGroup(g, best, analysis)),
+  };
+}
+
+/** The removal set at one level: a score threshold (global) or a pruned fraction (uniform). */
+function removalAt(groups: ChannelGroup[], analysis: ChannelAnalysis, scores: ReadonlyMap<number, number>, level: number, uniform: boolean, roundTo: number, minChannels: number): Set<number> {
+  const removed = new Set<number>();
+  for (const g of groups) {
+    const free = [...g.roots].filter((r) => analysis.pinReasons(r).length === 0).sort((a, b) => (scores.get(a) ?? 0) - (scores.get(b) ?? 0));
+    const pinned = g.channels - free.length;
+    const wanted = uniform ? Math.round(g.channels * (1 - level)) : g.channels - free.filter((r) => (scores.get(r) ?? 0) < level).length;
+    let kept = Math.min(g.channels, Math.ceil(Math.max(wanted, minChannels, pinned, 1) / roundTo) * roundTo);
+    if (kept > g.channels) kept = g.channels;
+    for (const r of free.slice(0, g.channels - kept)) removed.add(r);
+  }
+  return removed;
+}
+
+function planGroup(g: ChannelGroup, removed: ReadonlySet<number>, analysis: ChannelAnalysis): PlanGroup {
+  const positions: number[] = [];
+  g.roots.forEach((r, i) => {
+    if (removed.has(analysis.root(r))) positions.push(i);
+  });
+  return { id: g.id, producer: g.producers[0] ?? '', channels: g.channels, keep: g.channels - positions.length, removed: positions };
+}
+
+/** Root elements a plan removes, after checking it fits this model's groups. */
+export function removalSet(plan: PruningPlan, analysis: ChannelAnalysis, source = 'plan'): Set<number> {
+  if (plan.format !== 'regroup-prune-plan' || plan.version !== 1) throw new RegroupError('usage', `${source} is not a regroup pruning plan (format/version missing)`);
+  const removed = new Set<number>();
+  for (const pg of plan.groups) {
+    const g = analysis.groups[pg.id];
+    if (!g || g.producers[0] !== pg.producer || g.channels !== pg.channels) {
+      throw new RegroupError('usage', `${source}: group ${pg.id} ('${pg.producer}', ${pg.channels} channels) does not match this model${g ? ` (it has '${g.producers[0]}', ${g.channels} channels)` : ''}; make the plan from this model with --save-plan`);
+    }
+    for (const position of pg.removed) {
+      const r = g.roots[position];
+      if (r === undefined) throw new RegroupError('usage', `${source}: group ${pg.id} has no channel ${position}`);
+      if (analysis.pinReasons(r).length) throw new RegroupError('usage', `${source}: channel ${position} of group ${pg.id} is pinned (${analysis.pinReasons(r)[0]})`);
+      removed.add(r);
+    }
+    if (pg.removed.length >= g.channels) throw new RegroupError('usage', `${source}: group ${pg.id} would lose every channel`);
+  }
+  return removed;
+}
