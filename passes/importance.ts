@@ -13,7 +13,7 @@
  */
 import type { ChannelAnalysis, Touch } from '../compiler/analysis/channel-groups.js';
 import { constantOf } from '../compiler/ir/constants.js';
-import { isFloat } from '../compiler/ir/dtype.js';
+import { DataType, isFloat } from '../compiler/ir/dtype.js';
 
 export type Criterion = 'l1' | 'l2' | 'fpgm' | 'bn';
 export type Aggregation = 'sum' | 'mean' | 'max';
@@ -61,34 +61,51 @@ function isBnScale(t: Touch): boolean {
   return t.role === 'per-channel' && t.node.opType === 'BatchNormalization' && t.inputIndex === 1;
 }
 
-/** Per-position scores of a touched tensor along the touch's axis. */
+/** Per-position scores of a touched tensor along the touch's axis (no per-position copies). */
 function positionScores(t: Touch, kind: 'l1' | 'l2' | 'abs' | 'fpgm'): Float64Array {
   const tensor = constantOf(t.node.inputs[t.inputIndex]);
   const positions = t.elems.length;
   const scores = new Float64Array(positions);
   if (!tensor || !isFloat(tensor.dtype)) return scores;
-  const values = tensor.toFloat64();
+  const values = tensor.dtype === DataType.FLOAT ? (tensor.data as Float32Array) : tensor.toFloat64();
   const dims = tensor.dims;
   const outer = dims.slice(0, t.axis).reduce((a, b) => a * b, 1);
   const inner = dims.slice(t.axis + 1).reduce((a, b) => a * b, 1);
   const axisSize = dims[t.axis]!;
-  // Grouped convs: the touch covers one group's slice; the weight axis is that slice.
-  const slice = (p: number): number[] => {
-    const out: number[] = [];
-    for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) out.push(values[(o * axisSize + (p % axisSize)) * inner + i]!);
+  // Grouped convs: the touch covers one group's slice, which is the weight's whole input axis.
+  const vector = (p: number): Float64Array => {
+    const out = new Float64Array(outer * inner);
+    for (let o = 0; o < outer; o++) {
+      const base = (o * axisSize + (p % axisSize)) * inner;
+      for (let i = 0; i < inner; i++) out[o * inner + i] = values[base + i]!;
+    }
     return out;
   };
-  const vectors = Array.from({ length: positions }, (_, p) => slice(p));
   if (kind === 'fpgm') {
-    for (let p = 0; p < positions; p++) for (let q = p + 1; q < positions; q++) {
-      const d = Math.sqrt(vectors[p]!.reduce((s, v, i) => s + (v - vectors[q]![i]!) ** 2, 0));
-      scores[p] = scores[p]! + d;
-      scores[q] = scores[q]! + d;
+    const vectors = Array.from({ length: positions }, (_, p) => vector(p));
+    for (let p = 0; p < positions; p++) {
+      for (let q = p + 1; q < positions; q++) {
+        const [a, b] = [vectors[p]!, vectors[q]!];
+        let sum = 0;
+        for (let i = 0; i < a.length; i++) sum += (a[i]! - b[i]!) ** 2;
+        const d = Math.sqrt(sum);
+        scores[p] = scores[p]! + d;
+        scores[q] = scores[q]! + d;
+      }
     }
     return scores;
   }
-  vectors.forEach((v, p) => {
-    scores[p] = kind === 'l2' ? Math.sqrt(v.reduce((s, x) => s + x * x, 0)) : v.reduce((s, x) => s + Math.abs(x), 0);
-  });
+  for (let o = 0; o < outer; o++) {
+    for (let p = 0; p < positions; p++) {
+      const base = (o * axisSize + (p % axisSize)) * inner;
+      let acc = 0;
+      for (let i = 0; i < inner; i++) {
+        const v = values[base + i]!;
+        acc += kind === 'l2' ? v * v : Math.abs(v);
+      }
+      scores[p] = scores[p]! + acc;
+    }
+  }
+  if (kind === 'l2') for (let p = 0; p < positions; p++) scores[p] = Math.sqrt(scores[p]!);
   return scores;
 }
