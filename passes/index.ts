@@ -8,7 +8,9 @@ import { foldConstants } from './fold-constants.js';
 import type { Pass } from './pass.js';
 import { removeIdentity } from './remove-identity.js';
 
-export const PREPARE: readonly Pass[] = [foldConstants, removeIdentity, cleanup];
+// Identity first: torchscript exports alias one shared initializer through many Identity nodes,
+// and folding those first would give every alias its own copy of the tensor.
+export const PREPARE: readonly Pass[] = [removeIdentity, foldConstants, cleanup];
 export const TIDY: readonly Pass[] = [cleanup];
 
 export { runPasses } from './manager.js';

@@ -60,7 +60,7 @@ export class GraphBuilder {
   }
 
   initializer(name: string, tensor: Tensor): Value {
-    return this.graph.addInitializer(this.graph.names.has(name) ? this.graph.names.fresh(name) : name, tensor);
+    return this.graph.addInitializer(name, tensor, { fresh: this.graph.names.has(name) });
   }
 
   /** A float32 initializer with He-normal values (std = sqrt(2 / fan_in)) unless a std is given. */

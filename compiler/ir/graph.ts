@@ -132,6 +132,10 @@ export class Graph {
       if (this.outputs.includes(out)) throw new RegroupError('invalid-ir', `cannot remove node ${node}: output '${out.name}' is a graph output`);
     }
     node._detachInputs();
+    for (const out of node.outputs) {
+      const at = out ? this.valueInfo.indexOf(out) : -1;
+      if (at >= 0) this.valueInfo.splice(at, 1);
+    }
     if (node._prev) node._prev._next = node._next;
     else this.#head = node._next;
     if (node._next) node._next._prev = node._prev;
