@@ -46,10 +46,12 @@ describe('cleanup', () => {
     b.output(b.op('Relu', [x]));
     const dead = b.op('Neg', [x]);
     const stale = b.op('Abs', [x]);
-    b.graph.valueInfo.push(dead, stale);
-    b.graph.remove(stale.producer!); // Graph.remove keeps value_info as it is
+    b.graph.valueInfo.push(dead);
+    b.graph.remove(stale.producer!);
+    b.graph.valueInfo.push(stale); // an edit that re-declares a value it has just removed
     const result = runPasses(b.model, [cleanup], {}, { verify: true });
-    expect(totalStats(result)).toEqual({ nodesRemoved: 1, initializersRemoved: 0, valueInfoRemoved: 2 });
+    // Graph.remove drops the dead node's entry itself; cleanup finds the one left behind.
+    expect(totalStats(result)).toEqual({ nodesRemoved: 1, initializersRemoved: 0, valueInfoRemoved: 1 });
     expect(b.graph.valueInfo).toEqual([]);
   });
 
