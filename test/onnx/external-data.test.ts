@@ -254,16 +254,19 @@ describe('every element type loads with exact values', () => {
         fs.writeFileSync(single, modelWith([rawProto(name, c)]));
         const bytes = fs.readFileSync(single);
         const t = tensor(decodeModel(bytes, { source: single }), name);
-        expectValues(t, c, `${key} pad ${pad}`);
-        expect(t.storage).toBe('raw');
         const raw = t.rawBytes();
         expect(raw.buffer).toBe(bytes.buffer);
+        expectValues(t, c, `${key} pad ${pad}`);
+        expect(t.storage).toBe('raw');
         if (raw.byteOffset % itemSize === 0) {
           aligned++;
           expect(t.data.buffer, `${key} pad ${pad} should be a view of the file`).toBe(bytes.buffer);
+          expect(t.rawBytes().buffer).toBe(bytes.buffer);
         } else {
           copied++;
           expect(t.data.buffer).not.toBe(bytes.buffer);
+          // The aligned copy is now the tensor's only storage: a write to data reaches rawBytes().
+          expect(t.rawBytes().buffer).toBe(t.data.buffer);
         }
       }
       expect(aligned).toBeGreaterThan(0);
