@@ -2,8 +2,9 @@
  * Channel groups (after DepGraph, Fang et al. 2023): which tensor axes must be pruned or
  * permuted together.
  *
- * Every channel a producer creates (a Conv's filters, a Gemm's output features, a graph
- * input's channels) is one *element*. Each value that carries channels gets a *layout*: the
+ * Every channel a producer creates (a Conv's filters, a Gemm's output features) is one
+ * *element*. Graph inputs carry none: which of their axes holds channels (NCHW or NHWC) is
+ * the consumer's business, and their channels can never be pruned anyway. Each value that carries channels gets a *layout*: the
  * element behind each position along its channel axis (or along a run of axes, after a
  * Reshape). Ops move layouts: elementwise ops keep them, Concat concatenates them,
  * Split/Slice cut them, Flatten repeats each element H·W times. Ops that make two values
@@ -209,7 +210,6 @@ export function analyzeChannels(model: Model, shapes: ShapeResult = inferShapes(
   const ctx = new ChannelContext(model, shapes);
   const graph = model.graph;
   const quantized = graph.nodeList().find((n) => QUANTIZED_OPS.has(n.opType));
-  seedInputs(graph, ctx);
   for (const node of graph.nodes()) visit(node, ctx);
   for (const out of graph.outputs) ctx.pinValue(out, `graph output '${out.name}'`);
   const groups = collectGroups(ctx);
@@ -225,18 +225,6 @@ export function analyzeChannels(model: Model, shapes: ShapeResult = inferShapes(
     pinReasons: (e) => ctx.pinReasons(e),
     ...(quantized ? { unsupported: `quantized models (${quantized.opType} at node '${quantized.name}') are not supported yet` } : {}),
   };
-}
-
-/** Graph inputs with a known channel count get a pinned space on axis 1. */
-function seedInputs(graph: Graph, ctx: ChannelContext): void {
-  for (const input of graph.inputs) {
-    if (input.isInitializer()) continue;
-    const dims = ctx.dims(input);
-    const channels = dims?.[1];
-    if (!dims || dims.length < 2 || typeof channels !== 'number') continue;
-    const layout = ctx.newSpace(input, 1, channels, `input '${input.name}'`);
-    ctx.pin(layout.elems, `graph input '${input.name}'`);
-  }
 }
 
 function visit(node: Node, ctx: ChannelContext): void {

@@ -46,8 +46,12 @@ const conv: Rule = (node, ctx) => {
   const groups = node.getInt('group', 1);
   const [outChannels, inPerGroup] = [weight.dims[0]!, weight.dims[1]!];
   const problem = weightProblem(node, 1) ?? weightProblem(node, 2);
-  const input = ctx.layouts.get(x);
-  if (input && (input.axis !== 1 || input.span !== 1 || input.elems.length !== inPerGroup * groups)) return `input channels of '${x.name}' are not on axis 1`;
+  let input = ctx.layouts.get(x);
+  if (input && (input.axis !== 1 || input.span !== 1 || input.elems.length !== inPerGroup * groups)) {
+    // The input's followed channels are not the conv's: pin them, and still give the output its own space.
+    ctx.pin(input.elems, `${node.opType} '${node.name}' reads '${x.name}' along another axis`);
+    input = undefined;
+  }
   if (groups > 1 && inPerGroup === 1) return depthwise(node, ctx, input, outChannels / groups, problem);
   const out = ctx.newSpace(y, 1, outChannels, `${node.opType} '${node.name}'`);
   if (groups > 1) {
