@@ -43,26 +43,48 @@ export function applyChannelMap(model: Model, analysis: ChannelAnalysis, removed
     const keep = kept(touch.elems);
     if (keep.length === touch.elems.length) continue;
     if (keep.length === 0) throw new RegroupError('invalid-ir', `${touch.node}: the plan removes every channel of a ${touch.role} member`);
-    if (applyTouch(model, touch, keep)) stats.tensorsRewritten++;
+    if (applyTouch(model, touch, keep, analysis)) stats.tensorsRewritten++;
     else stats.structuralRewrites++;
   }
   for (const [value, layout] of analysis.layouts) {
     const shape = value.type?.shape;
     if (!shape) continue;
-    const count = kept(layout.elems).length;
-    if (count === layout.elems.length) continue;
-    const next = [...shape];
-    const last = layout.axis + layout.span - 1;
-    const others = shape.slice(layout.axis, last).reduce<number>((p, d) => p * (typeof d === 'number' ? d : NaN), 1);
-    next[last] = layout.span === 1 ? count : count / others;
-    value.type = { ...value.type!, shape: next };
+    const keep = kept(layout.elems);
+    if (keep.length === layout.elems.length) continue;
+    const run = shape.slice(layout.axis, layout.axis + layout.span);
+    const dims = keptRunDims(run, keep, `${value.name}`);
+    value.type = { ...value.type!, shape: [...shape.slice(0, layout.axis), ...dims, ...shape.slice(layout.axis + layout.span)] };
     stats.valuesRetyped++;
   }
   return stats;
 }
 
+/**
+ * New sizes of a channel run's axes: the kept positions, as coordinates over the run's
+ * dims, must form a product set (channel shuffles keep equal counts per group, which
+ * makes them one), and each axis keeps its number of distinct coordinates.
+ */
+export function keptRunDims(run: readonly (number | string | null)[], keep: readonly number[], what: string): number[] {
+  if (run.length === 1) return [keep.length];
+  const dims = run.map((d) => {
+    if (typeof d !== 'number') throw new RegroupError('invalid-ir', `'${what}': channel run dims [${run.join(',')}] are not static`);
+    return d;
+  });
+  const distinct = dims.map(() => new Set<number>());
+  for (const position of keep) {
+    let rest = position;
+    for (let j = dims.length - 1; j >= 0; j--) {
+      distinct[j]!.add(rest % dims[j]!);
+      rest = Math.floor(rest / dims[j]!);
+    }
+  }
+  const sizes = distinct.map((set) => set.size);
+  if (sizes.reduce((a, b) => a * b, 1) !== keep.length) throw new RegroupError('invalid-ir', `'${what}': kept channels do not form a grid over [${dims.join(',')}]`);
+  return sizes;
+}
+
 /** Rewrite one member; true when a tensor was rewritten, false for structural edits. */
-function applyTouch(model: Model, touch: Touch, keep: number[]): boolean {
+function applyTouch(model: Model, touch: Touch, keep: number[], analysis: ChannelAnalysis): boolean {
   const { node } = touch;
   switch (touch.role) {
     case 'out-channels':
@@ -80,7 +102,7 @@ function applyTouch(model: Model, touch: Touch, keep: number[]): boolean {
       rewriteSlice(model, touch, keep);
       return false;
     case 'reshape':
-      rewriteReshape(model, touch, keep.length);
+      rewriteReshape(model, touch, keep, analysis);
       return false;
     case 'concat':
       return false;
@@ -158,14 +180,17 @@ function rewriteSlice(model: Model, touch: Touch, keep: number[]): void {
   }
 }
 
-/** The target entry at the end of the channel run takes the new size (-1 and 0 entries stay). */
-function rewriteReshape(model: Model, touch: Touch, count: number): void {
+/** The target's entries over the channel run take the new run sizes (-1 and 0 entries stay). */
+function rewriteReshape(model: Model, touch: Touch, keep: number[], analysis: ChannelAnalysis): void {
   const node = touch.node;
   const target = constantNumbers(node.inputs[1]);
   if (!target) return; // a run-time target holds -1 over the channel run (checked by the analysis)
-  const last = touch.axis + touch.extent![0]! - 1;
-  const others = target.slice(touch.axis, last).reduce((p, d) => p * d, 1);
-  if (target[last]! <= 0) return;
-  target[last] = count / others;
+  const span = touch.extent![0]!;
+  const outShape = analysis.shapes.typeOf(node.output(0))?.shape;
+  const run = outShape ? outShape.slice(touch.axis, touch.axis + span) : target.slice(touch.axis, touch.axis + span);
+  const sizes = keptRunDims(run, keep, node.name);
+  sizes.forEach((size, j) => {
+    if (target[touch.axis + j]! > 0) target[touch.axis + j] = size;
+  });
   replaceInput(model, node, 1, Tensor.int64([target.length], target));
 }

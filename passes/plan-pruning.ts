@@ -77,25 +77,31 @@ export class PruningCost {
     }
   }
 
-  /** MACs and parameters after removing the coupled channels in `removed` (root elements). */
+  /** MACs and parameters after removing the coupled channels in `removed` (root elements); exact integers. */
   evaluate(removed: ReadonlySet<number>): { macs: number; params: number } {
     let macs = this.macsBefore;
     let params = this.paramsBefore;
     for (const w of this.#weights) {
-      let fraction = 1;
-      for (const t of w.touches) fraction *= keptFraction(t.elems, removed, this.analysis);
-      if (w.macs) macs -= w.base * (1 - fraction);
-      else params -= w.base * (1 - fraction);
+      let kept = 1;
+      let size = 1;
+      for (const t of w.touches) {
+        kept *= keptCount(t.elems, removed, this.analysis);
+        size *= t.elems.length;
+      }
+      // base · ∏kept / ∏size is a whole number of MACs (or elements); round away float error.
+      const after = Math.round((w.base * kept) / size);
+      if (w.macs) macs += after - w.base;
+      else params += after - w.base;
     }
     return { macs, params };
   }
 }
 
-function keptFraction(elems: Int32Array, removed: ReadonlySet<number>, analysis: ChannelAnalysis): number {
-  if (removed.size === 0) return 1;
+function keptCount(elems: Int32Array, removed: ReadonlySet<number>, analysis: ChannelAnalysis): number {
+  if (removed.size === 0) return elems.length;
   let kept = 0;
   for (const e of elems) if (!removed.has(analysis.root(e))) kept++;
-  return kept / elems.length;
+  return kept;
 }
 
 /** Plan a pruning that reaches the target as closely as the constraints allow. */
@@ -111,7 +117,7 @@ export function planPruning(analysis: ChannelAnalysis, cost: CostReport, scores:
     const { macs, params } = pricing.evaluate(removed);
     return metric === 'macs' ? macs / pricing.macsBefore : params / pricing.paramsBefore;
   };
-  const build = (level: number) => removalAt(groups, analysis, scores, level, options.uniform ?? false, roundTo, minChannels);
+  const build = (level: number) => keepEveryValueAlive(removalAt(groups, analysis, scores, level, options.uniform ?? false, roundTo, minChannels), analysis, scores, roundTo);
   // Bisection over the level (threshold τ, or uniform pruned fraction): more level, less kept.
   const levels = options.uniform ? undefined : [...new Set(groups.flatMap((g) => [...g.roots].map((r) => scores.get(r) ?? 0)))].sort((a, b) => a - b);
   let lo = 0;
@@ -148,6 +154,21 @@ function removalAt(groups: ChannelGroup[], analysis: ChannelAnalysis, scores: Re
     let kept = Math.min(g.channels, Math.ceil(Math.max(wanted, minChannels, pinned, 1) / roundTo) * roundTo);
     if (kept > g.channels) kept = g.channels;
     for (const r of free.slice(0, g.channels - kept)) removed.add(r);
+  }
+  return removed;
+}
+
+/**
+ * A removal may not empty any value: a Split output, a Concat segment or a branch whose
+ * channels all scored low would become zero-sized. Restore the best-scoring channels
+ * (up to roundTo of them) of every value that would lose all of its channels.
+ */
+function keepEveryValueAlive(removed: Set<number>, analysis: ChannelAnalysis, scores: ReadonlyMap<number, number>, roundTo: number): Set<number> {
+  for (const layout of analysis.layouts.values()) {
+    const roots = [...new Set(Array.from(layout.elems, (e) => analysis.root(e)))];
+    if (roots.length === 0 || roots.some((r) => !removed.has(r))) continue;
+    roots.sort((a, b) => (scores.get(b) ?? 0) - (scores.get(a) ?? 0));
+    for (const r of roots.slice(0, Math.min(roundTo, roots.length))) removed.delete(r);
   }
   return removed;
 }
