@@ -60,25 +60,32 @@ export async function run(session: ort.InferenceSession, feeds: Feeds, fetches?:
  * changed: its graph outputs are extended only for the emitted copy.
  */
 export async function runWithIntermediates(model: Model, feeds: Feeds, values: readonly Value[], options: SessionOptions = {}): Promise<Outputs> {
+  const session = await createSessionWithOutputs(model, values, options);
+  try {
+    return await run(session, feeds);
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * A session whose outputs are the model's own plus chosen intermediate values, for
+ * streaming statistics over many batches (one session, many runs). The model is not
+ * changed; the extra outputs exist only in the emitted copy.
+ */
+export async function createSessionWithOutputs(model: Model, values: readonly Value[], options: SessionOptions = {}): Promise<ort.InferenceSession> {
   const outputs = model.graph.outputs;
   const saved = [...outputs];
-  const savedTypes = values.map((v) => v.type);
   const extra = values.filter((v) => !saved.includes(v) && !v.isGraphInput() && !v.isInitializer());
+  const savedTypes = extra.map((v) => v.type);
   try {
-    // onnxruntime accepts outputs without declared shapes; clear any stale type so it infers.
     for (const v of extra) v.type = undefined;
     outputs.push(...extra);
-    const bytes = encodeModel(model).bytes;
-    const session = await createSession(bytes, { optimization: 'disabled', ...options });
-    try {
-      return await run(session, feeds);
-    } finally {
-      await session.release();
-    }
+    return await createSession(encodeModel(model).bytes, { optimization: 'disabled', ...options });
   } finally {
     outputs.length = 0;
     outputs.push(...saved);
-    values.forEach((v, i) => (v.type = savedTypes[i]));
+    extra.forEach((v, i) => (v.type = savedTypes[i]));
   }
 }
 
