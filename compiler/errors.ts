@@ -2,6 +2,7 @@
 export type ErrorCode =
   | 'bad-model'
   | 'bad-tensor'
+  | 'bad-data'
   | 'external-data'
   | 'io'
   | 'invalid-ir'

@@ -12,7 +12,12 @@ function count(tasks: readonly RunnerTask[], tally: { passed: number; failed: nu
       if (state === 'pass') tally.passed++;
       else if (state === 'fail') tally.failed++;
       else tally.skipped++;
-    } else if ('tasks' in task) count(task.tasks, tally);
+    } else if ('tasks' in task) {
+      const failedBefore = tally.failed;
+      count(task.tasks, tally);
+      // A failing hook (beforeAll) fails the suite and leaves its tests unrun: count the suite.
+      if (task.result?.state === 'fail' && tally.failed === failedBefore) tally.failed++;
+    }
   }
 }
 
@@ -20,7 +25,6 @@ export default class SummaryReporter implements Reporter {
   onFinished(files: RunnerTestFile[] = []): void {
     const tally = { passed: 0, failed: 0, skipped: 0 };
     count(files, tally);
-    const failedFiles = files.filter((f) => f.result?.state === 'fail' && f.tasks.length === 0).length;
-    process.stdout.write(`\ntests: ${tally.passed} passed, ${tally.failed + failedFiles} failed${tally.skipped ? `, ${tally.skipped} skipped` : ''}\n`);
+    process.stdout.write(`\ntests: ${tally.passed} passed, ${tally.failed} failed${tally.skipped ? `, ${tally.skipped} skipped` : ''}\n`);
   }
 }

@@ -1,0 +1,267 @@
+/**
+ * The JSON report every command writes with `--report FILE.json`, and its validator.
+ *
+ * A report describes one model after one command: its cost (`model`, `totals`), optionally
+ * the model it came from (`baseline`), measured quality (`accuracy` on labelled data,
+ * `agreement` with a reference model), `latency`, and a per-layer cost table. Fractions
+ * (`top1`, `top5`, `top1Agreement`) are in 0..1; counts are non-negative integers; every
+ * number is finite. `regroup report` reads these files back, so they are user input:
+ * `validateReport` checks every field and names the file and the first bad field.
+ */
+import { RegroupError } from '../../compiler/errors.js';
+
+export const REPORT_FORMAT = 'regroup-report';
+export const REPORT_VERSION = 1;
+
+export type ReportKind = 'eval' | 'prune' | 'compress';
+export const REPORT_KINDS: readonly ReportKind[] = ['eval', 'prune', 'compress'];
+
+export interface ReportModel {
+  file: string;
+  macs: number;
+  params: number;
+  /** Size of the model file(s) on disk. */
+  bytes: number;
+}
+
+export interface ReportBaseline {
+  file: string;
+  macs: number;
+  params: number;
+}
+
+export interface ReportAccuracy {
+  /** Fraction of samples whose top-1 prediction is the label, 0..1. */
+  top1: number;
+  top5: number;
+  samples: number;
+  dataset: string;
+}
+
+export interface ReportAgreement {
+  /** Fraction of samples where the model and the reference agree on the top-1 class, 0..1. */
+  top1Agreement: number;
+  cosine: number;
+  maxAbsDiff: number;
+  samples: number;
+  /** The reference model's file. */
+  reference: string;
+}
+
+export interface ReportLatency {
+  /** Execution provider, e.g. `cpu`, `cuda`. */
+  ep: string;
+  batch: number;
+  medianMs: number;
+  p90Ms: number;
+}
+
+export interface ReportLayer {
+  name: string;
+  op: string;
+  channelsBefore?: number;
+  channelsAfter?: number;
+  macsBefore?: number;
+  macsAfter: number;
+  paramsBefore?: number;
+  paramsAfter: number;
+}
+
+export interface ReportTotals {
+  macsBefore?: number;
+  macsAfter: number;
+  paramsBefore?: number;
+  paramsAfter: number;
+}
+
+export interface Report {
+  format: typeof REPORT_FORMAT;
+  version: typeof REPORT_VERSION;
+  kind: ReportKind;
+  /** ISO 8601 time the report was written. */
+  createdAt: string;
+  model: ReportModel;
+  baseline?: ReportBaseline;
+  accuracy?: ReportAccuracy;
+  agreement?: ReportAgreement;
+  latency?: ReportLatency[];
+  layers?: ReportLayer[];
+  totals: ReportTotals;
+  notes: string[];
+  extra?: Record<string, unknown>;
+}
+
+type Fields = Record<string, unknown>;
+/** What a number must be besides finite. */
+type NumberRule = 'nonNegative' | 'count' | 'fraction' | 'cosine';
+
+const RULE_TEXT: Record<NumberRule, string> = {
+  nonNegative: 'a finite number >= 0',
+  count: 'a non-negative integer',
+  fraction: 'a fraction between 0 and 1',
+  cosine: 'a number between -1 and 1',
+};
+
+/**
+ * Check that `json` (a parsed report file) is a version-1 regroup report and return it typed.
+ * Throws RegroupError('usage') naming `file` and the first bad field.
+ */
+export function validateReport(json: unknown, file: string): Report {
+  const r = new FieldReader(file);
+  const top = r.object(json, '');
+  if (top.format !== REPORT_FORMAT) r.fail('format', `must be '${REPORT_FORMAT}' (is this a regroup report?)`, top.format);
+  if (top.version !== REPORT_VERSION) {
+    const newer = typeof top.version === 'number' && top.version > REPORT_VERSION;
+    r.fail('version', newer ? `is ${top.version}, written by a newer regroup; this one reads version ${REPORT_VERSION}` : `must be ${REPORT_VERSION}`, top.version);
+  }
+  r.object(json, '', TOP_KEYS);
+  const report: Report = {
+    format: REPORT_FORMAT,
+    version: REPORT_VERSION,
+    kind: r.oneOf(top.kind, 'kind', REPORT_KINDS),
+    createdAt: r.timestamp(top.createdAt, 'createdAt'),
+    model: readModel(r, top.model),
+    totals: { macsAfter: 0, paramsAfter: 0 },
+    notes: [],
+  };
+  if (top.baseline !== undefined) report.baseline = readBaseline(r, top.baseline);
+  if (top.accuracy !== undefined) report.accuracy = readAccuracy(r, top.accuracy);
+  if (top.agreement !== undefined) report.agreement = readAgreement(r, top.agreement);
+  if (top.latency !== undefined) report.latency = r.array(top.latency, 'latency').map((v, i) => readLatency(r, v, `latency[${i}]`));
+  if (top.layers !== undefined) report.layers = r.array(top.layers, 'layers').map((v, i) => readLayer(r, v, `layers[${i}]`));
+  report.totals = readTotals(r, top.totals);
+  report.notes = r.array(top.notes, 'notes').map((v, i) => r.string(v, `notes[${i}]`, { allowEmpty: true }));
+  if (top.extra !== undefined) report.extra = r.object(top.extra, 'extra');
+  return report;
+}
+
+const TOP_KEYS = ['format', 'version', 'kind', 'createdAt', 'model', 'baseline', 'accuracy', 'agreement', 'latency', 'layers', 'totals', 'notes', 'extra'];
+
+function readModel(r: FieldReader, value: unknown): ReportModel {
+  const o = r.object(value, 'model', ['file', 'macs', 'params', 'bytes']);
+  return { file: r.string(o.file, 'model.file'), macs: r.number(o.macs, 'model.macs', 'nonNegative'), params: r.number(o.params, 'model.params', 'count'), bytes: r.number(o.bytes, 'model.bytes', 'count') };
+}
+
+function readBaseline(r: FieldReader, value: unknown): ReportBaseline {
+  const o = r.object(value, 'baseline', ['file', 'macs', 'params']);
+  return { file: r.string(o.file, 'baseline.file'), macs: r.number(o.macs, 'baseline.macs', 'nonNegative'), params: r.number(o.params, 'baseline.params', 'count') };
+}
+
+function readAccuracy(r: FieldReader, value: unknown): ReportAccuracy {
+  const o = r.object(value, 'accuracy', ['top1', 'top5', 'samples', 'dataset']);
+  return {
+    top1: r.number(o.top1, 'accuracy.top1', 'fraction'),
+    top5: r.number(o.top5, 'accuracy.top5', 'fraction'),
+    samples: r.number(o.samples, 'accuracy.samples', 'count'),
+    dataset: r.string(o.dataset, 'accuracy.dataset'),
+  };
+}
+
+function readAgreement(r: FieldReader, value: unknown): ReportAgreement {
+  const o = r.object(value, 'agreement', ['top1Agreement', 'cosine', 'maxAbsDiff', 'samples', 'reference']);
+  return {
+    top1Agreement: r.number(o.top1Agreement, 'agreement.top1Agreement', 'fraction'),
+    cosine: r.number(o.cosine, 'agreement.cosine', 'cosine'),
+    maxAbsDiff: r.number(o.maxAbsDiff, 'agreement.maxAbsDiff', 'nonNegative'),
+    samples: r.number(o.samples, 'agreement.samples', 'count'),
+    reference: r.string(o.reference, 'agreement.reference'),
+  };
+}
+
+function readLatency(r: FieldReader, value: unknown, at: string): ReportLatency {
+  const o = r.object(value, at, ['ep', 'batch', 'medianMs', 'p90Ms']);
+  return { ep: r.string(o.ep, `${at}.ep`), batch: r.number(o.batch, `${at}.batch`, 'count'), medianMs: r.number(o.medianMs, `${at}.medianMs`, 'nonNegative'), p90Ms: r.number(o.p90Ms, `${at}.p90Ms`, 'nonNegative') };
+}
+
+function readLayer(r: FieldReader, value: unknown, at: string): ReportLayer {
+  const o = r.object(value, at, ['name', 'op', 'channelsBefore', 'channelsAfter', 'macsBefore', 'macsAfter', 'paramsBefore', 'paramsAfter']);
+  const layer: ReportLayer = { name: r.string(o.name, `${at}.name`), op: r.string(o.op, `${at}.op`), macsAfter: 0, paramsAfter: 0 };
+  if (o.channelsBefore !== undefined) layer.channelsBefore = r.number(o.channelsBefore, `${at}.channelsBefore`, 'count');
+  if (o.channelsAfter !== undefined) layer.channelsAfter = r.number(o.channelsAfter, `${at}.channelsAfter`, 'count');
+  if (o.macsBefore !== undefined) layer.macsBefore = r.number(o.macsBefore, `${at}.macsBefore`, 'nonNegative');
+  layer.macsAfter = r.number(o.macsAfter, `${at}.macsAfter`, 'nonNegative');
+  if (o.paramsBefore !== undefined) layer.paramsBefore = r.number(o.paramsBefore, `${at}.paramsBefore`, 'count');
+  layer.paramsAfter = r.number(o.paramsAfter, `${at}.paramsAfter`, 'count');
+  return layer;
+}
+
+function readTotals(r: FieldReader, value: unknown): ReportTotals {
+  const o = r.object(value, 'totals', ['macsBefore', 'macsAfter', 'paramsBefore', 'paramsAfter']);
+  const totals: ReportTotals = { macsAfter: 0, paramsAfter: 0 };
+  if (o.macsBefore !== undefined) totals.macsBefore = r.number(o.macsBefore, 'totals.macsBefore', 'nonNegative');
+  totals.macsAfter = r.number(o.macsAfter, 'totals.macsAfter', 'nonNegative');
+  if (o.paramsBefore !== undefined) totals.paramsBefore = r.number(o.paramsBefore, 'totals.paramsBefore', 'count');
+  totals.paramsAfter = r.number(o.paramsAfter, 'totals.paramsAfter', 'count');
+  return totals;
+}
+
+/** Typed reads of one file's fields; every failure names the file and the field's path. */
+class FieldReader {
+  constructor(readonly file: string) {}
+
+  fail(field: string, expected: string, got: unknown): never {
+    const where = field === '' ? 'the top level' : `field '${field}'`;
+    throw new RegroupError('usage', `${this.file}: ${where} ${expected}, got ${describe(got)}; fix the file or write it again with --report`);
+  }
+
+  /** A plain object; with `keys`, any other key is an error (extensions go under `extra`). */
+  object(value: unknown, field: string, keys?: readonly string[]): Fields {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(field, 'must be an object', value);
+    const fields = value as Fields;
+    const unknown = keys ? Object.keys(fields).find((k) => !keys.includes(k)) : undefined;
+    if (unknown !== undefined) {
+      const at = field === '' ? unknown : `${field}.${unknown}`;
+      throw new RegroupError('usage', `${this.file}: unknown field '${at}'; a version-${REPORT_VERSION} report allows ${keys!.join(', ')} here (put anything else under 'extra')`);
+    }
+    return fields;
+  }
+
+  array(value: unknown, field: string): unknown[] {
+    if (!Array.isArray(value)) this.fail(field, 'must be an array', value);
+    return value;
+  }
+
+  string(value: unknown, field: string, options: { allowEmpty?: boolean } = {}): string {
+    if (typeof value !== 'string') this.fail(field, 'must be a string', value);
+    if (!options.allowEmpty && value.length === 0) this.fail(field, 'must not be empty', value);
+    return value;
+  }
+
+  number(value: unknown, field: string, rule: NumberRule): number {
+    if (typeof value !== 'number' || !Number.isFinite(value) || !obeys(value, rule)) this.fail(field, `must be ${RULE_TEXT[rule]}`, value);
+    return value;
+  }
+
+  oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[]): T {
+    if (!allowed.includes(value as T)) this.fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`, value);
+    return value as T;
+  }
+
+  timestamp(value: unknown, field: string): string {
+    const text = this.string(value, field);
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(text) || Number.isNaN(Date.parse(text))) this.fail(field, 'must be an ISO 8601 date-time such as 2025-01-31T12:00:00Z', value);
+    return text;
+  }
+}
+
+function obeys(n: number, rule: NumberRule): boolean {
+  switch (rule) {
+    case 'nonNegative':
+      return n >= 0;
+    case 'count':
+      return n >= 0 && Number.isInteger(n);
+    case 'fraction':
+      return n >= 0 && n <= 1;
+    case 'cosine':
+      // Rounding can put a cosine a hair outside [-1, 1].
+      return n >= -1 - 1e-6 && n <= 1 + 1e-6;
+  }
+}
+
+/** A short, single-line rendering of a bad value for an error message. */
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing (the field is missing)';
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
