@@ -7,7 +7,12 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { RegroupError } from '../compiler/errors.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { benchModel, convertModel, inspectGroups, inspectModel, type GroupRow, type InspectReport } from './api.js';
-import { pruneModel, type PruneReport } from './prune.js';
+import { pruneModel, pruneReportToReport, type PruneReport } from './prune.js';
+import { evalModel, type EvalOutcome } from './evaluate.js';
+import { renderReportCommand, writeReport } from './report/command.js';
+import { renderHtml } from './report/html.js';
+import type { Report } from './report/schema.js';
+import { writeAtomic } from '../compiler/onnx/io.js';
 import { CRITERIA } from '../passes/importance.js';
 import { cpuSimdBlock } from '../runtime/providers.js';
 import { formatShape, human, percent, table } from './format.js';
@@ -131,7 +136,9 @@ function buildProgram(): Command {
     .option('--input-shape <spec>', 'input shape, name=1x3x224x224 (repeatable)', collect, [])
     .option('--force', 'allow overwriting the input file')
     .option('--json', 'print the report as JSON')
-    .action(async (file: string, opts: { output: string; keepMacs?: number; keepParams?: number; criterion: string; aggregate: string; roundTo?: number; minChannels: number; uniform?: boolean; plan?: string; savePlan?: string; verify?: boolean; inputShape: string[]; force?: boolean; json?: boolean }) => {
+    .option('--report <file>', 'also write the report in the common JSON format (see `regroup report`)')
+    .option('--html <file>', 'also write a self-contained HTML page with per-layer charts')
+    .action(async (file: string, opts: { report?: string; html?: string; output: string; keepMacs?: number; keepParams?: number; criterion: string; aggregate: string; roundTo?: number; minChannels: number; uniform?: boolean; plan?: string; savePlan?: string; verify?: boolean; inputShape: string[]; force?: boolean; json?: boolean }) => {
       if (!opts.plan && opts.keepMacs === undefined && opts.keepParams === undefined) throw new RegroupError('usage', 'say how much to keep: --keep-macs 0.5, --keep-params 0.5, or --plan FILE');
       if (opts.keepMacs !== undefined && opts.keepParams !== undefined) throw new RegroupError('usage', 'give --keep-macs or --keep-params, not both');
       const report = await pruneModel(file, opts.output, {
@@ -150,9 +157,75 @@ function buildProgram(): Command {
       });
       if (opts.json) console.log(JSON.stringify(report, null, 2));
       else printPrune(report);
+      saveReports(pruneReportToReport(report), opts);
+    });
+
+  program
+    .command('eval')
+    .description('accuracy on labelled data, agreement with a reference model, latency, size and MACs')
+    .argument('<model>', 'ONNX model file')
+    .requiredOption('--data <spec>', 'an image folder (one sub-folder per class), DIR,labels.csv, mnist[:train|:test], fashion-mnist[:train|:test], or idx:PATH')
+    .option('--preset <name>', 'preprocessing: imagenet, cifar10, mnist, mnist-raw, half, caffe-imagenet (default: chosen from the input shape)')
+    .option('--ref <model>', 'a reference model to compare with on the same inputs (top-1 agreement, cosine, max |diff|)')
+    .addOption(new Option('--ep <provider>', 'execution provider').choices([...PROVIDERS]).default('cpu'))
+    .option('--limit <n>', 'evaluate the first n samples only', positiveInt)
+    .option('--batch <n>', 'batch size (models with a fixed batch use theirs)', positiveInt, 32)
+    .option('--threads <n>', 'intra-op threads (0 = onnxruntime default)', nonNegativeInt, 0)
+    .option('--strict', 'stop at the first unreadable image instead of skipping it')
+    .option('--no-latency', 'skip the latency measurement')
+    .option('--json', 'print the report as JSON')
+    .option('--report <file>', 'write the report as JSON')
+    .option('--html <file>', 'write a self-contained HTML page')
+    .action(async (file: string, opts: { data: string; preset?: string; ref?: string; ep: string; limit?: number; batch: number; threads: number; strict?: boolean; latency: boolean; json?: boolean; report?: string; html?: string }) => {
+      let bar: ReturnType<typeof progress> | undefined;
+      const outcome = await evalModel(file, {
+        data: opts.data,
+        preset: opts.preset,
+        reference: opts.ref,
+        ep: parseProvider(opts.ep),
+        limit: opts.limit,
+        batch: opts.batch,
+        threads: opts.threads,
+        strict: opts.strict,
+        latency: opts.latency,
+        onProgress: (done, total) => {
+          bar ??= progress('eval', total, { quiet: opts.json });
+          bar.tick(done);
+        },
+      });
+      bar?.done();
+      if (opts.json) console.log(JSON.stringify(outcome.report, null, 2));
+      else printEval(outcome);
+      saveReports(outcome.report, opts);
+    });
+
+  program
+    .command('report')
+    .description('render one or more JSON reports as a self-contained HTML page (several: accuracy against MACs)')
+    .argument('<reports...>', 'report files written with --report')
+    .requiredOption('--html <file>', 'the HTML page to write')
+    .option('--title <text>', 'page title')
+    .action((files: string[], opts: { html: string; title?: string }) => {
+      const summary = renderReportCommand(files, opts.html, { title: opts.title });
+      console.log(`wrote ${summary.output} (${human(summary.bytes)}B): ${summary.reports} report(s), ${summary.charts} chart(s)`);
     });
 
   return program;
+}
+
+/** Write --report JSON and --html pages when asked. */
+function saveReports(report: Report, opts: { report?: string; html?: string }): void {
+  if (opts.report) writeReport(opts.report, report);
+  if (opts.html) writeAtomic(opts.html, [Buffer.from(renderHtml([report]))]);
+}
+
+function printEval(o: EvalOutcome): void {
+  const a = o.accuracy;
+  console.log(`${o.report.model.file} on ${o.dataset}: top-1 ${(100 * a.top1).toFixed(2)}%, top-5 ${(100 * a.top5).toFixed(2)}% over ${a.samples} samples (${a.seconds.toFixed(1)} s)`);
+  if (a.agreement) console.log(`vs ${o.report.agreement?.reference}: top-1 agreement ${(100 * a.agreement.top1Agreement).toFixed(2)}%, cosine ${a.agreement.cosine.toFixed(6)}, max |diff| ${a.agreement.maxAbsDiff.toPrecision(3)}`);
+  for (const l of o.latency) console.log(`latency ${l.ep} batch ${l.batch}: median ${l.medianMs.toFixed(2)} ms, p90 ${l.p90Ms.toFixed(2)} ms`);
+  console.log(`model: ${human(o.report.model.macs)} MACs, ${human(o.report.model.params)} params, ${human(o.report.model.bytes)}B on disk`);
+  for (const note of o.report.notes) console.log(`note: ${note}`);
 }
 
 function fraction(text: string): number {

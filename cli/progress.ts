@@ -15,8 +15,9 @@ export function progress(label: string, total: number, options: { quiet?: boolea
   let lastPrinted = -1;
   const render = (done: number) => {
     const elapsed = (Date.now() - start) / 1000;
-    const rate = done / Math.max(elapsed, 1e-9);
-    const eta = rate > 0 ? (total - done) / rate : 0;
+    if (elapsed < 0.5 || done === 0) return `${label} ${done}/${total}`;
+    const rate = done / elapsed;
+    const eta = (total - done) / rate;
     return `${label} ${done}/${total} (${rate.toFixed(1)}/s, ETA ${eta.toFixed(0)}s)`;
   };
   return {

@@ -13,6 +13,8 @@ import type { Model } from '../compiler/ir/model.js';
 import { loadModel, saveModel, writeAtomic } from '../compiler/onnx/io.js';
 import { applyChannelMap, channelImportance, planPruning, PREPARE, removalSet, runPasses, TIDY, type Aggregation, type Criterion, type PruningPlan } from '../passes/index.js';
 import { parseInputShapes } from './api.js';
+import { fileBytes } from './evaluate.js';
+import { REPORT_FORMAT, REPORT_VERSION, type Report } from './report/schema.js';
 
 export interface PruneOptions {
   keepMacs?: number;
@@ -39,6 +41,8 @@ export interface LayerChange {
   channelsAfter: number;
   macsBefore: number;
   macsAfter: number;
+  paramsBefore: number;
+  paramsAfter: number;
 }
 
 export interface PruneReport {
@@ -146,15 +150,17 @@ function channelsOf(model: Model): Map<string, { op: string; channels: number }>
 }
 
 function layerChanges(beforeLayers: ReturnType<typeof channelsOf>, afterLayers: ReturnType<typeof channelsOf>, before: CostReport, after: CostReport): LayerChange[] {
-  const macsOf = (cost: CostReport) => new Map(cost.layers.map((l) => [l.name, l.macs] as const));
-  const [mb, ma] = [macsOf(before), macsOf(after)];
+  const byName = (cost: CostReport) => new Map(cost.layers.map((l) => [l.name, l] as const));
+  const [lb, la] = [byName(before), byName(after)];
   return [...beforeLayers].map(([name, { op, channels }]) => ({
     name,
     op,
     channelsBefore: channels,
     channelsAfter: afterLayers.get(name)?.channels ?? channels,
-    macsBefore: mb.get(name) ?? 0,
-    macsAfter: ma.get(name) ?? 0,
+    macsBefore: lb.get(name)?.macs ?? 0,
+    macsAfter: la.get(name)?.macs ?? 0,
+    paramsBefore: lb.get(name)?.params ?? 0,
+    paramsAfter: la.get(name)?.params ?? 0,
   }));
 }
 
@@ -176,4 +182,22 @@ async function compareOutputs(original: string, pruned: string, samples: number,
   const shapes: Record<string, number[]> = {};
   for (const [name, dims] of Object.entries(inputShapes)) if (dims.every((d) => typeof d === 'number')) shapes[name] = dims as number[];
   return compareModels(original, pruned, { samples, shapes });
+}
+
+/** The common report format (`--report`, `--html`) for a prune run. */
+export function pruneReportToReport(r: PruneReport): Report {
+  const notes = [...r.notes];
+  if (r.verify) notes.push(`verify on ${r.verify.samples} seeded random inputs (not data): cosine ${r.verify.cosine.toFixed(4)}, top-1 agreement ${(100 * r.verify.top1Agreement).toFixed(1)}%`);
+  return {
+    format: REPORT_FORMAT,
+    version: REPORT_VERSION,
+    kind: 'prune',
+    createdAt: new Date().toISOString(),
+    model: { file: r.output, macs: r.after.macs, params: r.after.params, bytes: fileBytes(r.output) },
+    baseline: { file: r.input, macs: r.before.macs, params: r.before.params },
+    layers: r.layers.map((l) => ({ ...l })),
+    totals: { macsBefore: r.before.macs, macsAfter: r.after.macs, paramsBefore: r.before.params, paramsAfter: r.after.params },
+    notes,
+    extra: { criterion: r.criterion, target: r.target, groups: r.groups, seconds: r.seconds },
+  };
 }
