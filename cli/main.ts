@@ -177,7 +177,7 @@ function buildProgram(): Command {
     .option('--report <file>', 'write the report as JSON')
     .option('--html <file>', 'write a self-contained HTML page')
     .action(async (file: string, opts: { data: string; preset?: string; ref?: string; ep: string; limit?: number; batch: number; threads: number; strict?: boolean; latency: boolean; json?: boolean; report?: string; html?: string }) => {
-      let bar: ReturnType<typeof progress> | undefined;
+      const bar = progress('eval', 0, { quiet: opts.json });
       const outcome = await evalModel(file, {
         data: opts.data,
         preset: opts.preset,
@@ -188,12 +188,9 @@ function buildProgram(): Command {
         threads: opts.threads,
         strict: opts.strict,
         latency: opts.latency,
-        onProgress: (done, total) => {
-          bar ??= progress('eval', total, { quiet: opts.json });
-          bar.tick(done);
-        },
+        onProgress: (done, total) => bar.tick(done, total),
       });
-      bar?.done();
+      bar.done();
       if (opts.json) console.log(JSON.stringify(outcome.report, null, 2));
       else printEval(outcome);
       saveReports(outcome.report, opts);
@@ -207,7 +204,7 @@ function buildProgram(): Command {
     .option('--title <text>', 'page title')
     .action((files: string[], opts: { html: string; title?: string }) => {
       const summary = renderReportCommand(files, opts.html, { title: opts.title });
-      console.log(`wrote ${summary.output} (${human(summary.bytes)}B): ${summary.reports} report(s), ${summary.charts} chart(s)`);
+      console.log(`wrote ${summary.output} (${human(summary.bytes)}B): ${summary.reports.length} report(s), ${summary.charts} chart(s)`);
     });
 
   return program;

@@ -3,7 +3,8 @@
  * lines otherwise (CI logs), nothing with --quiet or --json.
  */
 export interface Progress {
-  tick(done: number): void;
+  /** Report `done` items; `total` may be given when it becomes known after the start. */
+  tick(done: number, total?: number): void;
   done(message?: string): void;
 }
 
@@ -21,7 +22,8 @@ export function progress(label: string, total: number, options: { quiet?: boolea
     return `${label} ${done}/${total} (${rate.toFixed(1)}/s, ETA ${eta.toFixed(0)}s)`;
   };
   return {
-    tick(done: number) {
+    tick(done: number, newTotal?: number) {
+      if (newTotal !== undefined) total = newTotal;
       if (tty) {
         stream.write(`\r${render(done)}\x1b[K`);
         return;

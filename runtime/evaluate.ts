@@ -51,7 +51,8 @@ export async function evaluate(model: Model | string, fixedBatch: number | undef
       const feeds = { [spec.name]: toTensor(items, spec) };
       const count = batch.images.length;
       const logits = rows(await firstOutput(session, feeds), items.length).slice(0, count);
-      const refLogits = reference ? rows(await firstOutput(reference, feeds), items.length).slice(0, count) : undefined;
+      // The reference may name its input differently; it gets the same tensor.
+      const refLogits = reference ? rows(await firstOutput(reference, { [reference.inputNames[0]!]: feeds[spec.name]! }), items.length).slice(0, count) : undefined;
       logits.forEach((row, i) => score(row, batch.labels[i]!, refLogits?.[i], tally));
       options.onProgress?.(tally.samples + stream.skipped, total);
     }

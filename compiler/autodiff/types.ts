@@ -1,0 +1,95 @@
+/**
+ * The contract between the autodiff pass (compiler/autodiff/) and the trainer
+ * (runtime/train/). The autodiff side turns an inference Model into one ONNX "step"
+ * model; the trainer feeds it batches, labels, the learning rate and the current
+ * parameters/state, and feeds the updated tensors it returns into the next step.
+ *
+ *   step(data, labels[, teacherLogits], lr, step, params…, state…)
+ *     → loss, logits, params'…, state'…
+ *
+ * Parameters and state are graph inputs of the step model (never initializers), so the
+ * same session runs every step and the trainer owns the numbers between steps.
+ */
+import type { Model } from '../ir/model.js';
+import type { Tensor } from '../ir/tensor.js';
+
+/** Cross-entropy on labels, or distillation from teacher logits mixed with it. */
+export type LossSpec =
+  | { kind: 'cross-entropy'; labelSmoothing?: number }
+  /**
+   * loss = alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 − alpha) · CE(student, labels)
+   * (Hinton et al. 2015; T² keeps gradient magnitudes comparable across temperatures).
+   */
+  | { kind: 'distill'; temperature: number; alpha: number };
+
+/** Optimizers with PyTorch's update rules, so recipes carry over. */
+export type OptimizerSpec =
+  /** v ← μ·v + (g + wd·w); w ← w − lr·(nesterov ? g + wd·w + μ·v : v). */
+  | { kind: 'sgd'; momentum: number; nesterov: boolean; weightDecay: number }
+  /**
+   * Adam (weightDecay added to the gradient) or AdamW (decoupled: w ← w − lr·wd·w), with
+   * bias correction from the `step` input (1-based count of updates including this one).
+   */
+  | { kind: 'adam' | 'adamw'; beta1: number; beta2: number; eps: number; weightDecay: number };
+
+export interface TrainingSpec {
+  loss: LossSpec;
+  optimizer: OptimizerSpec;
+  /** The graph output holding the logits (N × classes); default the first output. */
+  logits?: string;
+  /**
+   * Initializers that must not change (frozen). Default trainable set: every float
+   * initializer that feeds a Conv/ConvTranspose/Gemm/MatMul weight or bias, or a
+   * BatchNormalization scale/bias, minus these.
+   */
+  frozen?: readonly string[];
+  /**
+   * Connectivity masks: parameter name → 0/1 tensor of the parameter's shape. Masked
+   * entries get zero gradient, zero update and stay exactly zero.
+   */
+  masks?: ReadonlyMap<string, Tensor>;
+  /** Running-statistics momentum in PyTorch's sense (new = (1−m)·old + m·batch); default 0.1. */
+  bnMomentum?: number;
+}
+
+/** One tensor that flows from a step's output into the next step's input. */
+export interface CarriedTensor {
+  /** Parameter name in the inference model (initializer name), or a state slot name. */
+  readonly name: string;
+  /** Input name in the step model. */
+  readonly input: string;
+  /** Output name in the step model with the updated value. */
+  readonly output: string;
+  /** Starting value: the initializer for parameters, zeros for optimizer slots. */
+  readonly init: Tensor;
+}
+
+export interface TrainingGraph {
+  /** The step model (standard ONNX ops only, runs on onnxruntime's CPU provider). */
+  readonly model: Model;
+  readonly inputs: {
+    /** Model data inputs, same names as in the inference model (batch dim symbolic). */
+    readonly data: readonly string[];
+    /** int64 [N] class indices. */
+    readonly labels: string;
+    /** float [N × classes], present for the distill loss. */
+    readonly teacherLogits?: string;
+    /** float scalar. */
+    readonly lr: string;
+    /** float scalar: 1-based update count (Adam bias correction). */
+    readonly step: string;
+  };
+  /** Trainable parameters, in a stable order. */
+  readonly params: readonly CarriedTensor[];
+  /**
+   * Everything else carried between steps: optimizer slots (momentum, Adam moments) and
+   * BatchNormalization running mean/var (`name` = the inference initializer for those).
+   */
+  readonly state: readonly CarriedTensor[];
+  readonly outputs: {
+    /** float scalar, mean over the batch. */
+    readonly loss: string;
+    /** Student logits for this batch (for training accuracy). */
+    readonly logits: string;
+  };
+}
