@@ -17,6 +17,7 @@ import { CRITERIA } from '../passes/importance.js';
 import { cpuSimdBlock } from '../runtime/providers.js';
 import { formatShape, human, percent, table } from './format.js';
 import { progress } from './progress.js';
+import { registerTrainCommands } from './train.js';
 
 const VERSION = '0.1.0';
 
@@ -207,6 +208,7 @@ function buildProgram(): Command {
       console.log(`wrote ${summary.output} (${human(summary.bytes)}B): ${summary.reports.length} report(s), ${summary.charts} chart(s)`);
     });
 
+  registerTrainCommands(program);
   return program;
 }
 

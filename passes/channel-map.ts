@@ -128,7 +128,7 @@ export function gather(tensor: Tensor, axis: number, keep: readonly number[]): T
 }
 
 /** Point a node's input at a constant with new contents: in place when only it reads the initializer. */
-function replaceInput(model: Model, node: Node, inputIndex: number, tensor: Tensor): void {
+export function replaceInput(model: Model, node: Node, inputIndex: number, tensor: Tensor): void {
   const graph = model.graph;
   const value = node.inputs[inputIndex];
   if (value && value.isInitializer() && value.useCount === 1 && value.graph === graph) {

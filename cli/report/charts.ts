@@ -4,12 +4,13 @@
  * Chart.js chart; keeping the choice of data here lets tests check it without a browser.
  *
  * Charts: for one report with layers, grouped bars of channels and of MACs per layer, before
- * vs after; for several reports, top-1 (accuracy, or agreement with the reference where a
+ * vs after; for one report with a training section, the loss curve (mean loss per window of
+ * updates) and train/test accuracy per epoch as lines; for several reports, top-1 (accuracy, or agreement with the reference where a
  * report has no accuracy) against MACs, one labelled point per report.
  */
 import path from 'node:path';
 import { human } from '../format.js';
-import type { Report, ReportLayer } from './schema.js';
+import type { Report, ReportLayer, ReportTraining } from './schema.js';
 
 export const COLOR_BEFORE = '#9aa5b1';
 export const COLOR_AFTER = '#2563eb';
@@ -47,14 +48,29 @@ export interface ScatterChartSpec extends ChartBase {
   datasets: PointDataset[];
 }
 
-export type ChartSpec = BarChartSpec | ScatterChartSpec;
+export interface LineDataset {
+  label: string;
+  color: string;
+  data: { x: number; y: number }[];
+}
+
+export interface LineChartSpec extends ChartBase {
+  type: 'line';
+  datasets: LineDataset[];
+  /** How the page formats y values: plain numbers or percentages. */
+  yFormat: 'number' | 'percent';
+  /** Distance between x ticks (1 for epochs); automatic when absent. */
+  xStep?: number;
+}
+
+export type ChartSpec = BarChartSpec | ScatterChartSpec | LineChartSpec;
 
 /** The charts a page for these reports shows, in page order. */
 export function planCharts(reports: readonly Report[]): ChartSpec[] {
   if (reports.length === 1) {
     const layers = reports[0]!.layers ?? [];
-    if (layers.length === 0) return [];
-    return [channelChart(layers), macsChart(layers)].filter((c): c is BarChartSpec => c !== undefined);
+    const layerCharts = layers.length === 0 ? [] : [channelChart(layers), macsChart(layers)].filter((c): c is BarChartSpec => c !== undefined);
+    return [...layerCharts, ...trainingCharts(reports[0]!.training)];
   }
   const tradeoff = tradeoffChart(reports);
   return tradeoff ? [tradeoff] : [];
@@ -108,6 +124,35 @@ function macsSummary(layers: readonly ReportLayer[]): string {
   const saved = maxBy(compared, (l) => l.macsBefore! - l.macsAfter);
   const savedText = saved && saved.macsBefore! > saved.macsAfter ? ` Most MACs saved in ${saved.name} (${human(saved.macsBefore!)} → ${human(saved.macsAfter)}).` : '';
   return `${layers.length} layers; MACs in all: ${human(before)} → ${human(afterCompared)} (${keptText(afterCompared, before)}).${savedText}${heaviest}`;
+}
+
+function trainingCharts(training: ReportTraining | undefined): LineChartSpec[] {
+  if (!training) return [];
+  const charts: LineChartSpec[] = [];
+  if (training.lossCurve.length > 0) charts.push(lossChart(training));
+  if (training.history.length > 0) charts.push(accuracyChart(training));
+  return charts;
+}
+
+function lossChart(training: ReportTraining): LineChartSpec {
+  const points = training.lossCurve.map((p) => ({ x: p.step, y: p.loss }));
+  const first = points[0]!;
+  const last = points.at(-1)!;
+  const lowest = points.reduce((a, b) => (b.y < a.y ? b : a));
+  const summary = `Training loss (mean per window of updates) from ${first.y.toFixed(3)} at update ${first.x} to ${last.y.toFixed(3)} at update ${last.x}; lowest ${lowest.y.toFixed(3)} at update ${lowest.x}.`;
+  return { type: 'line', id: 'chart-loss', title: 'Training loss', xTitle: 'update', yTitle: 'loss', yFormat: 'number', datasets: [{ label: 'training loss', color: COLOR_AFTER, data: points }], summary };
+}
+
+function accuracyChart(training: ReportTraining): LineChartSpec {
+  const history = training.history;
+  const datasets: LineDataset[] = [{ label: 'train top-1 (augmented batches)', color: COLOR_BEFORE, data: history.map((e) => ({ x: e.epoch, y: 100 * e.trainAccuracy })) }];
+  const tested = history.filter((e) => e.testAccuracy !== undefined);
+  if (tested.length > 0) datasets.push({ label: 'test top-1', color: COLOR_AFTER, data: tested.map((e) => ({ x: e.epoch, y: 100 * e.testAccuracy! })) });
+  const best = maxBy(tested, (e) => e.testAccuracy!);
+  const last = history.at(-1)!;
+  const testText = best ? ` Test top-1 after the last epoch ${pct(tested.at(-1)!.testAccuracy!)}, best ${pct(best.testAccuracy!)} after epoch ${best.epoch}.` : ' No test split was evaluated.';
+  const summary = `${history.length} epoch${history.length === 1 ? '' : 's'}; train top-1 ${pct(last.trainAccuracy)} in the last epoch.${testText}`;
+  return { type: 'line', id: 'chart-accuracy', title: 'Accuracy per epoch', xTitle: 'epoch', yTitle: 'top-1 (%)', yFormat: 'percent', xStep: 1, datasets, summary };
 }
 
 function tradeoffChart(reports: readonly Report[]): ScatterChartSpec | undefined {

@@ -9,7 +9,7 @@ import { RegroupError } from '../../compiler/errors.js';
 import { human } from '../format.js';
 import { pct, planCharts, reportLabels, type ChartSpec } from './charts.js';
 import { chartJsBundle, PAGE_CSS, PAGE_SCRIPT, scriptJson } from './page-assets.js';
-import type { Report, ReportLayer } from './schema.js';
+import type { Report, ReportLayer, ReportTraining } from './schema.js';
 
 export interface HtmlOptions {
   /** Page title; by default named after the report kind and model. */
@@ -27,7 +27,7 @@ export function renderHtml(reports: readonly Report[], options: HtmlOptions = {}
   const charts = planCharts(reports);
   const sections =
     reports.length === 1
-      ? [reportSection(reports[0]!, 'Totals', false), ...charts.map(chartSection), layerSection(reports[0]!.layers), notesSection(reports[0]!.notes)]
+      ? [reportSection(reports[0]!, 'Totals', false), trainingSection(reports[0]!.training), ...charts.map(chartSection), layerSection(reports[0]!.layers), notesSection(reports[0]!.notes)]
       : [comparisonSection(reports, labels), ...charts.map(chartSection), ...reports.map((r, i) => reportSection(r, `#${i + 1} ${labels[i]}`, true))];
   return [
     '<!DOCTYPE html>',
@@ -166,6 +166,21 @@ function chartSection(chart: ChartSpec): string {
     `<p class="summary">${escapeHtml(chart.summary)}</p>`,
     `</section>`,
   ].join('\n');
+}
+
+/** How the model was trained, and one row per epoch. */
+function trainingSection(training: ReportTraining | undefined): string {
+  if (!training) return '';
+  const facts = [
+    `${training.mode === 'finetune' ? 'Fine-tuned' : 'Trained'} for ${training.epochs} epoch${training.epochs === 1 ? '' : 's'} (${training.steps} updates of batch ${training.batchSize} over ${training.trainSamples} samples)`,
+    `optimizer ${training.optimizer}; schedule ${training.schedule}; loss ${training.loss}`,
+    `${training.imagesPerSecond.toFixed(1)} training images/s`,
+  ];
+  const rows = training.history.map((e) =>
+    row([cell(String(e.epoch), 'num'), cell(e.trainLoss.toFixed(4), 'num'), cell(percent2(e.trainAccuracy), 'num'), cell(e.testAccuracy === undefined ? '' : percent2(e.testAccuracy), 'num'), cell(e.lr.toPrecision(3), 'num'), cell(e.seconds.toFixed(1), 'num')]),
+  );
+  const body = table(['epoch', 'train loss', 'train top-1', 'test top-1', 'last lr', 'seconds'], rows, ['num', 'num', 'num', 'num', 'num', 'num']);
+  return `<section>\n<h2>Training</h2>\n<p class="summary">${facts.map(escapeHtml).join('. ')}.</p>\n${body}\n</section>`;
 }
 
 function layerSection(layers: readonly ReportLayer[] | undefined): string {

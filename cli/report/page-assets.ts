@@ -131,8 +131,34 @@ export const PAGE_SCRIPT = `
       plugins: [pointLabels]
     };
   }
+  function lineConfig(spec) {
+    var percent = spec.yFormat === 'percent';
+    return {
+      type: 'line',
+      data: { datasets: spec.datasets.map(function (d) {
+        return { label: d.label, data: d.data, backgroundColor: d.color, borderColor: d.color,
+          pointRadius: d.data.length > 40 ? 0 : 3, borderWidth: 1.5, tension: 0 };
+      }) },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: false, parsing: true,
+        interaction: { mode: 'nearest', intersect: false },
+        plugins: { tooltip: { callbacks: { label: function (item) {
+          return item.dataset.label + ': ' + (percent ? item.parsed.y.toFixed(2) + '%' : item.parsed.y.toPrecision(4));
+        } } } },
+        scales: {
+          x: { type: 'linear', title: axisTitle(spec.xTitle), ticks: { stepSize: spec.xStep, callback: function (v) { return human(v); } } },
+          y: { grace: '5%', title: axisTitle(spec.yTitle), ticks: { callback: function (v) { return percent ? +v.toFixed(2) + '%' : +v.toPrecision(3); } } }
+        }
+      }
+    };
+  }
+  function configFor(spec) {
+    if (spec.type === 'bar') return barConfig(spec);
+    if (spec.type === 'line') return lineConfig(spec);
+    return scatterConfig(spec);
+  }
   specs.forEach(function (spec) {
-    new Chart(document.getElementById(spec.id), spec.type === 'bar' ? barConfig(spec) : scatterConfig(spec));
+    new Chart(document.getElementById(spec.id), configFor(spec));
   });
   function resizeAll() { Object.values(Chart.instances).forEach(function (chart) { chart.resize(); }); }
   window.addEventListener('beforeprint', resizeAll);

@@ -5,7 +5,8 @@
  * the model it came from (`baseline`), measured quality (`accuracy` on labelled data,
  * `agreement` with a reference model), `latency`, and a per-layer cost table. Fractions
  * (`top1`, `top5`, `top1Agreement`) are in 0..1; counts are non-negative integers; every
- * number is finite. `regroup report` reads these files back, so they are user input:
+ * number is finite. Training commands add `training` (per-epoch history and the loss curve).
+ * `regroup report` reads these files back, so they are user input:
  * `validateReport` checks every field and names the file and the first bad field.
  */
 import { RegroupError } from '../../compiler/errors.js';
@@ -74,6 +75,40 @@ export interface ReportTotals {
   paramsAfter: number;
 }
 
+/** One epoch of a training run; accuracies are fractions 0..1. */
+export interface ReportEpoch {
+  epoch: number;
+  trainLoss: number;
+  trainAccuracy: number;
+  testAccuracy?: number;
+  lr: number;
+  seconds: number;
+}
+
+/** The mean training loss over a window of updates ending at `step`. */
+export interface ReportLossPoint {
+  step: number;
+  loss: number;
+}
+
+/** How the model was trained or fine-tuned (`regroup train`, `regroup finetune`). */
+export interface ReportTraining {
+  mode: 'train' | 'finetune';
+  /** Epochs completed. */
+  epochs: number;
+  /** Optimizer updates done. */
+  steps: number;
+  batchSize: number;
+  trainSamples: number;
+  optimizer: string;
+  schedule: string;
+  loss: string;
+  /** Training throughput (updates, data loading and augmentation; evaluation excluded). */
+  imagesPerSecond: number;
+  history: ReportEpoch[];
+  lossCurve: ReportLossPoint[];
+}
+
 export interface Report {
   format: typeof REPORT_FORMAT;
   version: typeof REPORT_VERSION;
@@ -88,18 +123,20 @@ export interface Report {
   layers?: ReportLayer[];
   totals: ReportTotals;
   notes: string[];
+  training?: ReportTraining;
   extra?: Record<string, unknown>;
 }
 
 type Fields = Record<string, unknown>;
 /** What a number must be besides finite. */
-type NumberRule = 'nonNegative' | 'count' | 'fraction' | 'cosine';
+type NumberRule = 'nonNegative' | 'count' | 'fraction' | 'cosine' | 'finite';
 
 const RULE_TEXT: Record<NumberRule, string> = {
   nonNegative: 'a finite number >= 0',
   count: 'a non-negative integer',
   fraction: 'a fraction between 0 and 1',
   cosine: 'a number between -1 and 1',
+  finite: 'a finite number',
 };
 
 /**
@@ -131,11 +168,50 @@ export function validateReport(json: unknown, file: string): Report {
   if (top.layers !== undefined) report.layers = r.array(top.layers, 'layers').map((v, i) => readLayer(r, v, `layers[${i}]`));
   report.totals = readTotals(r, top.totals);
   report.notes = r.array(top.notes, 'notes').map((v, i) => r.string(v, `notes[${i}]`, { allowEmpty: true }));
+  if (top.training !== undefined) report.training = readTraining(r, top.training);
   if (top.extra !== undefined) report.extra = r.object(top.extra, 'extra');
   return report;
 }
 
-const TOP_KEYS = ['format', 'version', 'kind', 'createdAt', 'model', 'baseline', 'accuracy', 'agreement', 'latency', 'layers', 'totals', 'notes', 'extra'];
+const TOP_KEYS = ['format', 'version', 'kind', 'createdAt', 'model', 'baseline', 'accuracy', 'agreement', 'latency', 'layers', 'totals', 'notes', 'training', 'extra'];
+
+const TRAINING_KEYS = ['mode', 'epochs', 'steps', 'batchSize', 'trainSamples', 'optimizer', 'schedule', 'loss', 'imagesPerSecond', 'history', 'lossCurve'];
+
+function readTraining(r: FieldReader, value: unknown): ReportTraining {
+  const o = r.object(value, 'training', TRAINING_KEYS);
+  return {
+    mode: r.oneOf(o.mode, 'training.mode', ['train', 'finetune'] as const),
+    epochs: r.number(o.epochs, 'training.epochs', 'count'),
+    steps: r.number(o.steps, 'training.steps', 'count'),
+    batchSize: r.number(o.batchSize, 'training.batchSize', 'count'),
+    trainSamples: r.number(o.trainSamples, 'training.trainSamples', 'count'),
+    optimizer: r.string(o.optimizer, 'training.optimizer'),
+    schedule: r.string(o.schedule, 'training.schedule'),
+    loss: r.string(o.loss, 'training.loss'),
+    imagesPerSecond: r.number(o.imagesPerSecond, 'training.imagesPerSecond', 'nonNegative'),
+    history: r.array(o.history, 'training.history').map((v, i) => readEpoch(r, v, `training.history[${i}]`)),
+    lossCurve: r.array(o.lossCurve, 'training.lossCurve').map((v, i) => readLossPoint(r, v, `training.lossCurve[${i}]`)),
+  };
+}
+
+function readEpoch(r: FieldReader, value: unknown, at: string): ReportEpoch {
+  const o = r.object(value, at, ['epoch', 'trainLoss', 'trainAccuracy', 'testAccuracy', 'lr', 'seconds']);
+  const epoch: ReportEpoch = {
+    epoch: r.number(o.epoch, `${at}.epoch`, 'count'),
+    // A distillation loss (KL divergence) may round a hair below zero.
+    trainLoss: r.number(o.trainLoss, `${at}.trainLoss`, 'finite'),
+    trainAccuracy: r.number(o.trainAccuracy, `${at}.trainAccuracy`, 'fraction'),
+    lr: r.number(o.lr, `${at}.lr`, 'nonNegative'),
+    seconds: r.number(o.seconds, `${at}.seconds`, 'nonNegative'),
+  };
+  if (o.testAccuracy !== undefined) epoch.testAccuracy = r.number(o.testAccuracy, `${at}.testAccuracy`, 'fraction');
+  return epoch;
+}
+
+function readLossPoint(r: FieldReader, value: unknown, at: string): ReportLossPoint {
+  const o = r.object(value, at, ['step', 'loss']);
+  return { step: r.number(o.step, `${at}.step`, 'count'), loss: r.number(o.loss, `${at}.loss`, 'finite') };
+}
 
 function readModel(r: FieldReader, value: unknown): ReportModel {
   const o = r.object(value, 'model', ['file', 'macs', 'params', 'bytes']);
@@ -255,6 +331,8 @@ function obeys(n: number, rule: NumberRule): boolean {
     case 'cosine':
       // Rounding can put a cosine a hair outside [-1, 1].
       return n >= -1 - 1e-6 && n <= 1 + 1e-6;
+    case 'finite':
+      return true;
   }
 }
 

@@ -415,6 +415,13 @@ function dynamicQuantize(c: ShapeContext): void {
 
 const unary = sameShape();
 
+/** SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss: scalar ('mean', 'sum') or the labels' shape ('none'); log_prob like the scores. */
+function classificationLoss(c: ShapeContext): void {
+  const none = c.node.getString('reduction', 'mean') === 'none';
+  c.out(0, none ? c.shape(1) : []);
+  c.out(1, c.shape(0));
+}
+
 /** The rule for each op of the default ONNX domain; an op not listed is left unknown with an issue. */
 export const SHAPE_RULES: Readonly<Record<string, ShapeRule>> = {
   // activations and other one-to-one ops
@@ -453,6 +460,7 @@ export const SHAPE_RULES: Readonly<Record<string, ShapeRule>> = {
   ReduceMean: reduce, ReduceSum: reduce, ReduceMax: reduce, ReduceMin: reduce, ReduceProd: reduce,
   ReduceL1: reduce, ReduceL2: reduce, ReduceLogSum: reduce, ReduceLogSumExp: reduce, ReduceSumSquare: reduce,
   ArgMax: argReduce, ArgMin: argReduce, TopK: topK,
+  SoftmaxCrossEntropyLoss: classificationLoss, NegativeLogLikelihoodLoss: classificationLoss,
   // quantization
   QuantizeLinear: quantize, DequantizeLinear: sameShape((c) => c.dtype(1)), DynamicQuantizeLinear: dynamicQuantize,
   QLinearConv: (c) => convShape(c, 0, 3, c.has(7) ? c.dtype(7) : c.dtype(0)),

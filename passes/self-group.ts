@@ -1,0 +1,321 @@
+/**
+ * self-group: SG-CNN self-grouping (Guo et al., Neural Networks 2020).
+ *
+ * For every groupable layer (Conv, and Gemm with a constant weight when `includeFc`):
+ *   v_i[j]  = Σ_hw |W[i, j, h, w]|                      importance vector of filter i,
+ *             (× mean |x_j| over calibration data       when the context carries it),
+ *   k-means over {v_i} into g clusters                  (k-means++ seeding, ml-kmeans's
+ *                                                       Lloyd iterations, `restarts` seeded
+ *                                                       runs, the lowest inertia kept),
+ *   τ       = percentile_cp(all centroid values of the layer)   (linear interpolation),
+ *   I_c     = { j : centroid_c[j] > τ }                 (its largest entry when empty),
+ * and every filter of cluster c reads only I_c: W[i, j] = 0 for j ∉ I_c (exact zeros).
+ *
+ * cp comes from the options, or from a MACs target: one global cp for every layer, found by
+ * bisection so that   MACs_total − Σ_layers (MACs_dense,l − MACs_connectivity,l) ≤ keepMacs ·
+ * MACs_total   with the most MACs that fit (MACs fall monotonically with cp; each layer's τ
+ * is its own percentile, so layers shrink alike). Layers that cannot be grouped stay dense
+ * and are listed with the reason: depthwise convs, convs with fewer than `minInputChannels`
+ * inputs (RGB or 1-channel stems), weights that are not initializers or are shared, and
+ * layers whose output shape is unknown. A grouped (ResNeXt) conv is written out densely
+ * (group = 1, zeros outside its blocks) and then regrouped.
+ *
+ * Output: the model with masked weights plus the connectivity side table (node name →
+ * Connectivity) for the lowering. Deterministic given the seed. Not idempotent: a second
+ * run regroups the masked weights (SG-CNN raises cp step by step this way).
+ */
+import { connectivityMacs, expandGroupedWeight, importanceVectors, maskWeight, validateConnectivity, type Connectivity } from '../compiler/analysis/connectivity.js';
+import { computeCost, type LayerCost } from '../compiler/analysis/cost.js';
+import { inferShapes, type InferShapesOptions } from '../compiler/analysis/shape-inference.js';
+import { RegroupError } from '../compiler/errors.js';
+import { attr } from '../compiler/ir/attribute.js';
+import type { Model } from '../compiler/ir/model.js';
+import type { Node } from '../compiler/ir/node.js';
+import { Tensor } from '../compiler/ir/tensor.js';
+import { decodeModel } from '../compiler/onnx/decode.js';
+import { encodeModel } from '../compiler/onnx/encode.js';
+import type { Pass, PassContext } from './pass.js';
+import { clusterFilters, thresholdClusters, type Clustering } from './self-group-cluster.js';
+
+export interface SelfGroupOptions {
+  /** Clusters per layer (default 16), or per node name (others get `default`). Capped at the filter count. */
+  groups?: number | { default?: number; layers: Record<string, number> };
+  /** Target fraction of the model's total MACs (cost model); solved with one global cp. */
+  keepMacs?: number;
+  /** Explicit percentile in [0, 100] (used when keepMacs is absent; default 50). */
+  cp?: number;
+  /** k-means seed (default 0); restart r uses seed + r. */
+  seed?: number;
+  /** k-means runs per layer (default 4); the lowest inertia wins. */
+  restarts?: number;
+  /** Group Gemm layers with a constant weight as well (default false). */
+  includeFc?: boolean;
+  /** Convs with fewer input channels stay dense (default 4: RGB and grayscale stems). */
+  minInputChannels?: number;
+  /** 'auto' (default): scale by calibration where the context has it; 'data': require it; 'weight': never. */
+  importance?: 'auto' | 'data' | 'weight';
+  /** Only these node names (default: every groupable layer). */
+  layers?: readonly string[];
+  /** Input shapes for shape inference (when the model's are symbolic beyond the batch). */
+  inputShapes?: InferShapesOptions['inputShapes'];
+}
+
+/** What the self-group pass reads from and writes to its context. */
+export interface SelfGroupContext extends PassContext {
+  /** Mean |activation| per channel of a layer's input value (by value name), from calibration. */
+  channelMeanAbs?: Map<string, Float64Array>;
+  /** Filled by the pass: node name → connectivity. */
+  connectivity?: Map<string, Connectivity>;
+}
+
+export interface LayerGrouping {
+  node: string;
+  op: 'Conv' | 'Gemm';
+  clusters: number;
+  /** Filters per cluster, in cluster order. */
+  clusterFilters: number[];
+  /** Inputs kept per cluster, in cluster order. */
+  clusterInputs: number[];
+  tau: number;
+  inertia: number;
+  macsBefore: number;
+  macsAfter: number;
+  importance: 'weight' | 'data';
+}
+
+export interface SelfGroupStats {
+  cp: number;
+  target: number | undefined;
+  /** False when even cp = 100 leaves more MACs than the target. */
+  targetMet: boolean;
+  macsBefore: number;
+  macsAfter: number;
+  macsRatio: number;
+  layers: LayerGrouping[];
+  skipped: { node: string; reason: string }[];
+}
+
+export interface SelfGroupResult {
+  model: Model;
+  connectivity: Map<string, Connectivity>;
+  stats: SelfGroupStats;
+}
+
+/** A layer that will be grouped. */
+interface Candidate {
+  readonly node: Node;
+  readonly op: 'Conv' | 'Gemm';
+  /** Dense weight as [Cout, Cin, …] (grouped convs expanded, Gemm rows = outputs). */
+  readonly weight: Tensor;
+  readonly kernelArea: number;
+  readonly positions: number;
+  readonly denseMacs: number;
+}
+
+const DEFAULT_GROUPS = 16;
+const DEFAULT_CP = 50;
+const BISECTION_STEPS = 50;
+
+/** Self-group a copy of `model`; the input model is not changed. */
+export function selfGroup(model: Model, options: SelfGroupOptions = {}, ctx: Omit<SelfGroupContext, 'connectivity'> = {}): SelfGroupResult {
+  const copy = decodeModel(encodeModel(model).bytes);
+  const connectivity = new Map<string, Connectivity>();
+  const stats = selfGroupInPlace(copy, options, { ...ctx, connectivity });
+  return { model: copy, connectivity, stats };
+}
+
+/** The pass form (in place); the connectivity table goes to `ctx.connectivity`. */
+export function selfGroupPass(options: SelfGroupOptions = {}): Pass {
+  return {
+    name: 'self-group',
+    run(model, ctx) {
+      const stats = selfGroupInPlace(model, options, ctx as SelfGroupContext);
+      return { changed: stats.layers.length > 0, stats: { layersGrouped: stats.layers.length, layersSkipped: stats.skipped.length, macsRatio: stats.macsRatio, cp: stats.cp } };
+    },
+  };
+}
+
+/** Self-group `model` in place; fills ctx.connectivity (created when absent). */
+export function selfGroupInPlace(model: Model, options: SelfGroupOptions, ctx: SelfGroupContext): SelfGroupStats {
+  const table = (ctx.connectivity ??= new Map());
+  const cost = computeCost(model, inferShapes(model, { inputShapes: options.inputShapes }));
+  const { candidates, skipped } = findCandidates(model, cost.layers, options);
+  for (const s of skipped) ctx.log?.(`self-group: '${s.node}' stays dense: ${s.reason}`);
+  const clusterings = candidates.map((c) => clusterLayer(c, options, ctx));
+  const macsBefore = cost.totals.macs;
+  const { cp, targetMet } = chooseCp(candidates, clusterings, macsBefore, options);
+  const layers = candidates.map((candidate, i) => {
+    const { connectivity, tau } = thresholdClusters(clusterings[i]!, cp, candidate.weight.dims[0]!, candidate.weight.dims[1]!);
+    validateConnectivity(connectivity, candidate.node.name);
+    applyConnectivity(candidate, connectivity);
+    table.set(candidate.node.name, connectivity);
+    return layerStats(candidate, clusterings[i]!, connectivity, tau, usesCalibration(candidate, options, ctx));
+  });
+  const macsAfter = macsBefore - layers.reduce((sum, l) => sum + l.macsBefore - l.macsAfter, 0);
+  return { cp, target: options.keepMacs, targetMet, macsBefore, macsAfter, macsRatio: macsBefore > 0 ? macsAfter / macsBefore : 1, layers, skipped };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which layers
+
+function findCandidates(model: Model, layers: readonly LayerCost[], options: SelfGroupOptions): { candidates: Candidate[]; skipped: { node: string; reason: string }[] } {
+  const candidates: Candidate[] = [];
+  const skipped: { node: string; reason: string }[] = [];
+  const names = new Set<string>();
+  for (const { node, macs } of layers) {
+    if (node.domain !== '' || !(node.opType === 'Conv' || (node.opType === 'Gemm' && options.includeFc))) continue;
+    if (options.layers && !options.layers.includes(node.name)) continue;
+    if (!node.name || names.has(node.name)) node.name = model.graph.names.fresh(node.name || node.opType);
+    names.add(node.name);
+    const found = node.opType === 'Conv' ? convCandidate(node, macs, options) : gemmCandidate(node, macs);
+    if (typeof found === 'string') skipped.push({ node: node.name, reason: found });
+    else candidates.push(found);
+  }
+  return { candidates, skipped };
+}
+
+/** Why the layer's weight cannot be rewritten in place, or undefined. */
+function weightRefusal(node: Node): string | undefined {
+  const w = node.inputs[1];
+  if (!w?.isInitializer()) return `weight '${w?.name ?? ''}' is not an initializer (run the PREPARE passes first)`;
+  if (w.useCount > 1) return `weight '${w.name}' is shared with ${w.useCount - 1} other use(s)`;
+  if (w.isGraphOutput()) return `weight '${w.name}' is a graph output`;
+  return undefined;
+}
+
+function convCandidate(node: Node, macs: number, options: SelfGroupOptions): Candidate | string {
+  const refusal = weightRefusal(node);
+  if (refusal) return refusal;
+  const raw = node.input(1).constValue!;
+  const group = node.getInt('group', 1);
+  const [outChannels, inPerGroup, ...kernel] = raw.dims as [number, number, ...number[]];
+  if (group > 1 && inPerGroup === 1) return 'depthwise conv (one input channel per group)';
+  if (inPerGroup * group < (options.minInputChannels ?? 4)) return `too few input channels to group (${inPerGroup * group} < minInputChannels ${options.minInputChannels ?? 4})`;
+  const kernelArea = kernel.reduce((a, b) => a * b, 1);
+  if (!(macs > 0)) return 'output shape unknown (pass inputShapes)';
+  return { node, op: 'Conv', weight: expandGroupedWeight(raw, group), kernelArea, positions: macs / (outChannels * inPerGroup * kernelArea), denseMacs: macs };
+}
+
+function gemmCandidate(node: Node, macs: number): Candidate | string {
+  const refusal = weightRefusal(node);
+  if (refusal) return refusal;
+  if (node.getInt('transA', 0) !== 0) return 'Gemm with transA is not grouped';
+  const raw = node.input(1).constValue!;
+  if (raw.dims.length !== 2) return 'Gemm weight is not a matrix';
+  const weight = node.getInt('transB', 0) === 1 ? raw : transpose2d(raw);
+  const [outFeatures, inFeatures] = weight.dims as [number, number];
+  if (!(macs > 0)) return 'output shape unknown (pass inputShapes)';
+  return { node, op: 'Gemm', weight, kernelArea: 1, positions: macs / (outFeatures * inFeatures), denseMacs: macs };
+}
+
+function transpose2d(t: Tensor): Tensor {
+  const [rows, cols] = t.dims as [number, number];
+  const src = t.data as Float32Array;
+  const out = new (src.constructor as Float32ArrayConstructor)(src.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
+  return t.withData([cols, rows], out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Importance and k-means
+
+function usesCalibration(candidate: Candidate, options: SelfGroupOptions, ctx: SelfGroupContext): boolean {
+  if (options.importance === 'weight') return false;
+  const input = candidate.node.input(0).name;
+  const have = ctx.channelMeanAbs?.has(input) ?? false;
+  if (options.importance === 'data' && !have) {
+    throw new RegroupError('usage', `importance 'data' needs calibration statistics for '${input}' (input of '${candidate.node.name}'); run calibration first or use importance 'weight'`);
+  }
+  return have;
+}
+
+/** Importance vectors of a layer as rows, scaled per input channel by calibration when used. */
+function layerVectors(candidate: Candidate, options: SelfGroupOptions, ctx: SelfGroupContext): number[][] {
+  const [outChannels, inChannels] = candidate.weight.dims as [number, number];
+  const flat = importanceVectors(candidate.weight);
+  const scale = usesCalibration(candidate, options, ctx) ? ctx.channelMeanAbs!.get(candidate.node.input(0).name)! : undefined;
+  if (scale && scale.length !== inChannels) {
+    throw new RegroupError('bad-data', `calibration for '${candidate.node.input(0).name}' has ${scale.length} channels but '${candidate.node.name}' reads ${inChannels}; recalibrate this model`);
+  }
+  return Array.from({ length: outChannels }, (_, i) => Array.from(flat.subarray(i * inChannels, (i + 1) * inChannels), (v, j) => (scale ? v * scale[j]! : v)));
+}
+
+function groupsFor(node: Node, options: SelfGroupOptions): number {
+  const g = options.groups;
+  const value = typeof g === 'number' ? g : g?.layers[node.name] ?? g?.default ?? DEFAULT_GROUPS;
+  if (!Number.isInteger(value) || value < 1) throw new RegroupError('usage', `groups for '${node.name}' must be a positive integer, got ${value}`);
+  return value;
+}
+
+function clusterLayer(candidate: Candidate, options: SelfGroupOptions, ctx: SelfGroupContext): Clustering {
+  const vectors = layerVectors(candidate, options, ctx);
+  return clusterFilters(vectors, groupsFor(candidate.node, options), { seed: options.seed ?? 0, restarts: options.restarts ?? 4 });
+}
+
+/** The explicit cp, or the smallest cp whose total MACs fit keepMacs (bisection; cp = 100 when none fits). */
+function chooseCp(candidates: Candidate[], clusterings: Clustering[], total: number, options: SelfGroupOptions): { cp: number; targetMet: boolean } {
+  if (options.keepMacs === undefined) {
+    const cp = options.cp ?? DEFAULT_CP;
+    if (!(cp >= 0 && cp <= 100)) throw new RegroupError('usage', `cp must lie in [0, 100], got ${cp}`);
+    return { cp, targetMet: true };
+  }
+  if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
+  const budget = options.keepMacs * total;
+  const macsAt = (cp: number) =>
+    total - candidates.reduce((sum, c, i) => {
+      const { connectivity } = thresholdClusters(clusterings[i]!, cp, c.weight.dims[0]!, c.weight.dims[1]!);
+      return sum + c.denseMacs - connectivityMacs(connectivity, c.kernelArea, c.positions);
+    }, 0);
+  if (macsAt(0) <= budget) return { cp: 0, targetMet: true };
+  if (macsAt(100) > budget) return { cp: 100, targetMet: false };
+  let [lo, hi] = [0, 100];
+  for (let step = 0; step < BISECTION_STEPS; step++) {
+    const mid = (lo + hi) / 2;
+    if (macsAt(mid) <= budget) hi = mid;
+    else lo = mid;
+  }
+  return { cp: hi, targetMet: true };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rewrite
+
+/** Mask the layer's weight in place (a grouped conv becomes group = 1 with its zeros written out). */
+function applyConnectivity(candidate: Candidate, conn: Connectivity): void {
+  const { node } = candidate;
+  const value = node.input(1);
+  const masked = maskWeight(candidate.weight, conn);
+  const stored = candidate.op === 'Gemm' && node.getInt('transB', 0) !== 1 ? transpose2d(masked) : masked;
+  value.graph.setInitializer(value, stored);
+  if (candidate.op === 'Conv' && node.getInt('group', 1) !== 1) node.setAttr(attr.int('group', 1));
+}
+
+/**
+ * Mask a Conv or Gemm of `model` to a given connectivity in place (weights outside each
+ * cluster's inputs become exact zeros; a grouped conv is written out as group = 1). For
+ * connectivities built elsewhere than selfGroup (tests, saved plans).
+ */
+export function maskLayer(node: Node, conn: Connectivity): void {
+  validateConnectivity(conn, node.name);
+  const refusal = weightRefusal(node);
+  if (refusal) throw new RegroupError('unsupported', `cannot mask '${node.name}': ${refusal}`);
+  const raw = node.input(1).constValue!;
+  const op = node.opType === 'Gemm' ? 'Gemm' : 'Conv';
+  const weight = op === 'Conv' ? expandGroupedWeight(raw, node.getInt('group', 1)) : node.getInt('transB', 0) === 1 ? raw : transpose2d(raw);
+  applyConnectivity({ node, op, weight, kernelArea: 1, positions: 0, denseMacs: 0 }, conn);
+}
+
+function layerStats(candidate: Candidate, clustering: Clustering, conn: Connectivity, tau: number, data: boolean): LayerGrouping {
+  return {
+    node: candidate.node.name,
+    op: candidate.op,
+    clusters: conn.clusters.length,
+    clusterFilters: conn.clusters.map((c) => c.filters.length),
+    clusterInputs: conn.clusters.map((c) => c.inputs.length),
+    tau,
+    inertia: clustering.inertia,
+    macsBefore: candidate.denseMacs,
+    macsAfter: connectivityMacs(conn, candidate.kernelArea, candidate.positions),
+    importance: data ? 'data' : 'weight',
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * Runs the autodiff step model (compiler/autodiff/types.ts) one update at a time:
+ *
+ *   step(data, labels[, teacherLogits], lr, step, params…, state…) → loss, logits, params'…, state'…
+ *
+ * The carried tensors (parameters, optimizer slots, BN running statistics) live as
+ * onnxruntime tensors between steps: each step's outputs are fed straight into the next
+ * step, and are copied into JS arrays only for checkpoints and the final model.
+ */
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import type { CarriedTensor, TrainingGraph } from '../../compiler/autodiff/types.js';
+import { RegroupError } from '../../compiler/errors.js';
+import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
+import { createSession, ort, run, toOrtTensor, type Feeds, type SessionOptions } from '../session.js';
+import type { TrainedValue } from './checkpoint.js';
+import type { SavedTensor, StateElementType } from './state.js';
+
+/** What one update fed: the batch and the scalars. */
+export interface StepFeeds {
+  data: OrtTensor;
+  labels: OrtTensor;
+  teacherLogits?: OrtTensor;
+  lr: number;
+  /** 1-based count of updates, this one included. */
+  step: number;
+}
+
+/** What one update returned: the batch's mean loss and the student logits. */
+export interface StepOutcome {
+  loss: number;
+  logits: OrtTensor;
+}
+
+const DTYPE_OF: Partial<Record<OrtTensor.Type, DataType>> = { float32: DataType.FLOAT, float64: DataType.DOUBLE, int64: DataType.INT64, int32: DataType.INT32 };
+
+/** One session on the step model plus the carried tensors it updates (see the header). */
+export class StepRunner {
+  readonly #carried = new Map<string, OrtTensor>();
+  readonly #fetches: string[];
+
+  private constructor(
+    readonly graph: TrainingGraph,
+    readonly session: InferenceSession,
+  ) {
+    this.#fetches = [graph.outputs.loss, graph.outputs.logits, ...this.all().map((c) => c.output)];
+    for (const c of this.all()) this.#carried.set(c.input, toOrtTensor(c.init.dtype, c.init.dims, c.init.data.slice()));
+  }
+
+  /** Open a session on the step model (all graph optimisations unless told otherwise). */
+  static async create(graph: TrainingGraph, options: SessionOptions): Promise<StepRunner> {
+    if (graph.inputs.data.length !== 1) throw new RegroupError('unsupported', `the model has ${graph.inputs.data.length} data inputs (${graph.inputs.data.join(', ')}); training feeds one image input`);
+    return new StepRunner(graph, await createSession(graph.model, { optimization: 'all', ...options }));
+  }
+
+  /** Parameters then state, in the training graph's order. */
+  all(): readonly CarriedTensor[] {
+    return [...this.graph.params, ...this.graph.state];
+  }
+
+  /** One update: feed the batch and the carried tensors, keep the updated ones. */
+  async step(feeds: StepFeeds): Promise<StepOutcome> {
+    const out = await run(this.session, this.#feeds(feeds), this.#fetches);
+    for (const c of this.all()) this.#carried.set(c.input, out[c.output]!);
+    return { loss: scalar(out[this.graph.outputs.loss]!), logits: out[this.graph.outputs.logits]! };
+  }
+
+  /**
+   * The step model's logits for a batch with the current tensors, changing nothing: the
+   * update is computed with lr 0 and thrown away (BatchNormalization uses batch statistics,
+   * as in training).
+   */
+  async forward(data: OrtTensor, labels: OrtTensor, teacherLogits?: OrtTensor): Promise<OrtTensor> {
+    const out = await run(this.session, this.#feeds({ data, labels, teacherLogits, lr: 0, step: 1 }), [this.graph.outputs.logits]);
+    return out[this.graph.outputs.logits]!;
+  }
+
+  #feeds(f: StepFeeds): Feeds {
+    const inputs = this.graph.inputs;
+    const feeds: Feeds = {
+      [inputs.data[0]!]: f.data,
+      [inputs.labels]: f.labels,
+      [inputs.lr]: new ort.Tensor('float32', Float32Array.of(f.lr), []),
+      [inputs.step]: new ort.Tensor('float32', Float32Array.of(f.step), []),
+    };
+    if (inputs.teacherLogits) {
+      if (!f.teacherLogits) throw new RegroupError('usage', 'the distillation loss needs teacher logits for every batch; pass a teacher model');
+      feeds[inputs.teacherLogits] = f.teacherLogits;
+    }
+    for (const [input, tensor] of this.#carried) feeds[input] = tensor;
+    return feeds;
+  }
+
+  /** Copies of every carried tensor, for the resume file. */
+  snapshot(): SavedTensor[] {
+    return this.all().map((c) => {
+      const t = this.#carried.get(c.input)!;
+      return { input: c.input, name: c.name, type: stateType(t, c.name), dims: [...t.dims], data: (t.data as TypedArray).slice() };
+    });
+  }
+
+  /** Load carried tensors saved by `snapshot`; names, types and shapes must match this graph. */
+  restore(saved: readonly SavedTensor[], file: string): void {
+    const byInput = new Map(saved.map((s) => [s.input, s]));
+    for (const c of this.all()) {
+      const s = byInput.get(c.input);
+      if (!s) throw new RegroupError('usage', `${file} holds no value for '${c.name}' (step input '${c.input}'); it was written for another model or training setup; train without --resume`);
+      if (s.dims.join(',') !== c.init.dims.join(',')) throw new RegroupError('usage', `${file}: '${c.name}' has shape [${s.dims.join(',')}] but the model's is [${c.init.dims.join(',')}]; it was written for another model; train without --resume`);
+      this.#carried.set(c.input, new ort.Tensor(s.type, s.data as never, s.dims));
+    }
+    if (saved.length !== this.all().length) throw new RegroupError('usage', `${file} holds ${saved.length} tensors but this training graph carries ${this.all().length}; it was written for another setup; train without --resume`);
+  }
+
+  /** Current values of carried tensors that are initializers of the inference model (params, BN statistics). */
+  trainedValues(isInitializer: (name: string) => boolean): Map<string, TrainedValue> {
+    const values = new Map<string, TrainedValue>();
+    for (const c of this.all()) {
+      if (!isInitializer(c.name)) continue;
+      const t = this.#carried.get(c.input)!;
+      values.set(c.name, { dtype: DTYPE_OF[t.type] ?? c.init.dtype, dims: t.dims, data: t.data as TypedArray });
+    }
+    return values;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function scalar(t: OrtTensor): number {
+  const data = t.data as ArrayLike<number>;
+  if (data.length !== 1) throw new RegroupError('runtime', `the step model's loss has ${data.length} elements; expected a scalar`);
+  return Number(data[0]);
+}
+
+function stateType(t: OrtTensor, name: string): StateElementType {
+  if (t.type === 'float32' || t.type === 'float64' || t.type === 'int64' || t.type === 'int32') return t.type;
+  throw new RegroupError('unsupported', `carried tensor '${name}' has element type ${t.type}; the training state stores float32, float64, int64 and int32`);
+}

@@ -1,0 +1,299 @@
+/**
+ * self-group (SG-CNN): importance vectors, k-means, the percentile threshold and kept
+ * subsets on hand-made weights; the MACs target; exact zeros outside each cluster's inputs;
+ * purity and determinism; which layers stay dense and why; the pass and pipeline forms.
+ *
+ * Numeric checks of the lowering live in lower-grouped.test.ts; here the self-grouped model
+ * is the reference, and what is checked is that it is the original with exactly the masked
+ * weights zeroed.
+ */
+import { describe, expect, it } from 'vitest';
+import { connectivityMacs, connectivityMask, convConnectivity, denseConnectivity, expandGroupedWeight, importanceVectors, isDense, maskWeight, uniformConnectivity, validateConnectivity, type Connectivity } from '../../compiler/analysis/connectivity.js';
+import { computeCost } from '../../compiler/analysis/cost.js';
+import { inferShapes } from '../../compiler/analysis/shape-inference.js';
+import { RegroupError } from '../../compiler/errors.js';
+import { GraphBuilder } from '../../compiler/ir/builder.js';
+import { constantOf } from '../../compiler/ir/constants.js';
+import type { Model } from '../../compiler/ir/model.js';
+import type { Node } from '../../compiler/ir/node.js';
+import { Tensor } from '../../compiler/ir/tensor.js';
+import { encodeModel } from '../../compiler/onnx/encode.js';
+import { loadModel } from '../../compiler/onnx/io.js';
+import { BASELINES } from '../../fixtures/baselines.js';
+import { flattenGemmHead, mobilenetV2Block, resnetTiny, resnextBlock, vggChain } from '../../fixtures/models.js';
+import { PREPARE, runPasses, selfGroup, selfGroupPass, type SelfGroupContext } from '../../passes/index.js';
+import { clusterFilters, keptInputs, percentile, thresholdClusters } from '../../passes/self-group-cluster.js';
+import { haveShared, sharedModel } from '../helpers/shared.js';
+
+/** How far below the keepMacs target the realised fraction may fall (it never exceeds it). */
+const TARGET_TOLERANCE = 0.02;
+
+function prepared(build: () => Model): Model {
+  const model = build();
+  runPasses(model, PREPARE, {}, { fixpoint: true });
+  return model;
+}
+
+/**
+ * One 3×3 conv, 6 filters × 4 inputs, every kernel entry a/9 so Σ_hw |W| = a. Filters 0–2
+ * weigh inputs 0, 1; filters 3–5 weigh inputs 2, 3 (the rows of IMPORTANCE).
+ */
+const IMPORTANCE = [
+  [9, 8, 0.5, 1],
+  [8, 9, 1, 0.5],
+  [10, 10, 0.5, 0.5],
+  [1, 0.5, 9, 8],
+  [0.5, 1, 8, 9],
+  [0.5, 0.5, 10, 10],
+];
+
+function handMade(): Model {
+  const b = new GraphBuilder({ opset: 17, seed: 5 });
+  const x = b.input('x', [1, 4, 6, 6]);
+  const w = b.initializer('conv.weight', Tensor.float32([6, 4, 3, 3], IMPORTANCE.flatMap((row) => row.flatMap((a) => Array(9).fill(a / 9)))));
+  b.output(b.op('Conv', [x, w], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, 'conv'));
+  return b.model;
+}
+
+describe('connectivity', () => {
+  it('uniform grouped is block diagonal; a conv with group = 2 has that connectivity', () => {
+    const conn = uniformConnectivity(4, 6, 2);
+    expect([...connectivityMask(conn)]).toEqual([1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]);
+    expect(convConnectivity([4, 3, 3, 3], 2)).toEqual(conn);
+    expect(convConnectivity([4, 6, 1, 1], 1)).toEqual(denseConnectivity(4, 6));
+    expect([isDense(conn), isDense(denseConnectivity(4, 6))]).toEqual([false, true]);
+    // pairs 4·3 = 12, kernel 3×3, 10 output positions
+    expect(connectivityMacs(conn, 9, 10)).toBe(12 * 9 * 10);
+  });
+
+  it('validation names the broken cluster', () => {
+    const two = (filters: number[][], inputs: number[][]): Connectivity => ({ outChannels: 4, inChannels: 3, clusters: filters.map((f, c) => ({ filters: Int32Array.from(f), inputs: Int32Array.from(inputs[c]!) })) });
+    expect(() => validateConnectivity(two([[0, 1], [1, 2, 3]], [[0], [1]]), 'c')).toThrow(/connectivity of 'c': filter 1 is in clusters 0 and 1/);
+    expect(() => validateConnectivity(two([[0, 1], [2]], [[0], [1]]), 'c')).toThrow(/filter 3 is in no cluster/);
+    expect(() => validateConnectivity(two([[0, 1], [2, 3]], [[2, 0], [1]]), 'c')).toThrow(/cluster 0 inputs are not strictly ascending/);
+    expect(() => validateConnectivity(two([[0, 1], [2, 3]], [[0], [3]]), 'c')).toThrow(/cluster 1 inputs: index 3 is outside \[0, 3\)/);
+    expect(() => validateConnectivity(two([[0, 1], [2, 3]], [[0], []]), 'c')).toThrow(/cluster 1 is empty/);
+  });
+
+  it('grouped weights expand onto the diagonal; masks zero exactly the unread pairs; importance sums |W| over the kernel', () => {
+    const grouped = Tensor.float32([4, 1, 1, 2], [1, -2, 3, 4, 5, 6, -7, 8]);
+    const dense = expandGroupedWeight(grouped, 2);
+    expect(dense.dims).toEqual([4, 2, 1, 2]);
+    expect([...dense.data]).toEqual([1, -2, 0, 0, 3, 4, 0, 0, 0, 0, 5, 6, 0, 0, -7, 8]);
+    expect([...importanceVectors(dense)]).toEqual([3, 0, 7, 0, 0, 11, 0, 15]);
+    const conn: Connectivity = { outChannels: 4, inChannels: 2, clusters: [{ filters: Int32Array.of(0, 3), inputs: Int32Array.of(0) }, { filters: Int32Array.of(1, 2), inputs: Int32Array.of(0, 1) }] };
+    expect([...maskWeight(dense, conn).data]).toEqual([1, -2, 0, 0, 3, 4, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0]);
+    expect([...importanceVectors(dense, conn)]).toEqual([3, 0, 7, 0, 0, 11, 0, 0]);
+  });
+});
+
+describe('percentile, kept inputs, k-means', () => {
+  it('percentile interpolates linearly between order statistics', () => {
+    const values = [4, 1, 3, 2];
+    expect([0, 25, 50, 100].map((p) => percentile(values, p))).toEqual([1, 1.75, 2.5, 4]);
+  });
+
+  it('a cluster keeps the inputs strictly above τ, or its largest entry when none is', () => {
+    const centroid = Float64Array.of(0.1, 0.5, 0.9, 0.5);
+    expect([...keptInputs(centroid, 0.5)]).toEqual([2]);
+    expect([...keptInputs(centroid, 0.05)]).toEqual([0, 1, 2, 3]);
+    expect([...keptInputs(centroid, 1)]).toEqual([2]);
+  });
+
+  it('k-means finds the two obvious clusters; their centroids are the member means', () => {
+    const c = clusterFilters(IMPORTANCE, 2, { seed: 3, restarts: 3 });
+    expect(c.filters.map((f) => [...f])).toEqual([[0, 1, 2], [3, 4, 5]]);
+    expect([...c.centroids[0]!].map((v) => +v.toFixed(6))).toEqual([9, 9, 0.666667, 0.666667]);
+    // inertia = Σ ‖v − centroid‖² = 2 · (0+1+1 + 1+0+1 + (1/6)²·2+(1/3)²·2+(1/6)²·2) per cluster
+    expect(c.inertia).toBeCloseTo(2 * (4 + 2 * (1 / 36 + 1 / 9 + 1 / 36)), 10);
+  });
+
+  it('k never exceeds the distinct vectors: identical filters form one cluster', () => {
+    const same = Array.from({ length: 5 }, () => [1, 2, 3]);
+    const c = clusterFilters(same, 4, { seed: 0 });
+    expect(c.filters.map((f) => [...f])).toEqual([[0, 1, 2, 3, 4]]);
+    expect(c.inertia).toBe(0);
+  });
+
+  it('τ is the cp-th percentile of all centroid values of the layer', () => {
+    const c = clusterFilters(IMPORTANCE, 2, { seed: 1 });
+    const { connectivity, tau } = thresholdClusters(c, 50, 6, 4);
+    // values {9, 9, 2/3, 2/3} ∪ {2/3, 2/3, 9, 9}: the median lies halfway between 2/3 and 9
+    expect(tau).toBeCloseTo((2 / 3 + 9) / 2, 12);
+    expect(connectivity.clusters.map((k) => [...k.inputs])).toEqual([[0, 1], [2, 3]]);
+  });
+});
+
+describe('selfGroup on a hand-made conv', () => {
+  it('weight importance: τ, subsets, exact zeros outside them, untouched weights inside', () => {
+    const model = handMade();
+    const { model: grouped, connectivity, stats } = selfGroup(model, { groups: 2, cp: 50, seed: 2 });
+    expect(stats.layers).toHaveLength(1);
+    // the weights are float32 (a/9 nine times): Σ|W| matches a to ~1e-7
+    expect(stats.layers[0]!.tau).toBeCloseTo((2 / 3 + 9) / 2, 5);
+    expect(stats.layers[0]!.importance).toBe('weight');
+    const conn = connectivity.get('conv')!;
+    expect(conn.clusters.map((c) => [[...c.filters], [...c.inputs]])).toEqual([[[0, 1, 2], [0, 1]], [[3, 4, 5], [2, 3]]]);
+    expectMasked(model, grouped, connectivity);
+    expect(stats.macsRatio).toBeCloseTo(0.5, 12);
+  });
+
+  it('data-aware importance: input channel scales move cluster 0 onto inputs 2, 3', () => {
+    const channelMeanAbs = new Map([['x', Float64Array.of(1, 1, 20, 20)]]);
+    const { connectivity, stats } = selfGroup(handMade(), { groups: 2, cp: 50, seed: 2 }, { channelMeanAbs });
+    // centroids [9, 9, 13⅓, 13⅓] and [⅔, ⅔, 180, 180]: median (9 + 13⅓)/2
+    expect(stats.layers[0]!.importance).toBe('data');
+    expect(stats.layers[0]!.tau).toBeCloseTo((9 + 40 / 3) / 2, 5);
+    expect(connectivity.get('conv')!.clusters.map((c) => [...c.inputs])).toEqual([[2, 3], [2, 3]]);
+  });
+
+  it('refuses bad options and calibration that does not fit, naming the layer', () => {
+    expect(() => selfGroup(handMade(), { importance: 'data' })).toThrow(/importance 'data' needs calibration statistics for 'x'/);
+    expect(() => selfGroup(handMade(), {}, { channelMeanAbs: new Map([['x', new Float64Array(3)]]) })).toThrow(/has 3 channels but 'conv' reads 4/);
+    expect(() => selfGroup(handMade(), { keepMacs: 1.5 })).toThrow(RegroupError);
+    expect(() => selfGroup(handMade(), { cp: 120 })).toThrow(/cp must lie in \[0, 100\]/);
+    expect(() => selfGroup(handMade(), { groups: 0 })).toThrow(/groups for 'conv' must be a positive integer/);
+  });
+});
+
+/** Every weight outside a cluster's inputs is exactly 0 and every weight inside equals the original. */
+function expectMasked(original: Model, grouped: Model, connectivity: Map<string, Connectivity>): void {
+  const before = new Map(original.graph.nodeList().map((n) => [n.name, n] as const));
+  for (const node of grouped.graph.nodes()) {
+    const conn = connectivity.get(node.name);
+    if (!conn) continue;
+    const w = constantOf(node.inputs[1])!;
+    const transposed = node.opType === 'Gemm' && node.getInt('transB', 0) !== 1;
+    const area = w.size / (conn.outChannels * conn.inChannels);
+    const old = denseWeight(before.get(node.name)!);
+    const mask = connectivityMask(conn);
+    let wrong = 0;
+    for (let f = 0; f < conn.outChannels; f++) {
+      for (let j = 0; j < conn.inChannels; j++) {
+        for (let k = 0; k < area; k++) {
+          const at = transposed ? j * conn.outChannels + f : (f * conn.inChannels + j) * area + k;
+          const want = mask[f * conn.inChannels + j] ? old[at]! : 0;
+          if (!Object.is(w.data[at], want)) wrong++;
+        }
+      }
+    }
+    expect({ node: node.name, wrong }).toEqual({ node: node.name, wrong: 0 });
+  }
+}
+
+/** The original weight written out densely (a grouped conv's blocks placed on the diagonal). */
+function denseWeight(node: Node): Float32Array {
+  const w = constantOf(node.inputs[1])!;
+  const group = node.opType === 'Conv' ? node.getInt('group', 1) : 1;
+  if (group === 1) return w.data as Float32Array;
+  const [outChannels, inPerGroup, ...kernel] = w.dims as [number, number, ...number[]];
+  const area = kernel.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(outChannels * inPerGroup * group * area);
+  for (let f = 0; f < outChannels; f++) {
+    const first = Math.floor(f / (outChannels / group)) * inPerGroup;
+    out.set((w.data as Float32Array).subarray(f * inPerGroup * area, (f + 1) * inPerGroup * area), (f * inPerGroup * group + first) * area);
+  }
+  return out;
+}
+
+const TARGET_MODELS: Record<string, () => Model> = {
+  'resnet-tiny': resnetTiny,
+  'fmnist-resnet': BASELINES.resnet!,
+  'fmnist-vgg': BASELINES.vgg!,
+  ...(haveShared ? { resnet20: () => loadModel(sharedModel('resnet20')) } : {}),
+};
+
+describe('keepMacs: one global cp found by bisection', () => {
+  for (const [name, build] of Object.entries(TARGET_MODELS)) {
+    for (const keep of [0.5, 0.7]) {
+      it(`${name}: keepMacs ${keep} → realised in [${keep} − ${TARGET_TOLERANCE}, ${keep}], equal to the connectivity's MACs`, () => {
+        const model = prepared(build);
+        const { model: grouped, connectivity, stats } = selfGroup(model, { groups: 4, keepMacs: keep, seed: 7 });
+        expect(stats.targetMet).toBe(true);
+        expect(stats.macsRatio).toBeLessThanOrEqual(keep + 1e-12);
+        expect(stats.macsRatio).toBeGreaterThan(keep - TARGET_TOLERANCE);
+        // Recount independently: dense MACs minus what each connectivity removes.
+        const cost = computeCost(grouped, inferShapes(grouped));
+        const saved = cost.layers.reduce((sum, layer) => {
+          const conn = connectivity.get(layer.name);
+          if (!conn) return sum;
+          const w = constantOf(layer.node.inputs[1])!;
+          const area = w.size / (conn.outChannels * conn.inChannels);
+          return sum + layer.macs - connectivityMacs(conn, area, layer.macs / (conn.outChannels * conn.inChannels * area));
+        }, 0);
+        expect((cost.totals.macs - saved) / cost.totals.macs).toBeCloseTo(stats.macsRatio, 12);
+        expectMasked(model, grouped, connectivity);
+      });
+    }
+  }
+
+  it('an unreachable target groups at cp = 100 and says so', () => {
+    const { stats } = selfGroup(prepared(vggChain), { groups: 2, keepMacs: 0.05 });
+    expect(stats).toMatchObject({ cp: 100, targetMet: false });
+    expect(stats.macsRatio).toBeGreaterThan(0.05);
+    expect(stats.layers.every((l) => l.clusterInputs.every((n) => n === 1))).toBe(true);
+  });
+});
+
+describe('purity, determinism, skipped layers', () => {
+  it('the input model is not changed; the same seed gives the same bytes and connectivity', () => {
+    const model = prepared(resnetTiny);
+    const before = encodeModel(model).bytes;
+    const a = selfGroup(model, { groups: 8, keepMacs: 0.6, seed: 42 });
+    const b = selfGroup(model, { groups: 8, keepMacs: 0.6, seed: 42 });
+    expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(before))).toBe(0);
+    expect(Buffer.compare(Buffer.from(encodeModel(a.model).bytes), Buffer.from(encodeModel(b.model).bytes))).toBe(0);
+    expect(a.connectivity).toEqual(b.connectivity);
+    expect(a.stats).toEqual(b.stats);
+  });
+
+  it('depthwise convs and 3-channel stems stay dense, with the reason', () => {
+    const { stats, connectivity } = selfGroup(prepared(mobilenetV2Block), { groups: 4, cp: 50 });
+    expect(stats.skipped).toEqual([
+      { node: 'stem.conv', reason: 'too few input channels to group (3 < minInputChannels 4)' },
+      { node: 'block.depthwise.conv', reason: 'depthwise conv (one input channel per group)' },
+    ]);
+    expect([...connectivity.keys()]).toEqual(['block.expand.conv', 'block.project.conv']);
+  });
+
+  it('a weight shared by two convs stays dense', () => {
+    const b = new GraphBuilder({ opset: 17, seed: 3 });
+    const x = b.input('x', [1, 8, 5, 5]);
+    const w = b.weight('shared', [8, 8, 1, 1]);
+    b.output(b.op('Add', [b.op('Conv', [x, w], {}, 'a'), b.op('Conv', [x, w], {}, 'b')]));
+    const { stats } = selfGroup(b.model, { groups: 2 });
+    expect(stats.skipped.map((s) => s.reason)).toEqual(["weight 'shared' is shared with 1 other use(s)", "weight 'shared' is shared with 1 other use(s)"]);
+    expect(stats.layers).toEqual([]);
+  });
+
+  it('a grouped (ResNeXt) conv is written out densely and regrouped; its zeros stay zeros', () => {
+    const model = prepared(resnextBlock);
+    const { model: grouped, connectivity } = selfGroup(model, { groups: 4, cp: 40, seed: 1 });
+    const spatial = grouped.graph.nodeList().find((n) => n.name === 'layer1.spatial.conv')!;
+    expect(spatial.getInt('group', 1)).toBe(1);
+    expect(constantOf(spatial.inputs[1])!.dims).toEqual([16, 16, 3, 3]);
+    expectMasked(model, grouped, connectivity);
+  });
+
+  it('includeFc groups Gemm layers (rows of |W|) as well', () => {
+    const model = prepared(flattenGemmHead);
+    const { model: grouped, connectivity } = selfGroup(model, { groups: 4, cp: 50, includeFc: true, seed: 1 });
+    expect([...connectivity.keys()]).toEqual(['features.1.conv', 'classifier.0', 'classifier.1']);
+    expect(connectivity.get('classifier.0')).toMatchObject({ outChannels: 32, inChannels: 192 });
+    expectMasked(model, grouped, connectivity);
+  });
+});
+
+describe('pass form', () => {
+  it('selfGroupPass masks in place like selfGroup and fills ctx.connectivity', () => {
+    const options = { groups: 4, keepMacs: 0.6, seed: 9 };
+    const model = prepared(resnetTiny);
+    const expected = selfGroup(model, options);
+    const ctx: SelfGroupContext = {};
+    const result = runPasses(model, [selfGroupPass(options)], ctx, { verify: true });
+    expect(result.changed).toBe(true);
+    expect(ctx.connectivity).toEqual(expected.connectivity);
+    expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(encodeModel(expected.model).bytes))).toBe(0);
+  });
+
+});
