@@ -258,7 +258,7 @@ function trainingReport(input: string, output: string, model: Model, result: Tra
     format: REPORT_FORMAT,
     version: REPORT_VERSION,
     // The report format has no 'train' kind: a training run reports its model like `eval`, a fine-tune like `compress`.
-    kind: extra.mode.mode === 'train' ? 'eval' : 'compress',
+    kind: extra.mode.mode,
     createdAt: new Date().toISOString(),
     model: { file: output, macs: trained.macs, params: trained.params, bytes: fs.existsSync(output) ? fileBytes(output) : 0 },
     baseline: { file: input, macs: before.macs, params: before.params },
@@ -424,7 +424,7 @@ async function runCommand(file: string, flags: CommandFlags, call: (options: Tra
   if (flags.json) console.log(JSON.stringify(outcome.report, null, 2));
   else printOutcome(file, outcome);
   if (flags.report) writeReport(flags.report, outcome.report);
-  const title = `regroup ${outcome.report.kind === 'compress' ? 'finetune' : 'train'} report: ${path.basename(flags.output)}`;
+  const title = `regroup ${outcome.report.kind} report: ${path.basename(flags.output)}`;
   if (flags.html) writeAtomic(flags.html, [Buffer.from(renderHtml([outcome.report], { title }))]);
 }
 
@@ -468,7 +468,7 @@ class ProgressBars {
 
 function printOutcome(file: string, o: TrainOutcome): void {
   const t = o.report.training;
-  const verb = o.report.kind === 'compress' ? 'fine-tuned' : 'trained';
+  const verb = o.report.kind === 'finetune' ? 'fine-tuned' : 'trained';
   if (t) console.log(`${verb} ${file} on ${o.trainData}: ${t.epochs} epoch(s), ${t.steps} updates of batch ${t.batchSize}, ${t.imagesPerSecond.toFixed(1)} images/s`);
   else console.log(`${verb} ${file} layer by layer on ${o.trainData}`);
   const final = o.result.final;

@@ -14,8 +14,8 @@ import { RegroupError } from '../../compiler/errors.js';
 export const REPORT_FORMAT = 'regroup-report';
 export const REPORT_VERSION = 1;
 
-export type ReportKind = 'eval' | 'prune' | 'compress';
-export const REPORT_KINDS: readonly ReportKind[] = ['eval', 'prune', 'compress'];
+export type ReportKind = 'eval' | 'prune' | 'compress' | 'train' | 'finetune';
+export const REPORT_KINDS: readonly ReportKind[] = ['eval', 'prune', 'compress', 'train', 'finetune'];
 
 export interface ReportModel {
   file: string;

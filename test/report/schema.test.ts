@@ -51,7 +51,7 @@ describe('validateReport', () => {
     ['accuracy in percent', edited((r) => (r.accuracy = { top1: 71.3, top5: 90, samples: 10, dataset: 'x' })), /field 'accuracy\.top1' must be a fraction between 0 and 1, got 71\.3/],
     ['a foreign JSON file', { name: 'package', version: '1.0.0' }, /field 'format' must be 'regroup-report'/],
     ['a newer version', edited((r) => (r.version = 2)), /field 'version' is 2, written by a newer regroup/],
-    ['an unknown kind', edited((r) => (r.kind = 'quantize')), /field 'kind' must be one of 'eval', 'prune', 'compress', got "quantize"/],
+    ['an unknown kind', edited((r) => (r.kind = 'quantize')), /field 'kind' must be one of 'eval', 'prune', 'compress', 'train', 'finetune', got "quantize"/],
     ['a date that is not ISO', edited((r) => (r.createdAt = 'yesterday')), /field 'createdAt' must be an ISO 8601 date-time/],
     ['a misspelt field', edited((r) => (r.model.flops = 3)), /unknown field 'model\.flops'.*put anything else under 'extra'/],
     ['notes as a string', edited((r) => (r.notes = 'pruned')), /field 'notes' must be an array, got "pruned"/],

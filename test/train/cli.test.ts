@@ -86,7 +86,7 @@ describe('regroup finetune', () => {
     const r = regroup('finetune', compressedFile, ...TINY, '--epochs', '1', '--teacher', modelFile, '-o', out, '--json');
     expect(r.code).toBe(0);
     const report = validateReport(JSON.parse(r.stdout), 'stdout');
-    expect(report.kind).toBe('compress');
+    expect(report.kind).toBe('finetune');
     expect(report.training!.mode).toBe('finetune');
     expect(report.training!.loss).toMatch(/^distillation from .*plain\.onnx \(T 4, α 0\.9\)/);
     expect(report.notes).toContain(`${Math.ceil(w.length / 2)} of ${w.length} weights in 1 tensors held at zero (masks from the model's exact zeros)`);

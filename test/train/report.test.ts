@@ -13,7 +13,7 @@ function trainReport(): Report {
   return {
     format: 'regroup-report',
     version: 1,
-    kind: 'eval',
+    kind: 'train',
     createdAt: '2026-01-02T03:04:05Z',
     model: { file: 'out/trained.onnx', macs: 9_350_000, params: 77_800, bytes: 320_000 },
     totals: { macsAfter: 9_350_000, paramsAfter: 77_800 },
