@@ -4,6 +4,7 @@
  * `regroup: error[code]: …` and exit non-zero: 2 for usage, 1 for bad input, 70 for bugs.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { positiveInt, nonNegativeInt, fraction } from './args.js';
 import { RegroupError } from '../compiler/errors.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { benchModel, convertModel, inspectGroups, inspectModel, type GroupRow, type InspectReport } from './api.js';
@@ -18,20 +19,9 @@ import { cpuSimdBlock } from '../runtime/providers.js';
 import { formatShape, human, percent, table } from './format.js';
 import { progress } from './progress.js';
 import { registerTrainCommands } from './train.js';
+import { registerCompressCommand } from './compress-command.js';
 
 const VERSION = '0.1.0';
-
-function positiveInt(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`'${text}' is not a positive integer`);
-  return n;
-}
-
-function nonNegativeInt(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`'${text}' is not a non-negative integer`);
-  return n;
-}
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -209,6 +199,7 @@ function buildProgram(): Command {
     });
 
   registerTrainCommands(program);
+  registerCompressCommand(program);
   return program;
 }
 
@@ -225,12 +216,6 @@ function printEval(o: EvalOutcome): void {
   for (const l of o.latency) console.log(`latency ${l.ep} batch ${l.batch}: median ${l.medianMs.toFixed(2)} ms, p90 ${l.p90Ms.toFixed(2)} ms`);
   console.log(`model: ${human(o.report.model.macs)} MACs, ${human(o.report.model.params)} params, ${human(o.report.model.bytes)}B on disk`);
   for (const note of o.report.notes) console.log(`note: ${note}`);
-}
-
-function fraction(text: string): number {
-  const n = Number(text);
-  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`'${text}' is not a fraction in (0, 1]`);
-  return n;
 }
 
 function printGroups(file: string, groups: GroupRow[], unsupported?: string): void {

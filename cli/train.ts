@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { positiveInt, nonNegativeInt, positiveNumber, nonNegativeNumber, unitFraction } from './args.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import type { LossSpec, OptimizerSpec } from '../compiler/autodiff/types.js';
@@ -300,36 +301,6 @@ function describeLoss(loss: LossSpec, teacher: string | undefined): string {
 // ---------------------------------------------------------------------------------------
 // Commands
 
-function positiveInt(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`'${text}' is not a positive integer`);
-  return n;
-}
-
-function nonNegativeInt(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`'${text}' is not a non-negative integer`);
-  return n;
-}
-
-function positiveNumber(text: string): number {
-  const n = Number(text);
-  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`'${text}' is not a positive number`);
-  return n;
-}
-
-function nonNegativeNumber(text: string): number {
-  const n = Number(text);
-  if (!(n >= 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`'${text}' is not a number ≥ 0`);
-  return n;
-}
-
-function unitFraction(text: string): number {
-  const n = Number(text);
-  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError(`'${text}' is not a number in [0, 1]`);
-  return n;
-}
-
 interface CommandFlags extends Omit<FinetuneCommandOptions, 'onProgress' | 'local' | 'augment'> {
   augment: boolean;
   localOnly?: boolean;
@@ -429,7 +400,7 @@ async function runCommand(file: string, flags: CommandFlags, call: (options: Tra
 }
 
 /** One bar per epoch and per evaluation, finished with the epoch's figures. */
-class ProgressBars {
+export class ProgressBars {
   #bar: Progress | undefined;
   #label = '';
 

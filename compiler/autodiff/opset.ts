@@ -12,9 +12,9 @@
  *   Pad (11)                `pads`/`value` attributes → inputs
  *   Slice (10)              `starts`/`ends`/`axes` attributes → inputs
  *
- * Ops whose meaning changed in ways not rewritten here (Upsample, Resize before 11,
- * TopK before 10, BatchNormalization before 9 …) make the upgrade fail with a typed error;
- * models older than opset 9 are refused.
+ * Ops whose form changed in ways not rewritten here (Upsample and Scatter, removed; Resize
+ * before 11, whose default coordinate mode changed; TopK before 10) make the upgrade fail
+ * with a typed error; models older than opset 9 are refused.
  */
 import { attr } from '../ir/attribute.js';
 import { DataType } from '../ir/dtype.js';
@@ -58,13 +58,18 @@ function upgradeNode(graph: Graph, node: Node, from: number, typeOf: TypeOf): vo
   else if (from < 11 && op === 'Clip') upgradeClip(graph, node, dtype);
   else if (from < 11 && op === 'Pad') upgradePad(graph, node, dtype);
   else if (from < 10 && op === 'Slice') upgradeSlice(graph, node);
-  else if (CHANGED[op] !== undefined && from < CHANGED[op]!) {
-    throw new RegroupError('unsupported', `node ${node}: ${op} at opset ${from} has a form regroup does not upgrade; re-export the model with opset ≥ ${CHANGED[op]}`);
+  else if (NOT_UPGRADED[op] && from < NOT_UPGRADED[op].since) {
+    throw new RegroupError('unsupported', `node ${node}: ${op} at opset ${from} has a form regroup does not upgrade to opset 17; ${NOT_UPGRADED[op].fix}`);
   }
 }
 
-/** Ops whose old forms are not rewritten: op → the first opset whose form is current. */
-const CHANGED: Record<string, number> = { Upsample: 99, Resize: 11, TopK: 10, Scatter: 99, BatchNormalization: 9, Cast: 9, Gemm: 9 };
+/** Ops whose old forms are not rewritten: the first opset whose form is current, and the fix. */
+const NOT_UPGRADED: Record<string, { since: number; fix: string }> = {
+  Upsample: { since: Infinity, fix: 'it was removed in opset 10; re-export the model with Resize (opset ≥ 11)' },
+  Scatter: { since: Infinity, fix: 'it was removed in opset 11; re-export the model with ScatterElements (opset ≥ 11)' },
+  Resize: { since: 11, fix: 're-export the model with opset ≥ 11' },
+  TopK: { since: 10, fix: 're-export the model with opset ≥ 10' },
+};
 
 /** Move an INTS attribute into a new int64 input at index 1. */
 function moveIntsToInput(graph: Graph, node: Node, name: string): void {

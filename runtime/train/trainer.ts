@@ -14,6 +14,7 @@
  * weight decay 5e-4, cosine schedule from lr 0.05, cross-entropy.
  */
 import type { Tensor as OrtTensor } from 'onnxruntime-node';
+import { parameterConstantsToInitializers } from '../../compiler/autodiff/constants.js';
 import { buildTrainingGraph } from '../../compiler/autodiff/training.js';
 import type { LossSpec, OptimizerSpec } from '../../compiler/autodiff/types.js';
 import { RegroupError } from '../../compiler/errors.js';
@@ -141,7 +142,11 @@ export class Trainer {
     readonly working: Model,
   ) {}
 
-  static async create(model: Model, options: TrainOptions): Promise<Trainer> {
+  static async create(source: Model, options: TrainOptions): Promise<Trainer> {
+    // Weights stored as Constant nodes (paddle2onnx exports) become initializers, so trained
+    // values have somewhere to go in the checkpoint.
+    const model = cloneModel(source);
+    parameterConstantsToInitializers(model);
     const plan = makePlan(model, options);
     if (options.checkpoint) checkWritable(options.checkpoint, options.protect);
     if (plan.loss.kind === 'distill' && !options.teacher) throw new RegroupError('usage', 'distillation needs a teacher model (--teacher DENSE.onnx)');

@@ -1,15 +1,15 @@
 /**
- * Step time of a training graph (not a test; run with `npx vite-node test/autodiff/bench-step.ts
+ * Step time of a training graph (not a test; run with `node dist/bench/train-step.js
  * [model.onnx] [batch] [size]`): ResNet-20 (../shared/fixtures) by default at batch 64 on
  * 3×32×32, SGD with Nesterov momentum, all graph optimisations, the two ∂W formulations
  * interleaved run by run so machine noise hits both alike. Prints the median of each.
  */
-import { buildTrainingGraph } from '../../compiler/autodiff/training.js';
-import type { GradientOptions } from '../../compiler/autodiff/gradients.js';
-import { loadModel } from '../../compiler/onnx/io.js';
-import { ort } from '../../runtime/session.js';
-import { sharedModel } from '../helpers/shared.js';
-import { StepHarness, syntheticBatch } from './step.js';
+import { buildTrainingGraph } from '../compiler/autodiff/training.js';
+import type { GradientOptions } from '../compiler/autodiff/gradients.js';
+import { loadModel } from '../compiler/onnx/io.js';
+import { ort } from '../runtime/session.js';
+import { sharedModel } from '../test/helpers/shared.js';
+import { StepHarness, syntheticBatch } from '../test/autodiff/step.js';
 
 ort.env.logLevel = 'error';
 const [file = sharedModel('resnet20'), batchArg = '64', sizeArg = '32'] = process.argv.slice(2);

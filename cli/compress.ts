@@ -1,0 +1,308 @@
+/**
+ * `regroup compress` as a library call: the whole pipeline on one model.
+ *
+ *   load → prepare → [dense accuracy] → structure (sg-cnn | uniform | l1) → fine-tune
+ *   (local, global with distillation, both, or none) → lower grouped connectivity to ONNX
+ *   → check the lowered graph against the masked-dense reference → accuracy, MACs,
+ *   params and CPU latency before and after → save atomically → report.
+ *
+ * `sg-cnn` is self-grouping (passes/self-group.ts); `uniform` (ResNeXt-style equal groups,
+ * passes/uniform-group.ts) and `l1` (channel pruning by filter L1 norm) are the baselines it
+ * is compared with at the same MACs and the same fine-tuning budget.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Connectivity } from '../compiler/analysis/connectivity.js';
+import { computeCost } from '../compiler/analysis/cost.js';
+import { inferShapes } from '../compiler/analysis/shape-inference.js';
+import { RegroupError } from '../compiler/errors.js';
+import type { Model } from '../compiler/ir/model.js';
+import { decodeModel } from '../compiler/onnx/decode.js';
+import { encodeModel } from '../compiler/onnx/encode.js';
+import { loadModel, saveModel } from '../compiler/onnx/io.js';
+import { PREPARE, runPasses } from '../passes/index.js';
+import { lowerGrouped, type LayerChoice } from '../passes/lower-grouped.js';
+import { selfGroup } from '../passes/self-group.js';
+import { uniformGroup } from '../passes/uniform-group.js';
+import type { LatencyStats } from '../runtime/benchmark.js';
+import type { ResolvedInputSpec } from '../runtime/data/preprocess.js';
+import type { Dataset } from '../runtime/data/types.js';
+import type { AccuracyResult } from '../runtime/evaluate.js';
+import type { ExecutionProvider } from '../runtime/providers.js';
+import type { TrainProgress } from '../runtime/train/types.js';
+import { fileBytes } from './evaluate.js';
+import { pruneModel } from './prune.js';
+import { REPORT_FORMAT, REPORT_VERSION, type Report } from './report/schema.js';
+import { resolveSplits } from './train.js';
+
+export type CompressMethod = 'sg-cnn' | 'uniform' | 'l1';
+export const COMPRESS_METHODS: readonly CompressMethod[] = ['sg-cnn', 'uniform', 'l1'];
+export type FinetuneScheme = 'local+global' | 'global' | 'local' | 'none';
+export const FINETUNE_SCHEMES: readonly FinetuneScheme[] = ['local+global', 'global', 'local', 'none'];
+
+export interface CompressOptions {
+  output: string;
+  method: CompressMethod;
+  keepMacs: number;
+  /** Clusters per layer for sg-cnn (default 16). */
+  groups?: number;
+  /** Explicit sg-cnn percentile instead of a MACs target. */
+  cp?: number;
+  includeFc?: boolean;
+  /** Training/calibration data; without it only weight-based grouping and no fine-tuning. */
+  data?: string;
+  testData?: string;
+  preset?: string;
+  /** Default local+global with data, none without. */
+  finetune?: FinetuneScheme;
+  /** Global fine-tuning epochs (default 1). */
+  epochs?: number;
+  lr?: number;
+  batch?: number;
+  /** Fine-tune on a seeded subset of this many training samples. */
+  limit?: number;
+  evalLimit?: number;
+  /** Distil from the dense model during global fine-tuning (default true). */
+  kd?: boolean;
+  kdTemperature?: number;
+  kdAlpha?: number;
+  /** Measure candidate lowerings per layer and keep the fastest. */
+  tune?: boolean;
+  ep?: ExecutionProvider;
+  threads?: number;
+  seed?: number;
+  force?: boolean;
+  /** Measure CPU latency before and after (default true). */
+  latency?: boolean;
+  onProgress?: (event: TrainProgress) => void;
+  log?: (line: string) => void;
+}
+
+export interface Side {
+  macs: number;
+  params: number;
+  accuracy?: AccuracyResult;
+  latency: LatencyStats[];
+}
+
+export interface CompressOutcome {
+  report: Report;
+  dense: Side;
+  compressed: Side;
+  /** Largest |lowered − masked reference| over seeded inputs, relative to the reference's output scale. */
+  loweringError: number | undefined;
+  choices: LayerChoice[];
+  notes: string[];
+  seconds: number;
+}
+
+interface Data {
+  train: Dataset;
+  test: Dataset | undefined;
+  spec: ResolvedInputSpec;
+  note: string;
+}
+
+/** Compress a model file and write the result; see CompressOptions. */
+export async function compressModel(file: string, options: CompressOptions): Promise<CompressOutcome> {
+  const started = performance.now();
+  const log = options.log ?? (() => {});
+  const dense = loadModel(file);
+  runPasses(dense, PREPARE, {}, { fixpoint: true });
+  const data = options.data ? await openData(dense, options) : undefined;
+  try {
+    const notes: string[] = data ? [`data: ${data.note}`, `preprocessing: ${data.spec.presetReason}`] : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
+    const denseSide = await measureSide(dense, data, options, 'dense');
+    log(`dense: ${describeSide(denseSide)}`);
+    const structured = await structure(file, dense, data, options, notes);
+    log(`structured (${options.method}): ${(100 * structured.macsRatio).toFixed(1)}% of the MACs`);
+    const tuned = await fineTune(structured.model, dense, data, options, notes);
+    const lowered = structured.connectivity.size > 0 ? await lower(tuned, structured.connectivity, options) : { model: tuned, choices: [] };
+    const loweringError = structured.connectivity.size > 0 ? await loweringDifference(tuned, lowered.model) : undefined;
+    if (loweringError !== undefined && !(loweringError <= 1e-4)) {
+      throw new RegroupError('invalid-ir', `the lowered model differs from its masked-dense reference by ${loweringError.toExponential(2)} of the output scale (limit 1e-4); this is a regroup bug — rerun with --method ${options.method} and report it`);
+    }
+    runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
+    const compressedSide = await measureSide(lowered.model, data, options, 'compressed');
+    log(`compressed: ${describeSide(compressedSide)}`);
+    saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
+    const seconds = (performance.now() - started) / 1000;
+    const layerParams = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.name, l.params]));
+    const report = compressReport(file, options, denseSide, compressedSide, lowered.choices, layerParams, notes, loweringError);
+    return { report, dense: denseSide, compressed: compressedSide, loweringError, choices: lowered.choices, notes, seconds };
+  } finally {
+    await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
+  }
+}
+
+async function openData(model: Model, options: CompressOptions): Promise<Data> {
+  const [{ openDataset }, { inputSpecFor }] = await Promise.all([import('../runtime/data/datasets.js'), import('../runtime/data/preprocess.js')]);
+  const spec = inputSpecFor(model, { preset: options.preset });
+  const splits = resolveSplits(options.data!, options.testData);
+  const train = await openDataset(splits.train);
+  const test = splits.test ? await openDataset(splits.test) : undefined;
+  return { train, test, spec, note: splits.note };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structure
+
+interface Structured {
+  model: Model;
+  connectivity: Map<string, Connectivity>;
+  macsRatio: number;
+}
+
+async function structure(file: string, dense: Model, data: Data | undefined, options: CompressOptions, notes: string[]): Promise<Structured> {
+  if (options.method === 'l1') return pruneL1(file, options, notes);
+  if (options.method === 'uniform') {
+    const r = uniformGroup(dense, { keepMacs: options.keepMacs });
+    notes.push(`uniform groups: ${r.stats.layers.filter((l) => l.groups > 1).map((l) => `${l.node}×${l.groups}`).join(', ') || 'none'}${r.stats.targetMet ? '' : ' (target not reachable with equal groups)'}`);
+    return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio };
+  }
+  const channelMeanAbs = data ? await inputActivity(dense, data, options) : undefined;
+  const r = selfGroup(dense, { keepMacs: options.cp === undefined ? options.keepMacs : undefined, cp: options.cp, groups: options.groups, includeFc: options.includeFc, seed: options.seed }, { channelMeanAbs, log: options.log });
+  notes.push(`self-grouping: cp ${r.stats.cp.toFixed(1)}, ${r.stats.layers.length} layers grouped (${r.stats.layers[0]?.importance ?? 'weight'} importance)${r.stats.targetMet ? '' : '; the MACs target is out of reach: every groupable layer is at its floor'}`);
+  for (const s of r.stats.skipped) notes.push(`dense: ${s.node} (${s.reason})`);
+  return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio };
+}
+
+/** Mean |x| per input channel of every Conv, from 256 training images (SG-CNN's data-aware importance). */
+async function inputActivity(model: Model, data: Data, options: CompressOptions): Promise<Map<string, Float64Array>> {
+  const { calibrate } = await import('../runtime/calibrate.js');
+  const values = [...new Set(model.graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => n.input(0)))].filter((v) => !v.isGraphInput());
+  const stats = await calibrate(model, data.train, data.spec, values, { samples: 256, seed: options.seed, ep: options.ep, threads: options.threads });
+  return new Map([...stats].map(([value, s]) => [value.name, s.meanAbs]));
+}
+
+async function pruneL1(file: string, options: CompressOptions, notes: string[]): Promise<Structured> {
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-compress-'));
+  try {
+    const out = path.join(scratch, 'pruned.onnx');
+    const r = await pruneModel(file, out, { keepMacs: options.keepMacs, criterion: 'l1' });
+    notes.push(`l1 channel pruning: ${r.groups.pruned} of ${r.groups.prunable} prunable groups narrowed`);
+    return { model: loadModel(out), connectivity: new Map(), macsRatio: r.macsRatio };
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fine-tuning
+
+async function fineTune(model: Model, dense: Model, data: Data | undefined, options: CompressOptions, notes: string[]): Promise<Model> {
+  const scheme = options.finetune ?? (data ? 'local+global' : 'none');
+  if (scheme === 'none') return model;
+  if (!data) throw new RegroupError('usage', `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`);
+  const [{ finetune }, { defaultAugmentation }] = await Promise.all([import('../runtime/train/finetune.js'), import('../runtime/train/augment.js')]);
+  const kd = options.kd !== false;
+  const result = await finetune(model, {
+    train: data.train,
+    test: undefined,
+    spec: data.spec,
+    epochs: options.epochs ?? 1,
+    batchSize: options.batch,
+    schedule: { kind: 'cosine', baseLr: options.lr ?? 0.01 },
+    loss: kd ? { kind: 'distill', temperature: options.kdTemperature ?? 4, alpha: options.kdAlpha ?? 0.9 } : { kind: 'cross-entropy' },
+    teacher: kd ? dense : undefined,
+    augment: defaultAugmentation(options.data!, data.spec).augment,
+    seed: options.seed ?? 0,
+    limit: options.limit,
+    ep: options.ep,
+    threads: options.threads,
+    local: scheme === 'local' ? 'only' : scheme === 'local+global' ? 'then-global' : undefined,
+    dense: scheme === 'global' ? undefined : dense,
+    onProgress: options.onProgress,
+  });
+  notes.push(`fine-tuning: ${scheme}${scheme !== 'local' ? `, ${options.epochs ?? 1} epoch(s)${options.limit ? ` on ${options.limit} samples` : ''}, ${kd ? `distillation from the dense model (T ${options.kdTemperature ?? 4}, α ${options.kdAlpha ?? 0.9})` : 'cross-entropy'}` : ''}; ${result.masks.zeros} masked weights held at zero`, ...result.notes);
+  return result.model;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lowering and its check
+
+async function lower(model: Model, connectivity: Map<string, Connectivity>, options: CompressOptions) {
+  const [{ cpuSimdBlock }, { benchmark }] = await Promise.all([import('../runtime/providers.js'), import('../runtime/benchmark.js')]);
+  const tune = options.tune
+    ? async (candidates: Model[]) => {
+        const times: number[] = [];
+        for (const candidate of candidates) times.push((await benchmark(candidate, candidate, { ep: options.ep, threads: options.threads, batch: 1, runs: 15, warmup: 3 })).medianMs);
+        return times;
+      }
+    : undefined;
+  return lowerGrouped(model, connectivity, { simdBlock: cpuSimdBlock(), tune });
+}
+
+/** max |lowered − reference| / max |reference| over 4 seeded batches, graph optimisations off. */
+async function loweringDifference(reference: Model, lowered: Model): Promise<number> {
+  const [{ createSession, run }, { randomFeeds }, { floats }] = await Promise.all([import('../runtime/session.js'), import('../runtime/inputs.js'), import('../runtime/compare.js')]);
+  const [a, b] = await Promise.all([createSession(reference, { optimization: 'disabled' }), createSession(lowered, { optimization: 'disabled' })]);
+  try {
+    let diff = 0, scale = 0;
+    for (let seed = 0; seed < 4; seed++) {
+      const feeds = randomFeeds(reference, { seed, batch: 2 });
+      const [x, y] = [floats((await run(a, feeds))[a.outputNames[0]!]!), floats((await run(b, feeds))[b.outputNames[0]!]!)];
+      for (let i = 0; i < x.length; i++) {
+        diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
+        scale = Math.max(scale, Math.abs(x[i]!));
+      }
+    }
+    return diff / (scale || 1);
+  } finally {
+    await Promise.all([a.release(), b.release()]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements and report
+
+async function measureSide(model: Model, data: Data | undefined, options: CompressOptions, label: string): Promise<Side> {
+  const cost = computeCost(model, inferShapes(model)).totals;
+  const side: Side = { macs: cost.macs, params: cost.params, latency: [] };
+  const bytes = encodeModel(model).bytes;
+  if (data?.test) {
+    const [{ evaluate }, { fixedBatchOf }] = await Promise.all([import('../runtime/evaluate.js'), import('../runtime/calibrate.js')]);
+    side.accuracy = await evaluate(decodeModel(bytes), fixedBatchOf(model), data.test, data.spec, { limit: options.evalLimit, batchSize: 100, ep: options.ep, threads: options.threads });
+  }
+  if (options.latency !== false) {
+    const { benchmark } = await import('../runtime/benchmark.js');
+    for (const batch of [1, 8]) side.latency.push(await benchmark(bytes, model, { ep: options.ep, threads: options.threads, batch, runs: 30, warmup: 5 }));
+  }
+  options.log?.(`${label} measured`);
+  return side;
+}
+
+function describeSide(s: Side): string {
+  const acc = s.accuracy ? `top-1 ${(100 * s.accuracy.top1).toFixed(2)}%, ` : '';
+  return `${acc}${(s.macs / 1e6).toFixed(2)}M MACs, ${(s.params / 1e3).toFixed(1)}k params`;
+}
+
+function compressReport(file: string, options: CompressOptions, dense: Side, compressed: Side, choices: LayerChoice[], layerParams: Map<string, number>, notes: string[], loweringError: number | undefined): Report {
+  const report: Report = {
+    format: REPORT_FORMAT,
+    version: REPORT_VERSION,
+    kind: 'compress',
+    createdAt: new Date().toISOString(),
+    model: { file: options.output, macs: compressed.macs, params: compressed.params, bytes: fs.existsSync(options.output) ? fileBytes(options.output) : 0 },
+    baseline: { file, macs: dense.macs, params: dense.params },
+    totals: { macsBefore: dense.macs, macsAfter: compressed.macs, paramsBefore: dense.params, paramsAfter: compressed.params },
+    latency: compressed.latency.map((l) => ({ ep: l.ep, batch: l.batch, medianMs: l.medianMs, p90Ms: l.p90Ms })),
+    // A conv's weights scale with its MACs at a fixed output size (padding included).
+    layers: choices.map((c) => {
+      const paramsBefore = layerParams.get(c.node) ?? 0;
+      return { name: c.node, op: `Conv → ${c.form}`, macsBefore: c.denseMacs, macsAfter: c.macs, paramsBefore, paramsAfter: Math.round((paramsBefore * c.macs) / Math.max(c.denseMacs, 1)) };
+    }),
+    notes,
+    extra: {
+      method: options.method,
+      keepMacs: options.keepMacs,
+      denseLatency: dense.latency.map((l) => ({ ep: l.ep, batch: l.batch, medianMs: l.medianMs, p90Ms: l.p90Ms })),
+      ...(dense.accuracy ? { denseAccuracy: { top1: dense.accuracy.top1, top5: dense.accuracy.top5, samples: dense.accuracy.samples } } : {}),
+      ...(loweringError === undefined ? {} : { loweringError }),
+      lowering: choices.map((c) => ({ node: c.node, form: c.form, reason: c.reason, groups: c.groups ?? null })),
+    },
+  };
+  if (compressed.accuracy) report.accuracy = { top1: compressed.accuracy.top1, top5: compressed.accuracy.top5, samples: compressed.accuracy.samples, dataset: 'test split' };
+  return report;
+}

@@ -1,0 +1,85 @@
+/**
+ * uniform-group: the ResNeXt-style baseline for self-grouping — every grouped layer reads
+ * block-diagonal input subsets (g equal groups, filter block c reads input block c), the
+ * structure `Conv(group = g)` expresses directly.
+ *
+ * To reach a MACs target F with uniform groups: layers are taken largest-MACs first and
+ * their group count doubled (1 → 2 → 4 → …, only where g divides both channel counts) one
+ * layer at a time, sweep after sweep, until total MACs ≤ F · MACs_total. A layer's MACs
+ * under g groups are MACs_dense / g. Which layers are groupable follows self-group's rules
+ * (depthwise convs, stems with fewer than `minInputChannels` inputs and shared or
+ * non-initializer weights stay dense), so both methods compete on the same layers.
+ *
+ * Output, as self-group: the masked model (zeros outside the blocks) and the connectivity
+ * table for the lowering.
+ */
+import { uniformConnectivity, type Connectivity } from '../compiler/analysis/connectivity.js';
+import { computeCost } from '../compiler/analysis/cost.js';
+import { inferShapes } from '../compiler/analysis/shape-inference.js';
+import type { Model } from '../compiler/ir/model.js';
+import type { Node } from '../compiler/ir/node.js';
+import { decodeModel } from '../compiler/onnx/decode.js';
+import { encodeModel } from '../compiler/onnx/encode.js';
+import { maskLayer } from './self-group.js';
+
+export interface UniformGroupOptions {
+  /** Target fraction of the model's total MACs. */
+  keepMacs: number;
+  /** Largest group count a layer may get (default 64). */
+  maxGroups?: number;
+  /** Convs with fewer input channels stay dense (default 4, as self-group). */
+  minInputChannels?: number;
+}
+
+export interface UniformGroupResult {
+  model: Model;
+  connectivity: Map<string, Connectivity>;
+  stats: { macsBefore: number; macsAfter: number; macsRatio: number; targetMet: boolean; layers: { node: string; groups: number; macsBefore: number; macsAfter: number }[] };
+}
+
+interface Layer {
+  node: Node;
+  outChannels: number;
+  inChannels: number;
+  macs: number;
+  groups: number;
+}
+
+/** Uniformly group a copy of `model` to about `keepMacs` of its MACs; the input is not changed. */
+export function uniformGroup(model: Model, options: UniformGroupOptions): UniformGroupResult {
+  const copy = decodeModel(encodeModel(model).bytes);
+  const cost = computeCost(copy, inferShapes(copy));
+  const layers = cost.layers.flatMap(({ node, macs }) => candidate(node, macs, options.minInputChannels ?? 4));
+  const budget = options.keepMacs * cost.totals.macs;
+  let total = cost.totals.macs;
+  const maxGroups = options.maxGroups ?? 64;
+  layers.sort((a, b) => b.macs - a.macs);
+  for (let progress = true; total > budget && progress; ) {
+    progress = false;
+    for (const layer of layers) {
+      if (total <= budget) break;
+      const next = layer.groups * 2;
+      if (next > maxGroups || layer.outChannels % next !== 0 || layer.inChannels % next !== 0) continue;
+      total -= layer.macs / layer.groups - layer.macs / next;
+      layer.groups = next;
+      progress = true;
+    }
+  }
+  const connectivity = new Map<string, Connectivity>();
+  for (const layer of layers.filter((l) => l.groups > 1)) {
+    const conn = uniformConnectivity(layer.outChannels, layer.inChannels, layer.groups);
+    maskLayer(layer.node, conn);
+    connectivity.set(layer.node.name, conn);
+  }
+  const stats = layers.map((l) => ({ node: l.node.name, groups: l.groups, macsBefore: l.macs, macsAfter: l.macs / l.groups }));
+  return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio: total / cost.totals.macs, targetMet: total <= budget * (1 + 1e-9), layers: stats } };
+}
+
+function candidate(node: Node, macs: number, minInputChannels: number): Layer[] {
+  if (node.opType !== 'Conv' || node.domain !== '' || node.getInt('group', 1) !== 1) return [];
+  const w = node.inputs[1];
+  if (!w?.isInitializer() || w.useCount > 1 || !(macs > 0)) return [];
+  const [outChannels, inChannels] = w.constValue!.dims as [number, number];
+  if (inChannels < minInputChannels) return [];
+  return [{ node, outChannels, inChannels, macs, groups: 1 }];
+}
