@@ -34,7 +34,7 @@ import type { TrainProgress } from '../runtime/train/types.js';
 import { fileBytes } from './evaluate.js';
 import { pruneModel } from './prune.js';
 import { REPORT_FORMAT, REPORT_VERSION, type Report } from './report/schema.js';
-import { resolveSplits } from './train.js';
+import { localSummary, resolveSplits } from './train.js';
 
 export type CompressMethod = 'sg-cnn' | 'uniform' | 'l1';
 export const COMPRESS_METHODS: readonly CompressMethod[] = ['sg-cnn', 'uniform', 'l1'];
@@ -108,6 +108,8 @@ interface Data {
 export async function compressModel(file: string, options: CompressOptions): Promise<CompressOutcome> {
   const started = performance.now();
   const log = options.log ?? (() => {});
+  const scheme = options.finetune ?? (options.data ? 'local+global' : 'none');
+  if (scheme !== 'none' && !options.data) throw new RegroupError('usage', `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`);
   const dense = loadModel(file);
   runPasses(dense, PREPARE, {}, { fixpoint: true });
   const data = options.data ? await openData(dense, options) : undefined;
@@ -193,8 +195,7 @@ async function pruneL1(file: string, options: CompressOptions, notes: string[]):
 
 async function fineTune(model: Model, dense: Model, data: Data | undefined, options: CompressOptions, notes: string[]): Promise<Model> {
   const scheme = options.finetune ?? (data ? 'local+global' : 'none');
-  if (scheme === 'none') return model;
-  if (!data) throw new RegroupError('usage', `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`);
+  if (scheme === 'none' || !data) return model;
   const [{ finetune }, { defaultAugmentation }] = await Promise.all([import('../runtime/train/finetune.js'), import('../runtime/train/augment.js')]);
   const kd = options.kd !== false;
   const result = await finetune(model, {
@@ -216,6 +217,7 @@ async function fineTune(model: Model, dense: Model, data: Data | undefined, opti
     onProgress: options.onProgress,
   });
   notes.push(`fine-tuning: ${scheme}${scheme !== 'local' ? `, ${options.epochs ?? 1} epoch(s)${options.limit ? ` on ${options.limit} samples` : ''}, ${kd ? `distillation from the dense model (T ${options.kdTemperature ?? 4}, α ${options.kdAlpha ?? 0.9})` : 'cross-entropy'}` : ''}; ${result.masks.zeros} masked weights held at zero`, ...result.notes);
+  if (result.local) notes.push(localSummary(result.local));
   return result.model;
 }
 

@@ -243,7 +243,7 @@ function localProgress(onProgress: TrainOptions['onProgress']): ((event: LocalPr
 }
 
 /** `local: 12 of 14 layers refitted on 512 images, relative error 0.31 → 0.12 (mean); skipped: fc (why)`. */
-function localSummary(local: LocalResult): string {
+export function localSummary(local: LocalResult): string {
   const refitted = local.layers.filter((l) => l.status === 'refitted');
   const mean = (pick: (l: LocalResult['layers'][number]) => number | undefined) => refitted.reduce((a, l) => a + (pick(l) ?? 0), 0) / Math.max(1, refitted.length);
   const skipped = local.layers.filter((l) => l.status === 'skipped').map((l) => `${l.name} (${l.reason})`);
