@@ -13,9 +13,11 @@
  *
  * Layers are decided in order of dense MACs, largest first, because a channel group can be
  * reordered only once (passes/lower-permute.ts): the layer that saves most claims it. The
- * padded form's group width is w = max |I_c|, or w rounded up to the SIMD block when the
- * model says that is cheaper. All claimed permutations are applied together, connectivities
- * renumbered, then every layer emitted; unused weights are removed at the end.
+ * padded form's group width is w = max |I_c| or w rounded up to the SIMD block, and its
+ * filters per group m the largest cluster or S·2^k below it (larger clusters split into
+ * several groups on the same inputs), whichever the model finds cheapest. All claimed
+ * permutations are applied together, connectivities renumbered, then every layer emitted;
+ * unused weights are removed at the end.
  */
 import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
 import { connectivityPairs, isDense, type Connectivity } from '../compiler/analysis/connectivity.js';
@@ -122,7 +124,7 @@ export function lowerGroupedInPlace(model: Model, connectivity: ReadonlyMap<stri
   return lowering.finish();
 }
 
-/** The pass form: lowers the layers named in ctx.connectivity (filled by the self-group pass). */
+/** The pass form: lowers the layers named in ctx.connectivity (filled by the self-group pass), then empties it. */
 export function lowerGroupedPass(options: Omit<LowerGroupedOptions, 'tune'> = {}): Pass {
   return {
     name: 'lower-grouped',

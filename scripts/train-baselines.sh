@@ -11,7 +11,7 @@ npx tsc -p tsconfig.json
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 node dist/fixtures/build.js --baselines "$work" >/dev/null
-declare -A EPOCHS=([resnet]=8 [vgg]=6 [mobilenet]=8)
+declare -A EPOCHS=([resnet]=8 [vgg]=6 [mobilenet]=6)
 for name in "${@:-resnet vgg mobilenet}"; do
   for n in $name; do
     node bin/regroup.js train "$work/fmnist-$n.onnx" --data fashion-mnist --epochs "${EPOCHS[$n]}" \
