@@ -6,7 +6,9 @@
  *   → check the lowered graph against the masked-dense reference → accuracy, MACs,
  *   params and CPU latency before and after → save atomically → report.
  *
- * `sg-cnn` is self-grouping (passes/self-group.ts); `uniform` (ResNeXt-style equal groups,
+ * `sg-cnn` is self-grouping (passes/self-group.ts); `sg-balanced` keeps its learned
+ * clustering but forces equal, disjoint groups so every grouped layer lowers to one
+ * Conv(group = g) (passes/self-group-balanced.ts); `uniform` (ResNeXt-style equal groups,
  * passes/uniform-group.ts) and `l1` (channel pruning by filter L1 norm) are the baselines it
  * is compared with at the same MACs and the same fine-tuning budget.
  */
@@ -24,6 +26,7 @@ import { loadModel, saveModel } from '../compiler/onnx/io.js';
 import { PREPARE, runPasses } from '../passes/index.js';
 import { lowerGrouped, type LayerChoice } from '../passes/lower-grouped.js';
 import { selfGroup } from '../passes/self-group.js';
+import { balancedSelfGroup } from '../passes/self-group-balanced.js';
 import { uniformGroup } from '../passes/uniform-group.js';
 import type { LatencyStats } from '../runtime/benchmark.js';
 import type { ResolvedInputSpec } from '../runtime/data/preprocess.js';
@@ -36,8 +39,8 @@ import { pruneModel } from './prune.js';
 import { REPORT_FORMAT, REPORT_VERSION, type Report } from './report/schema.js';
 import { localSummary, resolveSplits } from './train.js';
 
-export type CompressMethod = 'sg-cnn' | 'uniform' | 'l1';
-export const COMPRESS_METHODS: readonly CompressMethod[] = ['sg-cnn', 'uniform', 'l1'];
+export type CompressMethod = 'sg-cnn' | 'sg-balanced' | 'uniform' | 'l1';
+export const COMPRESS_METHODS: readonly CompressMethod[] = ['sg-cnn', 'sg-balanced', 'uniform', 'l1'];
 export type FinetuneScheme = 'local+global' | 'global' | 'local' | 'none';
 export const FINETUNE_SCHEMES: readonly FinetuneScheme[] = ['local+global', 'global', 'local', 'none'];
 
@@ -164,6 +167,11 @@ async function structure(file: string, dense: Model, data: Data | undefined, opt
     return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio };
   }
   const channelMeanAbs = data ? await inputActivity(dense, data, options) : undefined;
+  if (options.method === 'sg-balanced') {
+    const b = balancedSelfGroup(dense, { keepMacs: options.keepMacs, seed: options.seed }, { channelMeanAbs });
+    notes.push(`balanced self-grouping: ${b.stats.layers.filter((l) => l.groups > 1).map((l) => `${l.node}×${l.groups}`).join(', ') || 'none'} (${channelMeanAbs ? 'data' : 'weight'} importance)${b.stats.targetMet ? '' : ' (target not reachable with equal groups)'}`);
+    return { model: b.model, connectivity: b.connectivity, macsRatio: b.stats.macsRatio };
+  }
   const r = selfGroup(dense, { keepMacs: options.cp === undefined ? options.keepMacs : undefined, cp: options.cp, groups: options.groups, includeFc: options.includeFc, seed: options.seed }, { channelMeanAbs, log: options.log });
   notes.push(`self-grouping: cp ${r.stats.cp.toFixed(1)}, ${r.stats.layers.length} layers grouped (${r.stats.layers[0]?.importance ?? 'weight'} importance)${r.stats.targetMet ? '' : '; the MACs target is out of reach: every groupable layer is at its floor'}`);
   for (const s of r.stats.skipped) notes.push(`dense: ${s.node} (${s.reason})`);

@@ -53,6 +53,14 @@ describe('regroup compress', () => {
     if (grouped > 0) expect(report.totals.macsAfter).toBeLessThan(report.totals.macsBefore!);
   }, 60_000);
 
+  it('sg-balanced: learned equal groups lower exactly and meet the target', () => {
+    const { report } = compress('balanced', '--method', 'sg-balanced', '--keep-macs', '0.6');
+    const extra = report.extra as { loweringError: number; lowering: { form: string }[] };
+    expect(extra.loweringError).toBeLessThanOrEqual(1e-4);
+    expect(report.notes.join('\n')).toMatch(/balanced self-grouping: layer/);
+    expect(report.totals.macsAfter).toBeLessThanOrEqual(report.totals.macsBefore!);
+  }, 60_000);
+
   it('l1: channel pruning reaches the MACs target', () => {
     const { report } = compress('l1', '--method', 'l1', '--keep-macs', '0.5');
     expect(report.totals.macsAfter / report.totals.macsBefore!).toBeGreaterThan(0.45);
