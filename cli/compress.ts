@@ -95,6 +95,8 @@ export interface CompressOutcome {
   compressed: Side;
   /** Largest |lowered − masked reference| over seeded inputs, relative to the reference's output scale. */
   loweringError: number | undefined;
+  /** MACs of the structure (connectivity or pruned shapes) over the dense MACs, before lowering chooses forms. */
+  structuredMacsRatio: number;
   choices: LayerChoice[];
   notes: string[];
   seconds: number;
@@ -135,7 +137,8 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     const seconds = (performance.now() - started) / 1000;
     const layerParams = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.name, l.params]));
     const report = compressReport(file, options, denseSide, compressedSide, lowered.choices, layerParams, notes, loweringError);
-    return { report, dense: denseSide, compressed: compressedSide, loweringError, choices: lowered.choices, notes, seconds };
+    report.extra = { ...report.extra, structuredMacsRatio: structured.macsRatio };
+    return { report, dense: denseSide, compressed: compressedSide, loweringError, structuredMacsRatio: structured.macsRatio, choices: lowered.choices, notes, seconds };
   } finally {
     await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
   }

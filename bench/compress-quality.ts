@@ -1,0 +1,59 @@
+/**
+ * Compression quality at one MACs target: SG-CNN (as published and balanced) against the two
+ * baselines — uniform ResNeXt-style groups and L1 channel pruning — with the same fine-tuning
+ * budget (local least squares, then global distillation from the dense model). For each
+ * model it prints dense and compressed top-1 on the full test split, the structural MACs
+ * ratio (what the connectivity or pruned shapes cost) and the executed one (what the lowered
+ * graph computes, padding and masked-dense layers included), and CPU latency at batch 1.
+ *
+ * Run: node dist/bench/compress-quality.js [fmnist|cifar|all] [--epochs E] [--limit N] [--keep F]
+ * fmnist: the project's trained Fashion-MNIST ResNet; cifar: the PyTorch ResNet-20 from
+ * ../shared/fixtures, fine-tuned on the CIFAR-10 training JPEGs, evaluated on the test JPEGs.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compressModel, type CompressMethod, type CompressOutcome } from '../cli/compress.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: number) => {
+  const at = args.indexOf(name);
+  return at >= 0 ? Number(args.splice(at, 2)[1]) : fallback;
+};
+const epochs = flag('--epochs', 2);
+const limit = flag('--limit', 30_000);
+const keep = flag('--keep', 0.5);
+const which = args[0] ?? 'all';
+const shared = path.resolve(root, '../shared/fixtures');
+
+const SUBJECTS = {
+  fmnist: { model: path.join(root, 'fixtures/models/fmnist-resnet.onnx'), data: 'fashion-mnist', testData: undefined as string | undefined },
+  cifar: { model: path.join(shared, 'models/resnet20-cifar10-pytorch/resnet20.onnx'), data: path.join(shared, 'data/cifar10-train-jpg'), testData: path.join(shared, 'data/cifar10-test-jpg') },
+};
+const METHODS: CompressMethod[] = ['sg-cnn', 'sg-balanced', 'uniform', 'l1'];
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-quality-'));
+
+for (const [name, subject] of Object.entries(SUBJECTS)) {
+  if (which !== 'all' && which !== name) continue;
+  if (!fs.existsSync(subject.model)) {
+    console.error(`bench/compress-quality: ${subject.model} not found`);
+    process.exit(1);
+  }
+  console.log(`\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning local + ${epochs} epoch(s) of distillation on ${limit} training samples`);
+  console.log(`${'method'.padEnd(12)} ${'dense'.padStart(7)} ${'top-1'.padStart(7)} ${'Δ pt'.padStart(6)} ${'struct MACs'.padStart(11)} ${'exec MACs'.padStart(9)} ${'b1 dense'.padStart(9)} ${'b1 after'.padStart(9)} ${'seconds'.padStart(8)}`);
+  for (const method of METHODS) {
+    const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: 'local+global', epochs, limit, seed: 0 });
+    console.log(row(method, outcome));
+  }
+}
+fs.rmSync(scratch, { recursive: true, force: true });
+
+function row(method: string, o: CompressOutcome): string {
+  const pct = (x: number | undefined) => (x === undefined ? '—' : `${(100 * x).toFixed(2)}%`);
+  const [d, c] = [o.dense.accuracy?.top1, o.compressed.accuracy?.top1];
+  const delta = d !== undefined && c !== undefined ? (100 * (c - d)).toFixed(2) : '—';
+  const ms = (s: CompressOutcome['dense']) => `${s.latency.find((l) => l.batch === 1)?.medianMs.toFixed(3) ?? '—'}`;
+  return `${method.padEnd(12)} ${pct(d).padStart(7)} ${pct(c).padStart(7)} ${delta.padStart(6)} ${o.structuredMacsRatio.toFixed(3).padStart(11)} ${(o.compressed.macs / o.dense.macs).toFixed(3).padStart(9)} ${ms(o.dense).padStart(9)} ${ms(o.compressed).padStart(9)} ${o.seconds.toFixed(0).padStart(8)}`;
+}
