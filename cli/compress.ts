@@ -115,7 +115,14 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const log = options.log ?? (() => {});
   const scheme = options.finetune ?? (options.data ? 'local+global' : 'none');
   if (scheme !== 'none' && !options.data) throw new RegroupError('usage', `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`);
-  const dense = loadModel(file);
+  const { relaxBatch } = await import('../runtime/train/checkpoint.js');
+  const { fixedBatchOf } = await import('../runtime/calibrate.js');
+  const loaded = loadModel(file);
+  // A model exported with a fixed batch (PyTorch's batch 1) gets a symbolic one while it is
+  // compressed — before constant folding, so reshapes keep following the batch and training
+  // can use real batches; the written model gets its fixed batch back.
+  const fixedBatch = fixedBatchOf(loaded);
+  const dense = fixedBatch ? relaxBatch(loaded, fixedBatch) : loaded;
   runPasses(dense, PREPARE, {}, { fixpoint: true });
   const data = options.data ? await openData(dense, options) : undefined;
   try {
@@ -133,6 +140,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
     const compressedSide = await measureSide(lowered.model, data, options, 'compressed');
     log(`compressed: ${describeSide(compressedSide)}`);
+    if (fixedBatch) restoreBatch(lowered.model, fixedBatch);
     saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
     const seconds = (performance.now() - started) / 1000;
     const layerParams = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.name, l.params]));
@@ -141,6 +149,15 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     return { report, dense: denseSide, compressed: compressedSide, loweringError, structuredMacsRatio: structured.macsRatio, choices: lowered.choices, notes, seconds };
   } finally {
     await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
+  }
+}
+
+/** Give the graph inputs and outputs their fixed batch back (see compressModel). */
+function restoreBatch(model: Model, batch: number): void {
+  const graph = model.graph;
+  for (const v of [...graph.inputs.filter((x) => !x.isInitializer()), ...graph.outputs]) {
+    const shape = v.type?.shape;
+    if (shape && typeof shape[0] === 'string') v.type = { ...v.type!, shape: [batch, ...shape.slice(1)] };
   }
 }
 
