@@ -18,7 +18,7 @@ interface CompressFlags {
   method: CompressMethod;
   keepMacs: number;
   groups?: number;
-  cp?: number;
+  cp?: number[];
   includeFc?: boolean;
   data?: string;
   testData?: string;
@@ -43,6 +43,10 @@ interface CompressFlags {
   html?: string;
 }
 
+function percentiles(text: string): number[] {
+  return text.split(',').map((part) => Number(part.trim()));
+}
+
 export function registerCompressCommand(program: Command): void {
   program
     .command('compress')
@@ -52,7 +56,7 @@ export function registerCompressCommand(program: Command): void {
     .addOption(new Option('--method <name>', 'sg-cnn: learned diverse groups (as published); sg-balanced: learned groups made equal and disjoint, so they run as Conv(group); uniform: equal ResNeXt-style groups; l1: channel pruning').choices([...COMPRESS_METHODS]).default('sg-cnn'))
     .requiredOption('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction)
     .option('--groups <n>', 'sg-cnn clusters per layer (default 16)', positiveInt)
-    .option('--cp <percentile>', 'sg-cnn: use this centroid percentile (0–100) instead of solving for --keep-macs', Number)
+    .option('--cp <percentiles>', 'sg-cnn: centroid percentile(s) instead of solving for --keep-macs; a rising list (10,30,50) fine-tunes after each step', percentiles)
     .option('--include-fc', 'sg-cnn: group fully connected layers too')
     .option('--data <spec>', 'training data for data-aware importance and fine-tuning: mnist, fashion-mnist, DIR (DIR/train + DIR/test), DIR,labels.csv, idx:PATH')
     .option('--test-data <spec>', 'evaluation data (default: the test split that goes with --data)')

@@ -50,8 +50,11 @@ export interface CompressOptions {
   keepMacs: number;
   /** Clusters per layer for sg-cnn (default 16). */
   groups?: number;
-  /** Explicit sg-cnn percentile instead of a MACs target. */
-  cp?: number;
+  /**
+   * sg-cnn centroid percentiles instead of a MACs target: one value, or a rising schedule
+   * (SG-CNN's 10, 20, …, 90) with fine-tuning after every step.
+   */
+  cp?: readonly number[];
   includeFc?: boolean;
   /** Training/calibration data; without it only weight-based grouping and no fine-tuning. */
   data?: string;
@@ -115,6 +118,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const log = options.log ?? (() => {});
   const scheme = options.finetune ?? (options.data ? 'local+global' : 'none');
   if (scheme !== 'none' && !options.data) throw new RegroupError('usage', `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`);
+  checkSchedule(options);
   const { relaxBatch } = await import('../runtime/train/checkpoint.js');
   const { fixedBatchOf } = await import('../runtime/calibrate.js');
   const loaded = loadModel(file);
@@ -129,7 +133,13 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     const notes: string[] = data ? [`data: ${data.note}`, `preprocessing: ${data.spec.presetReason}`] : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
     const denseSide = await measureSide(dense, data, options, 'dense');
     log(`dense: ${describeSide(denseSide)}`);
-    const structured = await structure(file, dense, data, options, notes);
+    let start = dense;
+    for (const cp of options.cp?.slice(0, -1) ?? []) {
+      const step = await structure(file, start, data, { ...options, cp: [cp] }, notes);
+      log(`cp ${cp}: ${(100 * step.macsRatio).toFixed(1)}% of the MACs; fine-tuning before the next step`);
+      start = await fineTune(step.model, dense, data, options, notes);
+    }
+    const structured = await structure(file, start, data, options.cp ? { ...options, cp: options.cp.slice(-1) } : options, notes);
     log(`structured (${options.method}): ${(100 * structured.macsRatio).toFixed(1)}% of the MACs`);
     const tuned = await fineTune(structured.model, dense, data, options, notes);
     const lowered = structured.connectivity.size > 0 ? await lower(tuned, structured.connectivity, options) : { model: tuned, choices: [] };
@@ -150,6 +160,15 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   } finally {
     await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
   }
+}
+
+/** A cp schedule is for sg-cnn, within [0, 100] and rising. */
+function checkSchedule(options: CompressOptions): void {
+  const cp = options.cp;
+  if (!cp) return;
+  if (options.method !== 'sg-cnn') throw new RegroupError('usage', `--cp applies to --method sg-cnn, not ${options.method}; use --keep-macs alone`);
+  if (cp.length === 0 || cp.some((v) => !(v >= 0 && v <= 100))) throw new RegroupError('usage', `--cp ${cp.join(',')}: give percentiles between 0 and 100, e.g. --cp 50 or --cp 10,30,50`);
+  if (cp.some((v, i) => i > 0 && v <= cp[i - 1]!)) throw new RegroupError('usage', `--cp ${cp.join(',')}: a schedule must rise step by step (e.g. 10,30,50)`);
 }
 
 /** Give the graph inputs and outputs their fixed batch back (see compressModel). */
@@ -192,7 +211,8 @@ async function structure(file: string, dense: Model, data: Data | undefined, opt
     notes.push(`balanced self-grouping: ${b.stats.layers.filter((l) => l.groups > 1).map((l) => `${l.node}×${l.groups}`).join(', ') || 'none'} (${channelMeanAbs ? 'data' : 'weight'} importance)${b.stats.targetMet ? '' : ' (target not reachable with equal groups)'}`);
     return { model: b.model, connectivity: b.connectivity, macsRatio: b.stats.macsRatio };
   }
-  const r = selfGroup(dense, { keepMacs: options.cp === undefined ? options.keepMacs : undefined, cp: options.cp, groups: options.groups, includeFc: options.includeFc, seed: options.seed }, { channelMeanAbs, log: options.log });
+  const cp = options.cp?.at(-1);
+  const r = selfGroup(dense, { keepMacs: cp === undefined ? options.keepMacs : undefined, cp, groups: options.groups, includeFc: options.includeFc, seed: options.seed }, { channelMeanAbs, log: options.log });
   notes.push(`self-grouping: cp ${r.stats.cp.toFixed(1)}, ${r.stats.layers.length} layers grouped (${r.stats.layers[0]?.importance ?? 'weight'} importance)${r.stats.targetMet ? '' : '; the MACs target is out of reach: every groupable layer is at its floor'}`);
   for (const s of r.stats.skipped) notes.push(`dense: ${s.node} (${s.reason})`);
   return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio };

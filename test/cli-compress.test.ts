@@ -75,6 +75,16 @@ describe('regroup compress', () => {
     expect(report.notes.join('\n')).toMatch(/local: \d+ of \d+ layers refitted/);
   }, 120_000);
 
+  it('a rising cp schedule self-groups step by step with fine-tuning between steps', () => {
+    const { report } = compress('schedule', '--cp', '20,50', '--keep-macs', '0.5', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global');
+    const steps = report.notes.filter((n) => n.startsWith('self-grouping: cp'));
+    expect(steps.map((n) => /cp (\d+\.\d)/.exec(n)![1])).toEqual(['20.0', '50.0']);
+    expect(report.notes.filter((n) => n.startsWith('fine-tuning: global'))).toHaveLength(2);
+    const falling = regroup('compress', TINY, '-o', path.join(tmp, 'z.onnx'), '--keep-macs', '0.5', '--cp', '50,20');
+    expect(falling.code).toBe(2);
+    expect(falling.stderr).toMatch(/must rise/);
+  }, 120_000);
+
   it('refuses fine-tuning without data, and a bad fraction, with one line', () => {
     const r = regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--finetune', 'global');
     expect(r.code).toBe(2);
