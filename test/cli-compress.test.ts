@@ -35,7 +35,9 @@ function compress(name: string, ...flags: string[]) {
 
 describe('regroup compress', () => {
   it('sg-cnn: masked, lowered and checked; the written model loads and costs what the report says', () => {
-    const { out, report } = compress('sg', '--method', 'sg-cnn', '--keep-macs', '0.5', '--groups', '2');
+    const page = path.join(tmp, 'sg.html');
+    const { out, report } = compress('sg', '--method', 'sg-cnn', '--keep-macs', '0.5', '--groups', '2', '--html', page);
+    expect(fs.readFileSync(page, 'utf8')).toContain('sg.onnx');
     const extra = report.extra as { loweringError: number; lowering: { form: string }[]; method: string };
     expect(extra.method).toBe('sg-cnn');
     expect(extra.loweringError).toBeLessThanOrEqual(1e-4);
