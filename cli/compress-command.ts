@@ -109,7 +109,8 @@ function printCompress(file: string, output: string, o: CompressOutcome): void {
   };
   const rows = [
     ['top-1', acc(o.dense), acc(o.compressed), o.dense.accuracy && o.compressed.accuracy ? `${(100 * (o.compressed.accuracy.top1 - o.dense.accuracy.top1)).toFixed(2)} pt` : '—'],
-    ['MACs', human(o.dense.macs), human(o.compressed.macs), ratio(o.compressed.macs, o.dense.macs)],
+    ['MACs of the learned structure', human(o.dense.macs), human(o.structuredMacsRatio * o.dense.macs), `${o.structuredMacsRatio.toFixed(3)}×`],
+    ['MACs executed (as lowered)', human(o.dense.macs), human(o.compressed.macs), ratio(o.compressed.macs, o.dense.macs)],
     ['params', human(o.dense.params), human(o.compressed.params), ratio(o.compressed.params, o.dense.params)],
     ['CPU latency, batch 1', lat(o.dense, 1), lat(o.compressed, 1), latRatio(1)],
     ['CPU latency, batch 8', lat(o.dense, 8), lat(o.compressed, 8), latRatio(8)],
