@@ -105,15 +105,15 @@ function printCompress(file: string, output: string, o: CompressOutcome): void {
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(3)}×` : '—');
   const latRatio = (batch: number) => {
     const [d, c] = [o.dense.latency.find((x) => x.batch === batch), o.compressed.latency.find((x) => x.batch === batch)];
-    return d && c ? `${(d.medianMs / c.medianMs).toFixed(2)}× faster` : '—';
+    return d && c ? `speed-up ${(d.medianMs / c.medianMs).toFixed(2)}×` : '—';
   };
   const rows = [
     ['top-1', acc(o.dense), acc(o.compressed), o.dense.accuracy && o.compressed.accuracy ? `${(100 * (o.compressed.accuracy.top1 - o.dense.accuracy.top1)).toFixed(2)} pt` : '—'],
     ['MACs of the learned structure', human(o.dense.macs), human(o.structuredMacsRatio * o.dense.macs), `${o.structuredMacsRatio.toFixed(3)}×`],
     ['MACs executed (as lowered)', human(o.dense.macs), human(o.compressed.macs), ratio(o.compressed.macs, o.dense.macs)],
     ['params', human(o.dense.params), human(o.compressed.params), ratio(o.compressed.params, o.dense.params)],
-    ['CPU latency, batch 1', lat(o.dense, 1), lat(o.compressed, 1), latRatio(1)],
-    ['CPU latency, batch 8', lat(o.dense, 8), lat(o.compressed, 8), latRatio(8)],
+    ['latency, batch 1 (interleaved)', lat(o.dense, 1), lat(o.compressed, 1), latRatio(1)],
+    ['latency, batch 8 (interleaved)', lat(o.dense, 8), lat(o.compressed, 8), latRatio(8)],
   ];
   console.log(`${file} → ${output} (${o.seconds.toFixed(1)} s)`);
   console.log(table(['', 'dense', 'compressed', 'change'], rows, ['left', 'right', 'right', 'right']));

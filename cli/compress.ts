@@ -149,6 +149,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     }
     runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
     const compressedSide = await measureSide(lowered.model, data, options, 'compressed');
+    if (options.latency !== false) [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options);
     log(`compressed: ${describeSide(compressedSide)}`);
     if (fixedBatch) restoreBatch(lowered.model, fixedBatch);
     saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
@@ -310,17 +311,36 @@ async function loweringDifference(reference: Model, lowered: Model): Promise<num
 async function measureSide(model: Model, data: Data | undefined, options: CompressOptions, label: string): Promise<Side> {
   const cost = computeCost(model, inferShapes(model)).totals;
   const side: Side = { macs: cost.macs, params: cost.params, latency: [] };
-  const bytes = encodeModel(model).bytes;
   if (data?.test) {
     const [{ evaluate }, { fixedBatchOf }] = await Promise.all([import('../runtime/evaluate.js'), import('../runtime/calibrate.js')]);
-    side.accuracy = await evaluate(decodeModel(bytes), fixedBatchOf(model), data.test, data.spec, { limit: options.evalLimit, batchSize: 100, ep: options.ep, threads: options.threads });
-  }
-  if (options.latency !== false) {
-    const { benchmark } = await import('../runtime/benchmark.js');
-    for (const batch of [1, 8]) side.latency.push(await benchmark(bytes, model, { ep: options.ep, threads: options.threads, batch, runs: 30, warmup: 5 }));
+    side.accuracy = await evaluate(decodeModel(encodeModel(model).bytes), fixedBatchOf(model), data.test, data.spec, { limit: options.evalLimit, batchSize: 100, ep: options.ep, threads: options.threads });
   }
   options.log?.(`${label} measured`);
   return side;
+}
+
+const LATENCY_ROUNDS = 5;
+
+/**
+ * Latency of dense and compressed at batch 1 and 8, side by side: rounds alternate the two
+ * models so load on a shared machine hits both alike; each figure is the median over the
+ * rounds' medians (p90 likewise).
+ */
+async function measureLatency(dense: Model, compressed: Model, options: CompressOptions): Promise<[LatencyStats[], LatencyStats[]]> {
+  const { benchmark, quantile } = await import('../runtime/benchmark.js');
+  const sides = [dense, compressed].map((m) => ({ model: m, bytes: encodeModel(m).bytes }));
+  const result: [LatencyStats[], LatencyStats[]] = [[], []];
+  for (const batch of [1, 8]) {
+    const rounds: LatencyStats[][] = [[], []];
+    for (let round = 0; round < LATENCY_ROUNDS; round++) {
+      for (const [i, side] of sides.entries()) rounds[i]!.push(await benchmark(side.bytes, side.model, { ep: options.ep, threads: options.threads, batch, runs: 10, warmup: 2 }));
+    }
+    rounds.forEach((stats, i) => {
+      const median = quantile(stats.map((s) => s.medianMs), 0.5);
+      result[i]!.push({ ...stats[0]!, runs: stats.reduce((a, s) => a + s.runs, 0), medianMs: median, p90Ms: quantile(stats.map((s) => s.p90Ms), 0.5), meanMs: stats.reduce((a, s) => a + s.meanMs, 0) / stats.length, minMs: Math.min(...stats.map((s) => s.minMs)), throughput: (1000 * batch) / median });
+    });
+  }
+  return result;
 }
 
 function describeSide(s: Side): string {
