@@ -7,6 +7,7 @@
  * graph computes, padding and masked-dense layers included), and CPU latency at batch 1.
  *
  * Run: node dist/bench/compress-quality.js [fmnist|cifar|all] [--epochs E] [--limit N] [--keep F]
+ *      [--finetune local+global|global|local|none]
  * fmnist: the project's trained Fashion-MNIST ResNet; cifar: the PyTorch ResNet-20 from
  * ../shared/fixtures, fine-tuned on the CIFAR-10 training JPEGs, evaluated on the test JPEGs.
  */
@@ -14,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compressModel, type CompressMethod, type CompressOutcome } from '../cli/compress.js';
+import { compressModel, type CompressMethod, type CompressOutcome, type FinetuneScheme } from '../cli/compress.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const args = process.argv.slice(2);
@@ -25,6 +26,8 @@ const flag = (name: string, fallback: number) => {
 const epochs = flag('--epochs', 2);
 const limit = flag('--limit', 30_000);
 const keep = flag('--keep', 0.5);
+const finetuneAt = args.indexOf('--finetune');
+const scheme = (finetuneAt >= 0 ? args.splice(finetuneAt, 2)[1] : 'local+global') as FinetuneScheme;
 const which = args[0] ?? 'all';
 const shared = path.resolve(root, '../shared/fixtures');
 
@@ -41,10 +44,10 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     console.error(`bench/compress-quality: ${subject.model} not found`);
     process.exit(1);
   }
-  console.log(`\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning local + ${epochs} epoch(s) of distillation on ${limit} training samples`);
+  console.log(`\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples)`);
   console.log(`${'method'.padEnd(12)} ${'dense'.padStart(7)} ${'top-1'.padStart(7)} ${'Δ pt'.padStart(6)} ${'struct MACs'.padStart(11)} ${'exec MACs'.padStart(9)} ${'b1 dense'.padStart(9)} ${'b1 after'.padStart(9)} ${'seconds'.padStart(8)}`);
   for (const method of METHODS) {
-    const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: 'local+global', epochs, limit, seed: 0 });
+    const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed: 0 });
     console.log(row(method, outcome));
   }
 }
