@@ -3,7 +3,6 @@
  * that loads, whose lowered graph matches its masked-dense reference, at the MACs the
  * structure promises; fine-tuning runs on the embedded MNIST; bad flags fail cleanly.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,28 +14,24 @@ import { validateReport } from '../cli/report/schema.js';
 import { uniformGroup } from '../passes/uniform-group.js';
 import { resnetTiny } from '../fixtures/models.js';
 import { PROJECT_ROOT } from './helpers/shared.js';
+import { regroup } from './helpers/cli.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
 const TINY = path.join(PROJECT_ROOT, 'fixtures/models/resnet-tiny.onnx');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-cli-compress-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function regroup(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function compress(name: string, ...flags: string[]) {
+async function compress(name: string, ...flags: string[]) {
   const out = path.join(tmp, `${name}.onnx`);
-  const r = regroup('compress', TINY, '-o', out, '--no-latency', '--json', ...flags);
+  const r = await regroup('compress', TINY, '-o', out, '--no-latency', '--json', ...flags);
   expect(r.code, r.stderr).toBe(0);
   return { out, report: validateReport(JSON.parse(r.stdout), 'stdout') };
 }
 
 describe('regroup compress', () => {
-  it('sg-cnn: masked, lowered and checked; the written model loads and costs what the report says', () => {
+  it('sg-cnn: masked, lowered and checked; the written model loads and costs what the report says', async () => {
     const page = path.join(tmp, 'sg.html');
-    const { out, report } = compress('sg', '--method', 'sg-cnn', '--keep-macs', '0.5', '--groups', '2', '--html', page);
+    const { out, report } = await compress('sg', '--method', 'sg-cnn', '--keep-macs', '0.5', '--groups', '2', '--html', page);
     expect(fs.readFileSync(page, 'utf8')).toContain('sg.onnx');
     const extra = report.extra as { loweringError: number; lowering: { form: string }[]; method: string };
     expect(extra.method).toBe('sg-cnn');
@@ -47,59 +42,59 @@ describe('regroup compress', () => {
     expect(report.totals.macsAfter).toBeLessThanOrEqual(report.totals.macsBefore!);
   }, 60_000);
 
-  it('uniform: equal groups become Conv(group > 1) nodes and cut MACs', () => {
-    const { out, report } = compress('uniform', '--method', 'uniform', '--keep-macs', '0.5');
+  it('uniform: equal groups become Conv(group > 1) nodes and cut MACs', async () => {
+    const { out, report } = await compress('uniform', '--method', 'uniform', '--keep-macs', '0.5');
     const groups = loadModel(out).graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => n.getInt('group', 1));
     const grouped = (report.extra as { lowering: { form: string }[] }).lowering.filter((l) => l.form === 'grouped').length;
     expect(groups.filter((g) => g > 1)).toHaveLength(grouped);
     if (grouped > 0) expect(report.totals.macsAfter).toBeLessThan(report.totals.macsBefore!);
   }, 60_000);
 
-  it('sg-balanced: learned equal groups lower exactly and meet the target', () => {
-    const { report } = compress('balanced', '--method', 'sg-balanced', '--keep-macs', '0.6');
+  it('sg-balanced: learned equal groups lower exactly and meet the target', async () => {
+    const { report } = await compress('balanced', '--method', 'sg-balanced', '--keep-macs', '0.6');
     const extra = report.extra as { loweringError: number; lowering: { form: string }[] };
     expect(extra.loweringError).toBeLessThanOrEqual(1e-4);
     expect(report.notes.join('\n')).toMatch(/balanced self-grouping: layer/);
     expect(report.totals.macsAfter).toBeLessThanOrEqual(report.totals.macsBefore!);
   }, 60_000);
 
-  it('l1: channel pruning reaches the MACs target', () => {
-    const { report } = compress('l1', '--method', 'l1', '--keep-macs', '0.5');
+  it('l1: channel pruning reaches the MACs target', async () => {
+    const { report } = await compress('l1', '--method', 'l1', '--keep-macs', '0.5');
     expect(report.totals.macsAfter / report.totals.macsBefore!).toBeGreaterThan(0.45);
     expect(report.totals.macsAfter / report.totals.macsBefore!).toBeLessThan(0.55);
   }, 60_000);
 
-  it('fine-tunes on data (local then global with distillation) and reports accuracy before and after', () => {
-    const { report } = compress('tuned', '--keep-macs', '0.6', '--groups', '2', '--data', 'mnist', '--limit', '256', '--eval-limit', '200');
+  it('fine-tunes on data (local then global with distillation) and reports accuracy before and after', async () => {
+    const { report } = await compress('tuned', '--keep-macs', '0.6', '--groups', '2', '--data', 'mnist', '--limit', '256', '--eval-limit', '200');
     expect(report.accuracy!.samples).toBe(200);
     expect((report.extra as { denseAccuracy: { samples: number } }).denseAccuracy.samples).toBe(200);
     expect(report.notes.join('\n')).toMatch(/fine-tuning: local\+global, 1 epoch\(s\) on 256 samples, distillation/);
     expect(report.notes.join('\n')).toMatch(/local: \d+ of \d+ layers refitted/);
   }, 120_000);
 
-  it('a rising cp schedule self-groups step by step with fine-tuning between steps', () => {
-    const { report } = compress('schedule', '--cp', '20,50', '--keep-macs', '0.5', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global');
+  it('a rising cp schedule self-groups step by step with fine-tuning between steps', async () => {
+    const { report } = await compress('schedule', '--cp', '20,50', '--keep-macs', '0.5', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global');
     const steps = report.notes.filter((n) => n.startsWith('self-grouping: cp'));
     expect(steps.map((n) => /cp (\d+\.\d)/.exec(n)![1])).toEqual(['20.0', '50.0']);
     expect(report.notes.filter((n) => n.startsWith('fine-tuning: global'))).toHaveLength(2);
-    const falling = regroup('compress', TINY, '-o', path.join(tmp, 'z.onnx'), '--keep-macs', '0.5', '--cp', '50,20');
+    const falling = await regroup('compress', TINY, '-o', path.join(tmp, 'z.onnx'), '--keep-macs', '0.5', '--cp', '50,20');
     expect(falling.code).toBe(2);
     expect(falling.stderr).toMatch(/must rise/);
   }, 120_000);
 
-  it('refuses fine-tuning without data, and a bad fraction, with one line', () => {
-    const r = regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--finetune', 'global');
+  it('refuses fine-tuning without data, and a bad fraction, with one line', async () => {
+    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--finetune', 'global');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^regroup: error\[usage\]: --finetune global needs --data/);
     expect(fs.existsSync(path.join(tmp, 'x.onnx'))).toBe(false);
-    const f = regroup('compress', TINY, '-o', path.join(tmp, 'y.onnx'), '--keep-macs', '1.5');
+    const f = await regroup('compress', TINY, '-o', path.join(tmp, 'y.onnx'), '--keep-macs', '1.5');
     expect(f.code).toBe(2);
     expect(f.stderr).toMatch(/not a fraction/);
   }, 30_000);
 });
 
 describe('uniform-group pass', () => {
-  it('doubles groups on the largest layers until the target is met, masking block-diagonally', () => {
+  it('doubles groups on the largest layers until the target is met, masking block-diagonally', async () => {
     const dense = resnetTiny();
     const r = uniformGroup(dense, { keepMacs: 0.6 });
     expect(r.stats.targetMet).toBe(true);

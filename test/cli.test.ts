@@ -2,7 +2,6 @@
  * The `regroup` command as a user runs it: exit codes, one-line errors, JSON that parses,
  * atomic outputs, inputs never overwritten.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,18 +10,14 @@ import { GraphBuilder } from '../compiler/ir/builder.js';
 import { saveModel, loadModel } from '../compiler/onnx/io.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import { haveShared, PROJECT_ROOT, sharedModel } from './helpers/shared.js';
+import { regroup } from './helpers/cli.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function regroup(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
 /** A one-line `regroup: error[...]` message, no stack trace. */
-function expectCleanError(r: ReturnType<typeof regroup>, pattern: RegExp) {
+function expectCleanError(r: Awaited<ReturnType<typeof regroup>>, pattern: RegExp) {
   expect(r.code).toBe(1);
   const lines = r.stderr.trim().split('\n');
   expect(lines).toHaveLength(1);
@@ -43,22 +38,22 @@ function smallModel(withUnknownOp = false) {
 }
 
 describe('regroup CLI', () => {
-  it('prints help and exits 0; unknown options exit 2', () => {
-    const help = regroup('--help');
+  it('prints help and exits 0; unknown options exit 2', async () => {
+    const help = await regroup('--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/inspect/);
     expect(help.stdout).toMatch(/convert/);
     expect(help.stdout).toMatch(/bench/);
-    expect(regroup('inspect', '--no-such-flag', 'x.onnx').code).toBe(2);
+    expect((await regroup('inspect', '--no-such-flag', 'x.onnx')).code).toBe(2);
   });
 
-  it('inspect prints a table and valid JSON with the same totals', () => {
+  it('inspect prints a table and valid JSON with the same totals', async () => {
     const file = path.join(tmp, 'small.onnx');
     saveModel(smallModel(), file);
-    const text = regroup('inspect', file);
+    const text = await regroup('inspect', file);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/conv1\s+Conv\s+\[1,8,16,16\]/);
-    const json = regroup('inspect', file, '--json');
+    const json = await regroup('inspect', file, '--json');
     expect(json.code).toBe(0);
     const report = JSON.parse(json.stdout);
     // conv1: 8·16·16·3·9, conv2: 4·16·16·8
@@ -68,10 +63,10 @@ describe('regroup CLI', () => {
     expect(text.stdout).toContain(`(${report.totals.macs})`);
   });
 
-  it('inspect reports an unknown op and analyses what it can', () => {
+  it('inspect reports an unknown op and analyses what it can', async () => {
     const file = path.join(tmp, 'unknown.onnx');
     saveModel(smallModel(true), file);
-    const r = regroup('inspect', file, '--json');
+    const r = await regroup('inspect', file, '--json');
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/mystery.*FancyNorm/);
     const report = JSON.parse(r.stdout);
@@ -79,21 +74,21 @@ describe('regroup CLI', () => {
     expect(report.layers.find((l: { name: string }) => l.name === 'conv1').macs).toBe(8 * 256 * 27);
   });
 
-  it('convert round-trips, writes external data on request, and never overwrites its input', () => {
+  it('convert round-trips, writes external data on request, and never overwrites its input', async () => {
     const file = path.join(tmp, 'conv-in.onnx');
     saveModel(smallModel(), file);
     const before = fs.readFileSync(file);
-    const refused = regroup('convert', file, '-o', file);
+    const refused = await regroup('convert', file, '-o', file);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/refusing to overwrite the input/);
     expect(fs.readFileSync(file)).toEqual(before);
 
     const out = path.join(tmp, 'conv-out.onnx');
-    expect(regroup('convert', file, '-o', out).code).toBe(0);
+    expect((await regroup('convert', file, '-o', out)).code).toBe(0);
     expect(Buffer.from(encodeModel(loadModel(out)).bytes)).toEqual(before);
 
     const ext = path.join(tmp, 'conv-ext.onnx');
-    const r = regroup('convert', file, '-o', ext, '--external-data', '--threshold', '0', '--json');
+    const r = await regroup('convert', file, '-o', ext, '--external-data', '--threshold', '0', '--json');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).externalFile).toBe(ext + '.data');
     expect(fs.statSync(ext).size).toBeLessThan(before.byteLength);
@@ -113,32 +108,32 @@ describe('regroup CLI', () => {
       ['external data outside the folder', () => externalCase('escape', (dir) => rewriteLocation(dir, '../secret.bin')), /climbs out/],
     ];
     for (const [what, make, pattern] of cases) {
-      it(what, () => {
+      it(what, async () => {
         const input = make();
         const out = path.join(tmp, `out-${what.replace(/\W+/g, '-')}.onnx`);
-        expectCleanError(regroup('convert', input, '-o', out), pattern);
+        expectCleanError(await regroup('convert', input, '-o', out), pattern);
         expect(fs.existsSync(out)).toBe(false);
         expect(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'))).toEqual([]);
-        expectCleanError(regroup('inspect', input), pattern);
+        expectCleanError(await regroup('inspect', input), pattern);
       });
     }
   });
 
-  it('bench gives latency figures as JSON, and a clear error for a missing CUDA provider', () => {
+  it('bench gives latency figures as JSON, and a clear error for a missing CUDA provider', async () => {
     const file = path.join(tmp, 'bench.onnx');
     saveModel(smallModel(), file);
-    const r = regroup('bench', file, '--runs', '5', '--warmup', '1', '--json');
+    const r = await regroup('bench', file, '--runs', '5', '--warmup', '1', '--json');
     expect(r.code).toBe(0);
     const stats = JSON.parse(r.stdout);
     expect(stats.runs).toBe(5);
     expect(stats.medianMs).toBeGreaterThan(0);
     expect(stats.p90Ms).toBeGreaterThanOrEqual(stats.medianMs);
-    const cuda = regroup('bench', file, '--ep', 'cuda', '--runs', '1');
+    const cuda = await regroup('bench', file, '--ep', 'cuda', '--runs', '1');
     expectCleanError(cuda, /npm run install:cuda/);
   });
 
-  it.skipIf(!haveShared)('inspect on ResNet-20 matches the published figures', () => {
-    const r = regroup('inspect', sharedModel('resnet20'), '--json');
+  it.skipIf(!haveShared)('inspect on ResNet-20 matches the published figures', async () => {
+    const r = await regroup('inspect', sharedModel('resnet20'), '--json');
     expect(r.code).toBe(0);
     const { totals } = JSON.parse(r.stdout);
     expect(Math.abs(totals.macs / 41e6 - 1)).toBeLessThan(0.02);

@@ -8,7 +8,6 @@
  * to the integer, and lie within 0.03 of the requested fraction where the model's channel
  * counts allow it. Numeric exactness of pruning is test/analysis/channel-groups.test.ts's.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +28,7 @@ import { applyChannelMap, channelImportance, CRITERIA, planPruning, PREPARE, rem
 import { randomFeeds } from '../../runtime/inputs.js';
 import { haveShared, PROJECT_ROOT, sharedModel } from '../helpers/shared.js';
 import { outputsOf } from './compare.js';
+import { regroup } from '../helpers/cli.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-prune-'));
@@ -77,7 +77,7 @@ const PLAN_MODELS: Record<string, () => Model> = {
 describe('planPruning: the realised cost is the predicted cost', () => {
   for (const [name, build] of Object.entries(PLAN_MODELS)) {
     for (const keep of [0.5, 0.3]) {
-      it(`${name}: keepMacs ${keep}, roundTo 1 → realised MACs within ${TARGET_TOLERANCE} of ${keep}, equal to the prediction`, () => {
+      it(`${name}: keepMacs ${keep}, roundTo 1 → realised MACs within ${TARGET_TOLERANCE} of ${keep}, equal to the prediction`, async () => {
         const prepared = prepare(build());
         const p = plan(prepared, { keepMacs: keep, roundTo: 1 });
         expect(p.predicted.macsBefore).toBe(prepared.cost.totals.macs);
@@ -88,7 +88,7 @@ describe('planPruning: the realised cost is the predicted cost', () => {
       });
     }
 
-    it(`${name}: roundTo 8 → every pruned group keeps a multiple of 8 (or all), as predicted`, () => {
+    it(`${name}: roundTo 8 → every pruned group keeps a multiple of 8 (or all), as predicted`, async () => {
       const prepared = prepare(build());
       const p = plan(prepared, { keepMacs: 0.5, roundTo: 8 });
       expect(p.roundTo).toBe(8);
@@ -99,7 +99,7 @@ describe('planPruning: the realised cost is the predicted cost', () => {
       expectPredicted(p, realise(prepared, p));
     });
 
-    it(`${name}: keepParams 0.5 → realised parameters within ${TARGET_TOLERANCE} of 0.5, equal to the prediction`, () => {
+    it(`${name}: keepParams 0.5 → realised parameters within ${TARGET_TOLERANCE} of 0.5, equal to the prediction`, async () => {
       const prepared = prepare(build());
       const p = plan(prepared, { keepParams: 0.5, roundTo: 1 });
       expect(p.target).toEqual({ metric: 'params', keep: 0.5 });
@@ -108,7 +108,7 @@ describe('planPruning: the realised cost is the predicted cost', () => {
       expect(Math.abs(realised.params / prepared.cost.totals.params - 0.5)).toBeLessThanOrEqual(TARGET_TOLERANCE);
     });
 
-    it(`${name}: uniform → every fully prunable group keeps the same fraction, up to rounding`, () => {
+    it(`${name}: uniform → every fully prunable group keeps the same fraction, up to rounding`, async () => {
       const prepared = prepare(build());
       const p = plan(prepared, { keepMacs: 0.5, roundTo: 1, uniform: true });
       expect(p.uniform).toBe(true);
@@ -121,14 +121,14 @@ describe('planPruning: the realised cost is the predicted cost', () => {
     });
   }
 
-  it.skipIf(!haveShared)('resnet20: uniform keepMacs 0.5 lands within 0.03 (16/32/64-channel groups at one fraction)', () => {
+  it.skipIf(!haveShared)('resnet20: uniform keepMacs 0.5 lands within 0.03 (16/32/64-channel groups at one fraction)', async () => {
     const prepared = prepare(loadModel(sharedModel('resnet20')));
     const p = plan(prepared, { keepMacs: 0.5, roundTo: 1, uniform: true });
     const realised = realise(prepared, p);
     expect(Math.abs(realised.macs / prepared.cost.totals.macs - 0.5)).toBeLessThanOrEqual(TARGET_TOLERANCE);
   });
 
-  it('minChannels is respected even when the target asks for less', () => {
+  it('minChannels is respected even when the target asks for less', async () => {
     const loose = plan(prepare(resnetTiny()), { keepMacs: 0.05, roundTo: 1, minChannels: 1 });
     expect(loose.groups.some((g) => g.keep < 6)).toBe(true); // the constraint below binds
     const prepared = prepare(resnetTiny());
@@ -138,12 +138,12 @@ describe('planPruning: the realised cost is the predicted cost', () => {
     expectPredicted(p, realise(prepared, p));
   });
 
-  it('refuses a kept fraction outside (0, 1]', () => {
+  it('refuses a kept fraction outside (0, 1]', async () => {
     const prepared = prepare(resnetBasic());
     for (const keepMacs of [0, 1.5, -0.2]) expect(() => plan(prepared, { keepMacs })).toThrow(/kept fraction must be in \(0, 1\]/);
   });
 
-  it('keepMacs 1 removes nothing', () => {
+  it('keepMacs 1 removes nothing', async () => {
     const prepared = prepare(resnetBasic());
     const p = plan(prepared, { keepMacs: 1, roundTo: 1 });
     expect(p.groups.every((g) => g.removed.length === 0)).toBe(true);
@@ -176,7 +176,7 @@ describe('importance criteria', () => {
     });
   }
 
-  it('the criteria rank channels differently (l1 and fpgm plans differ)', () => {
+  it('the criteria rank channels differently (l1 and fpgm plans differ)', async () => {
     const removed = (criterion: (typeof CRITERIA)[number]) => JSON.stringify(plan(prepare(criterionModel()), { keepMacs: 0.5, roundTo: 1 }, criterion).groups.map((g) => g.removed));
     expect(removed('fpgm')).not.toBe(removed('l1'));
   });
@@ -193,7 +193,7 @@ describe('importance criteria', () => {
     return b.model;
   }
 
-  it('l1 keeps a filter whose weights are much larger than the others’', () => {
+  it('l1 keeps a filter whose weights are much larger than the others’', async () => {
     const prepared = prepare(loudFilter());
     const [group] = prepared.analysis.groups.filter((g) => g.prunable);
     expect(group!.producers).toEqual(["Conv 'conv1'"]);
@@ -214,7 +214,7 @@ describe('importance criteria', () => {
 });
 
 describe('saved plans', () => {
-  it('a plan saved as JSON and applied to a freshly loaded model gives the same bytes as the direct run', () => {
+  it('a plan saved as JSON and applied to a freshly loaded model gives the same bytes as the direct run', async () => {
     const build = haveShared ? () => loadModel(sharedModel('resnet20')) : resnetTiny;
     const direct = prepare(build());
     const p = plan(direct, { keepMacs: 0.4, roundTo: 1 });
@@ -227,7 +227,7 @@ describe('saved plans', () => {
     expect(Buffer.compare(Buffer.from(encodeModel(fresh.model).bytes), Buffer.from(encodeModel(direct.model).bytes))).toBe(0);
   });
 
-  it('a plan made for another model is refused with a RegroupError naming the mismatch', () => {
+  it('a plan made for another model is refused with a RegroupError naming the mismatch', async () => {
     const p = plan(prepare(resnetBasic()), { keepMacs: 0.5, roundTo: 1 });
     const other = prepare(vggChain());
     let error: unknown;
@@ -243,7 +243,7 @@ describe('saved plans', () => {
     expect(message).toMatch(/--save-plan/);
   });
 
-  it('a plan that is not a plan, or removes a pinned channel, is refused', () => {
+  it('a plan that is not a plan, or removes a pinned channel, is refused', async () => {
     const prepared = prepare(resnetBasic());
     const p = plan(prepared, { keepMacs: 0.5, roundTo: 1 });
     expect(() => removalSet({ ...p, format: 'something-else' } as unknown as PruningPlan, prepared.analysis)).toThrow(/not a regroup pruning plan/);
@@ -255,11 +255,6 @@ describe('saved plans', () => {
 
 // ---------------------------------------------------------------------------------------------
 // The command line
-
-function regroup(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 function fixtureFile(name: string, model: Model = FIXTURES[name]!()): string {
   const file = path.join(tmp, `${name}.onnx`);
@@ -301,9 +296,9 @@ function qlinearModel(): Model {
 describe('regroup prune (CLI)', () => {
   // --round-to is pinned: its default is this CPU's SIMD block (16 with AVX-512), which makes
   // the 16/32/64 channel counts of ResNet-20 too coarse for 0.03 (0.468 at 16).
-  it.skipIf(!haveShared)('resnet20 --keep-macs 0.5 --json: exit 0, macsRatio within 0.03, and inspect of the output agrees with report.after', () => {
+  it.skipIf(!haveShared)('resnet20 --keep-macs 0.5 --json: exit 0, macsRatio within 0.03, and inspect of the output agrees with report.after', async () => {
     const out = path.join(tmp, 'resnet20-half.onnx');
-    const r = regroup('prune', sharedModel('resnet20'), '-o', out, '--keep-macs', '0.5', '--round-to', '8', '--json');
+    const r = await regroup('prune', sharedModel('resnet20'), '-o', out, '--keep-macs', '0.5', '--round-to', '8', '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
@@ -312,15 +307,15 @@ describe('regroup prune (CLI)', () => {
     expect(report.after.macs / report.before.macs).toBeCloseTo(report.macsRatio, 12);
     expect(report.groups.pruned).toBeGreaterThan(0);
     expect(report.layers.some((l: { channelsAfter: number; channelsBefore: number }) => l.channelsAfter < l.channelsBefore)).toBe(true);
-    const inspect = regroup('inspect', out, '--json');
+    const inspect = await regroup('inspect', out, '--json');
     expect(inspect.code).toBe(0);
     const totals = JSON.parse(inspect.stdout).totals;
     expect({ macs: totals.macs, params: totals.params }).toEqual(report.after);
   });
 
-  it.skipIf(!haveShared)('--verify reports cosine similarity and top-1 agreement (text and JSON)', () => {
+  it.skipIf(!haveShared)('--verify reports cosine similarity and top-1 agreement (text and JSON)', async () => {
     const out = path.join(tmp, 'resnet20-verify.onnx');
-    const json = regroup('prune', sharedModel('resnet20'), '-o', out, '--keep-macs', '0.7', '--round-to', '8', '--verify', '--json');
+    const json = await regroup('prune', sharedModel('resnet20'), '-o', out, '--keep-macs', '0.7', '--round-to', '8', '--verify', '--json');
     expect(json.code).toBe(0);
     const { verify } = JSON.parse(json.stdout);
     expect(verify.samples).toBe(8);
@@ -329,37 +324,37 @@ describe('regroup prune (CLI)', () => {
     expect(verify.top1Agreement).toBeGreaterThanOrEqual(0);
     expect(verify.top1Agreement).toBeLessThanOrEqual(1);
     expect(verify.maxAbsDiff).toBeGreaterThan(0);
-    const text = regroup('prune', sharedModel('resnet20'), '-o', out, '--keep-macs', '0.7', '--round-to', '8', '--verify');
+    const text = await regroup('prune', sharedModel('resnet20'), '-o', out, '--keep-macs', '0.7', '--round-to', '8', '--verify');
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^verify: cosine -?\d\.\d{4}, top-1 agreement \d+\.\d% over 8 seeded inputs, max \|diff\| \S+$/m);
   });
 
-  it('--save-plan then --plan on the same model writes identical bytes', () => {
+  it('--save-plan then --plan on the same model writes identical bytes', async () => {
     const input = fixtureFile('resnet-tiny');
     const [first, second, planFile] = ['tiny-a.onnx', 'tiny-b.onnx', 'tiny-plan.json'].map((f) => path.join(tmp, f));
-    expect(regroup('prune', input, '-o', first!, '--keep-macs', '0.5', '--round-to', '1', '--save-plan', planFile!).code).toBe(0);
+    expect((await regroup('prune', input, '-o', first!, '--keep-macs', '0.5', '--round-to', '1', '--save-plan', planFile!)).code).toBe(0);
     const saved = JSON.parse(fs.readFileSync(planFile!, 'utf8'));
     expect(saved.format).toBe('regroup-prune-plan');
-    const replay = regroup('prune', input, '-o', second!, '--plan', planFile!, '--json');
+    const replay = await regroup('prune', input, '-o', second!, '--plan', planFile!, '--json');
     expect(replay.code).toBe(0);
     expect(fs.readFileSync(second!)).toEqual(fs.readFileSync(first!));
   });
 
-  it('--plan made for another model: exit 2, one line naming the mismatch, no output', () => {
+  it('--plan made for another model: exit 2, one line naming the mismatch, no output', async () => {
     const planFile = path.join(tmp, 'basic-plan.json');
-    expect(regroup('prune', fixtureFile('resnet-basic'), '-o', path.join(tmp, 'basic-half.onnx'), '--keep-macs', '0.5', '--save-plan', planFile).code).toBe(0);
+    expect((await regroup('prune', fixtureFile('resnet-basic'), '-o', path.join(tmp, 'basic-half.onnx'), '--keep-macs', '0.5', '--save-plan', planFile)).code).toBe(0);
     const out = path.join(tmp, 'vgg-from-basic-plan.onnx');
-    const r = regroup('prune', fixtureFile('vgg-chain'), '-o', out, '--plan', planFile);
+    const r = await regroup('prune', fixtureFile('vgg-chain'), '-o', out, '--plan', planFile);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^regroup: error\[usage\]: .*basic-plan\.json: group \d+ .* does not match this model/);
     expect(fs.existsSync(out)).toBe(false);
   });
 
-  it('a model with nothing to prune: exit 0, a note saying so, the input bytes written unchanged', () => {
+  it('a model with nothing to prune: exit 0, a note saying so, the input bytes written unchanged', async () => {
     const input = fixtureFile('nothing-prunable', nothingPrunable());
     const out = path.join(tmp, 'nothing-out.onnx');
-    const r = regroup('prune', input, '-o', out, '--keep-macs', '0.5', '--json');
+    const r = await regroup('prune', input, '-o', out, '--keep-macs', '0.5', '--json');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.changed).toBe(false);
@@ -370,10 +365,10 @@ describe('regroup prune (CLI)', () => {
   });
 
   for (const [what, build] of [['QuantizeLinear/DequantizeLinear', qdqModel], ['QLinearConv', qlinearModel]] as const) {
-    it(`a quantized model (${what}): exit 1, one line saying it is not supported yet, no output`, () => {
+    it(`a quantized model (${what}): exit 1, one line saying it is not supported yet, no output`, async () => {
       const input = fixtureFile(`quantized-${what.replace(/\W+/g, '-')}`, build());
       const out = path.join(tmp, `quantized-out-${what.replace(/\W+/g, '-')}.onnx`);
-      const r = regroup('prune', input, '-o', out, '--keep-macs', '0.5');
+      const r = await regroup('prune', input, '-o', out, '--keep-macs', '0.5');
       expect(r.code).toBe(1);
       const lines = r.stderr.trim().split('\n');
       expect(lines).toHaveLength(1);
@@ -384,25 +379,25 @@ describe('regroup prune (CLI)', () => {
     });
   }
 
-  it('without --keep-macs, --keep-params or --plan: exit 2 with a usage line', () => {
+  it('without --keep-macs, --keep-params or --plan: exit 2 with a usage line', async () => {
     const out = path.join(tmp, 'no-target.onnx');
-    const r = regroup('prune', fixtureFile('resnet-basic'), '-o', out);
+    const r = await regroup('prune', fixtureFile('resnet-basic'), '-o', out);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^regroup: error\[usage\]: say how much to keep: --keep-macs 0\.5/);
     expect(fs.existsSync(out)).toBe(false);
-    expect(regroup('prune', fixtureFile('resnet-basic'), '-o', out, '--keep-macs', '0.5', '--keep-params', '0.5').code).toBe(2);
-    expect(regroup('prune', fixtureFile('resnet-basic'), '-o', out, '--keep-macs', '1.5').code).toBe(2);
+    expect((await regroup('prune', fixtureFile('resnet-basic'), '-o', out, '--keep-macs', '0.5', '--keep-params', '0.5')).code).toBe(2);
+    expect((await regroup('prune', fixtureFile('resnet-basic'), '-o', out, '--keep-macs', '1.5')).code).toBe(2);
   });
 
   for (const name of Object.keys(FIXTURES)) {
-    it(`${name}: prune --keep-macs 0.5 --round-to 8 succeeds and writes a model inspect can read`, () => {
+    it(`${name}: prune --keep-macs 0.5 --round-to 8 succeeds and writes a model inspect can read`, async () => {
       const out = path.join(tmp, `${name}-r8.onnx`);
-      const r = regroup('prune', fixtureFile(name), '-o', out, '--keep-macs', '0.5', '--round-to', '8', '--json');
+      const r = await regroup('prune', fixtureFile(name), '-o', out, '--keep-macs', '0.5', '--round-to', '8', '--json');
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const report = JSON.parse(r.stdout);
       expect(report.after.macs).toBeLessThanOrEqual(report.before.macs);
-      expect(JSON.parse(regroup('inspect', out, '--json').stdout).totals.macs).toBe(report.after.macs);
+      expect(JSON.parse((await regroup('inspect', out, '--json')).stdout).totals.macs).toBe(report.after.macs);
     });
   }
 });
@@ -416,14 +411,14 @@ describe('regroup inspect --groups (CLI)', () => {
     producers: string[];
     members: { node: string; op: string; role: string; offset: number; count: number }[];
   }
-  const groupsOf = (file: string): Row[] => {
-    const r = regroup('inspect', file, '--groups', '--json');
+  const groupsOf = async (file: string): Promise<Row[]> => {
+    const r = await regroup('inspect', file, '--groups', '--json');
     expect(r.code).toBe(0);
     return JSON.parse(r.stdout).groups;
   };
 
-  it('lists every group with its producers and members (node, role, offset)', () => {
-    const groups = groupsOf(fixtureFile('resnet-basic'));
+  it('lists every group with its producers and members (node, role, offset)', async () => {
+    const groups = await groupsOf(fixtureFile('resnet-basic'));
     const residual = groups.find((g) => g.producers.includes("Conv 'stem.conv'"))!;
     expect(residual.producers).toEqual(["Conv 'stem.conv'", "Conv 'layer1.1.conv'"]);
     expect(residual.channels).toBe(8);
@@ -435,8 +430,8 @@ describe('regroup inspect --groups (CLI)', () => {
     expect(head.reasons).toEqual(["graph output 'logits'"]);
   });
 
-  it('gives Concat members their offsets (DenseNet)', () => {
-    const groups = groupsOf(fixtureFile('densenet-concat'));
+  it('gives Concat members their offsets (DenseNet)', async () => {
+    const groups = await groupsOf(fixtureFile('densenet-concat'));
     const offsetIn = (producer: string, node: string) => groups.find((g) => g.producers.includes(producer))!.members.find((m) => m.node === node && m.role === 'in-channels')?.offset;
     expect(offsetIn("Conv 'stem.conv'", 'transition.conv')).toBe(0);
     expect(offsetIn("Conv 'dense.0.conv'", 'transition.conv')).toBe(8);
@@ -444,8 +439,8 @@ describe('regroup inspect --groups (CLI)', () => {
     expect(offsetIn("Conv 'dense.2.conv'", 'transition.conv')).toBe(16);
   });
 
-  it('prints the groups as text, and names why a group is pinned', () => {
-    const r = regroup('inspect', fixtureFile('nothing-prunable', nothingPrunable()), '--groups');
+  it('prints the groups as text, and names why a group is pinned', async () => {
+    const r = await regroup('inspect', fixtureFile('nothing-prunable', nothingPrunable()), '--groups');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/channel groups, 0 prunable/);
     expect(r.stdout).toMatch(/pinned — graph output/);

@@ -16,7 +16,7 @@ import { openDataset } from '../../runtime/data/datasets.js';
 import { presetSpec, toTensor } from '../../runtime/data/preprocess.js';
 import type { Dataset, LabeledImage } from '../../runtime/data/types.js';
 import { createSession, ort, run } from '../../runtime/session.js';
-import { finetune, masksFromZeros } from '../../runtime/train/finetune.js';
+import { finetune, masksFromZeros, type FinetuneOptions } from '../../runtime/train/finetune.js';
 import { stateFileFor } from '../../runtime/train/state.js';
 import { train, Trainer, type TrainOptions } from '../../runtime/train/trainer.js';
 import { resnetTiny } from '../../fixtures/models.js';
@@ -38,7 +38,7 @@ beforeAll(async () => {
   probe = await Promise.all(Array.from({ length: 32 }, (_, i) => testSet.get(i)));
 });
 
-function base(overrides: Partial<TrainOptions> = {}): TrainOptions {
+function base(overrides: Partial<FinetuneOptions> = {}): FinetuneOptions {
   return { train: trainSet, spec, epochs: 1, batchSize: 32, limit: 256, seed: 5, schedule: { kind: 'cosine', baseLr: 0.05 }, ...overrides };
 }
 
