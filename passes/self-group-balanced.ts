@@ -27,12 +27,11 @@ import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../compiler/errors.js';
 import type { Model } from '../compiler/ir/model.js';
-import type { Node } from '../compiler/ir/node.js';
 import { decodeModel } from '../compiler/onnx/decode.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import { maskLayer } from './self-group.js';
 import { clusterFilters } from './self-group-cluster.js';
-import type { UniformGroupResult } from './uniform-group.js';
+import { doubleGroups, groupableConvs, type GroupableLayer, type UniformGroupResult } from './uniform-group.js';
 
 export interface BalancedSelfGroupOptions {
   /** Target fraction of the model's total MACs, in (0, 1]. */
@@ -56,13 +55,6 @@ export interface BalancedSelfGroupContext {
 /** Same shape as uniformGroup's result, so the two compete behind one interface. */
 export type BalancedSelfGroupResult = UniformGroupResult;
 
-interface Layer {
-  readonly node: Node;
-  readonly outChannels: number;
-  readonly inChannels: number;
-  readonly macs: number;
-  groups: number;
-}
 
 const BALANCE_ITERATIONS = 20;
 
@@ -71,9 +63,9 @@ export function balancedSelfGroup(model: Model, options: BalancedSelfGroupOption
   if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
   const copy = decodeModel(encodeModel(model).bytes);
   const cost = computeCost(copy, inferShapes(copy));
-  const layers = cost.layers.flatMap(({ node, macs }) => candidate(node, macs, options.minInputChannels ?? 4));
+  const layers = groupableConvs(cost.layers, options.minInputChannels ?? 4);
   const budget = options.keepMacs * cost.totals.macs;
-  const total = chooseGroups(layers, cost.totals.macs, budget, options.minWidth ?? 4);
+  const total = doubleGroups(layers, cost.totals.macs, budget, { minWidth: options.minWidth ?? 4 });
   const connectivity = new Map<string, Connectivity>();
   for (const layer of layers.filter((l) => l.groups > 1)) {
     const conn = balancedConnectivity(importanceRows(layer, ctx), layer.groups, options);
@@ -86,35 +78,9 @@ export function balancedSelfGroup(model: Model, options: BalancedSelfGroupOption
   return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio, targetMet: total <= budget * (1 + 1e-9), layers: stats } };
 }
 
-/** A plain Conv (group = 1) whose weight is an unshared initializer with ≥ minInputChannels inputs. */
-function candidate(node: Node, macs: number, minInputChannels: number): Layer[] {
-  if (node.opType !== 'Conv' || node.domain !== '' || node.getInt('group', 1) !== 1) return [];
-  const w = node.inputs[1];
-  if (!w?.isInitializer() || w.useCount > 1 || w.isGraphOutput() || !(macs > 0)) return [];
-  const [outChannels, inChannels] = w.constValue!.dims as [number, number];
-  if (inChannels < minInputChannels) return [];
-  return [{ node, outChannels, inChannels, macs, groups: 1 }];
-}
-
-/** Double group counts, largest layers first, sweep after sweep, until the budget is met or nothing can double; the MACs left. */
-function chooseGroups(layers: Layer[], total: number, budget: number, minWidth: number): number {
-  layers.sort((a, b) => b.macs - a.macs);
-  for (let progress = true; total > budget && progress; ) {
-    progress = false;
-    for (const layer of layers) {
-      if (total <= budget) break;
-      const next = layer.groups * 2;
-      if (layer.outChannels % next !== 0 || layer.inChannels % next !== 0 || layer.inChannels / next < minWidth) continue;
-      total -= layer.macs / layer.groups - layer.macs / next;
-      layer.groups = next;
-      progress = true;
-    }
-  }
-  return total;
-}
 
 /** Importance vectors v_i (rows), scaled per input channel by calibration when the context has it. */
-function importanceRows(layer: Layer, ctx: BalancedSelfGroupContext): number[][] {
+function importanceRows(layer: GroupableLayer, ctx: BalancedSelfGroupContext): number[][] {
   const { node, outChannels, inChannels } = layer;
   const flat = importanceVectors(node.input(1).constValue!);
   const scale = ctx.channelMeanAbs?.get(node.input(0).name);

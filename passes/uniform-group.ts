@@ -37,11 +37,12 @@ export interface UniformGroupResult {
   stats: { macsBefore: number; macsAfter: number; macsRatio: number; targetMet: boolean; layers: { node: string; groups: number; macsBefore: number; macsAfter: number }[] };
 }
 
-interface Layer {
-  node: Node;
-  outChannels: number;
-  inChannels: number;
-  macs: number;
+/** A conv that may be split into groups, and the group count chosen for it. */
+export interface GroupableLayer {
+  readonly node: Node;
+  readonly outChannels: number;
+  readonly inChannels: number;
+  readonly macs: number;
   groups: number;
 }
 
@@ -49,22 +50,9 @@ interface Layer {
 export function uniformGroup(model: Model, options: UniformGroupOptions): UniformGroupResult {
   const copy = decodeModel(encodeModel(model).bytes);
   const cost = computeCost(copy, inferShapes(copy));
-  const layers = cost.layers.flatMap(({ node, macs }) => candidate(node, macs, options.minInputChannels ?? 4));
+  const layers = groupableConvs(cost.layers, options.minInputChannels ?? 4);
   const budget = options.keepMacs * cost.totals.macs;
-  let total = cost.totals.macs;
-  const maxGroups = options.maxGroups ?? 64;
-  layers.sort((a, b) => b.macs - a.macs);
-  for (let progress = true; total > budget && progress; ) {
-    progress = false;
-    for (const layer of layers) {
-      if (total <= budget) break;
-      const next = layer.groups * 2;
-      if (next > maxGroups || layer.outChannels % next !== 0 || layer.inChannels % next !== 0) continue;
-      total -= layer.macs / layer.groups - layer.macs / next;
-      layer.groups = next;
-      progress = true;
-    }
-  }
+  const total = doubleGroups(layers, cost.totals.macs, budget, { maxGroups: options.maxGroups ?? 64 });
   const connectivity = new Map<string, Connectivity>();
   for (const layer of layers.filter((l) => l.groups > 1)) {
     const conn = uniformConnectivity(layer.outChannels, layer.inChannels, layer.groups);
@@ -75,11 +63,35 @@ export function uniformGroup(model: Model, options: UniformGroupOptions): Unifor
   return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio: total / cost.totals.macs, targetMet: total <= budget * (1 + 1e-9), layers: stats } };
 }
 
-function candidate(node: Node, macs: number, minInputChannels: number): Layer[] {
-  if (node.opType !== 'Conv' || node.domain !== '' || node.getInt('group', 1) !== 1) return [];
-  const w = node.inputs[1];
-  if (!w?.isInitializer() || w.useCount > 1 || !(macs > 0)) return [];
-  const [outChannels, inChannels] = w.constValue!.dims as [number, number];
-  if (inChannels < minInputChannels) return [];
-  return [{ node, outChannels, inChannels, macs, groups: 1 }];
+/** Plain Convs (group = 1) whose weight is an unshared initializer with ≥ minInputChannels inputs, group count 1. */
+export function groupableConvs(layers: readonly { node: Node; macs: number }[], minInputChannels: number): GroupableLayer[] {
+  return layers.flatMap(({ node, macs }) => {
+    if (node.opType !== 'Conv' || node.domain !== '' || node.getInt('group', 1) !== 1) return [];
+    const w = node.inputs[1];
+    if (!w?.isInitializer() || w.useCount > 1 || w.isGraphOutput() || !(macs > 0)) return [];
+    const [outChannels, inChannels] = w.constValue!.dims as [number, number];
+    return inChannels < minInputChannels ? [] : [{ node, outChannels, inChannels, macs, groups: 1 }];
+  });
+}
+
+/**
+ * Double group counts, largest layers first, sweep after sweep, until total MACs ≤ budget or
+ * nothing can double (g must divide both channel counts, stay ≤ maxGroups and leave ≥ minWidth
+ * inputs per group); returns the MACs left. A layer's MACs under g groups are MACs_dense / g.
+ */
+export function doubleGroups(layers: GroupableLayer[], total: number, budget: number, limits: { maxGroups?: number; minWidth?: number }): number {
+  const [maxGroups, minWidth] = [limits.maxGroups ?? Infinity, limits.minWidth ?? 1];
+  layers.sort((a, b) => b.macs - a.macs);
+  for (let progress = true; total > budget && progress; ) {
+    progress = false;
+    for (const layer of layers) {
+      if (total <= budget) break;
+      const next = layer.groups * 2;
+      if (next > maxGroups || layer.outChannels % next !== 0 || layer.inChannels % next !== 0 || layer.inChannels / next < minWidth) continue;
+      total -= layer.macs / layer.groups - layer.macs / next;
+      layer.groups = next;
+      progress = true;
+    }
+  }
+  return total;
 }
