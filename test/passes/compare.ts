@@ -81,3 +81,22 @@ export function opCounts(model: Model): Record<string, number> {
   for (const node of model.graph.nodes()) counts[node.opType] = (counts[node.opType] ?? 0) + 1;
   return counts;
 }
+
+/**
+ * A lowered graph reproduces its reference: it verifies, and on seeded inputs (batch 2,
+ * optimisations off) every output has the same dims and max |got − want| ≤ tolerance · max |want|.
+ */
+export async function expectReproduces(reference: Model, lowered: Model, tolerance: number): Promise<void> {
+  lowered.graph.verify();
+  const feeds = randomFeeds(reference, { seed: 11, batch: 2 });
+  const [want, got] = [await outputsOf(reference, feeds), await outputsOf(lowered, feeds)];
+  for (const [name, w] of Object.entries(want)) {
+    const g = got[name]!;
+    expect([...g.dims]).toEqual([...w.dims]);
+    const [a, b] = [w.data as Float32Array, g.data as Float32Array];
+    let [diff, scale] = [0, 0];
+    for (let i = 0; i < a.length; i++) [diff, scale] = [Math.max(diff, Math.abs(a[i]! - b[i]!)), Math.max(scale, Math.abs(a[i]!))];
+    expect(scale).toBeGreaterThan(0);
+    expect(diff).toBeLessThanOrEqual(tolerance * scale);
+  }
+}

@@ -22,7 +22,7 @@ import { LOWERING_FORMS, lowerGrouped, lowerGroupedPass, maskLayer, PREPARE, run
 import { effectiveWidth, GROUP_COST_PER_POSITION, NODE_COST, opsCost } from '../../passes/lower-cost.js';
 import { randomFeeds } from '../../runtime/inputs.js';
 import { haveShared, sharedModel } from '../helpers/shared.js';
-import { opCounts, outputsOf } from './compare.js';
+import { expectReproduces, opCounts, outputsOf } from './compare.js';
 
 /** Lowered outputs may differ from the reference by this much relative to the largest |output| (fp32 summation order). */
 const TOLERANCE = 1e-4;
@@ -36,22 +36,6 @@ function prepared(build: () => Model): Model {
   const model = build();
   runPasses(model, PREPARE, {}, { fixpoint: true });
   return model;
-}
-
-/** max |got − want| ≤ TOLERANCE · max |want| for every output, shapes equal. */
-async function expectReproduces(reference: Model, lowered: Model): Promise<void> {
-  lowered.graph.verify();
-  const feeds = randomFeeds(reference, { seed: 11, batch: 2 });
-  const [want, got] = [await outputsOf(reference, feeds), await outputsOf(lowered, feeds)];
-  for (const [name, w] of Object.entries(want)) {
-    const g = got[name]!;
-    expect([...g.dims]).toEqual([...w.dims]);
-    const [a, b] = [w.data as Float32Array, g.data as Float32Array];
-    let [diff, scale] = [0, 0];
-    for (let i = 0; i < a.length; i++) [diff, scale] = [Math.max(diff, Math.abs(a[i]! - b[i]!)), Math.max(scale, Math.abs(a[i]!))];
-    expect(scale).toBeGreaterThan(0);
-    expect(diff).toBeLessThanOrEqual(TOLERANCE * scale);
-  }
 }
 
 /** Op counts of the lowered model = the reference's, plus what each layer emitted, minus each replaced conv. */
@@ -108,7 +92,7 @@ describe('every form reproduces the masked-dense reference on every fixture', ()
         }
         if (form === 'padded' || form === 'per-group') expect(choices.filter((c) => c.form === form).length).toBeGreaterThan(0);
         expectOpCounts(reference, lowered, choices);
-        await expectReproduces(reference, lowered);
+        await expectReproduces(reference, lowered, TOLERANCE);
       });
     }
   }
@@ -124,7 +108,7 @@ describe('real models from ../shared/fixtures', () => {
         const { model: lowered, choices } = await lowerGrouped(reference, connectivity, { form });
         for (const c of choices) expectFormStructure(lowered, c);
         expectOpCounts(reference, lowered, choices);
-        await expectReproduces(reference, lowered);
+        await expectReproduces(reference, lowered, TOLERANCE);
       });
     }
   }
@@ -177,7 +161,7 @@ describe('grouped form on balanced connectivities: one Conv(group = g), permutat
         gathered += c.emitted.Gather ?? 0;
       }
       expectOpCounts(reference, lowered, choices);
-      await expectReproduces(reference, lowered);
+      await expectReproduces(reference, lowered, TOLERANCE);
     });
   }
   it('both paths were taken: some layers folded both permutations, others needed Gathers', () => {
@@ -194,7 +178,7 @@ describe('grouped form on balanced connectivities: one Conv(group = g), permutat
     // features.2 reads features.1's output group, which features.1 already reordered.
     expect(choices.find((c) => c.node === 'features.2.conv')!.folded.input).toBe(false);
     expect(lowered.graph.nodeList().filter((n) => n.name.startsWith('features.1.conv.'))).toEqual([]);
-    await expectReproduces(reference, lowered);
+    await expectReproduces(reference, lowered, TOLERANCE);
   });
 
   it('fold: false keeps every permutation as a Gather', async () => {
@@ -202,7 +186,7 @@ describe('grouped form on balanced connectivities: one Conv(group = g), permutat
     const table = maskEvenConvs(reference, 2, (out, inp) => balancedConnectivity(out, inp, 2, new Random(5)));
     const { model: lowered, choices } = await lowerGrouped(reference, table, { form: 'grouped', fold: false });
     for (const c of choices) expect(c.emitted).toEqual({ Conv: 1, Gather: 2 });
-    await expectReproduces(reference, lowered);
+    await expectReproduces(reference, lowered, TOLERANCE);
   });
 });
 
@@ -217,7 +201,7 @@ describe('per-group form on contiguous clusters uses Slice', () => {
       const table = maskEvenConvs(reference, 4, (out, inp) => uniformConnectivity(out, inp, 4));
       const { model: lowered, choices } = await lowerGrouped(reference, table, { form: 'per-group' });
       for (const c of choices) expect(c.emitted).toEqual({ Slice: 4, Conv: 4, Concat: 1 });
-      await expectReproduces(reference, lowered);
+      await expectReproduces(reference, lowered, TOLERANCE);
     });
   }
 });
@@ -245,7 +229,7 @@ describe('tuning', () => {
       expect(c.measured?.['per-group']).toBe(1);
     }
     expect(seen[0]![0]!.graph.inputs[0]!.type?.shape?.[0]).toBe(2);
-    await expectReproduces(reference, lowered);
+    await expectReproduces(reference, lowered, TOLERANCE);
   });
 
   for (const name of ['resnet-basic', 'densenet-concat', 'fmnist-resnet', 'fmnist-mobilenet']) {
@@ -254,7 +238,7 @@ describe('tuning', () => {
       for (const seed of [1, 2, 3]) {
         const random = new Random(seed);
         const { model: lowered } = await lowerGrouped(reference, connectivity, { tune: async (c) => c.map(() => random.next()) });
-        await expectReproduces(reference, lowered);
+        await expectReproduces(reference, lowered, TOLERANCE);
       }
     });
   }
@@ -322,6 +306,6 @@ describe('contract', () => {
     const lowering = result.records.find((r) => r.pass === 'lower-grouped')!.result;
     expect(lowering.stats).toMatchObject({ padded: 8 });
     expect(model.graph.nodeList().filter((n) => n.opType === 'Conv' && n.getInt('group', 1) > 1)).toHaveLength(8);
-    await expectReproduces(reference, model);
+    await expectReproduces(reference, model, TOLERANCE);
   });
 });

@@ -25,8 +25,7 @@ import { resnetBasic } from '../../fixtures/models.js';
 import { lowerGrouped, PREPARE, runPasses } from '../../passes/index.js';
 import { balancedConnectivity, balancedSelfGroup } from '../../passes/self-group-balanced.js';
 import { uniformGroup } from '../../passes/uniform-group.js';
-import { randomFeeds } from '../../runtime/inputs.js';
-import { outputsOf } from './compare.js';
+import { expectReproduces } from './compare.js';
 
 /** Lowered outputs may differ from the masked reference by this much relative to the largest |output| (fp32 summation order). */
 const TOLERANCE = 1e-4;
@@ -63,21 +62,6 @@ function expectMasked(original: Tensor, masked: Tensor, conn: Connectivity): voi
   let mismatches = 0;
   for (let k = 0; k < a.length; k++) if (b[k] !== (mask[Math.floor(k / area)] ? a[k] : 0)) mismatches++;
   expect(mismatches).toBe(0);
-}
-
-async function expectReproduces(reference: Model, lowered: Model): Promise<void> {
-  lowered.graph.verify();
-  const feeds = randomFeeds(reference, { seed: 11, batch: 2 });
-  const [want, got] = [await outputsOf(reference, feeds), await outputsOf(lowered, feeds)];
-  for (const [name, w] of Object.entries(want)) {
-    const g = got[name]!;
-    expect([...g.dims]).toEqual([...w.dims]);
-    const [a, b] = [w.data as Float32Array, g.data as Float32Array];
-    let [diff, scale] = [0, 0];
-    for (let i = 0; i < a.length; i++) [diff, scale] = [Math.max(diff, Math.abs(a[i]! - b[i]!)), Math.max(scale, Math.abs(a[i]!))];
-    expect(scale).toBeGreaterThan(0);
-    expect(diff).toBeLessThanOrEqual(TOLERANCE * scale);
-  }
 }
 
 const CASES: Record<string, { build: () => Model; keepMacs: number }> = {
@@ -119,7 +103,7 @@ describe('fixtures: balanced groups, exact masking, target, lowering to Conv(gro
         expect({ node: c.node, form: c.form, groups: c.groups }).toEqual({ node: c.node, form: 'grouped', groups });
         expect(loweredConvs.get(c.node)!.getInt('group', 1)).toBe(groups);
       }
-      await expectReproduces(result.model, lowered);
+      await expectReproduces(result.model, lowered, TOLERANCE);
     });
   }
 
@@ -198,7 +182,7 @@ describe('planted block structure', () => {
       expect(keptMass(weight, theirs)).toBeLessThan(0.6);
       const { model: lowered, choices } = await lowerGrouped(balanced.model, balanced.connectivity, { form: 'grouped' });
       expect(choices.map((c) => [c.form, c.groups])).toEqual([['grouped', 4]]);
-      await expectReproduces(balanced.model, lowered);
+      await expectReproduces(balanced.model, lowered, TOLERANCE);
     });
   }
 });
