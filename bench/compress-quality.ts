@@ -11,24 +11,19 @@
  * fmnist: the project's trained Fashion-MNIST ResNet; cifar: the PyTorch ResNet-20 from
  * ../shared/fixtures, fine-tuned on the CIFAR-10 training JPEGs, evaluated on the test JPEGs.
  */
+import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { compressModel, type CompressMethod, type CompressOutcome, type FinetuneScheme } from '../cli/compress.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: number) => {
-  const at = args.indexOf(name);
-  return at >= 0 ? Number(args.splice(at, 2)[1]) : fallback;
-};
-const epochs = flag('--epochs', 2);
-const limit = flag('--limit', 30_000);
-const keep = flag('--keep', 0.5);
-const finetuneAt = args.indexOf('--finetune');
-const scheme = (finetuneAt >= 0 ? args.splice(finetuneAt, 2)[1] : 'local+global') as FinetuneScheme;
-const which = args[0] ?? 'all';
+const root = ROOT;
+const args = new BenchArgs();
+const epochs = args.number('--epochs', 2);
+const limit = args.number('--limit', 30_000);
+const keep = args.number('--keep', 0.5);
+const scheme = args.string('--finetune', 'local+global') as FinetuneScheme;
+const which = args.rest[0] ?? 'all';
 const shared = path.resolve(root, '../shared/fixtures');
 
 const SUBJECTS = {

@@ -5,24 +5,20 @@
  * one warm-up pass (which also fills the OS file cache); the table shows the median pass.
  * Run: node dist/bench/data.js [DIR] [--limit N] [--runs R]   (needs ../shared/fixtures)
  */
+import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { imageFolder } from '../runtime/data/datasets.js';
 import { batches } from '../runtime/data/loader.js';
 import { presetSpec, toTensor } from '../runtime/data/preprocess.js';
 import { quantile } from '../runtime/benchmark.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: number) => {
-  const at = args.indexOf(name);
-  return at >= 0 ? Number(args.splice(at, 2)[1]) : fallback;
-};
-const limit = flag('--limit', 10_000);
-const runs = flag('--runs', 5);
-const dir = args[0] ?? path.resolve(root, '../shared/fixtures/data/cifar10-test-jpg');
+const root = ROOT;
+const args = new BenchArgs();
+const limit = args.number('--limit', 10_000);
+const runs = args.number('--runs', 5);
+const dir = args.rest[0] ?? path.resolve(root, '../shared/fixtures/data/cifar10-test-jpg');
 if (!fs.existsSync(dir)) {
   console.error(`bench/data: ${dir} not found (needs ../shared/fixtures)`);
   process.exit(1);

@@ -10,11 +10,11 @@
  * Build, then run: node dist/bench/grouped.js [--groups 4,8,16] [--runs 24] [--rounds 6]
  *   [--threads 0] [--tune] [--keep-macs 0.5] [--batches 1,8]
  */
+import { BenchArgs, ROOT } from './args.js';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import type { Model } from '../compiler/ir/model.js';
@@ -25,20 +25,16 @@ import { benchmark } from '../runtime/benchmark.js';
 import { ort } from '../runtime/session.js';
 import { cpuSimdBlock } from '../runtime/providers.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const at = args.indexOf(name);
-  return at >= 0 && args[at + 1] ? args[at + 1]! : fallback;
-};
-const modelPath = flag('--model', path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'));
-const groupCounts = flag('--groups', '4,8,16').split(',').map(Number);
-const batches = flag('--batches', '1,8').split(',').map(Number);
-const runs = Number(flag('--runs', '24'));
-const rounds = Number(flag('--rounds', '6'));
-const threads = Number(flag('--threads', '0'));
-const keep = Number(flag('--keep-macs', '0.5'));
-const tune = args.includes('--tune');
+const root = ROOT;
+const args = new BenchArgs();
+const modelPath = args.string('--model', path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'));
+const groupCounts = args.numbers('--groups', '4,8,16');
+const batches = args.numbers('--batches', '1,8');
+const runs = args.number('--runs', 24);
+const rounds = args.number('--rounds', 6);
+const threads = args.number('--threads', 0);
+const keep = args.number('--keep-macs', 0.5);
+const tune = args.has('--tune');
 if (!fs.existsSync(modelPath)) {
   console.error(`bench/grouped: ${modelPath} not found (needs ../shared/fixtures)`);
   process.exit(1);

@@ -6,9 +6,9 @@
  * dense model, and the refit's wall time; with --layers, the per-layer errors too.
  * Run: node dist/bench/local.js [--samples 512] [--positions 16] [--test 1000] [--keep-macs 0.5] [--layers]
  */
+import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
@@ -23,17 +23,13 @@ import type { Dataset, InputSpec } from '../runtime/data/types.js';
 import { evaluate } from '../runtime/evaluate.js';
 import { localReconstruct, type LocalLayerResult, type LocalOptions } from '../runtime/train/local.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), path.basename(path.dirname(path.dirname(fileURLToPath(import.meta.url)))) === 'dist' ? '../..' : '..');
+const root = ROOT;
 const shared = path.resolve(root, '../shared/fixtures');
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const at = args.indexOf(name);
-  return at >= 0 && args[at + 1] ? args[at + 1]! : fallback;
-};
-const samples = Number(flag('--samples', '512'));
-const positions = Number(flag('--positions', '16'));
-const testImages = Number(flag('--test', '1000'));
-const keepMacs = Number(flag('--keep-macs', '0.5'));
+const args = new BenchArgs();
+const samples = args.number('--samples', 512);
+const positions = args.number('--positions', 16);
+const testImages = args.number('--test', 1000);
+const keepMacs = args.number('--keep-macs', 0.5);
 const modelPath = path.join(shared, 'models/resnet20-cifar10-pytorch/resnet20.onnx');
 const trainDir = path.join(shared, 'data/cifar10-train-jpg');
 const testDir = path.join(shared, 'data/cifar10-test-jpg');
@@ -89,5 +85,5 @@ const variants: [string, LocalOptions][] = [
 for (const [label, options] of variants) {
   const result = await localReconstruct(dense, pruned, train, spec, { samples, positionsPerImage: positions, ...options });
   row(label, await score(result.model, test, spec, dense), `refit ${result.seconds.toFixed(1)} s`);
-  if (args.includes('--layers')) layerTable(result.layers);
+  if (args.has('--layers')) layerTable(result.layers);
 }

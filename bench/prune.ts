@@ -5,24 +5,20 @@
  * ratio (1.0 = latency falls exactly with MACs). Also: wall time and peak RSS of `prune`.
  * Run: npm run bench:prune [-- --round-to 8,16] [--runs 30]
  */
+import { BenchArgs, ROOT } from './args.js';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadModel } from '../compiler/onnx/io.js';
 import { benchmark } from '../runtime/benchmark.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const at = args.indexOf(name);
-  return at >= 0 && args[at + 1] ? args[at + 1]! : fallback;
-};
-const modelPath = flag('--model', path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'));
-const roundTos = flag('--round-to', '8,16').split(',').map(Number);
-const runs = Number(flag('--runs', '30'));
-const keep = Number(flag('--keep-macs', '0.5'));
+const root = ROOT;
+const args = new BenchArgs();
+const modelPath = args.string('--model', path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'));
+const roundTos = args.numbers('--round-to', '8,16');
+const runs = args.number('--runs', 30);
+const keep = args.number('--keep-macs', 0.5);
 if (!fs.existsSync(modelPath)) {
   console.error(`bench/prune: ${modelPath} not found (needs ../shared/fixtures)`);
   process.exit(1);
