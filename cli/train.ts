@@ -258,7 +258,6 @@ function trainingReport(input: string, output: string, model: Model, result: Tra
   const report: Report = {
     format: REPORT_FORMAT,
     version: REPORT_VERSION,
-    // The report format has no 'train' kind: a training run reports its model like `eval`, a fine-tune like `compress`.
     kind: extra.mode.mode,
     createdAt: new Date().toISOString(),
     model: { file: output, macs: trained.macs, params: trained.params, bytes: fs.existsSync(output) ? fileBytes(output) : 0 },
