@@ -6,10 +6,11 @@
  * ratio (what the connectivity or pruned shapes cost) and the executed one (what the lowered
  * graph computes, padding and masked-dense layers included), and CPU latency at batch 1.
  *
- * Run: node dist/bench/compress-quality.js [fmnist|cifar|all] [--epochs E] [--limit N] [--keep F]
- *      [--finetune local+global|global|local|none]
- * fmnist: the project's trained Fashion-MNIST ResNet; cifar: the PyTorch ResNet-20 from
- * ../shared/fixtures, fine-tuned on the CIFAR-10 training JPEGs, evaluated on the test JPEGs.
+ * Run: node dist/bench/compress-quality.js [SUBJECT[,SUBJECT…]|all] [--epochs E] [--limit N] [--keep F]
+ *      [--finetune local+global|global|local|none] [--methods sg-cnn,sg-balanced,uniform,l1]
+ * Subjects: fmnist, fmnist-vgg, fmnist-mobilenet — the project's trained Fashion-MNIST
+ * baselines; cifar — the PyTorch ResNet-20 from ../shared/fixtures, fine-tuned on the CIFAR-10
+ * training JPEGs, evaluated on the test JPEGs. `all` runs fmnist and cifar.
  */
 import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
@@ -23,18 +24,20 @@ const epochs = args.number('--epochs', 2);
 const limit = args.number('--limit', 30_000);
 const keep = args.number('--keep', 0.5);
 const scheme = args.string('--finetune', 'local+global') as FinetuneScheme;
-const which = args.rest[0] ?? 'all';
+const which = (args.rest[0] ?? 'all').split(',');
+const METHODS = args.string('--methods', 'sg-cnn,sg-balanced,uniform,l1').split(',') as CompressMethod[];
 const shared = path.resolve(root, '../shared/fixtures');
 
 const SUBJECTS = {
   fmnist: { model: path.join(root, 'fixtures/models/fmnist-resnet.onnx'), data: 'fashion-mnist', testData: undefined as string | undefined },
+  'fmnist-vgg': { model: path.join(root, 'fixtures/models/fmnist-vgg.onnx'), data: 'fashion-mnist', testData: undefined as string | undefined },
+  'fmnist-mobilenet': { model: path.join(root, 'fixtures/models/fmnist-mobilenet.onnx'), data: 'fashion-mnist', testData: undefined as string | undefined },
   cifar: { model: path.join(shared, 'models/resnet20-cifar10-pytorch/resnet20.onnx'), data: path.join(shared, 'data/cifar10-train-jpg'), testData: path.join(shared, 'data/cifar10-test-jpg') },
 };
-const METHODS: CompressMethod[] = ['sg-cnn', 'sg-balanced', 'uniform', 'l1'];
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-quality-'));
 
 for (const [name, subject] of Object.entries(SUBJECTS)) {
-  if (which !== 'all' && which !== name) continue;
+  if (which.includes('all') ? !['fmnist', 'cifar'].includes(name) : !which.includes(name)) continue;
   if (!fs.existsSync(subject.model)) {
     console.error(`bench/compress-quality: ${subject.model} not found`);
     process.exit(1);

@@ -115,7 +115,7 @@ function printCompress(file: string, output: string, o: CompressOutcome): void {
     ['latency, batch 1 (interleaved)', lat(o.dense, 1), lat(o.compressed, 1), latRatio(1)],
     ['latency, batch 8 (interleaved)', lat(o.dense, 8), lat(o.compressed, 8), latRatio(8)],
   ];
-  console.log(`${file} → ${output} (${o.seconds.toFixed(1)} s)`);
+  console.log(`${file} → ${output} (${o.seconds.toFixed(1)} s, peak RSS ${o.peakRssMb.toFixed(0)} MB)`);
   console.log(table(['', 'dense', 'compressed', 'change'], rows, ['left', 'right', 'right', 'right']));
   if (o.choices.length > 0) {
     const layers = o.choices.map((c) => [c.node, c.form, c.groups ? String(c.groups) : '—', `${human(c.denseMacs)} → ${human(c.macs)}`, c.reason]);

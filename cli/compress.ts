@@ -103,6 +103,8 @@ export interface CompressOutcome {
   choices: LayerChoice[];
   notes: string[];
   seconds: number;
+  /** Peak resident memory of this process so far (MB), read when the output is written. */
+  peakRssMb: number;
 }
 
 interface Data {
@@ -154,10 +156,11 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     if (fixedBatch) restoreBatch(lowered.model, fixedBatch);
     saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
     const seconds = (performance.now() - started) / 1000;
+    const peakRssMb = process.resourceUsage().maxRSS / 1024;
     const layerParams = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.name, l.params]));
     const report = compressReport(file, options, denseSide, compressedSide, lowered.choices, layerParams, notes, loweringError);
-    report.extra = { ...report.extra, structuredMacsRatio: structured.macsRatio };
-    return { report, dense: denseSide, compressed: compressedSide, loweringError, structuredMacsRatio: structured.macsRatio, choices: lowered.choices, notes, seconds };
+    report.extra = { ...report.extra, structuredMacsRatio: structured.macsRatio, seconds, peakRssMb };
+    return { report, dense: denseSide, compressed: compressedSide, loweringError, structuredMacsRatio: structured.macsRatio, choices: lowered.choices, notes, seconds, peakRssMb };
   } finally {
     await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
   }

@@ -119,12 +119,20 @@ export function keptInputs(centroid: Float64Array, tau: number): Int32Array {
   return Int32Array.of(largest);
 }
 
-/** Connectivity of one layer at percentile cp, and its τ. */
-export function thresholdClusters(clustering: Pick<Clustering, 'filters' | 'centroids'>, cp: number, outChannels: number, inChannels: number): { connectivity: Connectivity; tau: number } {
-  const { filters, centroids } = clustering;
+/** All centroid values of a layer, sorted ascending (what τ is a percentile of). */
+export function sortedCentroidValues(centroids: readonly Float64Array[], inChannels: number): Float64Array {
   const all = new Float64Array(centroids.length * inChannels);
   centroids.forEach((c, i) => all.set(c, i * inChannels));
-  const tau = percentileOfSorted(all.sort(), cp);
+  return all.sort();
+}
+
+/**
+ * Connectivity of one layer at percentile cp, and its τ. `sorted` (sortedCentroidValues of the
+ * same centroids) spares the sort when one layer is thresholded at many cp values.
+ */
+export function thresholdClusters(clustering: Pick<Clustering, 'filters' | 'centroids'>, cp: number, outChannels: number, inChannels: number, sorted?: Float64Array): { connectivity: Connectivity; tau: number } {
+  const { filters, centroids } = clustering;
+  const tau = percentileOfSorted(sorted ?? sortedCentroidValues(centroids, inChannels), cp);
   const clusters: Cluster[] = filters.map((f, c) => ({ filters: f, inputs: keptInputs(centroids[c]!, tau) }));
   return { connectivity: { outChannels, inChannels, clusters }, tau };
 }

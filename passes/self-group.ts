@@ -35,7 +35,7 @@ import { Tensor } from '../compiler/ir/tensor.js';
 import { decodeModel } from '../compiler/onnx/decode.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import type { Pass, PassContext } from './pass.js';
-import { clusterFilters, thresholdClusters, type Clustering } from './self-group-cluster.js';
+import { clusterFilters, sortedCentroidValues, thresholdClusters, type Clustering } from './self-group-cluster.js';
 
 export interface SelfGroupOptions {
   /** Clusters per layer (default 16), or per node name (others get `default`). Capped at the filter count. */
@@ -261,9 +261,10 @@ function chooseCp(candidates: Candidate[], clusterings: Clustering[], total: num
   }
   if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
   const budget = options.keepMacs * total;
+  const sorted = candidates.map((c, i) => sortedCentroidValues(clusterings[i]!.centroids, c.weight.dims[1]!));
   const macsAt = (cp: number) =>
     total - candidates.reduce((sum, c, i) => {
-      const { connectivity } = thresholdClusters(clusterings[i]!, cp, c.weight.dims[0]!, c.weight.dims[1]!);
+      const { connectivity } = thresholdClusters(clusterings[i]!, cp, c.weight.dims[0]!, c.weight.dims[1]!, sorted[i]);
       return sum + c.denseMacs - connectivityMacs(connectivity, c.kernelArea, c.positions);
     }, 0);
   if (macsAt(0) <= budget) return { cp: 0, targetMet: true };

@@ -72,6 +72,14 @@ describe('regroup compress', () => {
     expect(report.notes.join('\n')).toMatch(/local: \d+ of \d+ layers refitted/);
   }, 120_000);
 
+  it('is deterministic: the same command and seed write byte-identical models; another seed does not', async () => {
+    const flags = ['--keep-macs', '0.5', '--groups', '4', '--data', 'mnist', '--limit', '256', '--eval-limit', '100'];
+    const runs = await Promise.all([['a', '0'], ['b', '0'], ['c', '1']].map(([name, seed]) => compress(`seed-${name}`, ...flags, '--seed', seed!)));
+    const [a, b, c] = runs.map((r) => fs.readFileSync(r.out));
+    expect(Buffer.compare(a!, b!)).toBe(0);
+    expect(Buffer.compare(a!, c!)).not.toBe(0);
+  }, 180_000);
+
   it('a rising cp schedule self-groups step by step with fine-tuning between steps', async () => {
     const { report } = await compress('schedule', '--cp', '20,50', '--keep-macs', '0.5', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global');
     const steps = report.notes.filter((n) => n.startsWith('self-grouping: cp'));
