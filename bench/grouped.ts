@@ -22,6 +22,7 @@ import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
 import { LOWERING_FORMS, lowerGrouped, PREPARE, runPasses, selfGroup, type LayerChoice, type LowerGroupedOptions, type TuneHook } from '../passes/index.js';
 import { benchmark } from '../runtime/benchmark.js';
+import { interleavedMedians } from './interleave.js';
 import { ort } from '../runtime/session.js';
 import { cpuSimdBlock } from '../runtime/providers.js';
 
@@ -91,24 +92,6 @@ async function variants(dense: Model, denseMacs: number): Promise<Variant[]> {
   return out;
 }
 
-/**
- * Median of the per-round medians, with identical models timed once. Every round visits
- * every model, starting one further along each time, so load that drifts over minutes (a
- * shared machine) falls on all models alike.
- */
-async function time(models: { key: string; bytes: Uint8Array; model: Model }[], batch: number): Promise<Map<string, number>> {
-  const samples = new Map<string, number[]>();
-  for (let round = 0; round < rounds; round++) {
-    const order = models.map((_, i) => models[(i + round) % models.length]!);
-    for (const { key, bytes, model } of order) {
-      const stats = await benchmark(bytes, model, { batch, runs: Math.ceil(runs / rounds), warmup: 2, threads });
-      (samples.get(key) ?? samples.set(key, []).get(key)!).push(stats.medianMs);
-    }
-  }
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  return new Map([...samples].map(([k, xs]) => [k, med(xs)]));
-}
-
 const hash = (bytes: Uint8Array) => createHash('sha1').update(bytes).digest('hex');
 
 const dense = loadModel(modelPath);
@@ -120,7 +103,7 @@ const all = await variants(dense, denseMacs);
 const unique = new Map<string, { key: string; bytes: Uint8Array; model: Model }>([['dense', { key: 'dense', bytes: denseBytes, model: dense }]]);
 for (const v of all) if (!unique.has(hash(v.bytes))) unique.set(hash(v.bytes), { key: hash(v.bytes), bytes: v.bytes, model: v.model });
 const timings = new Map<number, Map<string, number>>();
-for (const batch of batches) timings.set(batch, await time([...unique.values()], batch));
+for (const batch of batches) timings.set(batch, await interleavedMedians([...unique.values()], { batch, runs, rounds, threads }));
 
 console.log(`\nload average after timing: ${os.loadavg()[0]!.toFixed(1)}`);
 const header = ['groups', 'form'.padEnd(12), 'MACs', 'exec', ...batches.flatMap((b) => [`b${b} ms`.padStart(8), `b${b} speed-up`, `×MACs`]), 'layers'];

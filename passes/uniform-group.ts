@@ -78,18 +78,38 @@ export function groupableConvs(layers: readonly { node: Node; macs: number }[], 
  * Double group counts, largest layers first, sweep after sweep, until total MACs ≤ budget or
  * nothing can double (g must divide both channel counts, stay ≤ maxGroups and leave ≥ minWidth
  * inputs per group); returns the MACs left. A layer's MACs under g groups are MACs_dense / g.
+ * The doubling that reaches the budget is the one that saves least among those that reach
+ * it, so the result lands as close under the target as one doubling allows (taking the next
+ * large layer instead could overshoot by half of it).
  */
 export function doubleGroups(layers: GroupableLayer[], total: number, budget: number, limits: { maxGroups?: number; minWidth?: number }): number {
   const [maxGroups, minWidth] = [limits.maxGroups ?? Infinity, limits.minWidth ?? 1];
+  const saving = (layer: GroupableLayer) => {
+    const next = layer.groups * 2;
+    if (next > maxGroups || layer.outChannels % next !== 0 || layer.inChannels % next !== 0 || layer.inChannels / next < minWidth) return undefined;
+    return layer.macs / layer.groups - layer.macs / next;
+  };
+  const double = (layer: GroupableLayer) => {
+    total -= saving(layer)!;
+    layer.groups *= 2;
+  };
   layers.sort((a, b) => b.macs - a.macs);
   for (let progress = true; total > budget && progress; ) {
     progress = false;
     for (const layer of layers) {
       if (total <= budget) break;
-      const next = layer.groups * 2;
-      if (next > maxGroups || layer.outChannels % next !== 0 || layer.inChannels % next !== 0 || layer.inChannels / next < minWidth) continue;
-      total -= layer.macs / layer.groups - layer.macs / next;
-      layer.groups = next;
+      const s = saving(layer);
+      if (s === undefined) continue;
+      if (total - s <= budget) {
+        let finisher = layer;
+        for (const other of layers) {
+          const o = saving(other);
+          if (o !== undefined && total - o <= budget && o < saving(finisher)!) finisher = other;
+        }
+        double(finisher);
+      } else {
+        double(layer);
+      }
       progress = true;
     }
   }

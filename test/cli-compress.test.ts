@@ -11,7 +11,7 @@ import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { loadModel } from '../compiler/onnx/io.js';
 import { validateReport } from '../cli/report/schema.js';
-import { uniformGroup } from '../passes/uniform-group.js';
+import { doubleGroups, uniformGroup, type GroupableLayer } from '../passes/uniform-group.js';
 import { resnetTiny } from '../fixtures/models.js';
 import { PROJECT_ROOT } from './helpers/shared.js';
 import { regroup } from './helpers/cli.js';
@@ -123,5 +123,16 @@ describe('uniform-group pass', () => {
     }
     // The input model is untouched.
     expect(computeCost(dense, inferShapes(dense)).totals.macs).toBe(r.stats.macsBefore);
+  });
+
+  it('finishes with the smallest doubling that reaches the budget, not the next large layer', () => {
+    const layer = (name: string, macs: number): GroupableLayer => ({ node: { name } as GroupableLayer['node'], outChannels: 64, inChannels: 64, macs, groups: 1 });
+    const layers = [layer('a', 100), layer('b', 60), layer('c', 10)];
+    // 170 MACs, budget 119: halving a (−50) leaves 120; halving b next would land at 90, c at 115.
+    expect(doubleGroups(layers, 170, 119, {})).toBe(115);
+    expect(Object.fromEntries(layers.map((l) => [l.node.name, l.groups]))).toEqual({ a: 2, b: 1, c: 2 });
+    // Unreachable budgets still double everything that can.
+    const small = [layer('a', 100)];
+    expect(doubleGroups(small, 100, 1, { maxGroups: 4 })).toBe(25);
   });
 });
