@@ -53,7 +53,7 @@ export function registerCompressCommand(program: Command): void {
     .description('compress a CNN: self-grouping (SG-CNN) or a baseline, fine-tuning, grouped-conv lowering, before/after measurements')
     .argument('<model>', 'ONNX model file')
     .requiredOption('-o, --output <file>', 'where to write the compressed model (written atomically)')
-    .addOption(new Option('--method <name>', 'sg-cnn: learned diverse groups (as published); sg-balanced: learned groups made equal and disjoint, so they run as Conv(group); uniform: equal ResNeXt-style groups; l1: channel pruning').choices([...COMPRESS_METHODS]).default('sg-cnn'))
+    .addOption(new Option('--method <name>', 'sg-cnn: learned diverse groups (as published); sg-balanced: learned groups made equal and disjoint, so they run as Conv(group); uniform: equal ResNeXt-style groups; l1: channel pruning by one global L1 threshold; l1-uniform: every channel group pruned by the same fraction').choices([...COMPRESS_METHODS]).default('sg-cnn'))
     .requiredOption('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction)
     .option('--groups <n>', 'sg-cnn clusters per layer (default 16)', positiveInt)
     .option('--cp <percentiles>', 'sg-cnn: centroid percentile(s) instead of solving for --keep-macs; a rising list (10,30,50) fine-tunes after each step', percentiles)

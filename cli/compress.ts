@@ -39,8 +39,8 @@ import { pruneModel } from './prune.js';
 import { REPORT_FORMAT, REPORT_VERSION, type Report } from './report/schema.js';
 import { localSummary, resolveSplits } from './train.js';
 
-export type CompressMethod = 'sg-cnn' | 'sg-balanced' | 'uniform' | 'l1';
-export const COMPRESS_METHODS: readonly CompressMethod[] = ['sg-cnn', 'sg-balanced', 'uniform', 'l1'];
+export type CompressMethod = 'sg-cnn' | 'sg-balanced' | 'uniform' | 'l1' | 'l1-uniform';
+export const COMPRESS_METHODS: readonly CompressMethod[] = ['sg-cnn', 'sg-balanced', 'uniform', 'l1', 'l1-uniform'];
 export type FinetuneScheme = 'local+global' | 'global' | 'local' | 'none';
 export const FINETUNE_SCHEMES: readonly FinetuneScheme[] = ['local+global', 'global', 'local', 'none'];
 
@@ -207,7 +207,7 @@ interface Structured {
 }
 
 async function structure(file: string, dense: Model, data: Data | undefined, options: CompressOptions, notes: string[]): Promise<Structured> {
-  if (options.method === 'l1') return pruneL1(file, options, notes);
+  if (options.method === 'l1' || options.method === 'l1-uniform') return pruneL1(file, options, notes);
   if (options.method === 'uniform') {
     const r = uniformGroup(dense, { keepMacs: options.keepMacs });
     notes.push(`uniform groups: ${r.stats.layers.filter((l) => l.groups > 1).map((l) => `${l.node}×${l.groups}`).join(', ') || 'none'}${r.stats.targetMet ? '' : ' (target not reachable with equal groups)'}`);
@@ -238,8 +238,9 @@ async function pruneL1(file: string, options: CompressOptions, notes: string[]):
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-compress-'));
   try {
     const out = path.join(scratch, 'pruned.onnx');
-    const r = await pruneModel(file, out, { keepMacs: options.keepMacs, criterion: 'l1' });
-    notes.push(`l1 channel pruning: ${r.groups.pruned} of ${r.groups.prunable} prunable groups narrowed`);
+    const uniform = options.method === 'l1-uniform';
+    const r = await pruneModel(file, out, { keepMacs: options.keepMacs, criterion: 'l1', uniform });
+    notes.push(`l1 channel pruning${uniform ? ' (every group by the same fraction)' : ' (one global threshold)'}: ${r.groups.pruned} of ${r.groups.prunable} prunable groups narrowed`);
     return { model: loadModel(out), connectivity: new Map(), macsRatio: r.macsRatio };
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });

@@ -64,6 +64,15 @@ describe('regroup compress', () => {
     expect(report.totals.macsAfter / report.totals.macsBefore!).toBeLessThan(0.55);
   }, 60_000);
 
+  it('l1-uniform: every prunable group narrowed by the same fraction, where global l1 may spare some', async () => {
+    const { report } = await compress('l1u', '--method', 'l1-uniform', '--keep-macs', '0.5');
+    const note = report.notes.find((n) => n.startsWith('l1 channel pruning'))!;
+    const [, pruned, prunable] = /: (\d+) of (\d+) prunable groups narrowed/.exec(note)!;
+    expect(note).toMatch(/same fraction/);
+    expect(Number(pruned)).toBe(Number(prunable));
+    expect(report.totals.macsAfter / report.totals.macsBefore!).toBeLessThan(0.56);
+  }, 60_000);
+
   it('fine-tunes on data (local then global with distillation) and reports accuracy before and after', async () => {
     const { report } = await compress('tuned', '--keep-macs', '0.6', '--groups', '2', '--data', 'mnist', '--limit', '256', '--eval-limit', '200');
     expect(report.accuracy!.samples).toBe(200);
