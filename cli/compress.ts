@@ -146,12 +146,12 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     const tuned = await fineTune(structured.model, dense, data, options, notes);
     const lowered = structured.connectivity.size > 0 ? await lower(tuned, structured.connectivity, options) : { model: tuned, choices: [] };
     const loweringError = structured.connectivity.size > 0 ? await loweringDifference(tuned, lowered.model) : undefined;
+    if (loweringError !== undefined && !(loweringError <= 1e-4)) {
+      throw new RegroupError('invalid-ir', `the lowered model differs from its masked-dense reference by ${loweringError.toExponential(2)} of the output scale (limit 1e-4); this is a regroup bug — rerun with --method ${options.method} and report it`);
+    }
     const maskedDense = lowered.choices.filter((c) => c.form === 'masked-dense').length;
     if (maskedDense > 0) {
       notes.push(`${maskedDense} of ${lowered.choices.length} grouped layers stay masked dense convs: no grouped form ran faster on ${options.ep ?? 'cpu'} (${options.tune ? 'measured' : 'by the cost model; --tune measures'}), so they save parameters, not latency${options.method === 'sg-cnn' ? '; --method sg-balanced keeps the learned groups equal and disjoint so that they lower to Conv(group)' : ''}`);
-    }
-    if (loweringError !== undefined && !(loweringError <= 1e-4)) {
-      throw new RegroupError('invalid-ir', `the lowered model differs from its masked-dense reference by ${loweringError.toExponential(2)} of the output scale (limit 1e-4); this is a regroup bug — rerun with --method ${options.method} and report it`);
     }
     runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
     const compressedSide = await measureSide(lowered.model, data, options, 'compressed');

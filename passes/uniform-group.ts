@@ -93,6 +93,12 @@ export function doubleGroups(layers: GroupableLayer[], total: number, budget: nu
     total -= saving(layer)!;
     layer.groups *= 2;
   };
+  /** Among the doublings that reach the budget, the one that saves least (`reaching` is one of them). */
+  const finisher = (reaching: GroupableLayer) =>
+    layers.reduce((best, other) => {
+      const o = saving(other);
+      return o !== undefined && total - o <= budget && o < saving(best)! ? other : best;
+    }, reaching);
   layers.sort((a, b) => b.macs - a.macs);
   for (let progress = true; total > budget && progress; ) {
     progress = false;
@@ -100,16 +106,7 @@ export function doubleGroups(layers: GroupableLayer[], total: number, budget: nu
       if (total <= budget) break;
       const s = saving(layer);
       if (s === undefined) continue;
-      if (total - s <= budget) {
-        let finisher = layer;
-        for (const other of layers) {
-          const o = saving(other);
-          if (o !== undefined && total - o <= budget && o < saving(finisher)!) finisher = other;
-        }
-        double(finisher);
-      } else {
-        double(layer);
-      }
+      double(total - s <= budget ? finisher(layer) : layer);
       progress = true;
     }
   }
