@@ -7,7 +7,7 @@ import { Option, type Command } from 'commander';
 import { writeAtomic } from '../compiler/onnx/io.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber, unitFraction } from './args.js';
-import { COMPRESS_METHODS, compressModel, FINETUNE_SCHEMES, type CompressMethod, type CompressOutcome, type FinetuneScheme } from './compress.js';
+import { ALLOCATE, COMPRESS_METHODS, compressModel, FINETUNE_SCHEMES, type Allocate, type CompressMethod, type CompressOutcome, type FinetuneScheme } from './compress.js';
 import { human, table } from './format.js';
 import { writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
@@ -19,6 +19,7 @@ interface CompressFlags {
   keepMacs: number;
   groups?: number;
   cp?: number[];
+  allocate?: Allocate;
   includeFc?: boolean;
   data?: string;
   testData?: string;
@@ -57,6 +58,7 @@ export function registerCompressCommand(program: Command): void {
     .requiredOption('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction)
     .option('--groups <n>', 'sg-cnn clusters per layer (default 16)', positiveInt)
     .option('--cp <percentiles>', 'sg-cnn: centroid percentile(s) instead of solving for --keep-macs; a rising list (10,30,50) fine-tunes after each step', percentiles)
+    .addOption(new Option('--allocate <how>', 'sg-cnn with --keep-macs: sensitivity gives each layer its own cp from a scan of how far grouping it alone moves the output on training images (default with --data); uniform gives every layer the same cp (default without)').choices([...ALLOCATE]))
     .option('--include-fc', 'sg-cnn: group fully connected layers too')
     .option('--data <spec>', 'training data for data-aware importance and fine-tuning: mnist, fashion-mnist, DIR (DIR/train + DIR/test), DIR,labels.csv, idx:PATH')
     .option('--test-data <spec>', 'evaluation data (default: the test split that goes with --data)')

@@ -22,10 +22,12 @@ import { RegroupError } from '../compiler/errors.js';
 import type { Model } from '../compiler/ir/model.js';
 import { decodeModel } from '../compiler/onnx/decode.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
+import { attr } from '../compiler/ir/attribute.js';
 import { loadModel, saveModel } from '../compiler/onnx/io.js';
 import { PREPARE, runPasses } from '../passes/index.js';
 import { lowerGrouped, type LayerChoice } from '../passes/lower-grouped.js';
-import { selfGroup } from '../passes/self-group.js';
+import { allocateCps, type AllocationLayer } from '../passes/allocate-cp.js';
+import { maskLayer, planSelfGroup, selfGroup, type SelfGroupOptions } from '../passes/self-group.js';
 import { balancedSelfGroup } from '../passes/self-group-balanced.js';
 import { uniformGroup } from '../passes/uniform-group.js';
 import type { LatencyStats } from '../runtime/benchmark.js';
@@ -41,6 +43,8 @@ import { localSummary, resolveSplits } from './train.js';
 
 export type CompressMethod = 'sg-cnn' | 'sg-balanced' | 'uniform' | 'l1' | 'l1-uniform';
 export const COMPRESS_METHODS: readonly CompressMethod[] = ['sg-cnn', 'sg-balanced', 'uniform', 'l1', 'l1-uniform'];
+export type Allocate = 'sensitivity' | 'uniform';
+export const ALLOCATE: readonly Allocate[] = ['sensitivity', 'uniform'];
 export type FinetuneScheme = 'local+global' | 'global' | 'local' | 'none';
 export const FINETUNE_SCHEMES: readonly FinetuneScheme[] = ['local+global', 'global', 'local', 'none'];
 
@@ -56,6 +60,11 @@ export interface CompressOptions {
    */
   cp?: readonly number[];
   includeFc?: boolean;
+  /**
+   * sg-cnn with --keep-macs: 'sensitivity' (default with data) gives each layer its own cp
+   * from a measured sensitivity scan; 'uniform' (default without data) one cp for all layers.
+   */
+  allocate?: Allocate;
   /** Training/calibration data; without it only weight-based grouping and no fine-tuning. */
   data?: string;
   testData?: string;
@@ -121,6 +130,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const scheme = options.finetune ?? (options.data ? 'local+global' : 'none');
   if (scheme !== 'none' && !options.data) throw new RegroupError('usage', `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`);
   checkSchedule(options);
+  allocationOf(options); // checks --allocate before any work
   const { relaxBatch } = await import('../runtime/train/checkpoint.js');
   const { fixedBatchOf } = await import('../runtime/calibrate.js');
   const loaded = loadModel(file);
@@ -220,10 +230,57 @@ async function structure(file: string, dense: Model, data: Data | undefined, opt
     return { model: b.model, connectivity: b.connectivity, macsRatio: b.stats.macsRatio };
   }
   const cp = options.cp?.at(-1);
-  const r = selfGroup(dense, { keepMacs: cp === undefined ? options.keepMacs : undefined, cp, groups: options.groups, includeFc: options.includeFc, seed: options.seed }, { channelMeanAbs, log: options.log });
-  notes.push(`self-grouping: cp ${r.stats.cp.toFixed(1)}, ${r.stats.layers.length} layers grouped (${r.stats.layers[0]?.importance ?? 'weight'} importance)${r.stats.targetMet ? '' : '; the MACs target is out of reach: every groupable layer is at its floor'}`);
+  const grouping: SelfGroupOptions = { groups: options.groups, includeFc: options.includeFc, seed: options.seed };
+  const ctx = { channelMeanAbs, log: options.log };
+  const perLayer = cp === undefined && data && allocationOf(options) === 'sensitivity' ? await sensitivityCps(dense, data, options, grouping, ctx, notes) : undefined;
+  const r = selfGroup(dense, perLayer ? { ...grouping, cp: { layers: perLayer } } : { ...grouping, keepMacs: cp === undefined ? options.keepMacs : undefined, cp }, ctx);
+  const cps = r.stats.layers.map((l) => l.cp);
+  const cpText = r.stats.perLayer ? `cp per layer ${Math.min(...cps).toFixed(0)}–${Math.max(...cps).toFixed(0)} (MACs-weighted mean ${r.stats.cp.toFixed(1)})` : `cp ${r.stats.cp.toFixed(1)}`;
+  notes.push(`self-grouping: ${cpText}, ${r.stats.layers.length} layers grouped (${r.stats.layers[0]?.importance ?? 'weight'} importance)${r.stats.targetMet ? '' : '; the MACs target is out of reach: every groupable layer is at its floor'}`);
   for (const s of r.stats.skipped) notes.push(`dense: ${s.node} (${s.reason})`);
   return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio };
+}
+
+/** sg-cnn's cp allocation: per layer from measured sensitivity when data is given, else one cp. */
+function allocationOf(options: CompressOptions): Allocate {
+  if (options.allocate && (options.method !== 'sg-cnn' || options.cp)) throw new RegroupError('usage', `--allocate applies to --method sg-cnn with --keep-macs${options.cp ? ', not to an explicit --cp' : `, not to ${options.method}`}`);
+  const allocate = options.allocate ?? (options.data ? 'sensitivity' : 'uniform');
+  if (allocate === 'sensitivity' && !options.data) throw new RegroupError('usage', '--allocate sensitivity measures each layer on training images; pass --data or use --allocate uniform');
+  return allocate;
+}
+
+/** The cps a sensitivity scan is measured at, per layer. */
+const SCAN_CPS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95];
+
+/**
+ * A cp per layer for the MACs target: group each layer alone at every SCAN_CPS level, measure
+ * how far the output moves from the dense model's on 256 training images (KL divergence), and
+ * spend the MACs budget where it hurts least (passes/allocate-cp.ts).
+ */
+async function sensitivityCps(dense: Model, data: Data, options: CompressOptions, grouping: SelfGroupOptions, ctx: Parameters<typeof planSelfGroup>[2], notes: string[]): Promise<Record<string, number>> {
+  const { OutputProbe } = await import('../runtime/sensitivity.js');
+  const scanned = decodeModel(encodeModel(dense).bytes);
+  const plan = planSelfGroup(scanned, grouping, ctx);
+  const probe = await OutputProbe.open(dense, data.train, data.spec, { seed: options.seed, ep: options.ep, threads: options.threads });
+  const nodes = new Map(scanned.graph.nodeList().map((n) => [n.name, n]));
+  const layers: AllocationLayer[] = [];
+  for (const [i, layer] of plan.layers.entries()) {
+    const node = nodes.get(layer.node)!;
+    const [weight, original, group] = [node.input(1), node.input(1).constValue!, node.getInt('group', 1)];
+    const levels = [];
+    for (const cp of SCAN_CPS) {
+      maskLayer(node, layer.connectivityAt(cp));
+      levels.push({ cp, macs: layer.macsAt(cp), cost: await probe.divergence(scanned) });
+    }
+    weight.graph.setInitializer(weight, original);
+    if (group !== 1) node.setAttr(attr.int('group', group));
+    layers.push({ node: layer.node, levels, macsAt: layer.macsAt });
+    options.log?.(`sensitivity ${i + 1}/${plan.layers.length}: ${layer.node} (KL at cp 50: ${levels[5]!.cost.toExponential(2)})`);
+  }
+  const fixed = plan.macsBefore - plan.layers.reduce((sum, l) => sum + l.denseMacs, 0);
+  const allocation = allocateCps(layers, fixed, options.keepMacs * plan.macsBefore);
+  notes.push(`cp allocation: by sensitivity (each layer grouped alone at cp ${SCAN_CPS.join(', ')}; KL divergence from the dense output on 256 training images)${allocation.targetMet ? '' : '; the MACs target is out of reach even at cp 95 everywhere'}`);
+  return Object.fromEntries(allocation.cps);
 }
 
 /** Mean |x| per input channel of every Conv, from 256 training images (SG-CNN's data-aware importance). */

@@ -42,8 +42,11 @@ export interface SelfGroupOptions {
   groups?: number | { default?: number; layers: Record<string, number> };
   /** Target fraction of the model's total MACs (cost model); solved with one global cp. */
   keepMacs?: number;
-  /** Explicit percentile in [0, 100] (used when keepMacs is absent; default 50). */
-  cp?: number;
+  /**
+   * Explicit percentile in [0, 100] (used when keepMacs is absent; default 50), or one per
+   * node name (others get `default`) — e.g. the per-layer cps of a sensitivity allocation.
+   */
+  cp?: number | { default?: number; layers: Record<string, number> };
   /** k-means seed (default 0); restart r uses seed + r. */
   seed?: number;
   /** k-means runs per layer (default 4); the lowest inertia wins. */
@@ -76,6 +79,8 @@ export interface LayerGrouping {
   clusterFilters: number[];
   /** Inputs kept per cluster, in cluster order. */
   clusterInputs: number[];
+  /** The layer's centroid percentile. */
+  cp: number;
   tau: number;
   inertia: number;
   macsBefore: number;
@@ -84,7 +89,10 @@ export interface LayerGrouping {
 }
 
 export interface SelfGroupStats {
+  /** The global cp, or the dense-MACs-weighted mean of per-layer cps. */
   cp: number;
+  /** Whether every layer shares one cp or each has its own. */
+  perLayer: boolean;
   target: number | undefined;
   /** False when even cp = 100 leaves more MACs than the target. */
   targetMet: boolean;
@@ -138,21 +146,70 @@ export function selfGroupPass(options: SelfGroupOptions = {}): Pass {
 /** Self-group `model` in place; fills ctx.connectivity (created when absent). */
 export function selfGroupInPlace(model: Model, options: SelfGroupOptions, ctx: SelfGroupContext): SelfGroupStats {
   const table = (ctx.connectivity ??= new Map());
+  const plan = planLayers(model, options, ctx);
+  const { candidates, clusterings, macsBefore } = plan;
+  const { cps, cp: globalCp, targetMet } = chooseCps(plan, options);
+  const layers = candidates.map((candidate, i) => {
+    const { connectivity, tau } = thresholdClusters(clusterings[i]!, cps[i]!, candidate.weight.dims[0]!, candidate.weight.dims[1]!);
+    validateConnectivity(connectivity, candidate.node.name);
+    applyConnectivity(candidate, connectivity);
+    table.set(candidate.node.name, connectivity);
+    return layerStats(candidate, clusterings[i]!, connectivity, cps[i]!, tau, usesCalibration(candidate, options, ctx));
+  });
+  const macsAfter = macsBefore - layers.reduce((sum, l) => sum + l.macsBefore - l.macsAfter, 0);
+  const weight = layers.reduce((sum, l) => sum + l.macsBefore, 0);
+  const cp = globalCp ?? layers.reduce((sum, l) => sum + l.cp * l.macsBefore, 0) / (weight || 1);
+  return { cp, perLayer: globalCp === undefined, target: options.keepMacs, targetMet, macsBefore, macsAfter, macsRatio: macsBefore > 0 ? macsAfter / macsBefore : 1, layers, skipped: plan.skipped };
+}
+
+/** The groupable layers of a model, clustered, with the cost of every threshold (see planSelfGroup). */
+interface LayerPlanning {
+  candidates: Candidate[];
+  clusterings: Clustering[];
+  /** Sorted centroid values per candidate (for fast thresholding). */
+  sorted: Float64Array[];
+  skipped: { node: string; reason: string }[];
+  macsBefore: number;
+}
+
+function planLayers(model: Model, options: SelfGroupOptions, ctx: SelfGroupContext): LayerPlanning {
   const cost = computeCost(model, inferShapes(model, { inputShapes: options.inputShapes }));
   const { candidates, skipped } = findCandidates(model, cost.layers, options);
   for (const s of skipped) ctx.log?.(`self-group: '${s.node}' stays dense: ${s.reason}`);
   const clusterings = candidates.map((c) => clusterLayer(c, options, ctx));
-  const macsBefore = cost.totals.macs;
-  const { cp, targetMet } = chooseCp(candidates, clusterings, macsBefore, options);
-  const layers = candidates.map((candidate, i) => {
-    const { connectivity, tau } = thresholdClusters(clusterings[i]!, cp, candidate.weight.dims[0]!, candidate.weight.dims[1]!);
-    validateConnectivity(connectivity, candidate.node.name);
-    applyConnectivity(candidate, connectivity);
-    table.set(candidate.node.name, connectivity);
-    return layerStats(candidate, clusterings[i]!, connectivity, tau, usesCalibration(candidate, options, ctx));
+  const sorted = candidates.map((c, i) => sortedCentroidValues(clusterings[i]!.centroids, c.weight.dims[1]!));
+  return { candidates, clusterings, sorted, skipped, macsBefore: cost.totals.macs };
+}
+
+/** One groupable layer of a plan: its dense cost and what each cp would make of it. */
+export interface SelfGroupLayerPlan {
+  readonly node: string;
+  readonly denseMacs: number;
+  connectivityAt(cp: number): Connectivity;
+  macsAt(cp: number): number;
+}
+
+export interface SelfGroupPlan {
+  /** The whole model's MACs (grouped layers and the rest). */
+  readonly macsBefore: number;
+  readonly layers: readonly SelfGroupLayerPlan[];
+  readonly skipped: readonly { node: string; reason: string }[];
+}
+
+/**
+ * Cluster every groupable layer of `model` without masking anything, so that a caller can
+ * choose a cp per layer (e.g. from measured sensitivity) and pass it back as `cp: { layers }`.
+ * The clustering is the one selfGroup computes with the same options and seed. Layers without
+ * a name get one in `model` (the same fresh names selfGroup gives a copy of it).
+ */
+export function planSelfGroup(model: Model, options: SelfGroupOptions = {}, ctx: Omit<SelfGroupContext, 'connectivity'> = {}): SelfGroupPlan {
+  const plan = planLayers(model, options, ctx);
+  const layers = plan.candidates.map((c, i): SelfGroupLayerPlan => {
+    const [outChannels, inChannels] = c.weight.dims as [number, number];
+    const connectivityAt = (cp: number) => thresholdClusters(plan.clusterings[i]!, cp, outChannels, inChannels, plan.sorted[i]).connectivity;
+    return { node: c.node.name, denseMacs: c.denseMacs, connectivityAt, macsAt: (cp) => connectivityMacs(connectivityAt(cp), c.kernelArea, c.positions) };
   });
-  const macsAfter = macsBefore - layers.reduce((sum, l) => sum + l.macsBefore - l.macsAfter, 0);
-  return { cp, target: options.keepMacs, targetMet, macsBefore, macsAfter, macsRatio: macsBefore > 0 ? macsAfter / macsBefore : 1, layers, skipped };
+  return { macsBefore: plan.macsBefore, layers, skipped: plan.skipped };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,30 +309,41 @@ function clusterLayer(candidate: Candidate, options: SelfGroupOptions, ctx: Self
   return clusterFilters(vectors, groupsFor(candidate.node, options), { seed: options.seed ?? 0, restarts: options.restarts ?? 4 });
 }
 
-/** The explicit cp, or the smallest cp whose total MACs fit keepMacs (bisection; cp = 100 when none fits). */
-function chooseCp(candidates: Candidate[], clusterings: Clustering[], total: number, options: SelfGroupOptions): { cp: number; targetMet: boolean } {
+/**
+ * Each layer's cp: explicit (one or per layer), or the smallest global cp whose total MACs fit
+ * keepMacs (bisection; cp = 100 when none fits). `cp` is the global value, absent per layer.
+ */
+function chooseCps(plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sorted' | 'macsBefore'>, options: SelfGroupOptions): { cps: number[]; cp?: number; targetMet: boolean } {
+  const { candidates, clusterings, sorted, macsBefore: total } = plan;
   if (options.keepMacs === undefined) {
-    const cp = options.cp ?? DEFAULT_CP;
-    if (!(cp >= 0 && cp <= 100)) throw new RegroupError('usage', `cp must lie in [0, 100], got ${cp}`);
-    return { cp, targetMet: true };
+    const explicit = options.cp ?? DEFAULT_CP;
+    const cps = candidates.map((c) => (typeof explicit === 'number' ? explicit : explicit.layers[c.node.name] ?? explicit.default ?? DEFAULT_CP));
+    if (typeof explicit === 'object') {
+      const known = new Set(candidates.map((c) => c.node.name));
+      const stray = Object.keys(explicit.layers).find((name) => !known.has(name));
+      if (stray !== undefined) throw new RegroupError('usage', `cp given for '${stray}', which is not a groupable layer of this model`);
+    }
+    const bad = (typeof explicit === 'number' ? [explicit] : cps).find((cp) => !(cp >= 0 && cp <= 100));
+    if (bad !== undefined) throw new RegroupError('usage', `cp must lie in [0, 100], got ${bad}`);
+    return { cps, cp: typeof explicit === 'number' ? explicit : undefined, targetMet: true };
   }
   if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
   const budget = options.keepMacs * total;
-  const sorted = candidates.map((c, i) => sortedCentroidValues(clusterings[i]!.centroids, c.weight.dims[1]!));
   const macsAt = (cp: number) =>
     total - candidates.reduce((sum, c, i) => {
       const { connectivity } = thresholdClusters(clusterings[i]!, cp, c.weight.dims[0]!, c.weight.dims[1]!, sorted[i]);
       return sum + c.denseMacs - connectivityMacs(connectivity, c.kernelArea, c.positions);
     }, 0);
-  if (macsAt(0) <= budget) return { cp: 0, targetMet: true };
-  if (macsAt(100) > budget) return { cp: 100, targetMet: false };
+  const all = (cp: number) => ({ cps: candidates.map(() => cp), cp });
+  if (macsAt(0) <= budget) return { ...all(0), targetMet: true };
+  if (macsAt(100) > budget) return { ...all(100), targetMet: false };
   let [lo, hi] = [0, 100];
   for (let step = 0; step < BISECTION_STEPS; step++) {
     const mid = (lo + hi) / 2;
     if (macsAt(mid) <= budget) hi = mid;
     else lo = mid;
   }
-  return { cp: hi, targetMet: true };
+  return { ...all(hi), targetMet: true };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,13 +374,14 @@ export function maskLayer(node: Node, conn: Connectivity): void {
   applyConnectivity({ node, op, weight, kernelArea: 1, positions: 0, denseMacs: 0 }, conn);
 }
 
-function layerStats(candidate: Candidate, clustering: Clustering, conn: Connectivity, tau: number, data: boolean): LayerGrouping {
+function layerStats(candidate: Candidate, clustering: Clustering, conn: Connectivity, cp: number, tau: number, data: boolean): LayerGrouping {
   return {
     node: candidate.node.name,
     op: candidate.op,
     clusters: conn.clusters.length,
     clusterFilters: conn.clusters.map((c) => c.filters.length),
     clusterInputs: conn.clusters.map((c) => c.inputs.length),
+    cp,
     tau,
     inertia: clustering.inertia,
     macsBefore: candidate.denseMacs,

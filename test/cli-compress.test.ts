@@ -79,6 +79,12 @@ describe('regroup compress', () => {
     expect((report.extra as { denseAccuracy: { samples: number } }).denseAccuracy.samples).toBe(200);
     expect(report.notes.join('\n')).toMatch(/fine-tuning: local\+global, 1 epoch\(s\) on 256 samples, distillation/);
     expect(report.notes.join('\n')).toMatch(/local: \d+ of \d+ layers refitted/);
+    // With data, sg-cnn gives each layer its own cp from the sensitivity scan, within the budget.
+    expect(report.notes.join('\n')).toMatch(/cp allocation: by sensitivity/);
+    expect(report.notes.join('\n')).toMatch(/self-grouping: cp per layer \d+–\d+ \(MACs-weighted mean/);
+    const structured = (report.extra as { structuredMacsRatio: number }).structuredMacsRatio;
+    expect(structured).toBeLessThanOrEqual(0.6);
+    expect(structured).toBeGreaterThan(0.55);
   }, 120_000);
 
   it('is deterministic: the same command and seed write byte-identical models; another seed does not', async () => {
@@ -107,6 +113,12 @@ describe('regroup compress', () => {
     const f = await regroup('compress', TINY, '-o', path.join(tmp, 'y.onnx'), '--keep-macs', '1.5');
     expect(f.code).toBe(2);
     expect(f.stderr).toMatch(/not a fraction/);
+    const blind = await regroup('compress', TINY, '-o', path.join(tmp, 'y.onnx'), '--keep-macs', '0.5', '--allocate', 'sensitivity');
+    expect(blind.code).toBe(2);
+    expect(blind.stderr).toMatch(/--allocate sensitivity measures each layer on training images; pass --data/);
+    const l1 = await regroup('compress', TINY, '-o', path.join(tmp, 'y.onnx'), '--keep-macs', '0.5', '--method', 'l1', '--allocate', 'uniform');
+    expect(l1.code).toBe(2);
+    expect(l1.stderr).toMatch(/--allocate applies to --method sg-cnn/);
   }, 30_000);
 });
 

@@ -21,7 +21,7 @@ import { encodeModel } from '../../compiler/onnx/encode.js';
 import { loadModel } from '../../compiler/onnx/io.js';
 import { BASELINES } from '../../fixtures/baselines.js';
 import { flattenGemmHead, mobilenetV2Block, resnetTiny, resnextBlock, vggChain } from '../../fixtures/models.js';
-import { PREPARE, runPasses, selfGroup, selfGroupPass, type SelfGroupContext } from '../../passes/index.js';
+import { planSelfGroup, PREPARE, runPasses, selfGroup, selfGroupPass, type SelfGroupContext } from '../../passes/index.js';
 import { clusterFilters, keptInputs, percentile, thresholdClusters } from '../../passes/self-group-cluster.js';
 import { haveShared, sharedModel } from '../helpers/shared.js';
 
@@ -232,6 +232,31 @@ describe('keepMacs: one global cp found by bisection', () => {
     expect(stats).toMatchObject({ cp: 100, targetMet: false });
     expect(stats.macsRatio).toBeGreaterThan(0.05);
     expect(stats.layers.every((l) => l.clusterInputs.every((n) => n === 1))).toBe(true);
+  });
+});
+
+describe('per-layer cp (the sensitivity allocation)', () => {
+  it('each layer is thresholded at its own cp, exactly as the plan promised, and the plan masks nothing', () => {
+    const model = prepared(resnetTiny);
+    const before = encodeModel(model).bytes;
+    const plan = planSelfGroup(model, { groups: 4, seed: 3 });
+    expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(before))).toBe(0);
+    const cps = Object.fromEntries(plan.layers.map((l, i) => [l.node, (i * 37) % 96]));
+    const { connectivity, stats } = selfGroup(model, { groups: 4, seed: 3, cp: { layers: cps } });
+    expect(stats.perLayer).toBe(true);
+    for (const layer of plan.layers) {
+      expect(connectivity.get(layer.node)).toEqual(layer.connectivityAt(cps[layer.node]!));
+      expect(stats.layers.find((l) => l.node === layer.node)).toMatchObject({ cp: cps[layer.node], macsAfter: layer.macsAt(cps[layer.node]!) });
+    }
+    const weighted = stats.layers.reduce((s, l) => s + l.cp * l.macsBefore, 0) / stats.layers.reduce((s, l) => s + l.macsBefore, 0);
+    expect(stats.cp).toBeCloseTo(weighted, 12);
+    expect(stats.macsAfter).toBe(plan.macsBefore - plan.layers.reduce((s, l) => s + l.denseMacs - l.macsAt(cps[l.node]!), 0));
+  });
+
+  it('a cp for a layer that is not groupable, or out of range, is refused by name', () => {
+    expect(() => selfGroup(handMade(), { cp: { layers: { nothing: 50 } } })).toThrow(/cp given for 'nothing', which is not a groupable layer/);
+    expect(() => selfGroup(handMade(), { cp: { layers: { conv: 101 } } })).toThrow(/cp must lie in \[0, 100\], got 101/);
+    expect(selfGroup(handMade(), { cp: { default: 60, layers: {} } }).stats.layers[0]!.cp).toBe(60);
   });
 });
 
