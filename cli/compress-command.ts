@@ -19,6 +19,7 @@ interface CompressFlags {
   keepMacs: number;
   groups?: number;
   cp?: number[];
+  steps?: number;
   allocate?: Allocate;
   includeFc?: boolean;
   data?: string;
@@ -58,6 +59,7 @@ export function registerCompressCommand(program: Command): void {
     .requiredOption('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction)
     .option('--groups <n>', 'sg-cnn clusters per layer (default 16)', positiveInt)
     .option('--cp <percentiles>', 'sg-cnn: centroid percentile(s) instead of solving for --keep-macs; a rising list (10,30,50) fine-tunes after each step', percentiles)
+    .option('--steps <n>', 'sg-cnn: reach --keep-macs in n steps with fine-tuning after each, the fine-tuning samples split between the steps (default 1)', positiveInt)
     .addOption(new Option('--allocate <how>', 'sg-cnn with --keep-macs: sensitivity gives each layer its own cp from a scan of how far grouping it alone moves the output on training images (default with --data); uniform gives every layer the same cp (default without)').choices([...ALLOCATE]))
     .option('--include-fc', 'sg-cnn: group fully connected layers too')
     .option('--data <spec>', 'training data for data-aware importance and fine-tuning: mnist, fashion-mnist, DIR (DIR/train + DIR/test), DIR,labels.csv, idx:PATH')

@@ -59,6 +59,11 @@ export interface CompressOptions {
    * (SG-CNN's 10, 20, …, 90) with fine-tuning after every step.
    */
   cp?: readonly number[];
+  /**
+   * sg-cnn: reach --keep-macs in this many steps (targets falling evenly), fine-tuning after
+   * each on its share of the samples (default 1: one shot).
+   */
+  steps?: number;
   includeFc?: boolean;
   /**
    * sg-cnn with --keep-macs: 'sensitivity' (default with data) gives each layer its own cp
@@ -146,14 +151,16 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     const denseSide = await measureSide(dense, data, options, 'dense');
     log(`dense: ${describeSide(denseSide)}`);
     let start = dense;
-    for (const cp of options.cp?.slice(0, -1) ?? []) {
-      const step = await structure(file, start, data, { ...options, cp: [cp] }, notes);
-      log(`cp ${cp}: ${(100 * step.macsRatio).toFixed(1)}% of the MACs; fine-tuning before the next step`);
-      start = await fineTune(step.model, dense, data, options, notes);
+    const schedule = stepsOf(options, data);
+    for (const [k, step] of schedule.slice(0, -1).entries()) {
+      const grouped = await structure(file, start, data, step, notes);
+      log(`step ${k + 1}/${schedule.length}: ${(100 * grouped.macsRatio).toFixed(1)}% of the MACs; fine-tuning before the next step`);
+      start = await fineTune(grouped.model, dense, data, step, notes);
     }
-    const structured = await structure(file, start, data, options.cp ? { ...options, cp: options.cp.slice(-1) } : options, notes);
+    const last = schedule.at(-1)!;
+    const structured = await structure(file, start, data, last, notes);
     log(`structured (${options.method}): ${(100 * structured.macsRatio).toFixed(1)}% of the MACs`);
-    const tuned = await fineTune(structured.model, dense, data, options, notes);
+    const tuned = await fineTune(structured.model, dense, data, last, notes);
     const lowered = structured.connectivity.size > 0 ? await lower(tuned, structured.connectivity, options) : { model: tuned, choices: [] };
     const loweringError = structured.connectivity.size > 0 ? await loweringDifference(tuned, lowered.model) : undefined;
     if (loweringError !== undefined && !(loweringError <= 1e-4)) {
@@ -180,13 +187,34 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   }
 }
 
-/** A cp schedule is for sg-cnn, within [0, 100] and rising. */
+/** A cp schedule or --steps is for sg-cnn; cps lie within [0, 100] and rise. */
 function checkSchedule(options: CompressOptions): void {
+  const steps = options.steps ?? 1;
+  if (!(Number.isInteger(steps) && steps >= 1)) throw new RegroupError('usage', `--steps ${steps}: give a whole number of steps, 1 or more`);
+  if (steps > 1 && (options.method !== 'sg-cnn' || options.cp)) throw new RegroupError('usage', `--steps applies to --method sg-cnn with --keep-macs${options.cp ? ' (a --cp list sets its own steps)' : `, not to ${options.method}`}`);
   const cp = options.cp;
   if (!cp) return;
   if (options.method !== 'sg-cnn') throw new RegroupError('usage', `--cp applies to --method sg-cnn, not ${options.method}; use --keep-macs alone`);
   if (cp.length === 0 || cp.some((v) => !(v >= 0 && v <= 100))) throw new RegroupError('usage', `--cp ${cp.join(',')}: give percentiles between 0 and 100, e.g. --cp 50 or --cp 10,30,50`);
   if (cp.some((v, i) => i > 0 && v <= cp[i - 1]!)) throw new RegroupError('usage', `--cp ${cp.join(',')}: a schedule must rise step by step (e.g. 10,30,50)`);
+}
+
+/**
+ * The structure → fine-tune steps: one per --cp value, or --steps MACs targets falling evenly
+ * to --keep-macs (SG-CNN raises its cp step by step). With --steps the fine-tuning budget is
+ * split, not multiplied: each step trains on its own seeded share of the samples, so the
+ * whole run sees epochs × limit samples like a one-shot run.
+ */
+function stepsOf(options: CompressOptions, data: Data | undefined): CompressOptions[] {
+  if (options.cp) return options.cp.map((cp) => ({ ...options, cp: [cp] }));
+  const steps = options.steps ?? 1;
+  if (steps === 1) return [options];
+  const share = Math.ceil((options.limit ?? data?.train.size ?? 0) / steps);
+  return Array.from({ length: steps }, (_, k) => ({
+    ...options,
+    keepMacs: 1 - ((1 - options.keepMacs) * (k + 1)) / steps,
+    ...(data ? { limit: share, seed: (options.seed ?? 0) + k } : {}),
+  }));
 }
 
 /** Give the graph inputs and outputs their fixed batch back (see compressModel). */
@@ -279,6 +307,7 @@ async function sensitivityCps(dense: Model, data: Data, options: CompressOptions
   }
   const fixed = plan.macsBefore - plan.layers.reduce((sum, l) => sum + l.denseMacs, 0);
   const allocation = allocateCps(layers, fixed, options.keepMacs * plan.macsBefore);
+  options.log?.(`cp per layer: ${[...allocation.cps].map(([node, cp]) => `${node} ${cp.toFixed(0)}`).join(', ')}`);
   notes.push(`cp allocation: by sensitivity (each layer grouped alone at cp ${SCAN_CPS.join(', ')}; KL divergence from the dense output on 256 training images)${allocation.targetMet ? '' : '; the MACs target is out of reach even at cp 95 everywhere'}`);
   return Object.fromEntries(allocation.cps);
 }

@@ -105,6 +105,18 @@ describe('regroup compress', () => {
     expect(falling.stderr).toMatch(/must rise/);
   }, 120_000);
 
+  it('--steps reaches the target in even steps and splits the fine-tuning samples between them', async () => {
+    const { report } = await compress('steps', '--steps', '2', '--keep-macs', '0.5', '--groups', '2', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global', '--allocate', 'uniform');
+    const steps = report.notes.filter((n) => n.startsWith('self-grouping: cp'));
+    expect(steps).toHaveLength(2);
+    expect(Number(/cp (\d+\.\d)/.exec(steps[0]!)![1])).toBeLessThan(Number(/cp (\d+\.\d)/.exec(steps[1]!)![1]));
+    expect(report.notes.filter((n) => n.startsWith('fine-tuning: global, 1 epoch(s) on 64 samples'))).toHaveLength(2);
+    expect((report.extra as { structuredMacsRatio: number }).structuredMacsRatio).toBeLessThanOrEqual(0.5);
+    const l1 = await regroup('compress', TINY, '-o', path.join(tmp, 'w.onnx'), '--keep-macs', '0.5', '--method', 'l1', '--steps', '2');
+    expect(l1.code).toBe(2);
+    expect(l1.stderr).toMatch(/--steps applies to --method sg-cnn/);
+  }, 120_000);
+
   it('refuses fine-tuning without data, and a bad fraction, with one line', async () => {
     const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--finetune', 'global');
     expect(r.code).toBe(2);
