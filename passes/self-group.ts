@@ -11,10 +11,12 @@
  *   I_c     = { j : centroid_c[j] > τ }                 (its largest entry when empty),
  * and every filter of cluster c reads only I_c: W[i, j] = 0 for j ∉ I_c (exact zeros).
  *
- * cp comes from the options, or from a MACs target: one global cp for every layer, found by
- * bisection so that   MACs_total − Σ_layers (MACs_dense,l − MACs_connectivity,l) ≤ keepMacs ·
- * MACs_total   with the most MACs that fit (MACs fall monotonically with cp; each layer's τ
- * is its own percentile, so layers shrink alike). Layers that cannot be grouped stay dense
+ * cp comes from the options — one value, or one per layer (a sensitivity allocation computed
+ * by the caller from planSelfGroup's clusterings, see passes/allocate-cp.ts) — or from a MACs
+ * target: one global cp for every layer, found by bisection so that
+ *   MACs_total − Σ_layers (MACs_dense,l − MACs_connectivity,l) ≤ keepMacs · MACs_total
+ * with the most MACs that fit (MACs fall monotonically with cp; each layer's τ is its own
+ * percentile, so layers shrink alike). Layers that cannot be grouped stay dense
  * and are listed with the reason: depthwise convs, convs with fewer than `minInputChannels`
  * inputs (RGB or 1-channel stems), weights that are not initializers or are shared, and
  * layers whose output shape is unknown. A grouped (ResNeXt) conv is written out densely
