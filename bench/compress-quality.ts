@@ -8,6 +8,8 @@
  *
  * Run: node dist/bench/compress-quality.js [SUBJECT[,SUBJECT…]|all] [--epochs E] [--limit N] [--keep F]
  *      [--finetune local+global|global|local|none] [--methods sg-cnn,sg-balanced,uniform,l1]
+ *      [--allocate sensitivity|uniform] [--steps N]   (sg-cnn's cp allocation and steps; default
+ *      as `regroup compress`: per-layer cps from the sensitivity scan, one step)
  * Subjects: fmnist, fmnist-vgg, fmnist-mobilenet — the project's trained Fashion-MNIST
  * baselines; cifar — the PyTorch ResNet-20 from ../shared/fixtures, fine-tuned on the CIFAR-10
  * training JPEGs, evaluated on the test JPEGs. `all` runs fmnist and cifar.
@@ -16,7 +18,7 @@ import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { compressModel, type CompressMethod, type CompressOutcome, type FinetuneScheme } from '../cli/compress.js';
+import { compressModel, type Allocate, type CompressMethod, type CompressOutcome, type FinetuneScheme } from '../cli/compress.js';
 
 const root = ROOT;
 const args = new BenchArgs();
@@ -24,8 +26,10 @@ const epochs = args.number('--epochs', 2);
 const limit = args.number('--limit', 30_000);
 const keep = args.number('--keep', 0.5);
 const scheme = args.string('--finetune', 'local+global') as FinetuneScheme;
-const which = (args.rest[0] ?? 'all').split(',');
 const METHODS = args.string('--methods', 'sg-cnn,sg-balanced,uniform,l1').split(',') as CompressMethod[];
+const allocate = (args.string('--allocate', '') || undefined) as Allocate | undefined;
+const steps = args.number('--steps', 1);
+const which = (args.rest[0] ?? 'all').split(',');
 const shared = path.resolve(root, '../shared/fixtures');
 
 const SUBJECTS = {
@@ -45,7 +49,8 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
   console.log(`\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples)`);
   console.log(`${'method'.padEnd(12)} ${'dense'.padStart(7)} ${'top-1'.padStart(7)} ${'Δ pt'.padStart(6)} ${'struct MACs'.padStart(11)} ${'exec MACs'.padStart(9)} ${'b1 dense'.padStart(9)} ${'b1 after'.padStart(9)} ${'seconds'.padStart(8)}`);
   for (const method of METHODS) {
-    const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed: 0 });
+    const sg = method === 'sg-cnn' ? { allocate, steps } : {};
+    const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed: 0, ...sg });
     console.log(row(method, outcome));
   }
 }
