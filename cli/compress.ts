@@ -279,17 +279,23 @@ function allocationOf(options: CompressOptions): Allocate {
 
 /** The cps a sensitivity scan is measured at, per layer. */
 const SCAN_CPS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95];
+/**
+ * MACs one scan evaluation may spend: 256 images for small models, fewer (down to 32) for big
+ * ones, so that an ImageNet ResNet's scan takes minutes rather than hours.
+ */
+const SCAN_MACS = 2e10;
 
 /**
  * A cp per layer for the MACs target: group each layer alone at every SCAN_CPS level, measure
- * how far the output moves from the dense model's on 256 training images (KL divergence), and
- * spend the MACs budget where it hurts least (passes/allocate-cp.ts).
+ * how far the output moves from the dense model's on up to 256 training images (KL
+ * divergence), and spend the MACs budget where it hurts least (passes/allocate-cp.ts).
  */
 async function sensitivityCps(dense: Model, data: Data, options: CompressOptions, grouping: SelfGroupOptions, ctx: Parameters<typeof planSelfGroup>[2], notes: string[]): Promise<Record<string, number>> {
   const { OutputProbe } = await import('../runtime/sensitivity.js');
   const scanned = decodeModel(encodeModel(dense).bytes);
   const plan = planSelfGroup(scanned, grouping, ctx);
-  const probe = await OutputProbe.open(dense, data.train, data.spec, { seed: options.seed, ep: options.ep, threads: options.threads });
+  const samples = Math.max(32, Math.min(256, Math.floor(SCAN_MACS / plan.macsBefore)));
+  const probe = await OutputProbe.open(dense, data.train, data.spec, { samples, seed: options.seed, ep: options.ep, threads: options.threads });
   const nodes = new Map(scanned.graph.nodeList().map((n) => [n.name, n]));
   const layers: AllocationLayer[] = [];
   for (const [i, layer] of plan.layers.entries()) {
@@ -303,12 +309,12 @@ async function sensitivityCps(dense: Model, data: Data, options: CompressOptions
     weight.graph.setInitializer(weight, original);
     if (group !== 1) node.setAttr(attr.int('group', group));
     layers.push({ node: layer.node, levels, macsAt: layer.macsAt });
-    options.log?.(`sensitivity ${i + 1}/${plan.layers.length}: ${layer.node} (KL at cp 50: ${levels[5]!.cost.toExponential(2)})`);
+    options.log?.(`sensitivity ${i + 1}/${plan.layers.length}: ${layer.node} (KL at cp 50: ${levels[SCAN_CPS.indexOf(50)]!.cost.toExponential(2)})`);
   }
   const fixed = plan.macsBefore - plan.layers.reduce((sum, l) => sum + l.denseMacs, 0);
   const allocation = allocateCps(layers, fixed, options.keepMacs * plan.macsBefore);
   options.log?.(`cp per layer: ${[...allocation.cps].map(([node, cp]) => `${node} ${cp.toFixed(0)}`).join(', ')}`);
-  notes.push(`cp allocation: by sensitivity (each layer grouped alone at cp ${SCAN_CPS.join(', ')}; KL divergence from the dense output on 256 training images)${allocation.targetMet ? '' : '; the MACs target is out of reach even at cp 95 everywhere'}`);
+  notes.push(`cp allocation: by sensitivity (each layer grouped alone at cp ${SCAN_CPS.join(', ')}; KL divergence from the dense output on ${samples} training images)${allocation.targetMet ? '' : '; the MACs target is out of reach even at cp 95 everywhere'}`);
   return Object.fromEntries(allocation.cps);
 }
 
