@@ -300,7 +300,8 @@ async function sensitivityCps(dense: Model, data: Data, options: CompressOptions
   const layers: AllocationLayer[] = [];
   for (const [i, layer] of plan.layers.entries()) {
     const node = nodes.get(layer.node)!;
-    const [weight, original, group] = [node.input(1), node.input(1).constValue!, node.getInt('group', 1)];
+    const weight = node.input(1);
+    const [original, group] = [weight.constValue!, node.getInt('group', 1)];
     const levels = [];
     for (const cp of SCAN_CPS) {
       maskLayer(node, layer.connectivityAt(cp));

@@ -43,11 +43,10 @@ const REFINE_STEPS = 30;
 /** Choose a cp per layer so that fixedMacs + Σ MACs ≤ budget at the least summed cost. */
 export function allocateCps(layers: readonly AllocationLayer[], fixedMacs: number, budget: number): Allocation {
   const at = layers.map(() => 0);
-  const macsOf = () => fixedMacs + layers.reduce((sum, l, i) => sum + l.levels[at[i]!]!.macs, 0);
-  let total = macsOf();
+  let total = fixedMacs + layers.reduce((sum, l) => sum + l.levels[0]!.macs, 0);
   let last: { layer: number; from: number } | undefined;
   while (total > budget) {
-    let best: { layer: number; level: number; rate: number } | undefined;
+    let best: { layer: number; level: number; saved: number; rate: number } | undefined;
     layers.forEach((layer, l) => {
       const here = layer.levels[at[l]!]!;
       for (let j = at[l]! + 1; j < layer.levels.length; j++) {
@@ -55,12 +54,12 @@ export function allocateCps(layers: readonly AllocationLayer[], fixedMacs: numbe
         const saved = here.macs - there.macs;
         if (!(saved > 0)) continue;
         const rate = (there.cost - here.cost) / saved;
-        if (!best || rate < best.rate) best = { layer: l, level: j, rate };
+        if (!best || rate < best.rate) best = { layer: l, level: j, saved, rate };
       }
     });
     if (!best) break;
     last = { layer: best.layer, from: at[best.layer]! };
-    total -= layers[best.layer]!.levels[at[best.layer]!]!.macs - layers[best.layer]!.levels[best.level]!.macs;
+    total -= best.saved;
     at[best.layer] = best.level;
   }
   const cps = new Map(layers.map((layer, l) => [layer.node, layer.levels[at[l]!]!.cp]));
