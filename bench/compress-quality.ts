@@ -8,8 +8,9 @@
  *
  * Run: node dist/bench/compress-quality.js [SUBJECT[,SUBJECT…]|all] [--epochs E] [--limit N] [--keep F]
  *      [--finetune local+global|global|local|none] [--methods sg-cnn,sg-balanced,uniform,l1]
- *      [--allocate sensitivity|uniform] [--steps N]   (sg-cnn's cp allocation and steps; default
- *      as `regroup compress`: per-layer cps from the sensitivity scan, one step)
+ *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
+ *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
+ *      scan, one step, 16 clusters)
  * Subjects: fmnist, fmnist-vgg, fmnist-mobilenet — the project's trained Fashion-MNIST
  * baselines; cifar — the PyTorch ResNet-20 from ../shared/fixtures, fine-tuned on the CIFAR-10
  * training JPEGs, evaluated on the test JPEGs. `all` runs fmnist and cifar.
@@ -29,6 +30,7 @@ const scheme = args.string('--finetune', 'local+global') as FinetuneScheme;
 const METHODS = args.string('--methods', 'sg-cnn,sg-balanced,uniform,l1').split(',') as CompressMethod[];
 const allocate = (args.string('--allocate', '') || undefined) as Allocate | undefined;
 const steps = args.number('--steps', 1);
+const groups = args.number('--groups', 16);
 const which = (args.rest[0] ?? 'all').split(',');
 const shared = path.resolve(root, '../shared/fixtures');
 
@@ -49,7 +51,7 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
   console.log(`\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples)`);
   console.log(`${'method'.padEnd(12)} ${'dense'.padStart(7)} ${'top-1'.padStart(7)} ${'Δ pt'.padStart(6)} ${'struct MACs'.padStart(11)} ${'exec MACs'.padStart(9)} ${'b1 dense'.padStart(9)} ${'b1 after'.padStart(9)} ${'seconds'.padStart(8)}`);
   for (const method of METHODS) {
-    const sg = method === 'sg-cnn' ? { allocate, steps } : {};
+    const sg = method === 'sg-cnn' ? { allocate, steps, groups } : {};
     const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed: 0, ...sg });
     console.log(row(method, outcome));
   }
