@@ -7,7 +7,7 @@
  * graph computes, padding and masked-dense layers included), and CPU latency at batch 1.
  *
  * Run: node dist/bench/compress-quality.js [SUBJECT[,SUBJECT…]|all] [--epochs E] [--limit N] [--keep F]
- *      [--finetune local+global|global|local|none] [--methods sg-cnn,sg-balanced,uniform,l1]
+ *      [--finetune local+global|global|local|none] [--methods sg-cnn,sg-balanced,uniform,l1] [--seed S]
  *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
  *      scan, one step, 16 clusters)
@@ -31,6 +31,7 @@ const METHODS = args.string('--methods', 'sg-cnn,sg-balanced,uniform,l1').split(
 const allocate = (args.string('--allocate', '') || undefined) as Allocate | undefined;
 const steps = args.number('--steps', 1);
 const groups = args.number('--groups', 16);
+const seed = args.number('--seed', 0);
 const which = (args.rest[0] ?? 'all').split(',');
 const shared = path.resolve(root, '../shared/fixtures');
 
@@ -52,7 +53,7 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
   console.log(`${'method'.padEnd(12)} ${'dense'.padStart(7)} ${'top-1'.padStart(7)} ${'Δ pt'.padStart(6)} ${'struct MACs'.padStart(11)} ${'exec MACs'.padStart(9)} ${'b1 dense'.padStart(9)} ${'b1 after'.padStart(9)} ${'seconds'.padStart(8)}`);
   for (const method of METHODS) {
     const sg = method === 'sg-cnn' ? { allocate, steps, groups } : {};
-    const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed: 0, ...sg });
+    const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed, ...sg });
     console.log(row(method, outcome));
   }
 }
