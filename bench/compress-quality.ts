@@ -10,7 +10,7 @@
  *      [--finetune local+global|global|local|none] [--methods sg-cnn,sg-balanced,uniform,l1] [--seed S]
  *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
- *      scan, one step, 16 clusters)
+ *      scan, one step, 64 clusters)
  * Subjects: fmnist, fmnist-vgg, fmnist-mobilenet — the project's trained Fashion-MNIST
  * baselines; cifar — the PyTorch ResNet-20 from ../shared/fixtures, fine-tuned on the CIFAR-10
  * training JPEGs, evaluated on the test JPEGs. `all` runs fmnist and cifar.

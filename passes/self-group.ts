@@ -4,8 +4,8 @@
  * For every groupable layer (Conv, and Gemm with a constant weight when `includeFc`):
  *   v_i[j]  = Σ_hw |W[i, j, h, w]|                      importance vector of filter i,
  *             (× mean |x_j| over calibration data       when the context carries it),
- *   k-means over {v_i} into g clusters                  (k-means++ seeding, ml-kmeans's
- *                                                       Lloyd iterations, `restarts` seeded
+ *   k-means over {v_i} into g clusters                  (k-means++ seeding, Lloyd iterations
+ *                                                       as ml-kmeans's, `restarts` seeded
  *                                                       runs, the lowest inertia kept),
  *   τ       = percentile_cp(all centroid values of the layer)   (linear interpolation),
  *   I_c     = { j : centroid_c[j] > τ }                 (its largest entry when empty),
@@ -37,10 +37,10 @@ import { Tensor } from '../compiler/ir/tensor.js';
 import { decodeModel } from '../compiler/onnx/decode.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import type { Pass, PassContext } from './pass.js';
-import { clusterFilters, sortedCentroidValues, thresholdClusters, type Clustering } from './self-group-cluster.js';
+import { clusterFilters, pairsAt, sortedCentroidValues, thresholdClusters, type Clustering } from './self-group-cluster.js';
 
 export interface SelfGroupOptions {
-  /** Clusters per layer (default 16), or per node name (others get `default`). Capped at the filter count. */
+  /** Clusters per layer (default 64), or per node name (others get `default`). Capped at the filter count. */
   groups?: number | { default?: number; layers: Record<string, number> };
   /** Target fraction of the model's total MACs (cost model); solved with one global cp. */
   keepMacs?: number;
@@ -122,7 +122,7 @@ interface Candidate {
   readonly denseMacs: number;
 }
 
-const DEFAULT_GROUPS = 16;
+const DEFAULT_GROUPS = 64;
 const DEFAULT_CP = 50;
 const BISECTION_STEPS = 50;
 
@@ -209,7 +209,7 @@ export function planSelfGroup(model: Model, options: SelfGroupOptions = {}, ctx:
   const layers = plan.candidates.map((c, i): SelfGroupLayerPlan => {
     const [outChannels, inChannels] = c.weight.dims as [number, number];
     const connectivityAt = (cp: number) => thresholdClusters(plan.clusterings[i]!, cp, outChannels, inChannels, plan.sorted[i]).connectivity;
-    return { node: c.node.name, denseMacs: c.denseMacs, connectivityAt, macsAt: (cp) => connectivityMacs(connectivityAt(cp), c.kernelArea, c.positions) };
+    return { node: c.node.name, denseMacs: c.denseMacs, connectivityAt, macsAt: (cp) => pairsAt(plan.clusterings[i]!, cp, inChannels, plan.sorted[i]) * c.kernelArea * c.positions };
   });
   return { macsBefore: plan.macsBefore, layers, skipped: plan.skipped };
 }
@@ -332,10 +332,7 @@ function chooseCps(plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sor
   if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
   const budget = options.keepMacs * total;
   const macsAt = (cp: number) =>
-    total - candidates.reduce((sum, c, i) => {
-      const { connectivity } = thresholdClusters(clusterings[i]!, cp, c.weight.dims[0]!, c.weight.dims[1]!, sorted[i]);
-      return sum + c.denseMacs - connectivityMacs(connectivity, c.kernelArea, c.positions);
-    }, 0);
+    total - candidates.reduce((sum, c, i) => sum + c.denseMacs - pairsAt(clusterings[i]!, cp, c.weight.dims[1]!, sorted[i]) * c.kernelArea * c.positions, 0);
   const all = (cp: number) => ({ cps: candidates.map(() => cp), cp });
   if (macsAt(0) <= budget) return { ...all(0), targetMet: true };
   if (macsAt(100) > budget) return { ...all(100), targetMet: false };

@@ -22,7 +22,10 @@ import { loadModel } from '../../compiler/onnx/io.js';
 import { BASELINES } from '../../fixtures/baselines.js';
 import { flattenGemmHead, mobilenetV2Block, resnetTiny, resnextBlock, vggChain } from '../../fixtures/models.js';
 import { planSelfGroup, PREPARE, runPasses, selfGroup, selfGroupPass, type SelfGroupContext } from '../../passes/index.js';
-import { clusterFilters, keptInputs, percentile, thresholdClusters } from '../../passes/self-group-cluster.js';
+import { kmeans } from 'ml-kmeans';
+import { connectivityPairs } from '../../compiler/analysis/connectivity.js';
+import { Random } from '../../compiler/util/random.js';
+import { clusterFilters, keptInputs, lloyd, pairsAt, percentile, seedCenters, squaredDistance, thresholdClusters } from '../../passes/self-group-cluster.js';
 import { haveShared, sharedModel } from '../helpers/shared.js';
 
 /** How far below the keepMacs target the realised fraction may fall (it never exceeds it). */
@@ -115,12 +118,97 @@ describe('percentile, kept inputs, k-means', () => {
     expect(c.inertia).toBe(0);
   });
 
+  it('pairsAt counts the pairs thresholdClusters keeps, at every cp', () => {
+    const vectors = clusteredRows(120, 33, 6, 7);
+    const c = clusterFilters(vectors, 16, { seed: 0 });
+    for (let cp = 0; cp <= 100; cp += 2.5) expect(pairsAt(c, cp, 33)).toBe(connectivityPairs(thresholdClusters(c, cp, 120, 33).connectivity));
+  });
+
   it('τ is the cp-th percentile of all centroid values of the layer', () => {
     const c = clusterFilters(IMPORTANCE, 2, { seed: 1 });
     const { connectivity, tau } = thresholdClusters(c, 50, 6, 4);
     // values {9, 9, 2/3, 2/3} ∪ {2/3, 2/3, 9, 9}: the median lies halfway between 2/3 and 9
     expect(tau).toBeCloseTo((2 / 3 + 9) / 2, 12);
     expect(connectivity.clusters.map((k) => [...k.inputs])).toEqual([[0, 1], [2, 3]]);
+  });
+});
+
+/** Rows of a conv's importance vectors. */
+function vectorRows(weight: Tensor): number[][] {
+  const [outChannels, inChannels] = weight.dims as [number, number];
+  const flat = importanceVectors(weight);
+  return Array.from({ length: outChannels }, (_, i) => Array.from(flat.subarray(i * inChannels, (i + 1) * inChannels)));
+}
+
+/** `count` vectors of `dims` values around `centers` random centres (nonnegative, like |W| sums), some repeated exactly. */
+function clusteredRows(count: number, dims: number, centers: number, seed: number): number[][] {
+  const random = new Random(seed);
+  const middles = Array.from({ length: centers }, () => Array.from({ length: dims }, () => 3 * random.next()));
+  const rows = Array.from({ length: count }, () => middles[random.int(centers)]!.map((m) => Math.abs(m + 0.4 * (random.next() - 0.5))));
+  for (let i = 0; i < count / 10; i++) rows[random.int(count)] = [...rows[random.int(count)]!];
+  return rows;
+}
+
+/** ml-kmeans from the same centers, as clusters of filter indices ordered by first filter. */
+function referenceGroups(vectors: number[][], centers: number[][]): number[][] {
+  const { clusters } = kmeans(vectors, centers.length, { initialization: centers, maxIterations: 100, distanceFunction: squaredDistance });
+  return groupsOf(clusters);
+}
+
+function groupsOf(labels: ArrayLike<number>): number[][] {
+  const groups = new Map<number, number[]>();
+  for (let i = 0; i < labels.length; i++) groups.set(labels[i]!, [...(groups.get(labels[i]!) ?? []), i]);
+  return [...groups.values()].sort((a, b) => a[0]! - b[0]!);
+}
+
+describe('k-means against ml-kmeans (the reference for regroup\'s bounded Lloyd)', () => {
+  const cases: [string, () => number[][], number][] = [
+    ['random clustered 300×40, k 12', () => clusteredRows(300, 40, 8, 1), 12],
+    ['random clustered 200×64, k 64', () => clusteredRows(200, 64, 20, 2), 64],
+    ['random clustered 90×7, k 30', () => clusteredRows(90, 7, 5, 3), 30],
+    ['an integer grid, where distances tie (lowest center wins)', () => Array.from({ length: 64 }, (_, i) => [i % 8, Math.floor(i / 8) % 4, Math.floor(i / 32)]), 6],
+  ];
+  if (haveShared) {
+    const convs = () => [...loadModel(sharedModel('resnet20')).graph.nodes()].filter((n) => n.opType === 'Conv' && n.input(1).constValue!.dims[1]! >= 16);
+    cases.push(['ResNet-20 last conv, k 16', () => vectorRows(convs().at(-1)!.input(1).constValue!), 16]);
+    cases.push(['ResNet-20 last conv, k 64 (one filter each)', () => vectorRows(convs().at(-1)!.input(1).constValue!), 64]);
+    cases.push(['ResNet-20 a 32-filter conv, k 8', () => vectorRows(convs().find((n) => n.input(1).constValue!.dims[0] === 32)!.input(1).constValue!), 8]);
+  }
+  for (const [name, rows, k] of cases) {
+    it(`${name}: the same clusters as ml-kmeans from the same k-means++ seeds, with and without the seeding's assignment`, () => {
+      const vectors = rows();
+      for (let seed = 0; seed < 3; seed++) {
+        const { centers, assignment } = seedCenters(vectors, Math.min(k, vectors.length), new Random(seed));
+        const expected = referenceGroups(vectors, centers);
+        expect(groupsOf(lloyd(vectors, centers))).toEqual(expected);
+        expect(groupsOf(lloyd(vectors, centers, assignment))).toEqual(expected);
+        expect([...assignment.labels]).toEqual(vectors.map((v) => centers.reduce((best, c, q) => (squaredDistance(v, c) < squaredDistance(v, centers[best]!) ? q : best), 0)));
+      }
+      // clusterFilters keeps the best of its restarts, each one of the runs above
+      const best = clusterFilters(vectors, k, { seed: 0, restarts: 3 });
+      const runs = [0, 1, 2].map((seed) => referenceGroups(vectors, seedCenters(vectors, Math.min(k, vectors.length), new Random(seed)).centers));
+      expect(runs).toContainEqual(best.filters.map((f) => [...f]));
+    });
+  }
+
+  it('a tie between a vector\'s own center and a lower one goes to the lower, as in ml-kmeans', () => {
+    // after one step the centers are 4 and 8: the vector 6 (in cluster 1) is 2 from both
+    const vectors = [[4], [10], [6], [4]];
+    expect([...lloyd(vectors, [[4], [6]])]).toEqual([0, 1, 0, 0]);
+    expect(groupsOf(lloyd(vectors, [[4], [6]]))).toEqual(referenceGroups(vectors, [[4], [6]]));
+  });
+
+  it('squaredDistance with a bound: the exact sum when it is within the bound, Infinity only when the sum exceeds it', () => {
+    const random = new Random(5);
+    for (let trial = 0; trial < 200; trial++) {
+      const dims = 1 + random.int(300);
+      const [a, b] = [0, 1].map(() => Array.from({ length: dims }, () => random.next()));
+      const full = squaredDistance(a!, b!);
+      const bound = full * (0.5 + random.next());
+      const bounded = squaredDistance(a!, b!, bound);
+      expect(bounded === full || (bounded === Infinity && full > bound)).toBe(true);
+      expect(squaredDistance(a!, b!, full)).toBe(full);
+    }
   });
 });
 
