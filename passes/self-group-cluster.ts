@@ -76,9 +76,10 @@ export function lloyd(vectors: readonly number[][], initial: readonly number[][]
   const lower = new Float64Array(n); // ≤ distance to every other center
   /** Full assignment of vector i; `own` is its squared distance to center `labels[i]` when known. */
   const assign = (i: number, own?: number) => {
-    let [best, bestD, secondD] = own === undefined ? [-1, Infinity, Infinity] : [labels[i]!, own, Infinity];
+    const measured = own === undefined ? -1 : labels[i]!;
+    let [best, bestD, secondD] = [measured, own ?? Infinity, Infinity];
     for (let q = 0; q < k; q++) {
-      if (q === best && own !== undefined) continue;
+      if (q === measured) continue;
       const d = squaredDistance(vectors[i]!, centers[q]!, secondD); // past the second nearest: irrelevant
       if (d < bestD || (d === bestD && q < best)) [secondD, bestD, best] = [bestD, d, q];
       else if (d < secondD) secondD = d;
