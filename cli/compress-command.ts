@@ -7,7 +7,7 @@ import { Option, type Command } from 'commander';
 import { writeAtomic } from '../compiler/onnx/io.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber, unitFraction } from './args.js';
-import { ALLOCATE, COMPRESS_METHODS, compressModel, FINETUNE_SCHEMES, type Allocate, type CompressMethod, type CompressOutcome, type FinetuneScheme } from './compress.js';
+import { ALLOCATE, allMaskedDense, COMPRESS_METHODS, compressModel, FINETUNE_SCHEMES, type Allocate, type CompressMethod, type CompressOutcome, type FinetuneScheme } from './compress.js';
 import { human, table } from './format.js';
 import { writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
@@ -125,7 +125,7 @@ function printCompress(file: string, output: string, o: CompressOutcome): void {
     const layers = o.choices.map((c) => [c.node, c.form, c.groups ? String(c.groups) : '—', `${human(c.denseMacs)} → ${human(c.macs)}`, c.reason]);
     console.log(table(['layer', 'lowered as', 'groups', 'MACs', 'why'], layers, ['left', 'left', 'right', 'right', 'left']));
   }
-  if (o.loweringError !== undefined && o.loweringError === 0 && o.choices.every((c) => c.form === 'masked-dense')) console.log('lowered graph: the masked-dense reference itself (every grouped layer stayed masked dense; compared byte for byte)');
+  if (o.loweringError === 0 && allMaskedDense(o.choices)) console.log('lowered graph: the masked-dense reference itself (every grouped layer stayed masked dense; compared byte for byte)');
   else if (o.loweringError !== undefined) console.log(`lowered graph vs masked-dense reference: max |diff| ${o.loweringError.toExponential(2)} of the output scale`);
   for (const note of o.notes) console.log(`note: ${note}`);
 }

@@ -70,7 +70,7 @@ export function lloyd(vectors: readonly number[][], initial: readonly number[][]
   const n = vectors.length;
   const k = initial.length;
   const dims = vectors[0]?.length ?? 0;
-  let centers = initial.map((c) => Array.from(c));
+  let centers = initial; // only read; each step makes new ones
   const labels = new Int32Array(n);
   const upper = new Float64Array(n); // ≥ distance to own center
   const lower = new Float64Array(n); // ≤ distance to every other center
@@ -233,45 +233,45 @@ export function keptInputs(centroid: Float64Array, tau: number): Int32Array {
   return kept;
 }
 
-/** All centroid values of a layer, sorted ascending (what τ is a percentile of). */
-export function sortedCentroidValues(centroids: readonly Float64Array[], inChannels: number): Float64Array {
-  const all = new Float64Array(centroids.length * inChannels);
-  centroids.forEach((c, i) => all.set(c, i * inChannels));
-  return all.sort();
+/** A layer's centroid values sorted: all together (what τ is a percentile of) and each centroid's own. */
+export interface SortedCentroids {
+  readonly all: Float64Array;
+  readonly each: readonly Float64Array[];
 }
 
-const perClusterSorted = new WeakMap<readonly Float64Array[], Float64Array[]>();
+export function sortCentroids(centroids: readonly Float64Array[], inChannels: number): SortedCentroids {
+  const all = new Float64Array(centroids.length * inChannels);
+  centroids.forEach((c, i) => all.set(c, i * inChannels));
+  return { all: all.sort(), each: centroids.map((c) => Float64Array.from(c).sort()) };
+}
 
 /**
  * Σ_c |filters_c| · |I_c| at percentile cp — connectivityPairs of thresholdClusters' connectivity,
  * counted by binary search in each centroid's sorted values instead of building the subsets
  * (the MACs bisection asks this 50 times per layer).
  */
-export function pairsAt(clustering: Pick<Clustering, 'filters' | 'centroids'>, cp: number, inChannels: number, sorted?: Float64Array): number {
-  const { filters, centroids } = clustering;
-  const tau = percentileOfSorted(sorted ?? sortedCentroidValues(centroids, inChannels), cp);
-  let each = perClusterSorted.get(centroids);
-  if (!each) perClusterSorted.set(centroids, (each = centroids.map((c) => Float64Array.from(c).sort())));
+export function pairsAt(clustering: Pick<Clustering, 'filters'>, cp: number, sorted: SortedCentroids): number {
+  const tau = percentileOfSorted(sorted.all, cp);
   let pairs = 0;
-  each.forEach((values, c) => {
+  sorted.each.forEach((values, c) => {
     let [lo, hi] = [0, values.length]; // first index whose value exceeds τ
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
       if (values[mid]! > tau) hi = mid;
       else lo = mid + 1;
     }
-    pairs += filters[c]!.length * Math.max(1, values.length - lo);
+    pairs += clustering.filters[c]!.length * Math.max(1, values.length - lo);
   });
   return pairs;
 }
 
 /**
- * Connectivity of one layer at percentile cp, and its τ. `sorted` (sortedCentroidValues of the
- * same centroids) spares the sort when one layer is thresholded at many cp values.
+ * Connectivity of one layer at percentile cp, and its τ. `sorted` (sortCentroids of the same
+ * centroids) spares the sort when one layer is thresholded at many cp values.
  */
-export function thresholdClusters(clustering: Pick<Clustering, 'filters' | 'centroids'>, cp: number, outChannels: number, inChannels: number, sorted?: Float64Array): { connectivity: Connectivity; tau: number } {
+export function thresholdClusters(clustering: Pick<Clustering, 'filters' | 'centroids'>, cp: number, outChannels: number, inChannels: number, sorted?: SortedCentroids): { connectivity: Connectivity; tau: number } {
   const { filters, centroids } = clustering;
-  const tau = percentileOfSorted(sorted ?? sortedCentroidValues(centroids, inChannels), cp);
+  const tau = percentileOfSorted((sorted ?? sortCentroids(centroids, inChannels)).all, cp);
   const clusters: Cluster[] = filters.map((f, c) => ({ filters: f, inputs: keptInputs(centroids[c]!, tau) }));
   return { connectivity: { outChannels, inChannels, clusters }, tau };
 }

@@ -37,7 +37,7 @@ import { Tensor } from '../compiler/ir/tensor.js';
 import { decodeModel } from '../compiler/onnx/decode.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import type { Pass, PassContext } from './pass.js';
-import { clusterFilters, pairsAt, sortedCentroidValues, thresholdClusters, type Clustering } from './self-group-cluster.js';
+import { clusterFilters, pairsAt, sortCentroids, thresholdClusters, type Clustering, type SortedCentroids } from './self-group-cluster.js';
 
 export interface SelfGroupOptions {
   /** Clusters per layer (default 64), or per node name (others get `default`). Capped at the filter count. */
@@ -169,7 +169,7 @@ interface LayerPlanning {
   candidates: Candidate[];
   clusterings: Clustering[];
   /** Sorted centroid values per candidate (for fast thresholding). */
-  sorted: Float64Array[];
+  sorted: SortedCentroids[];
   skipped: { node: string; reason: string }[];
   macsBefore: number;
 }
@@ -179,7 +179,7 @@ function planLayers(model: Model, options: SelfGroupOptions, ctx: SelfGroupConte
   const { candidates, skipped } = findCandidates(model, cost.layers, options);
   for (const s of skipped) ctx.log?.(`self-group: '${s.node}' stays dense: ${s.reason}`);
   const clusterings = candidates.map((c) => clusterLayer(c, options, ctx));
-  const sorted = candidates.map((c, i) => sortedCentroidValues(clusterings[i]!.centroids, c.weight.dims[1]!));
+  const sorted = candidates.map((c, i) => sortCentroids(clusterings[i]!.centroids, c.weight.dims[1]!));
   return { candidates, clusterings, sorted, skipped, macsBefore: cost.totals.macs };
 }
 
@@ -209,7 +209,7 @@ export function planSelfGroup(model: Model, options: SelfGroupOptions = {}, ctx:
   const layers = plan.candidates.map((c, i): SelfGroupLayerPlan => {
     const [outChannels, inChannels] = c.weight.dims as [number, number];
     const connectivityAt = (cp: number) => thresholdClusters(plan.clusterings[i]!, cp, outChannels, inChannels, plan.sorted[i]).connectivity;
-    return { node: c.node.name, denseMacs: c.denseMacs, connectivityAt, macsAt: (cp) => pairsAt(plan.clusterings[i]!, cp, inChannels, plan.sorted[i]) * c.kernelArea * c.positions };
+    return { node: c.node.name, denseMacs: c.denseMacs, connectivityAt, macsAt: (cp) => layerMacsAt(plan, i, cp) };
   });
   return { macsBefore: plan.macsBefore, layers, skipped: plan.skipped };
 }
@@ -315,8 +315,14 @@ function clusterLayer(candidate: Candidate, options: SelfGroupOptions, ctx: Self
  * Each layer's cp: explicit (one or per layer), or the smallest global cp whose total MACs fit
  * keepMacs (bisection; cp = 100 when none fits). `cp` is the global value, absent per layer.
  */
+/** MACs of layer i thresholded at cp (connectivityMacs of its connectivity, without building it). */
+function layerMacsAt(plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sorted'>, i: number, cp: number): number {
+  const c = plan.candidates[i]!;
+  return pairsAt(plan.clusterings[i]!, cp, plan.sorted[i]!) * c.kernelArea * c.positions;
+}
+
 function chooseCps(plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sorted' | 'macsBefore'>, options: SelfGroupOptions): { cps: number[]; cp?: number; targetMet: boolean } {
-  const { candidates, clusterings, sorted, macsBefore: total } = plan;
+  const { candidates, macsBefore: total } = plan;
   if (options.keepMacs === undefined) {
     const explicit = options.cp ?? DEFAULT_CP;
     const cps = candidates.map((c) => (typeof explicit === 'number' ? explicit : explicit.layers[c.node.name] ?? explicit.default ?? DEFAULT_CP));
@@ -332,7 +338,7 @@ function chooseCps(plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sor
   if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
   const budget = options.keepMacs * total;
   const macsAt = (cp: number) =>
-    total - candidates.reduce((sum, c, i) => sum + c.denseMacs - pairsAt(clusterings[i]!, cp, c.weight.dims[1]!, sorted[i]) * c.kernelArea * c.positions, 0);
+    total - candidates.reduce((sum, c, i) => sum + c.denseMacs - layerMacsAt(plan, i, cp), 0);
   const all = (cp: number) => ({ cps: candidates.map(() => cp), cp });
   if (macsAt(0) <= budget) return { ...all(0), targetMet: true };
   if (macsAt(100) > budget) return { ...all(100), targetMet: false };

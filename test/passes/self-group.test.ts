@@ -25,7 +25,7 @@ import { planSelfGroup, PREPARE, runPasses, selfGroup, selfGroupPass, type SelfG
 import { kmeans } from 'ml-kmeans';
 import { connectivityPairs } from '../../compiler/analysis/connectivity.js';
 import { Random } from '../../compiler/util/random.js';
-import { clusterFilters, keptInputs, lloyd, pairsAt, percentile, seedCenters, squaredDistance, thresholdClusters } from '../../passes/self-group-cluster.js';
+import { clusterFilters, keptInputs, lloyd, pairsAt, percentile, seedCenters, sortCentroids, squaredDistance, thresholdClusters } from '../../passes/self-group-cluster.js';
 import { haveShared, sharedModel } from '../helpers/shared.js';
 
 /** How far below the keepMacs target the realised fraction may fall (it never exceeds it). */
@@ -121,7 +121,7 @@ describe('percentile, kept inputs, k-means', () => {
   it('pairsAt counts the pairs thresholdClusters keeps, at every cp', () => {
     const vectors = clusteredRows(120, 33, 6, 7);
     const c = clusterFilters(vectors, 16, { seed: 0 });
-    for (let cp = 0; cp <= 100; cp += 2.5) expect(pairsAt(c, cp, 33)).toBe(connectivityPairs(thresholdClusters(c, cp, 120, 33).connectivity));
+    for (let cp = 0; cp <= 100; cp += 2.5) expect(pairsAt(c, cp, sortCentroids(c.centroids, 33))).toBe(connectivityPairs(thresholdClusters(c, cp, 120, 33).connectivity));
   });
 
   it('τ is the cp-th percentile of all centroid values of the layer', () => {
