@@ -1,0 +1,31 @@
+/**
+ * The method registry: every compression method `compress --method NAME` can run, in the
+ * order `--help` lists them. Adding a method is one file in this folder plus its line here;
+ * nothing else in regroup dispatches on a method's name.
+ */
+import { RegroupError } from '../../compiler/errors.js';
+import type { AnyMethod, MethodFlag } from './method.js';
+
+export const METHODS: readonly AnyMethod[] = [];
+
+/** The method called `name`, or a usage error that lists the registry. */
+export function methodNamed(name: string): AnyMethod {
+  const method = METHODS.find((m) => m.name === name);
+  if (!method) throw new RegroupError('usage', `unknown --method '${name}'; choose one of: ${METHODS.map((m) => m.name).join(', ')}`);
+  return method;
+}
+
+/** Every method flag once, with the methods that take it (for the CLI's options and its refusals). */
+export function methodFlags(): { flag: MethodFlag; methods: string[] }[] {
+  const byKey = new Map<string, { flag: MethodFlag; methods: string[] }>();
+  for (const method of METHODS) {
+    for (const flag of method.flags) {
+      const entry = byKey.get(flag.key);
+      if (entry) entry.methods.push(method.name);
+      else byKey.set(flag.key, { flag, methods: [method.name] });
+    }
+  }
+  return [...byKey.values()];
+}
+
+export type { AnyMethod, Method, MethodFlag, Structured, StructureContext, TrainingHooks, Measurements, CommonOptions, Step } from './method.js';

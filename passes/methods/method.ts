@@ -1,0 +1,166 @@
+/**
+ * The method seam: every compression method (SG-CNN, its balanced variant, uniform groups, L1
+ * pruning, WSP, DCFF, and later DGConv and MSGC) is one file in passes/methods/ that exports a
+ * `Method`, listed in passes/methods/index.ts. The compress pipeline (cli/pipelines/compress.ts)
+ * only ever talks to this interface:
+ *
+ *   options(raw flags)  → typed options, checked (usage errors name the flag)
+ *   schedule(options)   → the structure → fine-tune steps (one, unless the method steps)
+ *   structure(dense)    → a structured model: masked-dense connectivity to lower, a pruned or
+ *                         fused model, and optional training hooks
+ *   hooks               → what fine-tuning must do for this method: train another graph
+ *                         (e.g. DCFF's compact weight computed from the full filter bank),
+ *                         refresh derived tensors every epoch, add loss terms, and turn the
+ *                         trained graph back into the inference model
+ *
+ * Methods live in passes/ and so import compiler/ only: what they need measured on data
+ * (activation statistics, output divergence, gradients) reaches them through
+ * `StructureContext.measure`, which the pipeline implements with the runtime.
+ */
+import type { Connectivity } from '../../compiler/analysis/connectivity.js';
+import type { Emitter } from '../../compiler/autodiff/emitter.js';
+import type { Model } from '../../compiler/ir/model.js';
+import type { Value } from '../../compiler/ir/node.js';
+import type { Tensor } from '../../compiler/ir/tensor.js';
+
+/** How a method flag's text is parsed (the CLI maps each kind to a parser with a clear error). */
+export type FlagKind = 'boolean' | 'positive-int' | 'non-negative-int' | 'fraction' | 'percentiles' | 'choice';
+
+/**
+ * A flag that belongs to one or more methods. The CLI registers each flag once (methods may
+ * share one, e.g. `--criterion`), shows it under `compress --help`, and refuses it with a usage
+ * error naming the methods it applies to when another method is chosen.
+ */
+export interface MethodFlag {
+  /** Commander syntax: `--groups <n>`, `--include-fc`. */
+  readonly flags: string;
+  /** The option key commander produces (`groups`, `includeFc`). */
+  readonly key: string;
+  readonly kind: FlagKind;
+  readonly description: string;
+  readonly choices?: readonly string[];
+}
+
+/** Settings every method sees, owned by the pipeline. */
+export interface CommonOptions {
+  /** Fraction of the dense model's MACs to keep. */
+  readonly keepMacs: number;
+  readonly seed: number;
+  /** Whether training data was given (`--data`): `measure` is there exactly when it is. */
+  readonly hasData: boolean;
+  /** Fine-tuning samples per epoch when known (the --limit or the data set size). */
+  readonly trainSamples?: number;
+}
+
+/** One structure → fine-tune step of a method's schedule. */
+export interface Step<O> {
+  readonly options: O;
+  readonly keepMacs: number;
+  /** This step's share of the fine-tuning samples and its seed, when the method splits them. */
+  readonly limit?: number;
+  readonly seed?: number;
+}
+
+/** A probe of how far a changed model's output moves from the dense model's (KL for classifiers). */
+export interface DivergenceProbe {
+  /** Images the probe compares on. */
+  readonly samples: number;
+  divergence(candidate: Model): Promise<number>;
+}
+
+/** Per-channel saliency of one value from labelled batches (WSP, Guo et al. 2021). */
+export interface ChannelSaliency {
+  /** Fraction of (image, position) entries where the channel's activation is zero (or ≤ ε). */
+  readonly activationSparsity: Float64Array;
+  /** The same for the loss gradient with respect to the channel's activation. */
+  readonly gradientSparsity: Float64Array;
+  /** Mean |activation| and mean |gradient| per channel (for ties and reports). */
+  readonly activationMeanAbs: Float64Array;
+  readonly gradientMeanAbs: Float64Array;
+  /** Images measured. */
+  readonly samples: number;
+}
+
+/** Measurements on training data, run by the pipeline with onnxruntime (present with --data only). */
+export interface Measurements {
+  /** Mean |x| per channel of each value over `samples` training images (default 256). */
+  channelMeanAbs(model: Model, values: readonly Value[], samples?: number): Promise<Map<Value, Float64Array>>;
+  /** A divergence probe against `reference` on up to `samples` training images. */
+  divergenceProbe(reference: Model, samples: number): Promise<DivergenceProbe>;
+  /** Activation and gradient sparsity per channel of each value, on labelled training batches. */
+  channelSaliency(model: Model, values: readonly Value[], samples?: number): Promise<Map<Value, ChannelSaliency>>;
+}
+
+/** What a method's structuring step gets besides the model and its options. */
+export interface StructureContext {
+  readonly common: CommonOptions;
+  /** Present exactly when `common.hasData`. */
+  readonly measure?: Measurements;
+  /** Progress lines for the user (stderr in the CLI). */
+  log(line: string): void;
+  /** Facts worth keeping in the report ("self-grouping: cp 50, 19 layers grouped"). */
+  note(line: string): void;
+}
+
+/**
+ * An extra loss term (e.g. a MACs penalty): built into the step model's forward graph by the
+ * training-graph builder, which adds the returned float scalar to the loss before taking
+ * gradients. The emitter appends to the step graph; `value(name)` finds an initializer or
+ * trainable tensor of the training model by name.
+ */
+export type LossTerm = (e: Emitter, value: (name: string) => Value) => Value;
+
+/**
+ * What fine-tuning does for a method beyond training the structured model with its zeros held.
+ * Every field is optional; a method without hooks is fine-tuned as it is.
+ */
+export interface TrainingHooks {
+  /**
+   * The model to train instead of the structured one — e.g. DCFF's, whose compact weights are
+   * computed in the graph from the full filter bank so that gradients reach every filter.
+   */
+  readonly model?: Model;
+  /** Initializers of `model` that training must not update (derived tensors a hook refreshes). */
+  readonly frozen?: readonly string[];
+  /** Initializers of `model` to train besides the default set (e.g. DGConv's gates). */
+  readonly trainable?: readonly string[];
+  /** Scalars added to the training loss (see LossTerm). */
+  readonly lossTerms?: readonly LossTerm[];
+  /**
+   * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
+   * the derived tensors to replace (frozen ones), or nothing to keep them.
+   */
+  beforeEpoch?(epoch: number, epochs: number, current: (name: string) => Tensor): ReadonlyMap<string, Tensor> | undefined;
+  /** The trained training model → the inference model the pipeline lowers, checks and writes. */
+  finish?(trained: Model): Model;
+}
+
+/** A structured model, ready to fine-tune and lower. */
+export interface Structured {
+  /** Masked dense (grouped layers' missing connections are exact zeros), pruned or fused. */
+  readonly model: Model;
+  /** Layers whose connectivity the pipeline lowers to grouped ONNX ops (empty for pruning). */
+  readonly connectivity: Map<string, Connectivity>;
+  /** MACs of the structure over the dense model's, before lowering chooses forms. */
+  readonly macsRatio: number;
+  readonly hooks?: TrainingHooks;
+}
+
+/** A compression method (see the file header). */
+export interface Method<O = unknown> {
+  readonly name: string;
+  /** One line for `compress --help`. */
+  readonly description: string;
+  /** The method's own flags. */
+  readonly flags: readonly MethodFlag[];
+  /** Typed, checked options from the raw flag values (keys of `flags` only; absent when not given). */
+  options(raw: Readonly<Record<string, unknown>>, common: CommonOptions): O;
+  /** The structure → fine-tune steps; default one step at `common.keepMacs`. */
+  schedule?(options: O, common: CommonOptions): Step<O>[];
+  /** Structure the prepared dense model (not changed) for `keepMacs`. */
+  structure(dense: Model, options: O, keepMacs: number, ctx: StructureContext): Promise<Structured>;
+}
+
+/** A method whose option type is erased, as the registry holds them. */
+// biome-ignore lint/suspicious/noExplicitAny: the registry holds methods of every option type
+export type AnyMethod = Method<any>;
