@@ -19,7 +19,7 @@ import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { compressModel, type Allocate, type CompressMethod, type CompressOutcome, type FinetuneScheme } from '../cli/compress.js';
+import { compressModel, type CompressOutcome, type FinetuneScheme } from '../cli/pipelines/compress.js';
 
 const root = ROOT;
 const args = new BenchArgs();
@@ -27,8 +27,8 @@ const epochs = args.number('--epochs', 2);
 const limit = args.number('--limit', 30_000);
 const keep = args.number('--keep', 0.5);
 const scheme = args.string('--finetune', 'local+global') as FinetuneScheme;
-const METHODS = args.string('--methods', 'sg-cnn,sg-balanced,uniform,l1').split(',') as CompressMethod[];
-const allocate = (args.string('--allocate', '') || undefined) as Allocate | undefined;
+const METHODS = args.string('--methods', 'sg-cnn,sg-balanced,uniform,l1').split(',');
+const allocate = args.string('--allocate', '') || undefined;
 const steps = args.number('--steps', 1);
 const groups = Number(args.string('--groups', '')) || undefined; // absent: compress's own default
 const seed = args.number('--seed', 0);
@@ -52,8 +52,9 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
   console.log(`\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples)`);
   console.log(`${'method'.padEnd(12)} ${'dense'.padStart(7)} ${'top-1'.padStart(7)} ${'Δ pt'.padStart(6)} ${'struct MACs'.padStart(11)} ${'exec MACs'.padStart(9)} ${'b1 dense'.padStart(9)} ${'b1 after'.padStart(9)} ${'seconds'.padStart(8)}`);
   for (const method of METHODS) {
-    const sg = method === 'sg-cnn' ? { allocate, steps, groups } : {};
-    const outcome = await compressModel(subject.model, { output: path.join(scratch, `${name}-${method}.onnx`), method, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed, ...sg });
+    const methodOptions = method === 'sg-cnn' ? { allocate, steps, groups } : {};
+    const output = path.join(scratch, `${name}-${method}.onnx`);
+    const outcome = await compressModel(subject.model, { output, method, methodOptions, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed });
     console.log(row(method, outcome));
   }
 }

@@ -20,7 +20,7 @@ import path from 'node:path';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
 import { PREPARE, runPasses } from '../passes/index.js';
-import { compressModel, type CompressMethod, type CompressOutcome } from '../cli/compress.js';
+import { compressModel, type CompressOutcome } from '../cli/pipelines/compress.js';
 import { interleavedMedians, type Timed } from './interleave.js';
 
 const args = new BenchArgs();
@@ -47,7 +47,7 @@ for (const name of wanted) {
   const timed: Timed[] = [{ key: 'dense', bytes: encodeModel(dense).bytes, model: dense }];
   const outcomes = new Map<string, CompressOutcome>();
   for (const label of methods) {
-    const [method, tune] = [label.replace('+tune', '') as CompressMethod, label.endsWith('+tune')];
+    const [method, tune] = [label.replace('+tune', ''), label.endsWith('+tune')];
     const output = path.join(scratch, `${name}-${label}.onnx`);
     const outcome = await compressModel(file, { output, method, keepMacs: keep, finetune: 'none', latency: false, tune, seed: 0, threads });
     outcomes.set(label, outcome);

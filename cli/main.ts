@@ -19,7 +19,7 @@ import { cpuSimdBlock } from '../runtime/providers.js';
 import { formatShape, human, percent, table } from './format.js';
 import { progress } from './progress.js';
 import { registerTrainCommands } from './train.js';
-import { registerCompressCommand } from './compress-command.js';
+import { registerCompressCommand } from './compress.js';
 
 const VERSION = '0.1.0';
 

@@ -4,9 +4,16 @@
  * nothing else in regroup dispatches on a method's name.
  */
 import { RegroupError } from '../../compiler/errors.js';
+import { l1, l1Uniform } from './l1.js';
 import type { AnyMethod, MethodFlag } from './method.js';
+import { sgBalanced } from './sg-balanced.js';
+import { sgCnn } from './sg-cnn.js';
+import { uniform } from './uniform.js';
 
-export const METHODS: readonly AnyMethod[] = [];
+export const METHODS: readonly AnyMethod[] = [sgCnn, sgBalanced, uniform, l1, l1Uniform];
+
+/** The method `compress` runs when none is named. */
+export const DEFAULT_METHOD = 'sg-cnn';
 
 /** The method called `name`, or a usage error that lists the registry. */
 export function methodNamed(name: string): AnyMethod {

@@ -153,6 +153,8 @@ export interface Method<O = unknown> {
   readonly description: string;
   /** The method's own flags. */
   readonly flags: readonly MethodFlag[];
+  /** Said when some of its grouped layers stay masked dense after lowering (what to try instead). */
+  readonly maskedDenseHint?: string;
   /** Typed, checked options from the raw flag values (keys of `flags` only; absent when not given). */
   options(raw: Readonly<Record<string, unknown>>, common: CommonOptions): O;
   /** The structure → fine-tune steps; default one step at `common.keepMacs`. */

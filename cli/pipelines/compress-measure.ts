@@ -1,0 +1,124 @@
+/**
+ * The compress pipeline's measurements and report: accuracy, MACs and parameters of a model,
+ * latency of the dense and compressed models side by side, and the common report format.
+ */
+import fs from 'node:fs';
+import { computeCost } from '../../compiler/analysis/cost.js';
+import { inferShapes } from '../../compiler/analysis/shape-inference.js';
+import type { Model } from '../../compiler/ir/model.js';
+import { encodeModel } from '../../compiler/onnx/encode.js';
+import type { LayerChoice } from '../../passes/lower-grouped.js';
+import type { LatencyStats } from '../../runtime/benchmark.js';
+import type { ResolvedInputSpec } from '../../runtime/data/preprocess.js';
+import type { Dataset } from '../../runtime/data/types.js';
+import type { AccuracyResult } from '../../runtime/evaluate.js';
+import type { ExecutionProvider } from '../../runtime/providers.js';
+import { fileBytes } from '../evaluate.js';
+import { REPORT_FORMAT, REPORT_VERSION, type Report } from '../report/schema.js';
+
+/** One model's measurements: MACs and parameters as stored, accuracy, latency. */
+export interface Side {
+  macs: number;
+  params: number;
+  accuracy?: AccuracyResult;
+  latency: LatencyStats[];
+}
+
+interface MeasureOptions {
+  evalLimit?: number;
+  ep?: ExecutionProvider;
+  threads?: number;
+  log?: (line: string) => void;
+}
+
+/** MACs, parameters and (with a test split) accuracy of `model`. */
+export async function measureSide(model: Model, data: { test: Dataset | undefined; spec: ResolvedInputSpec } | undefined, options: MeasureOptions, label: string): Promise<Side> {
+  const cost = computeCost(model, inferShapes(model)).totals;
+  const side: Side = { macs: cost.macs, params: cost.params, latency: [] };
+  if (data?.test) {
+    const [{ evaluate }, { fixedBatchOf }, { cloneModel }] = await Promise.all([import('../../runtime/evaluate.js'), import('../../runtime/calibrate.js'), import('../../runtime/train/checkpoint.js')]);
+    side.accuracy = await evaluate(cloneModel(model), fixedBatchOf(model), data.test, data.spec, { limit: options.evalLimit, batchSize: 100, ep: options.ep, threads: options.threads });
+  }
+  options.log?.(`${label} measured`);
+  return side;
+}
+
+const LATENCY_ROUNDS = 5;
+
+/**
+ * Latency of dense and compressed at batch 1 and 8, side by side: rounds alternate the two
+ * models so load on a shared machine hits both alike; each figure is the median over the
+ * rounds' medians (p90 likewise).
+ */
+export async function measureLatency(dense: Model, compressed: Model, options: MeasureOptions): Promise<[LatencyStats[], LatencyStats[]]> {
+  const { benchmark, quantile } = await import('../../runtime/benchmark.js');
+  const sides = [dense, compressed].map((m) => ({ model: m, bytes: encodeModel(m).bytes }));
+  const result: [LatencyStats[], LatencyStats[]] = [[], []];
+  for (const batch of [1, 8]) {
+    const rounds: LatencyStats[][] = [[], []];
+    for (let round = 0; round < LATENCY_ROUNDS; round++) {
+      for (const [i, side] of sides.entries()) rounds[i]!.push(await benchmark(side.bytes, side.model, { ep: options.ep, threads: options.threads, batch, runs: 10, warmup: 2 }));
+    }
+    rounds.forEach((stats, i) => {
+      const median = quantile(stats.map((s) => s.medianMs), 0.5);
+      result[i]!.push({
+        ...stats[0]!,
+        runs: stats.reduce((a, s) => a + s.runs, 0),
+        medianMs: median,
+        p90Ms: quantile(stats.map((s) => s.p90Ms), 0.5),
+        meanMs: stats.reduce((a, s) => a + s.meanMs, 0) / stats.length,
+        minMs: Math.min(...stats.map((s) => s.minMs)),
+        throughput: (1000 * batch) / median,
+      });
+    });
+  }
+  return result;
+}
+
+/** What the report is made from. */
+export interface ReportInput {
+  method: string;
+  dense: Side;
+  compressed: Side;
+  loweringError: number | undefined;
+  structuredMacsRatio: number;
+  choices: LayerChoice[];
+  notes: string[];
+  seconds: number;
+  peakRssMb: number;
+}
+
+/** The common report format (`--report`, `--html`) for a compress run. */
+export function compressReport(file: string, options: { output: string; keepMacs: number }, r: ReportInput, dense: Model, _lowered: Model): Report {
+  const layerParams = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.name, l.params]));
+  const latency = (s: Side) => s.latency.map((l) => ({ ep: l.ep, batch: l.batch, medianMs: l.medianMs, p90Ms: l.p90Ms }));
+  const report: Report = {
+    format: REPORT_FORMAT,
+    version: REPORT_VERSION,
+    kind: 'compress',
+    createdAt: new Date().toISOString(),
+    model: { file: options.output, macs: r.compressed.macs, params: r.compressed.params, bytes: fs.existsSync(options.output) ? fileBytes(options.output) : 0 },
+    baseline: { file, macs: r.dense.macs, params: r.dense.params },
+    totals: { macsBefore: r.dense.macs, macsAfter: r.compressed.macs, paramsBefore: r.dense.params, paramsAfter: r.compressed.params },
+    latency: latency(r.compressed),
+    // A conv's weights scale with its MACs at a fixed output size (padding included).
+    layers: r.choices.map((c) => {
+      const paramsBefore = layerParams.get(c.node) ?? 0;
+      return { name: c.node, op: `Conv → ${c.form}`, macsBefore: c.denseMacs, macsAfter: c.macs, paramsBefore, paramsAfter: Math.round((paramsBefore * c.macs) / Math.max(c.denseMacs, 1)) };
+    }),
+    notes: r.notes,
+    extra: {
+      method: r.method,
+      keepMacs: options.keepMacs,
+      denseLatency: latency(r.dense),
+      ...(r.dense.accuracy ? { denseAccuracy: { top1: r.dense.accuracy.top1, top5: r.dense.accuracy.top5, samples: r.dense.accuracy.samples } } : {}),
+      ...(r.loweringError === undefined ? {} : { loweringError: r.loweringError }),
+      lowering: r.choices.map((c) => ({ node: c.node, form: c.form, reason: c.reason, groups: c.groups ?? null })),
+      structuredMacsRatio: r.structuredMacsRatio,
+      seconds: r.seconds,
+      peakRssMb: r.peakRssMb,
+    },
+  };
+  if (r.compressed.accuracy) report.accuracy = { top1: r.compressed.accuracy.top1, top5: r.compressed.accuracy.top5, samples: r.compressed.accuracy.samples, dataset: 'test split' };
+  return report;
+}

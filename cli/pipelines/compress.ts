@@ -1,0 +1,317 @@
+/**
+ * `compress` as a library call: the whole pipeline on one model, for any registered method.
+ *
+ *   load → prepare → [dense accuracy] → for each step of the method's schedule:
+ *   structure (the method) → fine-tune (local, global with distillation, both, or none; with
+ *   the method's training hooks) → lower grouped connectivity to ONNX → check the lowered
+ *   graph against the masked-dense reference → accuracy, MACs, params and latency before and
+ *   after → save atomically → report.
+ *
+ * Methods come from the registry (passes/methods/); nothing here knows one method from
+ * another. What a method needs measured on data reaches it through `Measurements`, which this
+ * module implements with the runtime (calibration, output divergence, saliency).
+ */
+import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
+import type { Connectivity } from '../../compiler/analysis/connectivity.js';
+import { inferShapes } from '../../compiler/analysis/shape-inference.js';
+import { RegroupError } from '../../compiler/errors.js';
+import type { Model } from '../../compiler/ir/model.js';
+import { encodeModel } from '../../compiler/onnx/encode.js';
+import { loadModel, saveModel } from '../../compiler/onnx/io.js';
+import { PREPARE, runPasses } from '../../passes/index.js';
+import type { LayerChoice } from '../../passes/lower-grouped.js';
+import { DEFAULT_METHOD, methodNamed, type AnyMethod, type CommonOptions, type Measurements, type Structured } from '../../passes/methods/index.js';
+import type { ResolvedInputSpec } from '../../runtime/data/preprocess.js';
+import type { Dataset } from '../../runtime/data/types.js';
+import type { ExecutionProvider } from '../../runtime/providers.js';
+import type { TrainProgress } from '../../runtime/train/types.js';
+import type { Report } from '../report/schema.js';
+import { localSummary, resolveSplits } from '../train.js';
+import { compressReport, measureLatency, measureSide, type Side } from './compress-measure.js';
+
+export type FinetuneScheme = 'local+global' | 'global' | 'local' | 'none';
+export const FINETUNE_SCHEMES: readonly FinetuneScheme[] = ['local+global', 'global', 'local', 'none'];
+export type { Side };
+
+export interface CompressOptions {
+  output: string;
+  /** A registered method name (passes/methods/index.ts); default DEFAULT_METHOD (sg-cnn). */
+  method?: string;
+  /** The method's own options by flag key (e.g. { groups: 16 } for sg-cnn); checked by the method. */
+  methodOptions?: Readonly<Record<string, unknown>>;
+  keepMacs: number;
+  /** Training/calibration data; without it only weight-based structure and no fine-tuning. */
+  data?: string;
+  testData?: string;
+  preset?: string;
+  /** Default local+global with data, none without. */
+  finetune?: FinetuneScheme;
+  /** Global fine-tuning epochs (default 1). */
+  epochs?: number;
+  lr?: number;
+  batch?: number;
+  /** Fine-tune on a seeded subset of this many training samples. */
+  limit?: number;
+  evalLimit?: number;
+  /** Distil from the dense model during global fine-tuning (default true). */
+  kd?: boolean;
+  kdTemperature?: number;
+  kdAlpha?: number;
+  /** Measure candidate lowerings per layer and keep the fastest. */
+  tune?: boolean;
+  ep?: ExecutionProvider;
+  threads?: number;
+  seed?: number;
+  force?: boolean;
+  /** Measure latency before and after (default true). */
+  latency?: boolean;
+  onProgress?: (event: TrainProgress) => void;
+  log?: (line: string) => void;
+}
+
+/** One structure → fine-tune step as it ran. */
+export interface StepRecord {
+  /** The MACs target of this step. */
+  keepMacs: number;
+  /** MACs of the structure over the dense model's. */
+  macsRatio: number;
+  /** Fine-tuning of this step: scheme and samples per epoch (undefined: all), or none. */
+  finetune: { scheme: FinetuneScheme; samples: number | undefined; epochs: number; seed: number };
+}
+
+export interface CompressOutcome {
+  report: Report;
+  method: string;
+  dense: Side;
+  compressed: Side;
+  /** Largest |lowered − masked reference| over seeded inputs, relative to the reference's output scale. */
+  loweringError: number | undefined;
+  /** MACs of the structure (connectivity or pruned shapes) over the dense MACs, before lowering chooses forms. */
+  structuredMacsRatio: number;
+  steps: StepRecord[];
+  choices: LayerChoice[];
+  notes: string[];
+  seconds: number;
+  /** Peak resident memory of this process so far (MB), read when the output is written. */
+  peakRssMb: number;
+}
+
+interface Data {
+  train: Dataset;
+  test: Dataset | undefined;
+  spec: ResolvedInputSpec;
+  note: string;
+}
+
+/** Compress a model file and write the result; see CompressOptions. */
+export async function compressModel(file: string, options: CompressOptions): Promise<CompressOutcome> {
+  const started = performance.now();
+  const log = options.log ?? (() => {});
+  const method = methodNamed(options.method ?? DEFAULT_METHOD);
+  const scheme = options.finetune ?? (options.data ? 'local+global' : 'none');
+  if (scheme !== 'none' && !options.data) throw new RegroupError('usage', `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`);
+  const baseCommon: CommonOptions = { keepMacs: options.keepMacs, seed: options.seed ?? 0, hasData: options.data !== undefined, trainSamples: options.limit };
+  const methodOptions = method.options(options.methodOptions ?? {}, baseCommon);
+  const { relaxBatch } = await import('../../runtime/train/checkpoint.js');
+  const { fixedBatchOf } = await import('../../runtime/calibrate.js');
+  const loaded = loadModel(file);
+  // A model exported with a fixed batch (PyTorch's batch 1) gets a symbolic one while it is
+  // compressed — before constant folding, so reshapes keep following the batch and training
+  // can use real batches; the written model gets its fixed batch back.
+  const fixedBatch = fixedBatchOf(loaded);
+  const dense = fixedBatch ? relaxBatch(loaded, fixedBatch) : loaded;
+  runPasses(dense, PREPARE, {}, { fixpoint: true });
+  refuseUnsupported(file, dense);
+  const data = options.data ? await openData(dense, options) : undefined;
+  try {
+    const common = { ...baseCommon, trainSamples: options.limit ?? data?.train.size };
+    const notes: string[] = data ? [`data: ${data.note}`, `preprocessing: ${data.spec.presetReason}`] : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
+    const denseSide = await measureSide(dense, data, options, 'dense');
+    log(`dense: ${describeSide(denseSide)}`);
+    const schedule = method.schedule?.(methodOptions, common) ?? [{ options: methodOptions, keepMacs: common.keepMacs }];
+    const records: StepRecord[] = [];
+    let start = dense;
+    let last: { structured: Structured; tuned: Model } | undefined;
+    for (const [k, step] of schedule.entries()) {
+      const seed = step.seed ?? common.seed;
+      const stepCommon: CommonOptions = { ...common, keepMacs: step.keepMacs, seed };
+      const measure = data ? measurements(data, options, seed) : undefined;
+      const structured = await method.structure(start, step.options, step.keepMacs, { common: stepCommon, measure, log, note: (line) => notes.push(line) });
+      const isLast = k === schedule.length - 1;
+      if (isLast) log(`structured (${method.name}): ${(100 * structured.macsRatio).toFixed(1)}% of the MACs`);
+      else log(`step ${k + 1}/${schedule.length}: ${(100 * structured.macsRatio).toFixed(1)}% of the MACs; fine-tuning before the next step`);
+      const limit = step.limit ?? options.limit;
+      const tuned = await fineTune(structured, dense, data, { ...options, limit, seed }, notes);
+      records.push({ keepMacs: step.keepMacs, macsRatio: structured.macsRatio, finetune: { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed } });
+      start = tuned;
+      last = { structured, tuned };
+    }
+    const { structured, tuned } = last!;
+    const lowered = await lowerChecked(tuned, structured.connectivity, method, options);
+    const maskedDense = lowered.choices.filter((c) => c.form === 'masked-dense').length;
+    if (maskedDense > 0) {
+      const how = options.tune ? 'measured' : 'by the cost model; --tune measures';
+      const hint = method.maskedDenseHint ? `; ${method.maskedDenseHint}` : '';
+      notes.push(`${maskedDense} of ${lowered.choices.length} grouped layers stay masked dense convs: no grouped form ran faster on ${options.ep ?? 'cpu'} (${how}), so they save parameters, not latency${hint}`);
+    }
+    runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
+    const compressedSide = await measureSide(lowered.model, data, options, 'compressed');
+    if (options.latency !== false) [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options);
+    log(`compressed: ${describeSide(compressedSide)}`);
+    if (fixedBatch) restoreBatch(lowered.model, fixedBatch);
+    saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
+    const seconds = (performance.now() - started) / 1000;
+    const peakRssMb = process.resourceUsage().maxRSS / 1024;
+    const outcome = { method: method.name, dense: denseSide, compressed: compressedSide, loweringError: lowered.error, structuredMacsRatio: structured.macsRatio, steps: records, choices: lowered.choices, notes, seconds, peakRssMb };
+    const report = compressReport(file, options, outcome, dense, lowered.model);
+    return { report, ...outcome };
+  } finally {
+    await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
+  }
+}
+
+/** Quantized (QDQ, QLinear, integer) models are refused as `prune` refuses them, before any work. */
+function refuseUnsupported(file: string, model: Model): void {
+  const analysis = analyzeChannels(model, inferShapes(model));
+  if (analysis.unsupported) throw new RegroupError('unsupported', `${file}: ${analysis.unsupported}; prune a float model before quantizing it`);
+}
+
+/** Give the graph inputs and outputs their fixed batch back (see compressModel). */
+function restoreBatch(model: Model, batch: number): void {
+  const graph = model.graph;
+  for (const v of [...graph.inputs.filter((x) => !x.isInitializer()), ...graph.outputs]) {
+    const shape = v.type?.shape;
+    if (shape && typeof shape[0] === 'string') v.type = { ...v.type!, shape: [batch, ...shape.slice(1)] };
+  }
+}
+
+async function openData(model: Model, options: CompressOptions): Promise<Data> {
+  const [{ openDataset }, { inputSpecFor }] = await Promise.all([import('../../runtime/data/datasets.js'), import('../../runtime/data/preprocess.js')]);
+  const spec = inputSpecFor(model, { preset: options.preset });
+  const splits = resolveSplits(options.data!, options.testData);
+  const train = await openDataset(splits.train);
+  const test = splits.test ? await openDataset(splits.test) : undefined;
+  return { train, test, spec, note: splits.note };
+}
+
+/** The runtime's measurements on the training split, seeded with the step's seed. */
+function measurements(data: Data, options: CompressOptions, seed: number): Measurements {
+  const session = { seed, ep: options.ep, threads: options.threads };
+  return {
+    async channelMeanAbs(model, values, samples = 256) {
+      const { calibrate } = await import('../../runtime/calibrate.js');
+      const stats = await calibrate(model, data.train, data.spec, values, { ...session, samples });
+      return new Map([...stats].map(([value, s]) => [value, s.meanAbs]));
+    },
+    async divergenceProbe(reference, samples) {
+      const { OutputProbe } = await import('../../runtime/sensitivity.js');
+      const probe = await OutputProbe.open(reference, data.train, data.spec, { ...session, samples });
+      return { samples, divergence: (candidate) => probe.divergence(candidate) };
+    },
+    async channelSaliency() {
+      throw new RegroupError('unsupported', 'channel saliency is not available in this build');
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fine-tuning
+
+async function fineTune(structured: Structured, dense: Model, data: Data | undefined, options: CompressOptions, notes: string[]): Promise<Model> {
+  const scheme = options.finetune ?? (data ? 'local+global' : 'none');
+  if (scheme === 'none' || !data) return structured.model;
+  if (structured.hooks) throw new RegroupError('unsupported', 'training hooks are not wired into fine-tuning yet');
+  const [{ finetune }, { defaultAugmentation }] = await Promise.all([import('../../runtime/train/finetune.js'), import('../../runtime/train/augment.js')]);
+  const kd = options.kd !== false;
+  const [temperature, alpha] = [options.kdTemperature ?? 4, options.kdAlpha ?? 0.9];
+  const result = await finetune(structured.model, {
+    train: data.train,
+    test: undefined,
+    spec: data.spec,
+    epochs: options.epochs ?? 1,
+    batchSize: options.batch,
+    schedule: { kind: 'cosine', baseLr: options.lr ?? 0.01 },
+    loss: kd ? { kind: 'distill', temperature, alpha } : { kind: 'cross-entropy' },
+    teacher: kd ? dense : undefined,
+    augment: defaultAugmentation(options.data!, data.spec).augment,
+    seed: options.seed ?? 0,
+    limit: options.limit,
+    ep: options.ep,
+    threads: options.threads,
+    local: scheme === 'local' ? 'only' : scheme === 'local+global' ? 'then-global' : undefined,
+    dense: scheme === 'global' ? undefined : dense,
+    onProgress: options.onProgress,
+  });
+  const samples = options.limit ? ` on ${options.limit} samples` : '';
+  const loss = kd ? `distillation from the dense model (T ${temperature}, α ${alpha})` : 'cross-entropy';
+  const global = scheme !== 'local' ? `, ${options.epochs ?? 1} epoch(s)${samples}, ${loss}` : '';
+  notes.push(`fine-tuning: ${scheme}${global}; ${result.masks.zeros} masked weights held at zero`, ...result.notes);
+  if (result.local) notes.push(localSummary(result.local));
+  return result.model;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lowering and its check
+
+interface Lowered {
+  model: Model;
+  choices: LayerChoice[];
+  error: number | undefined;
+}
+
+/** Lower the grouped layers and check the result against the masked-dense reference. */
+async function lowerChecked(model: Model, connectivity: Map<string, Connectivity>, method: AnyMethod, options: CompressOptions): Promise<Lowered> {
+  if (connectivity.size === 0) return { model, choices: [], error: undefined };
+  const lowered = await lower(model, connectivity, options);
+  const error = await loweringDifference(model, lowered);
+  if (!(error <= 1e-4)) {
+    throw new RegroupError('invalid-ir', `the lowered model differs from its masked-dense reference by ${error.toExponential(2)} of the output scale (limit 1e-4); this is a regroup bug — rerun with --method ${method.name} and report it`);
+  }
+  return { ...lowered, error };
+}
+
+async function lower(model: Model, connectivity: Map<string, Connectivity>, options: CompressOptions) {
+  const [{ cpuSimdBlock }, { benchmark }, { lowerGrouped }] = await Promise.all([import('../../runtime/providers.js'), import('../../runtime/benchmark.js'), import('../../passes/lower-grouped.js')]);
+  const tune = options.tune
+    ? async (candidates: Model[]) => {
+        const times: number[] = [];
+        for (const candidate of candidates) times.push((await benchmark(candidate, candidate, { ep: options.ep, threads: options.threads, batch: 1, runs: 15, warmup: 3 })).medianMs);
+        return times;
+      }
+    : undefined;
+  return lowerGrouped(model, connectivity, { simdBlock: cpuSimdBlock(), tune });
+}
+
+/**
+ * max |lowered − reference| / max |reference| over 4 seeded batches, graph optimisations off;
+ * 0 without running when every layer stayed masked dense and the two serialise to the same bytes.
+ */
+async function loweringDifference(reference: Model, { model: lowered, choices }: { model: Model; choices: readonly LayerChoice[] }): Promise<number> {
+  if (allMaskedDense(choices) && Buffer.from(encodeModel(reference).bytes).equals(encodeModel(lowered).bytes)) return 0;
+  const [{ createSession, run }, { randomFeeds }, { floats }] = await Promise.all([import('../../runtime/session.js'), import('../../runtime/inputs.js'), import('../../runtime/compare.js')]);
+  const [a, b] = await Promise.all([createSession(reference, { optimization: 'disabled' }), createSession(lowered, { optimization: 'disabled' })]);
+  try {
+    let diff = 0, scale = 0;
+    for (let seed = 0; seed < 4; seed++) {
+      const feeds = randomFeeds(reference, { seed, batch: 2 });
+      const [x, y] = [floats((await run(a, feeds))[a.outputNames[0]!]!), floats((await run(b, feeds))[b.outputNames[0]!]!)];
+      for (let i = 0; i < x.length; i++) {
+        diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
+        scale = Math.max(scale, Math.abs(x[i]!));
+      }
+    }
+    return diff / (scale || 1);
+  } finally {
+    await Promise.all([a.release(), b.release()]);
+  }
+}
+
+/** True when no grouped layer took a grouped form (the lowered graph is then the masked reference). */
+export function allMaskedDense(choices: readonly LayerChoice[]): boolean {
+  return choices.every((c) => c.form === 'masked-dense');
+}
+
+function describeSide(s: Side): string {
+  const acc = s.accuracy ? `top-1 ${(100 * s.accuracy.top1).toFixed(2)}%, ` : '';
+  return `${acc}${(s.macs / 1e6).toFixed(2)}M MACs, ${(s.params / 1e3).toFixed(1)}k params`;
+}

@@ -1,0 +1,55 @@
+/**
+ * `l1` and `l1-uniform`: channel pruning by filter L1 norm (Li et al. 2017), the pruning
+ * baselines. `l1` removes the weakest coupled channels under one global threshold until the
+ * MACs target is met; `l1-uniform` narrows every prunable channel group by the same fraction.
+ * Channel groups (residual Adds, Concat, Flatten → Gemm) are pruned consistently through the
+ * channel map (passes/channel-map.ts); the result is a narrower dense model, nothing to lower.
+ */
+import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
+import { computeCost } from '../../compiler/analysis/cost.js';
+import { inferShapes } from '../../compiler/analysis/shape-inference.js';
+import type { Model } from '../../compiler/ir/model.js';
+import { decodeModel } from '../../compiler/onnx/decode.js';
+import { encodeModel } from '../../compiler/onnx/encode.js';
+import { applyChannelMap } from '../channel-map.js';
+import { channelImportance } from '../importance.js';
+import { runPasses } from '../manager.js';
+import { planPruning, removalSet } from '../plan-pruning.js';
+import { TIDY } from '../index.js';
+import type { Method, Structured } from './method.js';
+
+/** Prune a copy of `dense` to `keepMacs` by L1 norm; `uniform` narrows every group alike. */
+function pruneL1(dense: Model, keepMacs: number, uniform: boolean): { model: Model; macsRatio: number; pruned: number; prunable: number } {
+  const model = decodeModel(encodeModel(dense).bytes);
+  const shapes = inferShapes(model);
+  const analysis = analyzeChannels(model, shapes);
+  const cost = computeCost(model, shapes);
+  const prunable = analysis.groups.filter((g) => g.prunable).length;
+  if (prunable === 0) return { model, macsRatio: 1, pruned: 0, prunable };
+  const options = { keepMacs, criterion: 'l1' as const, uniform };
+  const plan = planPruning(analysis, cost, channelImportance(analysis, options), options, 'l1');
+  applyChannelMap(model, analysis, removalSet(plan, analysis, 'plan'));
+  runPasses(model, TIDY, {}, { fixpoint: true });
+  model.graph.verify();
+  const after = computeCost(model, inferShapes(model)).totals.macs;
+  return { model, macsRatio: after / cost.totals.macs, pruned: plan.groups.filter((g) => g.removed.length > 0).length, prunable };
+}
+
+function l1Method(name: 'l1' | 'l1-uniform', description: string): Method<Record<string, never>> {
+  const uniform = name === 'l1-uniform';
+  return {
+    name,
+    description,
+    flags: [],
+    options: () => ({}),
+    async structure(dense, _options, keepMacs, ctx): Promise<Structured> {
+      const r = pruneL1(dense, keepMacs, uniform);
+      const how = uniform ? ' (every group by the same fraction)' : ' (one global threshold)';
+      ctx.note(`l1 channel pruning${how}: ${r.pruned} of ${r.prunable} prunable groups narrowed`);
+      return { model: r.model, connectivity: new Map(), macsRatio: r.macsRatio };
+    },
+  };
+}
+
+export const l1 = l1Method('l1', 'channel pruning by one global L1 threshold (baseline)');
+export const l1Uniform = l1Method('l1-uniform', 'every channel group pruned by the same fraction of L1-weakest channels (baseline)');

@@ -1,0 +1,98 @@
+/**
+ * The method seam: every method is reached through the registry; the methods that existed
+ * before the seam write byte-identical models to what they wrote before it (hashes recorded
+ * from the pre-seam `compress` on 2026-12-06, no data, so no onnxruntime numerics are
+ * involved and the bytes do not depend on the CPU); unknown methods and misplaced flags are
+ * usage errors; quantized models are refused as `prune` refuses them.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { compressModel } from '../../cli/pipelines/compress.js';
+import { GraphBuilder } from '../../compiler/ir/builder.js';
+import { DataType } from '../../compiler/ir/dtype.js';
+import { Tensor } from '../../compiler/ir/tensor.js';
+import { saveModel } from '../../compiler/onnx/io.js';
+import { DEFAULT_METHOD, METHODS, methodFlags, methodNamed } from '../../passes/methods/index.js';
+import { regroup } from '../helpers/cli.js';
+import { PROJECT_ROOT } from '../helpers/shared.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-methods-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const RESNET = path.join(PROJECT_ROOT, 'fixtures/models/fmnist-resnet.onnx');
+const TINY = path.join(PROJECT_ROOT, 'fixtures/models/resnet-tiny.onnx');
+
+/** sha256 of `compress fixtures/models/fmnist-resnet.onnx --keep-macs 0.5` before the seam. */
+const BEFORE_SEAM: Record<string, string> = {
+  'sg-cnn': '60a4a8ac1b5b38b0d21649359b6881066d0e1e0a97662d93e93650e7a8b691a7',
+  'sg-balanced': '2ab92be421dcf2107b8f7bd23dfb975a0bc0270c45f510412680405b9e2c54e2',
+  uniform: 'df8020f1324c9e68a6531912ad26d53a500f30d037e402fc35fd96e07d6a3532',
+  l1: 'b6188676eb8c15f43e7379c3226515de96ad905468305a9726b9a627e113bc31',
+  'l1-uniform': '765b0ec0f8b71fe2e00a6b2ebca208263b69e7c699401da1d60b1500a38edd03',
+};
+
+describe('method registry', () => {
+  it('holds each method once, sg-cnn first as the default, and finds them by name', () => {
+    const names = METHODS.map((m) => m.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(names).toEqual(expect.arrayContaining(Object.keys(BEFORE_SEAM)));
+    expect(methodNamed(DEFAULT_METHOD).name).toBe('sg-cnn');
+    expect(() => methodNamed('nope')).toThrow(new RegExp(`unknown --method 'nope'; choose one of: ${names.join(', ')}`));
+  });
+
+  it('lists every method flag once with the methods that declare it', () => {
+    const flags = methodFlags();
+    expect(new Set(flags.map((f) => f.flag.key)).size).toBe(flags.length);
+    const groups = flags.find((f) => f.flag.key === 'groups')!;
+    expect(groups.methods).toEqual(['sg-cnn']);
+    for (const method of METHODS) for (const flag of method.flags) expect(flags.find((f) => f.flag.key === flag.key)!.methods).toContain(method.name);
+  });
+
+  it.each(Object.entries(BEFORE_SEAM))('%s writes the same bytes as before the seam', async (method, sha256) => {
+    const output = path.join(tmp, `${method}.onnx`);
+    await compressModel(RESNET, { output, method, keepMacs: 0.5, latency: false });
+    expect(crypto.createHash('sha256').update(fs.readFileSync(output)).digest('hex')).toBe(sha256);
+  }, 60_000);
+});
+
+describe('compress: bad input', () => {
+  it('an unknown --method is a usage error that lists the registry', async () => {
+    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'magic');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`unknown --method 'magic'; choose one of: ${METHODS.map((m) => m.name).join(', ')}`);
+    expect(fs.existsSync(path.join(tmp, 'x.onnx'))).toBe(false);
+  });
+
+  it("a method's flag given with another method is refused, naming the methods it belongs to", async () => {
+    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'uniform', '--groups', '8');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--groups applies to --method sg-cnn, not to uniform/);
+  });
+
+  it('a quantized model is refused exactly as prune refuses it: exit 1, nothing written', async () => {
+    const file = path.join(tmp, 'qdq.onnx');
+    saveModel(qdqModel(), file);
+    const outputs = [path.join(tmp, 'q-compressed.onnx'), path.join(tmp, 'q-pruned.onnx')];
+    const compress = await regroup('compress', file, '-o', outputs[0]!, '--keep-macs', '0.5', '--no-latency');
+    const prune = await regroup('prune', file, '-o', outputs[1]!, '--keep-macs', '0.5');
+    expect(compress.code).toBe(1);
+    expect(prune.code).toBe(1);
+    expect(compress.stderr).toMatch(/quantized models \(QuantizeLinear at node 'quant'\) are not supported yet; prune a float model before quantizing it/);
+    expect(compress.stderr).toBe(prune.stderr);
+    for (const out of outputs) expect(fs.existsSync(out)).toBe(false);
+  });
+});
+
+/** Float convs behind a QuantizeLinear → DequantizeLinear pair (QDQ format). */
+function qdqModel() {
+  const b = new GraphBuilder({ seed: 6, opset: 13 });
+  const scale = b.constant('scale', [], 0.05);
+  const zeroPoint = b.initializer('zero_point', Tensor.fromArray(DataType.UINT8, [], Uint8Array.of(128)));
+  const q = b.op('QuantizeLinear', [b.input('x', [1, 16, 8, 8]), scale, zeroPoint], {}, 'quant');
+  const dq = b.op('DequantizeLinear', [q, scale, zeroPoint], {}, 'dequant');
+  const y = b.op('Relu', [b.op('Conv', [dq, b.weight('w1', [32, 16, 3, 3])], { pads: [1, 1, 1, 1] }, 'conv1')], {}, 'relu1');
+  b.output(b.op('Conv', [y, b.weight('w2', [16, 32, 1, 1])], {}, 'conv2'));
+  return b.model;
+}
