@@ -1,16 +1,21 @@
 /**
- * Compression quality at one MACs target: SG-CNN (as published and balanced) against the two
- * baselines — uniform ResNeXt-style groups and L1 channel pruning — with the same fine-tuning
- * budget (local least squares, then global distillation from the dense model). For each
- * model it prints dense and compressed top-1 on the full test split, the structural MACs
- * ratio (what the connectivity or pruned shapes cost) and the executed one (what the lowered
- * graph computes, padding and masked-dense layers included), and CPU latency at batch 1.
+ * Compression quality at one MACs target, every method with the same fine-tuning budget
+ * (local least squares, then global distillation from the dense model), against two
+ * references: the dense model as given, and the **control** — the dense model put through the
+ * same pipeline and budget at `--keep-macs 1` (an under-trained model gains from fine-tuning
+ * alone, so "better than the original" proves nothing about a method). For each model it
+ * prints dense, control and compressed top-1 on the full test split, the differences, the
+ * structural MACs ratio (what the connectivity or pruned shapes cost) and the executed one
+ * (what the lowered graph computes, padding and masked-dense layers included), and CPU
+ * latency at batch 1.
  *
  * Run: node dist/bench/compress-quality.js [SUBJECT[,SUBJECT…]|all] [--epochs E] [--limit N] [--keep F]
- *      [--finetune local+global|global|local|none] [--methods sg-cnn,sg-balanced,uniform,l1] [--seed S]
+ *      [--finetune local+global|global|local|none] [--methods control,sg-cnn,wsp,wsp+proxy,dcff,l1] [--seed S]
  *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
  *      scan, one step, 64 clusters)
+ * Method labels: any registered method name; `control` (dense at keep 1); `wsp+proxy` (WSP with
+ * the official code's weight proxy instead of the paper's saliency).
  * Subjects: fmnist, fmnist-vgg, fmnist-mobilenet — the project's trained Fashion-MNIST
  * baselines; cifar — the PyTorch ResNet-20 from ../shared/fixtures, fine-tuned on the CIFAR-10
  * training JPEGs, evaluated on the test JPEGs. `all` runs fmnist and cifar.
@@ -27,7 +32,7 @@ const epochs = args.number('--epochs', 2);
 const limit = args.number('--limit', 30_000);
 const keep = args.number('--keep', 0.5);
 const scheme = args.string('--finetune', 'local+global') as FinetuneScheme;
-const METHODS = args.string('--methods', 'sg-cnn,sg-balanced,uniform,l1').split(',');
+const METHODS = args.string('--methods', 'control,sg-cnn,wsp,wsp+proxy,dcff,l1').split(',');
 const allocate = args.string('--allocate', '') || undefined;
 const steps = args.number('--steps', 1);
 const groups = Number(args.string('--groups', '')) || undefined; // absent: compress's own default
@@ -50,20 +55,30 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     process.exit(1);
   }
   console.log(`\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples)`);
-  console.log(`${'method'.padEnd(12)} ${'dense'.padStart(7)} ${'top-1'.padStart(7)} ${'Δ pt'.padStart(6)} ${'struct MACs'.padStart(11)} ${'exec MACs'.padStart(9)} ${'b1 dense'.padStart(9)} ${'b1 after'.padStart(9)} ${'seconds'.padStart(8)}`);
-  for (const method of METHODS) {
-    const methodOptions = method === 'sg-cnn' ? { allocate, steps, groups } : {};
-    const output = path.join(scratch, `${name}-${method}.onnx`);
-    const outcome = await compressModel(subject.model, { output, method, methodOptions, keepMacs: keep, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed });
-    console.log(row(method, outcome));
+  console.log(['method'.padEnd(12), 'dense', 'control', 'top-1', 'Δ dense', 'Δ control', 'struct MACs', 'exec MACs', 'b1 dense', 'b1 after', 'seconds'].map((h, i) => (i ? h.padStart(9) : h)).join(' '));
+  let control: number | undefined;
+  for (const label of METHODS) {
+    const { method, keepMacs, methodOptions } = variant(label);
+    const output = path.join(scratch, `${name}-${label}.onnx`);
+    const outcome = await compressModel(subject.model, { output, method, methodOptions, keepMacs, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed });
+    if (label === 'control') control = outcome.compressed.accuracy?.top1;
+    console.log(row(label, outcome, control));
   }
 }
 fs.rmSync(scratch, { recursive: true, force: true });
 
-function row(method: string, o: CompressOutcome): string {
+/** What a method label runs: a registered method, the control, or WSP with the weight proxy. */
+function variant(label: string): { method: string; keepMacs: number; methodOptions: Record<string, unknown> } {
+  if (label === 'control') return { method: 'l1', keepMacs: 1, methodOptions: {} };
+  if (label === 'wsp+proxy') return { method: 'wsp', keepMacs: keep, methodOptions: { criterion: 'weight-proxy' } };
+  return { method: label, keepMacs: keep, methodOptions: label === 'sg-cnn' ? { allocate, steps, groups } : {} };
+}
+
+function row(label: string, o: CompressOutcome, control: number | undefined): string {
   const pct = (x: number | undefined) => (x === undefined ? '—' : `${(100 * x).toFixed(2)}%`);
   const [d, c] = [o.dense.accuracy?.top1, o.compressed.accuracy?.top1];
-  const delta = d !== undefined && c !== undefined ? (100 * (c - d)).toFixed(2) : '—';
+  const delta = (ref: number | undefined) => (ref !== undefined && c !== undefined ? (100 * (c - ref)).toFixed(2) : '—');
   const ms = (s: CompressOutcome['dense']) => `${s.latency.find((l) => l.batch === 1)?.medianMs.toFixed(3) ?? '—'}`;
-  return `${method.padEnd(12)} ${pct(d).padStart(7)} ${pct(c).padStart(7)} ${delta.padStart(6)} ${o.structuredMacsRatio.toFixed(3).padStart(11)} ${(o.compressed.macs / o.dense.macs).toFixed(3).padStart(9)} ${ms(o.dense).padStart(9)} ${ms(o.compressed).padStart(9)} ${o.seconds.toFixed(0).padStart(8)}`;
+  const cells = [pct(d), pct(control), pct(c), delta(d), delta(control), o.structuredMacsRatio.toFixed(3), (o.compressed.macs / o.dense.macs).toFixed(3), ms(o.dense), ms(o.compressed), o.seconds.toFixed(0)];
+  return [label.padEnd(12), ...cells.map((x) => x.padStart(9))].join(' ');
 }
