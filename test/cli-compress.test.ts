@@ -21,6 +21,14 @@ const TINY = path.join(PROJECT_ROOT, 'fixtures/models/resnet-tiny.onnx');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-cli-compress-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/** A step of the report's `extra.steps` (cli/pipelines/compress.ts StepRecord). */
+interface Step {
+  keepMacs: number;
+  macsRatio: number;
+  figures: Record<string, number | undefined>;
+  finetune: { scheme: string; samples: number | undefined; epochs: number; seed: number };
+}
+
 async function compress(name: string, ...flags: string[]) {
   const out = path.join(tmp, `${name}.onnx`);
   const r = await regroup('compress', TINY, '-o', out, '--no-latency', '--json', ...flags);
@@ -80,8 +88,11 @@ describe('regroup compress', () => {
     expect(report.notes.join('\n')).toMatch(/fine-tuning: local\+global, 1 epoch\(s\) on 256 samples, distillation/);
     expect(report.notes.join('\n')).toMatch(/local: \d+ of \d+ layers refitted/);
     // With data, sg-cnn gives each layer its own cp from the sensitivity scan, within the budget.
-    expect(report.notes.join('\n')).toMatch(/cp allocation: by sensitivity/);
-    expect(report.notes.join('\n')).toMatch(/self-grouping: cp per layer \d+–\d+ \(MACs-weighted mean/);
+    const [step] = (report.extra as { steps: Step[] }).steps;
+    expect(step!.figures.perLayerCp).toBe(1);
+    expect(step!.figures.cp).toBeGreaterThanOrEqual(step!.figures.cpMin!);
+    expect(step!.figures.cp).toBeLessThanOrEqual(step!.figures.cpMax!);
+    expect(step!.finetune).toEqual({ scheme: 'local+global', samples: 256, epochs: 1, seed: 0 });
     const structured = (report.extra as { structuredMacsRatio: number }).structuredMacsRatio;
     expect(structured).toBeLessThanOrEqual(0.6);
     expect(structured).toBeGreaterThan(0.55);
@@ -97,9 +108,10 @@ describe('regroup compress', () => {
 
   it('a rising cp schedule self-groups step by step with fine-tuning between steps', async () => {
     const { report } = await compress('schedule', '--cp', '20,50', '--keep-macs', '0.5', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global');
-    const steps = report.notes.filter((n) => n.startsWith('self-grouping: cp'));
-    expect(steps.map((n) => /cp (\d+\.\d)/.exec(n)![1])).toEqual(['20.0', '50.0']);
-    expect(report.notes.filter((n) => n.startsWith('fine-tuning: global'))).toHaveLength(2);
+    const steps = (report.extra as { steps: Step[] }).steps;
+    expect(steps.map((s) => s.figures.cp)).toEqual([20, 50]);
+    expect(steps.map((s) => s.finetune.scheme)).toEqual(['global', 'global']);
+    expect(steps[0]!.macsRatio).toBeGreaterThan(steps[1]!.macsRatio);
     const falling = await regroup('compress', TINY, '-o', path.join(tmp, 'z.onnx'), '--keep-macs', '0.5', '--cp', '50,20');
     expect(falling.code).toBe(2);
     expect(falling.stderr).toMatch(/must rise/);
@@ -107,10 +119,11 @@ describe('regroup compress', () => {
 
   it('--steps reaches the target in even steps and splits the fine-tuning samples between them', async () => {
     const { report } = await compress('steps', '--steps', '2', '--keep-macs', '0.5', '--groups', '2', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global', '--allocate', 'uniform');
-    const steps = report.notes.filter((n) => n.startsWith('self-grouping: cp'));
-    expect(steps).toHaveLength(2);
-    expect(Number(/cp (\d+\.\d)/.exec(steps[0]!)![1])).toBeLessThan(Number(/cp (\d+\.\d)/.exec(steps[1]!)![1]));
-    expect(report.notes.filter((n) => n.startsWith('fine-tuning: global, 1 epoch(s) on 64 samples'))).toHaveLength(2);
+    const steps = (report.extra as { steps: Step[] }).steps;
+    expect(steps.map((s) => s.keepMacs)).toEqual([0.75, 0.5]);
+    expect(steps[0]!.figures.cp).toBeLessThan(steps[1]!.figures.cp!);
+    expect(steps.map((s) => s.finetune.samples)).toEqual([64, 64]);
+    expect(steps.map((s) => s.finetune.seed)).toEqual([0, 1]);
     expect((report.extra as { structuredMacsRatio: number }).structuredMacsRatio).toBeLessThanOrEqual(0.5);
     const l1 = await regroup('compress', TINY, '-o', path.join(tmp, 'w.onnx'), '--keep-macs', '0.5', '--method', 'l1', '--steps', '2');
     expect(l1.code).toBe(2);

@@ -82,6 +82,7 @@ export interface ReportInput {
   compressed: Side;
   loweringError: number | undefined;
   structuredMacsRatio: number;
+  steps: unknown[];
   choices: LayerChoice[];
   notes: string[];
   seconds: number;
@@ -115,6 +116,7 @@ export function compressReport(file: string, options: { output: string; keepMacs
       ...(r.loweringError === undefined ? {} : { loweringError: r.loweringError }),
       lowering: r.choices.map((c) => ({ node: c.node, form: c.form, reason: c.reason, groups: c.groups ?? null })),
       structuredMacsRatio: r.structuredMacsRatio,
+      steps: r.steps,
       seconds: r.seconds,
       peakRssMb: r.peakRssMb,
     },

@@ -75,6 +75,8 @@ export interface StepRecord {
   keepMacs: number;
   /** MACs of the structure over the dense model's. */
   macsRatio: number;
+  /** The method's own figures for this step (Structured.figures). */
+  figures: Readonly<Record<string, number>>;
   /** Fine-tuning of this step: scheme and samples per epoch (undefined: all), or none. */
   finetune: { scheme: FinetuneScheme; samples: number | undefined; epochs: number; seed: number };
 }
@@ -142,7 +144,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       else log(`step ${k + 1}/${schedule.length}: ${(100 * structured.macsRatio).toFixed(1)}% of the MACs; fine-tuning before the next step`);
       const limit = step.limit ?? options.limit;
       const tuned = await fineTune(structured, dense, data, { ...options, limit, seed }, notes);
-      records.push({ keepMacs: step.keepMacs, macsRatio: structured.macsRatio, finetune: { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed } });
+      records.push({ keepMacs: step.keepMacs, macsRatio: structured.macsRatio, figures: structured.figures ?? {}, finetune: { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed } });
       start = tuned;
       last = { structured, tuned };
     }

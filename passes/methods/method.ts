@@ -143,6 +143,8 @@ export interface Structured {
   readonly connectivity: Map<string, Connectivity>;
   /** MACs of the structure over the dense model's, before lowering chooses forms. */
   readonly macsRatio: number;
+  /** The method's own figures for this step (e.g. sg-cnn's cp), typed numbers for reports and tests. */
+  readonly figures?: Readonly<Record<string, number>>;
   readonly hooks?: TrainingHooks;
 }
 

@@ -94,7 +94,8 @@ export const sgCnn: Method<SgCnnOptions> = {
     const reach = r.stats.targetMet ? '' : '; the MACs target is out of reach: every groupable layer is at its floor';
     ctx.note(`self-grouping: ${cpText}, ${r.stats.layers.length} layers grouped (${r.stats.layers[0]?.importance ?? 'weight'} importance)${reach}`);
     for (const s of r.stats.skipped) ctx.note(`dense: ${s.node} (${s.reason})`);
-    return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio };
+    const figures = { cp: r.stats.cp, cpMin: Math.min(...cps), cpMax: Math.max(...cps), layersGrouped: r.stats.layers.length, perLayerCp: r.stats.perLayer ? 1 : 0 };
+    return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio, figures };
   },
 };
 
