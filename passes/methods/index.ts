@@ -5,8 +5,9 @@
  */
 import { RegroupError } from '../../compiler/errors.js';
 import type { AnyMethod, MethodFlag } from './method.js';
+import { wsp } from './wsp.js';
 
-export const METHODS: readonly AnyMethod[] = [];
+export const METHODS: readonly AnyMethod[] = [wsp];
 
 /** The method called `name`, or a usage error that lists the registry. */
 export function methodNamed(name: string): AnyMethod {
