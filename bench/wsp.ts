@@ -16,7 +16,15 @@ import type { Model } from '../compiler/ir/model.js';
 import { decodeModel } from '../compiler/onnx/decode.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
-import { applyChannelMap, channelImportance, planPruning, PREPARE, removalSet, runPasses, TIDY } from '../passes/index.js';
+import {
+  applyChannelMap,
+  channelImportance,
+  planPruning,
+  PREPARE,
+  removalSet,
+  runPasses,
+  TIDY,
+} from '../passes/index.js';
 import type { StructureContext } from '../passes/methods/method.js';
 import { wsp, type WspCriterion } from '../passes/methods/wsp.js';
 import { openDataset } from '../runtime/data/datasets.js';
@@ -43,7 +51,8 @@ runPasses(dense, PREPARE, {}, { fixpoint: true });
 const spec = inputSpecFor(dense, { preset: 'mnist' });
 const train = await openDataset('mnist:train');
 const test = await openDataset(`idx:${testDir}`);
-const top1 = async (model: Model) => (await evaluate(model, undefined, test, spec, { limit: testImages, optimization: 'disabled' })).top1;
+const top1 = async (model: Model) =>
+  (await evaluate(model, undefined, test, spec, { limit: testImages, optimization: 'disabled' })).top1;
 
 /** The context the compress pipeline gives a method, with saliency measured on training digits. */
 function context(notes: string[]): StructureContext {
@@ -64,20 +73,35 @@ function l1Global(model: Model): { model: Model; macsRatio: number } {
   const shapes = inferShapes(copy);
   const analysis = analyzeChannels(copy, shapes);
   const cost = computeCost(copy, shapes);
-  const plan = planPruning(analysis, cost, channelImportance(analysis, { criterion: 'l1' }), { keepMacs, roundTo: 1 }, 'l1');
+  const plan = planPruning(
+    analysis,
+    cost,
+    channelImportance(analysis, { criterion: 'l1' }),
+    { keepMacs, roundTo: 1 },
+    'l1',
+  );
   applyChannelMap(copy, analysis, removalSet(plan, analysis));
   runPasses(copy, TIDY, {}, { fixpoint: true });
   return { model: copy, macsRatio: computeCost(copy, inferShapes(copy)).totals.macs / cost.totals.macs };
 }
 
-console.log(`MNIST CNN, keep-macs ${keepMacs}, no fine-tuning; top-1 on ${Math.min(testImages, test.size)} MNIST test images`);
+console.log(
+  `MNIST CNN, keep-macs ${keepMacs}, no fine-tuning; top-1 on ${Math.min(testImages, test.size)} MNIST test images`,
+);
 console.log(`dense: ${(100 * (await top1(dense))).toFixed(2)}%`);
 for (const criterion of ['saliency', 'weight-proxy'] as WspCriterion[]) {
   const notes: string[] = [];
   const started = performance.now();
-  const result = await wsp.structure(dense, wsp.options({ criterion }, context(notes).common), keepMacs, context(notes));
+  const result = await wsp.structure(
+    dense,
+    wsp.options({ criterion }, context(notes).common),
+    keepMacs,
+    context(notes),
+  );
   const seconds = (performance.now() - started) / 1000;
-  console.log(`wsp ${criterion}: ${(100 * (await top1(result.model))).toFixed(2)}% at ${(100 * result.macsRatio).toFixed(1)}% MACs (${seconds.toFixed(1)} s)`);
+  console.log(
+    `wsp ${criterion}: ${(100 * (await top1(result.model))).toFixed(2)}% at ${(100 * result.macsRatio).toFixed(1)}% MACs (${seconds.toFixed(1)} s)`,
+  );
   for (const note of notes) console.log(`  ${note}`);
 }
 const l1 = l1Global(dense);

@@ -18,14 +18,25 @@
 import type { ChannelAnalysis, ChannelGroup, Touch } from '../compiler/analysis/channel-groups.js';
 import { RegroupError } from '../compiler/errors.js';
 import { bn } from './importance/bn.js';
-import { needsWeightsOnly, type ImportanceCriterion, type ImportanceMeasurements, type ScoringInput } from './importance/criterion.js';
+import {
+  needsWeightsOnly,
+  type ImportanceCriterion,
+  type ImportanceMeasurements,
+  type ScoringInput,
+} from './importance/criterion.js';
 import { fpgm } from './importance/fpgm.js';
 import { l1 } from './importance/l1.js';
 import { l2 } from './importance/l2.js';
 import { saliency } from './importance/saliency.js';
 import { weightProxy } from './importance/weight-proxy.js';
 
-export type { CriterionNeed, ImportanceCriterion, ImportanceMeasurements, ScoringInput, ValueSaliency } from './importance/criterion.js';
+export type {
+  CriterionNeed,
+  ImportanceCriterion,
+  ImportanceMeasurements,
+  ScoringInput,
+  ValueSaliency,
+} from './importance/criterion.js';
 
 /** Every criterion, in `--help` order. */
 export const IMPORTANCE_CRITERIA: readonly ImportanceCriterion[] = [l1, l2, fpgm, bn, weightProxy, saliency];
@@ -48,9 +59,16 @@ export interface ImportanceOptions {
 }
 
 /** The criterion called `name`, or a usage error that lists the registry. */
-export function criterionNamed(name: string, registry: readonly ImportanceCriterion[] = IMPORTANCE_CRITERIA): ImportanceCriterion {
+export function criterionNamed(
+  name: string,
+  registry: readonly ImportanceCriterion[] = IMPORTANCE_CRITERIA,
+): ImportanceCriterion {
   const found = registry.find((c) => c.name === name);
-  if (!found) throw new RegroupError('usage', `unknown importance criterion '${name}'; choose one of: ${registry.map((c) => c.name).join(', ')}`);
+  if (!found)
+    throw new RegroupError(
+      'usage',
+      `unknown importance criterion '${name}'; choose one of: ${registry.map((c) => c.name).join(', ')}`,
+    );
   return found;
 }
 
@@ -59,7 +77,10 @@ export function channelImportance(analysis: ChannelAnalysis, options: Importance
   const criterion = criterionNamed(options.criterion ?? 'l1', options.registry);
   const measurements = options.measurements ?? {};
   if (!needsWeightsOnly(criterion) && !measurements.saliency) {
-    throw new RegroupError('usage', `criterion '${criterion.name}' needs ${criterion.needs.join(' and ')} measured on data; pass its measurements (or choose a weight criterion: ${CRITERIA.join(', ')})`);
+    throw new RegroupError(
+      'usage',
+      `criterion '${criterion.name}' needs ${criterion.needs.join(' and ')} measured on data; pass its measurements (or choose a weight criterion: ${CRITERIA.join(', ')})`,
+    );
   }
   const memos = new Map<string, WeakMap<object, unknown>>();
   const memo = <T>(kind: string, owner: object, compute: () => T): T => {
@@ -77,7 +98,9 @@ export function channelImportance(analysis: ChannelAnalysis, options: Importance
 }
 
 function aggregateList(list: readonly number[], aggregate: Aggregation): number {
-  return aggregate === 'max' ? Math.max(...list) : list.reduce((a, b) => a + b, 0) / (aggregate === 'mean' ? list.length : 1);
+  return aggregate === 'max'
+    ? Math.max(...list)
+    : list.reduce((a, b) => a + b, 0) / (aggregate === 'mean' ? list.length : 1);
 }
 
 /** Every group with the touches holding at least one of its channels, in analysis order. */

@@ -62,7 +62,13 @@ export interface SaliencyGraph {
 }
 
 /** Activation and gradient sparsity per channel of each value over labelled images (see the header). */
-export async function channelSaliency(model: Model, dataset: Dataset, spec: InputSpec, values: readonly Value[], options: SaliencyOptions = {}): Promise<Map<Value, ChannelSaliency>> {
+export async function channelSaliency(
+  model: Model,
+  dataset: Dataset,
+  spec: InputSpec,
+  values: readonly Value[],
+  options: SaliencyOptions = {},
+): Promise<Map<Value, ChannelSaliency>> {
   const total = Math.min(options.samples ?? 256, dataset.size);
   const fixed = fixedBatchOf(model);
   const batchSize = fixed ?? options.batchSize ?? 32;
@@ -73,16 +79,26 @@ export async function channelSaliency(model: Model, dataset: Dataset, spec: Inpu
   try {
     for await (const batch of batches(dataset, { batchSize, limit: total, shuffle: true, seed: options.seed ?? 0 })) {
       if (fixed && batch.images.length < fixed) break; // a fixed-batch model cannot take a short tail
-      const labels = new ort.Tensor('int64', BigInt64Array.from(batch.labels, (l) => BigInt(l)), [batch.labels.length]);
-      const out = await run(session, { [spec.name]: toTensor(batch.images, spec), [graph.labels]: labels }, [...graph.activations, ...graph.gradients]);
-      values.forEach((value, k) => accumulators[k]!.add(value, out[graph.activations[k]!]!, out[graph.gradients[k]!]!, batch.images.length));
+      const labels = new ort.Tensor(
+        'int64',
+        BigInt64Array.from(batch.labels, (l) => BigInt(l)),
+        [batch.labels.length],
+      );
+      const out = await run(session, { [spec.name]: toTensor(batch.images, spec), [graph.labels]: labels }, [
+        ...graph.activations,
+        ...graph.gradients,
+      ]);
+      values.forEach((value, k) => {
+        accumulators[k]!.add(value, out[graph.activations[k]!]!, out[graph.gradients[k]!]!, batch.images.length);
+      });
       done += batch.images.length;
       options.onProgress?.(done, total);
     }
   } finally {
     await session.release();
   }
-  if (done === 0) throw new RegroupError('bad-data', `${dataset.name}: no labelled images could be measured for channel saliency`);
+  if (done === 0)
+    throw new RegroupError('bad-data', `${dataset.name}: no labelled images could be measured for channel saliency`);
   return new Map(values.map((value, k) => [value, accumulators[k]!.finish()]));
 }
 
@@ -96,13 +112,26 @@ export function saliencyGraph(model: Model, values: readonly Value[], spec: Inpu
   ensureOpset(copy, 17);
   const graph = copy.graph;
   const byName = graph.valueMap();
-  const wrt = values.map((v) => byName.get(v.name) ?? fail(`value '${v.name}' is not in the model's graph; measure values of the model passed in`));
-  const logits = graph.outputs[0] ?? fail(`graph '${graph.name}' has no outputs; saliency needs the logits as its first output`);
+  const wrt = values.map(
+    (v) =>
+      byName.get(v.name) ??
+      fail(`value '${v.name}' is not in the model's graph; measure values of the model passed in`),
+  );
+  const logits =
+    graph.outputs[0] ?? fail(`graph '${graph.name}' has no outputs; saliency needs the logits as its first output`);
   const batch = shapeDataInput(copy, spec, logits);
   const labels = graph.addInput(unclaimedName(graph, 'labels'), { dtype: DataType.INT64, shape: [batch] });
   const dtype = inferShapes(copy).typeOf(logits)?.dtype ?? DataType.FLOAT;
-  if (dtype !== DataType.FLOAT) throw new RegroupError('unsupported', `logits '${logits.name}' are not float32; channel saliency needs a float32 model`);
-  const loss = emitLoss(new Emitter(graph, copy.opset('') ?? 17, 'saliency'), { kind: 'cross-entropy' }, { logits, labels, dtype });
+  if (dtype !== DataType.FLOAT)
+    throw new RegroupError(
+      'unsupported',
+      `logits '${logits.name}' are not float32; channel saliency needs a float32 model`,
+    );
+  const loss = emitLoss(
+    new Emitter(graph, copy.opset('') ?? 17, 'saliency'),
+    { kind: 'cross-entropy' },
+    { logits, labels, dtype },
+  );
   const result = appendGradients(copy, { loss, wrt });
   graph.outputs.length = 0;
   const activations = wrt.map((v) => asOutput(graph, result.resolve(v)).name);
@@ -114,10 +143,15 @@ export function saliencyGraph(model: Model, values: readonly Value[], spec: Inpu
 /** Give the data input the spec's NCHW/NHWC shape with a symbolic (or the model's fixed) batch. */
 function shapeDataInput(model: Model, spec: InputSpec, logits: Value): Dim {
   const input = model.graph.inputs.find((v) => v.name === spec.name && !v.isInitializer());
-  if (!input) throw new RegroupError('usage', `the input spec names '${spec.name}', which is not a data input of the model`);
+  if (!input)
+    throw new RegroupError('usage', `the input spec names '${spec.name}', which is not a data input of the model`);
   const declared = input.type?.shape?.[0];
-  const batch: Dim = typeof declared === 'number' && declared > 0 ? declared : typeof declared === 'string' ? declared : 'N';
-  const dims: Dim[] = spec.layout === 'NCHW' ? [batch, spec.channels, spec.height, spec.width] : [batch, spec.height, spec.width, spec.channels];
+  const batch: Dim =
+    typeof declared === 'number' && declared > 0 ? declared : typeof declared === 'string' ? declared : 'N';
+  const dims: Dim[] =
+    spec.layout === 'NCHW'
+      ? [batch, spec.channels, spec.height, spec.width]
+      : [batch, spec.height, spec.width, spec.channels];
   input.type = { dtype: input.type?.dtype ?? DataType.FLOAT, shape: dims };
   model.graph.valueInfo.length = 0; // declared intermediate shapes may repeat an exporter's fixed batch
   if (logits.type?.shape?.length) logits.type = { ...logits.type, shape: [batch, ...logits.type.shape.slice(1)] };
@@ -127,7 +161,9 @@ function shapeDataInput(model: Model, spec: InputSpec, logits: Value): Dim {
 /** A value that can be listed as one more graph output (inputs, initializers and repeats go through an Identity). */
 function asOutput(graph: Graph, value: Value): Value {
   const listed = value.isGraphInput() || value.isInitializer() || graph.outputs.includes(value) || !value.producer;
-  const out = listed ? graph.addNode('Identity', [value], { name: graph.names.fresh('saliency/output') }).output(0) : value;
+  const out = listed
+    ? graph.addNode('Identity', [value], { name: graph.names.fresh('saliency/output') }).output(0)
+    : value;
   graph.outputs.push(out);
   return out;
 }
@@ -155,8 +191,16 @@ class SaliencyAccumulator {
 
   add(value: Value, activation: ort.Tensor, gradient: ort.Tensor, images: number): void {
     const dims = activation.dims;
-    if (dims.length < 2) throw new RegroupError('usage', `value '${value.name}' has rank ${dims.length}; channel saliency needs [N, C, …]`);
-    if (gradient.dims.join(',') !== dims.join(',')) throw new RegroupError('invalid-ir', `internal: gradient of '${value.name}' has shape [${gradient.dims}] but the value [${dims}]`);
+    if (dims.length < 2)
+      throw new RegroupError(
+        'usage',
+        `value '${value.name}' has rank ${dims.length}; channel saliency needs [N, C, …]`,
+      );
+    if (gradient.dims.join(',') !== dims.join(','))
+      throw new RegroupError(
+        'invalid-ir',
+        `internal: gradient of '${value.name}' has shape [${gradient.dims}] but the value [${dims}]`,
+      );
     const [n, c] = [dims[0]!, dims[1]!];
     this.#allocate(c, value);
     const spatial = dims.slice(2).reduce((a, b) => a * b, 1);
@@ -169,7 +213,8 @@ class SaliencyAccumulator {
 
   #allocate(channels: number, value: Value): void {
     if (this.#channels === channels) return;
-    if (this.#channels !== -1) throw new RegroupError('invalid-ir', `value '${value.name}' changed its channel count between batches`);
+    if (this.#channels !== -1)
+      throw new RegroupError('invalid-ir', `value '${value.name}' changed its channel count between batches`);
     this.#channels = channels;
     this.#zerosA = new Float64Array(channels);
     this.#zerosG = new Float64Array(channels);
@@ -178,7 +223,15 @@ class SaliencyAccumulator {
   }
 
   /** Count |x·scale| ≤ ε and sum |x·scale| per channel over `n` samples. */
-  #accumulate(data: Float64Array, n: number, c: number, spatial: number, scale: number, zeros: Float64Array, abs: Float64Array): void {
+  #accumulate(
+    data: Float64Array,
+    n: number,
+    c: number,
+    spatial: number,
+    scale: number,
+    zeros: Float64Array,
+    abs: Float64Array,
+  ): void {
     for (let sample = 0; sample < n; sample++) {
       for (let channel = 0; channel < c; channel++) {
         const base = (sample * c + channel) * spatial;

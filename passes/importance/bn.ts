@@ -14,7 +14,8 @@ export const bn: ImportanceCriterion = {
   score(group, input) {
     const { analysis } = input;
     const out = new Map<number, number[]>();
-    for (const t of input.touches) if (isBnScale(t)) contributeGroup(out, normalizedTouchScores(t, 'abs', input), group, analysis);
+    for (const t of input.touches)
+      if (isBnScale(t)) contributeGroup(out, normalizedTouchScores(t, 'abs', input), group, analysis);
     const covered = input.memo('bn:covered', analysis, () => bnCovered(analysis));
     for (const t of input.touches) {
       if (!isWeightTouch(t) || t.elems.every((e) => covered.has(analysis.root(e)))) continue;

@@ -72,7 +72,12 @@ export function contribute(out: Map<number, number[]>, root: number, value: numb
 }
 
 /** Add the scores of `perRoot` (one touch's or value's channels) that belong to `group`. */
-export function contributeGroup(out: Map<number, number[]>, perRoot: ReadonlyMap<number, number>, group: ChannelGroup, analysis: ChannelAnalysis): void {
+export function contributeGroup(
+  out: Map<number, number[]>,
+  perRoot: ReadonlyMap<number, number>,
+  group: ChannelGroup,
+  analysis: ChannelAnalysis,
+): void {
   for (const [root, score] of perRoot) if (analysis.groupOf(root) === group) contribute(out, root, score);
 }
 

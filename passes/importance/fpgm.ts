@@ -13,7 +13,13 @@ export const fpgm: ImportanceCriterion = {
   score(group, input) {
     const out = new Map<number, number[]>();
     for (const t of input.touches) {
-      if (isWeightTouch(t)) contributeGroup(out, normalizedTouchScores(t, t.role === 'out-channels' ? 'fpgm' : 'l2', input), group, input.analysis);
+      if (isWeightTouch(t))
+        contributeGroup(
+          out,
+          normalizedTouchScores(t, t.role === 'out-channels' ? 'fpgm' : 'l2', input),
+          group,
+          input.analysis,
+        );
     }
     return out;
   },

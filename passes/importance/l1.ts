@@ -12,7 +12,8 @@ export const l1: ImportanceCriterion = {
   needs: ['weights'],
   score(group, input) {
     const out = new Map<number, number[]>();
-    for (const t of input.touches) if (isWeightTouch(t)) contributeGroup(out, normalizedTouchScores(t, 'l1', input), group, input.analysis);
+    for (const t of input.touches)
+      if (isWeightTouch(t)) contributeGroup(out, normalizedTouchScores(t, 'l1', input), group, input.analysis);
     return out;
   },
 };

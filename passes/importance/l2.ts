@@ -8,7 +8,8 @@ export const l2: ImportanceCriterion = {
   needs: ['weights'],
   score(group, input) {
     const out = new Map<number, number[]>();
-    for (const t of input.touches) if (isWeightTouch(t)) contributeGroup(out, normalizedTouchScores(t, 'l2', input), group, input.analysis);
+    for (const t of input.touches)
+      if (isWeightTouch(t)) contributeGroup(out, normalizedTouchScores(t, 'l2', input), group, input.analysis);
     return out;
   },
 };

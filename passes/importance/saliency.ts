@@ -33,8 +33,24 @@ import { contribute, type ImportanceCriterion, type ScoringInput, type ValueSali
 
 /** Ops applied channel by channel, elementwise, that the measured activation is taken after. */
 const CHANNELWISE_UNARY = new Set([
-  'BatchNormalization', 'InstanceNormalization', 'Relu', 'LeakyRelu', 'PRelu', 'Clip', 'Elu', 'Selu', 'Celu', 'Sigmoid',
-  'HardSigmoid', 'HardSwish', 'Tanh', 'Softplus', 'Mish', 'Gelu', 'Identity', 'Dropout',
+  'BatchNormalization',
+  'InstanceNormalization',
+  'Relu',
+  'LeakyRelu',
+  'PRelu',
+  'Clip',
+  'Elu',
+  'Selu',
+  'Celu',
+  'Sigmoid',
+  'HardSigmoid',
+  'HardSwish',
+  'Tanh',
+  'Softplus',
+  'Mish',
+  'Gelu',
+  'Identity',
+  'Dropout',
 ]);
 const BINARY_WITH_CONSTANT = new Set(['Add', 'Sub', 'Mul', 'Div']);
 const PRODUCERS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
@@ -49,7 +65,8 @@ export const saliency: ImportanceCriterion = {
     const best = new Map<number, number>();
     for (const [value, perRoot] of valueScores(input)) {
       if (!valueInGroup(value, group, input.analysis)) continue;
-      for (const [root, score] of perRoot) if (input.analysis.groupOf(root) === group) best.set(root, Math.max(best.get(root) ?? 0, score));
+      for (const [root, score] of perRoot)
+        if (input.analysis.groupOf(root) === group) best.set(root, Math.max(best.get(root) ?? 0, score));
     }
     for (const root of group.roots) contribute(out, root, best.get(root) ?? Infinity);
     return out;
@@ -86,7 +103,7 @@ function followChannelwise(start: Value | undefined, analysis: ChannelAnalysis):
 
 function onAxisOne(value: Value, analysis: ChannelAnalysis): boolean {
   const layout = analysis.layouts.get(value);
-  return layout !== undefined && layout.axis === 1 && layout.span === 1;
+  return layout?.axis === 1 && layout.span === 1;
 }
 
 function isChannelwise(node: Node, input: Value): boolean {
@@ -97,7 +114,7 @@ function isChannelwise(node: Node, input: Value): boolean {
 
 function valueInGroup(value: Value, group: ChannelGroup, analysis: ChannelAnalysis): boolean {
   const layout = analysis.layouts.get(value);
-  return layout !== undefined && layout.elems.some((e) => analysis.groupOf(e) === group);
+  return layout?.elems.some((e) => analysis.groupOf(e) === group) ?? false;
 }
 
 /** max(F̂, B̂) per coupled channel of every measured value (computed once per scoring run). */
@@ -106,11 +123,20 @@ function valueScores(input: ScoringInput): Map<Value, Map<number, number>> {
     const out = new Map<Value, Map<number, number>>();
     for (const [value, measured] of input.measurements.saliency ?? []) {
       const layout = input.analysis.layouts.get(value);
-      if (!layout || layout.span !== 1) continue;
-      if (measured.activationMeanAbs.length !== layout.elems.length || measured.gradientMeanAbs.length !== layout.elems.length) {
-        throw new RegroupError('usage', `saliency of '${value.name}' has ${measured.activationMeanAbs.length} channels but the value has ${layout.elems.length}; measure the model that was analysed`);
+      if (layout?.span !== 1) continue;
+      if (
+        measured.activationMeanAbs.length !== layout.elems.length ||
+        measured.gradientMeanAbs.length !== layout.elems.length
+      ) {
+        throw new RegroupError(
+          'usage',
+          `saliency of '${value.name}' has ${measured.activationMeanAbs.length} channels but the value has ${layout.elems.length}; measure the model that was analysed`,
+        );
       }
-      const [forward, backward] = [meanNormalised(measured.activationMeanAbs), meanNormalised(measured.gradientMeanAbs)];
+      const [forward, backward] = [
+        meanNormalised(measured.activationMeanAbs),
+        meanNormalised(measured.gradientMeanAbs),
+      ];
       const perRoot = new Map<number, number>();
       layout.elems.forEach((e, position) => {
         const root = input.analysis.root(e);

@@ -58,7 +58,10 @@ export const wsp: Method<WspOptions> = {
   options(raw, common) {
     const criterion = (raw.criterion ?? 'saliency') as string;
     if (!WSP_CRITERIA.includes(criterion as WspCriterion)) {
-      throw new RegroupError('usage', `--criterion '${criterion}' is not a wsp criterion; choose one of: ${WSP_CRITERIA.join(', ')}`);
+      throw new RegroupError(
+        'usage',
+        `--criterion '${criterion}' is not a wsp criterion; choose one of: ${WSP_CRITERIA.join(', ')}`,
+      );
     }
     if (criterion === 'saliency' && !common.hasData) throw new RegroupError('usage', WSP_USAGE_WITHOUT_DATA);
     return { criterion: criterion as WspCriterion };
@@ -71,17 +74,26 @@ export const wsp: Method<WspOptions> = {
     const before = computeCost(model, shapes);
     const measurements = await measure(model, analysis, options.criterion, ctx);
     const scores = channelImportance(analysis, { criterion: options.criterion, measurements });
-    const plan = planPruning(analysis, before, scores, { keepMacs, roundTo: 1, minChannels: 1 }, `wsp ${options.criterion}`);
+    const plan = planPruning(
+      analysis,
+      before,
+      scores,
+      { keepMacs, roundTo: 1, minChannels: 1 },
+      `wsp ${options.criterion}`,
+    );
     const removed = removalSet(plan, analysis, 'wsp plan');
     const summary = prunedLayers(analysis, removed);
     applyChannelMap(model, analysis, removed);
     runPasses(model, TIDY, {}, { fixpoint: true });
     model.graph.verify();
     const macsRatio = computeCost(model, inferShapes(model)).totals.macs / before.totals.macs;
-    ctx.note(`wsp (${options.criterion}): ${summary}; ${plan.groups.filter((g) => g.removed.length > 0).length} of ${plan.groups.length} prunable groups pruned; MACs ${(100 * macsRatio).toFixed(1)}% of dense`);
+    ctx.note(
+      `wsp (${options.criterion}): ${summary}; ${plan.groups.filter((g) => g.removed.length > 0).length} of ${plan.groups.length} prunable groups pruned; MACs ${(100 * macsRatio).toFixed(1)}% of dense`,
+    );
     if (options.criterion === 'weight-proxy') ctx.note(percentileNote(analysis, scores, removed));
     if (options.criterion === 'saliency') unmeasuredNote(analysis, scores, ctx);
-    if (Math.abs(macsRatio - keepMacs) > TARGET_TOLERANCE) ctx.note(shortfallNote(options.criterion, macsRatio, keepMacs, plan));
+    if (Math.abs(macsRatio - keepMacs) > TARGET_TOLERANCE)
+      ctx.note(shortfallNote(options.criterion, macsRatio, keepMacs, plan));
     return { model, connectivity: new Map(), macsRatio };
   },
 };
@@ -91,7 +103,12 @@ function copyModel(model: Model): Model {
   return decodeModel(encodeModel(model).bytes, { source: 'wsp copy' }); // TODO clone: Model.clone() once the IR has it
 }
 
-async function measure(model: Model, analysis: ChannelAnalysis, criterion: WspCriterion, ctx: StructureContext): Promise<ImportanceMeasurements> {
+async function measure(
+  model: Model,
+  analysis: ChannelAnalysis,
+  criterion: WspCriterion,
+  ctx: StructureContext,
+): Promise<ImportanceMeasurements> {
   const scorer = criterionNamed(criterion);
   if (!scorer.measuredValues) return {};
   if (!ctx.measure) throw new RegroupError('usage', WSP_USAGE_WITHOUT_DATA);
@@ -99,7 +116,9 @@ async function measure(model: Model, analysis: ChannelAnalysis, criterion: WspCr
   ctx.log(`wsp: measuring activation and gradient sparsity of ${values.length} values on labelled images`);
   const saliency = await ctx.measure.channelSaliency(model, values);
   const samples = [...saliency.values()][0]?.samples ?? 0;
-  ctx.note(`wsp saliency: ${values.length} activations and their loss gradients measured on ${samples} labelled images`);
+  ctx.note(
+    `wsp saliency: ${values.length} activations and their loss gradients measured on ${samples} labelled images`,
+  );
   return { saliency };
 }
 
@@ -108,7 +127,12 @@ export function prunedLayers(analysis: ChannelAnalysis, removed: ReadonlySet<num
   const tally = { conv: { channels: 0, removed: 0, layers: 0 }, fc: { channels: 0, removed: 0, layers: 0 } };
   for (const t of analysis.touches) {
     if (t.role !== 'out-channels' || t.inputIndex !== 1) continue;
-    const kind = t.node.opType === 'Conv' || t.node.opType === 'ConvTranspose' ? 'conv' : t.node.opType === 'Gemm' || t.node.opType === 'MatMul' ? 'fc' : undefined;
+    const kind =
+      t.node.opType === 'Conv' || t.node.opType === 'ConvTranspose'
+        ? 'conv'
+        : t.node.opType === 'Gemm' || t.node.opType === 'MatMul'
+          ? 'fc'
+          : undefined;
     if (!kind) continue;
     const prunable = Array.from(t.elems).filter((e) => analysis.pinReasons(e).length === 0);
     const gone = prunable.filter((e) => removed.has(analysis.root(e))).length;
@@ -116,12 +140,17 @@ export function prunedLayers(analysis: ChannelAnalysis, removed: ReadonlySet<num
     tally[kind].removed += gone;
     if (gone > 0) tally[kind].layers++;
   }
-  const part = (name: string, x: { channels: number; removed: number; layers: number }) => `${x.removed} of ${x.channels} ${name} channels (${x.layers} layer${x.layers === 1 ? '' : 's'})`;
+  const part = (name: string, x: { channels: number; removed: number; layers: number }) =>
+    `${x.removed} of ${x.channels} ${name} channels (${x.layers} layer${x.layers === 1 ? '' : 's'})`;
   return `pruned ${part('conv', tally.conv)} and ${part('FC', tally.fc)}`;
 }
 
 /** The percentile p the weight-proxy plan corresponds to: any p in (max removed rank, min kept rank] · 100. */
-function percentileNote(analysis: ChannelAnalysis, scores: ReadonlyMap<number, number>, removed: ReadonlySet<number>): string {
+function percentileNote(
+  analysis: ChannelAnalysis,
+  scores: ReadonlyMap<number, number>,
+  removed: ReadonlySet<number>,
+): string {
   let [lastRemoved, firstKept] = [0, 1];
   for (const g of analysis.groups) {
     if (!g.prunable) continue;
@@ -132,13 +161,20 @@ function percentileNote(analysis: ChannelAnalysis, scores: ReadonlyMap<number, n
       else firstKept = Math.min(firstKept, s);
     }
   }
-  if (removed.size === 0) return 'wsp weight-proxy: no channel is below the percentile in both its filter and its next-layer column at this target';
+  if (removed.size === 0)
+    return 'wsp weight-proxy: no channel is below the percentile in both its filter and its next-layer column at this target';
   return `wsp weight-proxy: channels whose filter and next-layer column l1 are both below the p-th percentile of their layer, p ≈ ${(100 * lastRemoved).toFixed(1)}–${(100 * Math.max(firstKept, lastRemoved)).toFixed(1)}`;
 }
 
 function unmeasuredNote(analysis: ChannelAnalysis, scores: ReadonlyMap<number, number>, ctx: StructureContext): void {
-  const unmeasured = analysis.groups.filter((g) => g.prunable).flatMap((g) => [...g.roots]).filter((r) => scores.get(r) === Infinity).length;
-  if (unmeasured > 0) ctx.note(`wsp saliency: ${unmeasured} prunable channels have no measurable activation (channels not on axis 1) and were kept`);
+  const unmeasured = analysis.groups
+    .filter((g) => g.prunable)
+    .flatMap((g) => [...g.roots])
+    .filter((r) => scores.get(r) === Infinity).length;
+  if (unmeasured > 0)
+    ctx.note(
+      `wsp saliency: ${unmeasured} prunable channels have no measurable activation (channels not on axis 1) and were kept`,
+    );
 }
 
 function shortfallNote(criterion: WspCriterion, achieved: number, target: number, plan: PruningPlan): string {

@@ -11,7 +11,13 @@ import { computeCost } from '../../compiler/analysis/cost.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { GraphBuilder } from '../../compiler/ir/builder.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
-import { channelImportance, CRITERIA, criterionNamed, IMPORTANCE_CRITERIA, type ImportanceCriterion } from '../../passes/importance.js';
+import {
+  channelImportance,
+  CRITERIA,
+  criterionNamed,
+  IMPORTANCE_CRITERIA,
+  type ImportanceCriterion,
+} from '../../passes/importance.js';
 import { planPruning, removalSet } from '../../passes/plan-pruning.js';
 
 // conv1: 4 filters over 2 inputs (1×1); conv2: 3 filters over conv1's 4 channels.
@@ -34,7 +40,12 @@ function chain(withBn = false) {
   let y = b.op('Conv', [x, b.initializer('w1', Tensor.float32([4, 2, 1, 1], W1.flat()))], {}, 'conv1');
   if (withBn) {
     const [ones, zeros] = [b.constant('var', [4], 1), b.constant('bias', [4], 0)];
-    y = b.op('BatchNormalization', [y, b.initializer('gamma', Tensor.float32([4], GAMMA)), zeros, b.constant('mean', [4], 0), ones], {}, 'bn1');
+    y = b.op(
+      'BatchNormalization',
+      [y, b.initializer('gamma', Tensor.float32([4], GAMMA)), zeros, b.constant('mean', [4], 0), ones],
+      {},
+      'bn1',
+    );
   }
   y = b.op('Relu', [y]);
   b.output(b.op('Conv', [y, b.initializer('w2', Tensor.float32([3, 4, 1, 1], W2.flat()))], {}, 'conv2'));
@@ -58,7 +69,9 @@ describe('importance criteria registry', () => {
   it('l1, l2 and fpgm score each channel as the hand computation (filter + next-layer column, each normalised by its mean)', () => {
     const analysis = chain();
     const roots = conv1Roots(analysis);
-    const distances = F1.map((f) => F1.reduce((s, g) => s + Math.sqrt(f.reduce((t, v, i) => t + (v - g[i]!) ** 2, 0)), 0));
+    const distances = F1.map((f) =>
+      F1.reduce((s, g) => s + Math.sqrt(f.reduce((t, v, i) => t + (v - g[i]!) ** 2, 0)), 0),
+    );
     const want: Record<string, [number[], number[]]> = {
       l1: [normalised(l1Rows(F1)), normalised(l1Rows(columns(F2)))],
       l2: [normalised(l2Rows(F1)), normalised(l2Rows(columns(F2)))],
@@ -69,7 +82,8 @@ describe('importance criteria registry', () => {
         const scores = channelImportance(analysis, { criterion, aggregate });
         roots.forEach((root, c) => {
           const parts = [filters[c]!, cols[c]!];
-          const expected = aggregate === 'max' ? Math.max(...parts) : (parts[0]! + parts[1]!) / (aggregate === 'mean' ? 2 : 1);
+          const expected =
+            aggregate === 'max' ? Math.max(...parts) : (parts[0]! + parts[1]!) / (aggregate === 'mean' ? 2 : 1);
           expect(scores.get(root), `${criterion} ${aggregate} channel ${c}`).toBeCloseTo(expected, 12);
         });
       }
@@ -80,11 +94,15 @@ describe('importance criteria registry', () => {
     const analysis = chain(true);
     const scores = channelImportance(analysis, { criterion: 'bn' });
     const gammas = normalised(GAMMA.map((g) => Math.abs(Math.fround(g))));
-    conv1Roots(analysis).forEach((root, c) => expect(scores.get(root)).toBeCloseTo(gammas[c]!, 12));
+    conv1Roots(analysis).forEach((root, c) => {
+      expect(scores.get(root)).toBeCloseTo(gammas[c]!, 12);
+    });
     // conv2's channels have no BN: its filters' l1 norms.
     const conv2 = analysis.groups.find((g) => g.producers.some((p) => p.includes('conv2')))!;
     const filters = normalised(l1Rows(F2));
-    [...conv2.roots].forEach((root, o) => expect(scores.get(root)).toBeCloseTo(filters[o]!, 12));
+    [...conv2.roots].forEach((root, o) => {
+      expect(scores.get(root)).toBeCloseTo(filters[o]!, 12);
+    });
   });
 
   it('a new criterion is one object: registered, it scores; unknown names list the registry', () => {
@@ -97,9 +115,13 @@ describe('importance criteria registry', () => {
     const analysis = chain();
     const registry = [...IMPORTANCE_CRITERIA, position];
     const scores = channelImportance(analysis, { criterion: 'position', registry });
-    conv1Roots(analysis).forEach((root, c) => expect(scores.get(root)).toBe(c));
+    conv1Roots(analysis).forEach((root, c) => {
+      expect(scores.get(root)).toBe(c);
+    });
     expect(criterionNamed('position', registry)).toBe(position);
-    expect(() => channelImportance(analysis, { criterion: 'position' })).toThrow(/unknown importance criterion 'position'; choose one of: l1, l2, fpgm, bn, weight-proxy, saliency/);
+    expect(() => channelImportance(analysis, { criterion: 'position' })).toThrow(
+      /unknown importance criterion 'position'; choose one of: l1, l2, fpgm, bn, weight-proxy, saliency/,
+    );
   });
 
   it('prune offers the weight-only criteria; data criteria refuse to score without measurements', () => {
@@ -107,7 +129,9 @@ describe('importance criteria registry', () => {
     expect(criterionNamed('saliency').needs).toEqual(['activations', 'gradients']);
     const analysis = chain();
     expect(() => channelImportance(analysis, { criterion: 'saliency' })).toThrow(RegroupError);
-    expect(() => channelImportance(analysis, { criterion: 'saliency' })).toThrow(/needs activations and gradients measured on data/);
+    expect(() => channelImportance(analysis, { criterion: 'saliency' })).toThrow(
+      /needs activations and gradients measured on data/,
+    );
   });
 });
 
@@ -127,7 +151,9 @@ describe('weight-proxy', () => {
   function proxyChain() {
     const b = new GraphBuilder();
     const x = b.input('x', [1, 1, 6, 6]);
-    const y = b.op('Relu', [b.op('Conv', [x, b.initializer('w1', Tensor.float32([10, 1, 1, 1], FILTERS))], {}, 'conv1')]);
+    const y = b.op('Relu', [
+      b.op('Conv', [x, b.initializer('w1', Tensor.float32([10, 1, 1, 1], FILTERS))], {}, 'conv1'),
+    ]);
     b.output(b.op('Conv', [y, b.initializer('w2', Tensor.float32([1, 10, 1, 1], COLUMNS))], {}, 'conv2'));
     return { model: b.model, analysis: analyzeChannels(b.model) };
   }
@@ -144,7 +170,10 @@ describe('weight-proxy', () => {
     const roots = conv1Roots(analysis);
     const sizes = new Set<number>();
     for (let p = 0; p <= 100; p += 0.5) {
-      const ours = roots.map((r, i) => [r, i] as const).filter(([r]) => scores.get(r)! < p / 100).map(([, i]) => i);
+      const ours = roots
+        .map((r, i) => [r, i] as const)
+        .filter(([r]) => scores.get(r)! < p / 100)
+        .map(([, i]) => i);
       expect(ours, `p = ${p}`).toEqual(official(p));
       sizes.add(ours.length);
     }
@@ -156,10 +185,19 @@ describe('weight-proxy', () => {
   it('planPruning on the scores lands on one of the rule’s removal sets', () => {
     const { model, analysis } = proxyChain();
     const cost = computeCost(model, analysis.shapes);
-    const plan = planPruning(analysis, cost, channelImportance(analysis, { criterion: 'weight-proxy' }), { keepMacs: 0.6, roundTo: 1 }, 'weight-proxy');
+    const plan = planPruning(
+      analysis,
+      cost,
+      channelImportance(analysis, { criterion: 'weight-proxy' }),
+      { keepMacs: 0.6, roundTo: 1 },
+      'weight-proxy',
+    );
     const removed = removalSet(plan, analysis);
     const roots = conv1Roots(analysis);
-    const positions = roots.map((r, i) => [r, i] as const).filter(([r]) => removed.has(r)).map(([, i]) => i);
+    const positions = roots
+      .map((r, i) => [r, i] as const)
+      .filter(([r]) => removed.has(r))
+      .map(([, i]) => i);
     expect(positions.length).toBeGreaterThan(0);
     const grid = Array.from({ length: 201 }, (_, k) => official(k / 2).join(','));
     expect(grid).toContain(positions.join(','));

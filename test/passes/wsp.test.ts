@@ -47,7 +47,8 @@ function context(notes: string[], data?: { dataset: Dataset; spec: InputSpec; sa
     measure: data && {
       channelMeanAbs: () => Promise.reject(new Error('not used by wsp')),
       divergenceProbe: () => Promise.reject(new Error('not used by wsp')),
-      channelSaliency: (model, values, samples) => channelSaliency(model, data.dataset, data.spec, values, { samples: samples ?? data.samples }),
+      channelSaliency: (model, values, samples) =>
+        channelSaliency(model, data.dataset, data.spec, values, { samples: samples ?? data.samples }),
     },
   };
 }
@@ -75,20 +76,57 @@ function plantedCnn(): Model {
     for (let o = 0; o < 3; o++) fc2[o * 8 + unit] = 0;
   }
   const x = b.input('x', ['N', 1, 8, 8]);
-  const conv = b.op('Conv', [x, b.initializer('w1', Tensor.float32([6, 1, 3, 3], w1)), b.initializer('b1', Tensor.float32([6], b1))], { pads: [1, 1, 1, 1] }, 'conv1');
+  const conv = b.op(
+    'Conv',
+    [x, b.initializer('w1', Tensor.float32([6, 1, 3, 3], w1)), b.initializer('b1', Tensor.float32([6], b1))],
+    { pads: [1, 1, 1, 1] },
+    'conv1',
+  );
   const pooled = b.op('MaxPool', [b.op('Relu', [conv])], { kernel_shape: [2, 2], strides: [2, 2] });
   const flat = b.op('Flatten', [pooled], { axis: 1 });
-  const hidden = b.op('Relu', [b.op('Gemm', [flat, b.initializer('fc1', Tensor.float32([8, 96], fc1)), b.initializer('fc1b', Tensor.float32([8], fc1b))], { transB: 1 }, 'fc1')]);
-  b.output(b.op('Gemm', [hidden, b.initializer('fc2', Tensor.float32([3, 8], fc2)), b.constant('fc2b', [3], 0)], { transB: 1 }, 'fc2'));
+  const hidden = b.op('Relu', [
+    b.op(
+      'Gemm',
+      [flat, b.initializer('fc1', Tensor.float32([8, 96], fc1)), b.initializer('fc1b', Tensor.float32([8], fc1b))],
+      { transB: 1 },
+      'fc1',
+    ),
+  ]);
+  b.output(
+    b.op(
+      'Gemm',
+      [hidden, b.initializer('fc2', Tensor.float32([3, 8], fc2)), b.constant('fc2b', [3], 0)],
+      { transB: 1 },
+      'fc2',
+    ),
+  );
   return b.model;
 }
 
-const PLANTED_SPEC: InputSpec = { name: 'x', layout: 'NCHW', channels: 1, height: 8, width: 8, dtype: 'float32', scale: 1 / 255, mean: [0.5], std: [0.5], channelOrder: 'RGB' };
+const PLANTED_SPEC: InputSpec = {
+  name: 'x',
+  layout: 'NCHW',
+  channels: 1,
+  height: 8,
+  width: 8,
+  dtype: 'float32',
+  scale: 1 / 255,
+  mean: [0.5],
+  std: [0.5],
+  channelOrder: 'RGB',
+};
 
 function noiseImages(count: number): Dataset {
   const random = new Random(4);
   const pixels = Uint8Array.from({ length: count * 64 }, () => random.int(256));
-  return memoryDataset('noise', { width: 8, height: 8, channels: 1 }, pixels, Int32Array.from({ length: count }, () => random.int(3)), undefined, 'noise');
+  return memoryDataset(
+    'noise',
+    { width: 8, height: 8, channels: 1 },
+    pixels,
+    Int32Array.from({ length: count }, () => random.int(3)),
+    undefined,
+    'noise',
+  );
 }
 
 /** Roots of the prunable group produced by `producer`, in filter order. */
@@ -121,7 +159,10 @@ describe('wsp: planted dead channels', () => {
     const bytes = encodeModel(dense).bytes;
     const analysis = analyzeChannels(dense);
     const cost = computeCost(dense, analysis.shapes);
-    const planted = new Set([...DEAD_CONV.map((c) => rootsOf(analysis, 'conv1')[c]!), ...DEAD_FC.map((u) => rootsOf(analysis, 'fc1')[u]!)]);
+    const planted = new Set([
+      ...DEAD_CONV.map((c) => rootsOf(analysis, 'conv1')[c]!),
+      ...DEAD_FC.map((u) => rootsOf(analysis, 'fc1')[u]!),
+    ]);
     const keepMacs = new PruningCost(analysis, cost).evaluate(planted).macs / cost.totals.macs;
     const notes: string[] = [];
     const data = { dataset: noiseImages(32), spec: PLANTED_SPEC, samples: 32 };
@@ -145,7 +186,10 @@ function weightDims(model: Model, node: string): number[] {
 
 const mnistData = path.join(SHARED_FIXTURES, 'data/mnist-test');
 const haveMnist = haveShared && fs.existsSync(sharedModel('mnistCnn')) && fs.existsSync(mnistData);
-if (!haveMnist) console.warn('[wsp tests] skipping the MNIST CNN case: the model or data/mnist-test is missing from ../shared/fixtures');
+if (!haveMnist)
+  console.warn(
+    '[wsp tests] skipping the MNIST CNN case: the model or data/mnist-test is missing from ../shared/fixtures',
+  );
 
 describe.skipIf(!haveMnist)('wsp on the PyTorch MNIST CNN', () => {
   async function prunedBy(criterion: 'saliency' | 'weight-proxy') {
@@ -168,7 +212,9 @@ describe.skipIf(!haveMnist)('wsp on the PyTorch MNIST CNN', () => {
       expect(fc1After[1]).toBeLessThan(fc1Before[1]!); // the flattened conv2 channels went with conv2's filters
       expect(weightDims(result.model, '/conv2/Conv')[0]).toBeLessThan(64);
       expect(Math.abs(result.macsRatio - 0.5)).toBeLessThanOrEqual(0.03);
-      expect(notes.join('\n')).toMatch(/pruned [1-9]\d* of 96 conv channels \(\d layers?\) and [1-9]\d* of 128 FC channels \(1 layer\)/);
+      expect(notes.join('\n')).toMatch(
+        /pruned [1-9]\d* of 96 conv channels \(\d layers?\) and [1-9]\d* of 128 FC channels \(1 layer\)/,
+      );
       const images = await Promise.all(Array.from({ length: 16 }, (_, i) => dataset.get(i)));
       const out = Object.values(await outputsOf(result.model, { [spec.name]: toTensor(images, spec) }))[0]!;
       expect([...out.dims]).toEqual([16, 10]);
@@ -181,7 +227,9 @@ describe('wsp options', () => {
   it('refuses the saliency criterion without data, naming --data and the proxy', () => {
     expect(() => wsp.options({}, NO_DATA)).toThrow(RegroupError);
     expect(() => wsp.options({ criterion: 'saliency' }, NO_DATA)).toThrow(WSP_USAGE_WITHOUT_DATA);
-    expect(WSP_USAGE_WITHOUT_DATA).toBe('--method wsp ranks channels by activation and gradient sparsity on labelled images: pass --data, or use --criterion weight-proxy, which needs none');
+    expect(WSP_USAGE_WITHOUT_DATA).toBe(
+      '--method wsp ranks channels by activation and gradient sparsity on labelled images: pass --data, or use --criterion weight-proxy, which needs none',
+    );
     try {
       wsp.options({}, NO_DATA);
     } catch (err) {
@@ -192,7 +240,9 @@ describe('wsp options', () => {
   it('takes weight-proxy without data, saliency with it, and refuses other criteria', () => {
     expect(wsp.options({ criterion: 'weight-proxy' }, NO_DATA)).toEqual({ criterion: 'weight-proxy' });
     expect(wsp.options({}, WITH_DATA)).toEqual({ criterion: 'saliency' });
-    expect(() => wsp.options({ criterion: 'l1' }, WITH_DATA)).toThrow(/--criterion 'l1' is not a wsp criterion; choose one of: saliency, weight-proxy/);
+    expect(() => wsp.options({ criterion: 'l1' }, WITH_DATA)).toThrow(
+      /--criterion 'l1' is not a wsp criterion; choose one of: saliency, weight-proxy/,
+    );
   });
 
   it('is registered, with its --criterion flag', () => {

@@ -28,23 +28,56 @@ const W2 = [
 ];
 const B2 = [0.05, -0.1];
 const PIXELS = [
-  [255, 0, 30, 200], [0, 0, 0, 0], [10, 250, 240, 5], [128, 64, 32, 16], [255, 255, 255, 255], [90, 10, 180, 40],
+  [255, 0, 30, 200],
+  [0, 0, 0, 0],
+  [10, 250, 240, 5],
+  [128, 64, 32, 16],
+  [255, 255, 255, 255],
+  [90, 10, 180, 40],
 ];
 const LABELS = [0, 1, 1, 0, 1, 0];
-const SPEC: InputSpec = { name: 'x', layout: 'NCHW', channels: 1, height: 2, width: 2, dtype: 'float32', scale: 1 / 255, mean: [0], std: [1], channelOrder: 'RGB' };
+const SPEC: InputSpec = {
+  name: 'x',
+  layout: 'NCHW',
+  channels: 1,
+  height: 2,
+  width: 2,
+  dtype: 'float32',
+  scale: 1 / 255,
+  mean: [0],
+  std: [1],
+  channelOrder: 'RGB',
+};
 
 function mlp() {
   const b = new GraphBuilder();
   const x = b.input('x', ['N', 1, 2, 2]);
   const flat = b.op('Flatten', [x], { axis: 1 });
-  const z1 = b.op('Gemm', [flat, b.initializer('w1', Tensor.float32([3, 4], W1.flat())), b.initializer('b1', Tensor.float32([3], B1))], { transB: 1 });
+  const z1 = b.op(
+    'Gemm',
+    [flat, b.initializer('w1', Tensor.float32([3, 4], W1.flat())), b.initializer('b1', Tensor.float32([3], B1))],
+    { transB: 1 },
+  );
   const h = b.op('Relu', [z1], {}, 'relu');
-  b.output(b.op('Gemm', [h, b.initializer('w2', Tensor.float32([2, 3], W2.flat())), b.initializer('b2', Tensor.float32([2], B2))], { transB: 1 }));
+  b.output(
+    b.op(
+      'Gemm',
+      [h, b.initializer('w2', Tensor.float32([2, 3], W2.flat())), b.initializer('b2', Tensor.float32([2], B2))],
+      { transB: 1 },
+    ),
+  );
   return { model: b.model, h };
 }
 
 function dataset() {
-  return memoryDataset('hand', { width: 2, height: 2, channels: 1 }, Uint8Array.from(PIXELS.flat()), LABELS, undefined, 'hand');
+  return memoryDataset(
+    'hand',
+    { width: 2, height: 2, channels: 1 },
+    Uint8Array.from(PIXELS.flat()),
+    LABELS,
+    undefined,
+    'hand',
+  );
 }
 
 /** h and ∂ℓ_n/∂h for every sample, in float64. */
@@ -52,7 +85,12 @@ function byHand(): { h: number[][]; g: number[][] } {
   const out = { h: [] as number[][], g: [] as number[][] };
   PIXELS.forEach((pixels, n) => {
     const x = pixels.map((p) => p / 255);
-    const h = W1.map((row, j) => Math.max(0, row.reduce((s, w, i) => s + w * x[i]!, B1[j]!)));
+    const h = W1.map((row, j) =>
+      Math.max(
+        0,
+        row.reduce((s, w, i) => s + w * x[i]!, B1[j]!),
+      ),
+    );
     const z = W2.map((row, k) => row.reduce((s, w, j) => s + w * h[j]!, B2[k]!));
     const exp = z.map((v) => Math.exp(v - Math.max(...z)));
     const p = exp.map((v) => v / exp.reduce((a, b) => a + b, 0));
