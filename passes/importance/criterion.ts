@@ -53,6 +53,8 @@ export interface ImportanceCriterion {
   /** One line for `--help`. */
   readonly description: string;
   readonly needs: readonly CriterionNeed[];
+  /** Scores at or above this mark channels the criterion's rule never removes (planPruning's `ceiling`). */
+  readonly ceiling?: number;
   /** Values whose measurements the criterion reads (data criteria only): the caller measures these. */
   measuredValues?(analysis: ChannelAnalysis): Value[];
   /** Contributions per coupled channel (root element) of `group`, one per scoring member. */

@@ -12,7 +12,8 @@
  * removes), and a coupled channel scores max over its members (every producer's filter and
  * every consumer's column: the intersection). A global threshold τ on this score removes
  * exactly the channels the rule removes at p = 100·τ in every layer, so planPruning's
- * bisection over τ is the bisection over p that reaches a MACs target.
+ * bisection over τ (capped at 1 by `ceiling`: p ≤ 100) is the bisection over p that reaches
+ * a MACs target.
  */
 import type { Touch } from '../../compiler/analysis/channel-groups.js';
 import { contribute, isWeightTouch, type ImportanceCriterion, type ScoringInput } from './criterion.js';
@@ -22,6 +23,8 @@ export const weightProxy: ImportanceCriterion = {
   name: 'weight-proxy',
   description: 'WSP official code: filter and next-layer column l1 both below the p-th percentile of their layer',
   needs: ['weights'],
+  // Rank 1 (the largest filter or column of a layer) is never below a percentile p ≤ 100.
+  ceiling: 1,
   score(group, input) {
     const ranks = new Map<number, number>();
     for (const t of input.touches) {

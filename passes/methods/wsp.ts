@@ -74,11 +74,12 @@ export const wsp: Method<WspOptions> = {
     const before = computeCost(model, shapes);
     const measurements = await measure(model, analysis, options.criterion, ctx);
     const scores = channelImportance(analysis, { criterion: options.criterion, measurements });
+    const { ceiling } = criterionNamed(options.criterion);
     const plan = planPruning(
       analysis,
       before,
       scores,
-      { keepMacs, roundTo: 1, minChannels: 1 },
+      { keepMacs, roundTo: 1, minChannels: 1, ceiling },
       `wsp ${options.criterion}`,
     );
     const removed = removalSet(plan, analysis, 'wsp plan');

@@ -223,6 +223,30 @@ describe.skipIf(!haveMnist)('wsp on the PyTorch MNIST CNN', () => {
   }
 });
 
+describe('wsp weight-proxy', () => {
+  it('says in a note when the intersection rule cannot reach the target', async () => {
+    // conv1's filter 5 has the largest l1 norm and channel 9 the largest conv2 column: the rule never removes them.
+    const b = new GraphBuilder();
+    const x = b.input('x', [1, 1, 6, 6]);
+    const filters = [0.9, 0.1, 0.5, 0.5, 0.3, 1.2, 0.05, 0.7, 0.5, 0.2];
+    const columns = [0.1, 0.2, 0.8, 0.3, 0.3, 0.05, 0.9, 0.4, 0.6, 1.0];
+    const conv1 = b.op('Conv', [x, b.initializer('w1', Tensor.float32([10, 1, 1, 1], filters))], {}, 'conv1');
+    b.output(
+      b.op('Conv', [b.op('Relu', [conv1]), b.initializer('w2', Tensor.float32([1, 10, 1, 1], columns))], {}, 'conv2'),
+    );
+    const notes: string[] = [];
+    const result = await wsp.structure(
+      b.model,
+      wsp.options({ criterion: 'weight-proxy' }, NO_DATA),
+      0.05,
+      context(notes),
+    );
+    expect(weightDims(result.model, 'conv1')).toEqual([2, 1, 1, 1]);
+    expect(result.macsRatio).toBeCloseTo(0.2, 12);
+    expect(notes.join('\n')).toMatch(/kept 20\.0% of MACs instead of 5\.0% .*intersection rule cannot remove/);
+  });
+});
+
 describe('wsp options', () => {
   it('refuses the saliency criterion without data, naming --data and the proxy', () => {
     expect(() => wsp.options({}, NO_DATA)).toThrow(RegroupError);
