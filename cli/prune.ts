@@ -12,6 +12,7 @@ import { constantOf } from '../compiler/ir/constants.js';
 import type { Model } from '../compiler/ir/model.js';
 import { loadModel, saveModel, writeAtomic } from '../compiler/onnx/io.js';
 import { applyChannelMap, channelImportance, planPruning, PREPARE, removalSet, runPasses, TIDY, type Aggregation, type Criterion, type PruningPlan } from '../passes/index.js';
+import { criterionNamed } from '../passes/importance.js';
 import { parseInputShapes } from './api.js';
 import { fileBytes } from './evaluate.js';
 import { REPORT_FORMAT, REPORT_VERSION, type Report } from './report/schema.js';
@@ -81,7 +82,8 @@ export async function pruneModel(input: string, output: string, options: PruneOp
     writeUnchanged(input, output, options.force);
     return report(input, output, before, before, analysis, undefined, [], notes, started, 'none', false);
   }
-  const plan = options.plan ? readPlan(options.plan) : planPruning(analysis, before, channelImportance(analysis, options), options, options.criterion ?? 'l1');
+  const { ceiling } = criterionNamed(options.criterion ?? 'l1');
+  const plan = options.plan ? readPlan(options.plan) : planPruning(analysis, before, channelImportance(analysis, options), { ...options, ceiling }, options.criterion ?? 'l1');
   if (options.savePlan) writeAtomic(options.savePlan, [Buffer.from(JSON.stringify(plan, null, 2) + '\n')]);
   const layersBefore = channelsOf(model);
   applyChannelMap(model, analysis, removalSet(plan, analysis, options.plan ?? 'plan'));

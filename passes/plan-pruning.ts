@@ -29,6 +29,11 @@ export interface PlanOptions {
   roundTo?: number;
   /** Fewest channels a group keeps (default 1). */
   minChannels?: number;
+  /**
+   * Global mode: channels scoring at or above this are never removed, however far the target
+   * (a criterion's rule can forbid them, e.g. weight-proxy's percentile rank 1). Default +∞.
+   */
+  ceiling?: number;
 }
 
 export interface PlanGroup {
@@ -117,7 +122,11 @@ export function planPruning(analysis: ChannelAnalysis, cost: CostReport, scores:
     const { macs, params } = pricing.evaluate(removed);
     return metric === 'macs' ? macs / pricing.macsBefore : params / pricing.paramsBefore;
   };
-  const build = (level: number) => keepEveryValueAlive(removalAt(groups, analysis, scores, level, options.uniform ?? false, roundTo, minChannels), analysis, scores, roundTo);
+  const ceiling = options.uniform ? Infinity : (options.ceiling ?? Infinity);
+  const build = (level: number) => {
+    const removed = removalAt(groups, analysis, scores, Math.min(level, ceiling), options.uniform ?? false, roundTo, minChannels);
+    return keepEveryValueAlive(removed, analysis, scores, roundTo);
+  };
   // Bisection over the level (threshold τ, or uniform pruned fraction): more level, less kept.
   const levels = options.uniform ? undefined : [...new Set(groups.flatMap((g) => [...g.roots].map((r) => scores.get(r) ?? 0)))].sort((a, b) => a - b);
   let lo = 0;

@@ -210,8 +210,9 @@ function measurements(data: Data, options: CompressOptions, seed: number): Measu
       const probe = await OutputProbe.open(reference, data.train, data.spec, { ...session, samples });
       return { samples, divergence: (candidate) => probe.divergence(candidate) };
     },
-    async channelSaliency() {
-      throw new RegroupError('unsupported', 'channel saliency is not available in this build');
+    async channelSaliency(model, values, samples = 256) {
+      const { channelSaliency } = await import('../../runtime/saliency.js');
+      return channelSaliency(model, data.train, data.spec, values, { ...session, samples });
     },
   };
 }

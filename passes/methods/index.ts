@@ -9,8 +9,9 @@ import type { AnyMethod, MethodFlag } from './method.js';
 import { sgBalanced } from './sg-balanced.js';
 import { sgCnn } from './sg-cnn.js';
 import { uniform } from './uniform.js';
+import { wsp } from './wsp.js';
 
-export const METHODS: readonly AnyMethod[] = [sgCnn, sgBalanced, uniform, l1, l1Uniform];
+export const METHODS: readonly AnyMethod[] = [sgCnn, sgBalanced, uniform, l1, l1Uniform, wsp];
 
 /** The method `compress` runs when none is named. */
 export const DEFAULT_METHOD = 'sg-cnn';

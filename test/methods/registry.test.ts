@@ -71,6 +71,16 @@ describe('compress: bad input', () => {
     expect(r.stderr).toMatch(/--groups applies to --method sg-cnn, not to uniform/);
   });
 
+  it('wsp with its paper criterion needs --data, and says so and names the proxy', async () => {
+    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'wsp');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--method wsp ranks channels by activation and gradient sparsity on labelled images: pass --data, or use --criterion weight-proxy/);
+    const proxy = await regroup('compress', TINY, '-o', path.join(tmp, 'p.onnx'), '--keep-macs', '0.5', '--method', 'wsp', '--criterion', 'weight-proxy', '--no-latency', '--json');
+    expect(proxy.code, proxy.stderr).toBe(0);
+    const report = JSON.parse(proxy.stdout);
+    expect(report.totals.macsAfter / report.totals.macsBefore).toBeLessThan(0.6);
+  });
+
   it('a quantized model is refused exactly as prune refuses it: exit 1, nothing written', async () => {
     const file = path.join(tmp, 'qdq.onnx');
     saveModel(qdqModel(), file);
