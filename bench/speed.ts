@@ -4,14 +4,15 @@
  * ../shared/fixtures and the project's Fashion-MNIST ResNet, compressed by `compressModel`
  * exactly as `regroup compress` does — sg-cnn and sg-balanced with the cost model's
  * lowering and with --tune (candidate forms measured per layer at batch 1), uniform groups,
- * L1 channel pruning — then timed side by side with the dense model in onnxruntime CPU (all
+ * L1 channel pruning, WSP (weight proxy: no data here), DCFF — then timed side by side with the dense model in onnxruntime CPU (all
  * graph optimisations) at batch 1 and 8 in interleaved rounds.
  *
  * "× MACs" is the realised speed-up divided by the structural MACs reduction
  * (speed-up × MACs ratio): 1.0 means latency fell exactly as the learned structure's MACs.
  *
  * Run: node dist/bench/speed.js [--keep 0.5] [--runs 40] [--rounds 8] [--threads 0]
- *      [--models resnet18,fmnist] [--methods sg-cnn,sg-cnn+tune,sg-balanced,sg-balanced+tune,uniform,l1]
+ *      [--models resnet18,fmnist] [--methods sg-cnn,sg-cnn+tune,sg-balanced,sg-balanced+tune,uniform,l1,wsp,dcff]
+ * A label is a registered method name, +tune to measure lowerings; `wsp` runs its weight proxy.
  */
 import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
@@ -29,7 +30,7 @@ const runs = args.number('--runs', 40);
 const rounds = args.number('--rounds', 8);
 const threads = args.number('--threads', 0);
 const wanted = args.string('--models', 'resnet18,fmnist').split(',');
-const methods = args.string('--methods', 'sg-cnn,sg-cnn+tune,sg-balanced,sg-balanced+tune,uniform,l1').split(',');
+const methods = args.string('--methods', 'sg-cnn,sg-cnn+tune,sg-balanced,sg-balanced+tune,uniform,l1,wsp,dcff').split(',');
 const MODELS: Record<string, string> = {
   resnet18: path.resolve(ROOT, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'),
   fmnist: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'),
@@ -49,7 +50,8 @@ for (const name of wanted) {
   for (const label of methods) {
     const [method, tune] = [label.replace('+tune', ''), label.endsWith('+tune')];
     const output = path.join(scratch, `${name}-${label}.onnx`);
-    const outcome = await compressModel(file, { output, method, keepMacs: keep, finetune: 'none', latency: false, tune, seed: 0, threads });
+    const methodOptions = method === 'wsp' ? { criterion: 'weight-proxy' } : {};
+    const outcome = await compressModel(file, { output, method, methodOptions, keepMacs: keep, finetune: 'none', latency: false, tune, seed: 0, threads });
     outcomes.set(label, outcome);
     const model = loadModel(output);
     timed.push({ key: label, bytes: fs.readFileSync(output), model });
