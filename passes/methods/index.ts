@@ -4,9 +4,10 @@
  * nothing else in regroup dispatches on a method's name.
  */
 import { RegroupError } from '../../compiler/errors.js';
+import { dcff } from './dcff.js';
 import type { AnyMethod, MethodFlag } from './method.js';
 
-export const METHODS: readonly AnyMethod[] = [];
+export const METHODS: readonly AnyMethod[] = [dcff];
 
 /** The method called `name`, or a usage error that lists the registry. */
 export function methodNamed(name: string): AnyMethod {
