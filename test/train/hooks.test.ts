@@ -44,7 +44,7 @@ async function stepOnce(model: Model, spec: TrainingSpec, lr: number) {
   const runner = await StepRunner.create(buildTrainingGraph(model, spec), { optimization: 'disabled' });
   try {
     const out = await runner.step({ ...batch(3), lr, step: 1 });
-    return { loss: out.loss, values: runner.trainedValues(() => true), runner: undefined };
+    return { loss: out.loss, values: runner.trainedValues(() => true) };
   } finally {
     await runner.release();
   }
@@ -87,7 +87,7 @@ describe('loss terms and fed tensors in the step model', () => {
       const { data, labels } = batch(5);
       const before = runner.trainedValues(() => true).get('conv1.bias')!.data.slice();
       await runner.step({ data, labels, lr: 0.1, step: 1 });
-      expect(Array.from(runner.trainedValues(() => true).get('conv1.bias')!.data)).toEqual(Array.from(before));
+      expect(Array.from(runner.trainedValues(() => true).get('conv1.bias')!.data as Float32Array)).toEqual(Array.from(before as Float32Array));
       const logits = (await runner.forward(data, labels)).data as Float32Array;
       runner.setFed('conv1.bias', Tensor.float32([6], new Float32Array(6).fill(3)));
       const moved = (await runner.forward(data, labels)).data as Float32Array;
