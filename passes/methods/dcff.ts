@@ -20,9 +20,13 @@
  * row minimum), so nothing but the current tensors decides the refresh and a resumed run
  * repeats it. `finish` bakes W̃ = P_top · W into ordinary, narrower Conv/Gemm weights.
  *
+ * The kept set is chosen by the KL scores of the dense filters; P_top is computed on the full
+ * banks (input side already pruned), and the first epoch's refresh recomputes both from them.
+ *
  * A group is fused only when every producer is a plain Conv (group 1) or a Gemm with transB,
  * no channel is pinned, and its members are weights, per-channel parameters, consumers and
- * Concat inputs; other planned groups are pruned by L1 selection, named with the reason.
+ * Concat inputs; other planned groups are pruned by L1 selection, and pinned groups stay —
+ * each named with the reason (ctx.note).
  * `fromScratch` (the paper's setting) re-initialises weights He-normal (seeded) first.
  */
 import type { ChannelAnalysis, ChannelGroup, Touch } from '../../compiler/analysis/channel-groups.js';
@@ -115,12 +119,15 @@ function chooseChannels(plan: PruningPlan, analysis: ChannelAnalysis, ctx: Struc
   const removed = new Set<number>();
   const fused: GroupFusion[] = [];
   let selected = 0;
+  for (const group of analysis.groups) {
+    if (!group.prunable) ctx.note(`dcff: group of ${group.producers[0]} (${group.channels} channels) stays: pinned (${group.reasons[0] ?? 'no prunable channel'})`);
+  }
   for (const pg of plan.groups) {
     if (pg.keep >= pg.channels) continue;
     const group = analysis.groups[pg.id]!;
     const fusable = fusableProducers(group, analysis);
     if (typeof fusable === 'string') {
-      ctx.note(`dcff: group of '${group.producers[0]}' (${pg.channels} → ${pg.keep} channels) pruned by L1 selection, not fused: ${fusable}`);
+      ctx.note(`dcff: group of ${group.producers[0]} (${pg.channels} → ${pg.keep} channels) pruned by L1 selection, not fused: ${fusable}`);
       for (const position of pg.removed) removed.add(group.roots[position]!);
       selected++;
       continue;
@@ -182,8 +189,8 @@ function groupFilters(weights: readonly Tensor[], positions: readonly (readonly 
   return { rows: channels, dim, data };
 }
 
-/** Mean-normalised L1 of each coupled channel's producer filters (the planner's scores). */
-function l1Scores(analysis: ChannelAnalysis): Map<number, number> {
+/** Mean-normalised L1 of each coupled channel's producer filters (the planner's scores, by root element). */
+export function l1Scores(analysis: ChannelAnalysis): Map<number, number> {
   const sums = new Map<number, number>();
   for (const t of analysis.touches) {
     if (t.role !== 'out-channels' || t.inputIndex !== 1) continue;
@@ -252,7 +259,7 @@ function insertFusion(model: Model, f: GroupFusion, banks: ReadonlyMap<Node, Rea
   const identity = Array.from({ length: channels }, (_, c) => c);
   const code = fusionCode(groupFilters(f.producers.map((node) => banks.get(node)!.get(1)!.tensor), f.producers.map(() => identity)), fusionTemperature(0, 1));
   const pTop = Tensor.fromArray(DataType.FLOAT, [f.rows.length, channels], Float32Array.from(selectRows(code, f.rows)));
-  const pValue = graph.addInitializer(`dcff/${f.group.producers[0]}.p_top`, pTop, { fresh: true });
+  const pValue = graph.addInitializer(`${banks.get(f.producers[0]!)!.get(1)!.name}.p_top`, pTop, { fresh: true });
   const tensors: FusedTensor[] = [];
   const weights: string[] = [];
   for (const node of f.producers) {

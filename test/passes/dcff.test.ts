@@ -63,6 +63,8 @@ describe.each(['fmnist-resnet', 'fmnist-vgg'])('dcff on %s at keepMacs 0.5', (na
     expect(Math.abs(structured.macsRatio - 0.5)).toBeLessThan(0.05);
     expect(structured.connectivity.size).toBe(0);
     expect(notes.join('\n')).toMatch(/dcff: [1-9]\d* channel group\(s\) fused/);
+    expect(notes.join('\n')).toMatch(/dcff: group of Gemm 'head.fc' \(10 channels\) stays: pinned \(graph output 'logits'\)/);
+    expect(structured.hooks!.frozen!.every((name) => name.endsWith('.weight.p_top'))).toBe(true);
     const ops = (m: Model) => [...m.graph.nodes()].map((n) => n.opType);
     expect(ops(structured.model)).toEqual(ops(dense)); // baked: an ordinary model, same ops
     expect(ops(structured.hooks!.model!).filter((op) => op === 'MatMul').length).toBe(structured.hooks!.trainable!.length);
