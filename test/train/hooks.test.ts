@@ -15,7 +15,7 @@ import type { Model } from '../../compiler/ir/model.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { Random } from '../../compiler/util/random.js';
 import { loadModel } from '../../compiler/onnx/io.js';
-import { dcff } from '../../passes/methods/dcff.js';
+import { dcff, refreshCodes } from '../../passes/methods/dcff.js';
 import type { TrainingHooks } from '../../passes/methods/method.js';
 import { openDataset } from '../../runtime/data/datasets.js';
 import { presetSpec } from '../../runtime/data/preprocess.js';
@@ -179,6 +179,17 @@ describe('DCFF fine-tuning through the hooks', () => {
     expect([...loadModel(straightFile).graph.nodes()].some((n) => n.opType === 'MatMul')).toBe(false); // checkpoints are baked
     await expect(train(s.model, options({ ...s.hooks!, trainable: [] }, { checkpoint: resumedFile, resume: true }))).rejects.toThrow(/other settings \(hookTrainable/);
   }, 90_000);
+
+  it('masks come from the trained model, never from its fed tensors: a P_top with exact zeros (T = 1e4) trains', async () => {
+    const s = await structured();
+    const model = s.hooks!.model!;
+    const current = (name: string) => model.graph.initializers.get(name)!.constValue!;
+    const groups = s.hooks!.frozen!.map((pTop) => ({ pTop, keep: current(pTop).dims[0]!, channels: current(pTop).dims[1]!, weights: s.hooks!.trainable!.filter((n) => n.endsWith('.weight.full') && current(n).dims[0] === current(pTop).dims[1] && pTop.startsWith(n.slice(0, -5))), tensors: [] }));
+    for (const [name, tensor] of refreshCodes(groups, 1e4, current)) model.graph.setInitializer(model.graph.initializers.get(name)!, tensor);
+    expect(s.hooks!.frozen!.some((name) => current(name).toFloat64().includes(0))).toBe(true);
+    const result = await finetune(s.model, options({ ...s.hooks!, beforeEpoch: undefined }, { epochs: 1, limit: 32 }));
+    expect(result.masks.tensors).toBe(0);
+  });
 
   it('refuses the local phase with hooks that train another model', async () => {
     const s = await structured();
