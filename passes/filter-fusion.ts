@@ -126,7 +126,9 @@ export function selectRows(code: FusionCode, rows: readonly number[]): Float64Ar
 /** W̃ = P_top · W: P_top is m × C, W is C × rowSize (row-major); result m × rowSize in float64. */
 export function fuseRows(pTop: ArrayLike<number>, m: number, weights: ArrayLike<number>, channels: number): Float64Array {
   const rowSize = weights.length / channels;
-  if (!Number.isInteger(rowSize) || pTop.length !== m * channels) throw new RegroupError('invalid-ir', `fusion: P_top ${m}×? and W of ${weights.length} elements do not match ${channels} channels`);
+  if (!Number.isInteger(rowSize) || pTop.length !== m * channels) {
+    throw new RegroupError('invalid-ir', `fusion: P_top of ${pTop.length} elements (${m} rows) and W of ${weights.length} do not match ${channels} channels`);
+  }
   const out = new Float64Array(m * rowSize);
   for (let r = 0; r < m; r++) {
     for (let c = 0; c < channels; c++) {

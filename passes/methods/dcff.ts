@@ -78,7 +78,9 @@ const FUSION_TEMPERATURE_TEXT = 'from 1 to 1e4 over the fine-tuning epochs';
 export const dcff: Method<DcffOptions> = {
   name: 'dcff',
   description: 'DCFF filter fusion (Lin et al. 2021): keep each layer\'s m most distinct filters by KL score and fuse all filters into them',
-  flags: [{ flags: '--from-scratch', key: 'fromScratch', kind: 'boolean', description: 'dcff: re-initialise the weights (He-normal, seeded) before fusing, as in the paper' }],
+  flags: [
+    { flags: '--from-scratch', key: 'fromScratch', kind: 'boolean', description: 'dcff: re-initialise the weights (He-normal, seeded) before fusing, as in the paper' },
+  ],
   options: (raw) => ({ fromScratch: raw.fromScratch === true }),
   structure: async (dense, options, keepMacs, ctx) => structureDcff(dense, options, keepMacs, ctx),
 };
@@ -100,7 +102,8 @@ export function structureDcff(dense: Model, options: DcffOptions, keepMacs: numb
   const hooks = fusionHooks(model, groups);
   const structured = hooks.finish!(model);
   const macsAfter = computeCost(structured, inferShapes(structured)).totals.macs;
-  ctx.note(`dcff: ${groups.length} channel group(s) fused (${groups.reduce((n, g) => n + g.tensors.length, 0)} tensors), ${layout.selected} pruned by L1 selection; T ${FUSION_TEMPERATURE_TEXT}`);
+  const tensors = groups.reduce((n, g) => n + g.tensors.length, 0);
+  ctx.note(`dcff: ${groups.length} channel group(s) fused (${tensors} tensors), ${layout.selected} pruned by L1 selection; T ${FUSION_TEMPERATURE_TEXT}`);
   return { model: structured, connectivity: new Map(), macsRatio: macsAfter / cost.totals.macs, hooks };
 }
 
@@ -120,7 +123,8 @@ function chooseChannels(plan: PruningPlan, analysis: ChannelAnalysis, ctx: Struc
   const fused: GroupFusion[] = [];
   let selected = 0;
   for (const group of analysis.groups) {
-    if (!group.prunable) ctx.note(`dcff: group of ${group.producers[0]} (${group.channels} channels) stays: pinned (${group.reasons[0] ?? 'no prunable channel'})`);
+    if (group.prunable) continue;
+    ctx.note(`dcff: group of ${group.producers[0]} (${group.channels} channels) stays: pinned (${group.reasons[0] ?? 'no prunable channel'})`);
   }
   for (const pg of plan.groups) {
     if (pg.keep >= pg.channels) continue;
@@ -137,7 +141,7 @@ function chooseChannels(plan: PruningPlan, analysis: ChannelAnalysis, ctx: Struc
     group.roots.forEach((root, channel) => {
       if (!top.has(channel)) removed.add(root);
     });
-    const rows = fusable[0]!.positions.map((position, channel) => [position, channel] as const).sort((a, b) => a[0] - b[0]).map(([, channel]) => channel).filter((c) => top.has(c));
+    const rows = channelsByPosition(fusable[0]!.positions).filter((channel) => top.has(channel));
     fused.push({ group, producers: fusable.map((p) => p.node), positions: fusable.map((p) => p.positions), rows });
   }
   return { removed, fused, selected };
@@ -160,9 +164,14 @@ function fusableProducers(group: ChannelGroup, analysis: ChannelAnalysis): { nod
     producers.push({ node: t.node, positions });
   }
   if (producers.length === 0) return 'no producer weight';
-  const order = (p: number[]) => p.map((position, channel) => [position, channel]).sort((a, b) => a[0]! - b[0]!).map(([, c]) => c).join(',');
+  const order = (positions: readonly number[]) => channelsByPosition(positions).join(',');
   if (producers.some((p) => order(p.positions) !== order(producers[0]!.positions))) return 'its producers order the coupled channels differently';
   return producers;
+}
+
+/** Group channels in the order of their positions on a producer's output axis. */
+function channelsByPosition(positions: readonly number[]): number[] {
+  return positions.map((position, channel) => [position, channel] as const).sort((a, b) => a[0] - b[0]).map(([, channel]) => channel);
 }
 
 function producerProblem(t: Touch): string | undefined {
@@ -344,7 +353,9 @@ export function bakeFusion(trained: Model, groups: readonly FusedGroup[]): Model
     for (const t of g.tensors) {
       const full = graph.initializers.get(t.full);
       const pTop = graph.initializers.get(t.pTop)?.constValue;
-      if (!full?.constValue || !pTop) throw new RegroupError('invalid-ir', `dcff: the trained model has no '${t.full}' or '${t.pTop}'; it is not the model the hooks built`);
+      if (!full?.constValue || !pTop) {
+        throw new RegroupError('invalid-ir', `dcff: the trained model has no '${t.full}' or '${t.pTop}'; it is not the model the hooks built`);
+      }
       const baked = fuseRows(pTop.toFloat64(), g.keep, full.constValue.toFloat64(), g.channels);
       replaceChain(model, full, Tensor.fromArray(DataType.FLOAT, t.compactDims, Float32Array.from(baked)));
     }
@@ -360,7 +371,9 @@ function replaceChain(model: Model, full: Value, baked: Tensor): void {
   const rows = full.uses()[0]?.node;
   const fuse = rows?.output(0).uses()[0]?.node;
   const compact = fuse?.output(0).uses()[0]?.node;
-  if (!rows || !fuse || !compact || full.useCount !== 1 || compact.opType !== 'Reshape') throw new RegroupError('invalid-ir', `dcff: '${full.name}' does not feed a Reshape → MatMul → Reshape fusion chain`);
+  if (!rows || !fuse || !compact || full.useCount !== 1 || compact.opType !== 'Reshape') {
+    throw new RegroupError('invalid-ir', `dcff: '${full.name}' does not feed a Reshape → MatMul → Reshape fusion chain`);
+  }
   const name = full.name.endsWith('.full') ? full.name.slice(0, -'.full'.length) : full.name;
   const value = graph.addInitializer(graph.names.has(name) ? `${name}.fused` : name, baked, { fresh: graph.names.has(name) });
   compact.output(0).replaceAllUsesWith(value);
