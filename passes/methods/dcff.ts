@@ -104,7 +104,8 @@ export function structureDcff(dense: Model, options: DcffOptions, keepMacs: numb
   const macsAfter = computeCost(structured, inferShapes(structured)).totals.macs;
   const tensors = groups.reduce((n, g) => n + g.tensors.length, 0);
   ctx.note(`dcff: ${groups.length} channel group(s) fused (${tensors} tensors), ${layout.selected} pruned by L1 selection; T ${FUSION_TEMPERATURE_TEXT}`);
-  return { model: structured, connectivity: new Map(), macsRatio: macsAfter / cost.totals.macs, hooks };
+  const result = { model: structured, connectivity: new Map(), macsRatio: macsAfter / cost.totals.macs };
+  return groups.length > 0 ? { ...result, hooks } : result;
 }
 
 /** A group to fuse: its producers (with their positions of each group channel) and the kept channels. */
