@@ -156,6 +156,12 @@ describe('dcff structure', () => {
     expect(Buffer.from(a).equals(Buffer.from(plain))).toBe(false);
   });
 
+  it('keeps everything and brings no hooks at keepMacs 1', async () => {
+    const structured = await dcff.structure(prepared('fmnist-vgg'), { fromScratch: false }, 1, context());
+    expect(structured.hooks).toBeUndefined();
+    expect(structured.macsRatio).toBe(1);
+  });
+
   it('is in the registry with its flag', () => {
     const method = methodNamed('dcff');
     expect(method.flags.map((f) => f.flags)).toEqual(['--from-scratch']);
