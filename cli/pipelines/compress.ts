@@ -223,7 +223,6 @@ function measurements(data: Data, options: CompressOptions, seed: number): Measu
 async function fineTune(structured: Structured, dense: Model, data: Data | undefined, options: CompressOptions, notes: string[]): Promise<Model> {
   const scheme = options.finetune ?? (data ? 'local+global' : 'none');
   if (scheme === 'none' || !data) return structured.model;
-  if (structured.hooks) throw new RegroupError('unsupported', 'training hooks are not wired into fine-tuning yet');
   const [{ finetune }, { defaultAugmentation }] = await Promise.all([import('../../runtime/train/finetune.js'), import('../../runtime/train/augment.js')]);
   const kd = options.kd !== false;
   const [temperature, alpha] = [options.kdTemperature ?? 4, options.kdAlpha ?? 0.9];
@@ -244,6 +243,7 @@ async function fineTune(structured: Structured, dense: Model, data: Data | undef
     local: scheme === 'local' ? 'only' : scheme === 'local+global' ? 'then-global' : undefined,
     dense: scheme === 'global' ? undefined : dense,
     onProgress: options.onProgress,
+    hooks: structured.hooks,
   });
   const samples = options.limit ? ` on ${options.limit} samples` : '';
   const loss = kd ? `distillation from the dense model (T ${temperature}, α ${alpha})` : 'cross-entropy';

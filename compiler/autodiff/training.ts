@@ -9,11 +9,12 @@
  *   1. every BatchNormalization switches to batch statistics (batchnorm-training.ts); its
  *      running mean/var become state carried with PyTorch momentum;
  *   2. trainable parameters (default: float initializers feeding a Conv/ConvTranspose/Gemm/
- *      MatMul weight or bias or a BatchNormalization scale or bias, minus `frozen`) and the
- *      BN statistics become graph inputs; frozen ones stay initializers;
- *   3. the loss (losses.ts) is appended on the logits, then its gradient with respect to
- *      the parameters (gradients.ts), then the optimizer update (optimizers.ts), with
- *      masks applied to gradients and updates.
+ *      MatMul weight or bias or a BatchNormalization scale or bias, minus `frozen`, plus
+ *      `trainable`) and the BN statistics become graph inputs; frozen ones stay initializers;
+ *      `fed` initializers become inputs that are fed every step and never updated;
+ *   3. the loss (losses.ts) is appended on the logits, plus every `lossTerms` scalar, then its
+ *      gradient with respect to the parameters (gradients.ts), then the optimizer update
+ *      (optimizers.ts), with masks applied to gradients and updates.
  *
  * Dropout nodes stay in inference form (identity): the step model is deterministic.
  * Data inputs get a symbolic batch dim (an exporter's fixed batch becomes 'N'; other dims
@@ -34,9 +35,9 @@ import { emitLoss } from './losses.js';
 import { parameterConstantsToInitializers } from './constants.js';
 import { cloneModel, ensureOpset } from './opset.js';
 import { emitOptimizer, type ParameterUpdate } from './optimizers.js';
-import type { CarriedTensor, TrainingGraph, TrainingSpec } from './types.js';
+import type { CarriedTensor, FedTensor, LossTerm, TrainingGraph, TrainingSpec } from './types.js';
 
-export type { TrainingGraph, TrainingSpec };
+export type { LossTerm, TrainingGraph, TrainingSpec };
 
 /** Ops whose inputs 1 and 2 (weight, bias / scale, bias) are trainable by default. */
 const PARAMETER_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'BatchNormalization']);
@@ -63,6 +64,7 @@ export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: Tr
   const dataInputs = graph.inputs.filter((v) => !v.isInitializer());
   const batch = makeBatchSymbolic(copy, dataInputs, logits, options.inputShapes ?? {});
   const params = trainableParameters(graph, spec);
+  const fedInputs = fedTensors(graph, spec, params);
   const masks = maskTensors(params, spec.masks);
   const bn = lowerTrainingBatchNorms(copy, { momentum: spec.bnMomentum ?? 0.1 });
   const dtype = logitsType(copy, logits);
@@ -70,7 +72,7 @@ export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: Tr
   const paramInits = new Map(params.map((p) => [p.name, carryAsInput(graph, p, masks.get(p.name))]));
   const statInits = bn.updates.map((u) => [carryAsInput(graph, u.mean), carryAsInput(graph, u.variance)] as const);
   const e = new Emitter(graph, copy.opset('') ?? 17, 'train');
-  const loss = emitLoss(e, spec.loss, { logits, labels: inputs.labels, teacherLogits: inputs.teacherLogits, dtype });
+  const loss = addLossTerms(e, emitLoss(e, spec.loss, { logits, labels: inputs.labels, teacherLogits: inputs.teacherLogits, dtype }), spec.lossTerms ?? []);
   const result = appendGradients(copy, { loss, wrt: params, regions: bn.regions, options });
   const updates: ParameterUpdate[] = params.map((p) => ({ name: p.name, value: p, gradient: result.gradients.get(p)!, mask: maskValue(e, masks.get(p.name), dtype) }));
   const carried = new CarrySet(graph);
@@ -87,6 +89,7 @@ export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: Tr
     model: copy,
     inputs: { data: dataInputs.map((v) => v.name), labels: inputs.labels.name, teacherLogits: inputs.teacherLogits?.name, lr: inputs.lr.name, step: inputs.step.name },
     params: paramCarry,
+    fed: fedInputs,
     state: [...slotCarry, ...statCarry],
     outputs: { loss: lossOut.name, logits: logitsOut.name },
   };
@@ -131,10 +134,13 @@ function logitsType(model: Model, logits: Value): DataType {
   return dtype;
 }
 
-/** Default trainable set (initializers feeding weights/biases/BN affine) minus frozen, in first-use order. */
+/**
+ * Default trainable set (initializers feeding weights/biases/BN affine) minus frozen and fed,
+ * in first-use order, then the extra `trainable` names in the spec's order.
+ */
 function trainableParameters(graph: Graph, spec: TrainingSpec): Value[] {
-  const frozen = new Set(spec.frozen ?? []);
-  for (const name of frozen) if (!graph.initializers.has(name)) throw new RegroupError('usage', `frozen parameter '${name}' is not an initializer of the model`);
+  const frozen = new Set([...(spec.frozen ?? []), ...(spec.fed ?? [])]);
+  for (const name of spec.frozen ?? []) if (!graph.initializers.has(name)) throw new RegroupError('usage', `frozen parameter '${name}' is not an initializer of the model`);
   const found: Value[] = [];
   for (const node of graph.nodes()) {
     if (!PARAMETER_OPS.has(node.opType) || (node.domain !== '' && node.domain !== 'ai.onnx')) continue;
@@ -142,7 +148,37 @@ function trainableParameters(graph: Graph, spec: TrainingSpec): Value[] {
       if (v?.isInitializer() && v.constValue!.dtype === DataType.FLOAT && !frozen.has(v.name) && !found.includes(v)) found.push(v);
     }
   }
+  for (const name of spec.trainable ?? []) {
+    const value = graph.initializers.get(name);
+    if (!value?.constValue || value.constValue.dtype !== DataType.FLOAT) throw new RegroupError('usage', `trainable '${name}' is not a float32 initializer of the model`);
+    if (frozen.has(name)) throw new RegroupError('usage', `'${name}' is listed as trainable and as frozen or fed; choose one`);
+    if (!found.includes(value)) found.push(value);
+  }
   return found;
+}
+
+/** `base` plus every loss term, each looked up against the step graph's values by name. */
+function addLossTerms(e: Emitter, base: Value, terms: readonly LossTerm[]): Value {
+  if (terms.length === 0) return base;
+  const byName = e.graph.valueMap();
+  const lookup = (name: string): Value => {
+    const value = byName.get(name);
+    if (!value) throw new RegroupError('usage', `a loss term asks for '${name}', which is not a value of the training model`);
+    return value;
+  };
+  let total = base;
+  for (const term of terms) total = e.add(total, term(e, lookup));
+  return total;
+}
+
+/** The `fed` initializers made step inputs (never trainable, never carried). */
+function fedTensors(graph: Graph, spec: TrainingSpec, params: readonly Value[]): FedTensor[] {
+  return (spec.fed ?? []).map((name) => {
+    const value = graph.initializers.get(name);
+    if (!value?.constValue) throw new RegroupError('usage', `fed tensor '${name}' is not an initializer of the model`);
+    if (params.includes(value)) throw new RegroupError('usage', `'${name}' cannot be both trained and fed; freeze it (TrainingSpec.frozen) to feed it`);
+    return { name, input: name, init: carryAsInput(graph, value) };
+  });
 }
 
 /** Masks by parameter name, checked against the parameters' shapes. */

@@ -11,7 +11,16 @@
  * same session runs every step and the trainer owns the numbers between steps.
  */
 import type { Model } from '../ir/model.js';
+import type { Value } from '../ir/node.js';
 import type { Tensor } from '../ir/tensor.js';
+import type { Emitter } from './emitter.js';
+
+/**
+ * An extra loss term: the builder calls it with the step graph's emitter and a lookup of the
+ * training model's initializers and trainable tensors by name, and adds the returned float
+ * scalar to the loss before taking gradients (e.g. λ·Σw², a MACs penalty).
+ */
+export type LossTerm = (e: Emitter, value: (name: string) => Value) => Value;
 
 /** Cross-entropy on labels, or distillation from teacher logits mixed with it. */
 export type LossSpec =
@@ -50,6 +59,24 @@ export interface TrainingSpec {
   masks?: ReadonlyMap<string, Tensor>;
   /** Running-statistics momentum in PyTorch's sense (new = (1−m)·old + m·batch); default 0.1. */
   bnMomentum?: number;
+  /** Initializers to train besides the default set (any float initializer, e.g. a filter bank behind a MatMul). */
+  trainable?: readonly string[];
+  /**
+   * Initializers that become step-model inputs fed on every step but never updated nor carried
+   * (derived tensors the trainer may replace between steps, e.g. DCFF's fusion matrix).
+   */
+  fed?: readonly string[];
+  /** Scalars added to the loss before the gradients are taken. */
+  lossTerms?: readonly LossTerm[];
+}
+
+/** An initializer turned into a step-model input that the trainer feeds (TrainingSpec.fed). */
+export interface FedTensor {
+  /** Initializer name in the inference model (= the step input's name). */
+  readonly name: string;
+  readonly input: string;
+  /** Its value in the model the step graph was built from. */
+  readonly init: Tensor;
 }
 
 /** One tensor that flows from a step's output into the next step's input. */
@@ -81,13 +108,15 @@ export interface TrainingGraph {
   };
   /** Trainable parameters, in a stable order. */
   readonly params: readonly CarriedTensor[];
+  /** Fed, never updated inputs (TrainingSpec.fed), in the spec's order. */
+  readonly fed: readonly FedTensor[];
   /**
    * Everything else carried between steps: optimizer slots (momentum, Adam moments) and
    * BatchNormalization running mean/var (`name` = the inference initializer for those).
    */
   readonly state: readonly CarriedTensor[];
   readonly outputs: {
-    /** float scalar, mean over the batch. */
+    /** float scalar, mean over the batch (plus the spec's loss terms). */
     readonly loss: string;
     /** Student logits for this batch (for training accuracy). */
     readonly logits: string;

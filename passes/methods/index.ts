@@ -4,6 +4,7 @@
  * nothing else in regroup dispatches on a method's name.
  */
 import { RegroupError } from '../../compiler/errors.js';
+import { dcff } from './dcff.js';
 import { l1, l1Uniform } from './l1.js';
 import type { AnyMethod, MethodFlag } from './method.js';
 import { sgBalanced } from './sg-balanced.js';
@@ -11,7 +12,7 @@ import { sgCnn } from './sg-cnn.js';
 import { uniform } from './uniform.js';
 import { wsp } from './wsp.js';
 
-export const METHODS: readonly AnyMethod[] = [sgCnn, sgBalanced, uniform, l1, l1Uniform, wsp];
+export const METHODS: readonly AnyMethod[] = [sgCnn, sgBalanced, uniform, l1, l1Uniform, wsp, dcff];
 
 /** The method `compress` runs when none is named. */
 export const DEFAULT_METHOD = 'sg-cnn';

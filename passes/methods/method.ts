@@ -133,6 +133,12 @@ export interface TrainingHooks {
   beforeEpoch?(epoch: number, epochs: number, current: (name: string) => Tensor): ReadonlyMap<string, Tensor> | undefined;
   /** The trained training model → the inference model the pipeline lowers, checks and writes. */
   finish?(trained: Model): Model;
+  /**
+   * A refit of the inference model (the local least-squares phase's) → the training model
+   * whose forward equals it; without it, local fine-tuning is refused for a method that
+   * trains another model.
+   */
+  adopt?(refitted: Model): Model;
 }
 
 /** A structured model, ready to fine-tune and lower. */

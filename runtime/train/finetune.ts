@@ -11,6 +11,10 @@
  * Distillation (Hinton et al. 2015): loss = α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, y)
  * with the teacher run on the same augmented batch as the student.
  *
+ * Hooks (a method's TrainingHooks, `options.hooks`): the masks come from the model the hooks
+ * train (`hooks.model`), never from its fed tensors (`hooks.frozen`); the local phase refits
+ * the structured model's own layers and is refused with hooks that train another model.
+ *
  * Local first (SG-CNN's local + global scheme): with `local`, each layer is first refitted by
  * least squares to reproduce the dense model's layer outputs on unlabelled training images
  * (runtime/train/local.ts, zeros kept); 'only' stops there, 'then-global' fine-tunes the
@@ -110,12 +114,15 @@ export interface FinetuneResult {
 
 /** Fine-tune a compressed model: optionally local, then globally with its zeros held (see the header). */
 export async function finetune(model: Model, options: FinetuneOptions): Promise<FinetuneResult> {
-  const masks = new Map(options.keepZeros === false ? [] : masksFromZeros(model));
+  const trained = options.hooks?.model ?? model;
+  const fed = new Set(options.hooks?.frozen ?? []);
+  const masks = new Map(options.keepZeros === false ? [] : [...masksFromZeros(trained)].filter(([name]) => !fed.has(name)));
   for (const [name, mask] of options.masks ?? []) masks.set(name, mask);
   const summary = summarizeMasks(masks);
   const notes: string[] = [];
   let start = model;
   let local: LocalResult | undefined;
+  if (options.local && options.hooks?.model && !options.hooks.adopt) throw new RegroupError('usage', 'local fine-tuning refits the structured layers one by one; this method trains another graph (training hooks), so fine-tune it globally (drop --local)');
   if (options.local === 'only' && options.resume) throw new RegroupError('usage', '--resume continues global fine-tuning; with --local-only there is nothing to resume (run it again without --resume)');
   if (options.local && options.resume) notes.push('local phase skipped: the resumed state already holds the parameters it led to');
   else if (options.local) {
@@ -123,7 +130,9 @@ export async function finetune(model: Model, options: FinetuneOptions): Promise<
     start = local.model;
   }
   if (options.local === 'only') return finishLocalOnly(local!, summary, options, notes);
-  const global = await train(start, { ...options, masks: masks.size > 0 ? masks : undefined });
+  // A method that trains another graph carries the refit into it (hooks.adopt).
+  const hooks = local && options.hooks?.adopt ? { ...options.hooks, model: options.hooks.adopt(local.model) } : options.hooks;
+  const global = await train(start, { ...options, hooks, masks: masks.size > 0 ? masks : undefined });
   const result: FinetuneResult = { model: global.model, masks: summary, global, notes: [...notes, ...global.notes] };
   if (local) result.local = local;
   if (global.final) result.final = global.final;

@@ -64,6 +64,10 @@ export function trainingSpec(options: TrainOptions, plan: Plan): TrainingSpec {
   if (options.frozen) spec.frozen = options.frozen;
   if (options.masks) spec.masks = options.masks;
   if (options.bnMomentum !== undefined) spec.bnMomentum = options.bnMomentum;
+  const hooks = options.hooks;
+  if (hooks?.trainable?.length) spec.trainable = hooks.trainable;
+  if (hooks?.frozen?.length) spec.fed = hooks.frozen;
+  if (hooks?.lossTerms?.length) spec.lossTerms = hooks.lossTerms;
   return spec;
 }
 

@@ -5,12 +5,14 @@
  *
  * The carried tensors (parameters, optimizer slots, BN running statistics) live as
  * onnxruntime tensors between steps: each step's outputs are fed straight into the next
- * step, and are copied into JS arrays only for checkpoints and the final model.
+ * step, and are copied into JS arrays only for checkpoints and the final model. Fed tensors
+ * (TrainingSpec.fed) are inputs that no step changes; `setFed` replaces them between steps.
  */
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import type { CarriedTensor, TrainingGraph } from '../../compiler/autodiff/types.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
+import type { Tensor } from '../../compiler/ir/tensor.js';
 import { createSession, ort, run, toOrtTensor, type Feeds, type SessionOptions } from '../session.js';
 import type { TrainedValue } from './checkpoint.js';
 import type { SavedTensor, StateElementType } from './state.js';
@@ -36,6 +38,8 @@ const DTYPE_OF: Partial<Record<OrtTensor.Type, DataType>> = { float32: DataType.
 /** One session on the step model plus the carried tensors it updates (see the header). */
 export class StepRunner {
   readonly #carried = new Map<string, OrtTensor>();
+  /** Fed tensors by step input name. */
+  readonly #fed = new Map<string, OrtTensor>();
   readonly #fetches: string[];
 
   private constructor(
@@ -44,6 +48,7 @@ export class StepRunner {
   ) {
     this.#fetches = [graph.outputs.loss, graph.outputs.logits, ...this.all().map((c) => c.output)];
     for (const c of this.all()) this.#carried.set(c.input, toOrtTensor(c.init.dtype, c.init.dims, c.init.data.slice()));
+    for (const f of graph.fed) this.#fed.set(f.input, toOrtTensor(f.init.dtype, f.init.dims, f.init.data.slice()));
   }
 
   /** Open a session on the step model (all graph optimisations unless told otherwise). */
@@ -55,6 +60,16 @@ export class StepRunner {
   /** Parameters then state, in the training graph's order. */
   all(): readonly CarriedTensor[] {
     return [...this.graph.params, ...this.graph.state];
+  }
+
+  /** Replace a fed tensor (by inference initializer name) for the steps that follow; same shape and type. */
+  setFed(name: string, tensor: Tensor): void {
+    const fed = this.graph.fed.find((f) => f.name === name);
+    if (!fed) throw new RegroupError('usage', `'${name}' is not a fed tensor of this training graph (fed: ${this.graph.fed.map((f) => `'${f.name}'`).join(', ') || 'none'})`);
+    if (tensor.dims.join(',') !== fed.init.dims.join(',') || tensor.dtype !== fed.init.dtype) {
+      throw new RegroupError('usage', `fed tensor '${name}' must keep shape [${fed.init.dims.join(',')}] and its element type; got [${tensor.dims.join(',')}]`);
+    }
+    this.#fed.set(fed.input, toOrtTensor(tensor.dtype, tensor.dims, tensor.data.slice()));
   }
 
   /** One update: feed the batch and the carried tensors, keep the updated ones. */
@@ -87,15 +102,14 @@ export class StepRunner {
       feeds[inputs.teacherLogits] = f.teacherLogits;
     }
     for (const [input, tensor] of this.#carried) feeds[input] = tensor;
+    for (const [input, tensor] of this.#fed) feeds[input] = tensor;
     return feeds;
   }
 
-  /** Copies of every carried tensor, for the resume file. */
+  /** Copies of every carried tensor, then every fed one, for the resume file. */
   snapshot(): SavedTensor[] {
-    return this.all().map((c) => {
-      const t = this.#carried.get(c.input)!;
-      return { input: c.input, name: c.name, type: stateType(t, c.name), dims: [...t.dims], data: (t.data as TypedArray).slice() };
-    });
+    const save = (input: string, name: string, t: OrtTensor): SavedTensor => ({ input, name, type: stateType(t, name), dims: [...t.dims], data: (t.data as TypedArray).slice() });
+    return [...this.all().map((c) => save(c.input, c.name, this.#carried.get(c.input)!)), ...this.graph.fed.map((f) => save(f.input, f.name, this.#fed.get(f.input)!))];
   }
 
   /** Load carried tensors saved by `snapshot`; names, types and shapes must match this graph. */
@@ -107,15 +121,21 @@ export class StepRunner {
       if (s.dims.join(',') !== c.init.dims.join(',')) throw new RegroupError('usage', `${file}: '${c.name}' has shape [${s.dims.join(',')}] but the model's is [${c.init.dims.join(',')}]; it was written for another model; train without --resume`);
       this.#carried.set(c.input, new ort.Tensor(s.type, s.data as never, s.dims));
     }
-    if (saved.length !== this.all().length) throw new RegroupError('usage', `${file} holds ${saved.length} tensors but this training graph carries ${this.all().length}; it was written for another setup; train without --resume`);
+    for (const f of this.graph.fed) {
+      const s = byInput.get(f.input);
+      if (!s || s.dims.join(',') !== f.init.dims.join(',')) throw new RegroupError('usage', `${file} holds no value of shape [${f.init.dims.join(',')}] for the fed tensor '${f.name}'; it was written for another training setup; train without --resume`);
+      this.#fed.set(f.input, new ort.Tensor(s.type, s.data as never, s.dims));
+    }
+    const expected = this.all().length + this.graph.fed.length;
+    if (saved.length !== expected) throw new RegroupError('usage', `${file} holds ${saved.length} tensors but this training graph carries ${expected}; it was written for another setup; train without --resume`);
   }
 
-  /** Current values of carried tensors that are initializers of the inference model (params, BN statistics). */
+  /** Current values of carried and fed tensors that are initializers of the inference model (params, BN statistics, fed). */
   trainedValues(isInitializer: (name: string) => boolean): Map<string, TrainedValue> {
     const values = new Map<string, TrainedValue>();
-    for (const c of this.all()) {
+    const entries = [...this.all().map((c) => [c, this.#carried.get(c.input)!] as const), ...this.graph.fed.map((f) => [f, this.#fed.get(f.input)!] as const)];
+    for (const [c, t] of entries) {
       if (!isInitializer(c.name)) continue;
-      const t = this.#carried.get(c.input)!;
       values.set(c.name, { dtype: DTYPE_OF[t.type] ?? c.init.dtype, dims: t.dims, data: t.data as TypedArray });
     }
     return values;

@@ -10,6 +10,14 @@
  * model the same batches, rates and tensors as an uninterrupted run, and ends with the same
  * bits (onnxruntime's kernels being deterministic for a fixed thread count).
  *
+ * Hooks (TrainOptions.hooks, a compression method's TrainingHooks passed through): the run
+ * trains `hooks.model` instead of the given model, with `hooks.trainable` trained too,
+ * `hooks.frozen` fed to every step but never updated, `hooks.lossTerms` added to the loss;
+ * `hooks.beforeEpoch` runs at the start of every epoch (a resumed one included) and may
+ * replace the frozen tensors; `hooks.finish` turns the trained model into the one returned
+ * and checkpointed. The fed tensors are saved in `.train-state`, so a resumed run feeds the
+ * same values as an uninterrupted one. The trainer never knows which method it trains.
+ *
  * Defaults follow the common CIFAR recipe: batch 128, SGD momentum 0.9 with Nesterov and
  * weight decay 5e-4, cosine schedule from lr 0.05, cross-entropy.
  */
@@ -33,7 +41,7 @@ import { checkLabels, countCorrect, DEFAULT_SCHEDULE, makePlan, trainingSpec, ty
 import { readTrainState, settingsMismatch, stateFileFor, writeTrainState, type TrainState } from './state.js';
 import { StepRunner } from './step-runner.js';
 import { Teacher } from './teacher.js';
-import type { EpochRecord, LossPoint, TrainProgress } from './types.js';
+import type { EpochRecord, LossPoint, TrainHooks, TrainProgress } from './types.js';
 
 /** A training run: data, length, optimisation, loss, augmentation, checkpoints (defaults in the header). */
 export interface TrainOptions extends SessionOptions {
@@ -74,6 +82,8 @@ export interface TrainOptions extends SessionOptions {
   resume?: boolean;
   /** Stop after this many epochs in all (as if interrupted); the schedule still spans `epochs`. */
   stopAfterEpochs?: number;
+  /** A compression method's training hooks (see the header). */
+  hooks?: TrainHooks;
   /** Loss-curve points average this many updates (default 10). */
   logEvery?: number;
   onProgress?: (event: TrainProgress) => void;
@@ -81,7 +91,7 @@ export interface TrainOptions extends SessionOptions {
 
 /** The trained model and how training went. */
 export interface TrainResult {
-  /** The inference model with the trained weights (BN in inference mode). */
+  /** The inference model with the trained weights (BN in inference mode; after `hooks.finish`). */
   model: Model;
   history: EpochRecord[];
   lossCurve: LossPoint[];
@@ -145,7 +155,7 @@ export class Trainer {
   static async create(source: Model, options: TrainOptions): Promise<Trainer> {
     // Weights stored as Constant nodes (paddle2onnx exports) become initializers, so trained
     // values have somewhere to go in the checkpoint.
-    const model = cloneModel(source);
+    const model = cloneModel(options.hooks?.model ?? source);
     parameterConstantsToInitializers(model);
     const plan = makePlan(model, options);
     if (options.checkpoint) checkWritable(options.checkpoint, options.protect);
@@ -178,6 +188,28 @@ export class Trainer {
     return this.#result();
   }
 
+  /** The hooks' refresh of the fed tensors at the start of an epoch. */
+  #beforeEpoch(epoch: number): void {
+    const hook = this.options.hooks?.beforeEpoch;
+    if (!hook) return;
+    this.#syncWeights();
+    const current = (name: string): Tensor => {
+      const tensor = this.working.graph.initializers.get(name)?.constValue;
+      if (!tensor) throw new RegroupError('usage', `a training hook asks for '${name}', which is not an initializer of the trained model`);
+      return tensor;
+    };
+    const replaced = hook.call(this.options.hooks, epoch, this.options.epochs, current);
+    if (!replaced || replaced.size === 0) return;
+    for (const [name, tensor] of replaced) this.runner.setFed(name, tensor);
+    this.#syncWeights();
+  }
+
+  /** The working model as the run returns and saves it (through `hooks.finish`). */
+  #finished(): Model {
+    const finish = this.options.hooks?.finish;
+    return finish ? finish.call(this.options.hooks, this.working) : this.working;
+  }
+
   /** Logits [N, classes] of the step model for unaugmented images with the current tensors (nothing changes). */
   async forward(images: readonly LabeledImage[]): Promise<OrtTensor> {
     const data = trainingTensor(images, this.options.spec);
@@ -199,6 +231,7 @@ export class Trainer {
 
   async #epoch(epoch: number): Promise<void> {
     const started = performance.now();
+    this.#beforeEpoch(epoch);
     const tally = await this.#trainEpoch(epoch);
     const trainSeconds = (performance.now() - started) / 1000;
     this.#secondsTraining += trainSeconds;
@@ -289,7 +322,7 @@ export class Trainer {
 
   #checkpoint(file: string): void {
     this.#syncWeights();
-    saveCheckpoint(this.working, file, this.options.protect);
+    saveCheckpoint(this.#finished(), file, this.options.protect);
     const pos = this.#position;
     const state: TrainState = { epoch: pos.epoch, step: pos.step, seed: this.plan.seed, epochs: this.options.epochs, settings: this.#settings(), history: pos.history, lossCurve: pos.lossCurve, tensors: this.runner.snapshot() };
     writeTrainState(stateFileFor(file), state);
@@ -309,6 +342,7 @@ export class Trainer {
       augment: JSON.stringify(o.augment ?? null),
       masks: [...(o.masks?.keys() ?? [])].sort().join(','),
       frozen: [...(o.frozen ?? [])].sort().join(','),
+      ...hookSettings(o.hooks),
     };
   }
 
@@ -329,7 +363,7 @@ export class Trainer {
   #result(): TrainResult {
     const pos = this.#position;
     const result: TrainResult = {
-      model: this.working,
+      model: this.#finished(),
       history: pos.history,
       lossCurve: pos.lossCurve,
       steps: pos.step,
@@ -347,6 +381,17 @@ export class Trainer {
     if (this.options.augment) result.augment = this.options.augment;
     return result;
   }
+}
+
+/** The hooks' part of the settings a resume must repeat (nothing without hooks, so older state files still match). */
+function hookSettings(hooks: TrainHooks | undefined): Record<string, string | number> {
+  if (!hooks) return {};
+  return {
+    hookModel: hooks.model ? 'yes' : 'no',
+    hookTrainable: [...(hooks.trainable ?? [])].sort().join(','),
+    hookFed: [...(hooks.frozen ?? [])].sort().join(','),
+    hookLossTerms: hooks.lossTerms?.length ?? 0,
+  };
 }
 
 interface EpochTally {
