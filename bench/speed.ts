@@ -10,9 +10,10 @@
  * "× MACs" is the realised speed-up divided by the structural MACs reduction
  * (speed-up × MACs ratio): 1.0 means latency fell exactly as the learned structure's MACs.
  *
- * Run: node dist/bench/speed.js [--keep 0.5] [--runs 40] [--rounds 8] [--threads 0]
+ * Run: node dist/bench/speed.js [--keep 0.5] [--runs 40] [--rounds 8] [--threads 0] [--round-to N]
  *      [--models resnet18,fmnist] [--methods sg-cnn,sg-cnn+tune,sg-balanced,sg-balanced+tune,uniform,l1,wsp,dcff]
- * A label is a registered method name, +tune to measure lowerings; `wsp` runs its weight proxy.
+ * A label is a registered method name, +tune to measure lowerings; `wsp` runs its weight proxy;
+ * channel-pruning methods (l1, wsp, dcff) keep multiples of --round-to (default the SIMD block).
  */
 import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
@@ -22,6 +23,8 @@ import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
 import { PREPARE, runPasses } from '../passes/index.js';
 import { compressModel, type CompressOutcome } from '../cli/pipelines/compress.js';
+import { methodNamed } from '../passes/methods/index.js';
+import { cpuSimdBlock } from '../runtime/providers.js';
 import { interleavedMedians, type Timed } from './interleave.js';
 
 const args = new BenchArgs();
@@ -29,6 +32,8 @@ const keep = args.number('--keep', 0.5);
 const runs = args.number('--runs', 40);
 const rounds = args.number('--rounds', 8);
 const threads = args.number('--threads', 0);
+// Channel-pruning methods keep multiples of this (default: the CPU's SIMD block, as `prune` does).
+const roundTo = args.number('--round-to', cpuSimdBlock());
 const wanted = args.string('--models', 'resnet18,fmnist').split(',');
 const methods = args.string('--methods', 'sg-cnn,sg-cnn+tune,sg-balanced,sg-balanced+tune,uniform,l1,wsp,dcff').split(',');
 const MODELS: Record<string, string> = {
@@ -50,7 +55,8 @@ for (const name of wanted) {
   for (const label of methods) {
     const [method, tune] = [label.replace('+tune', ''), label.endsWith('+tune')];
     const output = path.join(scratch, `${name}-${label}.onnx`);
-    const methodOptions = method === 'wsp' ? { criterion: 'weight-proxy' } : {};
+    const prunes = methodNamed(method).flags.some((f) => f.key === 'roundTo');
+    const methodOptions = { ...(method === 'wsp' ? { criterion: 'weight-proxy' } : {}), ...(prunes ? { roundTo } : {}) };
     const outcome = await compressModel(file, { output, method, methodOptions, keepMacs: keep, finetune: 'none', latency: false, tune, seed: 0, threads });
     outcomes.set(label, outcome);
     const model = loadModel(output);

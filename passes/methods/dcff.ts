@@ -45,11 +45,13 @@ import { Random } from '../../compiler/util/random.js';
 import { applyChannelMap, gather } from '../channel-map.js';
 import { finiteScores, fuseRows, fusionCode, fusionTemperature, selectRows, topChannels, type FilterRows } from '../filter-fusion.js';
 import { planPruning, type PruningPlan } from '../plan-pruning.js';
-import type { Method, StructureContext, Structured, TrainingHooks } from './method.js';
+import { ROUND_TO_FLAG, type Method, type StructureContext, type Structured, type TrainingHooks } from './method.js';
 
 export interface DcffOptions {
   /** Re-initialise the weights (He-normal, seeded) before fusing, as the paper trains from scratch. */
   readonly fromScratch: boolean;
+  /** Kept channel counts are multiples of this (default 1). */
+  readonly roundTo?: number;
 }
 
 /** One fused producer tensor in the training model: full bank `full` → compact `m` rows through `pTop`. */
@@ -80,9 +82,10 @@ export const dcff: Method<DcffOptions> = {
   name: 'dcff',
   description: 'DCFF filter fusion (Lin et al. 2021): keep each layer\'s m most distinct filters by KL score and fuse all filters into them',
   flags: [
+    ROUND_TO_FLAG,
     { flags: '--from-scratch', key: 'fromScratch', kind: 'boolean', description: 'dcff: re-initialise the weights (He-normal, seeded) before fusing, as in the paper' },
   ],
-  options: (raw) => ({ fromScratch: raw.fromScratch === true }),
+  options: (raw) => ({ fromScratch: raw.fromScratch === true, roundTo: raw.roundTo as number | undefined }),
   structure: async (dense, options, keepMacs, ctx) => structureDcff(dense, options, keepMacs, ctx),
 };
 
@@ -94,7 +97,7 @@ export function structureDcff(dense: Model, options: DcffOptions, keepMacs: numb
   const analysis = analyzeChannels(model, shapes);
   if (analysis.unsupported) throw new RegroupError('unsupported', `dcff: ${analysis.unsupported}`);
   const cost = computeCost(model, shapes);
-  const plan = planPruning(analysis, cost, l1Scores(analysis), { keepMacs }, 'dcff');
+  const plan = planPruning(analysis, cost, l1Scores(analysis), { keepMacs, roundTo: options.roundTo }, 'dcff');
   const layout = chooseChannels(plan, analysis, ctx);
   const fullBanks = collectFullBanks(layout.fused, analysis, layout.removed);
   applyChannelMap(model, analysis, layout.removed);

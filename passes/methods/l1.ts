@@ -16,17 +16,17 @@ import { channelImportance } from '../importance.js';
 import { runPasses } from '../manager.js';
 import { planPruning, removalSet } from '../plan-pruning.js';
 import { TIDY } from '../index.js';
-import type { Method, Structured } from './method.js';
+import { ROUND_TO_FLAG, type Method, type Structured } from './method.js';
 
 /** Prune a copy of `dense` to `keepMacs` by L1 norm; `uniform` narrows every group alike. */
-function pruneL1(dense: Model, keepMacs: number, uniform: boolean): { model: Model; macsRatio: number; pruned: number; prunable: number } {
+function pruneL1(dense: Model, keepMacs: number, uniform: boolean, roundTo: number | undefined): { model: Model; macsRatio: number; pruned: number; prunable: number } {
   const model = decodeModel(encodeModel(dense).bytes);
   const shapes = inferShapes(model);
   const analysis = analyzeChannels(model, shapes);
   const cost = computeCost(model, shapes);
   const prunable = analysis.groups.filter((g) => g.prunable).length;
   if (prunable === 0) return { model, macsRatio: 1, pruned: 0, prunable };
-  const options = { keepMacs, criterion: 'l1' as const, uniform };
+  const options = { keepMacs, criterion: 'l1' as const, uniform, roundTo };
   const plan = planPruning(analysis, cost, channelImportance(analysis, options), options, 'l1');
   applyChannelMap(model, analysis, removalSet(plan, analysis, 'plan'));
   runPasses(model, TIDY, {}, { fixpoint: true });
@@ -35,15 +35,15 @@ function pruneL1(dense: Model, keepMacs: number, uniform: boolean): { model: Mod
   return { model, macsRatio: after / cost.totals.macs, pruned: plan.groups.filter((g) => g.removed.length > 0).length, prunable };
 }
 
-function l1Method(name: 'l1' | 'l1-uniform', description: string): Method<Record<string, never>> {
+function l1Method(name: 'l1' | 'l1-uniform', description: string): Method<{ roundTo?: number }> {
   const uniform = name === 'l1-uniform';
   return {
     name,
     description,
-    flags: [],
-    options: () => ({}),
-    async structure(dense, _options, keepMacs, ctx): Promise<Structured> {
-      const r = pruneL1(dense, keepMacs, uniform);
+    flags: [ROUND_TO_FLAG],
+    options: (raw) => ({ roundTo: raw.roundTo as number | undefined }),
+    async structure(dense, options, keepMacs, ctx): Promise<Structured> {
+      const r = pruneL1(dense, keepMacs, uniform, options.roundTo);
       const how = uniform ? ' (every group by the same fraction)' : ' (one global threshold)';
       ctx.note(`l1 channel pruning${how}: ${r.pruned} of ${r.prunable} prunable groups narrowed`);
       return { model: r.model, connectivity: new Map(), macsRatio: r.macsRatio };

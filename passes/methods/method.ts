@@ -41,6 +41,15 @@ export interface MethodFlag {
   readonly choices?: readonly string[];
 }
 
+/** `--round-to`, shared by the methods that prune channels: kept counts are multiples of n. */
+export const ROUND_TO_FLAG: MethodFlag = {
+  flags: '--round-to <n>',
+  key: 'roundTo',
+  kind: 'positive-int',
+  description:
+    'channel-pruning methods: kept channel counts are multiples of n (default 1: the MACs target exactly); the SIMD block (8 with AVX2, 16 with AVX-512) runs fastest on CPU',
+};
+
 /** Settings every method sees, owned by the pipeline. */
 export interface CommonOptions {
   /** Fraction of the dense model's MACs to keep. */

@@ -28,13 +28,15 @@ import { channelImportance, criterionNamed, type ImportanceMeasurements } from '
 import { TIDY } from '../index.js';
 import { runPasses } from '../manager.js';
 import { planPruning, removalSet, type PruningPlan } from '../plan-pruning.js';
-import type { Method, StructureContext } from './method.js';
+import { ROUND_TO_FLAG, type Method, type StructureContext } from './method.js';
 
 export type WspCriterion = 'saliency' | 'weight-proxy';
 export const WSP_CRITERIA: readonly WspCriterion[] = ['saliency', 'weight-proxy'];
 
 export interface WspOptions {
   readonly criterion: WspCriterion;
+  /** Kept channel counts are multiples of this (default 1). */
+  readonly roundTo?: number;
 }
 
 export const WSP_USAGE_WITHOUT_DATA =
@@ -47,6 +49,7 @@ export const wsp: Method<WspOptions> = {
   name: 'wsp',
   description: 'weak sub-network pruning (Guo et al. 2021): one-shot global channel pruning of conv and FC layers',
   flags: [
+    ROUND_TO_FLAG,
     {
       flags: '--criterion <name>',
       key: 'criterion',
@@ -64,7 +67,7 @@ export const wsp: Method<WspOptions> = {
       );
     }
     if (criterion === 'saliency' && !common.hasData) throw new RegroupError('usage', WSP_USAGE_WITHOUT_DATA);
-    return { criterion: criterion as WspCriterion };
+    return { criterion: criterion as WspCriterion, roundTo: raw.roundTo as number | undefined };
   },
   async structure(dense, options, keepMacs, ctx) {
     const model = copyModel(dense);
@@ -79,7 +82,7 @@ export const wsp: Method<WspOptions> = {
       analysis,
       before,
       scores,
-      { keepMacs, roundTo: 1, minChannels: 1, ceiling },
+      { keepMacs, roundTo: options.roundTo ?? 1, minChannels: 1, ceiling },
       `wsp ${options.criterion}`,
     );
     const removed = removalSet(plan, analysis, 'wsp plan');

@@ -106,3 +106,20 @@ function qdqModel() {
   b.output(b.op('Conv', [y, b.weight('w2', [16, 32, 1, 1])], {}, 'conv2'));
   return b.model;
 }
+
+describe('--round-to (the channel-pruning methods)', () => {
+  it('keeps channel counts on the grid for l1, wsp and dcff, and is refused by the grouping methods', async () => {
+    for (const method of ['l1', 'wsp', 'dcff']) {
+      const flags = method === 'wsp' ? ['--criterion', 'weight-proxy'] : [];
+      const output = path.join(tmp, `round-${method}.onnx`);
+      const r = await regroup('compress', RESNET, '-o', output, '--keep-macs', '0.5', '--method', method, '--round-to', '8', '--no-latency', ...flags);
+      expect(r.code, r.stderr).toBe(0);
+      const { loadModel } = await import('../../compiler/onnx/io.js');
+      const widths = loadModel(output).graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => n.input(1).constValue!.dims[0]!);
+      expect(widths.every((w) => w % 8 === 0 || w === 10), `${method}: ${widths.join(',')}`).toBe(true);
+    }
+    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'sg-balanced', '--round-to', '8');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--round-to applies to --method l1 or l1-uniform or wsp or dcff, not to sg-balanced/);
+  }, 60_000);
+});

@@ -186,7 +186,7 @@ describe('dcff structure', () => {
 
   it('is in the registry with its flag', () => {
     const method = methodNamed('dcff');
-    expect(method.flags.map((f) => f.flags)).toEqual(['--from-scratch']);
+    expect(method.flags.map((f) => f.flags)).toEqual(['--round-to <n>', '--from-scratch']);
     expect(method.options({ fromScratch: true }, context().common)).toEqual({ fromScratch: true });
   });
 });
