@@ -27,8 +27,6 @@ import { RegroupError } from '../compiler/errors.js';
 import { constantOf } from '../compiler/ir/constants.js';
 import type { Model } from '../compiler/ir/model.js';
 import type { Node } from '../compiler/ir/node.js';
-import { decodeModel } from '../compiler/onnx/decode.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
 import { cleanup } from './cleanup.js';
 import { FORMS, groupedRefusal, planGrouped, planMacsPerPosition, planOps, planPerGroup, emitPlan, splitClusters, type Form, type FormPlan } from './lower-emit.js';
 import { opsCost, type CostModelOptions, type LayerGeometry } from './lower-cost.js';
@@ -107,7 +105,7 @@ export interface Candidate {
 
 /** Lower a copy of `model`; the input model is not changed. */
 export async function lowerGrouped(model: Model, connectivity: ReadonlyMap<string, Connectivity>, options: LowerGroupedOptions = {}): Promise<LowerGroupedResult> {
-  const copy = decodeModel(encodeModel(model).bytes);
+  const copy = model.clone().model;
   const lowering = new Lowering(copy, connectivity, options);
   for (const layer of lowering.layers) {
     const candidates = lowering.candidates(layer);

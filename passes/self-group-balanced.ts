@@ -27,8 +27,6 @@ import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../compiler/errors.js';
 import type { Model } from '../compiler/ir/model.js';
-import { decodeModel } from '../compiler/onnx/decode.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
 import { maskLayer } from './self-group.js';
 import { clusterFilters } from './self-group-cluster.js';
 import { doubleGroups, groupableConvs, type GroupableLayer, type UniformGroupResult } from './uniform-group.js';
@@ -61,7 +59,7 @@ const BALANCE_ITERATIONS = 20;
 /** Balanced self-group a copy of `model` to about `keepMacs` of its MACs; the input is not changed. */
 export function balancedSelfGroup(model: Model, options: BalancedSelfGroupOptions, ctx: BalancedSelfGroupContext = {}): BalancedSelfGroupResult {
   if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
-  const copy = decodeModel(encodeModel(model).bytes);
+  const copy = model.clone().model;
   const cost = computeCost(copy, inferShapes(copy));
   const layers = groupableConvs(cost.layers, options.minInputChannels ?? 4);
   const budget = options.keepMacs * cost.totals.macs;

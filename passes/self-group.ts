@@ -34,8 +34,6 @@ import { attr } from '../compiler/ir/attribute.js';
 import type { Model } from '../compiler/ir/model.js';
 import type { Node } from '../compiler/ir/node.js';
 import { Tensor } from '../compiler/ir/tensor.js';
-import { decodeModel } from '../compiler/onnx/decode.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
 import type { Pass, PassContext } from './pass.js';
 import { clusterFilters, pairsAt, sortCentroids, thresholdClusters, type Clustering, type SortedCentroids } from './self-group-cluster.js';
 
@@ -128,7 +126,7 @@ const BISECTION_STEPS = 50;
 
 /** Self-group a copy of `model`; the input model is not changed. */
 export function selfGroup(model: Model, options: SelfGroupOptions = {}, ctx: Omit<SelfGroupContext, 'connectivity'> = {}): SelfGroupResult {
-  const copy = decodeModel(encodeModel(model).bytes);
+  const copy = model.clone().model;
   const connectivity = new Map<string, Connectivity>();
   const stats = selfGroupInPlace(copy, options, { ...ctx, connectivity });
   return { model: copy, connectivity, stats };

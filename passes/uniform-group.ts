@@ -18,8 +18,6 @@ import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import type { Model } from '../compiler/ir/model.js';
 import type { Node } from '../compiler/ir/node.js';
-import { decodeModel } from '../compiler/onnx/decode.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
 import { maskLayer } from './self-group.js';
 
 export interface UniformGroupOptions {
@@ -48,7 +46,7 @@ export interface GroupableLayer {
 
 /** Uniformly group a copy of `model` to about `keepMacs` of its MACs; the input is not changed. */
 export function uniformGroup(model: Model, options: UniformGroupOptions): UniformGroupResult {
-  const copy = decodeModel(encodeModel(model).bytes);
+  const copy = model.clone().model;
   const cost = computeCost(copy, inferShapes(copy));
   const layers = groupableConvs(cost.layers, options.minInputChannels ?? 4);
   const budget = options.keepMacs * cost.totals.macs;

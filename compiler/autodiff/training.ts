@@ -32,7 +32,7 @@ import { Emitter, floatTensor } from './emitter.js';
 import { appendGradients, type GradientOptions } from './gradients.js';
 import { emitLoss } from './losses.js';
 import { parameterConstantsToInitializers } from './constants.js';
-import { cloneModel, ensureOpset } from './opset.js';
+import { ensureOpset } from './opset.js';
 import { emitOptimizer, type ParameterUpdate } from './optimizers.js';
 import type { CarriedTensor, TrainingGraph, TrainingSpec } from './types.js';
 
@@ -55,7 +55,7 @@ export interface TrainingBuildOptions extends GradientOptions {
  * equivalent backward formulations (defaults are the fastest measured) and can fix input shapes.
  */
 export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: TrainingBuildOptions = {}): TrainingGraph {
-  const copy = cloneModel(model);
+  const copy = model.clone().model;
   ensureOpset(copy, 17);
   parameterConstantsToInitializers(copy);
   const graph = copy.graph;

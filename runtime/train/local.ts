@@ -22,8 +22,6 @@ import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { RegroupError } from '../../compiler/errors.js';
 import type { Model } from '../../compiler/ir/model.js';
 import type { Node, Value } from '../../compiler/ir/node.js';
-import { decodeModel } from '../../compiler/onnx/decode.js';
-import { encodeModel } from '../../compiler/onnx/encode.js';
 import { fixedBatchOf } from '../calibrate.js';
 import { batches } from '../data/loader.js';
 import { toTensor } from '../data/preprocess.js';
@@ -118,7 +116,7 @@ interface Run {
 /** Refit the compressed model's layers to reproduce the dense model's layer outputs (see the header). */
 export async function localReconstruct(dense: Model, compressed: Model, dataset: Dataset, spec: InputSpec, options: LocalOptions = {}): Promise<LocalResult> {
   const started = performance.now();
-  const model = decodeModel(encodeModel(compressed).bytes, { source: 'compressed model' });
+  const model = compressed.clone().model;
   const { plans, skipped } = planLayers(model, dense, { layers: options.layers, maxFeatures: options.maxFeatures });
   const batching = batchingOf(dense, model, dataset, spec, options);
   const denseSession = await createSessionWithOutputs(dense, plans.map((p) => p.dense.output(0)), options);
