@@ -37,6 +37,7 @@ import type { CloneMap } from '../compiler/ir/clone.js';
 import { nodeLabel, nodeLabels } from '../compiler/ir/label.js';
 import type { Model } from '../compiler/ir/model.js';
 import type { Node, Value } from '../compiler/ir/node.js';
+import { weightAxes } from '../compiler/ir/op-roles.js';
 import { Tensor } from '../compiler/ir/tensor.js';
 import type { Pass, PassContext } from './pass.js';
 import { clusterFilters, pairsAt, sortCentroids, thresholdClusters, type Clustering, type SortedCentroids } from './self-group-cluster.js';
@@ -303,10 +304,15 @@ function gemmCandidate(node: Node, label: string, macs: number): Candidate | str
   if (node.getInt('transA', 0) !== 0) return 'Gemm with transA is not grouped';
   const raw = node.input(1).constValue!;
   if (raw.dims.length !== 2) return 'Gemm weight is not a matrix';
-  const weight = node.getInt('transB', 0) === 1 ? raw : transpose2d(raw);
+  const weight = rowsAreOutputs(node) ? raw : transpose2d(raw);
   const [outFeatures, inFeatures] = weight.dims as [number, number];
   if (!(macs > 0)) return 'output shape unknown (pass inputShapes)';
   return { node, label, op: 'Gemm', weight, kernelArea: 1, positions: macs / (outFeatures * inFeatures), denseMacs: macs };
+}
+
+/** Whether a Gemm's weight holds one row per output (transB = 1), per the op-role table. */
+function rowsAreOutputs(node: Node): boolean {
+  return weightAxes(node, 2)?.out === 0;
 }
 
 function transpose2d(t: Tensor): Tensor {
@@ -401,7 +407,7 @@ function applyConnectivity(candidate: Candidate, conn: Connectivity): void {
   const { node } = candidate;
   const value = node.input(1);
   const masked = maskWeight(candidate.weight, conn);
-  const stored = candidate.op === 'Gemm' && node.getInt('transB', 0) !== 1 ? transpose2d(masked) : masked;
+  const stored = candidate.op === 'Gemm' && !rowsAreOutputs(node) ? transpose2d(masked) : masked;
   value.graph.setInitializer(value, stored);
   if (candidate.op === 'Conv' && node.getInt('group', 1) !== 1) node.setAttr(attr.int('group', 1));
 }
@@ -418,7 +424,7 @@ export function maskLayer(node: Node, conn: Connectivity): void {
   if (refusal) throw new RegroupError('unsupported', `cannot mask '${label}': ${refusal}`);
   const raw = node.input(1).constValue!;
   const op = node.opType === 'Gemm' ? 'Gemm' : 'Conv';
-  const weight = op === 'Conv' ? expandGroupedWeight(raw, node.getInt('group', 1)) : node.getInt('transB', 0) === 1 ? raw : transpose2d(raw);
+  const weight = op === 'Conv' ? expandGroupedWeight(raw, node.getInt('group', 1)) : rowsAreOutputs(node) ? raw : transpose2d(raw);
   applyConnectivity({ node, label, op, weight, kernelArea: 1, positions: 0, denseMacs: 0 }, conn);
 }
 

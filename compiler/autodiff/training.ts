@@ -32,14 +32,12 @@ import { Emitter, floatTensor } from './emitter.js';
 import { appendGradients, type GradientOptions } from './gradients.js';
 import { emitLoss } from './losses.js';
 import { parameterConstantsToInitializers } from './constants.js';
+import { opRole } from '../ir/op-roles.js';
 import { ensureOpset } from './opset.js';
 import { emitOptimizer, type ParameterUpdate } from './optimizers.js';
 import type { CarriedTensor, TrainingGraph, TrainingSpec } from './types.js';
 
 export type { TrainingGraph, TrainingSpec };
-
-/** Ops whose inputs 1 and 2 (weight, bias / scale, bias) are trainable by default. */
-const PARAMETER_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'BatchNormalization']);
 
 /** Build options beyond the contract's TrainingSpec. */
 export interface TrainingBuildOptions extends GradientOptions {
@@ -137,8 +135,8 @@ function trainableParameters(graph: Graph, spec: TrainingSpec): Value[] {
   for (const name of frozen) if (!graph.initializers.has(name)) throw new RegroupError('usage', `frozen parameter '${name}' is not an initializer of the model`);
   const found: Value[] = [];
   for (const node of graph.nodes()) {
-    if (!PARAMETER_OPS.has(node.opType) || (node.domain !== '' && node.domain !== 'ai.onnx')) continue;
-    for (const v of [node.inputs[1], node.inputs[2]]) {
+    // Which inputs train by default (weight and bias, BN's scale and shift) is the op-role table's.
+    for (const v of (opRole(node)?.trained ?? []).map((inputIndex) => node.inputs[inputIndex])) {
       if (v?.isInitializer() && v.constValue!.dtype === DataType.FLOAT && !frozen.has(v.name) && !found.includes(v)) found.push(v);
     }
   }
