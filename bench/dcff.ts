@@ -18,7 +18,6 @@ import path from 'node:path';
 import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
-import { cloneModel } from '../compiler/autodiff/opset.js';
 import type { Model } from '../compiler/ir/model.js';
 import { loadModel } from '../compiler/onnx/io.js';
 import { applyChannelMap, PREPARE, planPruning, removalSet, runPasses } from '../passes/index.js';
@@ -52,7 +51,7 @@ async function top1(model: Model): Promise<string> {
 
 /** Plain L1 pruning with the planner's kept counts (the same plan DCFF's counts come from). */
 function l1Pruned(): Model {
-  const model = cloneModel(dense);
+  const model = dense.clone().model;
   const shapes = inferShapes(model);
   const analysis = analyzeChannels(model, shapes);
   const plan = planPruning(analysis, computeCost(model, shapes), l1Scores(analysis), { keepMacs: keep });
@@ -73,7 +72,7 @@ async function localRefit(model: Model): Promise<string> {
 
 /** DCFF's structure at the selection limit: P_top recomputed at T = 1e4 (KL-score selection) and baked. */
 function klSelected(hooks: TrainingHooks): Model {
-  const training = cloneModel(hooks.model!);
+  const training = hooks.model!.clone().model;
   const current = (name: string) => training.graph.initializers.get(name)!.constValue!;
   const groups = hooks.frozen!.map((pTop) => {
     const p = current(pTop);

@@ -121,7 +121,7 @@ function printCompress(file: string, output: string, o: CompressOutcome): void {
   console.log(`${file} → ${output} (${o.method}, ${o.seconds.toFixed(1)} s, peak RSS ${o.peakRssMb.toFixed(0)} MB)`);
   console.log(table(['', 'dense', 'compressed', 'change'], rows, ['left', 'right', 'right', 'right']));
   if (o.choices.length > 0) {
-    const layers = o.choices.map((c) => [c.node, c.form, c.groups ? String(c.groups) : '—', `${human(c.denseMacs)} → ${human(c.macs)}`, c.reason]);
+    const layers = o.choices.map((c) => [c.label, c.form, c.groups ? String(c.groups) : '—', `${human(c.denseMacs)} → ${human(c.macs)}`, c.reason]);
     console.log(table(['layer', 'lowered as', 'groups', 'MACs', 'why'], layers, ['left', 'left', 'right', 'right', 'left']));
   }
   if (o.loweringError === 0 && allMaskedDense(o.choices)) console.log('lowered graph: the masked-dense reference itself (every grouped layer stayed masked dense; compared byte for byte)');

@@ -9,7 +9,10 @@ import { computeCost, type CostReport } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../compiler/errors.js';
 import { constantOf } from '../compiler/ir/constants.js';
+import { nodeLabels } from '../compiler/ir/label.js';
 import type { Model } from '../compiler/ir/model.js';
+import type { Node } from '../compiler/ir/node.js';
+import { outputChannels } from '../compiler/ir/op-roles.js';
 import { loadModel, saveModel, writeAtomic } from '../compiler/onnx/io.js';
 import { applyChannelMap, channelImportance, planPruning, PREPARE, removalSet, runPasses, TIDY, type Aggregation, type Criterion, type PruningPlan } from '../passes/index.js';
 import { criterionNamed } from '../passes/importance.js';
@@ -86,13 +89,14 @@ export async function pruneModel(input: string, output: string, options: PruneOp
   const plan = options.plan ? readPlan(options.plan) : planPruning(analysis, before, channelImportance(analysis, options), { ...options, ceiling }, options.criterion ?? 'l1');
   if (options.savePlan) writeAtomic(options.savePlan, [Buffer.from(JSON.stringify(plan, null, 2) + '\n')]);
   const layersBefore = channelsOf(model);
+  const labels = nodeLabels(model.graph);
   applyChannelMap(model, analysis, removalSet(plan, analysis, options.plan ?? 'plan'));
   runPasses(model, TIDY, {}, { fixpoint: true });
   model.graph.verify();
   const after = computeCost(model, inferShapes(model, { inputShapes }));
   explainShortfall(plan, before, after, notes);
   saveModel(model, output, { protect: [input], force: options.force });
-  const layers = layerChanges(layersBefore, channelsOf(model), before, after);
+  const layers = layerChanges(layersBefore, channelsOf(model), before, after, labels);
   const result = report(input, output, before, after, analysis, plan, layers, notes, started, plan.criterion, true);
   if (options.verify) result.verify = await compareOutputs(input, output, options.verifySamples ?? 8, inputShapes);
   return result;
@@ -138,31 +142,30 @@ function writeUnchanged(input: string, output: string, force?: boolean): void {
   writeAtomic(output, [bytes]);
 }
 
-/** Output channels of every Conv/ConvTranspose/Gemm/MatMul, by node name. */
-function channelsOf(model: Model): Map<string, { op: string; channels: number }> {
-  const out = new Map<string, { op: string; channels: number }>();
+/** Output channels (compiler/ir/op-roles.ts) of every layer with a constant weight, by Node: pruning keeps the nodes. */
+function channelsOf(model: Model): Map<Node, { op: string; channels: number }> {
+  const out = new Map<Node, { op: string; channels: number }>();
   for (const node of model.graph.nodes()) {
     const w = constantOf(node.inputs[1]);
-    if (!w) continue;
-    const channels =
-      node.opType === 'Conv' ? w.dims[0] : node.opType === 'ConvTranspose' ? w.dims[1]! * node.getInt('group', 1) : node.opType === 'Gemm' ? w.dims[node.getInt('transB', 0) ? 0 : 1] : node.opType === 'MatMul' ? w.dims[w.dims.length - 1] : undefined;
-    if (channels !== undefined) out.set(node.name, { op: node.opType, channels });
+    const channels = w && outputChannels(node, w.dims);
+    if (channels !== undefined) out.set(node, { op: node.opType, channels });
   }
   return out;
 }
 
-function layerChanges(beforeLayers: ReturnType<typeof channelsOf>, afterLayers: ReturnType<typeof channelsOf>, before: CostReport, after: CostReport): LayerChange[] {
-  const byName = (cost: CostReport) => new Map(cost.layers.map((l) => [l.name, l] as const));
-  const [lb, la] = [byName(before), byName(after)];
-  return [...beforeLayers].map(([name, { op, channels }]) => ({
-    name,
+/** One row per layer, named by its label (node names may be empty or repeated). */
+function layerChanges(beforeLayers: ReturnType<typeof channelsOf>, afterLayers: ReturnType<typeof channelsOf>, before: CostReport, after: CostReport, labels: ReadonlyMap<Node, string>): LayerChange[] {
+  const byNode = (cost: CostReport) => new Map(cost.layers.map((l) => [l.node, l] as const));
+  const [lb, la] = [byNode(before), byNode(after)];
+  return [...beforeLayers].map(([node, { op, channels }]) => ({
+    name: labels.get(node) ?? node.name,
     op,
     channelsBefore: channels,
-    channelsAfter: afterLayers.get(name)?.channels ?? channels,
-    macsBefore: lb.get(name)?.macs ?? 0,
-    macsAfter: la.get(name)?.macs ?? 0,
-    paramsBefore: lb.get(name)?.params ?? 0,
-    paramsAfter: la.get(name)?.params ?? 0,
+    channelsAfter: afterLayers.get(node)?.channels ?? channels,
+    macsBefore: lb.get(node)?.macs ?? 0,
+    macsAfter: la.get(node)?.macs ?? 0,
+    paramsBefore: lb.get(node)?.params ?? 0,
+    paramsAfter: la.get(node)?.params ?? 0,
   }));
 }
 

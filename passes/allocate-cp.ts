@@ -11,7 +11,10 @@
  * last step usually overshoots; when the layer can be thresholded at any cp, its cp is then
  * bisected between the two levels to the largest MACs that still fit. Costs are assumed to
  * add up across layers (the usual sensitivity-analysis approximation, Li et al. 2017).
+ * Layers are keyed by whatever identifies them to the caller — a Node, never a node name
+ * (exported models have empty and repeated names).
  */
+import type { Node } from '../compiler/ir/node.js';
 
 export interface AllocationLevel {
   readonly cp: number;
@@ -19,17 +22,17 @@ export interface AllocationLevel {
   readonly cost: number;
 }
 
-export interface AllocationLayer {
-  readonly node: string;
+export interface AllocationLayer<K = Node> {
+  readonly node: K;
   /** Levels by rising cp (falling MACs); the first is where the layer starts. */
   readonly levels: readonly AllocationLevel[];
   /** MACs at any cp in [0, 100], for the final refinement (optional). */
   readonly macsAt?: (cp: number) => number;
 }
 
-export interface Allocation {
-  /** cp per node name. */
-  readonly cps: Map<string, number>;
+export interface Allocation<K = Node> {
+  /** cp per layer. */
+  readonly cps: Map<K, number>;
   /** Total MACs: the fixed part plus every layer at its cp. */
   readonly macs: number;
   /** Summed cost of the chosen levels (before refinement). */
@@ -41,7 +44,7 @@ export interface Allocation {
 const REFINE_STEPS = 30;
 
 /** Choose a cp per layer so that fixedMacs + Σ MACs ≤ budget at the least summed cost. */
-export function allocateCps(layers: readonly AllocationLayer[], fixedMacs: number, budget: number): Allocation {
+export function allocateCps<K = Node>(layers: readonly AllocationLayer<K>[], fixedMacs: number, budget: number): Allocation<K> {
   const at = layers.map(() => 0);
   let total = fixedMacs + layers.reduce((sum, l) => sum + l.levels[0]!.macs, 0);
   let last: { layer: number; from: number } | undefined;
@@ -70,7 +73,7 @@ export function allocateCps(layers: readonly AllocationLayer[], fixedMacs: numbe
 }
 
 /** Raise the overshooting layer's cp only as far as the budget needs (bisection between its two levels). */
-function refine(layer: AllocationLayer, from: number, to: number, total: number, budget: number, cps: Map<string, number>): number {
+function refine<K>(layer: AllocationLayer<K>, from: number, to: number, total: number, budget: number, cps: Map<K, number>): number {
   const macsAt = layer.macsAt!;
   const rest = total - macsAt(layer.levels[to]!.cp);
   let [lo, hi] = [layer.levels[from]!.cp, layer.levels[to]!.cp];

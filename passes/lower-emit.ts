@@ -163,9 +163,14 @@ export function emitPlan(model: Model, conv: Node, plan: FormPlan): Node[] {
 function ownWeight(model: Model, conv: Node): Value {
   const w = conv.input(1);
   if (w.isInitializer() && w.useCount === 1) return w;
-  const copy = model.graph.addInitializer(`${conv.name}.weight`, constantOf(w)!, { fresh: true });
+  const copy = model.graph.addInitializer(`${nameBase(conv)}.weight`, constantOf(w)!, { fresh: true });
   conv.setInput(1, copy);
   return copy;
+}
+
+/** The stem of names made for a conv's replacement: its name, or its output's when it has none. */
+function nameBase(conv: Node): string {
+  return conv.name || conv.output(0).name;
 }
 
 /** Builds the replacement nodes in front of the conv. */
@@ -173,6 +178,8 @@ class Emitter {
   readonly created: Node[] = [];
   readonly #x: Value;
   readonly #area: number;
+  /** Stem of new value and node names (see nameBase). */
+  readonly #base: string;
 
   constructor(
     readonly model: Model,
@@ -181,6 +188,7 @@ class Emitter {
     readonly bias: Tensor | undefined,
   ) {
     this.#x = conv.input(0);
+    this.#base = nameBase(conv);
     this.#area = weight.size / (weight.dims[0]! * weight.dims[1]!);
   }
 
@@ -194,15 +202,15 @@ class Emitter {
   perGroup(plan: PerGroupPlan): Value {
     const parts = plan.clusters.map((c, g) => {
       const x = this.inputSubset(c.inputs, plan.inChannels, g);
-      return this.convNode(x, [c.filters], [c.inputs], c.filters.length, c.inputs.length, 1, `${this.conv.name}.group${g}`);
+      return this.convNode(x, [c.filters], [c.inputs], c.filters.length, c.inputs.length, 1, `${this.#base}.group${g}`);
     });
-    return parts.length === 1 ? parts[0]! : this.node('Concat', parts, [attr.int('axis', 1)], `${this.conv.name}.concat`);
+    return parts.length === 1 ? parts[0]! : this.node('Concat', parts, [attr.int('axis', 1)], `${this.#base}.concat`);
   }
 
   /** Gather(value, indices, axis = 1). */
   gather(value: Value, indices: Int32Array, suffix: string): Value {
-    const index = this.model.graph.addInitializer(`${this.conv.name}.${suffix}.indices`, Tensor.int64([indices.length], Array.from(indices)), { fresh: true });
-    return this.node('Gather', [value, index], [attr.int('axis', 1)], `${this.conv.name}.${suffix}`);
+    const index = this.model.graph.addInitializer(`${this.#base}.${suffix}.indices`, Tensor.int64([indices.length], Array.from(indices)), { fresh: true });
+    return this.node('Gather', [value, index], [attr.int('axis', 1)], `${this.#base}.${suffix}`);
   }
 
   /** Point every reader of the conv's output at `out`, remove the conv, and give `out` its name and type. */
@@ -223,17 +231,21 @@ class Emitter {
     const [first, last] = [inputs[0]!, inputs[inputs.length - 1]!];
     if (last - first + 1 !== inputs.length) return this.gather(this.#x, inputs, `group${g}.gather_in`);
     const graph = this.model.graph;
-    const name = `${this.conv.name}.group${g}.slice_in`;
+    const name = `${this.#base}.group${g}.slice_in`;
     if ((this.model.opset('') ?? 1) < 10) return this.node('Slice', [this.#x], [attr.ints('starts', [first]), attr.ints('ends', [last + 1]), attr.ints('axes', [1])], name);
     const ints = (suffix: string, v: number) => graph.addInitializer(`${name}.${suffix}`, Tensor.int64([1], [v]), { fresh: true });
     return this.node('Slice', [this.#x, ints('starts', first), ints('ends', last + 1), ints('axes', 1)], [], name);
   }
 
-  /** Conv(group = groups) whose group c has filters rows[c] (padded to m) reading columns cols[c] (padded to width). */
+  /**
+   * Conv(group = groups) whose group c has filters rows[c] (padded to m) reading columns cols[c]
+   * (padded to width). `name` may be empty with keepName (an unnamed conv's replacement stays unnamed).
+   */
   convNode(x: Value, rows: readonly Int32Array[], cols: readonly Int32Array[], m: number, width: number, groups: number, name: string, keepName = false): Value {
     const graph = this.model.graph;
-    const w = graph.addInitializer(`${name}.weight`, this.#blockWeight(rows, cols, m, width), { fresh: true });
-    const b = this.bias ? graph.addInitializer(`${name}.bias`, this.#blockBias(rows, m), { fresh: true }) : undefined;
+    const stem = name || this.#base;
+    const w = graph.addInitializer(`${stem}.weight`, this.#blockWeight(rows, cols, m, width), { fresh: true });
+    const b = this.bias ? graph.addInitializer(`${stem}.bias`, this.#blockBias(rows, m), { fresh: true }) : undefined;
     const attributes: Attribute[] = [...this.conv.attributes.values()].filter((a) => a.name !== 'group');
     attributes.push(attr.int('group', groups));
     return this.node('Conv', b ? [x, w, b] : [x, w], attributes, name, keepName);

@@ -17,7 +17,9 @@
  * filters per group m the largest cluster or S·2^k below it (larger clusters split into
  * several groups on the same inputs), whichever the model finds cheapest. All claimed
  * permutations are applied together, connectivities renumbered, then every layer emitted;
- * unused weights are removed at the end.
+ * unused weights are removed at the end. The connectivity table is keyed by Node (never by
+ * name: exporters write empty and repeated node names); choices name the caller's nodes
+ * and carry a display label.
  */
 import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
 import { connectivityPairs, isDense, type Connectivity } from '../compiler/analysis/connectivity.js';
@@ -25,10 +27,10 @@ import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes, type InferShapesOptions, type ShapeResult } from '../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../compiler/errors.js';
 import { constantOf } from '../compiler/ir/constants.js';
+import { nodeLabels } from '../compiler/ir/label.js';
 import type { Model } from '../compiler/ir/model.js';
-import type { Node } from '../compiler/ir/node.js';
-import { decodeModel } from '../compiler/onnx/decode.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
+import type { Node, Value } from '../compiler/ir/node.js';
+import { isFloat } from '../compiler/ir/dtype.js';
 import { cleanup } from './cleanup.js';
 import { FORMS, groupedRefusal, planGrouped, planMacsPerPosition, planOps, planPerGroup, emitPlan, splitClusters, type Form, type FormPlan } from './lower-emit.js';
 import { opsCost, type CostModelOptions, type LayerGeometry } from './lower-cost.js';
@@ -55,7 +57,10 @@ export interface LowerGroupedOptions {
 }
 
 export interface LayerChoice {
-  node: string;
+  /** The layer as the caller keyed it: a node of the model handed in (the result may have replaced it). */
+  node: Node;
+  /** Display label (compiler/ir/label.ts). */
+  label: string;
   form: Form;
   reason: string;
   clusters: number;
@@ -74,6 +79,8 @@ export interface LayerChoice {
   denseMacs: number;
   /** Nodes emitted for the layer by op type (empty for masked-dense: the conv stays). */
   emitted: Record<string, number>;
+  /** Float weights the lowered layer stores (padding and masked zeros included), counted on the emitted graph. */
+  params: number;
 }
 
 export interface LowerGroupedResult {
@@ -83,12 +90,13 @@ export interface LowerGroupedResult {
 
 /** What the pass form reads from its context. */
 export interface LowerGroupedContext extends PassContext {
-  connectivity?: Map<string, Connectivity>;
+  connectivity?: Map<Node, Connectivity>;
 }
 
 /** A layer to lower. */
 interface Layer {
   readonly node: Node;
+  readonly label: string;
   readonly conn: Connectivity;
   readonly geometry: LayerGeometry;
   readonly denseMacs: number;
@@ -105,10 +113,18 @@ export interface Candidate {
   readonly cost: number;
 }
 
-/** Lower a copy of `model`; the input model is not changed. */
-export async function lowerGrouped(model: Model, connectivity: ReadonlyMap<string, Connectivity>, options: LowerGroupedOptions = {}): Promise<LowerGroupedResult> {
-  const copy = decodeModel(encodeModel(model).bytes);
-  const lowering = new Lowering(copy, connectivity, options);
+/** Lower a copy of `model` (connectivity keyed by nodes of `model`); the input model is not changed. */
+export async function lowerGrouped(model: Model, connectivity: ReadonlyMap<Node, Connectivity>, options: LowerGroupedOptions = {}): Promise<LowerGroupedResult> {
+  const { model: copy, nodes } = model.clone();
+  const onCopy = new Map<Node, Connectivity>();
+  const callerNode = new Map<Node, Node>();
+  for (const [node, conn] of connectivity) {
+    const copied = nodes.get(node);
+    if (!copied) throw new RegroupError('usage', `connectivity names node ${node}, which is not in the model being lowered; lower the model selfGroup returned`);
+    onCopy.set(copied, conn);
+    callerNode.set(copied, node);
+  }
+  const lowering = new Lowering(copy, onCopy, options, callerNode);
   for (const layer of lowering.layers) {
     const candidates = lowering.candidates(layer);
     const measured = options.tune && (options.form ?? 'auto') === 'auto' ? await measure(copy, layer, candidates, options) : undefined;
@@ -118,13 +134,13 @@ export async function lowerGrouped(model: Model, connectivity: ReadonlyMap<strin
 }
 
 /** Lower `model` in place with the cost model (no tuning). */
-export function lowerGroupedInPlace(model: Model, connectivity: ReadonlyMap<string, Connectivity>, options: Omit<LowerGroupedOptions, 'tune'> = {}): LayerChoice[] {
+export function lowerGroupedInPlace(model: Model, connectivity: ReadonlyMap<Node, Connectivity>, options: Omit<LowerGroupedOptions, 'tune'> = {}): LayerChoice[] {
   const lowering = new Lowering(model, connectivity, options);
   for (const layer of lowering.layers) lowering.decide(layer, lowering.candidates(layer), undefined);
   return lowering.finish();
 }
 
-/** The pass form: lowers the layers named in ctx.connectivity (filled by the self-group pass), then empties it. */
+/** The pass form: lowers the layers in ctx.connectivity (filled by the self-group pass), then empties it. */
 export function lowerGroupedPass(options: Omit<LowerGroupedOptions, 'tune'> = {}): Pass {
   return {
     name: 'lower-grouped',
@@ -146,7 +162,7 @@ async function measure(model: Model, layer: Layer, candidates: readonly Candidat
   if (!layer.inputDims || candidates.length < 2) return undefined;
   const models = candidates.map((c) => layerModel(model, layer.node, layer.inputDims!, c.plan, c.outOrder, c.inOrder));
   const latencies = await options.tune!(models);
-  if (latencies.length !== models.length) throw new RegroupError('usage', `the tune hook returned ${latencies.length} latencies for ${models.length} candidates of '${layer.node.name}'`);
+  if (latencies.length !== models.length) throw new RegroupError('usage', `the tune hook returned ${latencies.length} latencies for ${models.length} candidates of '${layer.label}'`);
   return Object.fromEntries(candidates.map((c, i) => [c.form, latencies[i]!]));
 }
 
@@ -156,17 +172,21 @@ class Lowering {
   readonly #folder: PermutationFolder;
   readonly #cost: CostModelOptions;
   readonly #decided = new Map<Layer, { choice: LayerChoice; candidate: Candidate }>();
-  readonly #fc: LayerChoice[] = [];
-  /** Node name → position in the graph before lowering, to report choices in model order. */
-  readonly #position: Map<string, number>;
+  readonly #fc: (readonly [Node, LayerChoice])[] = [];
+  /** Layer node → position in the graph before lowering, to report choices in model order. */
+  readonly #position: Map<Node, number>;
+  readonly #labels: Map<Node, string>;
 
   constructor(
     readonly model: Model,
-    connectivity: ReadonlyMap<string, Connectivity>,
+    connectivity: ReadonlyMap<Node, Connectivity>,
     readonly options: Omit<LowerGroupedOptions, 'tune'>,
+    /** The caller's node for each layer node of `model`, when `model` is a copy (identity otherwise). */
+    readonly callerNode: ReadonlyMap<Node, Node> = new Map(),
   ) {
     const shapes = inferShapes(model, { inputShapes: options.inputShapes });
-    this.#position = new Map(model.graph.nodeList().map((n, i) => [n.name, i]));
+    this.#position = new Map(model.graph.nodeList().map((n, i) => [n, i]));
+    this.#labels = nodeLabels(model.graph);
     this.#folder = new PermutationFolder(analyzeChannels(model, shapes));
     this.#cost = { simdBlock: options.simdBlock ?? 8, batch: options.batch ?? 1 };
     this.layers = this.#collect(connectivity, shapes).sort((a, b) => b.denseMacs - a.denseMacs);
@@ -194,7 +214,8 @@ class Lowering {
     if (candidate.inOrder) this.#folder.claim(layer.node, 'in', candidate.inOrder);
     const positions = layer.denseMacs / (layer.conn.outChannels * layer.conn.inChannels * layer.geometry.kernelArea);
     const choice: LayerChoice = {
-      node: layer.node.name,
+      node: this.callerNode.get(layer.node) ?? layer.node,
+      label: layer.label,
       form: candidate.form,
       reason,
       clusters: layer.conn.clusters.length,
@@ -205,6 +226,7 @@ class Lowering {
       macs: Math.round(planMacsPerPosition(candidate.plan, layer.geometry.kernelArea) * positions),
       denseMacs: layer.denseMacs,
       emitted: {},
+      params: 0,
     };
     this.#decided.set(layer, { choice, candidate });
   }
@@ -214,11 +236,13 @@ class Lowering {
     const orders = this.#folder.apply(this.model);
     for (const [layer, { candidate, choice }] of this.#decided) {
       const conn = this.#folder.renumber(layer.node, layer.conn, orders);
-      for (const node of emitPlan(this.model, layer.node, replan(candidate, conn))) choice.emitted[node.opType] = (choice.emitted[node.opType] ?? 0) + 1;
+      const emitted = emitPlan(this.model, layer.node, replan(candidate, conn));
+      for (const node of emitted) choice.emitted[node.opType] = (choice.emitted[node.opType] ?? 0) + 1;
+      choice.params = storedParams(emitted.length > 0 ? emitted : [layer.node]);
     }
     runPasses(this.model, [cleanup], {}, { fixpoint: true });
-    const choices = [...[...this.#decided.values()].map((d) => d.choice), ...this.#fc];
-    return choices.sort((a, b) => this.#position.get(a.node)! - this.#position.get(b.node)!);
+    const entries = [...[...this.#decided].map(([layer, d]) => [layer.node, d.choice] as const), ...this.#fc];
+    return entries.sort(([a], [b]) => this.#position.get(a)! - this.#position.get(b)!).map(([, choice]) => choice);
   }
 
   #pick(layer: Layer, candidates: readonly Candidate[], measured: Partial<Record<Form, number>> | undefined): { candidate: Candidate; reason: string } {
@@ -270,26 +294,27 @@ class Lowering {
     return options.reduce((a, b) => (b.cost < a.cost ? b : a));
   }
 
-  #collect(connectivity: ReadonlyMap<string, Connectivity>, shapes: ShapeResult): Layer[] {
+  #collect(connectivity: ReadonlyMap<Node, Connectivity>, shapes: ShapeResult): Layer[] {
     const cost = computeCost(this.model, shapes, { batch: 1 });
-    const byName = new Map(cost.layers.map((l) => [l.node.name, l] as const));
+    const byNode = new Map(cost.layers.map((l) => [l.node, l] as const));
     const layers: Layer[] = [];
-    for (const [name, conn] of connectivity) {
-      const entry = byName.get(name);
-      if (!entry) throw new RegroupError('usage', `connectivity names '${name}', which the model does not have; lower the model selfGroup returned`);
+    for (const [node, conn] of connectivity) {
+      const entry = byNode.get(node);
+      if (!entry) throw new RegroupError('usage', `connectivity names node ${node}, which is not a layer of the model being lowered; lower the model selfGroup returned`);
+      const label = this.#labels.get(node) ?? node.name;
       if (entry.node.opType !== 'Conv') {
-        this.#fc.push(fcChoice(entry.node, conn, entry.macs));
+        this.#fc.push([node, fcChoice(this.callerNode.get(node) ?? node, label, conn, entry.macs)]);
         continue;
       }
-      layers.push(this.#layer(entry.node, conn, entry.macs, shapes));
+      layers.push(this.#layer(entry.node, label, conn, entry.macs, shapes));
     }
     return layers;
   }
 
-  #layer(node: Node, conn: Connectivity, macs: number, shapes: ShapeResult): Layer {
+  #layer(node: Node, label: string, conn: Connectivity, macs: number, shapes: ShapeResult): Layer {
     const weight = constantOf(node.inputs[1]);
     if (!weight || node.getInt('group', 1) !== 1 || weight.dims[0] !== conn.outChannels || weight.dims[1] !== conn.inChannels) {
-      throw new RegroupError('usage', `'${node.name}' does not match its connectivity (${conn.outChannels}×${conn.inChannels}, group 1 expected); lower the model selfGroup returned`);
+      throw new RegroupError('usage', `'${label}' does not match its connectivity (${conn.outChannels}×${conn.inChannels}, group 1 expected); lower the model selfGroup returned`);
     }
     const kernelArea = weight.size / (conn.outChannels * conn.inChannels);
     const outputPositions = macs / (conn.outChannels * conn.inChannels * kernelArea) || 1;
@@ -297,7 +322,7 @@ class Lowering {
     const spatial = inShape?.slice(2).every((d) => typeof d === 'number') ? (inShape.slice(2) as number[]) : undefined;
     const inputPositions = spatial ? spatial.reduce((a, b) => a * b, 1) : outputPositions;
     const inputDims = spatial ? [this.options.batch ?? 1, conn.inChannels, ...spatial] : undefined;
-    return { node, conn, geometry: { kernelArea, inputPositions, outputPositions }, denseMacs: macs, inputDims };
+    return { node, label, conn, geometry: { kernelArea, inputPositions, outputPositions }, denseMacs: macs, inputDims };
   }
 }
 
@@ -326,9 +351,16 @@ function replan(candidate: Candidate, conn: Connectivity): FormPlan {
   return planFor(candidate.form, conn, plan.form === 'padded' ? { width: plan.width, filtersPerGroup: plan.filtersPerGroup } : undefined);
 }
 
-function fcChoice(node: Node, conn: Connectivity, denseMacs: number): LayerChoice {
+function fcChoice(node: Node, label: string, conn: Connectivity, denseMacs: number): LayerChoice {
   const macs = Math.round((denseMacs * connectivityPairs(conn)) / (conn.outChannels * conn.inChannels));
-  return { node: node.name, form: 'masked-dense', reason: `${node.opType} layers stay masked dense`, clusters: conn.clusters.length, modelled: {}, folded: { output: false, input: false }, macs, denseMacs, emitted: {} };
+  const folded = { output: false, input: false };
+  return { node, label, form: 'masked-dense', reason: `${node.opType} layers stay masked dense`, clusters: conn.clusters.length, modelled: {}, folded, macs, denseMacs, emitted: {}, params: storedParams([node]) };
+}
+
+/** Elements of the float initializers the nodes read (each counted once). */
+function storedParams(nodes: readonly Node[]): number {
+  const read = new Set(nodes.flatMap((n) => n.inputs.filter((v): v is Value => !!v?.isInitializer() && isFloat(v.constValue!.dtype))));
+  return [...read].reduce((sum, v) => sum + v.constValue!.size, 0);
 }
 
 function formatCost(cost: number): string {

@@ -27,11 +27,10 @@ import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../compiler/errors.js';
 import type { Model } from '../compiler/ir/model.js';
-import { decodeModel } from '../compiler/onnx/decode.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
+import type { Node, Value } from '../compiler/ir/node.js';
 import { maskLayer } from './self-group.js';
 import { clusterFilters } from './self-group-cluster.js';
-import { doubleGroups, groupableConvs, type GroupableLayer, type UniformGroupResult } from './uniform-group.js';
+import { doubleGroups, groupableConvs, layerStats, type GroupableLayer, type UniformGroupResult } from './uniform-group.js';
 
 export interface BalancedSelfGroupOptions {
   /** Target fraction of the model's total MACs, in (0, 1]. */
@@ -48,8 +47,8 @@ export interface BalancedSelfGroupOptions {
 
 /** What balanced self-grouping reads from its context. */
 export interface BalancedSelfGroupContext {
-  /** Mean |activation| per channel of a layer's input value (by value name), from calibration. */
-  channelMeanAbs?: Map<string, Float64Array>;
+  /** Mean |activation| per channel of a layer's input value (values of the model handed in), from calibration. */
+  channelMeanAbs?: ReadonlyMap<Value, Float64Array>;
 }
 
 /** Same shape as uniformGroup's result, so the two compete behind one interface. */
@@ -61,31 +60,33 @@ const BALANCE_ITERATIONS = 20;
 /** Balanced self-group a copy of `model` to about `keepMacs` of its MACs; the input is not changed. */
 export function balancedSelfGroup(model: Model, options: BalancedSelfGroupOptions, ctx: BalancedSelfGroupContext = {}): BalancedSelfGroupResult {
   if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
-  const copy = decodeModel(encodeModel(model).bytes);
+  const { model: copy, nodes, values } = model.clone();
   const cost = computeCost(copy, inferShapes(copy));
   const layers = groupableConvs(cost.layers, options.minInputChannels ?? 4);
   const budget = options.keepMacs * cost.totals.macs;
   const total = doubleGroups(layers, cost.totals.macs, budget, { minWidth: options.minWidth ?? 4 });
-  const connectivity = new Map<string, Connectivity>();
+  const stats = layerStats(copy, layers);
+  const labels = new Map(stats.map((s) => [s.node, s.label]));
+  const scales = ctx.channelMeanAbs && new Map([...ctx.channelMeanAbs].map(([value, scale]) => [values.get(value) ?? value, scale] as const));
+  const connectivity = new Map<Node, Connectivity>();
   for (const layer of layers.filter((l) => l.groups > 1)) {
-    const conn = balancedConnectivity(importanceRows(layer, ctx), layer.groups, options);
-    validateConnectivity(conn, layer.node.name);
+    const conn = balancedConnectivity(importanceRows(layer, labels.get(layer.node)!, scales), layer.groups, options);
+    validateConnectivity(conn, labels.get(layer.node)!);
     maskLayer(layer.node, conn);
-    connectivity.set(layer.node.name, conn);
+    connectivity.set(layer.node, conn);
   }
-  const stats = layers.map((l) => ({ node: l.node.name, groups: l.groups, macsBefore: l.macs, macsAfter: l.macs / l.groups }));
   const macsRatio = cost.totals.macs > 0 ? total / cost.totals.macs : 1;
-  return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio, targetMet: total <= budget * (1 + 1e-9), layers: stats } };
+  return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio, targetMet: total <= budget * (1 + 1e-9), layers: stats }, nodes };
 }
 
 
 /** Importance vectors v_i (rows), scaled per input channel by calibration when the context has it. */
-function importanceRows(layer: GroupableLayer, ctx: BalancedSelfGroupContext): number[][] {
+function importanceRows(layer: GroupableLayer, label: string, scales: ReadonlyMap<Value, Float64Array> | undefined): number[][] {
   const { node, outChannels, inChannels } = layer;
   const flat = importanceVectors(node.input(1).constValue!);
-  const scale = ctx.channelMeanAbs?.get(node.input(0).name);
+  const scale = scales?.get(node.input(0));
   if (scale && scale.length !== inChannels) {
-    throw new RegroupError('bad-data', `calibration for '${node.input(0).name}' has ${scale.length} channels but '${node.name}' reads ${inChannels}; recalibrate this model`);
+    throw new RegroupError('bad-data', `calibration for '${node.input(0).name}' has ${scale.length} channels but '${label}' reads ${inChannels}; recalibrate this model`);
   }
   return Array.from({ length: outChannels }, (_, i) => Array.from(flat.subarray(i * inChannels, (i + 1) * inChannels), (v, j) => (scale ? v * scale[j]! : v)));
 }

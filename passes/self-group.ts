@@ -22,8 +22,10 @@
  * layers whose output shape is unknown. A grouped (ResNeXt) conv is written out densely
  * (group = 1, zeros outside its blocks) and then regrouped.
  *
- * Output: the model with masked weights plus the connectivity side table (node name →
- * Connectivity) for the lowering. Deterministic given the seed. Not idempotent: a second
+ * Output: the model with masked weights plus the connectivity side table (Node →
+ * Connectivity, keyed by the returned model's nodes) for the lowering. Every per-layer table
+ * (options, calibration, results) is keyed by Node or Value, never by name: exporters write
+ * empty and repeated node names; results carry a display label (compiler/ir/label.ts). Deterministic given the seed. Not idempotent: a second
  * run regroups the masked weights (SG-CNN raises cp step by step this way).
  */
 import { connectivityMacs, expandGroupedWeight, importanceVectors, maskWeight, validateConnectivity, type Connectivity } from '../compiler/analysis/connectivity.js';
@@ -31,24 +33,25 @@ import { computeCost, type LayerCost } from '../compiler/analysis/cost.js';
 import { inferShapes, type InferShapesOptions } from '../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../compiler/errors.js';
 import { attr } from '../compiler/ir/attribute.js';
+import type { CloneMap } from '../compiler/ir/clone.js';
+import { nodeLabel, nodeLabels } from '../compiler/ir/label.js';
 import type { Model } from '../compiler/ir/model.js';
-import type { Node } from '../compiler/ir/node.js';
+import type { Node, Value } from '../compiler/ir/node.js';
+import { weightAxes } from '../compiler/ir/op-roles.js';
 import { Tensor } from '../compiler/ir/tensor.js';
-import { decodeModel } from '../compiler/onnx/decode.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
 import type { Pass, PassContext } from './pass.js';
 import { clusterFilters, pairsAt, sortCentroids, thresholdClusters, type Clustering, type SortedCentroids } from './self-group-cluster.js';
 
 export interface SelfGroupOptions {
-  /** Clusters per layer (default 64), or per node name (others get `default`). Capped at the filter count. */
-  groups?: number | { default?: number; layers: Record<string, number> };
+  /** Clusters per layer (default 64), or per node (others get `default`). Capped at the filter count. */
+  groups?: number | { default?: number; layers: ReadonlyMap<Node, number> };
   /** Target fraction of the model's total MACs (cost model); solved with one global cp. */
   keepMacs?: number;
   /**
    * Explicit percentile in [0, 100] (used when keepMacs is absent; default 50), or one per
-   * node name (others get `default`) — e.g. the per-layer cps of a sensitivity allocation.
+   * node (others get `default`) — e.g. the per-layer cps of a sensitivity allocation.
    */
-  cp?: number | { default?: number; layers: Record<string, number> };
+  cp?: number | { default?: number; layers: ReadonlyMap<Node, number> };
   /** k-means seed (default 0); restart r uses seed + r. */
   seed?: number;
   /** k-means runs per layer (default 4); the lowest inertia wins. */
@@ -59,22 +62,35 @@ export interface SelfGroupOptions {
   minInputChannels?: number;
   /** 'auto' (default): scale by calibration where the context has it; 'data': require it; 'weight': never. */
   importance?: 'auto' | 'data' | 'weight';
-  /** Only these node names (default: every groupable layer). */
-  layers?: readonly string[];
+  /** Only these nodes (default: every groupable layer). */
+  layers?: readonly Node[];
   /** Input shapes for shape inference (when the model's are symbolic beyond the batch). */
   inputShapes?: InferShapesOptions['inputShapes'];
 }
 
-/** What the self-group pass reads from and writes to its context. */
+/**
+ * What the self-group pass reads from and writes to its context. Nodes and values (in the
+ * options too) are those of the model handed to selfGroup / planSelfGroup / the pass.
+ */
 export interface SelfGroupContext extends PassContext {
-  /** Mean |activation| per channel of a layer's input value (by value name), from calibration. */
-  channelMeanAbs?: Map<string, Float64Array>;
-  /** Filled by the pass: node name → connectivity. */
-  connectivity?: Map<string, Connectivity>;
+  /** Mean |activation| per channel of a layer's input value, from calibration. */
+  channelMeanAbs?: ReadonlyMap<Value, Float64Array>;
+  /** Filled by the pass: node → connectivity. */
+  connectivity?: Map<Node, Connectivity>;
+}
+
+/** A layer left dense, and why. */
+export interface SkippedLayer {
+  node: Node;
+  /** Display label (compiler/ir/label.ts). */
+  label: string;
+  reason: string;
 }
 
 export interface LayerGrouping {
-  node: string;
+  node: Node;
+  /** Display label (compiler/ir/label.ts). */
+  label: string;
   op: 'Conv' | 'Gemm';
   clusters: number;
   /** Filters per cluster, in cluster order. */
@@ -102,18 +118,22 @@ export interface SelfGroupStats {
   macsAfter: number;
   macsRatio: number;
   layers: LayerGrouping[];
-  skipped: { node: string; reason: string }[];
+  skipped: SkippedLayer[];
 }
 
 export interface SelfGroupResult {
+  /** The grouped copy; connectivity and stats name its nodes. */
   model: Model;
-  connectivity: Map<string, Connectivity>;
+  connectivity: Map<Node, Connectivity>;
   stats: SelfGroupStats;
+  /** Input model's node → the copy's. */
+  nodes: ReadonlyMap<Node, Node>;
 }
 
 /** A layer that will be grouped. */
 interface Candidate {
   readonly node: Node;
+  readonly label: string;
   readonly op: 'Conv' | 'Gemm';
   /** Dense weight as [Cout, Cin, …] (grouped convs expanded, Gemm rows = outputs). */
   readonly weight: Tensor;
@@ -128,10 +148,32 @@ const BISECTION_STEPS = 50;
 
 /** Self-group a copy of `model`; the input model is not changed. */
 export function selfGroup(model: Model, options: SelfGroupOptions = {}, ctx: Omit<SelfGroupContext, 'connectivity'> = {}): SelfGroupResult {
-  const copy = decodeModel(encodeModel(model).bytes);
-  const connectivity = new Map<string, Connectivity>();
-  const stats = selfGroupInPlace(copy, options, { ...ctx, connectivity });
-  return { model: copy, connectivity, stats };
+  const { model: copy, ...map } = model.clone();
+  const connectivity = new Map<Node, Connectivity>();
+  const stats = selfGroupInPlace(copy, onCopy(options, map), { ...ctx, ...(ctx.channelMeanAbs ? { channelMeanAbs: mapKeys(ctx.channelMeanAbs, map.values) } : {}), connectivity });
+  return { model: copy, connectivity, stats, nodes: map.nodes };
+}
+
+/** The options with their node keys moved to the copy's nodes. */
+function onCopy(options: SelfGroupOptions, map: CloneMap): SelfGroupOptions {
+  const perLayer = <T extends { layers: ReadonlyMap<Node, number> }>(o: T): T => ({ ...o, layers: mapKeys(o.layers, map.nodes) });
+  return {
+    ...options,
+    ...(typeof options.groups === 'object' ? { groups: perLayer(options.groups) } : {}),
+    ...(typeof options.cp === 'object' ? { cp: perLayer(options.cp) } : {}),
+    ...(options.layers ? { layers: options.layers.map((n) => translated(n, map.nodes)) } : {}),
+  };
+}
+
+/** A table keyed by the original's nodes or values, keyed by the copy's. */
+function mapKeys<K extends Node | Value, T>(table: ReadonlyMap<K, T>, map: ReadonlyMap<K, K>): Map<K, T> {
+  return new Map([...table].map(([key, value]) => [translated(key, map), value]));
+}
+
+function translated<K extends Node | Value>(key: K, map: ReadonlyMap<K, K>): K {
+  const copy = map.get(key);
+  if (!copy) throw new RegroupError('usage', `'${key.name}' is not part of the model being self-grouped; pass nodes and values of that model`);
+  return copy;
 }
 
 /** The pass form (in place); the connectivity table goes to `ctx.connectivity`. */
@@ -153,9 +195,9 @@ export function selfGroupInPlace(model: Model, options: SelfGroupOptions, ctx: S
   const { cps, cp: globalCp, targetMet } = chooseCps(plan, options);
   const layers = candidates.map((candidate, i) => {
     const { connectivity, tau } = thresholdClusters(clusterings[i]!, cps[i]!, candidate.weight.dims[0]!, candidate.weight.dims[1]!);
-    validateConnectivity(connectivity, candidate.node.name);
+    validateConnectivity(connectivity, candidate.label);
     applyConnectivity(candidate, connectivity);
-    table.set(candidate.node.name, connectivity);
+    table.set(candidate.node, connectivity);
     return layerStats(candidate, clusterings[i]!, connectivity, cps[i]!, tau, usesCalibration(candidate, options, ctx));
   });
   const macsAfter = macsBefore - layers.reduce((sum, l) => sum + l.macsBefore - l.macsAfter, 0);
@@ -170,14 +212,14 @@ interface LayerPlanning {
   clusterings: Clustering[];
   /** Sorted centroid values per candidate (for fast thresholding). */
   sorted: SortedCentroids[];
-  skipped: { node: string; reason: string }[];
+  skipped: SkippedLayer[];
   macsBefore: number;
 }
 
 function planLayers(model: Model, options: SelfGroupOptions, ctx: SelfGroupContext): LayerPlanning {
   const cost = computeCost(model, inferShapes(model, { inputShapes: options.inputShapes }));
   const { candidates, skipped } = findCandidates(model, cost.layers, options);
-  for (const s of skipped) ctx.log?.(`self-group: '${s.node}' stays dense: ${s.reason}`);
+  for (const s of skipped) ctx.log?.(`self-group: '${s.label}' stays dense: ${s.reason}`);
   const clusterings = candidates.map((c) => clusterLayer(c, options, ctx));
   const sorted = candidates.map((c, i) => sortCentroids(clusterings[i]!.centroids, c.weight.dims[1]!));
   return { candidates, clusterings, sorted, skipped, macsBefore: cost.totals.macs };
@@ -185,7 +227,8 @@ function planLayers(model: Model, options: SelfGroupOptions, ctx: SelfGroupConte
 
 /** One groupable layer of a plan: its dense cost and what each cp would make of it. */
 export interface SelfGroupLayerPlan {
-  readonly node: string;
+  readonly node: Node;
+  readonly label: string;
   readonly denseMacs: number;
   connectivityAt(cp: number): Connectivity;
   macsAt(cp: number): number;
@@ -195,21 +238,21 @@ export interface SelfGroupPlan {
   /** The whole model's MACs (grouped layers and the rest). */
   readonly macsBefore: number;
   readonly layers: readonly SelfGroupLayerPlan[];
-  readonly skipped: readonly { node: string; reason: string }[];
+  readonly skipped: readonly SkippedLayer[];
 }
 
 /**
  * Cluster every groupable layer of `model` without masking anything, so that a caller can
  * choose a cp per layer (e.g. from measured sensitivity) and pass it back as `cp: { layers }`.
- * The clustering is the one selfGroup computes with the same options and seed. Layers without
- * a name get one in `model` (the same fresh names selfGroup gives a copy of it).
+ * The clustering is the one selfGroup computes with the same options and seed; the plan's
+ * nodes are those of `model` (which is not changed), as selfGroup's options expect them.
  */
 export function planSelfGroup(model: Model, options: SelfGroupOptions = {}, ctx: Omit<SelfGroupContext, 'connectivity'> = {}): SelfGroupPlan {
   const plan = planLayers(model, options, ctx);
   const layers = plan.candidates.map((c, i): SelfGroupLayerPlan => {
     const [outChannels, inChannels] = c.weight.dims as [number, number];
     const connectivityAt = (cp: number) => thresholdClusters(plan.clusterings[i]!, cp, outChannels, inChannels, plan.sorted[i]).connectivity;
-    return { node: c.node.name, denseMacs: c.denseMacs, connectivityAt, macsAt: (cp) => layerMacsAt(plan, i, cp) };
+    return { node: c.node, label: c.label, denseMacs: c.denseMacs, connectivityAt, macsAt: (cp) => layerMacsAt(plan, i, cp) };
   });
   return { macsBefore: plan.macsBefore, layers, skipped: plan.skipped };
 }
@@ -217,17 +260,17 @@ export function planSelfGroup(model: Model, options: SelfGroupOptions = {}, ctx:
 // ---------------------------------------------------------------------------------------------
 // Which layers
 
-function findCandidates(model: Model, layers: readonly LayerCost[], options: SelfGroupOptions): { candidates: Candidate[]; skipped: { node: string; reason: string }[] } {
+function findCandidates(model: Model, layers: readonly LayerCost[], options: SelfGroupOptions): { candidates: Candidate[]; skipped: SkippedLayer[] } {
   const candidates: Candidate[] = [];
-  const skipped: { node: string; reason: string }[] = [];
-  const names = new Set<string>();
+  const skipped: SkippedLayer[] = [];
+  const labels = nodeLabels(model.graph);
+  const only = options.layers && new Set(options.layers);
   for (const { node, macs } of layers) {
     if (node.domain !== '' || !(node.opType === 'Conv' || (node.opType === 'Gemm' && options.includeFc))) continue;
-    if (options.layers && !options.layers.includes(node.name)) continue;
-    if (!node.name || names.has(node.name)) node.name = model.graph.names.fresh(node.name || node.opType);
-    names.add(node.name);
-    const found = node.opType === 'Conv' ? convCandidate(node, macs, options) : gemmCandidate(node, macs);
-    if (typeof found === 'string') skipped.push({ node: node.name, reason: found });
+    if (only && !only.has(node)) continue;
+    const label = labels.get(node) ?? node.name;
+    const found = node.opType === 'Conv' ? convCandidate(node, label, macs, options) : gemmCandidate(node, label, macs);
+    if (typeof found === 'string') skipped.push({ node, label, reason: found });
     else candidates.push(found);
   }
   return { candidates, skipped };
@@ -242,7 +285,7 @@ function weightRefusal(node: Node): string | undefined {
   return undefined;
 }
 
-function convCandidate(node: Node, macs: number, options: SelfGroupOptions): Candidate | string {
+function convCandidate(node: Node, label: string, macs: number, options: SelfGroupOptions): Candidate | string {
   const refusal = weightRefusal(node);
   if (refusal) return refusal;
   const raw = node.input(1).constValue!;
@@ -252,19 +295,24 @@ function convCandidate(node: Node, macs: number, options: SelfGroupOptions): Can
   if (inPerGroup * group < (options.minInputChannels ?? 4)) return `too few input channels to group (${inPerGroup * group} < minInputChannels ${options.minInputChannels ?? 4})`;
   const kernelArea = kernel.reduce((a, b) => a * b, 1);
   if (!(macs > 0)) return 'output shape unknown (pass inputShapes)';
-  return { node, op: 'Conv', weight: expandGroupedWeight(raw, group), kernelArea, positions: macs / (outChannels * inPerGroup * kernelArea), denseMacs: macs };
+  return { node, label, op: 'Conv', weight: expandGroupedWeight(raw, group), kernelArea, positions: macs / (outChannels * inPerGroup * kernelArea), denseMacs: macs };
 }
 
-function gemmCandidate(node: Node, macs: number): Candidate | string {
+function gemmCandidate(node: Node, label: string, macs: number): Candidate | string {
   const refusal = weightRefusal(node);
   if (refusal) return refusal;
   if (node.getInt('transA', 0) !== 0) return 'Gemm with transA is not grouped';
   const raw = node.input(1).constValue!;
   if (raw.dims.length !== 2) return 'Gemm weight is not a matrix';
-  const weight = node.getInt('transB', 0) === 1 ? raw : transpose2d(raw);
+  const weight = rowsAreOutputs(node) ? raw : transpose2d(raw);
   const [outFeatures, inFeatures] = weight.dims as [number, number];
   if (!(macs > 0)) return 'output shape unknown (pass inputShapes)';
-  return { node, op: 'Gemm', weight, kernelArea: 1, positions: macs / (outFeatures * inFeatures), denseMacs: macs };
+  return { node, label, op: 'Gemm', weight, kernelArea: 1, positions: macs / (outFeatures * inFeatures), denseMacs: macs };
+}
+
+/** Whether a Gemm's weight holds one row per output (transB = 1), per the op-role table. */
+function rowsAreOutputs(node: Node): boolean {
+  return weightAxes(node, 2)?.out === 0;
 }
 
 function transpose2d(t: Tensor): Tensor {
@@ -280,10 +328,10 @@ function transpose2d(t: Tensor): Tensor {
 
 function usesCalibration(candidate: Candidate, options: SelfGroupOptions, ctx: SelfGroupContext): boolean {
   if (options.importance === 'weight') return false;
-  const input = candidate.node.input(0).name;
+  const input = candidate.node.input(0);
   const have = ctx.channelMeanAbs?.has(input) ?? false;
   if (options.importance === 'data' && !have) {
-    throw new RegroupError('usage', `importance 'data' needs calibration statistics for '${input}' (input of '${candidate.node.name}'); run calibration first or use importance 'weight'`);
+    throw new RegroupError('usage', `importance 'data' needs calibration statistics for '${input.name}' (input of '${candidate.label}'); run calibration first or use importance 'weight'`);
   }
   return have;
 }
@@ -292,23 +340,23 @@ function usesCalibration(candidate: Candidate, options: SelfGroupOptions, ctx: S
 function layerVectors(candidate: Candidate, options: SelfGroupOptions, ctx: SelfGroupContext): number[][] {
   const [outChannels, inChannels] = candidate.weight.dims as [number, number];
   const flat = importanceVectors(candidate.weight);
-  const scale = usesCalibration(candidate, options, ctx) ? ctx.channelMeanAbs!.get(candidate.node.input(0).name)! : undefined;
+  const scale = usesCalibration(candidate, options, ctx) ? ctx.channelMeanAbs!.get(candidate.node.input(0))! : undefined;
   if (scale && scale.length !== inChannels) {
-    throw new RegroupError('bad-data', `calibration for '${candidate.node.input(0).name}' has ${scale.length} channels but '${candidate.node.name}' reads ${inChannels}; recalibrate this model`);
+    throw new RegroupError('bad-data', `calibration for '${candidate.node.input(0).name}' has ${scale.length} channels but '${candidate.label}' reads ${inChannels}; recalibrate this model`);
   }
   return Array.from({ length: outChannels }, (_, i) => Array.from(flat.subarray(i * inChannels, (i + 1) * inChannels), (v, j) => (scale ? v * scale[j]! : v)));
 }
 
-function groupsFor(node: Node, options: SelfGroupOptions): number {
+function groupsFor(candidate: Candidate, options: SelfGroupOptions): number {
   const g = options.groups;
-  const value = typeof g === 'number' ? g : g?.layers[node.name] ?? g?.default ?? DEFAULT_GROUPS;
-  if (!Number.isInteger(value) || value < 1) throw new RegroupError('usage', `groups for '${node.name}' must be a positive integer, got ${value}`);
+  const value = typeof g === 'number' ? g : g?.layers.get(candidate.node) ?? g?.default ?? DEFAULT_GROUPS;
+  if (!Number.isInteger(value) || value < 1) throw new RegroupError('usage', `groups for '${candidate.label}' must be a positive integer, got ${value}`);
   return value;
 }
 
 function clusterLayer(candidate: Candidate, options: SelfGroupOptions, ctx: SelfGroupContext): Clustering {
   const vectors = layerVectors(candidate, options, ctx);
-  return clusterFilters(vectors, groupsFor(candidate.node, options), { seed: options.seed ?? 0, restarts: options.restarts ?? 4 });
+  return clusterFilters(vectors, groupsFor(candidate, options), { seed: options.seed ?? 0, restarts: options.restarts ?? 4 });
 }
 
 /**
@@ -325,11 +373,11 @@ function chooseCps(plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sor
   const { candidates, macsBefore: total } = plan;
   if (options.keepMacs === undefined) {
     const explicit = options.cp ?? DEFAULT_CP;
-    const cps = candidates.map((c) => (typeof explicit === 'number' ? explicit : explicit.layers[c.node.name] ?? explicit.default ?? DEFAULT_CP));
+    const cps = candidates.map((c) => (typeof explicit === 'number' ? explicit : explicit.layers.get(c.node) ?? explicit.default ?? DEFAULT_CP));
     if (typeof explicit === 'object') {
-      const known = new Set(candidates.map((c) => c.node.name));
-      const stray = Object.keys(explicit.layers).find((name) => !known.has(name));
-      if (stray !== undefined) throw new RegroupError('usage', `cp given for '${stray}', which is not a groupable layer of this model`);
+      const known = new Set(candidates.map((c) => c.node));
+      const stray = [...explicit.layers.keys()].find((node) => !known.has(node));
+      if (stray !== undefined) throw new RegroupError('usage', `cp given for ${stray}, which is not a groupable layer of this model`);
     }
     const bad = (typeof explicit === 'number' ? [explicit] : cps).find((cp) => !(cp >= 0 && cp <= 100));
     if (bad !== undefined) throw new RegroupError('usage', `cp must lie in [0, 100], got ${bad}`);
@@ -359,7 +407,7 @@ function applyConnectivity(candidate: Candidate, conn: Connectivity): void {
   const { node } = candidate;
   const value = node.input(1);
   const masked = maskWeight(candidate.weight, conn);
-  const stored = candidate.op === 'Gemm' && node.getInt('transB', 0) !== 1 ? transpose2d(masked) : masked;
+  const stored = candidate.op === 'Gemm' && !rowsAreOutputs(node) ? transpose2d(masked) : masked;
   value.graph.setInitializer(value, stored);
   if (candidate.op === 'Conv' && node.getInt('group', 1) !== 1) node.setAttr(attr.int('group', 1));
 }
@@ -370,18 +418,20 @@ function applyConnectivity(candidate: Candidate, conn: Connectivity): void {
  * connectivities built elsewhere than selfGroup (tests, saved plans).
  */
 export function maskLayer(node: Node, conn: Connectivity): void {
-  validateConnectivity(conn, node.name);
+  const label = nodeLabel(node);
+  validateConnectivity(conn, label);
   const refusal = weightRefusal(node);
-  if (refusal) throw new RegroupError('unsupported', `cannot mask '${node.name}': ${refusal}`);
+  if (refusal) throw new RegroupError('unsupported', `cannot mask '${label}': ${refusal}`);
   const raw = node.input(1).constValue!;
   const op = node.opType === 'Gemm' ? 'Gemm' : 'Conv';
-  const weight = op === 'Conv' ? expandGroupedWeight(raw, node.getInt('group', 1)) : node.getInt('transB', 0) === 1 ? raw : transpose2d(raw);
-  applyConnectivity({ node, op, weight, kernelArea: 1, positions: 0, denseMacs: 0 }, conn);
+  const weight = op === 'Conv' ? expandGroupedWeight(raw, node.getInt('group', 1)) : rowsAreOutputs(node) ? raw : transpose2d(raw);
+  applyConnectivity({ node, label, op, weight, kernelArea: 1, positions: 0, denseMacs: 0 }, conn);
 }
 
 function layerStats(candidate: Candidate, clustering: Clustering, conn: Connectivity, cp: number, tau: number, data: boolean): LayerGrouping {
   return {
-    node: candidate.node.name,
+    node: candidate.node,
+    label: candidate.label,
     op: candidate.op,
     clusters: conn.clusters.length,
     clusterFilters: conn.clusters.map((c) => c.filters.length),

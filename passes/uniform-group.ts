@@ -11,15 +11,14 @@
  * non-initializer weights stay dense), so both methods compete on the same layers.
  *
  * Output, as self-group: the masked model (zeros outside the blocks) and the connectivity
- * table for the lowering.
+ * table for the lowering, keyed by the returned model's nodes (never by name).
  */
 import { uniformConnectivity, type Connectivity } from '../compiler/analysis/connectivity.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
+import { nodeLabels } from '../compiler/ir/label.js';
 import type { Model } from '../compiler/ir/model.js';
 import type { Node } from '../compiler/ir/node.js';
-import { decodeModel } from '../compiler/onnx/decode.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
 import { maskLayer } from './self-group.js';
 
 export interface UniformGroupOptions {
@@ -31,10 +30,24 @@ export interface UniformGroupOptions {
   minInputChannels?: number;
 }
 
+/** One groupable layer's outcome (groups 1: left dense). */
+export interface GroupedLayerStats {
+  /** A node of the result's model. */
+  node: Node;
+  /** Display label (compiler/ir/label.ts). */
+  label: string;
+  groups: number;
+  macsBefore: number;
+  macsAfter: number;
+}
+
 export interface UniformGroupResult {
+  /** The masked copy; connectivity and stats name its nodes. */
   model: Model;
-  connectivity: Map<string, Connectivity>;
-  stats: { macsBefore: number; macsAfter: number; macsRatio: number; targetMet: boolean; layers: { node: string; groups: number; macsBefore: number; macsAfter: number }[] };
+  connectivity: Map<Node, Connectivity>;
+  stats: { macsBefore: number; macsAfter: number; macsRatio: number; targetMet: boolean; layers: GroupedLayerStats[] };
+  /** Input model's node → the copy's. */
+  nodes: ReadonlyMap<Node, Node>;
 }
 
 /** A conv that may be split into groups, and the group count chosen for it. */
@@ -48,19 +61,25 @@ export interface GroupableLayer {
 
 /** Uniformly group a copy of `model` to about `keepMacs` of its MACs; the input is not changed. */
 export function uniformGroup(model: Model, options: UniformGroupOptions): UniformGroupResult {
-  const copy = decodeModel(encodeModel(model).bytes);
+  const { model: copy, nodes } = model.clone();
   const cost = computeCost(copy, inferShapes(copy));
   const layers = groupableConvs(cost.layers, options.minInputChannels ?? 4);
   const budget = options.keepMacs * cost.totals.macs;
   const total = doubleGroups(layers, cost.totals.macs, budget, { maxGroups: options.maxGroups ?? 64 });
-  const connectivity = new Map<string, Connectivity>();
+  const connectivity = new Map<Node, Connectivity>();
   for (const layer of layers.filter((l) => l.groups > 1)) {
     const conn = uniformConnectivity(layer.outChannels, layer.inChannels, layer.groups);
     maskLayer(layer.node, conn);
-    connectivity.set(layer.node.name, conn);
+    connectivity.set(layer.node, conn);
   }
-  const stats = layers.map((l) => ({ node: l.node.name, groups: l.groups, macsBefore: l.macs, macsAfter: l.macs / l.groups }));
-  return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio: total / cost.totals.macs, targetMet: total <= budget * (1 + 1e-9), layers: stats } };
+  const stats = layerStats(copy, layers);
+  return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio: total / cost.totals.macs, targetMet: total <= budget * (1 + 1e-9), layers: stats }, nodes };
+}
+
+/** Per-layer outcome with display labels. */
+export function layerStats(model: Model, layers: readonly GroupableLayer[]): GroupedLayerStats[] {
+  const labels = nodeLabels(model.graph);
+  return layers.map((l) => ({ node: l.node, label: labels.get(l.node) ?? l.node.name, groups: l.groups, macsBefore: l.macs, macsAfter: l.macs / l.groups }));
 }
 
 /** Plain Convs (group = 1) whose weight is an unshared initializer with ≥ minInputChannels inputs, group count 1. */

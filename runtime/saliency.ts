@@ -17,7 +17,7 @@ import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { emitLoss } from '../compiler/autodiff/losses.js';
 import { Emitter } from '../compiler/autodiff/emitter.js';
 import { appendGradients } from '../compiler/autodiff/gradients.js';
-import { cloneModel, ensureOpset } from '../compiler/autodiff/opset.js';
+import { ensureOpset } from '../compiler/autodiff/opset.js';
 import { RegroupError } from '../compiler/errors.js';
 import { DataType } from '../compiler/ir/dtype.js';
 import type { Graph } from '../compiler/ir/graph.js';
@@ -108,15 +108,12 @@ export async function channelSaliency(
  * with respect to them. The data input's batch becomes symbolic unless the model fixes it.
  */
 export function saliencyGraph(model: Model, values: readonly Value[], spec: InputSpec): SaliencyGraph {
-  const copy = cloneModel(model); // TODO clone: Model.clone() with its value map, once the IR has it
+  const { model: copy, values: copies } = model.clone();
+  const wrt = values.map(
+    (v) => copies.get(v) ?? fail(`value '${v.name}' is not in the model's graph; measure values of the model passed in`),
+  );
   ensureOpset(copy, 17);
   const graph = copy.graph;
-  const byName = graph.valueMap();
-  const wrt = values.map(
-    (v) =>
-      byName.get(v.name) ??
-      fail(`value '${v.name}' is not in the model's graph; measure values of the model passed in`),
-  );
   const logits =
     graph.outputs[0] ?? fail(`graph '${graph.name}' has no outputs; saliency needs the logits as its first output`);
   const batch = shapeDataInput(copy, spec, logits);

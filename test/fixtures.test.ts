@@ -41,6 +41,7 @@ const EXPECTED_OPS: Record<string, Record<string, number>> = {
   'resnet-tiny': { Conv: 9, BatchNormalization: 9, Add: 3, Relu: 7, GlobalAveragePool: 1, Flatten: 1, Gemm: 1 },
   'channel-shuffle': { Split: 1, Concat: 1, Reshape: 2, Transpose: 1, Conv: 3, Gemm: 1 },
   'nhwc-transposed': { Transpose: 4, Conv: 2, Add: 2, ReduceMean: 1, Gemm: 1 },
+  'unnamed-detector': { Conv: 6, BatchNormalization: 4, Relu: 6, Add: 1, Concat: 1, GlobalAveragePool: 1, Flatten: 1, Gemm: 1 },
 };
 
 describe('generated fixtures', () => {

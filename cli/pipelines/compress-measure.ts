@@ -36,8 +36,8 @@ export async function measureSide(model: Model, data: { test: Dataset | undefine
   const cost = computeCost(model, inferShapes(model)).totals;
   const side: Side = { macs: cost.macs, params: cost.params, latency: [] };
   if (data?.test) {
-    const [{ evaluate }, { fixedBatchOf }, { cloneModel }] = await Promise.all([import('../../runtime/evaluate.js'), import('../../runtime/calibrate.js'), import('../../runtime/train/checkpoint.js')]);
-    side.accuracy = await evaluate(cloneModel(model), fixedBatchOf(model), data.test, data.spec, { limit: options.evalLimit, batchSize: 100, ep: options.ep, threads: options.threads });
+    const [{ evaluate }, { fixedBatchOf }] = await Promise.all([import('../../runtime/evaluate.js'), import('../../runtime/calibrate.js')]);
+    side.accuracy = await evaluate(model.clone().model, fixedBatchOf(model), data.test, data.spec, { limit: options.evalLimit, batchSize: 100, ep: options.ep, threads: options.threads });
   }
   options.log?.(`${label} measured`);
   return side;
@@ -90,8 +90,9 @@ export interface ReportInput {
 }
 
 /** The common report format (`--report`, `--html`) for a compress run. */
-export function compressReport(file: string, options: { output: string; keepMacs: number }, r: ReportInput, dense: Model, _lowered: Model): Report {
-  const layerParams = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.name, l.params]));
+export function compressReport(file: string, options: { output: string; keepMacs: number }, r: ReportInput, dense: Model): Report {
+  // Dense parameters by the structured layer's first output (its nodes are the lowered model's, not dense's).
+  const byOutput = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.outputs[0]?.name, l.params]));
   const latency = (s: Side) => s.latency.map((l) => ({ ep: l.ep, batch: l.batch, medianMs: l.medianMs, p90Ms: l.p90Ms }));
   const report: Report = {
     format: REPORT_FORMAT,
@@ -102,10 +103,9 @@ export function compressReport(file: string, options: { output: string; keepMacs
     baseline: { file, macs: r.dense.macs, params: r.dense.params },
     totals: { macsBefore: r.dense.macs, macsAfter: r.compressed.macs, paramsBefore: r.dense.params, paramsAfter: r.compressed.params },
     latency: latency(r.compressed),
-    // A conv's weights scale with its MACs at a fixed output size (padding included).
     layers: r.choices.map((c) => {
-      const paramsBefore = layerParams.get(c.node) ?? 0;
-      return { name: c.node, op: `Conv → ${c.form}`, macsBefore: c.denseMacs, macsAfter: c.macs, paramsBefore, paramsAfter: Math.round((paramsBefore * c.macs) / Math.max(c.denseMacs, 1)) };
+      const paramsBefore = byOutput.get(c.node.outputs[0]?.name) ?? 0;
+      return { name: c.label, op: `${c.node.opType} → ${c.form}`, macsBefore: c.denseMacs, macsAfter: c.macs, paramsBefore, paramsAfter: c.params };
     }),
     notes: r.notes,
     extra: {
@@ -114,7 +114,7 @@ export function compressReport(file: string, options: { output: string; keepMacs
       denseLatency: latency(r.dense),
       ...(r.dense.accuracy ? { denseAccuracy: { top1: r.dense.accuracy.top1, top5: r.dense.accuracy.top5, samples: r.dense.accuracy.samples } } : {}),
       ...(r.loweringError === undefined ? {} : { loweringError: r.loweringError }),
-      lowering: r.choices.map((c) => ({ node: c.node, form: c.form, reason: c.reason, groups: c.groups ?? null })),
+      lowering: r.choices.map((c) => ({ node: c.label, form: c.form, reason: c.reason, groups: c.groups ?? null })),
       structuredMacsRatio: r.structuredMacsRatio,
       steps: r.steps,
       seconds: r.seconds,

@@ -15,7 +15,9 @@ import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
 import type { Connectivity } from '../../compiler/analysis/connectivity.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../../compiler/errors.js';
+import { matchNodesByOutput } from '../../compiler/ir/match.js';
 import type { Model } from '../../compiler/ir/model.js';
+import type { Node } from '../../compiler/ir/node.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
 import { PREPARE, runPasses } from '../../passes/index.js';
@@ -149,7 +151,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       last = { structured, tuned };
     }
     const { structured, tuned } = last!;
-    const lowered = await lowerChecked(tuned, structured.connectivity, method, options);
+    const lowered = await lowerChecked(tuned, structured, method, options);
     const maskedDense = lowered.choices.filter((c) => c.form === 'masked-dense').length;
     if (maskedDense > 0) {
       const how = options.tune ? 'measured' : 'by the cost model; --tune measures';
@@ -165,7 +167,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     const seconds = (performance.now() - started) / 1000;
     const peakRssMb = process.resourceUsage().maxRSS / 1024;
     const outcome = { method: method.name, dense: denseSide, compressed: compressedSide, loweringError: lowered.error, structuredMacsRatio: structured.macsRatio, steps: records, choices: lowered.choices, notes, seconds, peakRssMb };
-    const report = compressReport(file, options, outcome, dense, lowered.model);
+    const report = compressReport(file, options, outcome, dense);
     return { report, ...outcome };
   } finally {
     await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
@@ -263,9 +265,9 @@ interface Lowered {
 }
 
 /** Lower the grouped layers and check the result against the masked-dense reference. */
-async function lowerChecked(model: Model, connectivity: Map<string, Connectivity>, method: AnyMethod, options: CompressOptions): Promise<Lowered> {
-  if (connectivity.size === 0) return { model, choices: [], error: undefined };
-  const lowered = await lower(model, connectivity, options);
+async function lowerChecked(model: Model, structured: Structured, method: AnyMethod, options: CompressOptions): Promise<Lowered> {
+  if (structured.connectivity.size === 0) return { model, choices: [], error: undefined };
+  const lowered = await lower(model, rekeyed(structured, model), options);
   const error = await loweringDifference(model, lowered);
   if (!(error <= 1e-4)) {
     throw new RegroupError('invalid-ir', `the lowered model differs from its masked-dense reference by ${error.toExponential(2)} of the output scale (limit 1e-4); this is a regroup bug — rerun with --method ${method.name} and report it`);
@@ -273,7 +275,17 @@ async function lowerChecked(model: Model, connectivity: Map<string, Connectivity
   return { ...lowered, error };
 }
 
-async function lower(model: Model, connectivity: Map<string, Connectivity>, options: CompressOptions) {
+/**
+ * The structure's connectivity keyed by the nodes of `model`: the structured model's own
+ * nodes, or — when fine-tuning returned another model — the nodes that write the same outputs.
+ */
+function rekeyed(structured: Structured, model: Model): ReadonlyMap<Node, Connectivity> {
+  if (model === structured.model) return structured.connectivity;
+  const match = matchNodesByOutput(structured.connectivity.keys(), model.graph);
+  return new Map([...structured.connectivity].map(([node, conn]) => [match.get(node)!, conn]));
+}
+
+async function lower(model: Model, connectivity: ReadonlyMap<Node, Connectivity>, options: CompressOptions) {
   const [{ cpuSimdBlock }, { benchmark }, { lowerGrouped }] = await Promise.all([import('../../runtime/providers.js'), import('../../runtime/benchmark.js'), import('../../passes/lower-grouped.js')]);
   const tune = options.tune
     ? async (candidates: Model[]) => {

@@ -26,6 +26,7 @@ import { constantOf } from '../ir/constants.js';
 import { isFloat, storageBytes } from '../ir/dtype.js';
 import type { Model } from '../ir/model.js';
 import type { Node, Value } from '../ir/node.js';
+import { opRole } from '../ir/op-roles.js';
 import type { Tensor } from '../ir/tensor.js';
 import type { ShapeResult } from './shape-inference.js';
 import { evaluateDim, type Dim } from './shape-values.js';
@@ -153,15 +154,6 @@ const MAC_RULES: Readonly<Record<string, MacRule>> = {
 // ---------------------------------------------------------------------------------------------
 // Parameters
 
-/** Input slots holding learnable weights, per op; integer weights count only for quantized ops. */
-const WEIGHT_INPUTS: Readonly<Record<string, { inputs: readonly number[]; integer?: boolean }>> = {
-  Conv: { inputs: [1, 2] }, ConvTranspose: { inputs: [1, 2] }, Gemm: { inputs: [1, 2] }, MatMul: { inputs: [0, 1] },
-  BatchNormalization: { inputs: [1, 2] }, InstanceNormalization: { inputs: [1, 2] }, LayerNormalization: { inputs: [1, 2] },
-  GroupNormalization: { inputs: [1, 2] }, PRelu: { inputs: [1] },
-  QLinearConv: { inputs: [3, 8], integer: true }, ConvInteger: { inputs: [1], integer: true },
-  QLinearMatMul: { inputs: [0, 3], integer: true }, MatMulInteger: { inputs: [0, 1], integer: true },
-};
-
 /** Mul/Add constants with more than one element are per-channel scales and biases. */
 const PER_CHANNEL_OPS = new Set(['Mul', 'Add']);
 
@@ -184,8 +176,9 @@ interface Weight {
 }
 
 function weightsOf(node: Node): Weight[] {
-  const spec = node.domain === '' || node.domain === 'ai.onnx' ? WEIGHT_INPUTS[node.opType] : undefined;
-  const slots = spec?.inputs ?? (PER_CHANNEL_OPS.has(node.opType) ? node.inputs.map((_, inputIndex) => inputIndex) : []);
+  // Which inputs are parameters, and whether integer ones count, is the op-role table's (compiler/ir/op-roles.ts).
+  const spec = opRole(node);
+  const slots = spec?.params ?? (PER_CHANNEL_OPS.has(node.opType) ? node.inputs.map((_, inputIndex) => inputIndex) : []);
   const found: Weight[] = [];
   for (const inputIndex of slots) {
     const weight = weightSource(node.inputs[inputIndex]);

@@ -25,7 +25,7 @@ import { findPath, type GradientPath } from './path.js';
 import { withOutputs } from './prepare.js';
 import type { GradientOptions, GradientRegion, GradientRule, RuleContext } from './rules/context.js';
 import { GRADIENT_RULES, REQUIRED_OUTPUTS } from './rules/index.js';
-import { cloneModel, ensureOpset } from './opset.js';
+import { ensureOpset } from './opset.js';
 import { lowerTrainingBatchNorms } from './batchnorm-training.js';
 
 export interface GradientRequest {
@@ -95,7 +95,7 @@ export interface GradientModel {
  * changed.
  */
 export function gradientModel(model: Model, options: GradientModelOptions): GradientModel {
-  const copy = cloneModel(model);
+  const copy = model.clone().model;
   ensureOpset(copy, 17);
   const regions = options.trainingBatchNorm ? lowerTrainingBatchNorms(copy, { momentum: 0.1 }).regions : [];
   const values = copy.graph.valueMap();

@@ -22,16 +22,9 @@ import type { Graph } from '../ir/graph.js';
 import type { Model } from '../ir/model.js';
 import type { Node, TensorType, Value } from '../ir/node.js';
 import { Tensor } from '../ir/tensor.js';
-import { decodeModel } from '../onnx/decode.js';
-import { encodeModel } from '../onnx/encode.js';
 import { inferShapes } from '../analysis/shape-inference.js';
 import { RegroupError } from '../errors.js';
 import { floatTensor } from './emitter.js';
-
-/** A deep copy of a model (through its ONNX bytes, so nothing is shared with the original). */
-export function cloneModel(model: Model): Model {
-  return decodeModel(encodeModel(model).bytes, { source: 'model copy' });
-}
 
 /** Raise the default-domain opset to at least `minimum` in place, rewriting old op forms. */
 export function ensureOpset(model: Model, minimum: number): void {

@@ -33,14 +33,12 @@ import { Emitter, floatTensor } from './emitter.js';
 import { appendGradients, type GradientOptions } from './gradients.js';
 import { emitLoss } from './losses.js';
 import { parameterConstantsToInitializers } from './constants.js';
-import { cloneModel, ensureOpset } from './opset.js';
+import { opRole } from '../ir/op-roles.js';
+import { ensureOpset } from './opset.js';
 import { emitOptimizer, type ParameterUpdate } from './optimizers.js';
 import type { CarriedTensor, FedTensor, LossTerm, TrainingGraph, TrainingSpec } from './types.js';
 
 export type { LossTerm, TrainingGraph, TrainingSpec };
-
-/** Ops whose inputs 1 and 2 (weight, bias / scale, bias) are trainable by default. */
-const PARAMETER_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'BatchNormalization']);
 
 /** Build options beyond the contract's TrainingSpec. */
 export interface TrainingBuildOptions extends GradientOptions {
@@ -56,7 +54,7 @@ export interface TrainingBuildOptions extends GradientOptions {
  * equivalent backward formulations (defaults are the fastest measured) and can fix input shapes.
  */
 export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: TrainingBuildOptions = {}): TrainingGraph {
-  const copy = cloneModel(model);
+  const copy = model.clone().model;
   ensureOpset(copy, 17);
   parameterConstantsToInitializers(copy);
   const graph = copy.graph;
@@ -143,8 +141,8 @@ function trainableParameters(graph: Graph, spec: TrainingSpec): Value[] {
   for (const name of spec.frozen ?? []) if (!graph.initializers.has(name)) throw new RegroupError('usage', `frozen parameter '${name}' is not an initializer of the model`);
   const found: Value[] = [];
   for (const node of graph.nodes()) {
-    if (!PARAMETER_OPS.has(node.opType) || (node.domain !== '' && node.domain !== 'ai.onnx')) continue;
-    for (const v of [node.inputs[1], node.inputs[2]]) {
+    // Which inputs train by default (weight and bias, BN's scale and shift) is the op-role table's.
+    for (const v of (opRole(node)?.trained ?? []).map((inputIndex) => node.inputs[inputIndex])) {
       if (v?.isInitializer() && v.constValue!.dtype === DataType.FLOAT && !frozen.has(v.name) && !found.includes(v)) found.push(v);
     }
   }

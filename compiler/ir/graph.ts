@@ -6,6 +6,7 @@
  */
 import { RegroupError } from '../errors.js';
 import type { Attribute } from './attribute.js';
+import { cloneGraph, type CloneMap } from './clone.js';
 import { Node, Value, type NodeInit, type TensorType } from './node.js';
 import type { Tensor } from './tensor.js';
 
@@ -179,6 +180,36 @@ export class Graph {
     if (inputAt >= 0) this.inputs.splice(inputAt, 1);
     const infoAt = this.valueInfo.indexOf(value);
     if (infoAt >= 0) this.valueInfo.splice(infoAt, 1);
+  }
+
+  /**
+   * Rename a value defined in this graph. Node inputs, graph inputs/outputs and value_info
+   * hold the value itself and follow; an initializer keeps its place in the initializer
+   * order and its tensor takes the new name. The new name must be free in the whole graph
+   * tree (the old one stays reserved, so later fresh names never reuse it).
+   */
+  renameValue(value: Value, newName: string): void {
+    if (value.graph !== this) throw new RegroupError('invalid-ir', `cannot rename '${value.name}': it is not defined in graph '${this.name}'`);
+    if (newName === value.name) return;
+    if (newName === '') throw new RegroupError('invalid-ir', `cannot rename '${value.name}' to an empty name`);
+    if (this.names.has(newName)) throw new RegroupError('invalid-ir', `cannot rename '${value.name}' to '${newName}': the name is already used`);
+    const wasInitializer = this.initializers.get(value.name) === value;
+    this.names.reserve(newName);
+    const oldName = value.name;
+    value.name = newName;
+    if (!wasInitializer) return;
+    const entries = [...this.initializers].map(([name, v]) => [name === oldName ? newName : name, v] as const);
+    this.initializers.clear();
+    for (const [name, v] of entries) this.initializers.set(name, v);
+    value.constValue!.name = newName;
+  }
+
+  /**
+   * A deep copy of this root graph and its subgraphs, with the original → copy maps of
+   * nodes, values and graphs (see clone.ts for what is copied and what is shared).
+   */
+  clone(): { graph: Graph } & CloneMap {
+    return cloneGraph(this);
   }
 
   /** Every value defined here: inputs, initializers, node outputs. */

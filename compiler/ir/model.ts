@@ -3,6 +3,7 @@
  * and device configurations are kept as decoded protos: regroup never rewrites them, and
  * keeping them whole is what makes a round trip lossless.
  */
+import type { CloneMap } from './clone.js';
 import type { Graph } from './graph.js';
 
 export interface OpsetId {
@@ -29,6 +30,28 @@ export class Model {
 
   constructor(graph: Graph) {
     this.graph = graph;
+  }
+
+  /**
+   * A deep copy without encoding: the graph tree is cloned (Graph.clone), the model fields
+   * are copied; functions, training info and device configurations are decoded protos that
+   * regroup never rewrites, so the copy's lists share them.
+   */
+  clone(): { model: Model } & CloneMap {
+    const { graph, ...map } = this.graph.clone();
+    const model = new Model(graph);
+    model.irVersion = this.irVersion;
+    model.opsetImports = this.opsetImports.map((o) => ({ ...o }));
+    model.producerName = this.producerName;
+    model.producerVersion = this.producerVersion;
+    model.domain = this.domain;
+    model.modelVersion = this.modelVersion;
+    model.docString = this.docString;
+    model.metadataProps = this.metadataProps.map(([key, value]) => [key, value]);
+    model.functions = [...this.functions];
+    model.trainingInfo = [...this.trainingInfo];
+    model.configuration = [...this.configuration];
+    return { model, ...map };
   }
 
   /** Opset version in force for a domain ('' and 'ai.onnx' are the same domain). */

@@ -151,6 +151,26 @@ export class Tensor {
     return Float64Array.from(data as ArrayLike<number>);
   }
 
+  /**
+   * A deep copy: same dtype, dims, name, metadata and storage form, over a copy of the
+   * elements (raw bytes stay raw bytes, so the copy encodes to the same TensorProto).
+   */
+  clone(): Tensor {
+    const t = new Tensor(this.dtype, this.dims, {
+      name: this.name,
+      docString: this.docString,
+      metadataProps: this.metadataProps?.map(([key, value]) => [key, value]),
+      storage: this.storage,
+      external: this.external,
+      segment: this.segment,
+    });
+    // new Uint8Array(bytes) copies; a Node Buffer's slice() would alias.
+    if (this.#raw) t.#raw = new Uint8Array(this.#raw);
+    else if (this.#data) t.#data = this.#data instanceof Uint8Array ? new Uint8Array(this.#data) : this.#data.slice();
+    if (this.#strings) t.#strings = this.#strings.map((bytes) => new Uint8Array(bytes));
+    return t;
+  }
+
   /** A new tensor with the same name and metadata over other elements. */
   withData(dims: readonly number[], data: TypedArray): Tensor {
     return Tensor.fromArray(this.dtype, dims, data, { name: this.name, docString: this.docString, metadataProps: this.metadataProps, storage: this.storage === 'typed' ? 'typed' : 'raw' });

@@ -4,15 +4,15 @@
  * (SG-CNN's importance with calibration, passes/self-group.ts).
  */
 import type { Model } from '../../compiler/ir/model.js';
+import type { Value } from '../../compiler/ir/node.js';
 import type { Measurements } from './method.js';
 
 /** Images the activity is measured on. */
 const ACTIVITY_SAMPLES = 256;
 
-/** Mean |x| per input channel of every Conv fed by an intermediate value, by value name. */
-export async function convInputActivity(model: Model, measure: Measurements): Promise<Map<string, Float64Array>> {
+/** Mean |x| per input channel of every Conv fed by an intermediate value (values of `model`). */
+export async function convInputActivity(model: Model, measure: Measurements): Promise<Map<Value, Float64Array>> {
   const convInputs = model.graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => n.input(0));
   const values = [...new Set(convInputs)].filter((v) => !v.isGraphInput());
-  const stats = await measure.channelMeanAbs(model, values, ACTIVITY_SAMPLES);
-  return new Map([...stats].map(([value, meanAbs]) => [value.name, meanAbs]));
+  return measure.channelMeanAbs(model, values, ACTIVITY_SAMPLES);
 }

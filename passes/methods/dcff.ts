@@ -33,7 +33,6 @@ import type { ChannelAnalysis, ChannelGroup, Touch } from '../../compiler/analys
 import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
 import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
-import { cloneModel } from '../../compiler/autodiff/opset.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { cholesky, choleskySolve } from '../../compiler/util/linalg.js';
 import { constantOf } from '../../compiler/ir/constants.js';
@@ -91,7 +90,7 @@ export const dcff: Method<DcffOptions> = {
 
 /** Plan, fuse and build the training model and hooks (see the file header). */
 export function structureDcff(dense: Model, options: DcffOptions, keepMacs: number, ctx: StructureContext): Structured {
-  const model = cloneModel(dense);
+  const model = dense.clone().model;
   if (options.fromScratch) heInitialize(model, ctx.common.seed);
   const shapes = inferShapes(model);
   const analysis = analyzeChannels(model, shapes);
@@ -333,7 +332,7 @@ export function fusionHooks(model: Model, groups: readonly FusedGroup[]): Traini
  */
 export function adoptRefit(training: Model, groups: readonly FusedGroup[], refitted: Model): Model {
   const compactNames = bakedNames(training, groups);
-  const model = cloneModel(training);
+  const model = training.clone().model;
   const [graph, source] = [model.graph, refitted.graph];
   const fusion = new Set(groups.flatMap((g) => [g.pTop, ...g.tensors.map((t) => t.full)]));
   for (const [name, value] of graph.initializers) {
@@ -426,7 +425,7 @@ function assignRows(previous: readonly number[], top: readonly number[]): number
 
 /** The inference model: every fusion chain replaced by W̃ = P_top · W as a plain initializer. */
 export function bakeFusion(trained: Model, groups: readonly FusedGroup[]): Model {
-  const model = cloneModel(trained);
+  const model = trained.clone().model;
   const graph = model.graph;
   for (const g of groups) {
     for (const t of g.tensors) {

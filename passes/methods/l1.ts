@@ -9,8 +9,6 @@ import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
 import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import type { Model } from '../../compiler/ir/model.js';
-import { decodeModel } from '../../compiler/onnx/decode.js';
-import { encodeModel } from '../../compiler/onnx/encode.js';
 import { applyChannelMap } from '../channel-map.js';
 import { channelImportance } from '../importance.js';
 import { runPasses } from '../manager.js';
@@ -20,7 +18,7 @@ import { ROUND_TO_FLAG, type Method, type Structured } from './method.js';
 
 /** Prune a copy of `dense` to `keepMacs` by L1 norm; `uniform` narrows every group alike. */
 function pruneL1(dense: Model, keepMacs: number, uniform: boolean, roundTo: number | undefined): { model: Model; macsRatio: number; pruned: number; prunable: number } {
-  const model = decodeModel(encodeModel(dense).bytes);
+  const model = dense.clone().model;
   const shapes = inferShapes(model);
   const analysis = analyzeChannels(model, shapes);
   const cost = computeCost(model, shapes);

@@ -20,7 +20,7 @@
 import type { Connectivity } from '../../compiler/analysis/connectivity.js';
 import type { Emitter } from '../../compiler/autodiff/emitter.js';
 import type { Model } from '../../compiler/ir/model.js';
-import type { Value } from '../../compiler/ir/node.js';
+import type { Node, Value } from '../../compiler/ir/node.js';
 import type { Tensor } from '../../compiler/ir/tensor.js';
 
 /** How a method flag's text is parsed (the CLI maps each kind to a parser with a clear error). */
@@ -154,8 +154,8 @@ export interface TrainingHooks {
 export interface Structured {
   /** Masked dense (grouped layers' missing connections are exact zeros), pruned or fused. */
   readonly model: Model;
-  /** Layers whose connectivity the pipeline lowers to grouped ONNX ops (empty for pruning). */
-  readonly connectivity: Map<string, Connectivity>;
+  /** Layers (nodes of `model`) whose connectivity the pipeline lowers to grouped ONNX ops (empty for pruning). */
+  readonly connectivity: ReadonlyMap<Node, Connectivity>;
   /** MACs of the structure over the dense model's, before lowering chooses forms. */
   readonly macsRatio: number;
   /** The method's own figures for this step (e.g. sg-cnn's cp), typed numbers for reports and tests. */

@@ -14,8 +14,7 @@
 import { attr } from '../../compiler/ir/attribute.js';
 import { RegroupError } from '../../compiler/errors.js';
 import type { Model } from '../../compiler/ir/model.js';
-import { decodeModel } from '../../compiler/onnx/decode.js';
-import { encodeModel } from '../../compiler/onnx/encode.js';
+import type { Node } from '../../compiler/ir/node.js';
 import { allocateCps, type AllocationLayer } from '../allocate-cp.js';
 import { maskLayer, planSelfGroup, selfGroup, type SelfGroupOptions } from '../self-group.js';
 import { convInputActivity } from './activity.js';
@@ -93,7 +92,7 @@ export const sgCnn: Method<SgCnnOptions> = {
     const cpText = r.stats.perLayer ? `cp per layer ${Math.min(...cps).toFixed(0)}–${Math.max(...cps).toFixed(0)} (MACs-weighted mean ${r.stats.cp.toFixed(1)})` : `cp ${r.stats.cp.toFixed(1)}`;
     const reach = r.stats.targetMet ? '' : '; the MACs target is out of reach: every groupable layer is at its floor';
     ctx.note(`self-grouping: ${cpText}, ${r.stats.layers.length} layers grouped (${r.stats.layers[0]?.importance ?? 'weight'} importance)${reach}`);
-    for (const s of r.stats.skipped) ctx.note(`dense: ${s.node} (${s.reason})`);
+    for (const s of r.stats.skipped) ctx.note(`dense: ${s.label} (${s.reason})`);
     const figures = { cp: r.stats.cp, cpMin: Math.min(...cps), cpMax: Math.max(...cps), layersGrouped: r.stats.layers.length, perLayerCp: r.stats.perLayer ? 1 : 0 };
     return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio, figures };
   },
@@ -127,12 +126,11 @@ function stepsOf(options: SgCnnOptions, common: CommonOptions): Step<SgCnnOption
  * how far the output moves from the dense model's on up to 256 training images (KL
  * divergence), and spend the MACs budget where it hurts least (passes/allocate-cp.ts).
  */
-async function sensitivityCps(dense: Model, keepMacs: number, grouping: SelfGroupOptions, planCtx: Parameters<typeof planSelfGroup>[2], ctx: StructureContext): Promise<Record<string, number>> {
-  const scanned = decodeModel(encodeModel(dense).bytes);
-  const plan = planSelfGroup(scanned, grouping, planCtx);
+async function sensitivityCps(dense: Model, keepMacs: number, grouping: SelfGroupOptions, planCtx: Parameters<typeof planSelfGroup>[2], ctx: StructureContext): Promise<ReadonlyMap<Node, number>> {
+  const { model: scanned, nodes } = dense.clone();
+  const plan = planSelfGroup(dense, grouping, planCtx);
   const samples = Math.max(32, Math.min(256, Math.floor(SCAN_MACS / plan.macsBefore)));
   const probe = await ctx.measure!.divergenceProbe(dense, samples);
-  const nodes = new Map(scanned.graph.nodeList().map((n) => [n.name, n]));
   const layers: AllocationLayer[] = [];
   for (const [i, layer] of plan.layers.entries()) {
     const node = nodes.get(layer.node)!;
@@ -146,12 +144,13 @@ async function sensitivityCps(dense: Model, keepMacs: number, grouping: SelfGrou
     weight.graph.setInitializer(weight, original);
     if (group !== 1) node.setAttr(attr.int('group', group));
     layers.push({ node: layer.node, levels, macsAt: layer.macsAt });
-    ctx.log(`sensitivity ${i + 1}/${plan.layers.length}: ${layer.node} (KL at cp 50: ${levels[SCAN_CPS.indexOf(50)]!.cost.toExponential(2)})`);
+    ctx.log(`sensitivity ${i + 1}/${plan.layers.length}: ${layer.label} (KL at cp 50: ${levels[SCAN_CPS.indexOf(50)]!.cost.toExponential(2)})`);
   }
   const fixed = plan.macsBefore - plan.layers.reduce((sum, l) => sum + l.denseMacs, 0);
   const allocation = allocateCps(layers, fixed, keepMacs * plan.macsBefore);
-  ctx.log(`cp per layer: ${[...allocation.cps].map(([node, cp]) => `${node} ${cp.toFixed(0)}`).join(', ')}`);
+  const labels = new Map(plan.layers.map((l) => [l.node, l.label]));
+  ctx.log(`cp per layer: ${[...allocation.cps].map(([node, cp]) => `${labels.get(node)} ${cp.toFixed(0)}`).join(', ')}`);
   const reach = allocation.targetMet ? '' : '; the MACs target is out of reach even at cp 95 everywhere';
   ctx.note(`cp allocation: by sensitivity (each layer grouped alone at cp ${SCAN_CPS.join(', ')}; KL divergence from the dense output on ${samples} training images)${reach}`);
-  return Object.fromEntries(allocation.cps);
+  return allocation.cps;
 }

@@ -21,8 +21,6 @@ import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../../compiler/errors.js';
 import type { Model } from '../../compiler/ir/model.js';
-import { decodeModel } from '../../compiler/onnx/decode.js';
-import { encodeModel } from '../../compiler/onnx/encode.js';
 import { applyChannelMap } from '../channel-map.js';
 import { channelImportance, criterionNamed, type ImportanceMeasurements } from '../importance.js';
 import { TIDY } from '../index.js';
@@ -70,7 +68,7 @@ export const wsp: Method<WspOptions> = {
     return { criterion: criterion as WspCriterion, roundTo: raw.roundTo as number | undefined };
   },
   async structure(dense, options, keepMacs, ctx) {
-    const model = copyModel(dense);
+    const model = dense.clone().model;
     const shapes = inferShapes(model);
     const analysis = analyzeChannels(model, shapes);
     if (analysis.unsupported) throw new RegroupError('unsupported', `wsp: ${analysis.unsupported}`);
@@ -102,10 +100,6 @@ export const wsp: Method<WspOptions> = {
   },
 };
 
-/** A deep copy; the dense model passed to structure() must not change. */
-function copyModel(model: Model): Model {
-  return decodeModel(encodeModel(model).bytes, { source: 'wsp copy' }); // TODO clone: Model.clone() once the IR has it
-}
 
 async function measure(
   model: Model,

@@ -10,8 +10,6 @@ import { RegroupError } from '../../compiler/errors.js';
 import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
 import type { Model } from '../../compiler/ir/model.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
-import { decodeModel } from '../../compiler/onnx/decode.js';
-import { encodeModel } from '../../compiler/onnx/encode.js';
 import { saveModel, type SaveResult } from '../../compiler/onnx/io.js';
 
 /** A value to write into an initializer: element type, dims and elements. */
@@ -21,11 +19,6 @@ export interface TrainedValue {
   readonly data: TypedArray;
 }
 
-/** A deep copy of a model (through its ONNX encoding), for the trainer to own and update. */
-export function cloneModel(model: Model): Model {
-  return decodeModel(encodeModel(model).bytes, { source: 'model (copy)' });
-}
-
 /**
  * A copy of a model whose input fixes the batch at `fixed`, with that dim made symbolic
  * (input, outputs whose first dim is `fixed`; declared intermediate types dropped, since they
@@ -33,7 +26,7 @@ export function cloneModel(model: Model): Model {
  * (Shape → Gather → Reshape) follow; a Reshape to a constant batch-1 shape fails in onnxruntime.
  */
 export function relaxBatch(model: Model, fixed: number): Model {
-  const copy = cloneModel(model);
+  const copy = model.clone().model;
   const graph = copy.graph;
   const fed = graph.inputs.filter((v) => !v.isInitializer());
   for (const v of [...fed, ...graph.outputs]) {

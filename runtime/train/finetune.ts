@@ -2,8 +2,9 @@
  * Global fine-tuning of a compressed model: train every layer end to end with the
  * compression's zeros held at zero, optionally distilling from the dense model.
  *
- * Masks: for every float weight of a Conv, ConvTranspose, Gemm or MatMul that holds exact
- * zeros, mask[i] = (w[i] ≠ 0 ? 1 : 0). The step model multiplies gradients and updates by
+ * Masks: for every float weight of a Conv, ConvTranspose, Gemm or MatMul (the inputs the
+ * op-role table, compiler/ir/op-roles.ts, marks "masked") that holds exact zeros,
+ * mask[i] = (w[i] ≠ 0 ? 1 : 0). The step model multiplies gradients and updates by
  * the mask (compiler/autodiff TrainingSpec.masks), so a pruned or regrouped connection — a
  * zero-padded group, a removed input channel — stays exactly zero through fine-tuning,
  * weight decay and momentum included.
@@ -24,15 +25,13 @@
 import { RegroupError } from '../../compiler/errors.js';
 import { DataType, isFloat } from '../../compiler/ir/dtype.js';
 import type { Model } from '../../compiler/ir/model.js';
+import { opRole } from '../../compiler/ir/op-roles.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { fixedBatchOf } from '../calibrate.js';
 import { evaluate, type AccuracyResult } from '../evaluate.js';
 import { checkWritable, saveCheckpoint } from './checkpoint.js';
 import { localReconstruct, type LocalProgress, type LocalResult } from './local.js';
 import { train, type TrainOptions, type TrainResult } from './trainer.js';
-
-/** Ops whose initializer inputs are weights that compression zeroes. */
-const WEIGHT_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
 /** Mask statistics: how many weights are masked and how many of their entries are held at zero. */
 export interface MaskSummary {
@@ -48,9 +47,7 @@ export interface MaskSummary {
 export function masksFromZeros(model: Model): Map<string, Tensor> {
   const masks = new Map<string, Tensor>();
   for (const node of model.graph.nodes()) {
-    if (!WEIGHT_OPS.has(node.opType)) continue;
-    const candidates = node.opType === 'MatMul' ? node.inputs : [node.inputs[1]];
-    for (const value of candidates) {
+    for (const value of (opRole(node)?.masked ?? []).map((inputIndex) => node.inputs[inputIndex])) {
       const tensor = value?.isInitializer() ? value.constValue : undefined;
       if (!tensor || !isFloat(tensor.dtype) || masks.has(value!.name)) continue;
       const mask = zeroMask(tensor);

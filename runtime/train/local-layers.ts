@@ -22,6 +22,7 @@ import { DataType } from '../../compiler/ir/dtype.js';
 import type { Graph } from '../../compiler/ir/graph.js';
 import type { Model } from '../../compiler/ir/model.js';
 import type { Node, Value } from '../../compiler/ir/node.js';
+import { isLinearLayer, weightAxes } from '../../compiler/ir/op-roles.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 
 export type LayerKind = 'Conv' | 'Gemm' | 'MatMul';
@@ -73,32 +74,55 @@ export interface LayerSelection {
   maxFeatures?: number;
 }
 
-const LAYER_OPS = new Set<string>(['Conv', 'Gemm', 'MatMul']);
+/** Linear layers (compiler/ir/op-roles.ts) the solver refits: all but ConvTranspose, which it has no form for. */
+function refittable(node: Node): boolean {
+  return isLinearLayer(node) && node.opType !== 'ConvTranspose';
+}
 export const DEFAULT_MAX_FEATURES = 4096;
 
 /** Refittable layers of `compressed` matched to `dense`, in topological order, and the skipped ones with reasons. */
 export function planLayers(compressed: Model, dense: Model, selection: LayerSelection = {}): { plans: LayerPlan[]; skipped: SkippedLayer[] } {
   const graph = compressed.graph;
   graph.sort();
-  const denseByName = nodesByName(dense.graph);
+  const denseNodes = new DenseNodes(dense.graph);
   const wanted = selection.layers ? new Set(selection.layers) : undefined;
   const plans: LayerPlan[] = [];
   const skipped: SkippedLayer[] = [];
-  const waves = waveLevels(graph, (node) => LAYER_OPS.has(node.opType) && node.domain === '' && (!wanted || wanted.has(node.name)));
+  const waves = waveLevels(graph, (node) => refittable(node) && (!wanted || wanted.has(node.name)));
   for (const node of graph.nodes()) {
     const wave = waves.get(node);
     if (wave === undefined) continue;
-    const outcome = planLayer(node, denseByName, plans.length, wave, selection.maxFeatures ?? DEFAULT_MAX_FEATURES);
+    const outcome = planLayer(node, denseNodes, plans.length, wave, selection.maxFeatures ?? DEFAULT_MAX_FEATURES);
     if (typeof outcome === 'string') skipped.push({ node, name: node.name, op: node.opType, reason: outcome });
     else plans.push(outcome);
   }
   return { plans, skipped };
 }
 
-function nodesByName(graph: Graph): Map<string, Node[]> {
-  const map = new Map<string, Node[]>();
-  for (const node of graph.nodes()) if (node.name) (map.get(node.name) ?? map.set(node.name, []).get(node.name)!).push(node);
-  return map;
+/**
+ * The dense model's nodes, to match a compressed layer to: by node name when the name is
+ * non-empty, else (exports with empty node names) by the name of the first output value,
+ * which ONNX keeps unique and compression keeps unchanged.
+ */
+class DenseNodes {
+  readonly #byName = new Map<string, Node[]>();
+  readonly #byOutput = new Map<string, Node>();
+
+  constructor(graph: Graph) {
+    for (const node of graph.nodes()) {
+      if (node.name) (this.#byName.get(node.name) ?? this.#byName.set(node.name, []).get(node.name)!).push(node);
+      const out = node.outputs[0];
+      if (out) this.#byOutput.set(out.name, node);
+    }
+  }
+
+  /** Candidates of the same op for `node`, and how they were found (for the reasons). */
+  match(node: Node): { found: Node[]; by: string } {
+    if (node.name) return { found: (this.#byName.get(node.name) ?? []).filter((d) => d.opType === node.opType), by: `named '${node.name}'` };
+    const out = node.outputs[0]?.name ?? '';
+    const dense = this.#byOutput.get(out);
+    return { found: dense && dense.opType === node.opType ? [dense] : [], by: `writing '${out}'` };
+  }
 }
 
 /** Wave of every candidate node (see the header); non-candidates are absent. */
@@ -114,11 +138,10 @@ function waveLevels(graph: Graph, candidate: (node: Node) => boolean): Map<Node,
   return waves;
 }
 
-function planLayer(node: Node, denseByName: Map<string, Node[]>, index: number, wave: number, maxFeatures: number): LayerPlan | string {
-  if (!node.name) return 'the node has no name, so it cannot be matched to the dense model';
-  const matches = (denseByName.get(node.name) ?? []).filter((d) => d.opType === node.opType);
-  if (matches.length === 0) return `the dense model has no ${node.opType} node named '${node.name}'`;
-  if (matches.length > 1) return `the dense model has ${matches.length} ${node.opType} nodes named '${node.name}'`;
+function planLayer(node: Node, denseNodes: DenseNodes, index: number, wave: number, maxFeatures: number): LayerPlan | string {
+  const { found: matches, by } = denseNodes.match(node);
+  if (matches.length === 0) return `the dense model has no ${node.opType} node ${by}`;
+  if (matches.length > 1) return `the dense model has ${matches.length} ${node.opType} nodes ${by}`;
   const dense = matches[0]!;
   if (constantOf(node.inputs[0])) return 'its input is a constant; there is nothing to calibrate';
   const weightProblem = ownedFloatInitializer(node, 1, 'weight');
@@ -185,9 +208,10 @@ function convGeometry(node: Node, weightDims: readonly number[]): ConvGeometry |
 function linearLayer(node: Node, dense: Node): LayerCore | string {
   const b = node.input(1).constValue!;
   if (b.dims.length !== 2) return `its weight '${node.input(1).name}' is rank ${b.dims.length}, not 2`;
-  const transB = node.opType === 'Gemm' && node.getInt('transB', 0) === 1;
   if (node.opType === 'Gemm' && node.getInt('transA', 0) !== 0) return 'Gemm with transA = 1 is not refitted';
-  const [features, outputs] = transB ? [b.dims[1]!, b.dims[0]!] : [b.dims[0]!, b.dims[1]!];
+  const axes = weightAxes(node, 2)!;
+  const transB = axes.out === 0;
+  const [features, outputs] = [b.dims[axes.in]!, b.dims[axes.out]!];
   const denseOutputs = linearOutputs(dense);
   if (denseOutputs === undefined) return 'the dense node has no constant 2-D weight';
   const alpha = node.opType === 'Gemm' ? node.getFloat('alpha', 1) : 1;
@@ -202,7 +226,7 @@ function linearLayer(node: Node, dense: Node): LayerCore | string {
 function linearOutputs(dense: Node): number | undefined {
   const dims = staticDims(dense.inputs[1]);
   if (!dims || dims.length !== 2) return undefined;
-  return dense.opType === 'Gemm' && dense.getInt('transB', 0) === 1 ? dims[0] : dims[1];
+  return dims[weightAxes(dense, 2)!.out];
 }
 
 /** Effective Gemm bias β·C, per output; a reason string when C is not one value per output. */
@@ -223,7 +247,7 @@ export function writeLayer(graph: Graph, plan: LayerPlan, weights: Float64Array,
   if (plan.kind === 'Conv') {
     graph.setInitializer(w, old.withData(old.dims, Float32Array.from(weights)));
   } else {
-    const transB = plan.kind === 'Gemm' && node.getInt('transB', 0) === 1;
+    const transB = weightAxes(node, 2)!.out === 0;
     const alpha = plan.kind === 'Gemm' ? node.getFloat('alpha', 1) : 1;
     const data = new Float32Array(old.size);
     for (let o = 0; o < plan.outputs; o++) for (let k = 0; k < plan.features; k++) data[transB ? o * plan.features + k : k * plan.outputs + o] = weights[o * plan.features + k]! / alpha;
@@ -241,7 +265,7 @@ function writeBias(graph: Graph, plan: LayerPlan, bias: Float64Array): void {
     graph.setInitializer(current, current.constValue!.withData(current.constValue!.dims, values));
     return;
   }
-  const added = graph.addInitializer(`${node.name}.bias`, Tensor.float32([plan.outputs], values), { fresh: true });
+  const added = graph.addInitializer(`${node.name || node.output(0).name}.bias`, Tensor.float32([plan.outputs], values), { fresh: true });
   while (node.inputs.length < 2) node.appendInput(undefined);
   node.appendInput(added);
 }

@@ -6,17 +6,21 @@
  * it, localReconstruct infers the map from output correlations.
  */
 import type { ChannelAnalysis } from '../../compiler/analysis/channel-groups.js';
+import type { Node } from '../../compiler/ir/node.js';
+import { isLinearLayer } from '../../compiler/ir/op-roles.js';
 
-const LAYER_OPS = new Set(['Conv', 'Gemm', 'MatMul']);
-
-/** Node name → dense channel index of each kept output, for an analysis of the dense model and the root elements removed. */
-export function keptOutputsOf(analysis: ChannelAnalysis, removed: ReadonlySet<number>): Map<string, Int32Array> {
-  const kept = new Map<string, Int32Array>();
+/**
+ * Layer node → dense channel index of each kept output, for the channel analysis of the model
+ * being pruned (taken before applyChannelMap narrows it in place, so the keys are the pruned
+ * model's nodes) and the root elements removed. Keyed by Node: node names may be empty or repeated.
+ */
+export function keptOutputsOf(analysis: ChannelAnalysis, removed: ReadonlySet<number>): Map<Node, Int32Array> {
+  const kept = new Map<Node, Int32Array>();
   for (const touch of analysis.touches) {
-    if (touch.role !== 'out-channels' || touch.inputIndex !== 1 || !LAYER_OPS.has(touch.node.opType) || !touch.node.name) continue;
+    if (touch.role !== 'out-channels' || touch.inputIndex !== 1 || !isLinearLayer(touch.node) || touch.node.opType === 'ConvTranspose') continue;
     const channels: number[] = [];
     touch.elems.forEach((elem, channel) => removed.has(analysis.root(elem)) || channels.push(channel));
-    kept.set(touch.node.name, Int32Array.from(channels));
+    kept.set(touch.node, Int32Array.from(channels));
   }
   return kept;
 }

@@ -39,7 +39,7 @@ export function knownOutputMap(plan: LayerPlan, given: Int32Array | undefined): 
 }
 
 function checkGivenMap(plan: LayerPlan, keep: Int32Array): Int32Array {
-  const name = plan.node.name;
+  const name = plan.node.name || plan.node.output(0).name;
   if (keep.length !== plan.outputs) throw new RegroupError('usage', `keptOutputs for '${name}' has ${keep.length} entries but the layer has ${plan.outputs} outputs; give one dense channel per compressed output`);
   const seen = new Set<number>();
   for (const d of keep) {

@@ -22,8 +22,6 @@ import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { RegroupError } from '../../compiler/errors.js';
 import type { Model } from '../../compiler/ir/model.js';
 import type { Node, Value } from '../../compiler/ir/node.js';
-import { decodeModel } from '../../compiler/onnx/decode.js';
-import { encodeModel } from '../../compiler/onnx/encode.js';
 import { fixedBatchOf } from '../calibrate.js';
 import { batches } from '../data/loader.js';
 import { toTensor } from '../data/preprocess.js';
@@ -46,8 +44,11 @@ export interface LocalOptions extends SessionOptions {
   seed?: number;
   /** Images per run (default 32; a model whose input fixes the batch is fed that many). */
   batchSize?: number;
-  /** Dense channel index of each compressed output channel, by node name (see local-solve.ts for the default). */
-  keptOutputs?: ReadonlyMap<string, Int32Array>;
+  /**
+   * Dense channel index of each compressed output channel, by layer node of the compressed
+   * model (runtime/train/local-map.ts keptOutputsOf; see local-solve.ts for the default).
+   */
+  keptOutputs?: ReadonlyMap<Node, Int32Array>;
   /** Refit only these node names (default: every Conv/Gemm/MatMul that can be matched). */
   layers?: readonly string[];
   /** Skip layers whose filters read more inputs than this (default 4096). */
@@ -118,7 +119,8 @@ interface Run {
 /** Refit the compressed model's layers to reproduce the dense model's layer outputs (see the header). */
 export async function localReconstruct(dense: Model, compressed: Model, dataset: Dataset, spec: InputSpec, options: LocalOptions = {}): Promise<LocalResult> {
   const started = performance.now();
-  const model = decodeModel(encodeModel(compressed).bytes, { source: 'compressed model' });
+  const { model, nodes } = compressed.clone();
+  if (options.keptOutputs) options = { ...options, keptOutputs: new Map([...options.keptOutputs].map(([node, keep]) => [nodes.get(node) ?? node, keep])) };
   const { plans, skipped } = planLayers(model, dense, { layers: options.layers, maxFeatures: options.maxFeatures });
   const batching = batchingOf(dense, model, dataset, spec, options);
   const denseSession = await createSessionWithOutputs(dense, plans.map((p) => p.dense.output(0)), options);
@@ -168,7 +170,7 @@ interface Collecting {
 async function refitWave(ctx: Run, wave: readonly LayerPlan[]): Promise<void> {
   const { options } = ctx;
   const layers: Collecting[] = wave.map((plan) => {
-    const known = knownOutputMap(plan, options.keptOutputs?.get(plan.node.name));
+    const known = knownOutputMap(plan, options.keptOutputs?.get(plan.node));
     return { plan, known, stats: new LayerStatistics(plan, known?.keep, options.positionsPerImage ?? 16, options.seed ?? 0) };
   });
   const passStarted = performance.now();

@@ -34,7 +34,7 @@ import type { Dataset, InputSpec, LabeledImage } from '../data/types.js';
 import { evaluate, type AccuracyResult } from '../evaluate.js';
 import type { SessionOptions } from '../session.js';
 import { augmentRandom, epochSeed, type AugmentSpec } from './augment.js';
-import { checkWritable, cloneModel, relaxBatch, saveCheckpoint, setTrainedValues } from './checkpoint.js';
+import { checkWritable, relaxBatch, saveCheckpoint, setTrainedValues } from './checkpoint.js';
 import { labelTensor, trainingTensor } from './data.js';
 import { describeSchedule, type ScheduleSpec } from './schedule.js';
 import { checkLabels, countCorrect, DEFAULT_SCHEDULE, makePlan, trainingSpec, type Plan } from './plan.js';
@@ -155,7 +155,7 @@ export class Trainer {
   static async create(source: Model, options: TrainOptions): Promise<Trainer> {
     // Weights stored as Constant nodes (paddle2onnx exports) become initializers, so trained
     // values have somewhere to go in the checkpoint.
-    const model = cloneModel(options.hooks?.model ?? source);
+    const model = (options.hooks?.model ?? source).clone().model;
     parameterConstantsToInitializers(model);
     const plan = makePlan(model, options);
     if (options.checkpoint) checkWritable(options.checkpoint, options.protect);
@@ -167,7 +167,7 @@ export class Trainer {
     let teacher: Teacher | undefined;
     try {
       teacher = options.teacher && plan.loss.kind === 'distill' ? await Teacher.create(options.teacher, session) : undefined;
-      const trainer = new Trainer(options, plan, runner, teacher, cloneModel(model));
+      const trainer = new Trainer(options, plan, runner, teacher, model.clone().model);
       if (relaxed) trainer.notes.push(`the model's input fixes batch ${plan.fixedBatch}: it trains on batches of ${plan.batchSize} with that dim made symbolic; the saved model keeps batch ${plan.fixedBatch}`);
       if (options.resume) trainer.#resume();
       return trainer;

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { gradientModel } from '../../compiler/autodiff/gradients.js';
-import { cloneModel, ensureOpset } from '../../compiler/autodiff/opset.js';
+import { ensureOpset } from '../../compiler/autodiff/opset.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { attr } from '../../compiler/ir/attribute.js';
 import { GraphBuilder, floatAttr } from '../../compiler/ir/builder.js';
@@ -61,7 +61,7 @@ describe('refusals', () => {
 
 describe('opset upgrade keeps the forward meaning', () => {
   async function expectSameAfterUpgrade(model: ReturnType<typeof chain>, feeds: Record<string, ReturnType<typeof toOrtTensor>>) {
-    const upgraded = cloneModel(model);
+    const upgraded = model.clone().model;
     ensureOpset(upgraded, 17);
     expect(upgraded.opset('')).toBe(17);
     upgraded.graph.verify();

@@ -17,7 +17,6 @@ import { buildTrainingGraph } from '../../compiler/autodiff/training.js';
 import type { OptimizerSpec } from '../../compiler/autodiff/types.js';
 import { DataType } from '../../compiler/ir/dtype.js';
 import type { Model } from '../../compiler/ir/model.js';
-import { cloneModel } from '../../compiler/autodiff/opset.js';
 import { FIXTURES } from '../../fixtures/models.js';
 import { gradCheck, projectionLoss, randomInput, type Inputs } from './gradcheck.js';
 import { StepHarness, syntheticBatch } from './step.js';
@@ -33,7 +32,7 @@ function smoothen(model: Model): void {
 
 /** The fixture at batch 2 with its trainable initializers turned into graph inputs, and a projection loss. */
 function checkable(name: string): { model: Model; inputs: Inputs; params: string[] } {
-  const model = cloneModel(FIXTURES[name]!());
+  const model = FIXTURES[name]!().clone().model;
   const g = model.graph;
   smoothen(model);
   const input = g.inputs[0]!;

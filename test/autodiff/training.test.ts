@@ -9,7 +9,6 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { gradientModel } from '../../compiler/autodiff/gradients.js';
-import { cloneModel } from '../../compiler/autodiff/opset.js';
 import { buildTrainingGraph } from '../../compiler/autodiff/training.js';
 import type { LossSpec, OptimizerSpec, TrainingSpec } from '../../compiler/autodiff/types.js';
 import { attr } from '../../compiler/ir/attribute.js';
@@ -29,7 +28,7 @@ const CLASSES = 10;
 
 /** The model with a SoftmaxCrossEntropyLoss 'loss' output on its logits and an int64 'labels' input. */
 function withReferenceLoss(model: Model): Model {
-  const copy = cloneModel(model);
+  const copy = model.clone().model;
   const g = copy.graph;
   const labels = g.addInput('labels', { dtype: DataType.INT64, shape: ['N'] });
   const loss = g.addNode('SoftmaxCrossEntropyLoss', [g.outputs[0]!, labels], { attributes: [attr.string('reduction', 'mean')], outputs: ['loss'] }).output(0);

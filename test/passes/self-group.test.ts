@@ -22,6 +22,7 @@ import { loadModel } from '../../compiler/onnx/io.js';
 import { BASELINES } from '../../fixtures/baselines.js';
 import { flattenGemmHead, mobilenetV2Block, resnetTiny, resnextBlock, vggChain } from '../../fixtures/models.js';
 import { planSelfGroup, PREPARE, runPasses, selfGroup, selfGroupPass, type SelfGroupContext } from '../../passes/index.js';
+import type { SelfGroupStats } from '../../passes/self-group.js';
 import { kmeans } from 'ml-kmeans';
 import { connectivityPairs } from '../../compiler/analysis/connectivity.js';
 import { Random } from '../../compiler/util/random.js';
@@ -49,6 +50,16 @@ const IMPORTANCE = [
   [0.5, 1, 8, 9],
   [0.5, 0.5, 10, 10],
 ];
+
+/** A Node-keyed table by node name (fixture names are unique), for readable assertions. */
+function named<T>(table: ReadonlyMap<Node, T>): Map<string, T> {
+  return new Map([...table].map(([node, value]) => [node.name, value] as const));
+}
+
+/** Stats without Node references (nodes of different copies are different objects). */
+function plainStats(stats: SelfGroupStats): unknown {
+  return { ...stats, layers: stats.layers.map(({ node: _, ...rest }) => rest), skipped: stats.skipped.map(({ node: _, ...rest }) => rest) };
+}
 
 function handMade(): Model {
   const b = new GraphBuilder({ opset: 17, seed: 5 });
@@ -220,24 +231,27 @@ describe('selfGroup on a hand-made conv', () => {
     // the weights are float32 (a/9 nine times): Σ|W| matches a to ~1e-7
     expect(stats.layers[0]!.tau).toBeCloseTo((2 / 3 + 9) / 2, 5);
     expect(stats.layers[0]!.importance).toBe('weight');
-    const conn = connectivity.get('conv')!;
+    const conn = named(connectivity).get('conv')!;
     expect(conn.clusters.map((c) => [[...c.filters], [...c.inputs]])).toEqual([[[0, 1, 2], [0, 1]], [[3, 4, 5], [2, 3]]]);
     expectMasked(model, grouped, connectivity);
     expect(stats.macsRatio).toBeCloseTo(0.5, 12);
   });
 
   it('data-aware importance: input channel scales move cluster 0 onto inputs 2, 3', () => {
-    const channelMeanAbs = new Map([['x', Float64Array.of(1, 1, 20, 20)]]);
-    const { connectivity, stats } = selfGroup(handMade(), { groups: 2, cp: 50, seed: 2 }, { channelMeanAbs });
+    const model = handMade();
+    const channelMeanAbs = new Map([[model.graph.inputs[0]!, Float64Array.of(1, 1, 20, 20)]]);
+    const { connectivity, stats } = selfGroup(model, { groups: 2, cp: 50, seed: 2 }, { channelMeanAbs });
     // centroids [9, 9, 13⅓, 13⅓] and [⅔, ⅔, 180, 180]: median (9 + 13⅓)/2
     expect(stats.layers[0]!.importance).toBe('data');
     expect(stats.layers[0]!.tau).toBeCloseTo((9 + 40 / 3) / 2, 5);
-    expect(connectivity.get('conv')!.clusters.map((c) => [...c.inputs])).toEqual([[2, 3], [2, 3]]);
+    expect(named(connectivity).get('conv')!.clusters.map((c) => [...c.inputs])).toEqual([[2, 3], [2, 3]]);
   });
 
   it('refuses bad options and calibration that does not fit, naming the layer', () => {
     expect(() => selfGroup(handMade(), { importance: 'data' })).toThrow(/importance 'data' needs calibration statistics for 'x'/);
-    expect(() => selfGroup(handMade(), {}, { channelMeanAbs: new Map([['x', new Float64Array(3)]]) })).toThrow(/has 3 channels but 'conv' reads 4/);
+    const model = handMade();
+    expect(() => selfGroup(model, {}, { channelMeanAbs: new Map([[model.graph.inputs[0]!, new Float64Array(3)]]) })).toThrow(/has 3 channels but 'conv' reads 4/);
+    expect(() => selfGroup(model, {}, { channelMeanAbs: new Map([[handMade().graph.inputs[0]!, new Float64Array(4)]]) })).toThrow(/'x' is not part of the model being self-grouped/);
     expect(() => selfGroup(handMade(), { keepMacs: 1.5 })).toThrow(RegroupError);
     expect(() => selfGroup(handMade(), { cp: 120 })).toThrow(/cp must lie in \[0, 100\]/);
     expect(() => selfGroup(handMade(), { groups: 0 })).toThrow(/groups for 'conv' must be a positive integer/);
@@ -245,10 +259,10 @@ describe('selfGroup on a hand-made conv', () => {
 });
 
 /** Every weight outside a cluster's inputs is exactly 0 and every weight inside equals the original. */
-function expectMasked(original: Model, grouped: Model, connectivity: Map<string, Connectivity>): void {
+function expectMasked(original: Model, grouped: Model, connectivity: Map<Node, Connectivity>): void {
   const before = new Map(original.graph.nodeList().map((n) => [n.name, n] as const));
   for (const node of grouped.graph.nodes()) {
-    const conn = connectivity.get(node.name);
+    const conn = connectivity.get(node);
     if (!conn) continue;
     const w = constantOf(node.inputs[1])!;
     const transposed = node.opType === 'Gemm' && node.getInt('transB', 0) !== 1;
@@ -303,7 +317,7 @@ describe('keepMacs: one global cp found by bisection', () => {
         // Recount independently: dense MACs minus what each connectivity removes.
         const cost = computeCost(grouped, inferShapes(grouped));
         const saved = cost.layers.reduce((sum, layer) => {
-          const conn = connectivity.get(layer.name);
+          const conn = connectivity.get(layer.node);
           if (!conn) return sum;
           const w = constantOf(layer.node.inputs[1])!;
           const area = w.size / (conn.outChannels * conn.inChannels);
@@ -329,22 +343,30 @@ describe('per-layer cp (the sensitivity allocation)', () => {
     const before = encodeModel(model).bytes;
     const plan = planSelfGroup(model, { groups: 4, seed: 3 });
     expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(before))).toBe(0);
-    const cps = Object.fromEntries(plan.layers.map((l, i) => [l.node, (i * 37) % 96]));
-    const { connectivity, stats } = selfGroup(model, { groups: 4, seed: 3, cp: { layers: cps } });
+    const cps = new Map(plan.layers.map((l, i) => [l.node, (i * 37) % 96]));
+    const { connectivity, stats, nodes } = selfGroup(model, { groups: 4, seed: 3, cp: { layers: cps } });
     expect(stats.perLayer).toBe(true);
     for (const layer of plan.layers) {
-      expect(connectivity.get(layer.node)).toEqual(layer.connectivityAt(cps[layer.node]!));
-      expect(stats.layers.find((l) => l.node === layer.node)).toMatchObject({ cp: cps[layer.node], macsAfter: layer.macsAt(cps[layer.node]!) });
+      const cp = cps.get(layer.node)!;
+      expect(connectivity.get(nodes.get(layer.node)!)).toEqual(layer.connectivityAt(cp));
+      const grouping = stats.layers.find((l) => l.node === nodes.get(layer.node));
+      expect(grouping).toMatchObject({ cp, label: layer.label, macsAfter: layer.macsAt(cp) });
     }
     const weighted = stats.layers.reduce((s, l) => s + l.cp * l.macsBefore, 0) / stats.layers.reduce((s, l) => s + l.macsBefore, 0);
     expect(stats.cp).toBeCloseTo(weighted, 12);
-    expect(stats.macsAfter).toBe(plan.macsBefore - plan.layers.reduce((s, l) => s + l.denseMacs - l.macsAt(cps[l.node]!), 0));
+    expect(stats.macsAfter).toBe(plan.macsBefore - plan.layers.reduce((s, l) => s + l.denseMacs - l.macsAt(cps.get(l.node)!), 0));
   });
 
-  it('a cp for a layer that is not groupable, or out of range, is refused by name', () => {
-    expect(() => selfGroup(handMade(), { cp: { layers: { nothing: 50 } } })).toThrow(/cp given for 'nothing', which is not a groupable layer/);
-    expect(() => selfGroup(handMade(), { cp: { layers: { conv: 101 } } })).toThrow(/cp must lie in \[0, 100\], got 101/);
-    expect(selfGroup(handMade(), { cp: { default: 60, layers: {} } }).stats.layers[0]!.cp).toBe(60);
+  it('a cp for a layer that is not groupable, or out of range, is refused naming the node', () => {
+    const b = new GraphBuilder({ opset: 17, seed: 5 });
+    const relu = b.node('Relu', [b.op('Conv', [b.input('x', [1, 8, 4, 4]), b.weight('w', [8, 8, 1, 1])], {}, 'conv')], {}, { name: 'relu' });
+    b.output(relu.output());
+    expect(() => selfGroup(b.model, { cp: { layers: new Map([[relu, 50]]) } })).toThrow(/cp given for relu \(Relu\), which is not a groupable layer/);
+    const model = handMade();
+    const conv = model.graph.nodeList()[0]!;
+    expect(() => selfGroup(model, { cp: { layers: new Map([[conv, 101]]) } })).toThrow(/cp must lie in \[0, 100\], got 101/);
+    expect(() => selfGroup(model, { cp: { layers: new Map([[handMade().graph.nodeList()[0]!, 50]]) } })).toThrow(/'conv' is not part of the model being self-grouped/);
+    expect(selfGroup(model, { cp: { default: 60, layers: new Map() } }).stats.layers[0]!.cp).toBe(60);
   });
 });
 
@@ -356,17 +378,17 @@ describe('purity, determinism, skipped layers', () => {
     const b = selfGroup(model, { groups: 8, keepMacs: 0.6, seed: 42 });
     expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(before))).toBe(0);
     expect(Buffer.compare(Buffer.from(encodeModel(a.model).bytes), Buffer.from(encodeModel(b.model).bytes))).toBe(0);
-    expect(a.connectivity).toEqual(b.connectivity);
-    expect(a.stats).toEqual(b.stats);
+    expect(named(a.connectivity)).toEqual(named(b.connectivity));
+    expect(plainStats(a.stats)).toEqual(plainStats(b.stats));
   });
 
   it('depthwise convs and 3-channel stems stay dense, with the reason', () => {
     const { stats, connectivity } = selfGroup(prepared(mobilenetV2Block), { groups: 4, cp: 50 });
-    expect(stats.skipped).toEqual([
-      { node: 'stem.conv', reason: 'too few input channels to group (3 < minInputChannels 4)' },
-      { node: 'block.depthwise.conv', reason: 'depthwise conv (one input channel per group)' },
+    expect(stats.skipped.map(({ label, reason }) => ({ label, reason }))).toEqual([
+      { label: 'stem.conv', reason: 'too few input channels to group (3 < minInputChannels 4)' },
+      { label: 'block.depthwise.conv', reason: 'depthwise conv (one input channel per group)' },
     ]);
-    expect([...connectivity.keys()]).toEqual(['block.expand.conv', 'block.project.conv']);
+    expect([...named(connectivity).keys()]).toEqual(['block.expand.conv', 'block.project.conv']);
   });
 
   it('a weight shared by two convs stays dense', () => {
@@ -391,8 +413,8 @@ describe('purity, determinism, skipped layers', () => {
   it('includeFc groups Gemm layers (rows of |W|) as well', () => {
     const model = prepared(flattenGemmHead);
     const { model: grouped, connectivity } = selfGroup(model, { groups: 4, cp: 50, includeFc: true, seed: 1 });
-    expect([...connectivity.keys()]).toEqual(['features.1.conv', 'classifier.0', 'classifier.1']);
-    expect(connectivity.get('classifier.0')).toMatchObject({ outChannels: 32, inChannels: 192 });
+    expect([...named(connectivity).keys()]).toEqual(['features.1.conv', 'classifier.0', 'classifier.1']);
+    expect(named(connectivity).get('classifier.0')).toMatchObject({ outChannels: 32, inChannels: 192 });
     expectMasked(model, grouped, connectivity);
   });
 });
@@ -405,7 +427,8 @@ describe('pass form', () => {
     const ctx: SelfGroupContext = {};
     const result = runPasses(model, [selfGroupPass(options)], ctx, { verify: true });
     expect(result.changed).toBe(true);
-    expect(ctx.connectivity).toEqual(expected.connectivity);
+    expect(named(ctx.connectivity!)).toEqual(named(expected.connectivity));
+    expect([...ctx.connectivity!.keys()].every((node) => node.graph === model.graph)).toBe(true);
     expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(encodeModel(expected.model).bytes))).toBe(0);
   });
 
