@@ -3,6 +3,7 @@
  * normalised by its mean. A weight member whose channels have no BatchNormalization scale
  * anywhere in the model contributes its l1 norms instead, so groups without BN still rank.
  */
+import { opRole } from '../../compiler/ir/op-roles.js';
 import type { ChannelAnalysis, Touch } from '../../compiler/analysis/channel-groups.js';
 import { contributeGroup, isWeightTouch, type ImportanceCriterion } from './criterion.js';
 import { normalizedTouchScores } from './weight-scores.js';
@@ -26,7 +27,7 @@ export const bn: ImportanceCriterion = {
 };
 
 function isBnScale(t: Touch): boolean {
-  return t.role === 'per-channel' && t.node.opType === 'BatchNormalization' && t.inputIndex === 1;
+  return t.role === 'per-channel' && t.node.opType === 'BatchNormalization' && t.inputIndex === opRole(t.node)?.weight;
 }
 
 /** Coupled channels (roots) that some BatchNormalization scale touches. */

@@ -11,6 +11,7 @@
  * Criteria that need data say so in `needs` and get their measurements as plain typed arrays
  * keyed by `Value` through `ScoringInput.measurements` — passes never run models themselves.
  */
+import { opRole } from '../../compiler/ir/op-roles.js';
 import type { ChannelAnalysis, ChannelGroup, Touch } from '../../compiler/analysis/channel-groups.js';
 import type { Value } from '../../compiler/ir/node.js';
 
@@ -85,5 +86,6 @@ export function contributeGroup(
 
 /** Weight touches of Conv/ConvTranspose/Gemm/MatMul: a producer's filters or a consumer's columns. */
 export function isWeightTouch(t: Touch): boolean {
-  return (t.role === 'out-channels' || t.role === 'in-channels') && t.inputIndex === 1;
+  const role = opRole(t.node);
+  return (t.role === 'out-channels' || t.role === 'in-channels') && role?.linear === true && t.inputIndex === role.weight;
 }
