@@ -7,7 +7,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The project root, whether a benchmark runs compiled (dist/bench/) or from source (bench/). */
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), path.basename(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')) === 'dist' ? '../..' : '..');
+export const ROOT = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  path.basename(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')) === 'dist' ? '../..' : '..',
+);
 
 /** The process arguments with flags removed as they are read. */
 export class BenchArgs {

@@ -33,9 +33,15 @@ if (child >= 0) {
     }
   }
   console.log(`calibration: ResNet-20 (CIFAR-10), ${samples} test JPEGs, batch 64, every Conv and Relu output`);
-  console.log(`${'rows per value'.padEnd(16)} ${'values'.padStart(7)} ${'seconds'.padStart(8)} ${'images/s'.padStart(9)} ${'peak RSS'.padStart(9)}`);
+  console.log(
+    `${'rows per value'.padEnd(16)} ${'values'.padStart(7)} ${'seconds'.padStart(8)} ${'images/s'.padStart(9)} ${'peak RSS'.padStart(9)}`,
+  );
   for (const rows of [0, 256]) {
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--samples', String(samples), '--child', String(rows)], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [fileURLToPath(import.meta.url), '--samples', String(samples), '--child', String(rows)],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(r.stderr);
     process.stdout.write(r.stdout);
   }
@@ -44,14 +50,19 @@ if (child >= 0) {
 async function measure(rows: number): Promise<void> {
   const model = loadModel(modelFile);
   const spec = inputSpecFor(model);
-  const values = model.graph.nodeList().filter((n) => n.opType === 'Conv' || n.opType === 'Relu').map((n) => n.outputs[0]!);
+  const values = model.graph
+    .nodeList()
+    .filter((n) => n.opType === 'Conv' || n.opType === 'Relu')
+    .map((n) => n.outputs[0]!);
   const dataset = await imageFolder(dataDir);
   const started = performance.now();
   const stats = await calibrate(model, dataset, spec, values, { samples, batchSize: 64, rows, patch: 3 });
   const seconds = (performance.now() - started) / 1000;
   if (stats.size !== values.length) throw new Error(`statistics for ${stats.size} of ${values.length} values`);
   const label = rows ? `${rows} (3×3)` : 'none';
-  console.log(`${label.padEnd(16)} ${String(values.length).padStart(7)} ${seconds.toFixed(2).padStart(8)} ${(samples / seconds).toFixed(0).padStart(9)} ${`${peakRssMb()} MB`.padStart(9)}`);
+  console.log(
+    `${label.padEnd(16)} ${String(values.length).padStart(7)} ${seconds.toFixed(2).padStart(8)} ${(samples / seconds).toFixed(0).padStart(9)} ${`${peakRssMb()} MB`.padStart(9)}`,
+  );
 }
 
 function peakRssMb(): number {

@@ -13,7 +13,8 @@ import { encodeModel } from '../compiler/onnx/encode.js';
 import { quantile } from '../runtime/benchmark.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const modelPath = process.argv[2] ?? path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx');
+const modelPath =
+  process.argv[2] ?? path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx');
 if (!fs.existsSync(modelPath)) {
   console.error(`bench/codec: ${modelPath} not found (needs ../shared/fixtures)`);
   process.exit(1);
@@ -44,7 +45,11 @@ const med = (xs: number[]) => quantile(xs, 0.5);
  */
 function peakRss(args: string[]): number | undefined {
   if (!fs.existsSync('/usr/bin/time')) return undefined;
-  const r = spawnSync('/usr/bin/time', ['-f', 'peak-kb %M', process.execPath, path.join(root, 'bin/regroup.js'), ...args], { encoding: 'utf8' });
+  const r = spawnSync(
+    '/usr/bin/time',
+    ['-f', 'peak-kb %M', process.execPath, path.join(root, 'bin/regroup.js'), ...args],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`regroup ${args.join(' ')} failed: ${r.stderr}`);
   const match = /peak-kb (\d+)/.exec(r.stderr);
   return match ? Number(match[1]) : undefined;
@@ -55,11 +60,16 @@ const baseline = peakRss(['--version']);
 const convert = peakRss(['convert', modelPath, '-o', path.join(tmp, 'out.onnx')]);
 fs.rmSync(tmp, { recursive: true, force: true });
 
-const row = (name: string, ms: number) => `${name.padEnd(16)} ${ms.toFixed(1).padStart(8)} ms  ${(mb / (ms / 1000)).toFixed(0).padStart(6)} MB/s`;
+const row = (name: string, ms: number) =>
+  `${name.padEnd(16)} ${ms.toFixed(1).padStart(8)} ms  ${(mb / (ms / 1000)).toFixed(0).padStart(6)} MB/s`;
 console.log(`model: ${path.basename(modelPath)} (${mb.toFixed(1)} MB), ${runs} runs, medians`);
 console.log(row('decode', med(decodeMs)));
 console.log(row('encode', med(encodeMs)));
 console.log(row('decode+encode', med(totalMs)));
 const fileKb = bytes.byteLength / 1024;
-if (convert === undefined || baseline === undefined) console.log('convert peak RSS: not measured (needs GNU time at /usr/bin/time)');
-else console.log(`convert peak RSS: ${(convert / 1024).toFixed(0)} MB = ${(convert / fileKb).toFixed(2)}× file size (node + regroup at rest: ${(baseline / 1024).toFixed(0)} MB; convert's own share ${((convert - baseline) / fileKb).toFixed(2)}× file size)`);
+if (convert === undefined || baseline === undefined)
+  console.log('convert peak RSS: not measured (needs GNU time at /usr/bin/time)');
+else
+  console.log(
+    `convert peak RSS: ${(convert / 1024).toFixed(0)} MB = ${(convert / fileKb).toFixed(2)}× file size (node + regroup at rest: ${(baseline / 1024).toFixed(0)} MB; convert's own share ${((convert - baseline) / fileKb).toFixed(2)}× file size)`,
+  );

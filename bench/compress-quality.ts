@@ -41,10 +41,26 @@ const which = (args.rest[0] ?? 'all').split(',');
 const shared = path.resolve(root, '../shared/fixtures');
 
 const SUBJECTS = {
-  fmnist: { model: path.join(root, 'fixtures/models/fmnist-resnet.onnx'), data: 'fashion-mnist', testData: undefined as string | undefined },
-  'fmnist-vgg': { model: path.join(root, 'fixtures/models/fmnist-vgg.onnx'), data: 'fashion-mnist', testData: undefined as string | undefined },
-  'fmnist-mobilenet': { model: path.join(root, 'fixtures/models/fmnist-mobilenet.onnx'), data: 'fashion-mnist', testData: undefined as string | undefined },
-  cifar: { model: path.join(shared, 'models/resnet20-cifar10-pytorch/resnet20.onnx'), data: path.join(shared, 'data/cifar10-train-jpg'), testData: path.join(shared, 'data/cifar10-test-jpg') },
+  fmnist: {
+    model: path.join(root, 'fixtures/models/fmnist-resnet.onnx'),
+    data: 'fashion-mnist',
+    testData: undefined as string | undefined,
+  },
+  'fmnist-vgg': {
+    model: path.join(root, 'fixtures/models/fmnist-vgg.onnx'),
+    data: 'fashion-mnist',
+    testData: undefined as string | undefined,
+  },
+  'fmnist-mobilenet': {
+    model: path.join(root, 'fixtures/models/fmnist-mobilenet.onnx'),
+    data: 'fashion-mnist',
+    testData: undefined as string | undefined,
+  },
+  cifar: {
+    model: path.join(shared, 'models/resnet20-cifar10-pytorch/resnet20.onnx'),
+    data: path.join(shared, 'data/cifar10-train-jpg'),
+    testData: path.join(shared, 'data/cifar10-test-jpg'),
+  },
 };
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-quality-'));
 
@@ -54,13 +70,42 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     console.error(`bench/compress-quality: ${subject.model} not found`);
     process.exit(1);
   }
-  console.log(`\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples)`);
-  console.log(['method'.padEnd(12), 'dense', 'control', 'top-1', 'Δ dense', 'Δ control', 'struct MACs', 'exec MACs', 'b1 dense', 'b1 after', 'seconds'].map((h, i) => (i ? h.padStart(9) : h)).join(' '));
+  console.log(
+    `\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples)`,
+  );
+  console.log(
+    [
+      'method'.padEnd(12),
+      'dense',
+      'control',
+      'top-1',
+      'Δ dense',
+      'Δ control',
+      'struct MACs',
+      'exec MACs',
+      'b1 dense',
+      'b1 after',
+      'seconds',
+    ]
+      .map((h, i) => (i ? h.padStart(9) : h))
+      .join(' '),
+  );
   let control: number | undefined;
   for (const label of METHODS) {
     const { method, keepMacs, methodOptions } = variant(label);
     const output = path.join(scratch, `${name}-${label}.onnx`);
-    const outcome = await compressModel(subject.model, { output, method, methodOptions, keepMacs, data: subject.data, testData: subject.testData, finetune: scheme, epochs, limit, seed });
+    const outcome = await compressModel(subject.model, {
+      output,
+      method,
+      methodOptions,
+      keepMacs,
+      data: subject.data,
+      testData: subject.testData,
+      finetune: scheme,
+      epochs,
+      limit,
+      seed,
+    });
     if (label === 'control') control = outcome.compressed.accuracy?.top1;
     console.log(row(label, outcome, control));
   }
@@ -77,8 +122,20 @@ function variant(label: string): { method: string; keepMacs: number; methodOptio
 function row(label: string, o: CompressOutcome, control: number | undefined): string {
   const pct = (x: number | undefined) => (x === undefined ? '—' : `${(100 * x).toFixed(2)}%`);
   const [d, c] = [o.dense.accuracy?.top1, o.compressed.accuracy?.top1];
-  const delta = (ref: number | undefined) => (ref !== undefined && c !== undefined ? (100 * (c - ref)).toFixed(2) : '—');
+  const delta = (ref: number | undefined) =>
+    ref !== undefined && c !== undefined ? (100 * (c - ref)).toFixed(2) : '—';
   const ms = (s: CompressOutcome['dense']) => `${s.latency.find((l) => l.batch === 1)?.medianMs.toFixed(3) ?? '—'}`;
-  const cells = [pct(d), pct(control), pct(c), delta(d), delta(control), o.structuredMacsRatio.toFixed(3), (o.compressed.macs / o.dense.macs).toFixed(3), ms(o.dense), ms(o.compressed), o.seconds.toFixed(0)];
+  const cells = [
+    pct(d),
+    pct(control),
+    pct(c),
+    delta(d),
+    delta(control),
+    o.structuredMacsRatio.toFixed(3),
+    (o.compressed.macs / o.dense.macs).toFixed(3),
+    ms(o.dense),
+    ms(o.compressed),
+    o.seconds.toFixed(0),
+  ];
   return [label.padEnd(12), ...cells.map((x) => x.padStart(9))].join(' ');
 }

@@ -41,7 +41,9 @@ async function pass(workers: number): Promise<{ seconds: number; images: number 
   return { seconds: (performance.now() - started) / 1000, images };
 }
 
-console.log(`data: ${dir}, ${Math.min(limit, dataset.size)} images, batch ${batchSize}, cifar10 preset (float32 NCHW), ${cores} cores, median of ${runs} passes`);
+console.log(
+  `data: ${dir}, ${Math.min(limit, dataset.size)} images, batch ${batchSize}, cifar10 preset (float32 NCHW), ${cores} cores, median of ${runs} passes`,
+);
 console.log(`${'decode on'.padEnd(20)} ${'pass s'.padStart(8)} ${'images/s'.padStart(10)} ${'vs main'.padStart(8)}`);
 let baseline = 0;
 for (const workers of configs) {
@@ -57,5 +59,7 @@ for (const workers of configs) {
   const rate = images / seconds;
   if (workers === 0) baseline = rate;
   const label = workers === 0 ? 'main thread' : `${workers} worker${workers > 1 ? 's' : ''}`;
-  console.log(`${label.padEnd(20)} ${seconds.toFixed(2).padStart(8)} ${rate.toFixed(0).padStart(10)} ${`${(rate / baseline).toFixed(2)}×`.padStart(8)}`);
+  console.log(
+    `${label.padEnd(20)} ${seconds.toFixed(2).padStart(8)} ${rate.toFixed(0).padStart(10)} ${`${(rate / baseline).toFixed(2)}×`.padStart(8)}`,
+  );
 }

@@ -61,12 +61,33 @@ function l1Pruned(): Model {
 }
 
 async function fineTuned(model: Model, hooks?: TrainingHooks): Promise<string> {
-  const result = await finetune(model, { train, test, spec, epochs, limit: samples, evalLimit: testLimit, seed: 1, batchSize: 128, hooks, augment: { pad: 2, flip: true } });
+  const result = await finetune(model, {
+    train,
+    test,
+    spec,
+    epochs,
+    limit: samples,
+    evalLimit: testLimit,
+    seed: 1,
+    batchSize: 128,
+    hooks,
+    augment: { pad: 2, flip: true },
+  });
   return `${(100 * result.final!.top1).toFixed(2)}% (${result.global!.imagesPerSecond.toFixed(0)} img/s)`;
 }
 
 async function localRefit(model: Model): Promise<string> {
-  const result = await finetune(model, { train, test, spec, epochs: 1, local: 'only', dense, localSamples, evalLimit: testLimit, seed: 1 });
+  const result = await finetune(model, {
+    train,
+    test,
+    spec,
+    epochs: 1,
+    local: 'only',
+    dense,
+    localSamples,
+    evalLimit: testLimit,
+    seed: 1,
+  });
   return `${(100 * result.final!.top1).toFixed(2)}%`;
 }
 
@@ -76,22 +97,42 @@ function klSelected(hooks: TrainingHooks): Model {
   const current = (name: string) => training.graph.initializers.get(name)!.constValue!;
   const groups = hooks.frozen!.map((pTop) => {
     const p = current(pTop);
-    const fulls = [...training.graph.nodes()].filter((n) => n.opType === 'MatMul' && n.inputs[0]!.name === pTop).map((n) => n.inputs[1]!.producer!.inputs[0]!.name);
-    return { pTop, keep: p.dims[0]!, channels: p.dims[1]!, weights: fulls.filter((f) => current(f).dims.length > 1), tensors: [] };
+    const fulls = [...training.graph.nodes()]
+      .filter((n) => n.opType === 'MatMul' && n.inputs[0]!.name === pTop)
+      .map((n) => n.inputs[1]!.producer!.inputs[0]!.name);
+    return {
+      pTop,
+      keep: p.dims[0]!,
+      channels: p.dims[1]!,
+      weights: fulls.filter((f) => current(f).dims.length > 1),
+      tensors: [],
+    };
   });
-  for (const [name, tensor] of refreshCodes(groups, 1e4, current)) training.graph.setInitializer(training.graph.initializers.get(name)!, tensor);
+  for (const [name, tensor] of refreshCodes(groups, 1e4, current))
+    training.graph.setInitializer(training.graph.initializers.get(name)!, tensor);
   return hooks.finish!(training);
 }
 
 const notes: string[] = [];
-const ctx = { common: { keepMacs: keep, seed: 0, hasData: true }, log: () => {}, note: (line: string) => notes.push(line) };
+const ctx = {
+  common: { keepMacs: keep, seed: 0, hasData: true },
+  log: () => {},
+  note: (line: string) => notes.push(line),
+};
 const structured = await dcff.structure(dense, { fromScratch: false }, keep, ctx);
 const l1 = l1Pruned();
-const macs = (m: Model) => (computeCost(m, inferShapes(m)).totals.macs / computeCost(dense, inferShapes(dense)).totals.macs).toFixed(3);
+const macs = (m: Model) =>
+  (computeCost(m, inferShapes(m)).totals.macs / computeCost(dense, inferShapes(dense)).totals.macs).toFixed(3);
 console.log(`${path.basename(file)}, keepMacs ${keep}: dense ${await top1(dense)} on ${testLimit} test images`);
 console.log(notes.join('\n'));
 console.log(`MACs kept: dcff ${macs(structured.model)}, l1 ${macs(l1)}`);
 const selected = klSelected(structured.hooks!);
-console.log(`right after structuring:  dcff (T = 1) ${await top1(structured.model)}   dcff KL selection (T = 1e4) ${await top1(selected)}   l1 ${await top1(l1)}`);
-console.log(`local least-squares refit (${localSamples} images):  dcff ${await localRefit(structured.model)}   dcff KL selection ${await localRefit(selected)}   l1 ${await localRefit(l1)}`);
-console.log(`fine-tuned ${epochs} epoch(s) on ${samples}:  dcff (hooks) ${await fineTuned(structured.model, structured.hooks)}   l1 ${await fineTuned(l1)}`);
+console.log(
+  `right after structuring:  dcff (T = 1) ${await top1(structured.model)}   dcff KL selection (T = 1e4) ${await top1(selected)}   l1 ${await top1(l1)}`,
+);
+console.log(
+  `local least-squares refit (${localSamples} images):  dcff ${await localRefit(structured.model)}   dcff KL selection ${await localRefit(selected)}   l1 ${await localRefit(l1)}`,
+);
+console.log(
+  `fine-tuned ${epochs} epoch(s) on ${samples}:  dcff (hooks) ${await fineTuned(structured.model, structured.hooks)}   l1 ${await fineTuned(l1)}`,
+);

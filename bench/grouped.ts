@@ -20,7 +20,16 @@ import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import type { Model } from '../compiler/ir/model.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
-import { LOWERING_FORMS, lowerGrouped, PREPARE, runPasses, selfGroup, type LayerChoice, type LowerGroupedOptions, type TuneHook } from '../passes/index.js';
+import {
+  LOWERING_FORMS,
+  lowerGrouped,
+  PREPARE,
+  runPasses,
+  selfGroup,
+  type LayerChoice,
+  type LowerGroupedOptions,
+  type TuneHook,
+} from '../passes/index.js';
 import { benchmark } from '../runtime/benchmark.js';
 import { interleavedMedians } from './interleave.js';
 import { ort } from '../runtime/session.js';
@@ -28,7 +37,10 @@ import { cpuSimdBlock } from '../runtime/providers.js';
 
 const root = ROOT;
 const args = new BenchArgs();
-const modelPath = args.string('--model', path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'));
+const modelPath = args.string(
+  '--model',
+  path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'),
+);
 const groupCounts = args.numbers('--groups', '4,8,16');
 const batches = args.numbers('--batches', '1,8');
 const runs = args.number('--runs', 24);
@@ -77,7 +89,9 @@ async function variants(dense: Model, denseMacs: number): Promise<Variant[]> {
   for (const groups of groupCounts) {
     const started = performance.now();
     const sg = selfGroup(dense, { groups, keepMacs: keep, seed: 0 });
-    console.log(`groups ${groups}: self-group ${((performance.now() - started) / 1000).toFixed(1)} s, cp ${sg.stats.cp.toFixed(2)}, MACs ratio ${sg.stats.macsRatio.toFixed(3)}, ${sg.stats.layers.length} layers grouped, ${sg.stats.skipped.length} left dense`);
+    console.log(
+      `groups ${groups}: self-group ${((performance.now() - started) / 1000).toFixed(1)} s, cp ${sg.stats.cp.toFixed(2)}, MACs ratio ${sg.stats.macsRatio.toFixed(3)}, ${sg.stats.layers.length} layers grouped, ${sg.stats.skipped.length} left dense`,
+    );
     const plans: { label: string; options: LowerGroupedOptions }[] = [
       ...LOWERING_FORMS.map((form) => ({ label: form, options: { form, simdBlock } })),
       { label: 'auto', options: { simdBlock } },
@@ -86,7 +100,15 @@ async function variants(dense: Model, denseMacs: number): Promise<Variant[]> {
     for (const { label, options } of plans) {
       const lowered = await lowerGrouped(sg.model, sg.connectivity, options);
       const bytes = encodeModel(lowered.model).bytes;
-      out.push({ label, groups, bytes, model: lowered.model, macsRatio: sg.stats.macsRatio, executedRatio: macsOf(lowered.model) / denseMacs, forms: formSummary(lowered.choices) });
+      out.push({
+        label,
+        groups,
+        bytes,
+        model: lowered.model,
+        macsRatio: sg.stats.macsRatio,
+        executedRatio: macsOf(lowered.model) / denseMacs,
+        forms: formSummary(lowered.choices),
+      });
     }
   }
   return out;
@@ -98,22 +120,60 @@ const dense = loadModel(modelPath);
 runPasses(dense, PREPARE, {}, { fixpoint: true });
 const denseBytes = encodeModel(dense).bytes;
 const denseMacs = macsOf(dense);
-console.log(`model: ${path.basename(modelPath)} (${(denseMacs / 1e9).toFixed(2)} GMACs), target ${keep} of MACs, SIMD block ${simdBlock}, ${runs} timed runs per cell in ${rounds} interleaved rounds, ${threads || 'default'} threads, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`);
+console.log(
+  `model: ${path.basename(modelPath)} (${(denseMacs / 1e9).toFixed(2)} GMACs), target ${keep} of MACs, SIMD block ${simdBlock}, ${runs} timed runs per cell in ${rounds} interleaved rounds, ${threads || 'default'} threads, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`,
+);
 const all = await variants(dense, denseMacs);
-const unique = new Map<string, { key: string; bytes: Uint8Array; model: Model }>([['dense', { key: 'dense', bytes: denseBytes, model: dense }]]);
-for (const v of all) if (!unique.has(hash(v.bytes))) unique.set(hash(v.bytes), { key: hash(v.bytes), bytes: v.bytes, model: v.model });
+const unique = new Map<string, { key: string; bytes: Uint8Array; model: Model }>([
+  ['dense', { key: 'dense', bytes: denseBytes, model: dense }],
+]);
+for (const v of all)
+  if (!unique.has(hash(v.bytes))) unique.set(hash(v.bytes), { key: hash(v.bytes), bytes: v.bytes, model: v.model });
 const timings = new Map<number, Map<string, number>>();
-for (const batch of batches) timings.set(batch, await interleavedMedians([...unique.values()], { batch, runs, rounds, threads }));
+for (const batch of batches)
+  timings.set(batch, await interleavedMedians([...unique.values()], { batch, runs, rounds, threads }));
 
 console.log(`\nload average after timing: ${os.loadavg()[0]!.toFixed(1)}`);
-const header = ['groups', 'form'.padEnd(12), 'MACs', 'exec', ...batches.flatMap((b) => [`b${b} ms`.padStart(8), `b${b} speed-up`, `×MACs`]), 'layers'];
+const header = [
+  'groups',
+  'form'.padEnd(12),
+  'MACs',
+  'exec',
+  ...batches.flatMap((b) => [`b${b} ms`.padStart(8), `b${b} speed-up`, `×MACs`]),
+  'layers',
+];
 console.log(header.join('  '));
-console.log(['-', 'dense'.padEnd(12), '1.000', '1.000', ...batches.flatMap((b) => [timings.get(b)!.get('dense')!.toFixed(2).padStart(8), '1.00×'.padStart(12), '1.00'.padStart(5)])].join('  '));
+console.log(
+  [
+    '-',
+    'dense'.padEnd(12),
+    '1.000',
+    '1.000',
+    ...batches.flatMap((b) => [
+      timings.get(b)!.get('dense')!.toFixed(2).padStart(8),
+      '1.00×'.padStart(12),
+      '1.00'.padStart(5),
+    ]),
+  ].join('  '),
+);
 for (const v of all) {
   const cells = batches.flatMap((b) => {
     const ms = timings.get(b)!.get(hash(v.bytes))!;
     const speedup = timings.get(b)!.get('dense')! / ms;
-    return [ms.toFixed(2).padStart(8), `${speedup.toFixed(2)}×`.padStart(12), (speedup * v.macsRatio).toFixed(2).padStart(5)];
+    return [
+      ms.toFixed(2).padStart(8),
+      `${speedup.toFixed(2)}×`.padStart(12),
+      (speedup * v.macsRatio).toFixed(2).padStart(5),
+    ];
   });
-  console.log([String(v.groups).padEnd(6), v.label.padEnd(12), v.macsRatio.toFixed(3), v.executedRatio.toFixed(3), ...cells, v.forms].join('  '));
+  console.log(
+    [
+      String(v.groups).padEnd(6),
+      v.label.padEnd(12),
+      v.macsRatio.toFixed(3),
+      v.executedRatio.toFixed(3),
+      ...cells,
+      v.forms,
+    ].join('  '),
+  );
 }

@@ -13,12 +13,20 @@ export interface Timed {
 }
 
 /** Median latency (ms) per key at one batch size; `runs` timed runs per model in all. */
-export async function interleavedMedians(models: readonly Timed[], options: { batch: number; runs: number; rounds: number; threads?: number }): Promise<Map<string, number>> {
+export async function interleavedMedians(
+  models: readonly Timed[],
+  options: { batch: number; runs: number; rounds: number; threads?: number },
+): Promise<Map<string, number>> {
   const samples = new Map<string, number[]>();
   for (let round = 0; round < options.rounds; round++) {
     const order = models.map((_, i) => models[(i + round) % models.length]!);
     for (const { key, bytes, model } of order) {
-      const stats = await benchmark(bytes, model, { batch: options.batch, runs: Math.ceil(options.runs / options.rounds), warmup: 2, threads: options.threads ?? 0 });
+      const stats = await benchmark(bytes, model, {
+        batch: options.batch,
+        runs: Math.ceil(options.runs / options.rounds),
+        warmup: 2,
+        threads: options.threads ?? 0,
+      });
       (samples.get(key) ?? samples.set(key, []).get(key)!).push(stats.medianMs);
     }
   }

@@ -16,7 +16,15 @@ import type { Model } from '../compiler/ir/model.js';
 import { decodeModel } from '../compiler/onnx/decode.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
-import { applyChannelMap, channelImportance, planPruning, PREPARE, removalSet, runPasses, TIDY } from '../passes/index.js';
+import {
+  applyChannelMap,
+  channelImportance,
+  planPruning,
+  PREPARE,
+  removalSet,
+  runPasses,
+  TIDY,
+} from '../passes/index.js';
 import { openDataset } from '../runtime/data/datasets.js';
 import { inputSpecFor } from '../runtime/data/preprocess.js';
 import type { Dataset, InputSpec } from '../runtime/data/types.js';
@@ -47,26 +55,42 @@ function prune(dense: Model): { model: Model; macsRatio: number } {
   const shapes = inferShapes(model);
   const analysis = analyzeChannels(model, shapes);
   const cost = computeCost(model, shapes);
-  const plan = planPruning(analysis, cost, channelImportance(analysis, { criterion: 'l1' }), { keepMacs, roundTo: 1 }, 'l1');
+  const plan = planPruning(
+    analysis,
+    cost,
+    channelImportance(analysis, { criterion: 'l1' }),
+    { keepMacs, roundTo: 1 },
+    'l1',
+  );
   applyChannelMap(model, analysis, removalSet(plan, analysis));
   runPasses(model, TIDY, {}, { fixpoint: true });
   return { model, macsRatio: computeCost(model, inferShapes(model)).totals.macs / cost.totals.macs };
 }
 
-async function score(model: Model, test: Dataset, spec: InputSpec, reference: Model): Promise<{ top1: number; agreement: number }> {
+async function score(
+  model: Model,
+  test: Dataset,
+  spec: InputSpec,
+  reference: Model,
+): Promise<{ top1: number; agreement: number }> {
   const r = await evaluate(model, 1, test, spec, { limit: testImages, reference });
   return { top1: r.top1, agreement: r.agreement!.top1Agreement };
 }
 
 function row(label: string, s: { top1: number; agreement: number }, extra = ''): void {
-  console.log(`${label.padEnd(34)} ${(100 * s.top1).toFixed(1).padStart(6)}%  ${(100 * s.agreement).toFixed(1).padStart(9)}%  ${extra}`);
+  console.log(
+    `${label.padEnd(34)} ${(100 * s.top1).toFixed(1).padStart(6)}%  ${(100 * s.agreement).toFixed(1).padStart(9)}%  ${extra}`,
+  );
 }
 
 function layerTable(layers: readonly LocalLayerResult[]): void {
   console.log('  layer      outputs  map        error before → after   seconds');
   for (const l of layers) {
     if (l.status === 'skipped') console.log(`  ${l.name.padEnd(10)} skipped: ${l.reason}`);
-    else console.log(`  ${l.name.padEnd(10)} ${`${l.outputs}/${l.denseOutputs}`.padStart(7)}  ${l.outputMap!.padEnd(9)}  ${l.errorBefore!.toFixed(3).padStart(12)} → ${l.errorAfter!.toFixed(3)}   ${l.seconds!.toFixed(2).padStart(7)}`);
+    else
+      console.log(
+        `  ${l.name.padEnd(10)} ${`${l.outputs}/${l.denseOutputs}`.padStart(7)}  ${l.outputMap!.padEnd(9)}  ${l.errorBefore!.toFixed(3).padStart(12)} → ${l.errorAfter!.toFixed(3)}   ${l.seconds!.toFixed(2).padStart(7)}`,
+      );
   }
 }
 
@@ -74,7 +98,9 @@ const dense = loadModel(modelPath);
 const spec = inputSpecFor(dense, { preset: 'cifar10' });
 const [train, test] = [await openDataset(trainDir), await openDataset(testDir)];
 const { model: pruned, macsRatio } = prune(dense);
-console.log(`ResNet-20 CIFAR-10, pruned to MACs ratio ${macsRatio.toFixed(3)} (l1); refit on ${samples} train images × ${positions} positions; top-1 on ${testImages} test images (seeded subset)`);
+console.log(
+  `ResNet-20 CIFAR-10, pruned to MACs ratio ${macsRatio.toFixed(3)} (l1); refit on ${samples} train images × ${positions} positions; top-1 on ${testImages} test images (seeded subset)`,
+);
 console.log(`${'model'.padEnd(34)} ${'top-1'.padStart(7)}  ${'agrees w/ dense'.padStart(10)}`);
 row('dense', await score(dense, test, spec, dense));
 row('pruned', await score(pruned, test, spec, dense));
@@ -83,7 +109,11 @@ const variants: [string, LocalOptions][] = [
   ['pruned + local (plain ridge ‖W‖²)', { ridgeTowards: 'zero' }],
 ];
 for (const [label, options] of variants) {
-  const result = await localReconstruct(dense, pruned, train, spec, { samples, positionsPerImage: positions, ...options });
+  const result = await localReconstruct(dense, pruned, train, spec, {
+    samples,
+    positionsPerImage: positions,
+    ...options,
+  });
   row(label, await score(result.model, test, spec, dense), `refit ${result.seconds.toFixed(1)} s`);
   if (args.has('--layers')) layerTable(result.layers);
 }

@@ -35,7 +35,9 @@ const threads = args.number('--threads', 0);
 // Channel-pruning methods keep multiples of this (default: the CPU's SIMD block, as `prune` does).
 const roundTo = args.number('--round-to', cpuSimdBlock());
 const wanted = args.string('--models', 'resnet18,fmnist').split(',');
-const methods = args.string('--methods', 'sg-cnn,sg-cnn+tune,sg-balanced,sg-balanced+tune,uniform,l1,wsp,dcff').split(',');
+const methods = args
+  .string('--methods', 'sg-cnn,sg-cnn+tune,sg-balanced,sg-balanced+tune,uniform,l1,wsp,dcff')
+  .split(',');
 const MODELS: Record<string, string> = {
   resnet18: path.resolve(ROOT, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'),
   fmnist: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'),
@@ -45,7 +47,9 @@ const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-speed-'));
 for (const name of wanted) {
   const file = MODELS[name];
   if (!file || !fs.existsSync(file)) {
-    console.error(`bench/speed: model '${name}' not found (${file ?? 'unknown name'}; needs ../shared/fixtures for resnet18)`);
+    console.error(
+      `bench/speed: model '${name}' not found (${file ?? 'unknown name'}; needs ../shared/fixtures for resnet18)`,
+    );
     process.exit(1);
   }
   const dense = loadModel(file);
@@ -56,26 +60,69 @@ for (const name of wanted) {
     const [method, tune] = [label.replace('+tune', ''), label.endsWith('+tune')];
     const output = path.join(scratch, `${name}-${label}.onnx`);
     const prunes = methodNamed(method).flags.some((f) => f.key === 'roundTo');
-    const methodOptions = { ...(method === 'wsp' ? { criterion: 'weight-proxy' } : {}), ...(prunes ? { roundTo } : {}) };
-    const outcome = await compressModel(file, { output, method, methodOptions, keepMacs: keep, finetune: 'none', latency: false, tune, seed: 0, threads });
+    const methodOptions = {
+      ...(method === 'wsp' ? { criterion: 'weight-proxy' } : {}),
+      ...(prunes ? { roundTo } : {}),
+    };
+    const outcome = await compressModel(file, {
+      output,
+      method,
+      methodOptions,
+      keepMacs: keep,
+      finetune: 'none',
+      latency: false,
+      tune,
+      seed: 0,
+      threads,
+    });
     outcomes.set(label, outcome);
     const model = loadModel(output);
     timed.push({ key: label, bytes: fs.readFileSync(output), model });
-    console.log(`${name} ${label}: compressed in ${outcome.seconds.toFixed(1)} s, peak RSS ${outcome.peakRssMb.toFixed(0)} MB`);
+    console.log(
+      `${name} ${label}: compressed in ${outcome.seconds.toFixed(1)} s, peak RSS ${outcome.peakRssMb.toFixed(0)} MB`,
+    );
   }
   const timings = new Map<number, Map<string, number>>();
   for (const batch of [1, 8]) timings.set(batch, await interleavedMedians(timed, { batch, runs, rounds, threads }));
-  console.log(`\n${name}: keep ${keep} of the MACs, ${runs} runs per cell in ${rounds} interleaved rounds, ${threads || 'default'} threads, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`);
-  console.log(['method'.padEnd(17), 'struct', '  exec', ...[1, 8].flatMap((b) => [`b${b} ms`.padStart(9), `speed-up`, '×MACs'])].join('  '));
-  console.log(['dense'.padEnd(17), ' 1.000', ' 1.000', ...[1, 8].flatMap((b) => [timings.get(b)!.get('dense')!.toFixed(2).padStart(9), '   1.00×', ' 1.00'])].join('  '));
+  console.log(
+    `\n${name}: keep ${keep} of the MACs, ${runs} runs per cell in ${rounds} interleaved rounds, ${threads || 'default'} threads, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`,
+  );
+  console.log(
+    [
+      'method'.padEnd(17),
+      'struct',
+      '  exec',
+      ...[1, 8].flatMap((b) => [`b${b} ms`.padStart(9), `speed-up`, '×MACs']),
+    ].join('  '),
+  );
+  console.log(
+    [
+      'dense'.padEnd(17),
+      ' 1.000',
+      ' 1.000',
+      ...[1, 8].flatMap((b) => [timings.get(b)!.get('dense')!.toFixed(2).padStart(9), '   1.00×', ' 1.00']),
+    ].join('  '),
+  );
   for (const [label, o] of outcomes) {
     const cells = [1, 8].flatMap((b) => {
       const speedup = timings.get(b)!.get('dense')! / timings.get(b)!.get(label)!;
-      return [timings.get(b)!.get(label)!.toFixed(2).padStart(9), `${speedup.toFixed(2)}×`.padStart(8), (speedup * o.structuredMacsRatio).toFixed(2).padStart(5)];
+      return [
+        timings.get(b)!.get(label)!.toFixed(2).padStart(9),
+        `${speedup.toFixed(2)}×`.padStart(8),
+        (speedup * o.structuredMacsRatio).toFixed(2).padStart(5),
+      ];
     });
     const forms = new Map<string, number>();
     for (const c of o.choices) forms.set(c.form, (forms.get(c.form) ?? 0) + 1);
-    console.log([label.padEnd(17), o.structuredMacsRatio.toFixed(3).padStart(6), (o.compressed.macs / o.dense.macs).toFixed(3).padStart(6), ...cells, [...forms].map(([f, n]) => `${f}×${n}`).join(' ')].join('  '));
+    console.log(
+      [
+        label.padEnd(17),
+        o.structuredMacsRatio.toFixed(3).padStart(6),
+        (o.compressed.macs / o.dense.macs).toFixed(3).padStart(6),
+        ...cells,
+        [...forms].map(([f, n]) => `${f}×${n}`).join(' '),
+      ].join('  '),
+    );
   }
 }
 fs.rmSync(scratch, { recursive: true, force: true });

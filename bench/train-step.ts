@@ -17,13 +17,22 @@ const [batchSize, size] = [Number(batchArg), Number(sizeArg)];
 const model = loadModel(file);
 const channels = model.graph.inputs.find((v) => !v.isInitializer())!.type!.shape![1] as number;
 const batch = syntheticBatch([batchSize, channels, size, size], 10, 1);
-const variants: Record<string, GradientOptions> = { patches: { convWeightGradient: 'patches' }, swapped: { convWeightGradient: 'swapped' } };
+const variants: Record<string, GradientOptions> = {
+  patches: { convWeightGradient: 'patches' },
+  swapped: { convWeightGradient: 'swapped' },
+};
 const harness: Record<string, StepHarness> = {};
 for (const [name, options] of Object.entries(variants)) {
   const t = performance.now();
-  const graph = buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 } }, options);
+  const graph = buildTrainingGraph(
+    model,
+    { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 } },
+    options,
+  );
   harness[name] = await StepHarness.open(graph, 'all');
-  console.log(`${name}: ${graph.model.graph.nodeCount} nodes, built and loaded in ${(performance.now() - t).toFixed(0)} ms`);
+  console.log(
+    `${name}: ${graph.model.graph.nodeCount} nodes, built and loaded in ${(performance.now() - t).toFixed(0)} ms`,
+  );
 }
 const times: Record<string, number[]> = { patches: [], swapped: [] };
 for (let round = 0; round < 9; round++) {
@@ -34,4 +43,7 @@ for (let round = 0; round < 9; round++) {
   }
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-for (const [name, xs] of Object.entries(times)) console.log(`${name}: median step ${median(xs).toFixed(0)} ms over ${xs.length} steps (${xs.map((x) => x.toFixed(0)).join(' ')})`);
+for (const [name, xs] of Object.entries(times))
+  console.log(
+    `${name}: median step ${median(xs).toFixed(0)} ms over ${xs.length} steps (${xs.map((x) => x.toFixed(0)).join(' ')})`,
+  );

@@ -43,7 +43,10 @@ export interface GroupRow {
 }
 
 /** Channel groups of a model file, as `prune` sees them (after constant folding). */
-export async function inspectGroups(file: string, options: { inputShapes?: readonly string[] } = {}): Promise<{ file: string; groups: GroupRow[]; unsupported?: string }> {
+export async function inspectGroups(
+  file: string,
+  options: { inputShapes?: readonly string[] } = {},
+): Promise<{ file: string; groups: GroupRow[]; unsupported?: string }> {
   const model = loadModel(file);
   const inputShapes = parseInputShapes(options.inputShapes ?? [], inputNames(model));
   const { PREPARE, runPasses } = await import('../passes/index.js');
@@ -57,7 +60,13 @@ export async function inspectGroups(file: string, options: { inputShapes?: reado
     prunable: g.prunable,
     reasons: g.reasons,
     producers: g.producers,
-    members: g.members.map((m) => ({ node: m.node.name, op: m.node.opType, role: m.role, offset: m.offset, count: m.count })),
+    members: g.members.map((m) => ({
+      node: m.node.name,
+      op: m.node.opType,
+      role: m.role,
+      offset: m.offset,
+      count: m.count,
+    })),
   }));
   return { file, groups, ...(analysis.unsupported ? { unsupported: analysis.unsupported } : {}) };
 }
@@ -112,7 +121,11 @@ export interface ConvertOptions {
 }
 
 /** Re-emit a model through the IR with no rewrite. */
-export function convertModel(input: string, output: string, options: ConvertOptions = {}): SaveResult & { nodes: number; initializers: number } {
+export function convertModel(
+  input: string,
+  output: string,
+  options: ConvertOptions = {},
+): SaveResult & { nodes: number; initializers: number } {
   const model = loadModel(input);
   const result = saveModel(model, output, {
     externalData: options.externalData ? { threshold: options.threshold } : false,
@@ -123,13 +136,17 @@ export function convertModel(input: string, output: string, options: ConvertOpti
 }
 
 /** Latency of a model file on one execution provider. */
-export async function benchModel(file: string, options: BenchOptions & { inputShapes?: readonly string[] } = {}): Promise<LatencyStats> {
+export async function benchModel(
+  file: string,
+  options: BenchOptions & { inputShapes?: readonly string[] } = {},
+): Promise<LatencyStats> {
   if (!fs.existsSync(file)) throw new RegroupError('io', `${file} does not exist`);
   const model = loadModel(file);
   const parsed = parseInputShapes(options.inputShapes ?? [], inputNames(model));
   const shapes: Record<string, number[]> = {};
   for (const [name, dims] of Object.entries(parsed)) {
-    if (dims.some((d) => typeof d !== 'number')) throw new RegroupError('usage', `--input-shape for '${name}' must be all numbers to run the model`);
+    if (dims.some((d) => typeof d !== 'number'))
+      throw new RegroupError('usage', `--input-shape for '${name}' must be all numbers to run the model`);
     shapes[name] = dims as number[];
   }
   const { benchmark } = await import('../runtime/benchmark.js');
@@ -142,10 +159,25 @@ export function parseInputShapes(specs: readonly string[], inputNames: readonly 
   for (const spec of specs) {
     const eq = spec.lastIndexOf('=');
     const name = eq >= 0 ? spec.slice(0, eq) : inputNames.length === 1 ? inputNames[0]! : undefined;
-    if (name === undefined) throw new RegroupError('usage', `--input-shape '${spec}' needs a name (name=1x3x224x224): the model has inputs ${inputNames.join(', ')}`);
-    if (!inputNames.includes(name)) throw new RegroupError('usage', `--input-shape names '${name}', but the model's inputs are ${inputNames.join(', ')}`);
-    const dims = spec.slice(eq + 1).split(/[x,]/).map((d) => (/^\d+$/.test(d) ? Number(d) : d));
-    if (dims.some((d) => d === '' || (typeof d === 'number' && d <= 0))) throw new RegroupError('usage', `--input-shape '${spec}': dimensions must be positive integers or names, like 1x3x224x224`);
+    if (name === undefined)
+      throw new RegroupError(
+        'usage',
+        `--input-shape '${spec}' needs a name (name=1x3x224x224): the model has inputs ${inputNames.join(', ')}`,
+      );
+    if (!inputNames.includes(name))
+      throw new RegroupError(
+        'usage',
+        `--input-shape names '${name}', but the model's inputs are ${inputNames.join(', ')}`,
+      );
+    const dims = spec
+      .slice(eq + 1)
+      .split(/[x,]/)
+      .map((d) => (/^\d+$/.test(d) ? Number(d) : d));
+    if (dims.some((d) => d === '' || (typeof d === 'number' && d <= 0)))
+      throw new RegroupError(
+        'usage',
+        `--input-shape '${spec}': dimensions must be positive integers or names, like 1x3x224x224`,
+      );
     shapes[name] = dims;
   }
   return shapes;

@@ -13,12 +13,24 @@ import type { FlagKind } from '../passes/methods/method.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber, unitFraction } from './args.js';
 import { human, table } from './format.js';
-import { allMaskedDense, compressModel, FINETUNE_SCHEMES, type CompressOptions, type CompressOutcome } from './pipelines/compress.js';
+import {
+  allMaskedDense,
+  compressModel,
+  FINETUNE_SCHEMES,
+  type CompressOptions,
+  type CompressOutcome,
+} from './pipelines/compress.js';
 import { writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
 import { ProgressBars } from './train.js';
 
-type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log'> & { method: string; ep: string; json?: boolean; report?: string; html?: string } & Record<string, unknown>;
+type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log'> & {
+  method: string;
+  ep: string;
+  json?: boolean;
+  report?: string;
+  html?: string;
+} & Record<string, unknown>;
 
 const PARSERS: Partial<Record<FlagKind, (text: string) => unknown>> = {
   'positive-int': positiveInt,
@@ -39,7 +51,9 @@ export function registerCompressCommand(program: Command): void {
   const methods = METHODS.map((m) => `${m.name}: ${m.description}`).join('; ');
   const command = program
     .command('compress')
-    .description('compress a CNN with one of the registered methods, fine-tune it, lower it to ONNX ops that run, and measure before and after')
+    .description(
+      'compress a CNN with one of the registered methods, fine-tune it, lower it to ONNX ops that run, and measure before and after',
+    )
     .argument('<model>', 'ONNX model file')
     .requiredOption('-o, --output <file>', 'where to write the compressed model (written atomically)')
     .option('--method <name>', `compression method — ${methods}`, methodName, DEFAULT_METHOD)
@@ -51,10 +65,18 @@ export function registerCompressCommand(program: Command): void {
     command.addOption(parse ? option.argParser(parse) : option);
   }
   command
-    .option('--data <spec>', 'training data for data-aware importance and fine-tuning: mnist, fashion-mnist, DIR (DIR/train + DIR/test), DIR,labels.csv, idx:PATH')
+    .option(
+      '--data <spec>',
+      'training data for data-aware importance and fine-tuning: mnist, fashion-mnist, DIR (DIR/train + DIR/test), DIR,labels.csv, idx:PATH',
+    )
     .option('--test-data <spec>', 'evaluation data (default: the test split that goes with --data)')
     .option('--preset <name>', 'preprocessing preset (default: chosen from the input shape)')
-    .addOption(new Option('--finetune <scheme>', 'local: layer-wise least squares against the dense model; global: training with distillation (default local+global with --data, none without)').choices([...FINETUNE_SCHEMES]))
+    .addOption(
+      new Option(
+        '--finetune <scheme>',
+        'local: layer-wise least squares against the dense model; global: training with distillation (default local+global with --data, none without)',
+      ).choices([...FINETUNE_SCHEMES]),
+    )
     .option('--epochs <n>', 'global fine-tuning epochs', positiveInt, 1)
     .option('--lr <rate>', 'peak fine-tuning learning rate (cosine schedule; default 0.01)', positiveNumber)
     .option('--batch <n>', 'fine-tuning batch size (default 128)', positiveInt)
@@ -75,12 +97,23 @@ export function registerCompressCommand(program: Command): void {
     .action(async (file: string, flags: Flags) => {
       const bars = new ProgressBars(flags.json === true);
       const log = flags.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
-      const outcome = await compressModel(file, { ...flags, methodOptions: methodOptionsOf(flags), ep: parseProvider(flags.ep), onProgress: (event) => bars.on(event), log });
+      const outcome = await compressModel(file, {
+        ...flags,
+        methodOptions: methodOptionsOf(flags),
+        ep: parseProvider(flags.ep),
+        onProgress: (event) => bars.on(event),
+        log,
+      });
       bars.close();
       if (flags.json) console.log(JSON.stringify(outcome.report, null, 2));
       else printCompress(file, flags.output, outcome);
       if (flags.report) writeReport(flags.report, outcome.report);
-      if (flags.html) writeAtomic(flags.html, [Buffer.from(renderHtml([outcome.report], { title: `regroup compress report: ${path.basename(flags.output)}` }))]);
+      if (flags.html)
+        writeAtomic(flags.html, [
+          Buffer.from(
+            renderHtml([outcome.report], { title: `regroup compress report: ${path.basename(flags.output)}` }),
+          ),
+        ]);
     });
 }
 
@@ -106,14 +139,30 @@ function printCompress(file: string, output: string, o: CompressOutcome): void {
   };
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(3)}×` : '—');
   const latRatio = (batch: number) => {
-    const [d, c] = [o.dense.latency.find((x) => x.batch === batch), o.compressed.latency.find((x) => x.batch === batch)];
+    const [d, c] = [
+      o.dense.latency.find((x) => x.batch === batch),
+      o.compressed.latency.find((x) => x.batch === batch),
+    ];
     return d && c ? `speed-up ${(d.medianMs / c.medianMs).toFixed(2)}×` : '—';
   };
-  const delta = o.dense.accuracy && o.compressed.accuracy ? `${(100 * (o.compressed.accuracy.top1 - o.dense.accuracy.top1)).toFixed(2)} pt` : '—';
+  const delta =
+    o.dense.accuracy && o.compressed.accuracy
+      ? `${(100 * (o.compressed.accuracy.top1 - o.dense.accuracy.top1)).toFixed(2)} pt`
+      : '—';
   const rows = [
     ['top-1', acc(o.dense), acc(o.compressed), delta],
-    ['MACs of the learned structure', human(o.dense.macs), human(o.structuredMacsRatio * o.dense.macs), `${o.structuredMacsRatio.toFixed(3)}×`],
-    ['MACs executed (as lowered)', human(o.dense.macs), human(o.compressed.macs), ratio(o.compressed.macs, o.dense.macs)],
+    [
+      'MACs of the learned structure',
+      human(o.dense.macs),
+      human(o.structuredMacsRatio * o.dense.macs),
+      `${o.structuredMacsRatio.toFixed(3)}×`,
+    ],
+    [
+      'MACs executed (as lowered)',
+      human(o.dense.macs),
+      human(o.compressed.macs),
+      ratio(o.compressed.macs, o.dense.macs),
+    ],
     ['params', human(o.dense.params), human(o.compressed.params), ratio(o.compressed.params, o.dense.params)],
     ['latency, batch 1 (interleaved)', lat(o.dense, 1), lat(o.compressed, 1), latRatio(1)],
     ['latency, batch 8 (interleaved)', lat(o.dense, 8), lat(o.compressed, 8), latRatio(8)],
@@ -121,10 +170,24 @@ function printCompress(file: string, output: string, o: CompressOutcome): void {
   console.log(`${file} → ${output} (${o.method}, ${o.seconds.toFixed(1)} s, peak RSS ${o.peakRssMb.toFixed(0)} MB)`);
   console.log(table(['', 'dense', 'compressed', 'change'], rows, ['left', 'right', 'right', 'right']));
   if (o.choices.length > 0) {
-    const layers = o.choices.map((c) => [c.label, c.form, c.groups ? String(c.groups) : '—', `${human(c.denseMacs)} → ${human(c.macs)}`, c.reason]);
-    console.log(table(['layer', 'lowered as', 'groups', 'MACs', 'why'], layers, ['left', 'left', 'right', 'right', 'left']));
+    const layers = o.choices.map((c) => [
+      c.label,
+      c.form,
+      c.groups ? String(c.groups) : '—',
+      `${human(c.denseMacs)} → ${human(c.macs)}`,
+      c.reason,
+    ]);
+    console.log(
+      table(['layer', 'lowered as', 'groups', 'MACs', 'why'], layers, ['left', 'left', 'right', 'right', 'left']),
+    );
   }
-  if (o.loweringError === 0 && allMaskedDense(o.choices)) console.log('lowered graph: the masked-dense reference itself (every grouped layer stayed masked dense; compared byte for byte)');
-  else if (o.loweringError !== undefined) console.log(`lowered graph vs masked-dense reference: max |diff| ${o.loweringError.toExponential(2)} of the output scale`);
+  if (o.loweringError === 0 && allMaskedDense(o.choices))
+    console.log(
+      'lowered graph: the masked-dense reference itself (every grouped layer stayed masked dense; compared byte for byte)',
+    );
+  else if (o.loweringError !== undefined)
+    console.log(
+      `lowered graph vs masked-dense reference: max |diff| ${o.loweringError.toExponential(2)} of the output scale`,
+    );
   for (const note of o.notes) console.log(`note: ${note}`);
 }

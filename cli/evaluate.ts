@@ -51,17 +51,34 @@ export async function evalModel(file: string, options: EvalOptions): Promise<Eva
   const session = { ep: options.ep, threads: options.threads };
   let accuracy: AccuracyResult;
   try {
-    accuracy = await evaluate(file, fixed, dataset, spec, { ...session, batchSize: options.batch ?? 32, limit: options.limit, reference: options.reference, strict: options.strict, onProgress: options.onProgress });
+    accuracy = await evaluate(file, fixed, dataset, spec, {
+      ...session,
+      batchSize: options.batch ?? 32,
+      limit: options.limit,
+      reference: options.reference,
+      strict: options.strict,
+      onProgress: options.onProgress,
+    });
   } finally {
     await dataset.close?.();
   }
   const latency: LatencyStats[] = [];
   if (options.latency !== false) {
     const sizes = fixed ? [fixed] : [...new Set([1, options.batch ?? 8])];
-    for (const batch of sizes) latency.push(await benchmark(file, model, { ...session, batch, runs: 20, warmup: 3, shapes: { [spec.name]: shapeFor(spec, batch) } }));
+    for (const batch of sizes)
+      latency.push(
+        await benchmark(file, model, {
+          ...session,
+          batch,
+          runs: 20,
+          warmup: 3,
+          shapes: { [spec.name]: shapeFor(spec, batch) },
+        }),
+      );
   }
   const notes = [`preprocessing: ${spec.presetReason}`];
-  if (accuracy.skipped) notes.push(`${accuracy.skipped} unreadable image(s) skipped, e.g. ${accuracy.skippedSources.join(', ')}`);
+  if (accuracy.skipped)
+    notes.push(`${accuracy.skipped} unreadable image(s) skipped, e.g. ${accuracy.skippedSources.join(', ')}`);
   const report: Report = {
     format: REPORT_FORMAT,
     version: REPORT_VERSION,
@@ -73,12 +90,23 @@ export async function evalModel(file: string, options: EvalOptions): Promise<Eva
     totals: { macsAfter: cost.totals.macs, paramsAfter: cost.totals.params },
     notes,
   };
-  if (accuracy.agreement && options.reference) report.agreement = { ...accuracy.agreement, cosine: Math.min(1, Math.max(-1, accuracy.agreement.cosine)), samples: accuracy.samples, reference: options.reference };
+  if (accuracy.agreement && options.reference)
+    report.agreement = {
+      ...accuracy.agreement,
+      cosine: Math.min(1, Math.max(-1, accuracy.agreement.cosine)),
+      samples: accuracy.samples,
+      reference: options.reference,
+    };
   return { report, accuracy, latency, presetReason: spec.presetReason, dataset: dataset.name };
 }
 
-function shapeFor(spec: { layout: 'NCHW' | 'NHWC'; channels: number; height: number; width: number }, batch: number): number[] {
-  return spec.layout === 'NCHW' ? [batch, spec.channels, spec.height, spec.width] : [batch, spec.height, spec.width, spec.channels];
+function shapeFor(
+  spec: { layout: 'NCHW' | 'NHWC'; channels: number; height: number; width: number },
+  batch: number,
+): number[] {
+  return spec.layout === 'NCHW'
+    ? [batch, spec.channels, spec.height, spec.width]
+    : [batch, spec.height, spec.width, spec.channels];
 }
 
 /** Size on disk of a model and its external data files. */

@@ -8,7 +8,11 @@ export interface Progress {
   done(message?: string): void;
 }
 
-export function progress(label: string, total: number, options: { quiet?: boolean; stream?: NodeJS.WriteStream } = {}): Progress {
+export function progress(
+  label: string,
+  total: number,
+  options: { quiet?: boolean; stream?: NodeJS.WriteStream } = {},
+): Progress {
   const stream = options.stream ?? process.stderr;
   if (options.quiet) return { tick() {}, done() {} };
   const tty = stream.isTTY === true && process.env.CI !== 'true';

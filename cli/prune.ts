@@ -14,7 +14,18 @@ import type { Model } from '../compiler/ir/model.js';
 import type { Node } from '../compiler/ir/node.js';
 import { outputChannels } from '../compiler/ir/op-roles.js';
 import { loadModel, saveModel, writeAtomic } from '../compiler/onnx/io.js';
-import { applyChannelMap, channelImportance, planPruning, PREPARE, removalSet, runPasses, TIDY, type Aggregation, type Criterion, type PruningPlan } from '../passes/index.js';
+import {
+  applyChannelMap,
+  channelImportance,
+  planPruning,
+  PREPARE,
+  removalSet,
+  runPasses,
+  TIDY,
+  type Aggregation,
+  type Criterion,
+  type PruningPlan,
+} from '../passes/index.js';
 import { criterionNamed } from '../passes/importance.js';
 import { parseInputShapes } from './api.js';
 import { fileBytes } from './evaluate.js';
@@ -75,19 +86,33 @@ export async function pruneModel(input: string, output: string, options: PruneOp
   runPasses(model, PREPARE, {}, { fixpoint: true });
   const shapes = inferShapes(model, { inputShapes });
   const analysis = analyzeChannels(model, shapes);
-  if (analysis.unsupported) throw new RegroupError('unsupported', `${input}: ${analysis.unsupported}; prune a float model before quantizing it`);
+  if (analysis.unsupported)
+    throw new RegroupError(
+      'unsupported',
+      `${input}: ${analysis.unsupported}; prune a float model before quantizing it`,
+    );
   const before = computeCost(model, shapes);
   const notes: string[] = [];
   const prunable = analysis.groups.filter((g) => g.prunable);
   if (prunable.length === 0) {
     const reasons = [...new Set(analysis.groups.flatMap((g) => g.reasons))].slice(0, 3);
-    notes.push(`nothing to prune: every channel group is pinned (${reasons.join('; ') || 'no channel groups'}); the model was written unchanged`);
+    notes.push(
+      `nothing to prune: every channel group is pinned (${reasons.join('; ') || 'no channel groups'}); the model was written unchanged`,
+    );
     writeUnchanged(input, output, options.force);
     return report(input, output, before, before, analysis, undefined, [], notes, started, 'none', false);
   }
   const { ceiling } = criterionNamed(options.criterion ?? 'l1');
-  const plan = options.plan ? readPlan(options.plan) : planPruning(analysis, before, channelImportance(analysis, options), { ...options, ceiling }, options.criterion ?? 'l1');
-  if (options.savePlan) writeAtomic(options.savePlan, [Buffer.from(JSON.stringify(plan, null, 2) + '\n')]);
+  const plan = options.plan
+    ? readPlan(options.plan)
+    : planPruning(
+        analysis,
+        before,
+        channelImportance(analysis, options),
+        { ...options, ceiling },
+        options.criterion ?? 'l1',
+      );
+  if (options.savePlan) writeAtomic(options.savePlan, [Buffer.from(`${JSON.stringify(plan, null, 2)}\n`)]);
   const layersBefore = channelsOf(model);
   const labels = nodeLabels(model.graph);
   applyChannelMap(model, analysis, removalSet(plan, analysis, options.plan ?? 'plan'));
@@ -102,7 +127,19 @@ export async function pruneModel(input: string, output: string, options: PruneOp
   return result;
 }
 
-function report(input: string, output: string, before: CostReport, after: CostReport, analysis: ChannelAnalysis, plan: PruningPlan | undefined, layers: LayerChange[], notes: string[], started: number, criterion: string, changed: boolean): PruneReport {
+function report(
+  input: string,
+  output: string,
+  before: CostReport,
+  after: CostReport,
+  analysis: ChannelAnalysis,
+  plan: PruningPlan | undefined,
+  layers: LayerChange[],
+  notes: string[],
+  started: number,
+  criterion: string,
+  changed: boolean,
+): PruneReport {
   return {
     input,
     output,
@@ -113,7 +150,11 @@ function report(input: string, output: string, before: CostReport, after: CostRe
     after: { macs: after.totals.macs, params: after.totals.params },
     macsRatio: after.totals.macs / before.totals.macs,
     paramsRatio: after.totals.params / before.totals.params,
-    groups: { total: analysis.groups.length, prunable: analysis.groups.filter((g) => g.prunable).length, pruned: plan ? plan.groups.filter((g) => g.removed.length > 0).length : 0 },
+    groups: {
+      total: analysis.groups.length,
+      prunable: analysis.groups.filter((g) => g.prunable).length,
+      pruned: plan ? plan.groups.filter((g) => g.removed.length > 0).length : 0,
+    },
     layers,
     notes,
     seconds: (performance.now() - started) / 1000,
@@ -125,7 +166,10 @@ function readPlan(file: string): PruningPlan {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new RegroupError('io', `cannot read plan ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new RegroupError(
+      'io',
+      `cannot read plan ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   try {
     return JSON.parse(text) as PruningPlan;
@@ -137,7 +181,10 @@ function readPlan(file: string): PruningPlan {
 function writeUnchanged(input: string, output: string, force?: boolean): void {
   const bytes = fs.readFileSync(input);
   if (!force && fs.existsSync(output) && fs.realpathSync(output) === fs.realpathSync(input)) {
-    throw new RegroupError('usage', `refusing to overwrite the input ${input}; choose another output path or pass --force`);
+    throw new RegroupError(
+      'usage',
+      `refusing to overwrite the input ${input}; choose another output path or pass --force`,
+    );
   }
   writeAtomic(output, [bytes]);
 }
@@ -154,7 +201,13 @@ function channelsOf(model: Model): Map<Node, { op: string; channels: number }> {
 }
 
 /** One row per layer, named by its label (node names may be empty or repeated). */
-function layerChanges(beforeLayers: ReturnType<typeof channelsOf>, afterLayers: ReturnType<typeof channelsOf>, before: CostReport, after: CostReport, labels: ReadonlyMap<Node, string>): LayerChange[] {
+function layerChanges(
+  beforeLayers: ReturnType<typeof channelsOf>,
+  afterLayers: ReturnType<typeof channelsOf>,
+  before: CostReport,
+  after: CostReport,
+  labels: ReadonlyMap<Node, string>,
+): LayerChange[] {
   const byNode = (cost: CostReport) => new Map(cost.layers.map((l) => [l.node, l] as const));
   const [lb, la] = [byNode(before), byNode(after)];
   return [...beforeLayers].map(([node, { op, channels }]) => ({
@@ -172,27 +225,39 @@ function layerChanges(beforeLayers: ReturnType<typeof channelsOf>, afterLayers: 
 /** Say why the result is not within 3% of the target, when it is not. */
 function explainShortfall(plan: PruningPlan, before: CostReport, after: CostReport, notes: string[]): void {
   const metric = plan.target.metric;
-  const achieved = metric === 'macs' ? after.totals.macs / before.totals.macs : after.totals.params / before.totals.params;
+  const achieved =
+    metric === 'macs' ? after.totals.macs / before.totals.macs : after.totals.params / before.totals.params;
   if (Math.abs(achieved - plan.target.keep) <= 0.03) return;
   const why =
     achieved > plan.target.keep
       ? `the constraints stop it: pinned groups, --min-channels ${plan.minChannels} and --round-to ${plan.roundTo} leave ${(achieved * 100).toFixed(1)}% at most pruning`
       : `--round-to ${plan.roundTo} steps are coarse for this model's channel counts`;
-  notes.push(`kept ${(achieved * 100).toFixed(1)}% of ${metric} instead of ${(plan.target.keep * 100).toFixed(1)}%: ${why}`);
+  notes.push(
+    `kept ${(achieved * 100).toFixed(1)}% of ${metric} instead of ${(plan.target.keep * 100).toFixed(1)}%: ${why}`,
+  );
 }
 
 /** Run original and pruned models on the same seeded inputs: cosine, top-1 agreement, max |diff|. */
-async function compareOutputs(original: string, pruned: string, samples: number, inputShapes: Record<string, readonly (number | string | null)[]>) {
+async function compareOutputs(
+  original: string,
+  pruned: string,
+  samples: number,
+  inputShapes: Record<string, readonly (number | string | null)[]>,
+) {
   const { compareModels } = await import('../runtime/compare.js');
   const shapes: Record<string, number[]> = {};
-  for (const [name, dims] of Object.entries(inputShapes)) if (dims.every((d) => typeof d === 'number')) shapes[name] = dims as number[];
+  for (const [name, dims] of Object.entries(inputShapes))
+    if (dims.every((d) => typeof d === 'number')) shapes[name] = dims as number[];
   return compareModels(original, pruned, { samples, shapes });
 }
 
 /** The common report format (`--report`, `--html`) for a prune run. */
 export function pruneReportToReport(r: PruneReport): Report {
   const notes = [...r.notes];
-  if (r.verify) notes.push(`verify on ${r.verify.samples} seeded random inputs (not data): cosine ${r.verify.cosine.toFixed(4)}, top-1 agreement ${(100 * r.verify.top1Agreement).toFixed(1)}%`);
+  if (r.verify)
+    notes.push(
+      `verify on ${r.verify.samples} seeded random inputs (not data): cosine ${r.verify.cosine.toFixed(4)}, top-1 agreement ${(100 * r.verify.top1Agreement).toFixed(1)}%`,
+    );
   return {
     format: REPORT_FORMAT,
     version: REPORT_VERSION,
@@ -201,7 +266,12 @@ export function pruneReportToReport(r: PruneReport): Report {
     model: { file: r.output, macs: r.after.macs, params: r.after.params, bytes: fileBytes(r.output) },
     baseline: { file: r.input, macs: r.before.macs, params: r.before.params },
     layers: r.layers.map((l) => ({ ...l })),
-    totals: { macsBefore: r.before.macs, macsAfter: r.after.macs, paramsBefore: r.before.params, paramsAfter: r.after.params },
+    totals: {
+      macsBefore: r.before.macs,
+      macsAfter: r.after.macs,
+      paramsBefore: r.before.params,
+      paramsAfter: r.after.params,
+    },
     notes,
     extra: { criterion: r.criterion, target: r.target, groups: r.groups, seconds: r.seconds },
   };

@@ -12,7 +12,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { positiveInt, nonNegativeInt, positiveNumber, nonNegativeNumber, unitFraction } from './args.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
@@ -115,8 +115,13 @@ function defaultSplits(data: string): Splits {
   const embedded = /^(mnist|fashion-mnist)(?::(\w+))?$/.exec(data);
   if (embedded) {
     const [, name, split] = embedded;
-    if (split === undefined || split === 'train') return { train: `${name}:train`, test: `${name}:test`, note: `train on ${name}:train, evaluate on ${name}:test` };
-    return { train: data, test: undefined, note: `train on ${data}; no held-out split is evaluated (pass --test-data)` };
+    if (split === undefined || split === 'train')
+      return { train: `${name}:train`, test: `${name}:test`, note: `train on ${name}:train, evaluate on ${name}:test` };
+    return {
+      train: data,
+      test: undefined,
+      note: `train on ${data}; no held-out split is evaluated (pass --test-data)`,
+    };
   }
   const plain = !data.startsWith('idx:') && !/,[^,]+\.csv$/i.test(data);
   if (plain && isDir(path.join(data, 'train')) && isDir(path.join(data, 'test'))) {
@@ -135,9 +140,17 @@ function isDir(p: string): boolean {
 }
 
 /** The optimizer a command's flags ask for (PyTorch defaults where not given). */
-export function optimizerFrom(options: Pick<TrainCommandOptions, 'optimizer' | 'momentum' | 'nesterov' | 'weightDecay'>): OptimizerSpec {
-  if (options.optimizer === 'adamw') return { kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay ?? 0.01 };
-  return { kind: 'sgd', momentum: options.momentum ?? 0.9, nesterov: options.nesterov ?? true, weightDecay: options.weightDecay ?? 5e-4 };
+export function optimizerFrom(
+  options: Pick<TrainCommandOptions, 'optimizer' | 'momentum' | 'nesterov' | 'weightDecay'>,
+): OptimizerSpec {
+  if (options.optimizer === 'adamw')
+    return { kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay ?? 0.01 };
+  return {
+    kind: 'sgd',
+    momentum: options.momentum ?? 0.9,
+    nesterov: options.nesterov ?? true,
+    weightDecay: options.weightDecay ?? 5e-4,
+  };
 }
 
 /** Default peak rates: 0.05 for SGD, 1e-3 for AdamW; fine-tuning starts from a tenth of those. */
@@ -153,9 +166,21 @@ export async function trainModelFile(file: string, options: TrainCommandOptions)
 
 /** `regroup finetune` as a library call: global fine-tuning with the model's zeros held, optional distillation. */
 export async function finetuneModelFile(file: string, options: FinetuneCommandOptions): Promise<TrainOutcome> {
-  if (options.local && !options.teacher) throw new RegroupError('usage', `--local-${options.local}: local fine-tuning reproduces the dense model's layers; pass it with --teacher DENSE.onnx`);
-  if ((options.kdAlpha !== undefined || options.kdTemperature !== undefined) && !options.teacher) throw new RegroupError('usage', '--kd-alpha and --kd-temperature need a teacher: pass --teacher DENSE.onnx');
-  return runTraining(file, options, { mode: 'finetune', teacher: options.teacher, kd: { temperature: options.kdTemperature ?? 4, alpha: options.kdAlpha ?? 0.9 }, keepZeros: options.keepZeros ?? true, local: options.local, localSamples: options.localSamples });
+  if (options.local && !options.teacher)
+    throw new RegroupError(
+      'usage',
+      `--local-${options.local}: local fine-tuning reproduces the dense model's layers; pass it with --teacher DENSE.onnx`,
+    );
+  if ((options.kdAlpha !== undefined || options.kdTemperature !== undefined) && !options.teacher)
+    throw new RegroupError('usage', '--kd-alpha and --kd-temperature need a teacher: pass --teacher DENSE.onnx');
+  return runTraining(file, options, {
+    mode: 'finetune',
+    teacher: options.teacher,
+    kd: { temperature: options.kdTemperature ?? 4, alpha: options.kdAlpha ?? 0.9 },
+    keepZeros: options.keepZeros ?? true,
+    local: options.local,
+    localSamples: options.localSamples,
+  });
 }
 
 interface ModeSettings {
@@ -178,23 +203,47 @@ async function runTraining(file: string, options: TrainCommandOptions, mode: Mod
   checkWritable(options.output, options.force ? [] : [file, ...(mode.teacher ? [mode.teacher] : [])]);
   const spec = inputSpecFor(model, { preset: options.preset });
   const splits = resolveSplits(options.data, options.testData);
-  const augmentChoice = options.augment === false ? { augment: undefined, reason: 'augmentation off (--no-augment)' } : defaultAugmentation(splits.train, spec);
+  const augmentChoice =
+    options.augment === false
+      ? { augment: undefined, reason: 'augmentation off (--no-augment)' }
+      : defaultAugmentation(splits.train, spec);
   const train = await openDataset(splits.train);
   const test = splits.test ? await openDataset(splits.test) : undefined;
   try {
     const trainOptions = buildTrainOptions(file, options, mode, { train, test, spec, augment: augmentChoice.augment });
     const result = await runMode(model, trainOptions, mode);
-    const notes = [`data: ${splits.note}`, `preprocessing: ${spec.presetReason}`, `augmentation: ${augmentChoice.reason}`, ...result.notes];
+    const notes = [
+      `data: ${splits.note}`,
+      `preprocessing: ${spec.presetReason}`,
+      `augmentation: ${augmentChoice.reason}`,
+      ...result.notes,
+    ];
     const report = trainingReport(file, options.output, model, result, { mode, notes, testName: test?.name });
-    return { report, result, trainData: train.name, testData: test?.name, augmentReason: augmentChoice.reason, presetReason: spec.presetReason };
+    return {
+      report,
+      result,
+      trainData: train.name,
+      testData: test?.name,
+      augmentReason: augmentChoice.reason,
+      presetReason: spec.presetReason,
+    };
   } finally {
     await Promise.all([train.close?.(), test?.close?.()]);
   }
 }
 
-function buildTrainOptions(file: string, o: TrainCommandOptions, mode: ModeSettings, data: { train: Dataset; test: Dataset | undefined; spec: TrainOptions['spec']; augment: AugmentSpec | undefined }): TrainOptions {
+function buildTrainOptions(
+  file: string,
+  o: TrainCommandOptions,
+  mode: ModeSettings,
+  data: { train: Dataset; test: Dataset | undefined; spec: TrainOptions['spec']; augment: AugmentSpec | undefined },
+): TrainOptions {
   const optimizer = optimizerFrom(o);
-  const schedule: ScheduleSpec = { kind: o.schedule ?? 'cosine', baseLr: o.lr ?? defaultLr(optimizer, mode.mode === 'finetune'), warmupEpochs: o.warmup ?? 0 };
+  const schedule: ScheduleSpec = {
+    kind: o.schedule ?? 'cosine',
+    baseLr: o.lr ?? defaultLr(optimizer, mode.mode === 'finetune'),
+    warmupEpochs: o.warmup ?? 0,
+  };
   const loss: LossSpec = mode.teacher && mode.kd ? { kind: 'distill', ...mode.kd } : { kind: 'cross-entropy' };
   const options: TrainOptions = {
     ...data,
@@ -226,10 +275,20 @@ async function runMode(model: Model, options: TrainOptions, mode: ModeSettings):
   }
   const { finetune } = await import('../runtime/train/finetune.js');
   const dense = mode.local && mode.teacher ? loadModel(mode.teacher) : undefined;
-  const result = await finetune(model, { ...options, keepZeros: mode.keepZeros, local: mode.local, dense, localSamples: mode.localSamples, onLocalProgress: localProgress(options.onProgress) });
+  const result = await finetune(model, {
+    ...options,
+    keepZeros: mode.keepZeros,
+    local: mode.local,
+    dense,
+    localSamples: mode.localSamples,
+    onLocalProgress: localProgress(options.onProgress),
+  });
   const notes = [...result.notes];
   const m = result.masks;
-  if (m.tensors > 0) notes.push(`${m.zeros} of ${m.entries} weights in ${m.tensors} tensors held at zero (masks from the model's exact zeros)`);
+  if (m.tensors > 0)
+    notes.push(
+      `${m.zeros} of ${m.entries} weights in ${m.tensors} tensors held at zero (masks from the model's exact zeros)`,
+    );
   if (result.local) notes.push(localSummary(result.local));
   return { model: result.model, train: result.global, local: result.local, final: result.final, notes };
 }
@@ -238,21 +297,35 @@ async function runMode(model: Model, options: TrainOptions, mode: ModeSettings):
 function localProgress(onProgress: TrainOptions['onProgress']): ((event: LocalProgress) => void) | undefined {
   if (!onProgress) return undefined;
   return (event) => {
-    if (event.phase === 'layer') onProgress({ phase: 'note', message: `local: ${event.layers.join(', ')} done (${event.done}/${event.total} layers)` });
+    if (event.phase === 'layer')
+      onProgress({
+        phase: 'note',
+        message: `local: ${event.layers.join(', ')} done (${event.done}/${event.total} layers)`,
+      });
   };
 }
 
 /** `local: 12 of 14 layers refitted on 512 images, relative error 0.31 → 0.12 (mean); skipped: fc (why)`. */
 export function localSummary(local: LocalResult): string {
   const refitted = local.layers.filter((l) => l.status === 'refitted');
-  const mean = (pick: (l: LocalResult['layers'][number]) => number | undefined) => refitted.reduce((a, l) => a + (pick(l) ?? 0), 0) / Math.max(1, refitted.length);
+  const mean = (pick: (l: LocalResult['layers'][number]) => number | undefined) =>
+    refitted.reduce((a, l) => a + (pick(l) ?? 0), 0) / Math.max(1, refitted.length);
   const skipped = local.layers.filter((l) => l.status === 'skipped').map((l) => `${l.name} (${l.reason})`);
-  const errors = refitted.length > 0 ? `, relative layer error ${mean((l) => l.errorBefore).toFixed(4)} → ${mean((l) => l.errorAfter).toFixed(4)} (mean)` : '';
+  const errors =
+    refitted.length > 0
+      ? `, relative layer error ${mean((l) => l.errorBefore).toFixed(4)} → ${mean((l) => l.errorAfter).toFixed(4)} (mean)`
+      : '';
   return `local: ${refitted.length} of ${local.layers.length} layers refitted on ${local.samples} images in ${local.seconds.toFixed(1)} s${errors}${skipped.length ? `; skipped: ${skipped.join('; ')}` : ''}`;
 }
 
 /** The common report: the trained model's cost, its final test accuracy and the training section. */
-function trainingReport(input: string, output: string, model: Model, result: Trained, extra: { mode: ModeSettings; notes: string[]; testName: string | undefined }): Report {
+function trainingReport(
+  input: string,
+  output: string,
+  model: Model,
+  result: Trained,
+  extra: { mode: ModeSettings; notes: string[]; testName: string | undefined },
+): Report {
   const trained = computeCost(result.model, inferShapes(result.model)).totals;
   const before = computeCost(model, inferShapes(model)).totals;
   const report: Report = {
@@ -260,13 +333,29 @@ function trainingReport(input: string, output: string, model: Model, result: Tra
     version: REPORT_VERSION,
     kind: extra.mode.mode,
     createdAt: new Date().toISOString(),
-    model: { file: output, macs: trained.macs, params: trained.params, bytes: fs.existsSync(output) ? fileBytes(output) : 0 },
+    model: {
+      file: output,
+      macs: trained.macs,
+      params: trained.params,
+      bytes: fs.existsSync(output) ? fileBytes(output) : 0,
+    },
     baseline: { file: input, macs: before.macs, params: before.params },
-    totals: { macsBefore: before.macs, macsAfter: trained.macs, paramsBefore: before.params, paramsAfter: trained.params },
+    totals: {
+      macsBefore: before.macs,
+      macsAfter: trained.macs,
+      paramsBefore: before.params,
+      paramsAfter: trained.params,
+    },
     notes: extra.notes,
   };
   if (result.train) report.training = trainingSection(result.train, extra.mode);
-  if (result.final && extra.testName) report.accuracy = { top1: result.final.top1, top5: result.final.top5, samples: result.final.samples, dataset: extra.testName };
+  if (result.final && extra.testName)
+    report.accuracy = {
+      top1: result.final.top1,
+      top5: result.final.top5,
+      samples: result.final.samples,
+      dataset: extra.testName,
+    };
   return report;
 }
 
@@ -281,19 +370,28 @@ function trainingSection(result: TrainResult, mode: ModeSettings): ReportTrainin
     schedule: result.schedule,
     loss: describeLoss(result.loss, mode.teacher),
     imagesPerSecond: result.imagesPerSecond,
-    history: result.history.map((e) => ({ epoch: e.epoch, trainLoss: e.trainLoss, trainAccuracy: e.trainAccuracy, ...(e.testAccuracy === undefined ? {} : { testAccuracy: e.testAccuracy }), lr: e.lr, seconds: e.seconds })),
+    history: result.history.map((e) => ({
+      epoch: e.epoch,
+      trainLoss: e.trainLoss,
+      trainAccuracy: e.trainAccuracy,
+      ...(e.testAccuracy === undefined ? {} : { testAccuracy: e.testAccuracy }),
+      lr: e.lr,
+      seconds: e.seconds,
+    })),
     lossCurve: result.lossCurve.map((p) => ({ step: p.step, loss: p.loss })),
   };
 }
 
 /** `SGD (momentum 0.9, Nesterov, weight decay 0.0005)` for reports. */
 export function describeOptimizer(o: OptimizerSpec): string {
-  if (o.kind === 'sgd') return `SGD (momentum ${o.momentum}${o.nesterov ? ', Nesterov' : ''}, weight decay ${o.weightDecay})`;
+  if (o.kind === 'sgd')
+    return `SGD (momentum ${o.momentum}${o.nesterov ? ', Nesterov' : ''}, weight decay ${o.weightDecay})`;
   return `${o.kind === 'adamw' ? 'AdamW' : 'Adam'} (β ${o.beta1}/${o.beta2}, ε ${o.eps}, weight decay ${o.weightDecay})`;
 }
 
 function describeLoss(loss: LossSpec, teacher: string | undefined): string {
-  if (loss.kind === 'distill') return `distillation from ${teacher ?? 'a teacher'} (T ${loss.temperature}, α ${loss.alpha}) + cross-entropy`;
+  if (loss.kind === 'distill')
+    return `distillation from ${teacher ?? 'a teacher'} (T ${loss.temperature}, α ${loss.alpha}) + cross-entropy`;
   return loss.labelSmoothing ? `cross-entropy (label smoothing ${loss.labelSmoothing})` : 'cross-entropy';
 }
 
@@ -313,17 +411,32 @@ interface CommandFlags extends Omit<FinetuneCommandOptions, 'onProgress' | 'loca
 function addTrainingFlags(command: Command, defaults: { epochs?: number; lrHelp: string }): Command {
   return command
     .argument('<model>', 'ONNX model file')
-    .requiredOption('-o, --output <file>', 'where to write the trained model (after every epoch, atomically; <output>.train-state beside it for --resume)')
-    .requiredOption('--data <spec>', 'training data: mnist, fashion-mnist (train split; evaluated on the test split), DIR (DIR/train + DIR/test when present), DIR,labels.csv, or idx:PATH')
+    .requiredOption(
+      '-o, --output <file>',
+      'where to write the trained model (after every epoch, atomically; <output>.train-state beside it for --resume)',
+    )
+    .requiredOption(
+      '--data <spec>',
+      'training data: mnist, fashion-mnist (train split; evaluated on the test split), DIR (DIR/train + DIR/test when present), DIR,labels.csv, or idx:PATH',
+    )
     .option('--test-data <spec>', 'evaluation data (default: the test split that goes with --data)')
-    .option('--epochs <n>', `epochs${defaults.epochs ? ` (default ${defaults.epochs})` : ''}`, positiveInt, defaults.epochs)
+    .option(
+      '--epochs <n>',
+      `epochs${defaults.epochs ? ` (default ${defaults.epochs})` : ''}`,
+      positiveInt,
+      defaults.epochs,
+    )
     .option('--lr <rate>', defaults.lrHelp, positiveNumber)
     .option('--batch <n>', 'batch size', positiveInt, 128)
     .addOption(new Option('--optimizer <name>', 'optimizer').choices(['sgd', 'adamw']).default('sgd'))
     .option('--momentum <m>', 'SGD momentum', unitFraction, 0.9)
     .option('--no-nesterov', 'plain momentum instead of Nesterov')
     .option('--weight-decay <w>', 'weight decay (default 5e-4 for SGD, 0.01 for AdamW)', nonNegativeNumber)
-    .addOption(new Option('--schedule <kind>', 'learning-rate schedule, per update').choices(['cosine', 'step', 'constant']).default('cosine'))
+    .addOption(
+      new Option('--schedule <kind>', 'learning-rate schedule, per update')
+        .choices(['cosine', 'step', 'constant'])
+        .default('cosine'),
+    )
     .option('--warmup <epochs>', 'linear warm-up epochs', nonNegativeNumber, 0)
     .option('--no-augment', 'no random crops or flips (default: chosen per dataset; never flips for MNIST digits)')
     .option('--resume', 'continue from <output>.train-state (same flags), ending where an uninterrupted run would')
@@ -332,7 +445,10 @@ function addTrainingFlags(command: Command, defaults: { epochs?: number; lrHelp:
     .option('--threads <n>', 'intra-op threads (0 = onnxruntime default)', nonNegativeInt, 0)
     .option('--limit <n>', 'train on a fixed seeded subset of n samples', positiveInt)
     .option('--eval-limit <n>', 'evaluate on a seeded subset of n test samples', positiveInt)
-    .option('--preset <name>', 'preprocessing: imagenet, cifar10, mnist, mnist-raw, half, caffe-imagenet (default: chosen from the input shape)')
+    .option(
+      '--preset <name>',
+      'preprocessing: imagenet, cifar10, mnist, mnist-raw, half, caffe-imagenet (default: chosen from the input shape)',
+    )
     .option('--logits <output>', 'the graph output holding the logits (default: the first output)')
     .option('--force', 'allow overwriting the input model')
     .option('--json', 'print the report as JSON')
@@ -342,12 +458,25 @@ function addTrainingFlags(command: Command, defaults: { epochs?: number; lrHelp:
 
 /** Add `train` and `finetune` to the program. */
 export function registerTrainCommands(program: Command): void {
-  addTrainingFlags(program.command('train').description('train a model with onnxruntime: SGD or AdamW through regroup\'s autodiff, per-epoch evaluation and checkpoints'), { lrHelp: 'peak learning rate (default 0.05 for SGD, 1e-3 for AdamW)' })
-    .action(async (file: string, flags: CommandFlags) => {
-      if (flags.epochs === undefined) throw new RegroupError('usage', 'say how long to train: --epochs N');
-      await runCommand(file, flags, (options) => trainModelFile(file, options));
-    });
-  addTrainingFlags(program.command('finetune').description('fine-tune a compressed model globally, its zero weights held at zero, optionally distilling from the dense model'), { epochs: 3, lrHelp: 'peak learning rate (default 0.005 for SGD, 1e-4 for AdamW)' })
+  addTrainingFlags(
+    program
+      .command('train')
+      .description(
+        "train a model with onnxruntime: SGD or AdamW through regroup's autodiff, per-epoch evaluation and checkpoints",
+      ),
+    { lrHelp: 'peak learning rate (default 0.05 for SGD, 1e-3 for AdamW)' },
+  ).action(async (file: string, flags: CommandFlags) => {
+    if (flags.epochs === undefined) throw new RegroupError('usage', 'say how long to train: --epochs N');
+    await runCommand(file, flags, (options) => trainModelFile(file, options));
+  });
+  addTrainingFlags(
+    program
+      .command('finetune')
+      .description(
+        'fine-tune a compressed model globally, its zero weights held at zero, optionally distilling from the dense model',
+      ),
+    { epochs: 3, lrHelp: 'peak learning rate (default 0.005 for SGD, 1e-4 for AdamW)' },
+  )
     .option('--teacher <model>', 'dense model to distil from (run on the same augmented batches)')
     .option('--kd-temperature <t>', 'distillation temperature (default 4)', positiveNumber)
     .option('--kd-alpha <a>', 'weight of the distillation term against cross-entropy (default 0.9)', unitFraction)
@@ -356,13 +485,28 @@ export function registerTrainCommands(program: Command): void {
     .option('--local-then-global', 'layer-wise reconstruction, then global fine-tuning')
     .option('--local-samples <n>', 'calibration images of the local phase (default 512)', positiveInt)
     .action(async (file: string, flags: CommandFlags) => {
-      if (flags.localOnly && flags.localThenGlobal) throw new RegroupError('usage', 'give --local-only or --local-then-global, not both');
+      if (flags.localOnly && flags.localThenGlobal)
+        throw new RegroupError('usage', 'give --local-only or --local-then-global, not both');
       const local = flags.localOnly ? 'only' : flags.localThenGlobal ? 'then-global' : undefined;
-      await runCommand(file, flags, (options) => finetuneModelFile(file, { ...options, teacher: flags.teacher, kdTemperature: flags.kdTemperature, kdAlpha: flags.kdAlpha, keepZeros: flags.keepZeros, local, localSamples: flags.localSamples }));
+      await runCommand(file, flags, (options) =>
+        finetuneModelFile(file, {
+          ...options,
+          teacher: flags.teacher,
+          kdTemperature: flags.kdTemperature,
+          kdAlpha: flags.kdAlpha,
+          keepZeros: flags.keepZeros,
+          local,
+          localSamples: flags.localSamples,
+        }),
+      );
     });
 }
 
-async function runCommand(file: string, flags: CommandFlags, call: (options: TrainCommandOptions) => Promise<TrainOutcome>): Promise<void> {
+async function runCommand(
+  file: string,
+  flags: CommandFlags,
+  call: (options: TrainCommandOptions) => Promise<TrainOutcome>,
+): Promise<void> {
   const bars = new ProgressBars(flags.json === true);
   const options: TrainCommandOptions = {
     data: flags.data,
@@ -413,7 +557,9 @@ export class ProgressBars {
     } else if (event.phase === 'epoch') {
       const r = event.record;
       const test = r.testAccuracy === undefined ? '' : `, test top-1 ${(100 * r.testAccuracy).toFixed(2)}%`;
-      this.#finish(`epoch ${r.epoch}/${event.epochs}: loss ${r.trainLoss.toFixed(4)}, train top-1 ${(100 * r.trainAccuracy).toFixed(2)}%${test}, lr ${r.lr.toPrecision(3)}, ${r.imagesPerSecond.toFixed(0)} images/s, ${r.seconds.toFixed(1)} s`);
+      this.#finish(
+        `epoch ${r.epoch}/${event.epochs}: loss ${r.trainLoss.toFixed(4)}, train top-1 ${(100 * r.trainAccuracy).toFixed(2)}%${test}, lr ${r.lr.toPrecision(3)}, ${r.imagesPerSecond.toFixed(0)} images/s, ${r.seconds.toFixed(1)} s`,
+      );
     } else if (event.phase === 'note' && !this.quiet) process.stderr.write(`note: ${event.message}\n`);
   }
 
@@ -439,11 +585,19 @@ export class ProgressBars {
 function printOutcome(file: string, o: TrainOutcome): void {
   const t = o.report.training;
   const verb = o.report.kind === 'finetune' ? 'fine-tuned' : 'trained';
-  if (t) console.log(`${verb} ${file} on ${o.trainData}: ${t.epochs} epoch(s), ${t.steps} updates of batch ${t.batchSize}, ${t.imagesPerSecond.toFixed(1)} images/s`);
+  if (t)
+    console.log(
+      `${verb} ${file} on ${o.trainData}: ${t.epochs} epoch(s), ${t.steps} updates of batch ${t.batchSize}, ${t.imagesPerSecond.toFixed(1)} images/s`,
+    );
   else console.log(`${verb} ${file} layer by layer on ${o.trainData}`);
   const final = o.result.final;
-  if (final && o.testData) console.log(`test top-1 ${(100 * final.top1).toFixed(2)}%, top-5 ${(100 * final.top5).toFixed(2)}% on ${o.testData} (${final.samples} samples)`);
+  if (final && o.testData)
+    console.log(
+      `test top-1 ${(100 * final.top1).toFixed(2)}%, top-5 ${(100 * final.top5).toFixed(2)}% on ${o.testData} (${final.samples} samples)`,
+    );
   if (t) console.log(`optimizer ${t.optimizer}; schedule ${t.schedule}; loss ${t.loss}`);
   for (const note of o.report.notes) console.log(`note: ${note}`);
-  console.log(`wrote ${o.report.model.file} (${human(o.report.model.bytes)}B)${t ? ` and ${o.report.model.file}.train-state` : ''}`);
+  console.log(
+    `wrote ${o.report.model.file} (${human(o.report.model.bytes)}B)${t ? ` and ${o.report.model.file}.train-state` : ''}`,
+  );
 }

@@ -44,7 +44,11 @@ export interface Allocation<K = Node> {
 const REFINE_STEPS = 30;
 
 /** Choose a cp per layer so that fixedMacs + Σ MACs ≤ budget at the least summed cost. */
-export function allocateCps<K = Node>(layers: readonly AllocationLayer<K>[], fixedMacs: number, budget: number): Allocation<K> {
+export function allocateCps<K = Node>(
+  layers: readonly AllocationLayer<K>[],
+  fixedMacs: number,
+  budget: number,
+): Allocation<K> {
   const at = layers.map(() => 0);
   let total = fixedMacs + layers.reduce((sum, l) => sum + l.levels[0]!.macs, 0);
   let last: { layer: number; from: number } | undefined;
@@ -68,12 +72,20 @@ export function allocateCps<K = Node>(layers: readonly AllocationLayer<K>[], fix
   const cps = new Map(layers.map((layer, l) => [layer.node, layer.levels[at[l]!]!.cp]));
   const cost = layers.reduce((sum, layer, l) => sum + layer.levels[at[l]!]!.cost, 0);
   if (total > budget) return { cps, macs: total, cost, targetMet: false };
-  if (last && layers[last.layer]!.macsAt) total = refine(layers[last.layer]!, last.from, at[last.layer]!, total, budget, cps);
+  if (last && layers[last.layer]!.macsAt)
+    total = refine(layers[last.layer]!, last.from, at[last.layer]!, total, budget, cps);
   return { cps, macs: total, cost, targetMet: true };
 }
 
 /** Raise the overshooting layer's cp only as far as the budget needs (bisection between its two levels). */
-function refine<K>(layer: AllocationLayer<K>, from: number, to: number, total: number, budget: number, cps: Map<K, number>): number {
+function refine<K>(
+  layer: AllocationLayer<K>,
+  from: number,
+  to: number,
+  total: number,
+  budget: number,
+  cps: Map<K, number>,
+): number {
   const macsAt = layer.macsAt!;
   const rest = total - macsAt(layer.levels[to]!.cp);
   let [lo, hi] = [layer.levels[from]!.cp, layer.levels[to]!.cp];

@@ -26,7 +26,11 @@ export interface ChannelMapStats {
 }
 
 /** Remove the coupled channels whose root elements are in `removed`, everywhere they appear. */
-export function applyChannelMap(model: Model, analysis: ChannelAnalysis, removed: ReadonlySet<number>): ChannelMapStats {
+export function applyChannelMap(
+  model: Model,
+  analysis: ChannelAnalysis,
+  removed: ReadonlySet<number>,
+): ChannelMapStats {
   for (const r of removed) {
     const reasons = analysis.pinReasons(r);
     if (reasons.length) throw new RegroupError('invalid-ir', `cannot remove a pinned channel: ${reasons[0]}`);
@@ -42,7 +46,8 @@ export function applyChannelMap(model: Model, analysis: ChannelAnalysis, removed
   for (const touch of analysis.touches) {
     const keep = kept(touch.elems);
     if (keep.length === touch.elems.length) continue;
-    if (keep.length === 0) throw new RegroupError('invalid-ir', `${touch.node}: the plan removes every channel of a ${touch.role} member`);
+    if (keep.length === 0)
+      throw new RegroupError('invalid-ir', `${touch.node}: the plan removes every channel of a ${touch.role} member`);
     if (applyTouch(model, touch, keep, analysis)) stats.tensorsRewritten++;
     else stats.structuralRewrites++;
   }
@@ -53,7 +58,10 @@ export function applyChannelMap(model: Model, analysis: ChannelAnalysis, removed
     if (keep.length === layout.elems.length) continue;
     const run = shape.slice(layout.axis, layout.axis + layout.span);
     const dims = keptRunDims(run, keep, `${value.name}`);
-    value.type = { ...value.type!, shape: [...shape.slice(0, layout.axis), ...dims, ...shape.slice(layout.axis + layout.span)] };
+    value.type = {
+      ...value.type!,
+      shape: [...shape.slice(0, layout.axis), ...dims, ...shape.slice(layout.axis + layout.span)],
+    };
     stats.valuesRetyped++;
   }
   return stats;
@@ -67,7 +75,8 @@ export function applyChannelMap(model: Model, analysis: ChannelAnalysis, removed
 export function keptRunDims(run: readonly (number | string | null)[], keep: readonly number[], what: string): number[] {
   if (run.length === 1) return [keep.length];
   const dims = run.map((d) => {
-    if (typeof d !== 'number') throw new RegroupError('invalid-ir', `'${what}': channel run dims [${run.join(',')}] are not static`);
+    if (typeof d !== 'number')
+      throw new RegroupError('invalid-ir', `'${what}': channel run dims [${run.join(',')}] are not static`);
     return d;
   });
   const distinct = dims.map(() => new Set<number>());
@@ -79,7 +88,8 @@ export function keptRunDims(run: readonly (number | string | null)[], keep: read
     }
   }
   const sizes = distinct.map((set) => set.size);
-  if (sizes.reduce((a, b) => a * b, 1) !== keep.length) throw new RegroupError('invalid-ir', `'${what}': kept channels do not form a grid over [${dims.join(',')}]`);
+  if (sizes.reduce((a, b) => a * b, 1) !== keep.length)
+    throw new RegroupError('invalid-ir', `'${what}': kept channels do not form a grid over [${dims.join(',')}]`);
   return sizes;
 }
 
@@ -111,7 +121,8 @@ function applyTouch(model: Model, touch: Touch, keep: number[], analysis: Channe
 
 /** Elements of `tensor` at positions `keep` along `axis`. */
 export function gather(tensor: Tensor, axis: number, keep: readonly number[]): Tensor {
-  if (dtypeInfo(tensor.dtype).bits < 8) throw new RegroupError('unsupported', `tensor '${tensor.name}': sub-byte element types cannot be pruned yet`);
+  if (dtypeInfo(tensor.dtype).bits < 8)
+    throw new RegroupError('unsupported', `tensor '${tensor.name}': sub-byte element types cannot be pruned yet`);
   const dims = tensor.dims;
   const outer = dims.slice(0, axis).reduce((a, b) => a * b, 1);
   const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1) * dtypeInfo(tensor.dtype).lanes;
@@ -131,7 +142,7 @@ export function gather(tensor: Tensor, axis: number, keep: readonly number[]): T
 export function replaceInput(model: Model, node: Node, inputIndex: number, tensor: Tensor): void {
   const graph = model.graph;
   const value = node.inputs[inputIndex];
-  if (value && value.isInitializer() && value.useCount === 1 && value.graph === graph) {
+  if (value?.isInitializer() && value.useCount === 1 && value.graph === graph) {
     graph.setInitializer(value, tensor);
     return;
   }
@@ -166,7 +177,9 @@ function rewriteSlice(model: Model, touch: Touch, keep: number[]): void {
   const newBegin = keep.filter((p) => p < begin).length;
   const newEnd = newBegin + keep.filter((p) => p >= begin && p < end).length;
   const attrs = (model.opset('') ?? 1) < 10;
-  const read = (name: string, input: number) => [...((attrs ? node.getInts(name) : constantNumbers(node.inputs[input])) ?? [])];
+  const read = (name: string, input: number) => [
+    ...((attrs ? node.getInts(name) : constantNumbers(node.inputs[input])) ?? []),
+  ];
   const starts = read('starts', 1);
   const ends = read('ends', 2);
   starts[index] = newBegin;

@@ -14,7 +14,7 @@
 import type { Graph } from '../compiler/ir/graph.js';
 import type { Node } from '../compiler/ir/node.js';
 import { forgetValueInfo } from './edit.js';
-import type { Pass, PassContext, PassResult } from './pass.js';
+import type { Pass, PassContext } from './pass.js';
 
 const PURE_DOMAINS = new Set(['', 'ai.onnx', 'ai.onnx.ml']);
 
@@ -69,5 +69,8 @@ function removeUnusedInitializers(graph: Graph): number {
 
 function removeStaleValueInfo(graph: Graph): number {
   const defined = new Set(graph.values());
-  return forgetValueInfo(graph, graph.valueInfo.filter((v) => !defined.has(v)));
+  return forgetValueInfo(
+    graph,
+    graph.valueInfo.filter((v) => !defined.has(v)),
+  );
 }

@@ -23,7 +23,11 @@ import { RegroupError } from '../compiler/errors.js';
 export const FUSION_TEMPERATURE = { start: 1, end: 1e4, k: 1 } as const;
 
 /** T(epoch) of a run of `epochs` epochs (see the header); epochs ≥ 1. */
-export function fusionTemperature(epoch: number, epochs: number, schedule: { start: number; end: number; k: number } = FUSION_TEMPERATURE): number {
+export function fusionTemperature(
+  epoch: number,
+  epochs: number,
+  schedule: { start: number; end: number; k: number } = FUSION_TEMPERATURE,
+): number {
   if (!(epochs >= 1)) throw new RegroupError('usage', `the fusion temperature needs at least one epoch, got ${epochs}`);
   const { start, end, k } = schedule;
   const decay = Math.exp(-k * epochs);
@@ -73,7 +77,13 @@ export function fusionCode(filters: FilterRows, temperature: number): FusionCode
   return { channels, probabilities, logProbabilities: logP, scores: klScores(probabilities, logP, channels) };
 }
 
-function logSoftmaxRow(distances: Float64Array, logP: Float64Array, row: number, channels: number, temperature: number): void {
+function logSoftmaxRow(
+  distances: Float64Array,
+  logP: Float64Array,
+  row: number,
+  channels: number,
+  temperature: number,
+): void {
   let max = -Infinity;
   for (let k = 0; k < channels; k++) max = Math.max(max, -distances[row * channels + k]! * temperature);
   let sum = 0;
@@ -85,7 +95,8 @@ function logSoftmaxRow(distances: Float64Array, logP: Float64Array, row: number,
 /** s_j = C · Σ_i P_ji log P_ji − Σ_i P_ji · Σ_k log P_ki. */
 function klScores(p: Float64Array, logP: Float64Array, channels: number): Float64Array {
   const columnLogSums = new Float64Array(channels);
-  for (let k = 0; k < channels; k++) for (let i = 0; i < channels; i++) columnLogSums[i] = columnLogSums[i]! + logP[k * channels + i]!;
+  for (let k = 0; k < channels; k++)
+    for (let i = 0; i < channels; i++) columnLogSums[i] = columnLogSums[i]! + logP[k * channels + i]!;
   const scores = new Float64Array(channels);
   for (let j = 0; j < channels; j++) {
     let negEntropy = 0;
@@ -124,17 +135,26 @@ export function selectRows(code: FusionCode, rows: readonly number[]): Float64Ar
 }
 
 /** W̃ = P_top · W: P_top is m × C, W is C × rowSize (row-major); result m × rowSize in float64. */
-export function fuseRows(pTop: ArrayLike<number>, m: number, weights: ArrayLike<number>, channels: number): Float64Array {
+export function fuseRows(
+  pTop: ArrayLike<number>,
+  m: number,
+  weights: ArrayLike<number>,
+  channels: number,
+): Float64Array {
   const rowSize = weights.length / channels;
   if (!Number.isInteger(rowSize) || pTop.length !== m * channels) {
-    throw new RegroupError('invalid-ir', `fusion: P_top of ${pTop.length} elements (${m} rows) and W of ${weights.length} do not match ${channels} channels`);
+    throw new RegroupError(
+      'invalid-ir',
+      `fusion: P_top of ${pTop.length} elements (${m} rows) and W of ${weights.length} do not match ${channels} channels`,
+    );
   }
   const out = new Float64Array(m * rowSize);
   for (let r = 0; r < m; r++) {
     for (let c = 0; c < channels; c++) {
       const coefficient = pTop[r * channels + c]!;
       if (coefficient === 0) continue;
-      for (let d = 0; d < rowSize; d++) out[r * rowSize + d] = out[r * rowSize + d]! + coefficient * weights[c * rowSize + d]!;
+      for (let d = 0; d < rowSize; d++)
+        out[r * rowSize + d] = out[r * rowSize + d]! + coefficient * weights[c * rowSize + d]!;
     }
   }
   return out;

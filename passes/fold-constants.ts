@@ -86,14 +86,15 @@ class Folder {
     const result = kernel({ node, inputs, opset: this.opset });
     if (typeof result === 'string') return result;
     const inputSize = present.reduce((sum, t) => sum + t.size, 0);
-    if (result.size > MAX_GROWN_ELEMENTS && result.size > inputSize) return `the result has ${result.size} elements, more than its inputs`;
+    if (result.size > MAX_GROWN_ELEMENTS && result.size > inputSize)
+      return `the result has ${result.size} elements, more than its inputs`;
     return conflict(node.output(0), result) ?? result;
   }
 
   /** Shape of a value whose dims are all known numbers; undefined (not folded) otherwise. */
   #staticShape(node: Node): KernelResult | undefined {
     const shape = node.inputs[0]?.type?.shape;
-    if (!shape || !shape.every((d): d is number => typeof d === 'number' && d >= 0)) return undefined;
+    if (!shape?.every((d): d is number => typeof d === 'number' && d >= 0)) return undefined;
     const result = foldShape(node, shape, this.opset);
     return conflict(node.output(0), result) ?? result;
   }
@@ -125,6 +126,9 @@ function conflict(value: Value, tensor: Tensor): string | undefined {
   if (!type) return undefined;
   if (type.dtype !== tensor.dtype) return `declared ${dtypeName(type.dtype)} but computes ${dtypeName(tensor.dtype)}`;
   const shape = type.shape;
-  const same = !shape || (shape.length === tensor.dims.length && shape.every((d, i) => typeof d !== 'number' || d < 0 || d === tensor.dims[i]));
+  const same =
+    !shape ||
+    (shape.length === tensor.dims.length &&
+      shape.every((d, i) => typeof d !== 'number' || d < 0 || d === tensor.dims[i]));
   return same ? undefined : `declared shape [${shape}] but computes [${tensor.dims}]`;
 }

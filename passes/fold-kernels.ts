@@ -106,7 +106,7 @@ const reshape: Kernel = ({ node, inputs: [data, shapeInput], opset }) => {
   const shape = opset < 5 ? node.getInts('shape') : intsOf(shapeInput);
   if (!shape) return 'shape is not a constant int64 list';
   const allowZero = node.getInt('allowzero', 0) === 1;
-  const dims = shape.map((d, axis) => (d === 0 && !allowZero ? data!.dims[axis] ?? NaN : d));
+  const dims = shape.map((d, axis) => (d === 0 && !allowZero ? (data!.dims[axis] ?? NaN) : d));
   const inferred = dims.filter((d) => d === -1).length;
   if (dims.some((d) => Number.isNaN(d) || d < -1) || inferred > 1) return `invalid target shape [${shape}]`;
   const known = product(dims.filter((d) => d !== -1));
@@ -131,7 +131,10 @@ const squeeze: Kernel = ({ node, inputs: [data, axesInput], opset }) => {
   if (opset >= 13 && axesInput && !given) return 'axes are not int64';
   const axes = given ? normalizeAxes(given, dims.length) : dims.flatMap((d, axis) => (d === 1 ? [axis] : []));
   if (!axes || axes.some((axis) => dims[axis] !== 1)) return `cannot squeeze axes [${given}] of [${dims}]`;
-  return reshaped(data!, dims.filter((_, axis) => !axes.includes(axis)));
+  return reshaped(
+    data!,
+    dims.filter((_, axis) => !axes.includes(axis)),
+  );
 };
 
 const unsqueeze: Kernel = ({ node, inputs: [data, axesInput], opset }) => {
@@ -151,7 +154,14 @@ const transpose: Kernel = ({ node, inputs: [data] }) => {
   const valid = perm.length === dims.length && normalizeAxes(perm, dims.length)?.every((p, i) => p === perm[i]);
   if (!valid) return `perm [${perm}] is not a permutation of rank ${dims.length}`;
   const strides = stridesOf(dims);
-  return pick(data!, perm.map((p) => dims[p]!), mapIndices(perm.map((p) => dims[p]!), perm.map((p) => strides[p]!)));
+  return pick(
+    data!,
+    perm.map((p) => dims[p]!),
+    mapIndices(
+      perm.map((p) => dims[p]!),
+      perm.map((p) => strides[p]!),
+    ),
+  );
 };
 
 const concat: Kernel = ({ node, inputs, opset }) => {
@@ -160,7 +170,10 @@ const concat: Kernel = ({ node, inputs, opset }) => {
   const first = parts[0]!;
   const axis = normalizeAxis(node.getInt('axis', opset < 4 ? 1 : NaN), first.dims.length);
   if (axis === undefined) return 'axis is missing or out of range';
-  const sameOtherDims = (t: Tensor) => t.dtype === first.dtype && t.dims.length === first.dims.length && t.dims.every((d, i) => i === axis || d === first.dims[i]);
+  const sameOtherDims = (t: Tensor) =>
+    t.dtype === first.dtype &&
+    t.dims.length === first.dims.length &&
+    t.dims.every((d, i) => i === axis || d === first.dims[i]);
   if (!parts.every(sameOtherDims)) return 'inputs differ in dtype or in dims off the axis';
   const dims = [...first.dims];
   dims[axis] = parts.reduce((sum, t) => sum + t.dims[axis]!, 0);
@@ -183,7 +196,8 @@ const gather: Kernel = ({ node, inputs: [data, indexTensor] }) => {
   const indices = intsOf(indexTensor);
   if (axis === undefined || !indices) return 'axis out of range or indices not int32/int64';
   const axisLength = dims[axis]!;
-  if (indices.some((k) => k < -axisLength || k >= axisLength)) return `an index is out of range for axis length ${axisLength}`;
+  if (indices.some((k) => k < -axisLength || k >= axisLength))
+    return `an index is out of range for axis length ${axisLength}`;
   const outer = product(dims.slice(0, axis));
   const inner = product(dims.slice(axis + 1));
   const map: number[] = [];
@@ -219,30 +233,42 @@ function broadcastStrides(dims: readonly number[], outDims: readonly number[]): 
 }
 
 const FLOAT_OPS: Record<string, (x: number, y: number) => number> = {
-  Add: (x, y) => x + y, Sub: (x, y) => x - y, Mul: (x, y) => x * y, Div: (x, y) => x / y,
+  Add: (x, y) => x + y,
+  Sub: (x, y) => x - y,
+  Mul: (x, y) => x * y,
+  Div: (x, y) => x / y,
 };
 const INT_OPS: Record<string, (x: bigint, y: bigint) => bigint> = {
-  Add: (x, y) => x + y, Sub: (x, y) => x - y, Mul: (x, y) => x * y, Div: (x, y) => x / y,
+  Add: (x, y) => x + y,
+  Sub: (x, y) => x - y,
+  Mul: (x, y) => x * y,
+  Div: (x, y) => x / y,
 };
 const INT64_MIN = -(2n ** 63n);
 
 const elementwise: Kernel = ({ node, inputs: [a, b], opset }) => {
   if (opset < 7) return 'legacy (pre-opset-7) broadcasting';
   if (!b) return 'the second input is empty';
-  if (a!.dtype !== b!.dtype || (a!.dtype !== DataType.FLOAT && a!.dtype !== DataType.INT64)) return 'only float32 and int64 arithmetic is folded';
+  if (a!.dtype !== b!.dtype || (a!.dtype !== DataType.FLOAT && a!.dtype !== DataType.INT64))
+    return 'only float32 and int64 arithmetic is folded';
   const dims = broadcastDims(a!.dims, b!.dims);
   if (!dims) return `shapes [${a!.dims}] and [${b!.dims}] do not broadcast`;
   const mapA = mapIndices(dims, broadcastStrides(a!.dims, dims));
   const mapB = mapIndices(dims, broadcastStrides(b!.dims, dims));
   if (a!.dtype === DataType.FLOAT) {
     const [x, y, f] = [a!.data as Float32Array, b!.data as Float32Array, FLOAT_OPS[node.opType]!];
-    return Tensor.fromArray(DataType.FLOAT, dims, Float32Array.from(mapA, (ia, i) => Math.fround(f(x[ia]!, y[mapB[i]!]!))));
+    return Tensor.fromArray(
+      DataType.FLOAT,
+      dims,
+      Float32Array.from(mapA, (ia, i) => Math.fround(f(x[ia]!, y[mapB[i]!]!))),
+    );
   }
   const [x, y, f] = [a!.data as BigInt64Array, b!.data as BigInt64Array, INT_OPS[node.opType]!];
   const out = new BigInt64Array(mapA.length);
   for (let i = 0; i < out.length; i++) {
     const [xi, yi] = [x[mapA[i]!]!, y[mapB[i]!]!];
-    if (node.opType === 'Div' && (yi === 0n || (xi === INT64_MIN && yi === -1n))) return 'int64 division by zero or overflow';
+    if (node.opType === 'Div' && (yi === 0n || (xi === INT64_MIN && yi === -1n)))
+      return 'int64 division by zero or overflow';
     out[i] = BigInt.asIntN(64, f(xi, yi));
   }
   return Tensor.fromArray(DataType.INT64, dims, out);
@@ -269,7 +295,8 @@ function castElement(x: number | bigint, to: DataType): number | bigint | undefi
 
 const cast: Kernel = ({ node, inputs: [data] }) => {
   const to = node.getInt('to');
-  if (to === undefined || !CASTABLE.has(data!.dtype) || !CASTABLE.has(to)) return 'only casts among float32, float64, int32 and int64 are folded';
+  if (to === undefined || !CASTABLE.has(data!.dtype) || !CASTABLE.has(to))
+    return 'only casts among float32, float64, int32 and int64 are folded';
   // Same type: copy bits (a NaN's payload survives, as in onnxruntime).
   if (to === data!.dtype) return reshaped(data!, data!.dims);
   const from = data!.data as Elements;
@@ -284,13 +311,32 @@ const cast: Kernel = ({ node, inputs: [data] }) => {
 
 /** Kernels for nodes whose inputs are all constant, by op type (default domain). */
 export const KERNELS: ReadonlyMap<string, Kernel> = new Map([
-  ['Identity', identity], ['Reshape', reshape], ['Flatten', flatten], ['Squeeze', squeeze],
-  ['Unsqueeze', unsqueeze], ['Transpose', transpose], ['Concat', concat], ['Gather', gather],
-  ['Cast', cast], ['Add', elementwise], ['Sub', elementwise], ['Mul', elementwise], ['Div', elementwise],
+  ['Identity', identity],
+  ['Reshape', reshape],
+  ['Flatten', flatten],
+  ['Squeeze', squeeze],
+  ['Unsqueeze', unsqueeze],
+  ['Transpose', transpose],
+  ['Concat', concat],
+  ['Gather', gather],
+  ['Cast', cast],
+  ['Add', elementwise],
+  ['Sub', elementwise],
+  ['Mul', elementwise],
+  ['Div', elementwise],
 ]);
 
 /** Ops that only move elements: they fold for any movable dtype, float16/bfloat16 included. */
-export const DATA_MOVEMENT = new Set(['Identity', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'Concat', 'Gather']);
+export const DATA_MOVEMENT = new Set([
+  'Identity',
+  'Reshape',
+  'Flatten',
+  'Squeeze',
+  'Unsqueeze',
+  'Transpose',
+  'Concat',
+  'Gather',
+]);
 
 /** Shape of a value whose dims are all known numbers (opset 15 adds start/end, clamped). */
 export function foldShape(node: Node, dims: readonly number[], opset: number): Tensor {

@@ -19,8 +19,26 @@ export { runPasses } from './manager.js';
 export { applyChannelMap } from './channel-map.js';
 export { channelImportance, CRITERIA, type Criterion, type Aggregation } from './importance.js';
 export { planPruning, removalSet, type PruningPlan, type PlanOptions } from './plan-pruning.js';
-export { selfGroup, selfGroupPass, maskLayer, planSelfGroup, type SelfGroupPlan, type SelfGroupOptions, type SelfGroupContext, type SelfGroupResult, type SelfGroupStats } from './self-group.js';
-export { lowerGrouped, lowerGroupedInPlace, lowerGroupedPass, type LowerGroupedOptions, type LowerGroupedResult, type LayerChoice, type TuneHook } from './lower-grouped.js';
+export {
+  selfGroup,
+  selfGroupPass,
+  maskLayer,
+  planSelfGroup,
+  type SelfGroupPlan,
+  type SelfGroupOptions,
+  type SelfGroupContext,
+  type SelfGroupResult,
+  type SelfGroupStats,
+} from './self-group.js';
+export {
+  lowerGrouped,
+  lowerGroupedInPlace,
+  lowerGroupedPass,
+  type LowerGroupedOptions,
+  type LowerGroupedResult,
+  type LayerChoice,
+  type TuneHook,
+} from './lower-grouped.js';
 export { FORMS as LOWERING_FORMS, type Form as LoweringForm } from './lower-emit.js';
 
 /**

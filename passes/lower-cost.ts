@@ -68,7 +68,13 @@ export function opCost(op: CostOp, geometry: LayerGeometry, options: CostModelOp
   }
   const P = geometry.outputPositions;
   let cost = NODE_COST + op.groups.length * GROUP_COST_PER_POSITION * P;
-  for (const g of op.groups) cost += options.batch * P * geometry.kernelArea * roundUp(g.filters, options.simdBlock) * effectiveWidth(g.width, options.simdBlock);
+  for (const g of op.groups)
+    cost +=
+      options.batch *
+      P *
+      geometry.kernelArea *
+      roundUp(g.filters, options.simdBlock) *
+      effectiveWidth(g.width, options.simdBlock);
   return cost;
 }
 

@@ -58,13 +58,16 @@ export interface DensePlan {
 
 export type FormPlan = GroupedPlan | PerGroupPlan | DensePlan;
 
-const identityOrUndefined = (indices: Int32Array, length: number) => (indices.length === length && indices.every((v, i) => v === i) ? undefined : indices);
+const identityOrUndefined = (indices: Int32Array, length: number) =>
+  indices.length === length && indices.every((v, i) => v === i) ? undefined : indices;
 
 /** Why the grouped form does not apply, or undefined: needs equal |F_c| and equal, disjoint |I_c|. */
 export function groupedRefusal(conn: Connectivity): string | undefined {
   const [first] = conn.clusters;
-  if (conn.clusters.some((c) => c.filters.length !== first!.filters.length)) return `clusters have unequal filter counts (${conn.clusters.map((c) => c.filters.length).join(', ')})`;
-  if (conn.clusters.some((c) => c.inputs.length !== first!.inputs.length)) return `clusters read unequal input counts (${conn.clusters.map((c) => c.inputs.length).join(', ')})`;
+  if (conn.clusters.some((c) => c.filters.length !== first!.filters.length))
+    return `clusters have unequal filter counts (${conn.clusters.map((c) => c.filters.length).join(', ')})`;
+  if (conn.clusters.some((c) => c.inputs.length !== first!.inputs.length))
+    return `clusters read unequal input counts (${conn.clusters.map((c) => c.inputs.length).join(', ')})`;
   const seen = new Set<number>();
   for (const c of conn.clusters) {
     for (const j of c.inputs) {
@@ -79,7 +82,10 @@ export function groupedRefusal(conn: Connectivity): string | undefined {
 export function planGrouped(conn: Connectivity, width: number, form: 'grouped' | 'padded'): GroupedPlan {
   const m = Math.max(...conn.clusters.map((c) => c.filters.length));
   if (form === 'grouped' && conn.clusters.some((c) => c.filters.length !== m || c.inputs.length !== width)) {
-    throw new RegroupError('invalid-ir', `internal: the grouped form was planned for unequal clusters (${groupedRefusal(conn) ?? 'width ' + width})`);
+    throw new RegroupError(
+      'invalid-ir',
+      `internal: the grouped form was planned for unequal clusters (${groupedRefusal(conn) ?? `width ${width}`})`,
+    );
   }
   const inputIndices = new Int32Array(conn.clusters.length * width);
   const outputIndices = new Int32Array(conn.outChannels);
@@ -103,7 +109,9 @@ export function planGrouped(conn: Connectivity, width: number, form: 'grouped' |
  */
 export function splitClusters(conn: Connectivity, m: number): Connectivity {
   const clusters: Cluster[] = [];
-  for (const c of conn.clusters) for (let at = 0; at < c.filters.length; at += m) clusters.push({ filters: c.filters.subarray(at, at + m), inputs: c.inputs });
+  for (const c of conn.clusters)
+    for (let at = 0; at < c.filters.length; at += m)
+      clusters.push({ filters: c.filters.subarray(at, at + m), inputs: c.inputs });
   return { ...conn, clusters };
 }
 
@@ -112,12 +120,18 @@ export function planPerGroup(conn: Connectivity): PerGroupPlan {
   const outputIndices = new Int32Array(conn.outChannels);
   let offset = 0;
   for (const c of conn.clusters) c.filters.forEach((f) => (outputIndices[f] = offset++));
-  return { form: 'per-group', clusters: conn.clusters, inChannels: conn.inChannels, outputIndices: identityOrUndefined(outputIndices, conn.outChannels) };
+  return {
+    form: 'per-group',
+    clusters: conn.clusters,
+    inChannels: conn.inChannels,
+    outputIndices: identityOrUndefined(outputIndices, conn.outChannels),
+  };
 }
 
 /** The ops a plan emits, for the cost model. */
 export function planOps(plan: FormPlan): CostOp[] {
-  if (plan.form === 'masked-dense') return [{ kind: 'conv', groups: [{ filters: plan.conn.outChannels, width: plan.conn.inChannels }] }];
+  if (plan.form === 'masked-dense')
+    return [{ kind: 'conv', groups: [{ filters: plan.conn.outChannels, width: plan.conn.inChannels }] }];
   const ops: CostOp[] = [];
   const outChannels = plan.clusters.reduce((n, c) => n + c.filters.length, 0);
   if (plan.form === 'per-group') {
@@ -136,7 +150,10 @@ export function planOps(plan: FormPlan): CostOp[] {
 
 /** MACs the emitted convs execute per output position (padding included). */
 export function planMacsPerPosition(plan: FormPlan, kernelArea: number): number {
-  return planOps(plan).reduce((sum, op) => sum + (op.kind === 'conv' ? op.groups.reduce((s, g) => s + g.filters * g.width, 0) * kernelArea : 0), 0);
+  return planOps(plan).reduce(
+    (sum, op) => sum + (op.kind === 'conv' ? op.groups.reduce((s, g) => s + g.filters * g.width, 0) * kernelArea : 0),
+    0,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -148,7 +165,11 @@ export function planMacsPerPosition(plan: FormPlan, kernelArea: number): number 
  */
 export function emitPlan(model: Model, conv: Node, plan: FormPlan): Node[] {
   const weight = constantOf(conv.inputs[1]);
-  if (!weight || conv.getInt('group', 1) !== 1) throw new RegroupError('invalid-ir', `cannot lower '${conv.name}': it needs a constant weight and group = 1 (self-group writes grouped convs out densely)`);
+  if (!weight || conv.getInt('group', 1) !== 1)
+    throw new RegroupError(
+      'invalid-ir',
+      `cannot lower '${conv.name}': it needs a constant weight and group = 1 (self-group writes grouped convs out densely)`,
+    );
   if (plan.form === 'masked-dense') {
     if (!isDense(plan.conn)) model.graph.setInitializer(ownWeight(model, conv), maskWeight(weight, plan.conn));
     return [];
@@ -209,7 +230,11 @@ class Emitter {
 
   /** Gather(value, indices, axis = 1). */
   gather(value: Value, indices: Int32Array, suffix: string): Value {
-    const index = this.model.graph.addInitializer(`${this.#base}.${suffix}.indices`, Tensor.int64([indices.length], Array.from(indices)), { fresh: true });
+    const index = this.model.graph.addInitializer(
+      `${this.#base}.${suffix}.indices`,
+      Tensor.int64([indices.length], Array.from(indices)),
+      { fresh: true },
+    );
     return this.node('Gather', [value, index], [attr.int('axis', 1)], `${this.#base}.${suffix}`);
   }
 
@@ -232,8 +257,15 @@ class Emitter {
     if (last - first + 1 !== inputs.length) return this.gather(this.#x, inputs, `group${g}.gather_in`);
     const graph = this.model.graph;
     const name = `${this.#base}.group${g}.slice_in`;
-    if ((this.model.opset('') ?? 1) < 10) return this.node('Slice', [this.#x], [attr.ints('starts', [first]), attr.ints('ends', [last + 1]), attr.ints('axes', [1])], name);
-    const ints = (suffix: string, v: number) => graph.addInitializer(`${name}.${suffix}`, Tensor.int64([1], [v]), { fresh: true });
+    if ((this.model.opset('') ?? 1) < 10)
+      return this.node(
+        'Slice',
+        [this.#x],
+        [attr.ints('starts', [first]), attr.ints('ends', [last + 1]), attr.ints('axes', [1])],
+        name,
+      );
+    const ints = (suffix: string, v: number) =>
+      graph.addInitializer(`${name}.${suffix}`, Tensor.int64([1], [v]), { fresh: true });
     return this.node('Slice', [this.#x, ints('starts', first), ints('ends', last + 1), ints('axes', 1)], [], name);
   }
 
@@ -241,7 +273,16 @@ class Emitter {
    * Conv(group = groups) whose group c has filters rows[c] (padded to m) reading columns cols[c]
    * (padded to width). `name` may be empty with keepName (an unnamed conv's replacement stays unnamed).
    */
-  convNode(x: Value, rows: readonly Int32Array[], cols: readonly Int32Array[], m: number, width: number, groups: number, name: string, keepName = false): Value {
+  convNode(
+    x: Value,
+    rows: readonly Int32Array[],
+    cols: readonly Int32Array[],
+    m: number,
+    width: number,
+    groups: number,
+    name: string,
+    keepName = false,
+  ): Value {
     const graph = this.model.graph;
     const stem = name || this.#base;
     const w = graph.addInitializer(`${stem}.weight`, this.#blockWeight(rows, cols, m, width), { fresh: true });

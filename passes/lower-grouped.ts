@@ -32,7 +32,18 @@ import type { Model } from '../compiler/ir/model.js';
 import type { Node, Value } from '../compiler/ir/node.js';
 import { isFloat } from '../compiler/ir/dtype.js';
 import { cleanup } from './cleanup.js';
-import { FORMS, groupedRefusal, planGrouped, planMacsPerPosition, planOps, planPerGroup, emitPlan, splitClusters, type Form, type FormPlan } from './lower-emit.js';
+import {
+  FORMS,
+  groupedRefusal,
+  planGrouped,
+  planMacsPerPosition,
+  planOps,
+  planPerGroup,
+  emitPlan,
+  splitClusters,
+  type Form,
+  type FormPlan,
+} from './lower-emit.js';
 import { opsCost, type CostModelOptions, type LayerGeometry } from './lower-cost.js';
 import { layerModel } from './lower-layer-model.js';
 import { PermutationFolder, renumberConnectivity } from './lower-permute.js';
@@ -114,27 +125,40 @@ export interface Candidate {
 }
 
 /** Lower a copy of `model` (connectivity keyed by nodes of `model`); the input model is not changed. */
-export async function lowerGrouped(model: Model, connectivity: ReadonlyMap<Node, Connectivity>, options: LowerGroupedOptions = {}): Promise<LowerGroupedResult> {
+export async function lowerGrouped(
+  model: Model,
+  connectivity: ReadonlyMap<Node, Connectivity>,
+  options: LowerGroupedOptions = {},
+): Promise<LowerGroupedResult> {
   const { model: copy, nodes } = model.clone();
   const onCopy = new Map<Node, Connectivity>();
   const callerNode = new Map<Node, Node>();
   for (const [node, conn] of connectivity) {
     const copied = nodes.get(node);
-    if (!copied) throw new RegroupError('usage', `connectivity names node ${node}, which is not in the model being lowered; lower the model selfGroup returned`);
+    if (!copied)
+      throw new RegroupError(
+        'usage',
+        `connectivity names node ${node}, which is not in the model being lowered; lower the model selfGroup returned`,
+      );
     onCopy.set(copied, conn);
     callerNode.set(copied, node);
   }
   const lowering = new Lowering(copy, onCopy, options, callerNode);
   for (const layer of lowering.layers) {
     const candidates = lowering.candidates(layer);
-    const measured = options.tune && (options.form ?? 'auto') === 'auto' ? await measure(copy, layer, candidates, options) : undefined;
+    const measured =
+      options.tune && (options.form ?? 'auto') === 'auto' ? await measure(copy, layer, candidates, options) : undefined;
     lowering.decide(layer, candidates, measured);
   }
   return { model: copy, choices: lowering.finish() };
 }
 
 /** Lower `model` in place with the cost model (no tuning). */
-export function lowerGroupedInPlace(model: Model, connectivity: ReadonlyMap<Node, Connectivity>, options: Omit<LowerGroupedOptions, 'tune'> = {}): LayerChoice[] {
+export function lowerGroupedInPlace(
+  model: Model,
+  connectivity: ReadonlyMap<Node, Connectivity>,
+  options: Omit<LowerGroupedOptions, 'tune'> = {},
+): LayerChoice[] {
   const lowering = new Lowering(model, connectivity, options);
   for (const layer of lowering.layers) lowering.decide(layer, lowering.candidates(layer), undefined);
   return lowering.finish();
@@ -158,11 +182,20 @@ export function lowerGroupedPass(options: Omit<LowerGroupedOptions, 'tune'> = {}
   };
 }
 
-async function measure(model: Model, layer: Layer, candidates: readonly Candidate[], options: LowerGroupedOptions): Promise<Partial<Record<Form, number>> | undefined> {
+async function measure(
+  model: Model,
+  layer: Layer,
+  candidates: readonly Candidate[],
+  options: LowerGroupedOptions,
+): Promise<Partial<Record<Form, number>> | undefined> {
   if (!layer.inputDims || candidates.length < 2) return undefined;
   const models = candidates.map((c) => layerModel(model, layer.node, layer.inputDims!, c.plan, c.outOrder, c.inOrder));
   const latencies = await options.tune!(models);
-  if (latencies.length !== models.length) throw new RegroupError('usage', `the tune hook returned ${latencies.length} latencies for ${models.length} candidates of '${layer.label}'`);
+  if (latencies.length !== models.length)
+    throw new RegroupError(
+      'usage',
+      `the tune hook returned ${latencies.length} latencies for ${models.length} candidates of '${layer.label}'`,
+    );
   return Object.fromEntries(candidates.map((c, i) => [c.form, latencies[i]!]));
 }
 
@@ -198,7 +231,8 @@ class Lowering {
     if (isDense(conn)) return [this.#candidate(layer, 'masked-dense', conn, undefined, undefined)];
     const outOrder = this.#foldable(node, 'out', Int32Array.from(conn.clusters.flatMap((c) => [...c.filters])));
     const allInputs = conn.clusters.flatMap((c) => [...c.inputs]);
-    const inOrder = allInputs.length === conn.inChannels ? this.#foldable(node, 'in', Int32Array.from(allInputs)) : undefined;
+    const inOrder =
+      allInputs.length === conn.inChannels ? this.#foldable(node, 'in', Int32Array.from(allInputs)) : undefined;
     const found: Candidate[] = [];
     if (!groupedRefusal(conn)) found.push(this.#candidate(layer, 'grouped', conn, outOrder, inOrder));
     found.push(this.#cheapestPadding(layer, outOrder));
@@ -222,7 +256,13 @@ class Lowering {
       modelled: Object.fromEntries(candidates.map((c) => [c.form, Math.round(c.cost)])),
       ...(measured ? { measured } : {}),
       folded: { output: candidate.outOrder !== undefined, input: candidate.inOrder !== undefined },
-      ...(candidate.plan.form === 'grouped' || candidate.plan.form === 'padded' ? { groups: candidate.plan.clusters.length, width: candidate.plan.width, filtersPerGroup: candidate.plan.filtersPerGroup } : {}),
+      ...(candidate.plan.form === 'grouped' || candidate.plan.form === 'padded'
+        ? {
+            groups: candidate.plan.clusters.length,
+            width: candidate.plan.width,
+            filtersPerGroup: candidate.plan.filtersPerGroup,
+          }
+        : {}),
       macs: Math.round(planMacsPerPosition(candidate.plan, layer.geometry.kernelArea) * positions),
       denseMacs: layer.denseMacs,
       emitted: {},
@@ -245,18 +285,34 @@ class Lowering {
     return entries.sort(([a], [b]) => this.#position.get(a)! - this.#position.get(b)!).map(([, choice]) => choice);
   }
 
-  #pick(layer: Layer, candidates: readonly Candidate[], measured: Partial<Record<Form, number>> | undefined): { candidate: Candidate; reason: string } {
+  #pick(
+    layer: Layer,
+    candidates: readonly Candidate[],
+    measured: Partial<Record<Form, number>> | undefined,
+  ): { candidate: Candidate; reason: string } {
     const score = (c: Candidate) => measured?.[c.form] ?? c.cost;
     const best = candidates.reduce((a, b) => (score(b) < score(a) ? b : a));
     const forced = this.options.form ?? 'auto';
     if (forced !== 'auto') {
       const match = candidates.find((c) => c.form === forced);
       if (match) return { candidate: match, reason: `forced '${forced}'` };
-      return { candidate: best, reason: `forced '${forced}' does not apply (${this.#whyNot(layer, forced)}); cheapest modelled form instead` };
+      return {
+        candidate: best,
+        reason: `forced '${forced}' does not apply (${this.#whyNot(layer, forced)}); cheapest modelled form instead`,
+      };
     }
-    if (candidates.length === 1) return { candidate: best, reason: isDense(layer.conn) ? 'connectivity is dense: nothing to group' : 'only form that applies' };
-    const scores = candidates.map((c) => `${c.form} ${measured ? score(c).toPrecision(3) : formatCost(c.cost)}`).join(', ');
-    return { candidate: best, reason: `${measured ? 'tuned latency' : 'modelled latency (MAC-equivalents)'}: ${scores}` };
+    if (candidates.length === 1)
+      return {
+        candidate: best,
+        reason: isDense(layer.conn) ? 'connectivity is dense: nothing to group' : 'only form that applies',
+      };
+    const scores = candidates
+      .map((c) => `${c.form} ${measured ? score(c).toPrecision(3) : formatCost(c.cost)}`)
+      .join(', ');
+    return {
+      candidate: best,
+      reason: `${measured ? 'tuned latency' : 'modelled latency (MAC-equivalents)'}: ${scores}`,
+    };
   }
 
   #whyNot(layer: Layer, form: Form): string {
@@ -271,7 +327,14 @@ class Lowering {
     return this.#folder.refusal(node, side, order) ? undefined : order;
   }
 
-  #candidate(layer: Layer, form: Form, conn: Connectivity, outOrder: Int32Array | undefined, inOrder: Int32Array | undefined, padding?: Padding): Candidate {
+  #candidate(
+    layer: Layer,
+    form: Form,
+    conn: Connectivity,
+    outOrder: Int32Array | undefined,
+    inOrder: Int32Array | undefined,
+    padding?: Padding,
+  ): Candidate {
     const virtual = renumberConnectivity(conn, outOrder, inOrder);
     const plan = planFor(form, virtual, padding);
     return { form, plan, outOrder, inOrder, cost: opsCost(planOps(plan), layer.geometry, this.#cost) };
@@ -290,7 +353,11 @@ class Lowering {
     const widths = [...new Set([widest, Math.ceil(widest / block) * block])];
     // Folding the output order removes the last Gather only when no group holds padding filters.
     const fold = (m: number) => (layer.conn.clusters.every((c) => c.filters.length % m === 0) ? outOrder : undefined);
-    const options = sizes.flatMap((m) => widths.map((width) => this.#candidate(layer, 'padded', layer.conn, fold(m), undefined, { width, filtersPerGroup: m })));
+    const options = sizes.flatMap((m) =>
+      widths.map((width) =>
+        this.#candidate(layer, 'padded', layer.conn, fold(m), undefined, { width, filtersPerGroup: m }),
+      ),
+    );
     return options.reduce((a, b) => (b.cost < a.cost ? b : a));
   }
 
@@ -300,7 +367,11 @@ class Lowering {
     const layers: Layer[] = [];
     for (const [node, conn] of connectivity) {
       const entry = byNode.get(node);
-      if (!entry) throw new RegroupError('usage', `connectivity names node ${node}, which is not a layer of the model being lowered; lower the model selfGroup returned`);
+      if (!entry)
+        throw new RegroupError(
+          'usage',
+          `connectivity names node ${node}, which is not a layer of the model being lowered; lower the model selfGroup returned`,
+        );
       const label = this.#labels.get(node) ?? node.name;
       if (entry.node.opType !== 'Conv') {
         this.#fc.push([node, fcChoice(this.callerNode.get(node) ?? node, label, conn, entry.macs)]);
@@ -313,8 +384,16 @@ class Lowering {
 
   #layer(node: Node, label: string, conn: Connectivity, macs: number, shapes: ShapeResult): Layer {
     const weight = constantOf(node.inputs[1]);
-    if (!weight || node.getInt('group', 1) !== 1 || weight.dims[0] !== conn.outChannels || weight.dims[1] !== conn.inChannels) {
-      throw new RegroupError('usage', `'${label}' does not match its connectivity (${conn.outChannels}×${conn.inChannels}, group 1 expected); lower the model selfGroup returned`);
+    if (
+      !weight ||
+      node.getInt('group', 1) !== 1 ||
+      weight.dims[0] !== conn.outChannels ||
+      weight.dims[1] !== conn.inChannels
+    ) {
+      throw new RegroupError(
+        'usage',
+        `'${label}' does not match its connectivity (${conn.outChannels}×${conn.inChannels}, group 1 expected); lower the model selfGroup returned`,
+      );
     }
     const kernelArea = weight.size / (conn.outChannels * conn.inChannels);
     const outputPositions = macs / (conn.outChannels * conn.inChannels * kernelArea) || 1;
@@ -348,18 +427,36 @@ function planFor(form: Form, conn: Connectivity, padding?: Padding): FormPlan {
 /** The chosen form planned again on the connectivity as the applied permutations left it. */
 function replan(candidate: Candidate, conn: Connectivity): FormPlan {
   const plan = candidate.plan;
-  return planFor(candidate.form, conn, plan.form === 'padded' ? { width: plan.width, filtersPerGroup: plan.filtersPerGroup } : undefined);
+  return planFor(
+    candidate.form,
+    conn,
+    plan.form === 'padded' ? { width: plan.width, filtersPerGroup: plan.filtersPerGroup } : undefined,
+  );
 }
 
 function fcChoice(node: Node, label: string, conn: Connectivity, denseMacs: number): LayerChoice {
   const macs = Math.round((denseMacs * connectivityPairs(conn)) / (conn.outChannels * conn.inChannels));
   const folded = { output: false, input: false };
-  return { node, label, form: 'masked-dense', reason: `${node.opType} layers stay masked dense`, clusters: conn.clusters.length, modelled: {}, folded, macs, denseMacs, emitted: {}, params: storedParams([node]) };
+  return {
+    node,
+    label,
+    form: 'masked-dense',
+    reason: `${node.opType} layers stay masked dense`,
+    clusters: conn.clusters.length,
+    modelled: {},
+    folded,
+    macs,
+    denseMacs,
+    emitted: {},
+    params: storedParams([node]),
+  };
 }
 
 /** Elements of the float initializers the nodes read (each counted once). */
 function storedParams(nodes: readonly Node[]): number {
-  const read = new Set(nodes.flatMap((n) => n.inputs.filter((v): v is Value => !!v?.isInitializer() && isFloat(v.constValue!.dtype))));
+  const read = new Set(
+    nodes.flatMap((n) => n.inputs.filter((v): v is Value => !!v?.isInitializer() && isFloat(v.constValue!.dtype))),
+  );
   return [...read].reduce((sum, v) => sum + v.constValue!.size, 0);
 }
 

@@ -16,7 +16,14 @@ import { runPasses } from './manager.js';
 import { emitPlan, type FormPlan } from './lower-emit.js';
 
 /** The model that runs `plan` for `conv` alone on an input of `inputDims`. */
-export function layerModel(source: Model, conv: Node, inputDims: readonly number[], plan: FormPlan, outOrder: Int32Array | undefined, inOrder: Int32Array | undefined): Model {
+export function layerModel(
+  source: Model,
+  conv: Node,
+  inputDims: readonly number[],
+  plan: FormPlan,
+  outOrder: Int32Array | undefined,
+  inOrder: Int32Array | undefined,
+): Model {
   const model = new Model(new Graph(`layer_${conv.name}`));
   model.opsetImports = [{ domain: '', version: source.opset('') ?? 17 }];
   model.irVersion = source.irVersion;
@@ -34,7 +41,10 @@ export function layerModel(source: Model, conv: Node, inputDims: readonly number
   const w = graph.addInitializer('weight', weight);
   const b = bias ? graph.addInitializer('bias', bias) : undefined;
   const attributes = [...conv.attributes.values()].filter((a) => a.name !== 'group');
-  const node = graph.addNode('Conv', b ? [x, w, b] : [x, w], { name: conv.name, attributes: [...attributes, attr.int('group', 1)] });
+  const node = graph.addNode('Conv', b ? [x, w, b] : [x, w], {
+    name: conv.name,
+    attributes: [...attributes, attr.int('group', 1)],
+  });
   graph.outputs.push(node.output(0));
   emitPlan(model, node, plan);
   runPasses(model, [cleanup], {}, { fixpoint: true });

@@ -40,7 +40,8 @@ export class PermutationFolder {
 
   constructor(readonly analysis: ChannelAnalysis) {
     for (const touch of analysis.touches) {
-      for (const id of this.#groupsOf(touch.elems)) (this.#touchesByGroup.get(id) ?? this.#touchesByGroup.set(id, []).get(id)!).push(touch);
+      for (const id of this.#groupsOf(touch.elems))
+        (this.#touchesByGroup.get(id) ?? this.#touchesByGroup.set(id, []).get(id)!).push(touch);
     }
     for (const group of analysis.groups) {
       const reason = group.reasons[0] ?? this.#structuralReason(this.#touchesByGroup.get(group.id) ?? []);
@@ -57,9 +58,11 @@ export class PermutationFolder {
   /** Why reordering `side` of `node` by `order` cannot be folded, or undefined when it can. */
   refusal(node: Node, side: Side, order: Int32Array): string | undefined {
     const touch = this.touchOf(node, side);
-    if (!touch) return `the ${side === 'out' ? 'output' : 'input'} channels of '${node.name}' are not followed by the channel analysis`;
+    if (!touch)
+      return `the ${side === 'out' ? 'output' : 'input'} channels of '${node.name}' are not followed by the channel analysis`;
     const roots = Array.from(touch.elems, (e) => this.analysis.root(e));
-    if (new Set(roots).size !== roots.length) return `'${node.name}' sees a channel twice along its ${side === 'out' ? 'output' : 'input'} axis`;
+    if (new Set(roots).size !== roots.length)
+      return `'${node.name}' sees a channel twice along its ${side === 'out' ? 'output' : 'input'} axis`;
     for (const id of this.#groupsOf(touch.elems)) {
       if (this.#claimedGroups.has(id)) return `channel group ${id} is already reordered for another layer`;
       const reason = this.#notFree.get(id);
@@ -67,7 +70,10 @@ export class PermutationFolder {
     }
     const rho = this.#rhoFor(roots, order);
     if (typeof rho === 'string') return rho;
-    for (const id of this.#groupsOf(touch.elems)) for (const t of this.#touchesByGroup.get(id) ?? []) if (!touchOrder(t, rho, this.analysis)) return `member ${t.node} of channel group ${id} cannot follow the reordering`;
+    for (const id of this.#groupsOf(touch.elems))
+      for (const t of this.#touchesByGroup.get(id) ?? [])
+        if (!touchOrder(t, rho, this.analysis))
+          return `member ${t.node} of channel group ${id} cannot follow the reordering`;
     return undefined;
   }
 
@@ -117,8 +123,10 @@ export class PermutationFolder {
 
   #structuralReason(touches: readonly Touch[]): string | undefined {
     for (const t of touches) {
-      if (t.role === 'split' || t.role === 'slice' || t.role === 'reshape') return `${t.node} (${t.role}) fixes where channels sit`;
-      const grouped = t.node.opType === 'Conv' && t.node.getInt('group', 1) > 1 && constantOf(t.node.inputs[1])?.dims[1] !== 1;
+      if (t.role === 'split' || t.role === 'slice' || t.role === 'reshape')
+        return `${t.node} (${t.role}) fixes where channels sit`;
+      const grouped =
+        t.node.opType === 'Conv' && t.node.getInt('group', 1) > 1 && constantOf(t.node.inputs[1])?.dims[1] !== 1;
       if (grouped) return `grouped conv ${t.node} needs equal channel blocks`;
     }
     return undefined;
@@ -164,6 +172,10 @@ export function renumberConnectivity(conn: Connectivity, outOrder?: Int32Array, 
     return inv;
   };
   const [outInv, inInv] = [inverse(outOrder), inverse(inOrder)];
-  const map = (list: Int32Array, inv: Int32Array | undefined) => (inv ? Int32Array.from(list, (i) => inv[i]!).sort() : list);
-  return { ...conn, clusters: conn.clusters.map((c) => ({ filters: map(c.filters, outInv), inputs: map(c.inputs, inInv) })) };
+  const map = (list: Int32Array, inv: Int32Array | undefined) =>
+    inv ? Int32Array.from(list, (i) => inv[i]!).sort() : list;
+  return {
+    ...conn,
+    clusters: conn.clusters.map((c) => ({ filters: map(c.filters, outInv), inputs: map(c.inputs, inInv) })),
+  };
 }

@@ -38,8 +38,13 @@ export interface PipelineResult {
 const DEFAULT_MAX_ITERATIONS = 10;
 
 /** Run `passes` over `model` in order; see RunPassesOptions. */
-export function runPasses(model: Model, passes: readonly Pass[], ctx: PassContext = {}, options: RunPassesOptions = {}): PipelineResult {
-  const maxRounds = options.fixpoint ? options.maxIterations ?? DEFAULT_MAX_ITERATIONS : 1;
+export function runPasses(
+  model: Model,
+  passes: readonly Pass[],
+  ctx: PassContext = {},
+  options: RunPassesOptions = {},
+): PipelineResult {
+  const maxRounds = options.fixpoint ? (options.maxIterations ?? DEFAULT_MAX_ITERATIONS) : 1;
   const records: PassRecord[] = [];
   let changed = false;
   let roundChanged = false;
@@ -56,7 +61,8 @@ export function runPasses(model: Model, passes: readonly Pass[], ctx: PassContex
     if (!roundChanged) break;
   }
   const converged = !roundChanged;
-  if (options.fixpoint && !converged) ctx.log?.(`passes [${passes.map((p) => p.name).join(', ')}] still changed the model after ${round} rounds`);
+  if (options.fixpoint && !converged)
+    ctx.log?.(`passes [${passes.map((p) => p.name).join(', ')}] still changed the model after ${round} rounds`);
   return { changed, rounds: round, converged, records };
 }
 

@@ -64,7 +64,10 @@ export class PruningCost {
   readonly paramsBefore: number;
   readonly #weights: { base: number; macs: boolean; touches: Touch[] }[] = [];
 
-  constructor(private readonly analysis: ChannelAnalysis, cost: CostReport) {
+  constructor(
+    private readonly analysis: ChannelAnalysis,
+    cost: CostReport,
+  ) {
     this.macsBefore = cost.totals.macs;
     this.paramsBefore = cost.totals.params;
     const byTensor = new Map<Node, Map<number, Touch[]>>();
@@ -74,12 +77,14 @@ export class PruningCost {
       (slots.get(t.inputIndex) ?? slots.set(t.inputIndex, []).get(t.inputIndex)!).push(t);
     }
     const macsByNode = new Map(cost.layers.map((l) => [l.node, l.macs] as const));
-    for (const [node, slots] of byTensor) for (const [inputIndex, touches] of slots) {
-      const size = constantOf(node.inputs[inputIndex])?.size ?? 0;
-      const isParam = !(node.opType === 'BatchNormalization' && inputIndex > 2);
-      if (isParam) this.#weights.push({ base: size, macs: false, touches });
-      if (inputIndex === 1 && (macsByNode.get(node) ?? 0) > 0) this.#weights.push({ base: macsByNode.get(node)!, macs: true, touches });
-    }
+    for (const [node, slots] of byTensor)
+      for (const [inputIndex, touches] of slots) {
+        const size = constantOf(node.inputs[inputIndex])?.size ?? 0;
+        const isParam = !(node.opType === 'BatchNormalization' && inputIndex > 2);
+        if (isParam) this.#weights.push({ base: size, macs: false, touches });
+        if (inputIndex === 1 && (macsByNode.get(node) ?? 0) > 0)
+          this.#weights.push({ base: macsByNode.get(node)!, macs: true, touches });
+      }
   }
 
   /** MACs and parameters after removing the coupled channels in `removed` (root elements); exact integers. */
@@ -110,10 +115,17 @@ function keptCount(elems: Int32Array, removed: ReadonlySet<number>, analysis: Ch
 }
 
 /** Plan a pruning that reaches the target as closely as the constraints allow. */
-export function planPruning(analysis: ChannelAnalysis, cost: CostReport, scores: ReadonlyMap<number, number>, options: PlanOptions, criterion = 'l1'): PruningPlan {
+export function planPruning(
+  analysis: ChannelAnalysis,
+  cost: CostReport,
+  scores: ReadonlyMap<number, number>,
+  options: PlanOptions,
+  criterion = 'l1',
+): PruningPlan {
   const metric = options.keepParams !== undefined ? 'params' : 'macs';
   const keep = options.keepParams ?? options.keepMacs;
-  if (keep === undefined || !(keep > 0 && keep <= 1)) throw new RegroupError('usage', `the kept fraction must be in (0, 1], got ${keep}`);
+  if (keep === undefined || !(keep > 0 && keep <= 1))
+    throw new RegroupError('usage', `the kept fraction must be in (0, 1], got ${keep}`);
   const roundTo = Math.max(1, Math.floor(options.roundTo ?? 1));
   const minChannels = Math.max(1, Math.floor(options.minChannels ?? 1));
   const pricing = new PruningCost(analysis, cost);
@@ -124,11 +136,21 @@ export function planPruning(analysis: ChannelAnalysis, cost: CostReport, scores:
   };
   const ceiling = options.uniform ? Infinity : (options.ceiling ?? Infinity);
   const build = (level: number) => {
-    const removed = removalAt(groups, analysis, scores, Math.min(level, ceiling), options.uniform ?? false, roundTo, minChannels);
+    const removed = removalAt(
+      groups,
+      analysis,
+      scores,
+      Math.min(level, ceiling),
+      options.uniform ?? false,
+      roundTo,
+      minChannels,
+    );
     return keepEveryValueAlive(removed, analysis, scores, roundTo);
   };
   // Bisection over the level (threshold τ, or uniform pruned fraction): more level, less kept.
-  const levels = options.uniform ? undefined : [...new Set(groups.flatMap((g) => [...g.roots].map((r) => scores.get(r) ?? 0)))].sort((a, b) => a - b);
+  const levels = options.uniform
+    ? undefined
+    : [...new Set(groups.flatMap((g) => [...g.roots].map((r) => scores.get(r) ?? 0)))].sort((a, b) => a - b);
   let lo = 0;
   let hi = levels ? levels.length : 1;
   const at = (i: number) => (levels ? (i >= levels.length ? Infinity : levels[i]!) : i);
@@ -148,18 +170,35 @@ export function planPruning(analysis: ChannelAnalysis, cost: CostReport, scores:
     roundTo,
     minChannels,
     uniform: options.uniform ?? false,
-    predicted: { macsBefore: pricing.macsBefore, macsAfter: predicted.macs, paramsBefore: pricing.paramsBefore, paramsAfter: predicted.params },
+    predicted: {
+      macsBefore: pricing.macsBefore,
+      macsAfter: predicted.macs,
+      paramsBefore: pricing.paramsBefore,
+      paramsAfter: predicted.params,
+    },
     groups: groups.map((g) => planGroup(g, best, analysis)),
   };
 }
 
 /** The removal set at one level: a score threshold (global) or a pruned fraction (uniform). */
-function removalAt(groups: ChannelGroup[], analysis: ChannelAnalysis, scores: ReadonlyMap<number, number>, level: number, uniform: boolean, roundTo: number, minChannels: number): Set<number> {
+function removalAt(
+  groups: ChannelGroup[],
+  analysis: ChannelAnalysis,
+  scores: ReadonlyMap<number, number>,
+  level: number,
+  uniform: boolean,
+  roundTo: number,
+  minChannels: number,
+): Set<number> {
   const removed = new Set<number>();
   for (const g of groups) {
-    const free = [...g.roots].filter((r) => analysis.pinReasons(r).length === 0).sort((a, b) => (scores.get(a) ?? 0) - (scores.get(b) ?? 0));
+    const free = [...g.roots]
+      .filter((r) => analysis.pinReasons(r).length === 0)
+      .sort((a, b) => (scores.get(a) ?? 0) - (scores.get(b) ?? 0));
     const pinned = g.channels - free.length;
-    const wanted = uniform ? Math.round(g.channels * (1 - level)) : g.channels - free.filter((r) => (scores.get(r) ?? 0) < level).length;
+    const wanted = uniform
+      ? Math.round(g.channels * (1 - level))
+      : g.channels - free.filter((r) => (scores.get(r) ?? 0) < level).length;
     let kept = Math.min(g.channels, Math.ceil(Math.max(wanted, minChannels, pinned, 1) / roundTo) * roundTo);
     if (kept > g.channels) kept = g.channels;
     for (const r of free.slice(0, g.channels - kept)) removed.add(r);
@@ -172,7 +211,12 @@ function removalAt(groups: ChannelGroup[], analysis: ChannelAnalysis, scores: Re
  * channels all scored low would become zero-sized. Restore the best-scoring channels
  * (up to roundTo of them) of every value that would lose all of its channels.
  */
-function keepEveryValueAlive(removed: Set<number>, analysis: ChannelAnalysis, scores: ReadonlyMap<number, number>, roundTo: number): Set<number> {
+function keepEveryValueAlive(
+  removed: Set<number>,
+  analysis: ChannelAnalysis,
+  scores: ReadonlyMap<number, number>,
+  roundTo: number,
+): Set<number> {
   for (const layout of analysis.layouts.values()) {
     const roots = [...new Set(Array.from(layout.elems, (e) => analysis.root(e)))];
     if (roots.length === 0 || roots.some((r) => !removed.has(r))) continue;
@@ -187,25 +231,40 @@ function planGroup(g: ChannelGroup, removed: ReadonlySet<number>, analysis: Chan
   g.roots.forEach((r, i) => {
     if (removed.has(analysis.root(r))) positions.push(i);
   });
-  return { id: g.id, producer: g.producers[0] ?? '', channels: g.channels, keep: g.channels - positions.length, removed: positions };
+  return {
+    id: g.id,
+    producer: g.producers[0] ?? '',
+    channels: g.channels,
+    keep: g.channels - positions.length,
+    removed: positions,
+  };
 }
 
 /** Root elements a plan removes, after checking it fits this model's groups. */
 export function removalSet(plan: PruningPlan, analysis: ChannelAnalysis, source = 'plan'): Set<number> {
-  if (plan.format !== 'regroup-prune-plan' || plan.version !== 1) throw new RegroupError('usage', `${source} is not a regroup pruning plan (format/version missing)`);
+  if (plan.format !== 'regroup-prune-plan' || plan.version !== 1)
+    throw new RegroupError('usage', `${source} is not a regroup pruning plan (format/version missing)`);
   const removed = new Set<number>();
   for (const pg of plan.groups) {
     const g = analysis.groups[pg.id];
     if (!g || g.producers[0] !== pg.producer || g.channels !== pg.channels) {
-      throw new RegroupError('usage', `${source}: group ${pg.id} ('${pg.producer}', ${pg.channels} channels) does not match this model${g ? ` (it has '${g.producers[0]}', ${g.channels} channels)` : ''}; make the plan from this model with --save-plan`);
+      throw new RegroupError(
+        'usage',
+        `${source}: group ${pg.id} ('${pg.producer}', ${pg.channels} channels) does not match this model${g ? ` (it has '${g.producers[0]}', ${g.channels} channels)` : ''}; make the plan from this model with --save-plan`,
+      );
     }
     for (const position of pg.removed) {
       const r = g.roots[position];
       if (r === undefined) throw new RegroupError('usage', `${source}: group ${pg.id} has no channel ${position}`);
-      if (analysis.pinReasons(r).length) throw new RegroupError('usage', `${source}: channel ${position} of group ${pg.id} is pinned (${analysis.pinReasons(r)[0]})`);
+      if (analysis.pinReasons(r).length)
+        throw new RegroupError(
+          'usage',
+          `${source}: channel ${position} of group ${pg.id} is pinned (${analysis.pinReasons(r)[0]})`,
+        );
       removed.add(r);
     }
-    if (pg.removed.length >= g.channels) throw new RegroupError('usage', `${source}: group ${pg.id} would lose every channel`);
+    if (pg.removed.length >= g.channels)
+      throw new RegroupError('usage', `${source}: group ${pg.id} would lose every channel`);
   }
   return removed;
 }

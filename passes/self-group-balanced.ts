@@ -22,7 +22,12 @@
  * Ties break by the lower index, so the result is deterministic given the seed. Weights
  * outside the blocks become exact zeros (maskLayer); the model is a copy.
  */
-import { importanceVectors, validateConnectivity, type Cluster, type Connectivity } from '../compiler/analysis/connectivity.js';
+import {
+  importanceVectors,
+  validateConnectivity,
+  type Cluster,
+  type Connectivity,
+} from '../compiler/analysis/connectivity.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../compiler/errors.js';
@@ -30,7 +35,13 @@ import type { Model } from '../compiler/ir/model.js';
 import type { Node, Value } from '../compiler/ir/node.js';
 import { maskLayer } from './self-group.js';
 import { clusterFilters } from './self-group-cluster.js';
-import { doubleGroups, groupableConvs, layerStats, type GroupableLayer, type UniformGroupResult } from './uniform-group.js';
+import {
+  doubleGroups,
+  groupableConvs,
+  layerStats,
+  type GroupableLayer,
+  type UniformGroupResult,
+} from './uniform-group.js';
 
 export interface BalancedSelfGroupOptions {
   /** Target fraction of the model's total MACs, in (0, 1]. */
@@ -54,12 +65,16 @@ export interface BalancedSelfGroupContext {
 /** Same shape as uniformGroup's result, so the two compete behind one interface. */
 export type BalancedSelfGroupResult = UniformGroupResult;
 
-
 const BALANCE_ITERATIONS = 20;
 
 /** Balanced self-group a copy of `model` to about `keepMacs` of its MACs; the input is not changed. */
-export function balancedSelfGroup(model: Model, options: BalancedSelfGroupOptions, ctx: BalancedSelfGroupContext = {}): BalancedSelfGroupResult {
-  if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
+export function balancedSelfGroup(
+  model: Model,
+  options: BalancedSelfGroupOptions,
+  ctx: BalancedSelfGroupContext = {},
+): BalancedSelfGroupResult {
+  if (!(options.keepMacs > 0 && options.keepMacs <= 1))
+    throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
   const { model: copy, nodes, values } = model.clone();
   const cost = computeCost(copy, inferShapes(copy));
   const layers = groupableConvs(cost.layers, options.minInputChannels ?? 4);
@@ -67,7 +82,9 @@ export function balancedSelfGroup(model: Model, options: BalancedSelfGroupOption
   const total = doubleGroups(layers, cost.totals.macs, budget, { minWidth: options.minWidth ?? 4 });
   const stats = layerStats(copy, layers);
   const labels = new Map(stats.map((s) => [s.node, s.label]));
-  const scales = ctx.channelMeanAbs && new Map([...ctx.channelMeanAbs].map(([value, scale]) => [values.get(value) ?? value, scale] as const));
+  const scales =
+    ctx.channelMeanAbs &&
+    new Map([...ctx.channelMeanAbs].map(([value, scale]) => [values.get(value) ?? value, scale] as const));
   const connectivity = new Map<Node, Connectivity>();
   for (const layer of layers.filter((l) => l.groups > 1)) {
     const conn = balancedConnectivity(importanceRows(layer, labels.get(layer.node)!, scales), layer.groups, options);
@@ -76,19 +93,38 @@ export function balancedSelfGroup(model: Model, options: BalancedSelfGroupOption
     connectivity.set(layer.node, conn);
   }
   const macsRatio = cost.totals.macs > 0 ? total / cost.totals.macs : 1;
-  return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio, targetMet: total <= budget * (1 + 1e-9), layers: stats }, nodes };
+  return {
+    model: copy,
+    connectivity,
+    stats: {
+      macsBefore: cost.totals.macs,
+      macsAfter: total,
+      macsRatio,
+      targetMet: total <= budget * (1 + 1e-9),
+      layers: stats,
+    },
+    nodes,
+  };
 }
 
-
 /** Importance vectors v_i (rows), scaled per input channel by calibration when the context has it. */
-function importanceRows(layer: GroupableLayer, label: string, scales: ReadonlyMap<Value, Float64Array> | undefined): number[][] {
+function importanceRows(
+  layer: GroupableLayer,
+  label: string,
+  scales: ReadonlyMap<Value, Float64Array> | undefined,
+): number[][] {
   const { node, outChannels, inChannels } = layer;
   const flat = importanceVectors(node.input(1).constValue!);
   const scale = scales?.get(node.input(0));
   if (scale && scale.length !== inChannels) {
-    throw new RegroupError('bad-data', `calibration for '${node.input(0).name}' has ${scale.length} channels but '${label}' reads ${inChannels}; recalibrate this model`);
+    throw new RegroupError(
+      'bad-data',
+      `calibration for '${node.input(0).name}' has ${scale.length} channels but '${label}' reads ${inChannels}; recalibrate this model`,
+    );
   }
-  return Array.from({ length: outChannels }, (_, i) => Array.from(flat.subarray(i * inChannels, (i + 1) * inChannels), (v, j) => (scale ? v * scale[j]! : v)));
+  return Array.from({ length: outChannels }, (_, i) =>
+    Array.from(flat.subarray(i * inChannels, (i + 1) * inChannels), (v, j) => (scale ? v * scale[j]! : v)),
+  );
 }
 
 /**
@@ -96,16 +132,30 @@ function importanceRows(layer: GroupableLayer, label: string, scales: ReadonlyMa
  * disjoint input subsets of width/g inputs each (a permuted block diagonal). Exported for
  * tests and for callers that have vectors already.
  */
-export function balancedConnectivity(vectors: number[][], groups: number, options: { seed?: number; restarts?: number } = {}): Connectivity {
+export function balancedConnectivity(
+  vectors: number[][],
+  groups: number,
+  options: { seed?: number; restarts?: number } = {},
+): Connectivity {
   const [outChannels, inChannels] = [vectors.length, vectors[0]?.length ?? 0];
   if (groups < 1 || outChannels % groups !== 0 || inChannels % groups !== 0) {
-    throw new RegroupError('usage', `cannot split ${outChannels} filters and ${inChannels} inputs into ${groups} equal groups; pick a group count dividing both`);
+    throw new RegroupError(
+      'usage',
+      `cannot split ${outChannels} filters and ${inChannels} inputs into ${groups} equal groups; pick a group count dividing both`,
+    );
   }
-  const seeds = completeCentroids(vectors, clusterFilters(vectors, groups, { seed: options.seed ?? 0, restarts: options.restarts ?? 4 }).centroids, groups);
+  const seeds = completeCentroids(
+    vectors,
+    clusterFilters(vectors, groups, { seed: options.seed ?? 0, restarts: options.restarts ?? 4 }).centroids,
+    groups,
+  );
   const labels = balanceFilters(vectors, seeds, outChannels / groups);
   const centroids = centroidsOf(vectors, labels, groups);
   const inputLabels = assignInputs(centroids, inChannels / groups);
-  const clusters = Array.from({ length: groups }, (_, c): Cluster => ({ filters: membersOf(labels, c), inputs: membersOf(inputLabels, c) }));
+  const clusters = Array.from(
+    { length: groups },
+    (_, c): Cluster => ({ filters: membersOf(labels, c), inputs: membersOf(inputLabels, c) }),
+  );
   clusters.sort((a, b) => a.filters[0]! - b.filters[0]!);
   return { outChannels, inChannels, clusters };
 }
@@ -137,14 +187,18 @@ function balanceFilters(vectors: number[][], seeds: Float64Array[], capacity: nu
 
 /** Filter i → cluster: (i, c) pairs by ‖v_i − μ_c‖² ascending, each cluster taking at most `capacity`. */
 function greedyFilters(vectors: number[][], centroids: readonly Float64Array[], capacity: number): Int32Array {
-  const pairs = vectors.flatMap((v, filter) => centroids.map((mu, cluster) => ({ item: filter, cluster, key: squaredDistance(v, mu) })));
+  const pairs = vectors.flatMap((v, filter) =>
+    centroids.map((mu, cluster) => ({ item: filter, cluster, key: squaredDistance(v, mu) })),
+  );
   return greedyAssign(pairs, vectors.length, centroids.length, capacity, 1);
 }
 
 /** Input j → cluster: (j, c) pairs by μ_c[j] descending, each cluster taking at most `capacity`. */
 function assignInputs(centroids: readonly Float64Array[], capacity: number): Int32Array {
   const inChannels = centroids[0]!.length;
-  const pairs = Array.from({ length: inChannels }, (_, input) => centroids.map((mu, cluster) => ({ item: input, cluster, key: mu[input]! }))).flat();
+  const pairs = Array.from({ length: inChannels }, (_, input) =>
+    centroids.map((mu, cluster) => ({ item: input, cluster, key: mu[input]! })),
+  ).flat();
   return greedyAssign(pairs, inChannels, centroids.length, capacity, -1);
 }
 
@@ -153,7 +207,13 @@ function assignInputs(centroids: readonly Float64Array[], capacity: number): Int
  * item then cluster) and give each unassigned item to its cluster while the cluster has room.
  * Total capacity equals the item count, so every item is assigned.
  */
-function greedyAssign(pairs: { item: number; cluster: number; key: number }[], items: number, clusters: number, capacity: number, direction: 1 | -1): Int32Array {
+function greedyAssign(
+  pairs: { item: number; cluster: number; key: number }[],
+  items: number,
+  clusters: number,
+  capacity: number,
+  direction: 1 | -1,
+): Int32Array {
   pairs.sort((a, b) => direction * (a.key - b.key) || a.item - b.item || a.cluster - b.cluster);
   const labels = new Int32Array(items).fill(-1);
   const room = new Int32Array(clusters).fill(capacity);

@@ -34,7 +34,11 @@ export interface Clustering {
  * every vector already equals a center, so k never exceeds the distinct vectors and no
  * cluster starts empty; clusters that empty during the iterations are dropped.
  */
-export function clusterFilters(vectors: number[][], groups: number, options: { seed?: number; restarts?: number } = {}): Clustering {
+export function clusterFilters(
+  vectors: number[][],
+  groups: number,
+  options: { seed?: number; restarts?: number } = {},
+): Clustering {
   let best: Clustering | undefined;
   for (let r = 0; r < Math.max(1, options.restarts ?? 4); r++) {
     const run = kmeansRun(vectors, groups, (options.seed ?? 0) + r);
@@ -45,7 +49,12 @@ export function clusterFilters(vectors: number[][], groups: number, options: { s
 
 function kmeansRun(vectors: number[][], groups: number, seed: number): Clustering {
   const seeded = seedCenters(vectors, Math.min(groups, vectors.length), new Random(seed));
-  if (seeded.centers.length === 1) return fromLabels(vectors, vectors.map(() => 0), 1);
+  if (seeded.centers.length === 1)
+    return fromLabels(
+      vectors,
+      vectors.map(() => 0),
+      1,
+    );
   return fromLabels(vectors, lloyd(vectors, seeded.centers, seeded.assignment), seeded.centers.length);
 }
 
@@ -91,7 +100,8 @@ export function lloyd(vectors: readonly number[][], initial: readonly number[][]
   const separated = (i: number) => upper[i]! * (1 + BOUND_MARGIN) < lower[i]! * (1 - BOUND_MARGIN);
   for (let i = 0; i < n; i++) {
     if (!first) assign(i);
-    else [labels[i], upper[i], lower[i]] = [first.labels[i]!, Math.sqrt(first.nearest[i]!), Math.sqrt(first.second[i]!)];
+    else
+      [labels[i], upper[i], lower[i]] = [first.labels[i]!, Math.sqrt(first.nearest[i]!), Math.sqrt(first.second[i]!)];
   }
   const counts = new Int32Array(k);
   const moves = new Float64Array(k);
@@ -133,7 +143,11 @@ export function lloyd(vectors: readonly number[][], initial: readonly number[][]
  * k-means++ seeding: each next center drawn with probability ∝ squared distance to the nearest
  * chosen one. It measures every vector against every center, so it returns the assignment too.
  */
-export function seedCenters(vectors: number[][], k: number, random: Random): { centers: number[][]; assignment: Assignment } {
+export function seedCenters(
+  vectors: number[][],
+  k: number,
+  random: Random,
+): { centers: number[][]; assignment: Assignment } {
   const centers = [vectors[random.int(vectors.length)]!];
   const nearest = Float64Array.from(vectors, (v) => squaredDistance(v, centers[0]!));
   const second = new Float64Array(vectors.length).fill(Infinity);
@@ -171,12 +185,18 @@ function drawIndex(weights: Float64Array, total: number, random: Random): number
  * be larger, so a caller taking a minimum gets the same answer.
  */
 export function squaredDistance(a: ArrayLike<number>, b: ArrayLike<number>, bound = Infinity): number {
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let s0 = 0,
+    s1 = 0,
+    s2 = 0,
+    s3 = 0;
   const n = a.length;
   let j = 0;
   while (j + 3 < n) {
     for (const end = Math.min(j + 64, n - 3); j < end; j += 4) {
-      const d0 = a[j]! - b[j]!, d1 = a[j + 1]! - b[j + 1]!, d2 = a[j + 2]! - b[j + 2]!, d3 = a[j + 3]! - b[j + 3]!;
+      const d0 = a[j]! - b[j]!,
+        d1 = a[j + 1]! - b[j + 1]!,
+        d2 = a[j + 2]! - b[j + 2]!,
+        d3 = a[j + 3]! - b[j + 3]!;
       s0 += d0 * d0;
       s1 += d1 * d1;
       s2 += d2 * d2;
@@ -269,7 +289,13 @@ export function pairsAt(clustering: Pick<Clustering, 'filters'>, cp: number, sor
  * Connectivity of one layer at percentile cp, and its τ. `sorted` (sortCentroids of the same
  * centroids) spares the sort when one layer is thresholded at many cp values.
  */
-export function thresholdClusters(clustering: Pick<Clustering, 'filters' | 'centroids'>, cp: number, outChannels: number, inChannels: number, sorted?: SortedCentroids): { connectivity: Connectivity; tau: number } {
+export function thresholdClusters(
+  clustering: Pick<Clustering, 'filters' | 'centroids'>,
+  cp: number,
+  outChannels: number,
+  inChannels: number,
+  sorted?: SortedCentroids,
+): { connectivity: Connectivity; tau: number } {
   const { filters, centroids } = clustering;
   const tau = percentileOfSorted((sorted ?? sortCentroids(centroids, inChannels)).all, cp);
   const clusters: Cluster[] = filters.map((f, c) => ({ filters: f, inputs: keptInputs(centroids[c]!, tau) }));

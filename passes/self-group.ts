@@ -28,7 +28,14 @@
  * empty and repeated node names; results carry a display label (compiler/ir/label.ts). Deterministic given the seed. Not idempotent: a second
  * run regroups the masked weights (SG-CNN raises cp step by step this way).
  */
-import { connectivityMacs, expandGroupedWeight, importanceVectors, maskWeight, validateConnectivity, type Connectivity } from '../compiler/analysis/connectivity.js';
+import {
+  connectivityMacs,
+  expandGroupedWeight,
+  importanceVectors,
+  maskWeight,
+  validateConnectivity,
+  type Connectivity,
+} from '../compiler/analysis/connectivity.js';
 import { computeCost, type LayerCost } from '../compiler/analysis/cost.js';
 import { inferShapes, type InferShapesOptions } from '../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../compiler/errors.js';
@@ -38,9 +45,16 @@ import { nodeLabel, nodeLabels } from '../compiler/ir/label.js';
 import type { Model } from '../compiler/ir/model.js';
 import type { Node, Value } from '../compiler/ir/node.js';
 import { weightAxes } from '../compiler/ir/op-roles.js';
-import { Tensor } from '../compiler/ir/tensor.js';
+import type { Tensor } from '../compiler/ir/tensor.js';
 import type { Pass, PassContext } from './pass.js';
-import { clusterFilters, pairsAt, sortCentroids, thresholdClusters, type Clustering, type SortedCentroids } from './self-group-cluster.js';
+import {
+  clusterFilters,
+  pairsAt,
+  sortCentroids,
+  thresholdClusters,
+  type Clustering,
+  type SortedCentroids,
+} from './self-group-cluster.js';
 
 export interface SelfGroupOptions {
   /** Clusters per layer (default 64), or per node (others get `default`). Capped at the filter count. */
@@ -147,16 +161,27 @@ const DEFAULT_CP = 50;
 const BISECTION_STEPS = 50;
 
 /** Self-group a copy of `model`; the input model is not changed. */
-export function selfGroup(model: Model, options: SelfGroupOptions = {}, ctx: Omit<SelfGroupContext, 'connectivity'> = {}): SelfGroupResult {
+export function selfGroup(
+  model: Model,
+  options: SelfGroupOptions = {},
+  ctx: Omit<SelfGroupContext, 'connectivity'> = {},
+): SelfGroupResult {
   const { model: copy, ...map } = model.clone();
   const connectivity = new Map<Node, Connectivity>();
-  const stats = selfGroupInPlace(copy, onCopy(options, map), { ...ctx, ...(ctx.channelMeanAbs ? { channelMeanAbs: mapKeys(ctx.channelMeanAbs, map.values) } : {}), connectivity });
+  const stats = selfGroupInPlace(copy, onCopy(options, map), {
+    ...ctx,
+    ...(ctx.channelMeanAbs ? { channelMeanAbs: mapKeys(ctx.channelMeanAbs, map.values) } : {}),
+    connectivity,
+  });
   return { model: copy, connectivity, stats, nodes: map.nodes };
 }
 
 /** The options with their node keys moved to the copy's nodes. */
 function onCopy(options: SelfGroupOptions, map: CloneMap): SelfGroupOptions {
-  const perLayer = <T extends { layers: ReadonlyMap<Node, number> }>(o: T): T => ({ ...o, layers: mapKeys(o.layers, map.nodes) });
+  const perLayer = <T extends { layers: ReadonlyMap<Node, number> }>(o: T): T => ({
+    ...o,
+    layers: mapKeys(o.layers, map.nodes),
+  });
   return {
     ...options,
     ...(typeof options.groups === 'object' ? { groups: perLayer(options.groups) } : {}),
@@ -172,7 +197,11 @@ function mapKeys<K extends Node | Value, T>(table: ReadonlyMap<K, T>, map: Reado
 
 function translated<K extends Node | Value>(key: K, map: ReadonlyMap<K, K>): K {
   const copy = map.get(key);
-  if (!copy) throw new RegroupError('usage', `'${key.name}' is not part of the model being self-grouped; pass nodes and values of that model`);
+  if (!copy)
+    throw new RegroupError(
+      'usage',
+      `'${key.name}' is not part of the model being self-grouped; pass nodes and values of that model`,
+    );
   return copy;
 }
 
@@ -182,7 +211,15 @@ export function selfGroupPass(options: SelfGroupOptions = {}): Pass {
     name: 'self-group',
     run(model, ctx) {
       const stats = selfGroupInPlace(model, options, ctx as SelfGroupContext);
-      return { changed: stats.layers.length > 0, stats: { layersGrouped: stats.layers.length, layersSkipped: stats.skipped.length, macsRatio: stats.macsRatio, cp: stats.cp } };
+      return {
+        changed: stats.layers.length > 0,
+        stats: {
+          layersGrouped: stats.layers.length,
+          layersSkipped: stats.skipped.length,
+          macsRatio: stats.macsRatio,
+          cp: stats.cp,
+        },
+      };
     },
   };
 }
@@ -194,7 +231,12 @@ export function selfGroupInPlace(model: Model, options: SelfGroupOptions, ctx: S
   const { candidates, clusterings, macsBefore } = plan;
   const { cps, cp: globalCp, targetMet } = chooseCps(plan, options);
   const layers = candidates.map((candidate, i) => {
-    const { connectivity, tau } = thresholdClusters(clusterings[i]!, cps[i]!, candidate.weight.dims[0]!, candidate.weight.dims[1]!);
+    const { connectivity, tau } = thresholdClusters(
+      clusterings[i]!,
+      cps[i]!,
+      candidate.weight.dims[0]!,
+      candidate.weight.dims[1]!,
+    );
     validateConnectivity(connectivity, candidate.label);
     applyConnectivity(candidate, connectivity);
     table.set(candidate.node, connectivity);
@@ -203,7 +245,17 @@ export function selfGroupInPlace(model: Model, options: SelfGroupOptions, ctx: S
   const macsAfter = macsBefore - layers.reduce((sum, l) => sum + l.macsBefore - l.macsAfter, 0);
   const weight = layers.reduce((sum, l) => sum + l.macsBefore, 0);
   const cp = globalCp ?? layers.reduce((sum, l) => sum + l.cp * l.macsBefore, 0) / (weight || 1);
-  return { cp, perLayer: globalCp === undefined, target: options.keepMacs, targetMet, macsBefore, macsAfter, macsRatio: macsBefore > 0 ? macsAfter / macsBefore : 1, layers, skipped: plan.skipped };
+  return {
+    cp,
+    perLayer: globalCp === undefined,
+    target: options.keepMacs,
+    targetMet,
+    macsBefore,
+    macsAfter,
+    macsRatio: macsBefore > 0 ? macsAfter / macsBefore : 1,
+    layers,
+    skipped: plan.skipped,
+  };
 }
 
 /** The groupable layers of a model, clustered, with the cost of every threshold (see planSelfGroup). */
@@ -247,12 +299,23 @@ export interface SelfGroupPlan {
  * The clustering is the one selfGroup computes with the same options and seed; the plan's
  * nodes are those of `model` (which is not changed), as selfGroup's options expect them.
  */
-export function planSelfGroup(model: Model, options: SelfGroupOptions = {}, ctx: Omit<SelfGroupContext, 'connectivity'> = {}): SelfGroupPlan {
+export function planSelfGroup(
+  model: Model,
+  options: SelfGroupOptions = {},
+  ctx: Omit<SelfGroupContext, 'connectivity'> = {},
+): SelfGroupPlan {
   const plan = planLayers(model, options, ctx);
   const layers = plan.candidates.map((c, i): SelfGroupLayerPlan => {
     const [outChannels, inChannels] = c.weight.dims as [number, number];
-    const connectivityAt = (cp: number) => thresholdClusters(plan.clusterings[i]!, cp, outChannels, inChannels, plan.sorted[i]).connectivity;
-    return { node: c.node, label: c.label, denseMacs: c.denseMacs, connectivityAt, macsAt: (cp) => layerMacsAt(plan, i, cp) };
+    const connectivityAt = (cp: number) =>
+      thresholdClusters(plan.clusterings[i]!, cp, outChannels, inChannels, plan.sorted[i]).connectivity;
+    return {
+      node: c.node,
+      label: c.label,
+      denseMacs: c.denseMacs,
+      connectivityAt,
+      macsAt: (cp) => layerMacsAt(plan, i, cp),
+    };
   });
   return { macsBefore: plan.macsBefore, layers, skipped: plan.skipped };
 }
@@ -260,7 +323,11 @@ export function planSelfGroup(model: Model, options: SelfGroupOptions = {}, ctx:
 // ---------------------------------------------------------------------------------------------
 // Which layers
 
-function findCandidates(model: Model, layers: readonly LayerCost[], options: SelfGroupOptions): { candidates: Candidate[]; skipped: SkippedLayer[] } {
+function findCandidates(
+  model: Model,
+  layers: readonly LayerCost[],
+  options: SelfGroupOptions,
+): { candidates: Candidate[]; skipped: SkippedLayer[] } {
   const candidates: Candidate[] = [];
   const skipped: SkippedLayer[] = [];
   const labels = nodeLabels(model.graph);
@@ -292,10 +359,19 @@ function convCandidate(node: Node, label: string, macs: number, options: SelfGro
   const group = node.getInt('group', 1);
   const [outChannels, inPerGroup, ...kernel] = raw.dims as [number, number, ...number[]];
   if (group > 1 && inPerGroup === 1) return 'depthwise conv (one input channel per group)';
-  if (inPerGroup * group < (options.minInputChannels ?? 4)) return `too few input channels to group (${inPerGroup * group} < minInputChannels ${options.minInputChannels ?? 4})`;
+  if (inPerGroup * group < (options.minInputChannels ?? 4))
+    return `too few input channels to group (${inPerGroup * group} < minInputChannels ${options.minInputChannels ?? 4})`;
   const kernelArea = kernel.reduce((a, b) => a * b, 1);
   if (!(macs > 0)) return 'output shape unknown (pass inputShapes)';
-  return { node, label, op: 'Conv', weight: expandGroupedWeight(raw, group), kernelArea, positions: macs / (outChannels * inPerGroup * kernelArea), denseMacs: macs };
+  return {
+    node,
+    label,
+    op: 'Conv',
+    weight: expandGroupedWeight(raw, group),
+    kernelArea,
+    positions: macs / (outChannels * inPerGroup * kernelArea),
+    denseMacs: macs,
+  };
 }
 
 function gemmCandidate(node: Node, label: string, macs: number): Candidate | string {
@@ -307,7 +383,15 @@ function gemmCandidate(node: Node, label: string, macs: number): Candidate | str
   const weight = rowsAreOutputs(node) ? raw : transpose2d(raw);
   const [outFeatures, inFeatures] = weight.dims as [number, number];
   if (!(macs > 0)) return 'output shape unknown (pass inputShapes)';
-  return { node, label, op: 'Gemm', weight, kernelArea: 1, positions: macs / (outFeatures * inFeatures), denseMacs: macs };
+  return {
+    node,
+    label,
+    op: 'Gemm',
+    weight,
+    kernelArea: 1,
+    positions: macs / (outFeatures * inFeatures),
+    denseMacs: macs,
+  };
 }
 
 /** Whether a Gemm's weight holds one row per output (transB = 1), per the op-role table. */
@@ -331,7 +415,10 @@ function usesCalibration(candidate: Candidate, options: SelfGroupOptions, ctx: S
   const input = candidate.node.input(0);
   const have = ctx.channelMeanAbs?.has(input) ?? false;
   if (options.importance === 'data' && !have) {
-    throw new RegroupError('usage', `importance 'data' needs calibration statistics for '${input.name}' (input of '${candidate.label}'); run calibration first or use importance 'weight'`);
+    throw new RegroupError(
+      'usage',
+      `importance 'data' needs calibration statistics for '${input.name}' (input of '${candidate.label}'); run calibration first or use importance 'weight'`,
+    );
   }
   return have;
 }
@@ -340,23 +427,34 @@ function usesCalibration(candidate: Candidate, options: SelfGroupOptions, ctx: S
 function layerVectors(candidate: Candidate, options: SelfGroupOptions, ctx: SelfGroupContext): number[][] {
   const [outChannels, inChannels] = candidate.weight.dims as [number, number];
   const flat = importanceVectors(candidate.weight);
-  const scale = usesCalibration(candidate, options, ctx) ? ctx.channelMeanAbs!.get(candidate.node.input(0))! : undefined;
+  const scale = usesCalibration(candidate, options, ctx)
+    ? ctx.channelMeanAbs!.get(candidate.node.input(0))!
+    : undefined;
   if (scale && scale.length !== inChannels) {
-    throw new RegroupError('bad-data', `calibration for '${candidate.node.input(0).name}' has ${scale.length} channels but '${candidate.label}' reads ${inChannels}; recalibrate this model`);
+    throw new RegroupError(
+      'bad-data',
+      `calibration for '${candidate.node.input(0).name}' has ${scale.length} channels but '${candidate.label}' reads ${inChannels}; recalibrate this model`,
+    );
   }
-  return Array.from({ length: outChannels }, (_, i) => Array.from(flat.subarray(i * inChannels, (i + 1) * inChannels), (v, j) => (scale ? v * scale[j]! : v)));
+  return Array.from({ length: outChannels }, (_, i) =>
+    Array.from(flat.subarray(i * inChannels, (i + 1) * inChannels), (v, j) => (scale ? v * scale[j]! : v)),
+  );
 }
 
 function groupsFor(candidate: Candidate, options: SelfGroupOptions): number {
   const g = options.groups;
-  const value = typeof g === 'number' ? g : g?.layers.get(candidate.node) ?? g?.default ?? DEFAULT_GROUPS;
-  if (!Number.isInteger(value) || value < 1) throw new RegroupError('usage', `groups for '${candidate.label}' must be a positive integer, got ${value}`);
+  const value = typeof g === 'number' ? g : (g?.layers.get(candidate.node) ?? g?.default ?? DEFAULT_GROUPS);
+  if (!Number.isInteger(value) || value < 1)
+    throw new RegroupError('usage', `groups for '${candidate.label}' must be a positive integer, got ${value}`);
   return value;
 }
 
 function clusterLayer(candidate: Candidate, options: SelfGroupOptions, ctx: SelfGroupContext): Clustering {
   const vectors = layerVectors(candidate, options, ctx);
-  return clusterFilters(vectors, groupsFor(candidate, options), { seed: options.seed ?? 0, restarts: options.restarts ?? 4 });
+  return clusterFilters(vectors, groupsFor(candidate, options), {
+    seed: options.seed ?? 0,
+    restarts: options.restarts ?? 4,
+  });
 }
 
 /**
@@ -364,26 +462,37 @@ function clusterLayer(candidate: Candidate, options: SelfGroupOptions, ctx: Self
  * keepMacs (bisection; cp = 100 when none fits). `cp` is the global value, absent per layer.
  */
 /** MACs of layer i thresholded at cp (connectivityMacs of its connectivity, without building it). */
-function layerMacsAt(plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sorted'>, i: number, cp: number): number {
+function layerMacsAt(
+  plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sorted'>,
+  i: number,
+  cp: number,
+): number {
   const c = plan.candidates[i]!;
   return pairsAt(plan.clusterings[i]!, cp, plan.sorted[i]!) * c.kernelArea * c.positions;
 }
 
-function chooseCps(plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sorted' | 'macsBefore'>, options: SelfGroupOptions): { cps: number[]; cp?: number; targetMet: boolean } {
+function chooseCps(
+  plan: Pick<LayerPlanning, 'candidates' | 'clusterings' | 'sorted' | 'macsBefore'>,
+  options: SelfGroupOptions,
+): { cps: number[]; cp?: number; targetMet: boolean } {
   const { candidates, macsBefore: total } = plan;
   if (options.keepMacs === undefined) {
     const explicit = options.cp ?? DEFAULT_CP;
-    const cps = candidates.map((c) => (typeof explicit === 'number' ? explicit : explicit.layers.get(c.node) ?? explicit.default ?? DEFAULT_CP));
+    const cps = candidates.map((c) =>
+      typeof explicit === 'number' ? explicit : (explicit.layers.get(c.node) ?? explicit.default ?? DEFAULT_CP),
+    );
     if (typeof explicit === 'object') {
       const known = new Set(candidates.map((c) => c.node));
       const stray = [...explicit.layers.keys()].find((node) => !known.has(node));
-      if (stray !== undefined) throw new RegroupError('usage', `cp given for ${stray}, which is not a groupable layer of this model`);
+      if (stray !== undefined)
+        throw new RegroupError('usage', `cp given for ${stray}, which is not a groupable layer of this model`);
     }
     const bad = (typeof explicit === 'number' ? [explicit] : cps).find((cp) => !(cp >= 0 && cp <= 100));
     if (bad !== undefined) throw new RegroupError('usage', `cp must lie in [0, 100], got ${bad}`);
     return { cps, cp: typeof explicit === 'number' ? explicit : undefined, targetMet: true };
   }
-  if (!(options.keepMacs > 0 && options.keepMacs <= 1)) throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
+  if (!(options.keepMacs > 0 && options.keepMacs <= 1))
+    throw new RegroupError('usage', `keepMacs must lie in (0, 1], got ${options.keepMacs}`);
   const budget = options.keepMacs * total;
   const macsAt = (cp: number) =>
     total - candidates.reduce((sum, c, i) => sum + c.denseMacs - layerMacsAt(plan, i, cp), 0);
@@ -424,11 +533,19 @@ export function maskLayer(node: Node, conn: Connectivity): void {
   if (refusal) throw new RegroupError('unsupported', `cannot mask '${label}': ${refusal}`);
   const raw = node.input(1).constValue!;
   const op = node.opType === 'Gemm' ? 'Gemm' : 'Conv';
-  const weight = op === 'Conv' ? expandGroupedWeight(raw, node.getInt('group', 1)) : rowsAreOutputs(node) ? raw : transpose2d(raw);
+  const weight =
+    op === 'Conv' ? expandGroupedWeight(raw, node.getInt('group', 1)) : rowsAreOutputs(node) ? raw : transpose2d(raw);
   applyConnectivity({ node, label, op, weight, kernelArea: 1, positions: 0, denseMacs: 0 }, conn);
 }
 
-function layerStats(candidate: Candidate, clustering: Clustering, conn: Connectivity, cp: number, tau: number, data: boolean): LayerGrouping {
+function layerStats(
+  candidate: Candidate,
+  clustering: Clustering,
+  conn: Connectivity,
+  cp: number,
+  tau: number,
+  data: boolean,
+): LayerGrouping {
   return {
     node: candidate.node,
     label: candidate.label,

@@ -73,17 +73,37 @@ export function uniformGroup(model: Model, options: UniformGroupOptions): Unifor
     connectivity.set(layer.node, conn);
   }
   const stats = layerStats(copy, layers);
-  return { model: copy, connectivity, stats: { macsBefore: cost.totals.macs, macsAfter: total, macsRatio: total / cost.totals.macs, targetMet: total <= budget * (1 + 1e-9), layers: stats }, nodes };
+  return {
+    model: copy,
+    connectivity,
+    stats: {
+      macsBefore: cost.totals.macs,
+      macsAfter: total,
+      macsRatio: total / cost.totals.macs,
+      targetMet: total <= budget * (1 + 1e-9),
+      layers: stats,
+    },
+    nodes,
+  };
 }
 
 /** Per-layer outcome with display labels. */
 export function layerStats(model: Model, layers: readonly GroupableLayer[]): GroupedLayerStats[] {
   const labels = nodeLabels(model.graph);
-  return layers.map((l) => ({ node: l.node, label: labels.get(l.node) ?? l.node.name, groups: l.groups, macsBefore: l.macs, macsAfter: l.macs / l.groups }));
+  return layers.map((l) => ({
+    node: l.node,
+    label: labels.get(l.node) ?? l.node.name,
+    groups: l.groups,
+    macsBefore: l.macs,
+    macsAfter: l.macs / l.groups,
+  }));
 }
 
 /** Plain Convs (group = 1) whose weight is an unshared initializer with ≥ minInputChannels inputs, group count 1. */
-export function groupableConvs(layers: readonly { node: Node; macs: number }[], minInputChannels: number): GroupableLayer[] {
+export function groupableConvs(
+  layers: readonly { node: Node; macs: number }[],
+  minInputChannels: number,
+): GroupableLayer[] {
   return layers.flatMap(({ node, macs }) => {
     if (node.opType !== 'Conv' || node.domain !== '' || node.getInt('group', 1) !== 1) return [];
     const w = node.inputs[1];
@@ -101,11 +121,22 @@ export function groupableConvs(layers: readonly { node: Node; macs: number }[], 
  * it, so the result lands as close under the target as one doubling allows (taking the next
  * large layer instead could overshoot by half of it).
  */
-export function doubleGroups(layers: GroupableLayer[], total: number, budget: number, limits: { maxGroups?: number; minWidth?: number }): number {
+export function doubleGroups(
+  layers: GroupableLayer[],
+  total: number,
+  budget: number,
+  limits: { maxGroups?: number; minWidth?: number },
+): number {
   const [maxGroups, minWidth] = [limits.maxGroups ?? Infinity, limits.minWidth ?? 1];
   const saving = (layer: GroupableLayer) => {
     const next = layer.groups * 2;
-    if (next > maxGroups || layer.outChannels % next !== 0 || layer.inChannels % next !== 0 || layer.inChannels / next < minWidth) return undefined;
+    if (
+      next > maxGroups ||
+      layer.outChannels % next !== 0 ||
+      layer.inChannels % next !== 0 ||
+      layer.inChannels / next < minWidth
+    )
+      return undefined;
     return layer.macs / layer.groups - layer.macs / next;
   };
   const double = (layer: GroupableLayer) => {

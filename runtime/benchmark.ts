@@ -25,7 +25,11 @@ export interface LatencyStats {
   throughput: number;
 }
 
-export async function benchmark(source: Model | Uint8Array | string, model: Model, options: BenchOptions = {}): Promise<LatencyStats> {
+export async function benchmark(
+  source: Model | Uint8Array | string,
+  model: Model,
+  options: BenchOptions = {},
+): Promise<LatencyStats> {
   const runs = options.runs ?? 50;
   const warmup = options.warmup ?? 5;
   const batch = options.batch ?? 1;

@@ -65,7 +65,11 @@ class Accumulator {
     for (let b = 0; b < n; b++) {
       for (let ch = 0; ch < c; ch++) {
         const base = (b * c + ch) * spatial;
-        let s = 0, sa = 0, sq = 0, z = 0, m = this.max[ch]!;
+        let s = 0,
+          sa = 0,
+          sq = 0,
+          z = 0,
+          m = this.max[ch]!;
         for (let i = 0; i < spatial; i++) {
           const x = values[base + i]!;
           s += x;
@@ -100,7 +104,8 @@ class Accumulator {
             for (let dy = 0; dy < patch; dy++) {
               for (let dx = 0; dx < patch; dx++) {
                 const [yy, xx] = [y + dy - half, x + dx - half];
-                if (yy >= 0 && yy < h && xx >= 0 && xx < w) row[(ch * patch + dy) * patch + dx] = values[((b * c + ch) * h + yy) * w + xx]!;
+                if (yy >= 0 && yy < h && xx >= 0 && xx < w)
+                  row[(ch * patch + dy) * patch + dx] = values[((b * c + ch) * h + yy) * w + xx]!;
               }
             }
           }
@@ -127,7 +132,13 @@ class Accumulator {
 }
 
 /** Per-channel statistics of `values` over the first `samples` items of a dataset. */
-export async function calibrate(model: Model, dataset: Dataset, spec: InputSpec, values: readonly Value[], options: CalibrationOptions = {}): Promise<Map<Value, ChannelStatistics>> {
+export async function calibrate(
+  model: Model,
+  dataset: Dataset,
+  spec: InputSpec,
+  values: readonly Value[],
+  options: CalibrationOptions = {},
+): Promise<Map<Value, ChannelStatistics>> {
   const total = Math.min(options.samples ?? 256, dataset.size);
   const batchSize = fixedBatchOf(model) ?? options.batchSize ?? 32;
   const random = new Random(options.seed ?? 0);
@@ -137,11 +148,19 @@ export async function calibrate(model: Model, dataset: Dataset, spec: InputSpec,
   try {
     for await (const batch of batches(dataset, { batchSize, limit: total, shuffle: true, seed: options.seed ?? 0 })) {
       if (batch.images.length < batchSize && fixedBatchOf(model)) break; // a fixed-batch model cannot take a short tail
-      const out = await run(session, { [spec.name]: toTensor(batch.images, spec) }, values.map((v) => v.name));
+      const out = await run(
+        session,
+        { [spec.name]: toTensor(batch.images, spec) },
+        values.map((v) => v.name),
+      );
       for (const value of values) {
         const tensor = out[value.name]!;
         const dims = tensor.dims;
-        if (dims.length < 2) throw new RegroupError('usage', `value '${value.name}' has rank ${dims.length}; channel statistics need [N, C, …]`);
+        if (dims.length < 2)
+          throw new RegroupError(
+            'usage',
+            `value '${value.name}' has rank ${dims.length}; channel statistics need [N, C, …]`,
+          );
         const acc = accumulators.get(value) ?? accumulators.set(value, new Accumulator(dims[1]!)).get(value)!;
         const data = floats(tensor);
         acc.add(data, dims);

@@ -23,14 +23,29 @@ export interface Agreement {
   maxAbsDiff: number;
 }
 
-export async function compareModels(reference: string, candidate: string, options: CompareOptions = {}): Promise<Agreement> {
+export async function compareModels(
+  reference: string,
+  candidate: string,
+  options: CompareOptions = {},
+): Promise<Agreement> {
   const samples = options.samples ?? 8;
   const model = loadModel(reference);
-  const [a, b] = await Promise.all([createSession(reference, { optimization: 'disabled', ...options }), createSession(candidate, { optimization: 'disabled', ...options })]);
+  const [a, b] = await Promise.all([
+    createSession(reference, { optimization: 'disabled', ...options }),
+    createSession(candidate, { optimization: 'disabled', ...options }),
+  ]);
   try {
-    let dot = 0, na = 0, nb = 0, maxAbsDiff = 0, agree = 0;
+    let dot = 0,
+      na = 0,
+      nb = 0,
+      maxAbsDiff = 0,
+      agree = 0;
     for (let i = 0; i < samples; i++) {
-      const feeds = randomFeeds(model, { seed: (options.seed ?? 0) + i, batch: 1, shapes: options.shapes as Record<string, number[]> | undefined });
+      const feeds = randomFeeds(model, {
+        seed: (options.seed ?? 0) + i,
+        batch: 1,
+        shapes: options.shapes as Record<string, number[]> | undefined,
+      });
       const [ra, rb] = [await run(a, feeds), await run(b, feeds)];
       const [xa, xb] = [floats(ra[a.outputNames[0]!]!), floats(rb[b.outputNames[0]!]!)];
       for (let k = 0; k < xa.length; k++) {

@@ -35,7 +35,13 @@ export interface AccuracyResult {
 }
 
 /** Evaluate a model over a dataset; `fixedBatch` is the batch its input fixes (see fixedBatchOf). */
-export async function evaluate(model: Model | string, fixedBatch: number | undefined, dataset: Dataset, spec: InputSpec, options: EvaluateOptions = {}): Promise<AccuracyResult> {
+export async function evaluate(
+  model: Model | string,
+  fixedBatch: number | undefined,
+  dataset: Dataset,
+  spec: InputSpec,
+  options: EvaluateOptions = {},
+): Promise<AccuracyResult> {
   const started = performance.now();
   const batchSize = fixedBatch ?? options.batchSize ?? 32;
   const total = Math.min(options.limit ?? dataset.size, dataset.size);
@@ -43,16 +49,30 @@ export async function evaluate(model: Model | string, fixedBatch: number | undef
   const reference = options.reference ? await createSession(options.reference, options) : undefined;
   const tally = { samples: 0, top1: 0, top5: 0, agree: 0, cosine: 0, maxAbsDiff: 0 };
   // A limited run takes a seeded random subset: the first N of a class-sorted folder would be one or two classes.
-  const stream = batches(dataset, { batchSize, limit: total, strict: options.strict, shuffle: total < dataset.size, seed: 0 });
+  const stream = batches(dataset, {
+    batchSize,
+    limit: total,
+    strict: options.strict,
+    shuffle: total < dataset.size,
+    seed: 0,
+  });
   try {
     for await (const batch of stream) {
       // A model with a fixed batch gets a short last batch padded with its first image.
-      const items = fixedBatch && batch.images.length < fixedBatch ? [...batch.images, ...Array<LabeledImage>(fixedBatch - batch.images.length).fill(batch.images[0]!)] : batch.images;
+      const items =
+        fixedBatch && batch.images.length < fixedBatch
+          ? [...batch.images, ...Array<LabeledImage>(fixedBatch - batch.images.length).fill(batch.images[0]!)]
+          : batch.images;
       const feeds = { [spec.name]: toTensor(items, spec) };
       const count = batch.images.length;
       const logits = rows(await firstOutput(session, feeds), items.length).slice(0, count);
       // The reference may name its input differently; it gets the same tensor.
-      const refLogits = reference ? rows(await firstOutput(reference, { [reference.inputNames[0]!]: feeds[spec.name]! }), items.length).slice(0, count) : undefined;
+      const refLogits = reference
+        ? rows(await firstOutput(reference, { [reference.inputNames[0]!]: feeds[spec.name]! }), items.length).slice(
+            0,
+            count,
+          )
+        : undefined;
       logits.forEach((row, i) => score(row, batch.labels[i]!, refLogits?.[i], tally));
       options.onProgress?.(tally.samples + stream.skipped, total);
     }
@@ -69,7 +89,12 @@ export async function evaluate(model: Model | string, fixedBatch: number | undef
     skippedSources: [...stream.skippedSources],
     seconds: (performance.now() - started) / 1000,
   };
-  if (reference) result.agreement = { top1Agreement: tally.agree / tally.samples, cosine: tally.cosine / tally.samples, maxAbsDiff: tally.maxAbsDiff };
+  if (reference)
+    result.agreement = {
+      top1Agreement: tally.agree / tally.samples,
+      cosine: tally.cosine / tally.samples,
+      maxAbsDiff: tally.maxAbsDiff,
+    };
   return result;
 }
 
@@ -82,18 +107,26 @@ async function firstOutput(session: InferenceSession, feeds: Record<string, OrtT
 function rows(t: OrtTensor, n: number): Float64Array[] {
   const values = floats(t);
   const per = values.length / n;
-  if (!Number.isInteger(per)) throw new RegroupError('runtime', `model output of ${values.length} values does not split into ${n} samples`);
+  if (!Number.isInteger(per))
+    throw new RegroupError('runtime', `model output of ${values.length} values does not split into ${n} samples`);
   return Array.from({ length: n }, (_, i) => values.subarray(i * per, (i + 1) * per));
 }
 
-function score(row: Float64Array, label: number, ref: Float64Array | undefined, tally: { samples: number; top1: number; top5: number; agree: number; cosine: number; maxAbsDiff: number }): void {
+function score(
+  row: Float64Array,
+  label: number,
+  ref: Float64Array | undefined,
+  tally: { samples: number; top1: number; top5: number; agree: number; cosine: number; maxAbsDiff: number },
+): void {
   tally.samples++;
   const best = argmax(row);
   if (best === label) tally.top1++;
   if (rank(row, label) < 5) tally.top5++;
   if (!ref) return;
   if (argmax(ref) === best) tally.agree++;
-  let dot = 0, na = 0, nb = 0;
+  let dot = 0,
+    na = 0,
+    nb = 0;
   for (let k = 0; k < row.length; k++) {
     dot += row[k]! * ref[k]!;
     na += row[k]! * row[k]!;

@@ -31,12 +31,19 @@ export function concreteShape(input: Value, options: InputOptions = {}): number[
   const given = options.shapes?.[input.name];
   if (given) return [...given];
   const shape = input.type?.shape;
-  if (!shape) throw new RegroupError('usage', `input '${input.name}' has no declared shape; pass --input-shape ${input.name}=1x3x224x224`);
+  if (!shape)
+    throw new RegroupError(
+      'usage',
+      `input '${input.name}' has no declared shape; pass --input-shape ${input.name}=1x3x224x224`,
+    );
   return shape.map((d: Dim, axis) => {
     if (typeof d === 'number' && d > 0) return d;
     if (typeof d === 'string' && options.dims?.[d] !== undefined) return options.dims[d]!;
     if (axis === 0) return options.batch ?? 1;
-    throw new RegroupError('usage', `input '${input.name}' dimension ${axis} ('${d ?? '?'}') is unknown; pass --input-shape ${input.name}=${shape.map((x) => (typeof x === 'number' ? x : 'N')).join('x')}`);
+    throw new RegroupError(
+      'usage',
+      `input '${input.name}' dimension ${axis} ('${d ?? '?'}') is unknown; pass --input-shape ${input.name}=${shape.map((x) => (typeof x === 'number' ? x : 'N')).join('x')}`,
+    );
   });
 }
 
@@ -55,14 +62,26 @@ export function randomFeeds(model: Model, options: InputOptions = {}): Feeds {
 
 function randomData(dtype: DataType, count: number, random: Random, name: string): TypedArray {
   switch (dtype) {
-    case DataType.FLOAT: return random.normals(count);
-    case DataType.DOUBLE: return Float64Array.from(random.normals(count));
-    case DataType.FLOAT16: return Uint16Array.from(random.normals(count), floatToHalf);
-    case DataType.INT64: return BigInt64Array.from({ length: count }, () => BigInt(random.int(4)));
-    case DataType.INT32: return Int32Array.from({ length: count }, () => random.int(4));
-    case DataType.UINT8: return Uint8Array.from({ length: count }, () => random.int(256));
-    case DataType.INT8: return Int8Array.from({ length: count }, () => random.int(256) - 128);
-    case DataType.BOOL: return Uint8Array.from({ length: count }, () => random.int(2));
-    default: throw new RegroupError('unsupported', `input '${name}' has type ${dtypeName(dtype)}, which regroup cannot generate data for`);
+    case DataType.FLOAT:
+      return random.normals(count);
+    case DataType.DOUBLE:
+      return Float64Array.from(random.normals(count));
+    case DataType.FLOAT16:
+      return Uint16Array.from(random.normals(count), floatToHalf);
+    case DataType.INT64:
+      return BigInt64Array.from({ length: count }, () => BigInt(random.int(4)));
+    case DataType.INT32:
+      return Int32Array.from({ length: count }, () => random.int(4));
+    case DataType.UINT8:
+      return Uint8Array.from({ length: count }, () => random.int(256));
+    case DataType.INT8:
+      return Int8Array.from({ length: count }, () => random.int(256) - 128);
+    case DataType.BOOL:
+      return Uint8Array.from({ length: count }, () => random.int(2));
+    default:
+      throw new RegroupError(
+        'unsupported',
+        `input '${name}' has type ${dtypeName(dtype)}, which regroup cannot generate data for`,
+      );
   }
 }

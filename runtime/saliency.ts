@@ -110,7 +110,8 @@ export async function channelSaliency(
 export function saliencyGraph(model: Model, values: readonly Value[], spec: InputSpec): SaliencyGraph {
   const { model: copy, values: copies } = model.clone();
   const wrt = values.map(
-    (v) => copies.get(v) ?? fail(`value '${v.name}' is not in the model's graph; measure values of the model passed in`),
+    (v) =>
+      copies.get(v) ?? fail(`value '${v.name}' is not in the model's graph; measure values of the model passed in`),
   );
   ensureOpset(copy, 17);
   const graph = copy.graph;

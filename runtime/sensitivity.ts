@@ -34,12 +34,23 @@ export class OutputProbe {
   ) {}
 
   /** Decode the images and compute the reference outputs. */
-  static async open(reference: Model, dataset: Dataset, spec: InputSpec, options: ProbeOptions = {}): Promise<OutputProbe> {
+  static async open(
+    reference: Model,
+    dataset: Dataset,
+    spec: InputSpec,
+    options: ProbeOptions = {},
+  ): Promise<OutputProbe> {
     const feeds: Record<string, ort.Tensor>[] = [];
-    for await (const batch of batches(dataset, { batchSize: options.batchSize ?? 64, limit: Math.min(options.samples ?? 256, dataset.size), shuffle: true, seed: options.seed ?? 0 })) {
+    for await (const batch of batches(dataset, {
+      batchSize: options.batchSize ?? 64,
+      limit: Math.min(options.samples ?? 256, dataset.size),
+      shuffle: true,
+      seed: options.seed ?? 0,
+    })) {
       feeds.push({ [spec.name]: toTensor(batch.images, spec) });
     }
-    if (feeds.length === 0) throw new RegroupError('bad-data', `${dataset.name}: no readable images to measure layer sensitivity on`);
+    if (feeds.length === 0)
+      throw new RegroupError('bad-data', `${dataset.name}: no readable images to measure layer sensitivity on`);
     const { outputs, dims } = await runAll(reference, feeds, options);
     return new OutputProbe(feeds, outputs, dims, options);
   }
@@ -48,10 +59,16 @@ export class OutputProbe {
   async divergence(candidate: Model): Promise<number> {
     const { outputs } = await runAll(candidate, this.feeds, this.options);
     const classifier = this.dims.length === 2;
-    let sum = 0, scale = 0, rows = 0;
+    let sum = 0,
+      scale = 0,
+      rows = 0;
     outputs.forEach((y, b) => {
       const x = this.reference[b]!;
-      if (y.length !== x.length) throw new RegroupError('invalid-ir', `the changed model's output has ${y.length} values per batch where the reference has ${x.length}`);
+      if (y.length !== x.length)
+        throw new RegroupError(
+          'invalid-ir',
+          `the changed model's output has ${y.length} values per batch where the reference has ${x.length}`,
+        );
       if (classifier) {
         const k = this.dims[1]!;
         for (let r = 0; r < x.length / k; r++, rows++) sum += kl(x, y, r * k, k);
@@ -66,7 +83,11 @@ export class OutputProbe {
   }
 }
 
-async function runAll(model: Model, feeds: readonly Record<string, ort.Tensor>[], options: SessionOptions): Promise<{ outputs: Float64Array[]; dims: readonly number[] }> {
+async function runAll(
+  model: Model,
+  feeds: readonly Record<string, ort.Tensor>[],
+  options: SessionOptions,
+): Promise<{ outputs: Float64Array[]; dims: readonly number[] }> {
   const session = await createSession(model, { ...options, optimization: 'disabled' });
   try {
     const name = session.outputNames[0]!;

@@ -23,7 +23,10 @@ export type Feeds = Record<string, ort.Tensor>;
 export type Outputs = Record<string, ort.Tensor>;
 
 /** Create a session; `source` is a Model (emitted on the fly), model bytes, or a file path. */
-export async function createSession(source: Model | Uint8Array | string, options: SessionOptions = {}): Promise<ort.InferenceSession> {
+export async function createSession(
+  source: Model | Uint8Array | string,
+  options: SessionOptions = {},
+): Promise<ort.InferenceSession> {
   const ep = options.ep ?? 'cpu';
   checkProvider(ep);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
@@ -35,12 +38,17 @@ export async function createSession(source: Model | Uint8Array | string, options
   };
   const input = isModel(source) ? encodeModel(source).bytes : source;
   try {
-    return typeof input === 'string' ? await ort.InferenceSession.create(input, sessionOptions) : await ort.InferenceSession.create(input, sessionOptions);
+    return typeof input === 'string'
+      ? await ort.InferenceSession.create(input, sessionOptions)
+      : await ort.InferenceSession.create(input, sessionOptions);
   } catch (err) {
     const where = typeof input === 'string' ? input : 'model';
     const message = firstLine(err);
     if (ep === 'webgpu' && /adapter/i.test(message)) {
-      throw new RegroupError('provider', `no WebGPU adapter on this machine (onnxruntime: ${message.replace(/^.*?(Failed to get)/, '$1')}); the webgpu provider needs a GPU with Vulkan drivers (libvulkan.so.1); use --ep cpu`);
+      throw new RegroupError(
+        'provider',
+        `no WebGPU adapter on this machine (onnxruntime: ${message.replace(/^.*?(Failed to get)/, '$1')}); the webgpu provider needs a GPU with Vulkan drivers (libvulkan.so.1); use --ep cpu`,
+      );
     }
     throw new RegroupError('runtime', `onnxruntime (${ep}) could not load ${where}: ${message}`);
   }
@@ -59,7 +67,12 @@ export async function run(session: ort.InferenceSession, feeds: Feeds, fetches?:
  * Run a model with chosen intermediate values exposed as extra outputs. The model is not
  * changed: its graph outputs are extended only for the emitted copy.
  */
-export async function runWithIntermediates(model: Model, feeds: Feeds, values: readonly Value[], options: SessionOptions = {}): Promise<Outputs> {
+export async function runWithIntermediates(
+  model: Model,
+  feeds: Feeds,
+  values: readonly Value[],
+  options: SessionOptions = {},
+): Promise<Outputs> {
   const session = await createSessionWithOutputs(model, values, options);
   try {
     return await run(session, feeds);
@@ -73,7 +86,11 @@ export async function runWithIntermediates(model: Model, feeds: Feeds, values: r
  * streaming statistics over many batches (one session, many runs). The model is not
  * changed; the extra outputs exist only in the emitted copy.
  */
-export async function createSessionWithOutputs(model: Model, values: readonly Value[], options: SessionOptions = {}): Promise<ort.InferenceSession> {
+export async function createSessionWithOutputs(
+  model: Model,
+  values: readonly Value[],
+  options: SessionOptions = {},
+): Promise<ort.InferenceSession> {
   const outputs = model.graph.outputs;
   const saved = [...outputs];
   const extra = values.filter((v) => !saved.includes(v) && !v.isGraphInput() && !v.isInitializer());
@@ -90,16 +107,25 @@ export async function createSessionWithOutputs(model: Model, values: readonly Va
 }
 
 const ORT_TYPES: Partial<Record<DataType, ort.Tensor.Type>> = {
-  [DataType.FLOAT]: 'float32', [DataType.DOUBLE]: 'float64', [DataType.FLOAT16]: 'float16',
-  [DataType.INT8]: 'int8', [DataType.UINT8]: 'uint8', [DataType.INT16]: 'int16', [DataType.UINT16]: 'uint16',
-  [DataType.INT32]: 'int32', [DataType.UINT32]: 'uint32', [DataType.INT64]: 'int64', [DataType.UINT64]: 'uint64',
+  [DataType.FLOAT]: 'float32',
+  [DataType.DOUBLE]: 'float64',
+  [DataType.FLOAT16]: 'float16',
+  [DataType.INT8]: 'int8',
+  [DataType.UINT8]: 'uint8',
+  [DataType.INT16]: 'int16',
+  [DataType.UINT16]: 'uint16',
+  [DataType.INT32]: 'int32',
+  [DataType.UINT32]: 'uint32',
+  [DataType.INT64]: 'int64',
+  [DataType.UINT64]: 'uint64',
   [DataType.BOOL]: 'bool',
 };
 
 /** onnxruntime's name for an ONNX element type. */
 export function ortType(dtype: DataType): ort.Tensor.Type {
   const t = ORT_TYPES[dtype];
-  if (!t) throw new RegroupError('unsupported', `element type ${dtypeName(dtype)} cannot be fed to onnxruntime from regroup`);
+  if (!t)
+    throw new RegroupError('unsupported', `element type ${dtypeName(dtype)} cannot be fed to onnxruntime from regroup`);
   return t;
 }
 
@@ -113,7 +139,9 @@ export function isModel(x: unknown): x is Model {
 }
 
 function firstLine(err: unknown): string {
-  return String((err as Error)?.message ?? err).split('\n')[0]!.trim();
+  return String((err as Error)?.message ?? err)
+    .split('\n')[0]!
+    .trim();
 }
 
 export { ort };

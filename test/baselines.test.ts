@@ -26,11 +26,16 @@ describe('trained Fashion-MNIST baselines', () => {
   for (const name of trained) {
     it(`fmnist-${name}: same architecture as fixtures/baselines.ts, and the recorded test accuracy`, async () => {
       const file = path.join(MODELS, `fmnist-${name}.onnx`);
-      const report = validateReport(JSON.parse(fs.readFileSync(path.join(MODELS, `fmnist-${name}.json`), 'utf8')), `fmnist-${name}.json`);
+      const report = validateReport(
+        JSON.parse(fs.readFileSync(path.join(MODELS, `fmnist-${name}.json`), 'utf8')),
+        `fmnist-${name}.json`,
+      );
       const model = loadModel(file);
       const fresh = BASELINES[name]!();
       expect(computeCost(model, inferShapes(model)).totals).toEqual(computeCost(fresh, inferShapes(fresh)).totals);
-      const result = await evaluate(file, fixedBatchOf(model), await fashionMnist('test'), inputSpecFor(model), { batchSize: 250 });
+      const result = await evaluate(file, fixedBatchOf(model), await fashionMnist('test'), inputSpecFor(model), {
+        batchSize: 250,
+      });
       expect(result.samples).toBe(10_000);
       expect(result.top1).toBeCloseTo(report.accuracy!.top1, 6);
       expect(report.training!.history.at(-1)!.testAccuracy).toBeCloseTo(result.top1, 6);

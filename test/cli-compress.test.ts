@@ -16,7 +16,7 @@ import { resnetTiny } from '../fixtures/models.js';
 import { PROJECT_ROOT } from './helpers/shared.js';
 import { regroup } from './helpers/cli.js';
 
-const BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
+const _BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
 const TINY = path.join(PROJECT_ROOT, 'fixtures/models/resnet-tiny.onnx');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-cli-compress-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -39,7 +39,17 @@ async function compress(name: string, ...flags: string[]) {
 describe('regroup compress', () => {
   it('sg-cnn: masked, lowered and checked; the written model loads and costs what the report says', async () => {
     const page = path.join(tmp, 'sg.html');
-    const { out, report } = await compress('sg', '--method', 'sg-cnn', '--keep-macs', '0.5', '--groups', '2', '--html', page);
+    const { out, report } = await compress(
+      'sg',
+      '--method',
+      'sg-cnn',
+      '--keep-macs',
+      '0.5',
+      '--groups',
+      '2',
+      '--html',
+      page,
+    );
     expect(fs.readFileSync(page, 'utf8')).toContain('sg.onnx');
     const extra = report.extra as { loweringError: number; lowering: { form: string }[]; method: string };
     expect(extra.method).toBe('sg-cnn');
@@ -52,8 +62,13 @@ describe('regroup compress', () => {
 
   it('uniform: equal groups become Conv(group > 1) nodes and cut MACs', async () => {
     const { out, report } = await compress('uniform', '--method', 'uniform', '--keep-macs', '0.5');
-    const groups = loadModel(out).graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => n.getInt('group', 1));
-    const grouped = (report.extra as { lowering: { form: string }[] }).lowering.filter((l) => l.form === 'grouped').length;
+    const groups = loadModel(out)
+      .graph.nodeList()
+      .filter((n) => n.opType === 'Conv')
+      .map((n) => n.getInt('group', 1));
+    const grouped = (report.extra as { lowering: { form: string }[] }).lowering.filter(
+      (l) => l.form === 'grouped',
+    ).length;
     expect(groups.filter((g) => g > 1)).toHaveLength(grouped);
     if (grouped > 0) expect(report.totals.macsAfter).toBeLessThan(report.totals.macsBefore!);
   }, 60_000);
@@ -82,7 +97,19 @@ describe('regroup compress', () => {
   }, 60_000);
 
   it('fine-tunes on data (local then global with distillation) and reports accuracy before and after', async () => {
-    const { report } = await compress('tuned', '--keep-macs', '0.6', '--groups', '2', '--data', 'mnist', '--limit', '256', '--eval-limit', '200');
+    const { report } = await compress(
+      'tuned',
+      '--keep-macs',
+      '0.6',
+      '--groups',
+      '2',
+      '--data',
+      'mnist',
+      '--limit',
+      '256',
+      '--eval-limit',
+      '200',
+    );
     expect(report.accuracy!.samples).toBe(200);
     expect((report.extra as { denseAccuracy: { samples: number } }).denseAccuracy.samples).toBe(200);
     expect(report.notes.join('\n')).toMatch(/fine-tuning: local\+global, 1 epoch\(s\) on 256 samples, distillation/);
@@ -100,48 +127,135 @@ describe('regroup compress', () => {
 
   it('is deterministic: the same command and seed write byte-identical models; another seed does not', async () => {
     const flags = ['--keep-macs', '0.5', '--groups', '4', '--data', 'mnist', '--limit', '256', '--eval-limit', '100'];
-    const runs = await Promise.all([['a', '0'], ['b', '0'], ['c', '1']].map(([name, seed]) => compress(`seed-${name}`, ...flags, '--seed', seed!)));
+    const runs = await Promise.all(
+      [
+        ['a', '0'],
+        ['b', '0'],
+        ['c', '1'],
+      ].map(([name, seed]) => compress(`seed-${name}`, ...flags, '--seed', seed!)),
+    );
     const [a, b, c] = runs.map((r) => fs.readFileSync(r.out));
     expect(Buffer.compare(a!, b!)).toBe(0);
     expect(Buffer.compare(a!, c!)).not.toBe(0);
   }, 180_000);
 
   it('a rising cp schedule self-groups step by step with fine-tuning between steps', async () => {
-    const { report } = await compress('schedule', '--cp', '20,50', '--keep-macs', '0.5', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global');
+    const { report } = await compress(
+      'schedule',
+      '--cp',
+      '20,50',
+      '--keep-macs',
+      '0.5',
+      '--data',
+      'mnist',
+      '--limit',
+      '128',
+      '--eval-limit',
+      '100',
+      '--finetune',
+      'global',
+    );
     const steps = (report.extra as { steps: Step[] }).steps;
     expect(steps.map((s) => s.figures.cp)).toEqual([20, 50]);
     expect(steps.map((s) => s.finetune.scheme)).toEqual(['global', 'global']);
     expect(steps[0]!.macsRatio).toBeGreaterThan(steps[1]!.macsRatio);
-    const falling = await regroup('compress', TINY, '-o', path.join(tmp, 'z.onnx'), '--keep-macs', '0.5', '--cp', '50,20');
+    const falling = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'z.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--cp',
+      '50,20',
+    );
     expect(falling.code).toBe(2);
     expect(falling.stderr).toMatch(/must rise/);
   }, 120_000);
 
   it('--steps reaches the target in even steps and splits the fine-tuning samples between them', async () => {
-    const { report } = await compress('steps', '--steps', '2', '--keep-macs', '0.5', '--groups', '2', '--data', 'mnist', '--limit', '128', '--eval-limit', '100', '--finetune', 'global', '--allocate', 'uniform');
+    const { report } = await compress(
+      'steps',
+      '--steps',
+      '2',
+      '--keep-macs',
+      '0.5',
+      '--groups',
+      '2',
+      '--data',
+      'mnist',
+      '--limit',
+      '128',
+      '--eval-limit',
+      '100',
+      '--finetune',
+      'global',
+      '--allocate',
+      'uniform',
+    );
     const steps = (report.extra as { steps: Step[] }).steps;
     expect(steps.map((s) => s.keepMacs)).toEqual([0.75, 0.5]);
     expect(steps[0]!.figures.cp).toBeLessThan(steps[1]!.figures.cp!);
     expect(steps.map((s) => s.finetune.samples)).toEqual([64, 64]);
     expect(steps.map((s) => s.finetune.seed)).toEqual([0, 1]);
     expect((report.extra as { structuredMacsRatio: number }).structuredMacsRatio).toBeLessThanOrEqual(0.5);
-    const l1 = await regroup('compress', TINY, '-o', path.join(tmp, 'w.onnx'), '--keep-macs', '0.5', '--method', 'l1', '--steps', '2');
+    const l1 = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'w.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--method',
+      'l1',
+      '--steps',
+      '2',
+    );
     expect(l1.code).toBe(2);
     expect(l1.stderr).toMatch(/--steps applies to --method sg-cnn/);
   }, 120_000);
 
   it('refuses fine-tuning without data, and a bad fraction, with one line', async () => {
-    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--finetune', 'global');
+    const r = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'x.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--finetune',
+      'global',
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^regroup: error\[usage\]: --finetune global needs --data/);
     expect(fs.existsSync(path.join(tmp, 'x.onnx'))).toBe(false);
     const f = await regroup('compress', TINY, '-o', path.join(tmp, 'y.onnx'), '--keep-macs', '1.5');
     expect(f.code).toBe(2);
     expect(f.stderr).toMatch(/not a fraction/);
-    const blind = await regroup('compress', TINY, '-o', path.join(tmp, 'y.onnx'), '--keep-macs', '0.5', '--allocate', 'sensitivity');
+    const blind = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'y.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--allocate',
+      'sensitivity',
+    );
     expect(blind.code).toBe(2);
     expect(blind.stderr).toMatch(/--allocate sensitivity measures each layer on training images; pass --data/);
-    const l1 = await regroup('compress', TINY, '-o', path.join(tmp, 'y.onnx'), '--keep-macs', '0.5', '--method', 'l1', '--allocate', 'uniform');
+    const l1 = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'y.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--method',
+      'l1',
+      '--allocate',
+      'uniform',
+    );
     expect(l1.code).toBe(2);
     expect(l1.stderr).toMatch(/--allocate applies to --method sg-cnn/);
   }, 30_000);
@@ -172,7 +286,13 @@ describe('uniform-group pass', () => {
   });
 
   it('finishes with the smallest doubling that reaches the budget, not the next large layer', () => {
-    const layer = (name: string, macs: number): GroupableLayer => ({ node: { name } as GroupableLayer['node'], outChannels: 64, inChannels: 64, macs, groups: 1 });
+    const layer = (name: string, macs: number): GroupableLayer => ({
+      node: { name } as GroupableLayer['node'],
+      outChannels: 64,
+      inChannels: 64,
+      macs,
+      groups: 1,
+    });
     const layers = [layer('a', 100), layer('b', 60), layer('c', 10)];
     // 170 MACs, budget 119: halving a (−50) leaves 120; halving b next would land at 90, c at 115.
     expect(doubleGroups(layers, 170, 119, {})).toBe(115);

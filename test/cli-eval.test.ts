@@ -10,33 +10,55 @@ import { validateReport } from '../cli/report/schema.js';
 import { haveShared, PROJECT_ROOT, SHARED_FIXTURES, sharedModel } from './helpers/shared.js';
 import { regroup } from './helpers/cli.js';
 
-const BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
+const _BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
 const TINY = path.join(PROJECT_ROOT, 'fixtures/models/resnet-tiny.onnx');
 const MNIST_TEST = path.join(SHARED_FIXTURES, 'data/mnist-test');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-cli-eval-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('regroup eval', () => {
-  it.skipIf(!haveShared)('prints accuracy, self-agreement, latency, size and MACs as JSON and writes the report and page', async () => {
-    const json = path.join(tmp, 'eval.json');
-    const html = path.join(tmp, 'eval.html');
-    const model = sharedModel('mnistCnn');
-    const r = await regroup('eval', model, '--data', `idx:${MNIST_TEST}`, '--limit', '500', '--ref', model, '--batch', '50', '--json', '--report', json, '--html', html);
-    expect(r.code, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout);
-    expect(validateReport(report, 'stdout')).toEqual(report);
-    expect(report.kind).toBe('eval');
-    expect(report.accuracy.samples).toBe(500);
-    expect(report.accuracy.top1).toBeGreaterThan(0.97);
-    expect(report.agreement.top1Agreement).toBe(1);
-    expect(report.agreement.maxAbsDiff).toBe(0);
-    expect(report.latency.map((l: { batch: number }) => l.batch)).toEqual([1, 50]);
-    expect(report.latency.every((l: { medianMs: number; p90Ms: number }) => l.medianMs > 0 && l.p90Ms >= l.medianMs)).toBe(true);
-    expect(report.model.params).toBeGreaterThan(400_000);
-    expect(report.model.bytes).toBe(fs.statSync(model).size);
-    expect(JSON.parse(fs.readFileSync(json, 'utf8')).accuracy).toEqual(report.accuracy);
-    expect(fs.readFileSync(html, 'utf8')).toMatch(/<html/);
-  }, 60_000);
+  it.skipIf(!haveShared)(
+    'prints accuracy, self-agreement, latency, size and MACs as JSON and writes the report and page',
+    async () => {
+      const json = path.join(tmp, 'eval.json');
+      const html = path.join(tmp, 'eval.html');
+      const model = sharedModel('mnistCnn');
+      const r = await regroup(
+        'eval',
+        model,
+        '--data',
+        `idx:${MNIST_TEST}`,
+        '--limit',
+        '500',
+        '--ref',
+        model,
+        '--batch',
+        '50',
+        '--json',
+        '--report',
+        json,
+        '--html',
+        html,
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout);
+      expect(validateReport(report, 'stdout')).toEqual(report);
+      expect(report.kind).toBe('eval');
+      expect(report.accuracy.samples).toBe(500);
+      expect(report.accuracy.top1).toBeGreaterThan(0.97);
+      expect(report.agreement.top1Agreement).toBe(1);
+      expect(report.agreement.maxAbsDiff).toBe(0);
+      expect(report.latency.map((l: { batch: number }) => l.batch)).toEqual([1, 50]);
+      expect(
+        report.latency.every((l: { medianMs: number; p90Ms: number }) => l.medianMs > 0 && l.p90Ms >= l.medianMs),
+      ).toBe(true);
+      expect(report.model.params).toBeGreaterThan(400_000);
+      expect(report.model.bytes).toBe(fs.statSync(model).size);
+      expect(JSON.parse(fs.readFileSync(json, 'utf8')).accuracy).toEqual(report.accuracy);
+      expect(fs.readFileSync(html, 'utf8')).toMatch(/<html/);
+    },
+    60_000,
+  );
 
   it('runs on the embedded MNIST with the preset chosen from the input, printing the choice', async () => {
     const r = await regroup('eval', TINY, '--data', 'mnist', '--limit', '64', '--no-latency');
@@ -62,7 +84,17 @@ describe('regroup report', () => {
   it('renders several eval reports into one page with an accuracy-against-MACs chart', async () => {
     const files = ['a', 'b'].map((name) => path.join(tmp, `${name}.json`));
     for (const [i, file] of files.entries()) {
-      const r = await regroup('eval', TINY, '--data', 'mnist', '--limit', String(32 * (i + 1)), '--no-latency', '--report', file);
+      const r = await regroup(
+        'eval',
+        TINY,
+        '--data',
+        'mnist',
+        '--limit',
+        String(32 * (i + 1)),
+        '--no-latency',
+        '--report',
+        file,
+      );
       expect(r.code, r.stderr).toBe(0);
     }
     const page = path.join(tmp, 'both.html');

@@ -12,7 +12,7 @@ import { encodeModel } from '../compiler/onnx/encode.js';
 import { haveShared, PROJECT_ROOT, sharedModel } from './helpers/shared.js';
 import { regroup } from './helpers/cli.js';
 
-const BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
+const _BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -90,22 +90,44 @@ describe('regroup CLI', () => {
     const ext = path.join(tmp, 'conv-ext.onnx');
     const r = await regroup('convert', file, '-o', ext, '--external-data', '--threshold', '0', '--json');
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).externalFile).toBe(ext + '.data');
+    expect(JSON.parse(r.stdout).externalFile).toBe(`${ext}.data`);
     expect(fs.statSync(ext).size).toBeLessThan(before.byteLength);
     const back = loadModel(ext);
-    expect(Array.from(back.graph.initializers.get('w1')!.constValue!.data as Float32Array)).toEqual(Array.from(loadModel(file).graph.initializers.get('w1')!.constValue!.data as Float32Array));
+    expect(Array.from(back.graph.initializers.get('w1')!.constValue!.data as Float32Array)).toEqual(
+      Array.from(loadModel(file).graph.initializers.get('w1')!.constValue!.data as Float32Array),
+    );
   });
 
   describe('bad input gets a one-line error, non-zero exit and no output file', () => {
     const valid = encodeModel(smallModel()).bytes;
     const cases: [string, () => string, RegExp][] = [
       ['an empty file', () => write('empty.onnx', new Uint8Array()), /empty/],
-      ['a truncated file', () => write('truncated.onnx', valid.subarray(0, Math.floor(valid.byteLength / 2))), /not a valid ONNX model|truncated/],
-      ['random bytes', () => write('random.onnx', Uint8Array.from({ length: 4096 }, (_, i) => (i * 2654435761) >>> 24)), /not (a valid )?ONNX|damaged/],
+      [
+        'a truncated file',
+        () => write('truncated.onnx', valid.subarray(0, Math.floor(valid.byteLength / 2))),
+        /not a valid ONNX model|truncated/,
+      ],
+      [
+        'random bytes',
+        () =>
+          write(
+            'random.onnx',
+            Uint8Array.from({ length: 4096 }, (_, i) => (i * 2654435761) >>> 24),
+          ),
+        /not (a valid )?ONNX|damaged/,
+      ],
       ['a missing file', () => path.join(tmp, 'nope.onnx'), /does not exist/],
       ['a folder', () => tmp, /folder/],
-      ['missing external data', () => externalCase('missing', (dir) => fs.rmSync(path.join(dir, 'm.onnx.data'))), /does not exist/],
-      ['external data outside the folder', () => externalCase('escape', (dir) => rewriteLocation(dir, '../secret.bin')), /climbs out/],
+      [
+        'missing external data',
+        () => externalCase('missing', (dir) => fs.rmSync(path.join(dir, 'm.onnx.data'))),
+        /does not exist/,
+      ],
+      [
+        'external data outside the folder',
+        () => externalCase('escape', (dir) => rewriteLocation(dir, '../secret.bin')),
+        /climbs out/,
+      ],
     ];
     for (const [what, make, pattern] of cases) {
       it(what, async () => {

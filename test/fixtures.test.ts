@@ -25,7 +25,8 @@ const opCounts = (model: Model): Record<string, number> => {
 };
 
 const convs = (model: Model): Node[] => model.graph.nodeList().filter((n) => n.opType === 'Conv');
-const parameterCount = (model: Model): number => [...model.graph.initializers.values()].reduce((sum, v) => sum + v.constValue!.size, 0);
+const parameterCount = (model: Model): number =>
+  [...model.graph.initializers.values()].reduce((sum, v) => sum + v.constValue!.size, 0);
 
 /** Structural promises of each fixture (op counts that must be present). */
 const EXPECTED_OPS: Record<string, Record<string, number>> = {
@@ -41,7 +42,16 @@ const EXPECTED_OPS: Record<string, Record<string, number>> = {
   'resnet-tiny': { Conv: 9, BatchNormalization: 9, Add: 3, Relu: 7, GlobalAveragePool: 1, Flatten: 1, Gemm: 1 },
   'channel-shuffle': { Split: 1, Concat: 1, Reshape: 2, Transpose: 1, Conv: 3, Gemm: 1 },
   'nhwc-transposed': { Transpose: 4, Conv: 2, Add: 2, ReduceMean: 1, Gemm: 1 },
-  'unnamed-detector': { Conv: 6, BatchNormalization: 4, Relu: 6, Add: 1, Concat: 1, GlobalAveragePool: 1, Flatten: 1, Gemm: 1 },
+  'unnamed-detector': {
+    Conv: 6,
+    BatchNormalization: 4,
+    Relu: 6,
+    Add: 1,
+    Concat: 1,
+    GlobalAveragePool: 1,
+    Flatten: 1,
+    Gemm: 1,
+  },
 };
 
 describe('generated fixtures', () => {
@@ -59,7 +69,9 @@ describe('generated fixtures', () => {
         const [input] = model.graph.inputs.filter((v) => !v.isInitializer());
         expect(input!.type!.dtype).toBe(DataType.FLOAT);
         expect(input!.type!.shape![0]).toBe('N');
-        expect(model.graph.outputs.map((v) => [v.name, v.type])).toEqual([['logits', { dtype: DataType.FLOAT, shape: ['N', 10] }]]);
+        expect(model.graph.outputs.map((v) => [v.name, v.type])).toEqual([
+          ['logits', { dtype: DataType.FLOAT, shape: ['N', 10] }],
+        ]);
         expect(opCounts(model)).toMatchObject(EXPECTED_OPS[key]!);
       });
 
@@ -113,8 +125,12 @@ describe('generated fixtures', () => {
   });
 
   it('densenet-concat concatenates growing features along channels', () => {
-    const concats = FIXTURES['densenet-concat']!().graph.nodeList().filter((n) => n.opType === 'Concat');
-    expect(concats.map((c) => c.attr('axis'))).toEqual(concats.map(() => expect.objectContaining({ type: AttrType.INT, value: 1 })));
+    const concats = FIXTURES['densenet-concat']!()
+      .graph.nodeList()
+      .filter((n) => n.opType === 'Concat');
+    expect(concats.map((c) => c.attr('axis'))).toEqual(
+      concats.map(() => expect.objectContaining({ type: AttrType.INT, value: 1 })),
+    );
     // Each Concat reads the previous one (features grow) plus one new conv output.
     for (let i = 1; i < concats.length; i++) expect(concats[i]!.input(0)).toBe(concats[i - 1]!.output());
   });
@@ -130,7 +146,12 @@ describe('generated fixtures', () => {
     }
     expect(chain).toEqual(['Sigmoid', 'Conv', 'Relu', 'Conv', 'GlobalAveragePool', 'Relu']);
     // The pooled value is the very tensor the gate multiplies.
-    expect(mul.input(0)).toBe(model.graph.nodeList().find((n) => n.opType === 'GlobalAveragePool')!.input(0));
+    expect(mul.input(0)).toBe(
+      model.graph
+        .nodeList()
+        .find((n) => n.opType === 'GlobalAveragePool')!
+        .input(0),
+    );
   });
 });
 
@@ -149,7 +170,10 @@ describe('resnet-tiny, the shipped demo model', () => {
     expect(fs.existsSync(DEMO_MODEL_PATH), `${DEMO_MODEL_PATH} is missing; run node dist/fixtures/build.js`).toBe(true);
     const committed = fs.readFileSync(DEMO_MODEL_PATH);
     expect(committed.byteLength).toBeLessThan(1 << 20);
-    expect(committed.equals(Buffer.from(encodeModel(resnetTiny()).bytes)), 'regenerate with node dist/fixtures/build.js, on purpose').toBe(true);
+    expect(
+      committed.equals(Buffer.from(encodeModel(resnetTiny()).bytes)),
+      'regenerate with node dist/fixtures/build.js, on purpose',
+    ).toBe(true);
   });
 
   it('the build script writes every fixture to a folder, each decoding to its fresh build', () => {

@@ -32,12 +32,25 @@ interface MeasureOptions {
 }
 
 /** MACs, parameters and (with a test split) accuracy of `model`. */
-export async function measureSide(model: Model, data: { test: Dataset | undefined; spec: ResolvedInputSpec } | undefined, options: MeasureOptions, label: string): Promise<Side> {
+export async function measureSide(
+  model: Model,
+  data: { test: Dataset | undefined; spec: ResolvedInputSpec } | undefined,
+  options: MeasureOptions,
+  label: string,
+): Promise<Side> {
   const cost = computeCost(model, inferShapes(model)).totals;
   const side: Side = { macs: cost.macs, params: cost.params, latency: [] };
   if (data?.test) {
-    const [{ evaluate }, { fixedBatchOf }] = await Promise.all([import('../../runtime/evaluate.js'), import('../../runtime/calibrate.js')]);
-    side.accuracy = await evaluate(model.clone().model, fixedBatchOf(model), data.test, data.spec, { limit: options.evalLimit, batchSize: 100, ep: options.ep, threads: options.threads });
+    const [{ evaluate }, { fixedBatchOf }] = await Promise.all([
+      import('../../runtime/evaluate.js'),
+      import('../../runtime/calibrate.js'),
+    ]);
+    side.accuracy = await evaluate(model.clone().model, fixedBatchOf(model), data.test, data.spec, {
+      limit: options.evalLimit,
+      batchSize: 100,
+      ep: options.ep,
+      threads: options.threads,
+    });
   }
   options.log?.(`${label} measured`);
   return side;
@@ -50,22 +63,41 @@ const LATENCY_ROUNDS = 5;
  * models so load on a shared machine hits both alike; each figure is the median over the
  * rounds' medians (p90 likewise).
  */
-export async function measureLatency(dense: Model, compressed: Model, options: MeasureOptions): Promise<[LatencyStats[], LatencyStats[]]> {
+export async function measureLatency(
+  dense: Model,
+  compressed: Model,
+  options: MeasureOptions,
+): Promise<[LatencyStats[], LatencyStats[]]> {
   const { benchmark, quantile } = await import('../../runtime/benchmark.js');
   const sides = [dense, compressed].map((m) => ({ model: m, bytes: encodeModel(m).bytes }));
   const result: [LatencyStats[], LatencyStats[]] = [[], []];
   for (const batch of [1, 8]) {
     const rounds: LatencyStats[][] = [[], []];
     for (let round = 0; round < LATENCY_ROUNDS; round++) {
-      for (const [i, side] of sides.entries()) rounds[i]!.push(await benchmark(side.bytes, side.model, { ep: options.ep, threads: options.threads, batch, runs: 10, warmup: 2 }));
+      for (const [i, side] of sides.entries())
+        rounds[i]!.push(
+          await benchmark(side.bytes, side.model, {
+            ep: options.ep,
+            threads: options.threads,
+            batch,
+            runs: 10,
+            warmup: 2,
+          }),
+        );
     }
     rounds.forEach((stats, i) => {
-      const median = quantile(stats.map((s) => s.medianMs), 0.5);
+      const median = quantile(
+        stats.map((s) => s.medianMs),
+        0.5,
+      );
       result[i]!.push({
         ...stats[0]!,
         runs: stats.reduce((a, s) => a + s.runs, 0),
         medianMs: median,
-        p90Ms: quantile(stats.map((s) => s.p90Ms), 0.5),
+        p90Ms: quantile(
+          stats.map((s) => s.p90Ms),
+          0.5,
+        ),
         meanMs: stats.reduce((a, s) => a + s.meanMs, 0) / stats.length,
         minMs: Math.min(...stats.map((s) => s.minMs)),
         throughput: (1000 * batch) / median,
@@ -90,29 +122,62 @@ export interface ReportInput {
 }
 
 /** The common report format (`--report`, `--html`) for a compress run. */
-export function compressReport(file: string, options: { output: string; keepMacs: number }, r: ReportInput, dense: Model): Report {
+export function compressReport(
+  file: string,
+  options: { output: string; keepMacs: number },
+  r: ReportInput,
+  dense: Model,
+): Report {
   // Dense parameters by the structured layer's first output (its nodes are the lowered model's, not dense's).
-  const byOutput = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.outputs[0]?.name, l.params]));
-  const latency = (s: Side) => s.latency.map((l) => ({ ep: l.ep, batch: l.batch, medianMs: l.medianMs, p90Ms: l.p90Ms }));
+  const byOutput = new Map(
+    computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.outputs[0]?.name, l.params]),
+  );
+  const latency = (s: Side) =>
+    s.latency.map((l) => ({ ep: l.ep, batch: l.batch, medianMs: l.medianMs, p90Ms: l.p90Ms }));
   const report: Report = {
     format: REPORT_FORMAT,
     version: REPORT_VERSION,
     kind: 'compress',
     createdAt: new Date().toISOString(),
-    model: { file: options.output, macs: r.compressed.macs, params: r.compressed.params, bytes: fs.existsSync(options.output) ? fileBytes(options.output) : 0 },
+    model: {
+      file: options.output,
+      macs: r.compressed.macs,
+      params: r.compressed.params,
+      bytes: fs.existsSync(options.output) ? fileBytes(options.output) : 0,
+    },
     baseline: { file, macs: r.dense.macs, params: r.dense.params },
-    totals: { macsBefore: r.dense.macs, macsAfter: r.compressed.macs, paramsBefore: r.dense.params, paramsAfter: r.compressed.params },
+    totals: {
+      macsBefore: r.dense.macs,
+      macsAfter: r.compressed.macs,
+      paramsBefore: r.dense.params,
+      paramsAfter: r.compressed.params,
+    },
     latency: latency(r.compressed),
     layers: r.choices.map((c) => {
       const paramsBefore = byOutput.get(c.node.outputs[0]?.name) ?? 0;
-      return { name: c.label, op: `${c.node.opType} → ${c.form}`, macsBefore: c.denseMacs, macsAfter: c.macs, paramsBefore, paramsAfter: c.params };
+      return {
+        name: c.label,
+        op: `${c.node.opType} → ${c.form}`,
+        macsBefore: c.denseMacs,
+        macsAfter: c.macs,
+        paramsBefore,
+        paramsAfter: c.params,
+      };
     }),
     notes: r.notes,
     extra: {
       method: r.method,
       keepMacs: options.keepMacs,
       denseLatency: latency(r.dense),
-      ...(r.dense.accuracy ? { denseAccuracy: { top1: r.dense.accuracy.top1, top5: r.dense.accuracy.top5, samples: r.dense.accuracy.samples } } : {}),
+      ...(r.dense.accuracy
+        ? {
+            denseAccuracy: {
+              top1: r.dense.accuracy.top1,
+              top5: r.dense.accuracy.top5,
+              samples: r.dense.accuracy.samples,
+            },
+          }
+        : {}),
       ...(r.loweringError === undefined ? {} : { loweringError: r.loweringError }),
       lowering: r.choices.map((c) => ({ node: c.label, form: c.form, reason: c.reason, groups: c.groups ?? null })),
       structuredMacsRatio: r.structuredMacsRatio,
@@ -121,6 +186,12 @@ export function compressReport(file: string, options: { output: string; keepMacs
       peakRssMb: r.peakRssMb,
     },
   };
-  if (r.compressed.accuracy) report.accuracy = { top1: r.compressed.accuracy.top1, top5: r.compressed.accuracy.top5, samples: r.compressed.accuracy.samples, dataset: 'test split' };
+  if (r.compressed.accuracy)
+    report.accuracy = {
+      top1: r.compressed.accuracy.top1,
+      top5: r.compressed.accuracy.top5,
+      samples: r.compressed.accuracy.samples,
+      dataset: 'test split',
+    };
   return report;
 }

@@ -22,7 +22,14 @@ import { encodeModel } from '../../compiler/onnx/encode.js';
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
 import { PREPARE, runPasses } from '../../passes/index.js';
 import type { LayerChoice } from '../../passes/lower-grouped.js';
-import { DEFAULT_METHOD, methodNamed, type AnyMethod, type CommonOptions, type Measurements, type Structured } from '../../passes/methods/index.js';
+import {
+  DEFAULT_METHOD,
+  methodNamed,
+  type AnyMethod,
+  type CommonOptions,
+  type Measurements,
+  type Structured,
+} from '../../passes/methods/index.js';
 import type { ResolvedInputSpec } from '../../runtime/data/preprocess.js';
 import type { Dataset } from '../../runtime/data/types.js';
 import type { ExecutionProvider } from '../../runtime/providers.js';
@@ -113,8 +120,17 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const log = options.log ?? (() => {});
   const method = methodNamed(options.method ?? DEFAULT_METHOD);
   const scheme = options.finetune ?? (options.data ? 'local+global' : 'none');
-  if (scheme !== 'none' && !options.data) throw new RegroupError('usage', `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`);
-  const baseCommon: CommonOptions = { keepMacs: options.keepMacs, seed: options.seed ?? 0, hasData: options.data !== undefined, trainSamples: options.limit };
+  if (scheme !== 'none' && !options.data)
+    throw new RegroupError(
+      'usage',
+      `--finetune ${scheme} needs --data (training images); pass --data or --finetune none`,
+    );
+  const baseCommon: CommonOptions = {
+    keepMacs: options.keepMacs,
+    seed: options.seed ?? 0,
+    hasData: options.data !== undefined,
+    trainSamples: options.limit,
+  };
   const methodOptions = method.options(options.methodOptions ?? {}, baseCommon);
   const { relaxBatch } = await import('../../runtime/train/checkpoint.js');
   const { fixedBatchOf } = await import('../../runtime/calibrate.js');
@@ -129,10 +145,14 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const data = options.data ? await openData(dense, options) : undefined;
   try {
     const common = { ...baseCommon, trainSamples: options.limit ?? data?.train.size };
-    const notes: string[] = data ? [`data: ${data.note}`, `preprocessing: ${data.spec.presetReason}`] : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
+    const notes: string[] = data
+      ? [`data: ${data.note}`, `preprocessing: ${data.spec.presetReason}`]
+      : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
     const denseSide = await measureSide(dense, data, options, 'dense');
     log(`dense: ${describeSide(denseSide)}`);
-    const schedule = method.schedule?.(methodOptions, common) ?? [{ options: methodOptions, keepMacs: common.keepMacs }];
+    const schedule = method.schedule?.(methodOptions, common) ?? [
+      { options: methodOptions, keepMacs: common.keepMacs },
+    ];
     const records: StepRecord[] = [];
     let start = dense;
     let last: { structured: Structured; tuned: Model } | undefined;
@@ -140,13 +160,26 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       const seed = step.seed ?? common.seed;
       const stepCommon: CommonOptions = { ...common, keepMacs: step.keepMacs, seed };
       const measure = data ? measurements(data, options, seed) : undefined;
-      const structured = await method.structure(start, step.options, step.keepMacs, { common: stepCommon, measure, log, note: (line) => notes.push(line) });
+      const structured = await method.structure(start, step.options, step.keepMacs, {
+        common: stepCommon,
+        measure,
+        log,
+        note: (line) => notes.push(line),
+      });
       const isLast = k === schedule.length - 1;
       if (isLast) log(`structured (${method.name}): ${(100 * structured.macsRatio).toFixed(1)}% of the MACs`);
-      else log(`step ${k + 1}/${schedule.length}: ${(100 * structured.macsRatio).toFixed(1)}% of the MACs; fine-tuning before the next step`);
+      else
+        log(
+          `step ${k + 1}/${schedule.length}: ${(100 * structured.macsRatio).toFixed(1)}% of the MACs; fine-tuning before the next step`,
+        );
       const limit = step.limit ?? options.limit;
       const tuned = await fineTune(structured, dense, data, { ...options, limit, seed }, notes);
-      records.push({ keepMacs: step.keepMacs, macsRatio: structured.macsRatio, figures: structured.figures ?? {}, finetune: { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed } });
+      records.push({
+        keepMacs: step.keepMacs,
+        macsRatio: structured.macsRatio,
+        figures: structured.figures ?? {},
+        finetune: { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed },
+      });
       start = tuned;
       last = { structured, tuned };
     }
@@ -156,17 +189,32 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     if (maskedDense > 0) {
       const how = options.tune ? 'measured' : 'by the cost model; --tune measures';
       const hint = method.maskedDenseHint ? `; ${method.maskedDenseHint}` : '';
-      notes.push(`${maskedDense} of ${lowered.choices.length} grouped layers stay masked dense convs: no grouped form ran faster on ${options.ep ?? 'cpu'} (${how}), so they save parameters, not latency${hint}`);
+      notes.push(
+        `${maskedDense} of ${lowered.choices.length} grouped layers stay masked dense convs: ` +
+          `no grouped form ran faster on ${options.ep ?? 'cpu'} (${how}), so they save parameters, not latency${hint}`,
+      );
     }
     runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
     const compressedSide = await measureSide(lowered.model, data, options, 'compressed');
-    if (options.latency !== false) [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options);
+    if (options.latency !== false)
+      [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options);
     log(`compressed: ${describeSide(compressedSide)}`);
     if (fixedBatch) restoreBatch(lowered.model, fixedBatch);
     saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
     const seconds = (performance.now() - started) / 1000;
     const peakRssMb = process.resourceUsage().maxRSS / 1024;
-    const outcome = { method: method.name, dense: denseSide, compressed: compressedSide, loweringError: lowered.error, structuredMacsRatio: structured.macsRatio, steps: records, choices: lowered.choices, notes, seconds, peakRssMb };
+    const outcome = {
+      method: method.name,
+      dense: denseSide,
+      compressed: compressedSide,
+      loweringError: lowered.error,
+      structuredMacsRatio: structured.macsRatio,
+      steps: records,
+      choices: lowered.choices,
+      notes,
+      seconds,
+      peakRssMb,
+    };
     const report = compressReport(file, options, outcome, dense);
     return { report, ...outcome };
   } finally {
@@ -177,7 +225,8 @@ export async function compressModel(file: string, options: CompressOptions): Pro
 /** Quantized (QDQ, QLinear, integer) models are refused as `prune` refuses them, before any work. */
 function refuseUnsupported(file: string, model: Model): void {
   const analysis = analyzeChannels(model, inferShapes(model));
-  if (analysis.unsupported) throw new RegroupError('unsupported', `${file}: ${analysis.unsupported}; prune a float model before quantizing it`);
+  if (analysis.unsupported)
+    throw new RegroupError('unsupported', `${file}: ${analysis.unsupported}; prune a float model before quantizing it`);
 }
 
 /** Give the graph inputs and outputs their fixed batch back (see compressModel). */
@@ -190,7 +239,10 @@ function restoreBatch(model: Model, batch: number): void {
 }
 
 async function openData(model: Model, options: CompressOptions): Promise<Data> {
-  const [{ openDataset }, { inputSpecFor }] = await Promise.all([import('../../runtime/data/datasets.js'), import('../../runtime/data/preprocess.js')]);
+  const [{ openDataset }, { inputSpecFor }] = await Promise.all([
+    import('../../runtime/data/datasets.js'),
+    import('../../runtime/data/preprocess.js'),
+  ]);
   const spec = inputSpecFor(model, { preset: options.preset });
   const splits = resolveSplits(options.data!, options.testData);
   const train = await openDataset(splits.train);
@@ -222,10 +274,19 @@ function measurements(data: Data, options: CompressOptions, seed: number): Measu
 // ---------------------------------------------------------------------------------------------
 // Fine-tuning
 
-async function fineTune(structured: Structured, dense: Model, data: Data | undefined, options: CompressOptions, notes: string[]): Promise<Model> {
+async function fineTune(
+  structured: Structured,
+  dense: Model,
+  data: Data | undefined,
+  options: CompressOptions,
+  notes: string[],
+): Promise<Model> {
   const scheme = options.finetune ?? (data ? 'local+global' : 'none');
   if (scheme === 'none' || !data) return structured.model;
-  const [{ finetune }, { defaultAugmentation }] = await Promise.all([import('../../runtime/train/finetune.js'), import('../../runtime/train/augment.js')]);
+  const [{ finetune }, { defaultAugmentation }] = await Promise.all([
+    import('../../runtime/train/finetune.js'),
+    import('../../runtime/train/augment.js'),
+  ]);
   const kd = options.kd !== false;
   const [temperature, alpha] = [options.kdTemperature ?? 4, options.kdAlpha ?? 0.9];
   const result = await finetune(structured.model, {
@@ -265,12 +326,21 @@ interface Lowered {
 }
 
 /** Lower the grouped layers and check the result against the masked-dense reference. */
-async function lowerChecked(model: Model, structured: Structured, method: AnyMethod, options: CompressOptions): Promise<Lowered> {
+async function lowerChecked(
+  model: Model,
+  structured: Structured,
+  method: AnyMethod,
+  options: CompressOptions,
+): Promise<Lowered> {
   if (structured.connectivity.size === 0) return { model, choices: [], error: undefined };
   const lowered = await lower(model, rekeyed(structured, model), options);
   const error = await loweringDifference(model, lowered);
   if (!(error <= 1e-4)) {
-    throw new RegroupError('invalid-ir', `the lowered model differs from its masked-dense reference by ${error.toExponential(2)} of the output scale (limit 1e-4); this is a regroup bug — rerun with --method ${method.name} and report it`);
+    throw new RegroupError(
+      'invalid-ir',
+      `the lowered model differs from its masked-dense reference by ${error.toExponential(2)} of the output scale ` +
+        `(limit 1e-4); this is a regroup bug — rerun with --method ${method.name} and report it`,
+    );
   }
   return { ...lowered, error };
 }
@@ -286,11 +356,26 @@ function rekeyed(structured: Structured, model: Model): ReadonlyMap<Node, Connec
 }
 
 async function lower(model: Model, connectivity: ReadonlyMap<Node, Connectivity>, options: CompressOptions) {
-  const [{ cpuSimdBlock }, { benchmark }, { lowerGrouped }] = await Promise.all([import('../../runtime/providers.js'), import('../../runtime/benchmark.js'), import('../../passes/lower-grouped.js')]);
+  const [{ cpuSimdBlock }, { benchmark }, { lowerGrouped }] = await Promise.all([
+    import('../../runtime/providers.js'),
+    import('../../runtime/benchmark.js'),
+    import('../../passes/lower-grouped.js'),
+  ]);
   const tune = options.tune
     ? async (candidates: Model[]) => {
         const times: number[] = [];
-        for (const candidate of candidates) times.push((await benchmark(candidate, candidate, { ep: options.ep, threads: options.threads, batch: 1, runs: 15, warmup: 3 })).medianMs);
+        for (const candidate of candidates)
+          times.push(
+            (
+              await benchmark(candidate, candidate, {
+                ep: options.ep,
+                threads: options.threads,
+                batch: 1,
+                runs: 15,
+                warmup: 3,
+              })
+            ).medianMs,
+          );
         return times;
       }
     : undefined;
@@ -301,15 +386,29 @@ async function lower(model: Model, connectivity: ReadonlyMap<Node, Connectivity>
  * max |lowered − reference| / max |reference| over 4 seeded batches, graph optimisations off;
  * 0 without running when every layer stayed masked dense and the two serialise to the same bytes.
  */
-async function loweringDifference(reference: Model, { model: lowered, choices }: { model: Model; choices: readonly LayerChoice[] }): Promise<number> {
+async function loweringDifference(
+  reference: Model,
+  { model: lowered, choices }: { model: Model; choices: readonly LayerChoice[] },
+): Promise<number> {
   if (allMaskedDense(choices) && Buffer.from(encodeModel(reference).bytes).equals(encodeModel(lowered).bytes)) return 0;
-  const [{ createSession, run }, { randomFeeds }, { floats }] = await Promise.all([import('../../runtime/session.js'), import('../../runtime/inputs.js'), import('../../runtime/compare.js')]);
-  const [a, b] = await Promise.all([createSession(reference, { optimization: 'disabled' }), createSession(lowered, { optimization: 'disabled' })]);
+  const [{ createSession, run }, { randomFeeds }, { floats }] = await Promise.all([
+    import('../../runtime/session.js'),
+    import('../../runtime/inputs.js'),
+    import('../../runtime/compare.js'),
+  ]);
+  const [a, b] = await Promise.all([
+    createSession(reference, { optimization: 'disabled' }),
+    createSession(lowered, { optimization: 'disabled' }),
+  ]);
   try {
-    let diff = 0, scale = 0;
+    let diff = 0,
+      scale = 0;
     for (let seed = 0; seed < 4; seed++) {
       const feeds = randomFeeds(reference, { seed, batch: 2 });
-      const [x, y] = [floats((await run(a, feeds))[a.outputNames[0]!]!), floats((await run(b, feeds))[b.outputNames[0]!]!)];
+      const [x, y] = [
+        floats((await run(a, feeds))[a.outputNames[0]!]!),
+        floats((await run(b, feeds))[b.outputNames[0]!]!),
+      ];
       for (let i = 0; i < x.length; i++) {
         diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
         scale = Math.max(scale, Math.abs(x[i]!));

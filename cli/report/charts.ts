@@ -69,7 +69,10 @@ export type ChartSpec = BarChartSpec | ScatterChartSpec | LineChartSpec;
 export function planCharts(reports: readonly Report[]): ChartSpec[] {
   if (reports.length === 1) {
     const layers = reports[0]!.layers ?? [];
-    const layerCharts = layers.length === 0 ? [] : [channelChart(layers), macsChart(layers)].filter((c): c is BarChartSpec => c !== undefined);
+    const layerCharts =
+      layers.length === 0
+        ? []
+        : [channelChart(layers), macsChart(layers)].filter((c): c is BarChartSpec => c !== undefined);
     return [...layerCharts, ...trainingCharts(reports[0]!.training)];
   }
   const tradeoff = tradeoffChart(reports);
@@ -88,9 +91,23 @@ function channelChart(layers: readonly ReportLayer[]): BarChartSpec | undefined 
   if (shown.length === 0) return undefined;
   const hasBefore = shown.some((l) => l.channelsBefore !== undefined);
   const datasets: BarDataset[] = [];
-  if (hasBefore) datasets.push({ label: 'before', color: COLOR_BEFORE, data: shown.map((l) => l.channelsBefore ?? null) });
-  datasets.push({ label: hasBefore ? 'after' : 'channels', color: COLOR_AFTER, data: shown.map((l) => l.channelsAfter!) });
-  return { type: 'bar', id: 'chart-channels', title: 'Output channels per layer', xTitle: 'layer', yTitle: 'output channels', labels: shown.map((l) => l.name), datasets, summary: channelSummary(shown) };
+  if (hasBefore)
+    datasets.push({ label: 'before', color: COLOR_BEFORE, data: shown.map((l) => l.channelsBefore ?? null) });
+  datasets.push({
+    label: hasBefore ? 'after' : 'channels',
+    color: COLOR_AFTER,
+    data: shown.map((l) => l.channelsAfter!),
+  });
+  return {
+    type: 'bar',
+    id: 'chart-channels',
+    title: 'Output channels per layer',
+    xTitle: 'layer',
+    yTitle: 'output channels',
+    labels: shown.map((l) => l.name),
+    datasets,
+    summary: channelSummary(shown),
+  };
 }
 
 function channelSummary(layers: readonly ReportLayer[]): string {
@@ -110,19 +127,34 @@ function macsChart(layers: readonly ReportLayer[]): BarChartSpec {
   const datasets: BarDataset[] = [];
   if (hasBefore) datasets.push({ label: 'before', color: COLOR_BEFORE, data: layers.map((l) => l.macsBefore ?? null) });
   datasets.push({ label: hasBefore ? 'after' : 'MACs', color: COLOR_AFTER, data: layers.map((l) => l.macsAfter) });
-  return { type: 'bar', id: 'chart-macs', title: 'MACs per layer', xTitle: 'layer', yTitle: 'MACs', labels: layers.map((l) => l.name), datasets, summary: macsSummary(layers) };
+  return {
+    type: 'bar',
+    id: 'chart-macs',
+    title: 'MACs per layer',
+    xTitle: 'layer',
+    yTitle: 'MACs',
+    labels: layers.map((l) => l.name),
+    datasets,
+    summary: macsSummary(layers),
+  };
 }
 
 function macsSummary(layers: readonly ReportLayer[]): string {
   const after = sum(layers.map((l) => l.macsAfter));
   const largest = maxBy(layers, (l) => l.macsAfter);
-  const heaviest = largest && after > 0 ? ` Largest layer now: ${largest.name} (${human(largest.macsAfter)}, ${pct(largest.macsAfter / after)} of the total).` : '';
+  const heaviest =
+    largest && after > 0
+      ? ` Largest layer now: ${largest.name} (${human(largest.macsAfter)}, ${pct(largest.macsAfter / after)} of the total).`
+      : '';
   const compared = layers.filter((l) => l.macsBefore !== undefined);
   if (compared.length === 0) return `${layers.length} layers, ${human(after)} MACs in all.${heaviest}`;
   const before = sum(compared.map((l) => l.macsBefore!));
   const afterCompared = sum(compared.map((l) => l.macsAfter));
   const saved = maxBy(compared, (l) => l.macsBefore! - l.macsAfter);
-  const savedText = saved && saved.macsBefore! > saved.macsAfter ? ` Most MACs saved in ${saved.name} (${human(saved.macsBefore!)} → ${human(saved.macsAfter)}).` : '';
+  const savedText =
+    saved && saved.macsBefore! > saved.macsAfter
+      ? ` Most MACs saved in ${saved.name} (${human(saved.macsBefore!)} → ${human(saved.macsAfter)}).`
+      : '';
   return `${layers.length} layers; MACs in all: ${human(before)} → ${human(afterCompared)} (${keptText(afterCompared, before)}).${savedText}${heaviest}`;
 }
 
@@ -140,19 +172,51 @@ function lossChart(training: ReportTraining): LineChartSpec {
   const last = points.at(-1)!;
   const lowest = points.reduce((a, b) => (b.y < a.y ? b : a));
   const summary = `Training loss (mean per window of updates) from ${first.y.toFixed(3)} at update ${first.x} to ${last.y.toFixed(3)} at update ${last.x}; lowest ${lowest.y.toFixed(3)} at update ${lowest.x}.`;
-  return { type: 'line', id: 'chart-loss', title: 'Training loss', xTitle: 'update', yTitle: 'loss', yFormat: 'number', datasets: [{ label: 'training loss', color: COLOR_AFTER, data: points }], summary };
+  return {
+    type: 'line',
+    id: 'chart-loss',
+    title: 'Training loss',
+    xTitle: 'update',
+    yTitle: 'loss',
+    yFormat: 'number',
+    datasets: [{ label: 'training loss', color: COLOR_AFTER, data: points }],
+    summary,
+  };
 }
 
 function accuracyChart(training: ReportTraining): LineChartSpec {
   const history = training.history;
-  const datasets: LineDataset[] = [{ label: 'train top-1 (augmented batches)', color: COLOR_BEFORE, data: history.map((e) => ({ x: e.epoch, y: 100 * e.trainAccuracy })) }];
+  const datasets: LineDataset[] = [
+    {
+      label: 'train top-1 (augmented batches)',
+      color: COLOR_BEFORE,
+      data: history.map((e) => ({ x: e.epoch, y: 100 * e.trainAccuracy })),
+    },
+  ];
   const tested = history.filter((e) => e.testAccuracy !== undefined);
-  if (tested.length > 0) datasets.push({ label: 'test top-1', color: COLOR_AFTER, data: tested.map((e) => ({ x: e.epoch, y: 100 * e.testAccuracy! })) });
+  if (tested.length > 0)
+    datasets.push({
+      label: 'test top-1',
+      color: COLOR_AFTER,
+      data: tested.map((e) => ({ x: e.epoch, y: 100 * e.testAccuracy! })),
+    });
   const best = maxBy(tested, (e) => e.testAccuracy!);
   const last = history.at(-1)!;
-  const testText = best ? ` Test top-1 after the last epoch ${pct(tested.at(-1)!.testAccuracy!)}, best ${pct(best.testAccuracy!)} after epoch ${best.epoch}.` : ' No test split was evaluated.';
+  const testText = best
+    ? ` Test top-1 after the last epoch ${pct(tested.at(-1)!.testAccuracy!)}, best ${pct(best.testAccuracy!)} after epoch ${best.epoch}.`
+    : ' No test split was evaluated.';
   const summary = `${history.length} epoch${history.length === 1 ? '' : 's'}; train top-1 ${pct(last.trainAccuracy)} in the last epoch.${testText}`;
-  return { type: 'line', id: 'chart-accuracy', title: 'Accuracy per epoch', xTitle: 'epoch', yTitle: 'top-1 (%)', yFormat: 'percent', xStep: 1, datasets, summary };
+  return {
+    type: 'line',
+    id: 'chart-accuracy',
+    title: 'Accuracy per epoch',
+    xTitle: 'epoch',
+    yTitle: 'top-1 (%)',
+    yFormat: 'percent',
+    xStep: 1,
+    datasets,
+    summary,
+  };
 }
 
 function tradeoffChart(reports: readonly Report[]): ScatterChartSpec | undefined {
@@ -169,12 +233,28 @@ function tradeoffChart(reports: readonly Report[]): ScatterChartSpec | undefined
   const datasets = [accuracy, agreement].filter((d) => d.data.length > 0);
   if (datasets.length === 0) return undefined;
   for (const d of datasets) d.data.sort((a, b) => a.x - b.x);
-  const yTitle = datasets.length === 2 ? 'top-1 (%): accuracy or agreement' : accuracy.data.length > 0 ? 'top-1 accuracy (%)' : 'top-1 agreement with reference (%)';
-  return { type: 'scatter', id: 'chart-tradeoff', title: 'Top-1 against MACs', xTitle: 'MACs', yTitle, datasets, summary: tradeoffSummary(datasets, missing) };
+  const yTitle =
+    datasets.length === 2
+      ? 'top-1 (%): accuracy or agreement'
+      : accuracy.data.length > 0
+        ? 'top-1 accuracy (%)'
+        : 'top-1 agreement with reference (%)';
+  return {
+    type: 'scatter',
+    id: 'chart-tradeoff',
+    title: 'Top-1 against MACs',
+    xTitle: 'MACs',
+    yTitle,
+    datasets,
+    summary: tradeoffSummary(datasets, missing),
+  };
 }
 
 function tradeoffSummary(datasets: readonly PointDataset[], missing: readonly string[]): string {
-  const parts = datasets.map((d) => `${capitalize(d.label)}: ${d.data.map((p) => `${p.label} ${p.y.toFixed(2)}% at ${human(p.x)} MACs`).join('; ')}.`);
+  const parts = datasets.map(
+    (d) =>
+      `${capitalize(d.label)}: ${d.data.map((p) => `${p.label} ${p.y.toFixed(2)}% at ${human(p.x)} MACs`).join('; ')}.`,
+  );
   if (missing.length > 0) parts.push(`Not plotted (no accuracy or agreement): ${missing.join(', ')}.`);
   return parts.join(' ');
 }

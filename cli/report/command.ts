@@ -20,11 +20,20 @@ export interface ReportCommandSummary {
 }
 
 /** Read and validate report files, then write one HTML page for them atomically. */
-export function renderReportCommand(files: readonly string[], htmlOut: string, options: HtmlOptions = {}): ReportCommandSummary {
-  if (files.length === 0) throw new RegroupError('usage', 'no report files given; pass one or more FILE.json written with --report');
+export function renderReportCommand(
+  files: readonly string[],
+  htmlOut: string,
+  options: HtmlOptions = {},
+): ReportCommandSummary {
+  if (files.length === 0)
+    throw new RegroupError('usage', 'no report files given; pass one or more FILE.json written with --report');
   const target = path.resolve(htmlOut);
   const clash = files.find((f) => path.resolve(f) === target);
-  if (clash) throw new RegroupError('usage', `refusing to overwrite the input ${clash} with the HTML page; choose another output path`);
+  if (clash)
+    throw new RegroupError(
+      'usage',
+      `refusing to overwrite the input ${clash} with the HTML page; choose another output path`,
+    );
   const reports = files.map(readReport);
   const html = Buffer.from(renderHtml(reports, options), 'utf8');
   writeAtomic(htmlOut, [html]);
@@ -43,14 +52,22 @@ export function readReport(file: string): Report {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a folder, not a report file' : `cannot be read (${code})`;
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EISDIR'
+          ? 'is a folder, not a report file'
+          : `cannot be read (${code})`;
     throw new RegroupError('io', `report ${file} ${why}`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new RegroupError('usage', `${file} is not valid JSON (${(err as Error).message}); pass a file written with --report`);
+    throw new RegroupError(
+      'usage',
+      `${file} is not valid JSON (${(err as Error).message}); pass a file written with --report`,
+    );
   }
   return validateReport(json, file);
 }
@@ -58,5 +75,5 @@ export function readReport(file: string): Report {
 /** Validate a report and write it as pretty JSON, atomically; for `--report FILE.json`. */
 export function writeReport(file: string, report: Report): void {
   const checked = validateReport(report, file);
-  writeAtomic(file, [Buffer.from(JSON.stringify(checked, null, 2) + '\n', 'utf8')]);
+  writeAtomic(file, [Buffer.from(`${JSON.stringify(checked, null, 2)}\n`, 'utf8')]);
 }

@@ -27,8 +27,18 @@ export function renderHtml(reports: readonly Report[], options: HtmlOptions = {}
   const charts = planCharts(reports);
   const sections =
     reports.length === 1
-      ? [reportSection(reports[0]!, 'Totals', false), trainingSection(reports[0]!.training), ...charts.map(chartSection), layerSection(reports[0]!.layers), notesSection(reports[0]!.notes)]
-      : [comparisonSection(reports, labels), ...charts.map(chartSection), ...reports.map((r, i) => reportSection(r, `#${i + 1} ${labels[i]}`, true))];
+      ? [
+          reportSection(reports[0]!, 'Totals', false),
+          trainingSection(reports[0]!.training),
+          ...charts.map(chartSection),
+          layerSection(reports[0]!.layers),
+          notesSection(reports[0]!.notes),
+        ]
+      : [
+          comparisonSection(reports, labels),
+          ...charts.map(chartSection),
+          ...reports.map((r, i) => reportSection(r, `#${i + 1} ${labels[i]}`, true)),
+        ];
   return [
     '<!DOCTYPE html>',
     '<html lang="en">',
@@ -76,7 +86,17 @@ function pageHeader(title: string, reports: readonly Report[], labels: readonly 
 /** One report's tables: totals, accuracy and agreement, latency, and optionally its notes. */
 function reportSection(report: Report, heading: string, withNotes: boolean): string {
   const notes = withNotes && report.notes.length > 0 ? `<h3>Notes</h3>\n${notesList(report.notes)}` : '';
-  return [`<section>`, `<h2>${escapeHtml(heading)}</h2>`, totalsTable(report), qualityTable(report), latencyTable(report), notes, `</section>`].filter((s) => s !== '').join('\n');
+  return [
+    `<section>`,
+    `<h2>${escapeHtml(heading)}</h2>`,
+    totalsTable(report),
+    qualityTable(report),
+    latencyTable(report),
+    notes,
+    `</section>`,
+  ]
+    .filter((s) => s !== '')
+    .join('\n');
 }
 
 function totalsTable(report: Report): string {
@@ -92,7 +112,12 @@ function totalsTable(report: Report): string {
 function beforeAfterRow(metric: string, before: number | undefined, after: number): string {
   if (before === undefined) return row([metric, cell('', 'num'), cell(human(after), 'num'), cell('', 'num')]);
   const fewer = after > 0 && before > after ? ` (${(before / after).toFixed(2)}× fewer)` : '';
-  return row([metric, cell(human(before), 'num'), cell(human(after), 'num'), cell(before > 0 ? `${pct(after / before)}${fewer}` : '', 'num')]);
+  return row([
+    metric,
+    cell(human(before), 'num'),
+    cell(human(after), 'num'),
+    cell(before > 0 ? `${pct(after / before)}${fewer}` : '', 'num'),
+  ]);
 }
 
 function qualityTable(report: Report): string {
@@ -100,7 +125,10 @@ function qualityTable(report: Report): string {
   const { accuracy, agreement } = report;
   if (accuracy) {
     const on = `on ${escapeHtml(accuracy.dataset)}, ${accuracy.samples} samples`;
-    rows.push(row(['Top-1 accuracy', cell(percent2(accuracy.top1), 'num'), on]), row(['Top-5 accuracy', cell(percent2(accuracy.top5), 'num'), on]));
+    rows.push(
+      row(['Top-1 accuracy', cell(percent2(accuracy.top1), 'num'), on]),
+      row(['Top-5 accuracy', cell(percent2(accuracy.top5), 'num'), on]),
+    );
   }
   if (agreement) {
     const against = `against <code>${escapeHtml(agreement.reference)}</code>, ${agreement.samples} samples`;
@@ -116,7 +144,14 @@ function qualityTable(report: Report): string {
 function latencyTable(report: Report): string {
   const latency = report.latency ?? [];
   if (latency.length === 0) return '';
-  const rows = latency.map((l) => row([escapeHtml(l.ep), cell(String(l.batch), 'num'), cell(l.medianMs.toFixed(3), 'num'), cell(l.p90Ms.toFixed(3), 'num')]));
+  const rows = latency.map((l) =>
+    row([
+      escapeHtml(l.ep),
+      cell(String(l.batch), 'num'),
+      cell(l.medianMs.toFixed(3), 'num'),
+      cell(l.p90Ms.toFixed(3), 'num'),
+    ]),
+  );
   return `<h3>Latency</h3>\n${table(['execution provider', 'batch', 'median ms', 'p90 ms'], rows, ['', 'num', 'num', 'num'])}`;
 }
 
@@ -140,20 +175,33 @@ function comparisonColumns(labels: readonly string[]): Column[] {
     { header: 'model', numeric: false, value: (_r, i) => `#${i + 1} ${escapeHtml(labels[i]!)}` },
     { header: 'kind', numeric: false, value: (r) => r.kind },
     { header: 'MACs', numeric: true, value: (r) => human(r.model.macs) },
-    { header: 'MACs kept', numeric: true, value: (r) => (r.baseline && r.baseline.macs > 0 ? pct(r.model.macs / r.baseline.macs) : undefined) },
+    {
+      header: 'MACs kept',
+      numeric: true,
+      value: (r) => (r.baseline && r.baseline.macs > 0 ? pct(r.model.macs / r.baseline.macs) : undefined),
+    },
     { header: 'parameters', numeric: true, value: (r) => human(r.model.params) },
     { header: 'size', numeric: true, value: (r) => bytesText(r.model.bytes) },
     { header: 'top-1', numeric: true, value: (r) => r.accuracy && percent2(r.accuracy.top1) },
     { header: 'top-5', numeric: true, value: (r) => r.accuracy && percent2(r.accuracy.top5) },
     { header: 'agreement', numeric: true, value: (r) => r.agreement && percent2(r.agreement.top1Agreement) },
-    { header: 'median ms (EP, batch)', numeric: true, value: (r) => r.latency?.[0] && `${r.latency[0].medianMs.toFixed(3)} (${escapeHtml(r.latency[0].ep)}, ${r.latency[0].batch})` },
+    {
+      header: 'median ms (EP, batch)',
+      numeric: true,
+      value: (r) =>
+        r.latency?.[0] && `${r.latency[0].medianMs.toFixed(3)} (${escapeHtml(r.latency[0].ep)}, ${r.latency[0].batch})`,
+    },
   ];
 }
 
 function comparisonSection(reports: readonly Report[], labels: readonly string[]): string {
   const columns = comparisonColumns(labels).filter((c) => reports.some((r, i) => c.value(r, i) !== undefined));
   const rows = reports.map((r, i) => row(columns.map((c) => cell(c.value(r, i) ?? '', c.numeric ? 'num' : 'name'))));
-  const body = table(columns.map((c) => c.header), rows, columns.map((c) => (c.numeric ? 'num' : '')));
+  const body = table(
+    columns.map((c) => c.header),
+    rows,
+    columns.map((c) => (c.numeric ? 'num' : '')),
+  );
   return `<section>\n<h2>Comparison</h2>\n${body}\n</section>`;
 }
 
@@ -177,16 +225,38 @@ function trainingSection(training: ReportTraining | undefined): string {
     `${training.imagesPerSecond.toFixed(1)} training images/s`,
   ];
   const rows = training.history.map((e) =>
-    row([cell(String(e.epoch), 'num'), cell(e.trainLoss.toFixed(4), 'num'), cell(percent2(e.trainAccuracy), 'num'), cell(e.testAccuracy === undefined ? '' : percent2(e.testAccuracy), 'num'), cell(e.lr.toPrecision(3), 'num'), cell(e.seconds.toFixed(1), 'num')]),
+    row([
+      cell(String(e.epoch), 'num'),
+      cell(e.trainLoss.toFixed(4), 'num'),
+      cell(percent2(e.trainAccuracy), 'num'),
+      cell(e.testAccuracy === undefined ? '' : percent2(e.testAccuracy), 'num'),
+      cell(e.lr.toPrecision(3), 'num'),
+      cell(e.seconds.toFixed(1), 'num'),
+    ]),
   );
-  const body = table(['epoch', 'train loss', 'train top-1', 'test top-1', 'last lr', 'seconds'], rows, ['num', 'num', 'num', 'num', 'num', 'num']);
+  const body = table(['epoch', 'train loss', 'train top-1', 'test top-1', 'last lr', 'seconds'], rows, [
+    'num',
+    'num',
+    'num',
+    'num',
+    'num',
+    'num',
+  ]);
   return `<section>\n<h2>Training</h2>\n<p class="summary">${facts.map(escapeHtml).join('. ')}.</p>\n${body}\n</section>`;
 }
 
 function layerSection(layers: readonly ReportLayer[] | undefined): string {
   if (!layers || layers.length === 0) return '';
   const rows = layers.map((l) =>
-    row([`<code>${escapeHtml(l.name)}</code>`, escapeHtml(l.op), pair(l.channelsBefore, l.channelsAfter, String), pair(l.macsBefore, l.macsAfter, human), pair(l.paramsBefore, l.paramsAfter, human)].map((c, col) => (col >= 2 ? cell(c, 'num') : c))),
+    row(
+      [
+        `<code>${escapeHtml(l.name)}</code>`,
+        escapeHtml(l.op),
+        pair(l.channelsBefore, l.channelsAfter, String),
+        pair(l.macsBefore, l.macsAfter, human),
+        pair(l.paramsBefore, l.paramsAfter, human),
+      ].map((c, col) => (col >= 2 ? cell(c, 'num') : c)),
+    ),
   );
   const open = layers.length <= OPEN_LAYER_ROWS ? ' open' : '';
   const body = table(['layer', 'op', 'channels', 'MACs', 'parameters'], rows, ['', '', 'num', 'num', 'num']);
@@ -216,7 +286,9 @@ function row(cells: readonly (string | Cell)[]): string {
 }
 
 function table(header: readonly string[], rows: readonly string[], classes: readonly string[]): string {
-  const ths = header.map((h, col) => (classes[col] ? `<th class="${classes[col]}">${escapeHtml(h)}</th>` : `<th>${escapeHtml(h)}</th>`));
+  const ths = header.map((h, col) =>
+    classes[col] ? `<th class="${classes[col]}">${escapeHtml(h)}</th>` : `<th>${escapeHtml(h)}</th>`,
+  );
   return `<div class="scroll"><table>\n<thead><tr>${ths.join('')}</tr></thead>\n<tbody>\n${rows.join('\n')}\n</tbody>\n</table></div>`;
 }
 

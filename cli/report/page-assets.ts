@@ -181,9 +181,13 @@ function readChartJs(): string {
     // The package exports only its ESM/CJS entries; the UMD bundle sits beside them.
     file = path.join(path.dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.umd.min.js');
   } catch (err) {
-    throw new RegroupError('io', `cannot find chart.js (${(err as Error).message}); reinstall regroup's dependencies with npm ci`);
+    throw new RegroupError(
+      'io',
+      `cannot find chart.js (${(err as Error).message}); reinstall regroup's dependencies with npm ci`,
+    );
   }
-  if (!fs.existsSync(file)) throw new RegroupError('io', `chart.js has no UMD bundle at ${file}; reinstall regroup's dependencies with npm ci`);
+  if (!fs.existsSync(file))
+    throw new RegroupError('io', `chart.js has no UMD bundle at ${file}; reinstall regroup's dependencies with npm ci`);
   return inlineScriptText(fs.readFileSync(file, 'utf8'));
 }
 

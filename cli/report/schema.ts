@@ -146,10 +146,17 @@ const RULE_TEXT: Record<NumberRule, string> = {
 export function validateReport(json: unknown, file: string): Report {
   const r = new FieldReader(file);
   const top = r.object(json, '');
-  if (top.format !== REPORT_FORMAT) r.fail('format', `must be '${REPORT_FORMAT}' (is this a regroup report?)`, top.format);
+  if (top.format !== REPORT_FORMAT)
+    r.fail('format', `must be '${REPORT_FORMAT}' (is this a regroup report?)`, top.format);
   if (top.version !== REPORT_VERSION) {
     const newer = typeof top.version === 'number' && top.version > REPORT_VERSION;
-    r.fail('version', newer ? `is ${top.version}, written by a newer regroup; this one reads version ${REPORT_VERSION}` : `must be ${REPORT_VERSION}`, top.version);
+    r.fail(
+      'version',
+      newer
+        ? `is ${top.version}, written by a newer regroup; this one reads version ${REPORT_VERSION}`
+        : `must be ${REPORT_VERSION}`,
+      top.version,
+    );
   }
   r.object(json, '', TOP_KEYS);
   const report: Report = {
@@ -164,8 +171,10 @@ export function validateReport(json: unknown, file: string): Report {
   if (top.baseline !== undefined) report.baseline = readBaseline(r, top.baseline);
   if (top.accuracy !== undefined) report.accuracy = readAccuracy(r, top.accuracy);
   if (top.agreement !== undefined) report.agreement = readAgreement(r, top.agreement);
-  if (top.latency !== undefined) report.latency = r.array(top.latency, 'latency').map((v, i) => readLatency(r, v, `latency[${i}]`));
-  if (top.layers !== undefined) report.layers = r.array(top.layers, 'layers').map((v, i) => readLayer(r, v, `layers[${i}]`));
+  if (top.latency !== undefined)
+    report.latency = r.array(top.latency, 'latency').map((v, i) => readLatency(r, v, `latency[${i}]`));
+  if (top.layers !== undefined)
+    report.layers = r.array(top.layers, 'layers').map((v, i) => readLayer(r, v, `layers[${i}]`));
   report.totals = readTotals(r, top.totals);
   report.notes = r.array(top.notes, 'notes').map((v, i) => r.string(v, `notes[${i}]`, { allowEmpty: true }));
   if (top.training !== undefined) report.training = readTraining(r, top.training);
@@ -173,9 +182,36 @@ export function validateReport(json: unknown, file: string): Report {
   return report;
 }
 
-const TOP_KEYS = ['format', 'version', 'kind', 'createdAt', 'model', 'baseline', 'accuracy', 'agreement', 'latency', 'layers', 'totals', 'notes', 'training', 'extra'];
+const TOP_KEYS = [
+  'format',
+  'version',
+  'kind',
+  'createdAt',
+  'model',
+  'baseline',
+  'accuracy',
+  'agreement',
+  'latency',
+  'layers',
+  'totals',
+  'notes',
+  'training',
+  'extra',
+];
 
-const TRAINING_KEYS = ['mode', 'epochs', 'steps', 'batchSize', 'trainSamples', 'optimizer', 'schedule', 'loss', 'imagesPerSecond', 'history', 'lossCurve'];
+const TRAINING_KEYS = [
+  'mode',
+  'epochs',
+  'steps',
+  'batchSize',
+  'trainSamples',
+  'optimizer',
+  'schedule',
+  'loss',
+  'imagesPerSecond',
+  'history',
+  'lossCurve',
+];
 
 function readTraining(r: FieldReader, value: unknown): ReportTraining {
   const o = r.object(value, 'training', TRAINING_KEYS);
@@ -190,7 +226,9 @@ function readTraining(r: FieldReader, value: unknown): ReportTraining {
     loss: r.string(o.loss, 'training.loss'),
     imagesPerSecond: r.number(o.imagesPerSecond, 'training.imagesPerSecond', 'nonNegative'),
     history: r.array(o.history, 'training.history').map((v, i) => readEpoch(r, v, `training.history[${i}]`)),
-    lossCurve: r.array(o.lossCurve, 'training.lossCurve').map((v, i) => readLossPoint(r, v, `training.lossCurve[${i}]`)),
+    lossCurve: r
+      .array(o.lossCurve, 'training.lossCurve')
+      .map((v, i) => readLossPoint(r, v, `training.lossCurve[${i}]`)),
   };
 }
 
@@ -215,12 +253,21 @@ function readLossPoint(r: FieldReader, value: unknown, at: string): ReportLossPo
 
 function readModel(r: FieldReader, value: unknown): ReportModel {
   const o = r.object(value, 'model', ['file', 'macs', 'params', 'bytes']);
-  return { file: r.string(o.file, 'model.file'), macs: r.number(o.macs, 'model.macs', 'nonNegative'), params: r.number(o.params, 'model.params', 'count'), bytes: r.number(o.bytes, 'model.bytes', 'count') };
+  return {
+    file: r.string(o.file, 'model.file'),
+    macs: r.number(o.macs, 'model.macs', 'nonNegative'),
+    params: r.number(o.params, 'model.params', 'count'),
+    bytes: r.number(o.bytes, 'model.bytes', 'count'),
+  };
 }
 
 function readBaseline(r: FieldReader, value: unknown): ReportBaseline {
   const o = r.object(value, 'baseline', ['file', 'macs', 'params']);
-  return { file: r.string(o.file, 'baseline.file'), macs: r.number(o.macs, 'baseline.macs', 'nonNegative'), params: r.number(o.params, 'baseline.params', 'count') };
+  return {
+    file: r.string(o.file, 'baseline.file'),
+    macs: r.number(o.macs, 'baseline.macs', 'nonNegative'),
+    params: r.number(o.params, 'baseline.params', 'count'),
+  };
 }
 
 function readAccuracy(r: FieldReader, value: unknown): ReportAccuracy {
@@ -246,13 +293,33 @@ function readAgreement(r: FieldReader, value: unknown): ReportAgreement {
 
 function readLatency(r: FieldReader, value: unknown, at: string): ReportLatency {
   const o = r.object(value, at, ['ep', 'batch', 'medianMs', 'p90Ms']);
-  return { ep: r.string(o.ep, `${at}.ep`), batch: r.number(o.batch, `${at}.batch`, 'count'), medianMs: r.number(o.medianMs, `${at}.medianMs`, 'nonNegative'), p90Ms: r.number(o.p90Ms, `${at}.p90Ms`, 'nonNegative') };
+  return {
+    ep: r.string(o.ep, `${at}.ep`),
+    batch: r.number(o.batch, `${at}.batch`, 'count'),
+    medianMs: r.number(o.medianMs, `${at}.medianMs`, 'nonNegative'),
+    p90Ms: r.number(o.p90Ms, `${at}.p90Ms`, 'nonNegative'),
+  };
 }
 
 function readLayer(r: FieldReader, value: unknown, at: string): ReportLayer {
-  const o = r.object(value, at, ['name', 'op', 'channelsBefore', 'channelsAfter', 'macsBefore', 'macsAfter', 'paramsBefore', 'paramsAfter']);
-  const layer: ReportLayer = { name: r.string(o.name, `${at}.name`), op: r.string(o.op, `${at}.op`), macsAfter: 0, paramsAfter: 0 };
-  if (o.channelsBefore !== undefined) layer.channelsBefore = r.number(o.channelsBefore, `${at}.channelsBefore`, 'count');
+  const o = r.object(value, at, [
+    'name',
+    'op',
+    'channelsBefore',
+    'channelsAfter',
+    'macsBefore',
+    'macsAfter',
+    'paramsBefore',
+    'paramsAfter',
+  ]);
+  const layer: ReportLayer = {
+    name: r.string(o.name, `${at}.name`),
+    op: r.string(o.op, `${at}.op`),
+    macsAfter: 0,
+    paramsAfter: 0,
+  };
+  if (o.channelsBefore !== undefined)
+    layer.channelsBefore = r.number(o.channelsBefore, `${at}.channelsBefore`, 'count');
   if (o.channelsAfter !== undefined) layer.channelsAfter = r.number(o.channelsAfter, `${at}.channelsAfter`, 'count');
   if (o.macsBefore !== undefined) layer.macsBefore = r.number(o.macsBefore, `${at}.macsBefore`, 'nonNegative');
   layer.macsAfter = r.number(o.macsAfter, `${at}.macsAfter`, 'nonNegative');
@@ -277,17 +344,24 @@ class FieldReader {
 
   fail(field: string, expected: string, got: unknown): never {
     const where = field === '' ? 'the top level' : `field '${field}'`;
-    throw new RegroupError('usage', `${this.file}: ${where} ${expected}, got ${describe(got)}; fix the file or write it again with --report`);
+    throw new RegroupError(
+      'usage',
+      `${this.file}: ${where} ${expected}, got ${describe(got)}; fix the file or write it again with --report`,
+    );
   }
 
   /** A plain object; with `keys`, any other key is an error (extensions go under `extra`). */
   object(value: unknown, field: string, keys?: readonly string[]): Fields {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(field, 'must be an object', value);
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      this.fail(field, 'must be an object', value);
     const fields = value as Fields;
     const unknown = keys ? Object.keys(fields).find((k) => !keys.includes(k)) : undefined;
     if (unknown !== undefined) {
       const at = field === '' ? unknown : `${field}.${unknown}`;
-      throw new RegroupError('usage', `${this.file}: unknown field '${at}'; a version-${REPORT_VERSION} report allows ${keys!.join(', ')} here (put anything else under 'extra')`);
+      throw new RegroupError(
+        'usage',
+        `${this.file}: unknown field '${at}'; a version-${REPORT_VERSION} report allows ${keys!.join(', ')} here (put anything else under 'extra')`,
+      );
     }
     return fields;
   }
@@ -304,18 +378,21 @@ class FieldReader {
   }
 
   number(value: unknown, field: string, rule: NumberRule): number {
-    if (typeof value !== 'number' || !Number.isFinite(value) || !obeys(value, rule)) this.fail(field, `must be ${RULE_TEXT[rule]}`, value);
+    if (typeof value !== 'number' || !Number.isFinite(value) || !obeys(value, rule))
+      this.fail(field, `must be ${RULE_TEXT[rule]}`, value);
     return value;
   }
 
   oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[]): T {
-    if (!allowed.includes(value as T)) this.fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`, value);
+    if (!allowed.includes(value as T))
+      this.fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`, value);
     return value as T;
   }
 
   timestamp(value: unknown, field: string): string {
     const text = this.string(value, field);
-    if (!/^\d{4}-\d{2}-\d{2}T/.test(text) || Number.isNaN(Date.parse(text))) this.fail(field, 'must be an ISO 8601 date-time such as 2025-01-31T12:00:00Z', value);
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(text) || Number.isNaN(Date.parse(text)))
+      this.fail(field, 'must be an ISO 8601 date-time such as 2025-01-31T12:00:00Z', value);
     return text;
   }
 }

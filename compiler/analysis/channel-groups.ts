@@ -20,7 +20,6 @@
  * is ever guessed to be elementwise.
  */
 import { constantOf } from '../ir/constants.js';
-import type { Graph } from '../ir/graph.js';
 import type { Model } from '../ir/model.js';
 import type { Node, Value } from '../ir/node.js';
 import { CHANNEL_RULES, QUANTIZED_OPS } from './channel-rules.js';
@@ -122,7 +121,10 @@ export class ChannelContext {
   readonly #pins = new Map<number, string[]>();
   readonly #spaceOf: number[] = [];
 
-  constructor(readonly model: Model, readonly shapes: ShapeResult) {}
+  constructor(
+    readonly model: Model,
+    readonly shapes: ShapeResult,
+  ) {}
 
   /** Static dims of a value (symbols and unknowns as null). */
   dims(value: Value | undefined): Dim[] | undefined {
@@ -223,23 +225,34 @@ export function analyzeChannels(model: Model, shapes: ShapeResult = inferShapes(
     root: (e) => ctx.root(e),
     groupOf: (r) => byRoot.get(ctx.root(r)),
     pinReasons: (e) => ctx.pinReasons(e),
-    ...(quantized ? { unsupported: `quantized models (${quantized.opType} at node '${quantized.name}') are not supported yet` } : {}),
+    ...(quantized
+      ? { unsupported: `quantized models (${quantized.opType} at node '${quantized.name}') are not supported yet` }
+      : {}),
   };
 }
 
 function visit(node: Node, ctx: ChannelContext): void {
   const rule = node.domain === '' || node.domain === 'ai.onnx' ? CHANNEL_RULES[node.opType] : undefined;
   if (node.subgraphs().length > 0) {
-    for (const v of node.inputs) ctx.pinValue(v, `read by ${node.opType} '${node.name}', whose subgraphs regroup does not follow`);
-    for (const sub of node.subgraphs()) for (const inner of sub.nodes()) for (const v of inner.inputs) if (v && v.graph !== sub) ctx.pinValue(v, `captured by a subgraph of '${node.name}'`);
+    for (const v of node.inputs)
+      ctx.pinValue(v, `read by ${node.opType} '${node.name}', whose subgraphs regroup does not follow`);
+    for (const sub of node.subgraphs())
+      for (const inner of sub.nodes())
+        for (const v of inner.inputs)
+          if (v && v.graph !== sub) ctx.pinValue(v, `captured by a subgraph of '${node.name}'`);
     return;
   }
   if (!rule) {
-    for (const v of node.inputs) ctx.pinValue(v, `read by ${node.domain ? node.domain + '.' : ''}${node.opType} '${node.name}', which regroup does not know how to follow`);
+    for (const v of node.inputs)
+      ctx.pinValue(
+        v,
+        `read by ${node.domain ? `${node.domain}.` : ''}${node.opType} '${node.name}', which regroup does not know how to follow`,
+      );
     return;
   }
   const refusal = rule(node, ctx);
-  if (typeof refusal === 'string') for (const v of node.inputs) ctx.pinValue(v, `${node.opType} '${node.name}': ${refusal}`);
+  if (typeof refusal === 'string')
+    for (const v of node.inputs) ctx.pinValue(v, `${node.opType} '${node.name}': ${refusal}`);
 }
 
 /** Spaces linked through shared classes form groups. */
@@ -268,7 +281,7 @@ function collectGroups(ctx: ChannelContext): ChannelGroup[] {
     for (const space of spaces) {
       for (let i = 0; i < space.size; i++) {
         const r = ctx.root(space.base + i);
-        if (!seen.has(r)) (seen.add(r), roots.push(r));
+        if (!seen.has(r)) seen.add(r), roots.push(r);
       }
     }
     const reasons = [...new Set(roots.flatMap((r) => ctx.pinReasons(r)))];
@@ -298,7 +311,8 @@ function membersBySet(ctx: ChannelContext, find: (s: number) => number): Map<num
       if (entry) entry.count++;
       else firstBySet.set(key, { offset: position, count: 1 });
     });
-    for (const [key, { offset, count }] of firstBySet) (out.get(key) ?? out.set(key, []).get(key)!).push({ node, role, offset, count });
+    for (const [key, { offset, count }] of firstBySet)
+      (out.get(key) ?? out.set(key, []).get(key)!).push({ node, role, offset, count });
   };
   for (const t of ctx.touches) add(t.node, t.role, t.elems);
   return out;

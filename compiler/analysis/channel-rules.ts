@@ -12,7 +12,17 @@ import type { Dim } from './shape-values.js';
 type Rule = (node: Node, ctx: ChannelContext) => string | void;
 
 /** Quantized ops: regroup refuses the model as a whole for now. */
-export const QUANTIZED_OPS = new Set(['QLinearConv', 'QLinearMatMul', 'ConvInteger', 'MatMulInteger', 'QuantizeLinear', 'DequantizeLinear', 'DynamicQuantizeLinear', 'QLinearAdd', 'QLinearMul']);
+export const QUANTIZED_OPS = new Set([
+  'QLinearConv',
+  'QLinearMatMul',
+  'ConvInteger',
+  'MatMulInteger',
+  'QuantizeLinear',
+  'DequantizeLinear',
+  'DynamicQuantizeLinear',
+  'QLinearAdd',
+  'QLinearMul',
+]);
 
 const rank = (ctx: ChannelContext, v: Value | undefined) => ctx.dims(v)?.length;
 const opset = (ctx: ChannelContext) => ctx.model.opset('') ?? 1;
@@ -58,7 +68,15 @@ const conv: Rule = (node, ctx) => {
     if (input) uniteGroupSlices(ctx, input.elems, groups);
     uniteGroupSlices(ctx, out.elems, groups);
   }
-  if (input) ctx.touch({ node, role: 'in-channels', inputIndex: 1, axis: 1, elems: input.elems.subarray(0, inPerGroup), groups });
+  if (input)
+    ctx.touch({
+      node,
+      role: 'in-channels',
+      inputIndex: 1,
+      axis: 1,
+      elems: input.elems.subarray(0, inPerGroup),
+      groups,
+    });
   ctx.touch({ node, role: 'out-channels', inputIndex: 1, axis: 0, elems: out.elems });
   if (node.inputs[2]) ctx.touch({ node, role: 'out-channels', inputIndex: 2, axis: 0, elems: out.elems });
   if (problem) {
@@ -74,7 +92,13 @@ function uniteGroupSlices(ctx: ChannelContext, elems: Int32Array, groups: number
 }
 
 /** Depthwise (one input channel per group): output channel j follows input channel ⌊j/m⌋. */
-function depthwise(node: Node, ctx: ChannelContext, input: Layout | undefined, multiplier: number, problem: string | undefined): string | void {
+function depthwise(
+  node: Node,
+  ctx: ChannelContext,
+  input: Layout | undefined,
+  multiplier: number,
+  problem: string | undefined,
+): string | void {
   const y = node.output(0);
   if (!input) {
     const out = ctx.newSpace(y, 1, ctx.dims(y)?.[1] as number, `${node.opType} '${node.name}'`);
@@ -109,10 +133,11 @@ function linear(node: Node, ctx: ChannelContext, transB: boolean): string | void
   const y = node.output(0);
   const xRank = rank(ctx, node.input(0));
   const yRank = rank(ctx, y);
-  if (!weight || weight.dims.length !== 2) return `weight '${node.input(1).name}' is not a constant matrix`;
+  if (weight?.dims.length !== 2) return `weight '${node.input(1).name}' is not a constant matrix`;
   if (xRank === undefined || yRank === undefined) return 'ranks unknown';
   const input = ctx.layouts.get(node.input(0));
-  if (input && (input.axis !== xRank - 1 || input.span !== 1)) return `features of '${node.input(0).name}' are not on its last axis`;
+  if (input && (input.axis !== xRank - 1 || input.span !== 1))
+    return `features of '${node.input(0).name}' are not on its last axis`;
   const out = ctx.newSpace(y, yRank - 1, weight.dims[transB ? 0 : 1]!, `${node.opType} '${node.name}'`);
   if (input) ctx.touch({ node, role: 'in-channels', inputIndex: 1, axis: transB ? 1 : 0, elems: input.elems });
   ctx.touch({ node, role: 'out-channels', inputIndex: 1, axis: transB ? 0 : 1, elems: out.elems });
@@ -159,14 +184,16 @@ function normalization(paramInputs: readonly number[]): Rule {
 /** Broadcasting elementwise ops: operands with channels meet position by position. */
 const broadcast: Rule = (node, ctx) => {
   const outRank = rank(ctx, node.outputs[0]);
-  if (outRank === undefined) return node.inputs.some((v) => v && ctx.layouts.has(v)) ? 'output rank unknown' : undefined;
+  if (outRank === undefined)
+    return node.inputs.some((v) => v && ctx.layouts.has(v)) ? 'output rank unknown' : undefined;
   let chosen: Layout | undefined;
   for (const v of node.inputs) {
     const layout = v && ctx.layouts.get(v);
     if (!layout) continue;
     const axis = layout.axis + outRank - rank(ctx, v)!;
     if (!chosen) chosen = { ...layout, axis };
-    else if (chosen.axis !== axis || chosen.elems.length !== layout.elems.length) return 'operands carry channels on different axes';
+    else if (chosen.axis !== axis || chosen.elems.length !== layout.elems.length)
+      return 'operands carry channels on different axes';
     else ctx.unite(chosen.elems, layout.elems);
   }
   if (!chosen) return;
@@ -180,7 +207,13 @@ const broadcast: Rule = (node, ctx) => {
 };
 
 /** An operand without channels must broadcast over them, or be a per-channel constant. */
-function operandWithoutLayout(node: Node, ctx: ChannelContext, index: number, chosen: Layout, outRank: number): string | undefined {
+function operandWithoutLayout(
+  node: Node,
+  ctx: ChannelContext,
+  index: number,
+  chosen: Layout,
+  outRank: number,
+): string | undefined {
   const v = node.input(index);
   const dims = constantOf(v)?.dims ?? ctx.dims(v);
   if (!dims) return `operand '${v.name}' has unknown shape`;
@@ -209,13 +242,14 @@ const concat: Rule = (node, ctx) => {
     if (typeof size !== 'number') return `size of '${v?.name}' along the concat axis is unknown`;
     const layout = ctx.layouts.get(v!) ?? ctx.newSpace(v!, axis, size, `'${v!.name}' (not followed)`);
     if (!ctx.layouts.has(v!) || layout.elems.length !== size) return 'concat input layout mismatch';
-    if (layouts[parts.length] === undefined) ctx.pin(layout.elems, `Concat '${node.name}' input '${v!.name}' comes from an op regroup does not follow`);
+    if (layouts[parts.length] === undefined)
+      ctx.pin(layout.elems, `Concat '${node.name}' input '${v!.name}' comes from an op regroup does not follow`);
     ctx.touch({ node, role: 'concat', inputIndex: parts.length, axis, elems: layout.elems });
     parts.push(layout.elems);
   }
   const elems = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
-  for (const p of parts) (elems.set(p, offset), (offset += p.length));
+  for (const p of parts) elems.set(p, offset), (offset += p.length);
   ctx.setLayout(node.outputs[0], { axis, span: 1, elems });
 };
 
@@ -225,7 +259,8 @@ function sameLayouts(node: Node, ctx: ChannelContext): string | void {
   if (layouts.some((l) => !l)) return 'concatenates values with and without followed channels';
   const first = layouts[0]!;
   for (const l of layouts.slice(1)) {
-    if (l!.axis !== first.axis || l!.elems.length !== first.elems.length) return 'inputs carry channels on different axes';
+    if (l!.axis !== first.axis || l!.elems.length !== first.elems.length)
+      return 'inputs carry channels on different axes';
     ctx.unite(first.elems, l!.elems);
   }
   ctx.setLayout(node.outputs[0], first);
@@ -257,7 +292,8 @@ const slice: Rule = (node, ctx) => {
   const layout = ctx.layouts.get(node.input(0));
   const dims = ctx.dims(node.input(0));
   if (!layout || !dims) return;
-  const read = (attr: string, index: number) => (opset(ctx) < 10 ? node.getInts(attr) : node.inputs[index] ? constantNumbers(node.inputs[index]) : undefined);
+  const read = (attr: string, index: number) =>
+    opset(ctx) < 10 ? node.getInts(attr) : node.inputs[index] ? constantNumbers(node.inputs[index]) : undefined;
   const starts = read('starts', 1);
   const ends = read('ends', 2);
   if (!starts || !ends) return 'slice bounds are not constants';
@@ -270,8 +306,19 @@ const slice: Rule = (node, ctx) => {
   const size = layout.elems.length;
   const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + size : v, 0), size);
   const [begin, end] = [clamp(starts[at]!), clamp(ends[at]!)];
-  ctx.setLayout(node.outputs[0], { axis: layout.axis, span: 1, elems: layout.elems.slice(begin, Math.max(begin, end)) });
-  ctx.touch({ node, role: 'slice', inputIndex: -1, axis: layout.axis, elems: layout.elems, extent: [begin, Math.max(begin, end), at] });
+  ctx.setLayout(node.outputs[0], {
+    axis: layout.axis,
+    span: 1,
+    elems: layout.elems.slice(begin, Math.max(begin, end)),
+  });
+  ctx.touch({
+    node,
+    role: 'slice',
+    inputIndex: -1,
+    axis: layout.axis,
+    elems: layout.elems,
+    extent: [begin, Math.max(begin, end), at],
+  });
 };
 
 const transpose: Rule = (node, ctx) => {
@@ -319,10 +366,12 @@ function reshapeLike(node: Node, ctx: ChannelContext, rewriteTarget: boolean): s
   const elems = repeatEach(layout.elems, mapped.repeat);
   if (mapped.span > 1) {
     const last = outDims[mapped.axis + mapped.span - 1] as number;
-    for (let row = 1; row < elems.length / last; row++) ctx.unite(elems.subarray(0, last), elems.subarray(row * last, (row + 1) * last));
+    for (let row = 1; row < elems.length / last; row++)
+      ctx.unite(elems.subarray(0, last), elems.subarray(row * last, (row + 1) * last));
   }
   ctx.setLayout(node.output(0), { axis: mapped.axis, span: mapped.span, elems });
-  if (rewriteTarget) ctx.touch({ node, role: 'reshape', inputIndex: 1, axis: mapped.axis, elems, extent: [mapped.span] });
+  if (rewriteTarget)
+    ctx.touch({ node, role: 'reshape', inputIndex: 1, axis: mapped.axis, elems, extent: [mapped.span] });
 }
 
 interface MappedRun {
@@ -334,13 +383,17 @@ interface MappedRun {
 
 /** Where the channel run [axis, axis+span) of inDims lands in outDims, or why it cannot be followed. */
 function mapRun(inDims: readonly Dim[], outDims: readonly Dim[], layout: Layout): MappedRun | string {
-  const product = (ds: readonly Dim[]) => ds.reduce<number | null>((p, d) => (p === null || typeof d !== 'number' ? null : p * d), 1);
+  const product = (ds: readonly Dim[]) =>
+    ds.reduce<number | null>((p, d) => (p === null || typeof d !== 'number' ? null : p * d), 1);
   const before = inDims.slice(0, layout.axis);
   const channels = product(inDims.slice(layout.axis, layout.axis + layout.span));
   const after = product(inDims.slice(layout.axis + layout.span));
   if (channels === null || after === null) return 'channel or spatial dims unknown';
   // Leading size-1 dims make the start ambiguous: try every start with the same prefix product, latest first.
-  const starts = outDims.map((_, axis) => axis).filter((axis) => sameProduct(outDims.slice(0, axis), before)).reverse();
+  const starts = outDims
+    .map((_, axis) => axis)
+    .filter((axis) => sameProduct(outDims.slice(0, axis), before))
+    .reverse();
   if (starts.length === 0) return 'Reshape mixes the channel axis with leading dims';
   let reason = 'Reshape moves channels across other dims';
   for (const axis of starts) {
@@ -358,7 +411,6 @@ function mapRun(inDims: readonly Dim[], outDims: readonly Dim[], layout: Layout)
     }
   }
   return reason;
-
 }
 
 function sameProduct(a: readonly Dim[], b: readonly Dim[]): boolean {
@@ -398,26 +450,34 @@ const reduce: Rule = (node, ctx) => {
   const fromInput = opset(ctx) >= 18 || (node.opType === 'ReduceSum' && opset(ctx) >= 13);
   const given = fromInput ? (node.inputs[1] ? constantNumbers(node.inputs[1]) : []) : node.getInts('axes');
   if (fromInput && node.inputs[1] && !given) return 'reduction axes are not constant';
-  const axes = (given && given.length ? given : node.getInt('noop_with_empty_axes', 0) ? [] : Array.from({ length: r }, (_, i) => i)).map((a) => (a + r) % r);
+  const axes = (
+    given?.length ? given : node.getInt('noop_with_empty_axes', 0) ? [] : Array.from({ length: r }, (_, i) => i)
+  ).map((a) => (a + r) % r);
   if (axes.some((a) => a >= layout.axis && a < layout.axis + layout.span)) return 'reduces over channels';
   const keep = node.getInt('keepdims', 1) === 1;
   return shifted(node, ctx, (axis) => (keep ? axis : axis - axes.filter((a) => a < axis).length));
 };
 
-const squeezeLike = (sign: 1 | -1): Rule => (node, ctx) => {
-  const r = rank(ctx, node.input(0));
-  const outRank = rank(ctx, node.outputs[0]);
-  if (r === undefined || outRank === undefined) return ctx.layouts.has(node.input(0)) ? 'ranks unknown' : undefined;
-  const given = opset(ctx) >= 13 ? (node.inputs[1] ? constantNumbers(node.inputs[1]) : undefined) : node.getInts('axes');
-  const dims = ctx.dims(node.input(0))!;
-  const axes = (given ?? dims.flatMap((d, i) => (d === 1 ? [i] : []))).map((a) => (a + (sign > 0 ? outRank : r)) % (sign > 0 ? outRank : r));
-  return shifted(node, ctx, (axis) => {
-    if (sign < 0) return axes.includes(axis) ? 'squeezes the channel axis' : axis - axes.filter((a) => a < axis).length;
-    let at = axis;
-    for (const a of [...axes].sort((p, q) => p - q)) if (a <= at) at++;
-    return at;
-  });
-};
+const squeezeLike =
+  (sign: 1 | -1): Rule =>
+  (node, ctx) => {
+    const r = rank(ctx, node.input(0));
+    const outRank = rank(ctx, node.outputs[0]);
+    if (r === undefined || outRank === undefined) return ctx.layouts.has(node.input(0)) ? 'ranks unknown' : undefined;
+    const given =
+      opset(ctx) >= 13 ? (node.inputs[1] ? constantNumbers(node.inputs[1]) : undefined) : node.getInts('axes');
+    const dims = ctx.dims(node.input(0))!;
+    const axes = (given ?? dims.flatMap((d, i) => (d === 1 ? [i] : []))).map(
+      (a) => (a + (sign > 0 ? outRank : r)) % (sign > 0 ? outRank : r),
+    );
+    return shifted(node, ctx, (axis) => {
+      if (sign < 0)
+        return axes.includes(axis) ? 'squeezes the channel axis' : axis - axes.filter((a) => a < axis).length;
+      let at = axis;
+      for (const a of [...axes].sort((p, q) => p - q)) if (a <= at) at++;
+      return at;
+    });
+  };
 
 const softmax: Rule = (node, ctx) => {
   const layout = ctx.layouts.get(node.input(0));
@@ -435,10 +495,14 @@ const pad: Rule = (node, ctx) => {
   if (!layout || r === undefined) return;
   const pads = opset(ctx) < 11 ? node.getInts('pads') : constantNumbers(node.inputs[1]);
   if (!pads) return 'pads are not constant';
-  const axes = opset(ctx) >= 18 && node.inputs[3] ? constantNumbers(node.inputs[3])?.map((a) => (a + r) % r) : Array.from({ length: r }, (_, i) => i);
+  const axes =
+    opset(ctx) >= 18 && node.inputs[3]
+      ? constantNumbers(node.inputs[3])?.map((a) => (a + r) % r)
+      : Array.from({ length: r }, (_, i) => i);
   if (!axes) return 'pad axes are not constant';
   const half = pads.length / 2;
-  for (let i = 0; i < half; i++) if (axes[i] === layout.axis && (pads[i] !== 0 || pads[i + half] !== 0)) return 'pads the channel axis';
+  for (let i = 0; i < half; i++)
+    if (axes[i] === layout.axis && (pads[i] !== 0 || pads[i + half] !== 0)) return 'pads the channel axis';
   return passthrough(node, ctx);
 };
 
@@ -459,7 +523,7 @@ const tile: Rule = (node, ctx) => {
   const layout = ctx.layouts.get(node.input(0));
   if (!layout) return;
   const repeats = constantNumbers(node.inputs[1]);
-  if (!repeats || repeats[layout.axis] !== 1) return 'tiles over channels';
+  if (repeats?.[layout.axis] !== 1) return 'tiles over channels';
   return passthrough(node, ctx);
 };
 
@@ -483,11 +547,70 @@ const gather: Rule = (node, ctx) => {
 const noChannels: Rule = () => undefined;
 
 const UNARY = [
-  'Relu', 'LeakyRelu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Mish', 'Softplus', 'Softsign', 'Erf', 'Elu', 'Selu', 'Celu', 'Gelu',
-  'ThresholdedRelu', 'Exp', 'Log', 'Sqrt', 'Neg', 'Abs', 'Reciprocal', 'Floor', 'Ceil', 'Round', 'Sign', 'Not', 'Identity', 'Dropout', 'Cast',
-  'Clip', 'IsNaN', 'IsInf', 'Sin', 'Cos', 'AveragePool', 'LpPool', 'GlobalAveragePool', 'GlobalMaxPool', 'GlobalLpPool', 'CastLike',
+  'Relu',
+  'LeakyRelu',
+  'Sigmoid',
+  'HardSigmoid',
+  'HardSwish',
+  'Tanh',
+  'Mish',
+  'Softplus',
+  'Softsign',
+  'Erf',
+  'Elu',
+  'Selu',
+  'Celu',
+  'Gelu',
+  'ThresholdedRelu',
+  'Exp',
+  'Log',
+  'Sqrt',
+  'Neg',
+  'Abs',
+  'Reciprocal',
+  'Floor',
+  'Ceil',
+  'Round',
+  'Sign',
+  'Not',
+  'Identity',
+  'Dropout',
+  'Cast',
+  'Clip',
+  'IsNaN',
+  'IsInf',
+  'Sin',
+  'Cos',
+  'AveragePool',
+  'LpPool',
+  'GlobalAveragePool',
+  'GlobalMaxPool',
+  'GlobalLpPool',
+  'CastLike',
 ];
-const BINARY = ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean', 'PRelu', 'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Where', 'BitShift', 'Mod'];
+const BINARY = [
+  'Add',
+  'Sub',
+  'Mul',
+  'Div',
+  'Pow',
+  'Max',
+  'Min',
+  'Sum',
+  'Mean',
+  'PRelu',
+  'Equal',
+  'Less',
+  'Greater',
+  'LessOrEqual',
+  'GreaterOrEqual',
+  'And',
+  'Or',
+  'Xor',
+  'Where',
+  'BitShift',
+  'Mod',
+];
 
 /** Op → rule. An op that is not listed pins the channels it reads. */
 export const CHANNEL_RULES: Readonly<Record<string, Rule>> = {
@@ -505,15 +628,28 @@ export const CHANNEL_RULES: Readonly<Record<string, Rule>> = {
   Transpose: transpose,
   Reshape: reshape,
   Flatten: flatten,
-  ReduceMean: reduce, ReduceSum: reduce, ReduceMax: reduce, ReduceMin: reduce, ReduceL2: reduce, ReduceL1: reduce, ReduceProd: reduce,
+  ReduceMean: reduce,
+  ReduceSum: reduce,
+  ReduceMax: reduce,
+  ReduceMin: reduce,
+  ReduceL2: reduce,
+  ReduceL1: reduce,
+  ReduceProd: reduce,
   Squeeze: squeezeLike(-1),
   Unsqueeze: squeezeLike(1),
-  Softmax: softmax, LogSoftmax: softmax, Hardmax: softmax,
+  Softmax: softmax,
+  LogSoftmax: softmax,
+  Hardmax: softmax,
   Pad: pad,
-  Resize: resize, Upsample: resize,
+  Resize: resize,
+  Upsample: resize,
   MaxPool: maxPool,
   Tile: tile,
   Expand: expand,
   Gather: gather,
-  Shape: noChannels, Size: noChannels, Constant: noChannels, ConstantOfShape: noChannels, Range: noChannels,
+  Shape: noChannels,
+  Size: noChannels,
+  Constant: noChannels,
+  ConstantOfShape: noChannels,
+  Range: noChannels,
 };

@@ -43,23 +43,34 @@ export function denseConnectivity(outChannels: number, inChannels: number): Conn
 /** ONNX `Conv(group = g)`: block-diagonal connectivity. */
 export function uniformConnectivity(outChannels: number, inChannels: number, groups: number): Connectivity {
   if (outChannels % groups !== 0 || inChannels % groups !== 0) {
-    throw new RegroupError('invalid-ir', `cannot split ${outChannels} filters and ${inChannels} inputs into ${groups} equal groups`);
+    throw new RegroupError(
+      'invalid-ir',
+      `cannot split ${outChannels} filters and ${inChannels} inputs into ${groups} equal groups`,
+    );
   }
   const [m, w] = [outChannels / groups, inChannels / groups];
-  const clusters = Array.from({ length: groups }, (_, c) => ({ filters: range(c * m, (c + 1) * m), inputs: range(c * w, (c + 1) * w) }));
+  const clusters = Array.from({ length: groups }, (_, c) => ({
+    filters: range(c * m, (c + 1) * m),
+    inputs: range(c * w, (c + 1) * w),
+  }));
   return { outChannels, inChannels, clusters };
 }
 
 /** Connectivity of a conv weight [Cout, Cin/group, …] with its `group` attribute (dense when 1). */
 export function convConnectivity(weightDims: readonly number[], group: number): Connectivity {
   const [outChannels, inPerGroup] = [weightDims[0]!, weightDims[1]!];
-  return group === 1 ? denseConnectivity(outChannels, inPerGroup) : uniformConnectivity(outChannels, inPerGroup * group, group);
+  return group === 1
+    ? denseConnectivity(outChannels, inPerGroup)
+    : uniformConnectivity(outChannels, inPerGroup * group, group);
 }
 
 /** Throws unless every filter is in exactly one cluster and every index list is ascending, in range and non-empty. */
 export function validateConnectivity(conn: Connectivity, where: string): void {
   const fail = (message: string): never => {
-    throw new RegroupError('invalid-ir', `connectivity of '${where}': ${message}; rebuild it with selfGroup or denseConnectivity`);
+    throw new RegroupError(
+      'invalid-ir',
+      `connectivity of '${where}': ${message}; rebuild it with selfGroup or denseConnectivity`,
+    );
   };
   const owner = new Int32Array(conn.outChannels).fill(-1);
   conn.clusters.forEach((cluster, c) => {
@@ -85,7 +96,8 @@ function checkAscending(list: Int32Array, bound: number, what: string, fail: (m:
 /** 0/1 mask [Cout × Cin], row-major: mask[i·Cin + j] = 1 when filter i reads input j. */
 export function connectivityMask(conn: Connectivity): Uint8Array {
   const mask = new Uint8Array(conn.outChannels * conn.inChannels);
-  for (const { filters, inputs } of conn.clusters) for (const f of filters) for (const j of inputs) mask[f * conn.inChannels + j] = 1;
+  for (const { filters, inputs } of conn.clusters)
+    for (const f of filters) for (const j of inputs) mask[f * conn.inChannels + j] = 1;
   return mask;
 }
 
@@ -127,7 +139,10 @@ export function expandGroupedWeight(weight: Tensor, group: number): Tensor {
 export function maskWeight(weight: Tensor, conn: Connectivity): Tensor {
   const [outChannels, inChannels] = weight.dims as [number, number];
   if (outChannels !== conn.outChannels || inChannels !== conn.inChannels) {
-    throw new RegroupError('invalid-ir', `weight '${weight.name}' is [${weight.dims.join(',')}] but its connectivity is ${conn.outChannels}×${conn.inChannels}`);
+    throw new RegroupError(
+      'invalid-ir',
+      `weight '${weight.name}' is [${weight.dims.join(',')}] but its connectivity is ${conn.outChannels}×${conn.inChannels}`,
+    );
   }
   const area = weight.size / (outChannels * inChannels);
   const mask = connectivityMask(conn);
@@ -143,7 +158,8 @@ export function maskWeight(weight: Tensor, conn: Connectivity): Tensor {
 export function importanceVectors(weight: Tensor, conn?: Connectivity): Float64Array {
   const [outChannels, inChannels] = weight.dims as [number, number];
   const area = weight.size / (outChannels * inChannels);
-  const values = weight.data instanceof Float32Array || weight.data instanceof Float64Array ? weight.data : weight.toFloat64();
+  const values =
+    weight.data instanceof Float32Array || weight.data instanceof Float64Array ? weight.data : weight.toFloat64();
   const mask = conn ? connectivityMask(conn) : undefined;
   const out = new Float64Array(outChannels * inChannels);
   for (let pair = 0; pair < out.length; pair++) {

@@ -115,12 +115,14 @@ class Sizes {
 type MacRule = (node: Node, sizes: Sizes) => number;
 
 /** Conv-like: |Y| · |W| / W[0] (each output element reads Cin/group · ∏k weights). */
-const convMacs = (wIndex: number): MacRule => (node, sizes) => {
-  const w = sizes.dims(node.inputs[wIndex]);
-  const y = sizes.count(node.outputs[0]);
-  if (!w || y === undefined || !w[0]) return 0;
-  return (y * w.reduce((a, b) => a * b, 1)) / w[0];
-};
+const convMacs =
+  (wIndex: number): MacRule =>
+  (node, sizes) => {
+    const w = sizes.dims(node.inputs[wIndex]);
+    const y = sizes.count(node.outputs[0]);
+    if (!w || y === undefined || !w[0]) return 0;
+    return (y * w.reduce((a, b) => a * b, 1)) / w[0];
+  };
 
 /** ConvTranspose: every input element is spread over Cout/group · ∏k outputs: |X| · |W| / W[0]. */
 const convTransposeMacs: MacRule = (node, sizes) => {
@@ -134,7 +136,7 @@ const convTransposeMacs: MacRule = (node, sizes) => {
 const gemmMacs: MacRule = (node, sizes) => {
   const a = sizes.dims(node.inputs[0]);
   const y = sizes.count(node.outputs[0]);
-  if (!a || a.length !== 2 || y === undefined) return 0;
+  if (a?.length !== 2 || y === undefined) return 0;
   return y * (node.getInt('transA', 0) ? a[0]! : a[1]!);
 };
 
@@ -147,8 +149,14 @@ const matmulMacs: MacRule = (node, sizes) => {
 };
 
 const MAC_RULES: Readonly<Record<string, MacRule>> = {
-  Conv: convMacs(1), ConvTranspose: convTransposeMacs, Gemm: gemmMacs, MatMul: matmulMacs,
-  QLinearConv: convMacs(3), ConvInteger: convMacs(1), QLinearMatMul: matmulMacs, MatMulInteger: matmulMacs,
+  Conv: convMacs(1),
+  ConvTranspose: convTransposeMacs,
+  Gemm: gemmMacs,
+  MatMul: matmulMacs,
+  QLinearConv: convMacs(3),
+  ConvInteger: convMacs(1),
+  QLinearMatMul: matmulMacs,
+  MatMulInteger: matmulMacs,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -178,7 +186,8 @@ interface Weight {
 function weightsOf(node: Node): Weight[] {
   // Which inputs are parameters, and whether integer ones count, is the op-role table's (compiler/ir/op-roles.ts).
   const spec = opRole(node);
-  const slots = spec?.params ?? (PER_CHANNEL_OPS.has(node.opType) ? node.inputs.map((_, inputIndex) => inputIndex) : []);
+  const slots =
+    spec?.params ?? (PER_CHANNEL_OPS.has(node.opType) ? node.inputs.map((_, inputIndex) => inputIndex) : []);
   const found: Weight[] = [];
   for (const inputIndex of slots) {
     const weight = weightSource(node.inputs[inputIndex]);

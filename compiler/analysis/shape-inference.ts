@@ -107,7 +107,8 @@ function integerElements(value: Value): number[] | undefined {
 /** Elements of any small numeric constant (float scales included), read on demand. */
 function constantElements(value: Value): number[] | undefined {
   const tensor = constantOf(value);
-  if (!tensor || tensor.dtype === DataType.STRING || tensor.dims.length > 1 || tensor.size > MAX_VALUE_ELEMENTS) return undefined;
+  if (!tensor || tensor.dtype === DataType.STRING || tensor.dims.length > 1 || tensor.size > MAX_VALUE_ELEMENTS)
+    return undefined;
   return tensor.toNumbers();
 }
 
@@ -130,7 +131,8 @@ function inferNode(node: Node, opset: number, state: InferenceState): void {
   }
   context.commit();
   const partial = node.outputs.filter((v): v is Value => v !== undefined && !isFullyKnown(state.types.get(v)?.shape));
-  if (partial.length > 0) reportHere(node, `shape of ${partial.map((v) => `'${v.name}'`).join(', ')} only partly inferred`, state);
+  if (partial.length > 0)
+    reportHere(node, `shape of ${partial.map((v) => `'${v.name}'`).join(', ')} only partly inferred`, state);
 }
 
 /**
@@ -141,8 +143,21 @@ function inferNode(node: Node, opset: number, state: InferenceState): void {
 function reportHere(node: Node, message: string, state: InferenceState): void {
   const unknown = node.inputs.filter((v): v is Value => v !== undefined && !isFullyKnown(state.types.get(v)?.shape));
   if (unknown.some((v) => v.producer)) return;
-  const inputs = unknown.map((v) => `'${v.name}' [${state.types.get(v)?.shape?.map((d) => d ?? '?').join(',') ?? '?'}]`);
-  state.issue(node, inputs.length === 0 ? message : `${message}: graph input ${inputs.join(', ')} has unknown dims; give its shape (inputShapes)`);
+  const inputs = unknown.map(
+    (v) =>
+      `'${v.name}' [${
+        state.types
+          .get(v)
+          ?.shape?.map((d) => d ?? '?')
+          .join(',') ?? '?'
+      }]`,
+  );
+  state.issue(
+    node,
+    inputs.length === 0
+      ? message
+      : `${message}: graph input ${inputs.join(', ')} has unknown dims; give its shape (inputShapes)`,
+  );
 }
 
 /** What a rule sees of one node; outputs are buffered and committed only when the rule succeeds. */

@@ -21,10 +21,35 @@ import { AttrType } from '../ir/attribute.js';
 import { constantOf } from '../ir/constants.js';
 import { DataType, isFloat } from '../ir/dtype.js';
 import { normalizeAxes, normalizeAxis, range, Unresolved, type ShapeContext, type ShapeRule } from './shape-context.js';
-import { convShape, convTransposeShape, depthSpaceShape, globalPoolShape, padShape, poolShape, resizeShape } from './shape-spatial.js';
 import {
-  addDim, broadcastShapes, castElement, compareElement, divDim, divElement, equalElement, gatherElements, mergeDim,
-  mulDim, numericElement, productOf, sliceElements, sliceRange, subDim, sumOf, zipValues, type Dim, type ShapeValue,
+  convShape,
+  convTransposeShape,
+  depthSpaceShape,
+  globalPoolShape,
+  padShape,
+  poolShape,
+  resizeShape,
+} from './shape-spatial.js';
+import {
+  addDim,
+  broadcastShapes,
+  castElement,
+  compareElement,
+  divDim,
+  divElement,
+  equalElement,
+  gatherElements,
+  mergeDim,
+  mulDim,
+  numericElement,
+  productOf,
+  sliceElements,
+  sliceRange,
+  subDim,
+  sumOf,
+  zipValues,
+  type Dim,
+  type ShapeValue,
 } from './shape-values.js';
 
 /** Values longer than this are not followed element by element. */
@@ -34,15 +59,23 @@ export const MAX_VALUE_ELEMENTS = 64;
 // Elementwise
 
 /** Output 0 has input 0's shape; `dtype` overrides the element type. */
-const sameShape = (dtype?: (c: ShapeContext) => DataType): ShapeRule => (c) => c.out(0, c.shape(0), dtype?.(c));
+const sameShape =
+  (dtype?: (c: ShapeContext) => DataType): ShapeRule =>
+  (c) =>
+    c.out(0, c.shape(0), dtype?.(c));
 
 /** Same shape, and the elements map one to one (Identity, Neg, Floor, …). */
-const sameShapeMapped = (map: (x: Dim) => Dim): ShapeRule => (c) => {
-  c.out(0, c.shape(0));
-  c.outValue(0, c.value(0)?.map(map));
-};
+const sameShapeMapped =
+  (map: (x: Dim) => Dim): ShapeRule =>
+  (c) => {
+    c.out(0, c.shape(0));
+    c.outValue(0, c.value(0)?.map(map));
+  };
 
-const numeric = (fn: (x: number) => number) => (x: Dim): Dim => (typeof x === 'number' ? fn(x) : null);
+const numeric =
+  (fn: (x: number) => number) =>
+  (x: Dim): Dim =>
+    typeof x === 'number' ? fn(x) : null;
 
 function cast(c: ShapeContext): void {
   const to = c.node.getInt('to');
@@ -50,7 +83,10 @@ function cast(c: ShapeContext): void {
   c.out(0, c.shape(0), to);
   const toBool = to === DataType.BOOL;
   const toInteger = !toBool && !isFloat(to);
-  c.outValue(0, c.value(0)?.map((x) => castElement(x, toInteger, toBool)));
+  c.outValue(
+    0,
+    c.value(0)?.map((x) => castElement(x, toInteger, toBool)),
+  );
 }
 
 type ElementRule = (elements: Dim[], integer: boolean) => Dim;
@@ -70,15 +106,20 @@ const ELEMENT_RULES: Record<string, ElementRule> = {
 };
 
 /** Multidirectional broadcasting over every input; `dtype` picks the output element type. */
-const broadcast = (dtype: (c: ShapeContext) => DataType = (c) => c.dtype(0)): ShapeRule => (c) => {
-  const inputs = range(c.node.inputs.length).filter((index) => c.has(index));
-  c.out(0, broadcastShapes(inputs.map((index) => c.shape(index))), dtype(c));
-  const rule = ELEMENT_RULES[c.node.opType];
-  const values = inputs.map((index) => c.value(index));
-  if (!rule || values.some((v) => v === undefined)) return;
-  const integer = c.has(0) && !isFloat(c.dtype(inputs[0]!));
-  c.outValue(0, zipValues(values as ShapeValue[], (elements) => rule(elements, integer)));
-};
+const broadcast =
+  (dtype: (c: ShapeContext) => DataType = (c) => c.dtype(0)): ShapeRule =>
+  (c) => {
+    const inputs = range(c.node.inputs.length).filter((index) => c.has(index));
+    c.out(0, broadcastShapes(inputs.map((index) => c.shape(index))), dtype(c));
+    const rule = ELEMENT_RULES[c.node.opType];
+    const values = inputs.map((index) => c.value(index));
+    if (!rule || values.some((v) => v === undefined)) return;
+    const integer = c.has(0) && !isFloat(c.dtype(inputs[0]!));
+    c.outValue(
+      0,
+      zipValues(values as ShapeValue[], (elements) => rule(elements, integer)),
+    );
+  };
 
 const bool = () => DataType.BOOL;
 
@@ -114,8 +155,10 @@ function dropout(c: ShapeContext): void {
 // Linear algebra
 
 function gemm(c: ShapeContext): void {
-  const a = c.shape(0), b = c.shape(1);
-  if (a.length !== 2 || b.length !== 2) throw new RangeError(`Gemm needs 2-D operands, got ranks ${a.length} and ${b.length}`);
+  const a = c.shape(0),
+    b = c.shape(1);
+  if (a.length !== 2 || b.length !== 2)
+    throw new RangeError(`Gemm needs 2-D operands, got ranks ${a.length} and ${b.length}`);
   const rows = c.node.getInt('transA', 0) ? a[1]! : a[0]!;
   const cols = c.node.getInt('transB', 0) ? b[0]! : b[1]!;
   c.out(0, [rows, cols]);
@@ -123,17 +166,24 @@ function gemm(c: ShapeContext): void {
 
 /** numpy matmul shape of inputs aIndex and bIndex. */
 function matmulShape(c: ShapeContext, aIndex: number, bIndex: number): Dim[] {
-  const a = c.shape(aIndex), b = c.shape(bIndex);
+  const a = c.shape(aIndex),
+    b = c.shape(bIndex);
   if (a.length === 0 || b.length === 0) throw new RangeError('MatMul operands must not be scalars');
   const left = a.length === 1 ? [1, a[0]!] : a;
   const right = b.length === 1 ? [b[0]!, 1] : b;
   const batch = broadcastShapes([left.slice(0, -2), right.slice(0, -2)]);
-  const out = [...batch, ...(a.length === 1 ? [] : [left[left.length - 2]!]), ...(b.length === 1 ? [] : [right[right.length - 1]!])];
+  const out = [
+    ...batch,
+    ...(a.length === 1 ? [] : [left[left.length - 2]!]),
+    ...(b.length === 1 ? [] : [right[right.length - 1]!]),
+  ];
   return out;
 }
 
-const matmul = (aIndex: number, bIndex: number, dtype?: (c: ShapeContext) => DataType): ShapeRule => (c) =>
-  c.out(0, matmulShape(c, aIndex, bIndex), dtype?.(c));
+const matmul =
+  (aIndex: number, bIndex: number, dtype?: (c: ShapeContext) => DataType): ShapeRule =>
+  (c) =>
+    c.out(0, matmulShape(c, aIndex, bIndex), dtype?.(c));
 
 // ---------------------------------------------------------------------------------------------
 // Reshaping
@@ -176,7 +226,10 @@ function flatten(c: ShapeContext): void {
 function transpose(c: ShapeContext): void {
   const x = c.shape(0);
   const perm = c.node.getInts('perm') ?? range(x.length).reverse();
-  c.out(0, perm.map((axis) => x[normalizeAxis(axis, x.length)]!));
+  c.out(
+    0,
+    perm.map((axis) => x[normalizeAxis(axis, x.length)]!),
+  );
 }
 
 /** Axes from the `axes` attribute before `inputFrom`, from input 1 after. */
@@ -189,7 +242,10 @@ function squeeze(c: ShapeContext): void {
   const axes = axesOf(c, 13);
   if (!axes && x.includes(null)) throw new Unresolved('Squeeze without axes over unknown dims');
   const drop = new Set(axes ? normalizeAxes(axes, x.length) : range(x.length).filter((axis) => x[axis] === 1));
-  c.out(0, x.filter((_, axis) => !drop.has(axis)));
+  c.out(
+    0,
+    x.filter((_, axis) => !drop.has(axis)),
+  );
   c.outValue(0, c.value(0));
 }
 
@@ -200,7 +256,10 @@ function unsqueeze(c: ShapeContext): void {
   const rank = x.length + axes.length;
   const added = new Set(normalizeAxes(axes, rank));
   let next = 0;
-  c.out(0, range(rank).map((axis) => (added.has(axis) ? 1 : x[next++]!)));
+  c.out(
+    0,
+    range(rank).map((axis) => (added.has(axis) ? 1 : x[next++]!)),
+  );
   c.outValue(0, c.value(0));
 }
 
@@ -209,7 +268,9 @@ function concat(c: ShapeContext): void {
   const shapes = inputs.map((index) => c.shape(index));
   const rank = shapes[0]!.length;
   const axis = normalizeAxis(c.node.getInt('axis', 0), rank);
-  const out = range(rank).map((at) => (at === axis ? sumOf(shapes.map((s) => s[at]!)) : shapes.reduce<Dim>((d, s) => mergeDim(d, s[at]!), null)));
+  const out = range(rank).map((at) =>
+    at === axis ? sumOf(shapes.map((s) => s[at]!)) : shapes.reduce<Dim>((d, s) => mergeDim(d, s[at]!), null),
+  );
   c.out(0, out);
   const values = inputs.map((index) => c.value(index));
   if (values.every((v) => v !== undefined)) c.outValue(0, values.flat());
@@ -220,7 +281,12 @@ function split(c: ShapeContext): void {
   const x = c.shape(0);
   const axis = normalizeAxis(c.node.getInt('axis', 0), x.length);
   const sizes = splitSizes(c, x[axis]!);
-  sizes.forEach((size, index) => c.out(index, x.map((d, at) => (at === axis ? size : d))));
+  sizes.forEach((size, index) =>
+    c.out(
+      index,
+      x.map((d, at) => (at === axis ? size : d)),
+    ),
+  );
 }
 
 function splitSizes(c: ShapeContext, length: Dim): Dim[] {
@@ -237,11 +303,18 @@ function slice(c: ShapeContext): void {
   const x = c.shape(0);
   const params = sliceParams(c, x.length);
   const out = [...x];
-  if (!params) return c.out(0, out.map(() => null));
-  params.axes.forEach((axis, k) => (out[axis] = slicedDim(x[axis]!, params.starts[k]!, params.ends[k]!, params.steps[k] ?? 1)));
+  if (!params)
+    return c.out(
+      0,
+      out.map(() => null),
+    );
+  params.axes.forEach(
+    (axis, k) => (out[axis] = slicedDim(x[axis]!, params.starts[k]!, params.ends[k]!, params.steps[k] ?? 1)),
+  );
   c.out(0, out);
   const elements = c.value(0);
-  if (elements && x.length === 1 && params.axes.length === 1) c.outValue(0, sliceElements(elements, params.starts[0]!, params.ends[0]!, params.steps[0] ?? 1));
+  if (elements && x.length === 1 && params.axes.length === 1)
+    c.outValue(0, sliceElements(elements, params.starts[0]!, params.ends[0]!, params.steps[0] ?? 1));
 }
 
 interface SliceParams {
@@ -277,10 +350,12 @@ function slicedDim(d: Dim, start: number, end: number, step: number): Dim {
 
 /** Gather: data[:axis] ++ indices ++ data[axis+1:]. */
 function gather(c: ShapeContext): void {
-  const data = c.shape(0), indices = c.shape(1);
+  const data = c.shape(0),
+    indices = c.shape(1);
   const axis = normalizeAxis(c.node.getInt('axis', 0), data.length);
   c.out(0, [...data.slice(0, axis), ...indices, ...data.slice(axis + 1)]);
-  const elements = c.value(0), picks = c.value(1);
+  const elements = c.value(0),
+    picks = c.value(1);
   if (elements && picks && data.length === 1) c.outValue(0, gatherElements(elements, picks));
 }
 
@@ -317,7 +392,8 @@ function constant(c: ShapeContext): void {
   const tensor = constantOf(c.node.output(0));
   if (tensor) {
     c.out(0, tensor.dims, tensor.dtype);
-    if (tensor.dtype !== DataType.STRING && tensor.dims.length <= 1 && tensor.size <= MAX_VALUE_ELEMENTS) c.outValue(0, tensor.toNumbers());
+    if (tensor.dtype !== DataType.STRING && tensor.dims.length <= 1 && tensor.size <= MAX_VALUE_ELEMENTS)
+      c.outValue(0, tensor.toNumbers());
     return;
   }
   const strings = c.node.attr('value_strings');
@@ -334,7 +410,8 @@ function constantOfShape(c: ShapeContext): void {
   if (!dims) return unknownElements(c, 0);
   c.out(0, dims, dtype);
   const count = productOf(dims);
-  if (typeof count === 'number' && dims.length <= 1 && count <= MAX_VALUE_ELEMENTS) c.outValue(0, Array<Dim>(count).fill(fill?.toNumbers()[0] ?? 0));
+  if (typeof count === 'number' && dims.length <= 1 && count <= MAX_VALUE_ELEMENTS)
+    c.outValue(0, Array<Dim>(count).fill(fill?.toNumbers()[0] ?? 0));
 }
 
 /** Range: ⌈(limit − start) / delta⌉ elements (at least 0); Range(0, n, 1) has n even when n is a symbol. */
@@ -343,11 +420,15 @@ function rangeOp(c: ShapeContext): void {
   const count = rangeCount(start!, limit!, delta!);
   c.out(0, [count]);
   if (typeof count !== 'number' || count > MAX_VALUE_ELEMENTS) return;
-  c.outValue(0, range(count).map((k) => (start as number) + k * (delta as number)));
+  c.outValue(
+    0,
+    range(count).map((k) => (start as number) + k * (delta as number)),
+  );
 }
 
 function rangeCount(start: Dim, limit: Dim, delta: Dim): Dim {
-  if (typeof start === 'number' && typeof limit === 'number' && typeof delta === 'number') return Math.max(Math.ceil((limit - start) / delta), 0);
+  if (typeof start === 'number' && typeof limit === 'number' && typeof delta === 'number')
+    return Math.max(Math.ceil((limit - start) / delta), 0);
   return start === 0 && delta === 1 ? limit : null;
 }
 
@@ -392,7 +473,7 @@ function argReduce(c: ShapeContext): void {
 function topK(c: ShapeContext): void {
   const x = c.shape(0);
   const axis = normalizeAxis(c.node.getInt('axis', -1), x.length);
-  const k = c.opset < 10 ? c.node.getInt('k') ?? null : c.value(1)?.[0] ?? null;
+  const k = c.opset < 10 ? (c.node.getInt('k') ?? null) : (c.value(1)?.[0] ?? null);
   const out = x.map((d, at) => (at === axis ? k : d));
   c.out(0, out);
   c.out(1, out, DataType.INT64);
@@ -425,45 +506,132 @@ function classificationLoss(c: ShapeContext): void {
 /** The rule for each op of the default ONNX domain; an op not listed is left unknown with an issue. */
 export const SHAPE_RULES: Readonly<Record<string, ShapeRule>> = {
   // activations and other one-to-one ops
-  Relu: unary, LeakyRelu: unary, PRelu: unary, Sigmoid: unary, HardSigmoid: unary, HardSwish: unary,
-  Tanh: unary, Mish: unary, Softplus: unary, Softsign: unary, Erf: unary, Elu: unary, Selu: unary,
-  Celu: unary, Gelu: unary, ThresholdedRelu: unary, Exp: unary, Log: unary, Sqrt: unary, Reciprocal: unary,
-  Round: unary, Sin: unary, Cos: unary, Clip: unary, Shrink: unary, Sign: unary,
-  Softmax: unary, LogSoftmax: unary, Hardmax: unary, LRN: unary, InstanceNormalization: unary,
-  MeanVarianceNormalization: unary, CumSum: unary, Trilu: unary,
-  Identity: sameShapeMapped((x) => x), Neg: sameShapeMapped(numeric((x) => -x)), Abs: sameShapeMapped(numeric(Math.abs)),
-  Floor: sameShapeMapped(numeric(Math.floor)), Ceil: sameShapeMapped(numeric(Math.ceil)),
-  Not: sameShape(bool), IsNaN: sameShape(bool), IsInf: sameShape(bool),
-  Cast: cast, CastLike: sameShape((c) => c.dtype(1)),
-  BatchNormalization: batchNorm, LayerNormalization: layerNorm, Dropout: dropout,
+  Relu: unary,
+  LeakyRelu: unary,
+  PRelu: unary,
+  Sigmoid: unary,
+  HardSigmoid: unary,
+  HardSwish: unary,
+  Tanh: unary,
+  Mish: unary,
+  Softplus: unary,
+  Softsign: unary,
+  Erf: unary,
+  Elu: unary,
+  Selu: unary,
+  Celu: unary,
+  Gelu: unary,
+  ThresholdedRelu: unary,
+  Exp: unary,
+  Log: unary,
+  Sqrt: unary,
+  Reciprocal: unary,
+  Round: unary,
+  Sin: unary,
+  Cos: unary,
+  Clip: unary,
+  Shrink: unary,
+  Sign: unary,
+  Softmax: unary,
+  LogSoftmax: unary,
+  Hardmax: unary,
+  LRN: unary,
+  InstanceNormalization: unary,
+  MeanVarianceNormalization: unary,
+  CumSum: unary,
+  Trilu: unary,
+  Identity: sameShapeMapped((x) => x),
+  Neg: sameShapeMapped(numeric((x) => -x)),
+  Abs: sameShapeMapped(numeric(Math.abs)),
+  Floor: sameShapeMapped(numeric(Math.floor)),
+  Ceil: sameShapeMapped(numeric(Math.ceil)),
+  Not: sameShape(bool),
+  IsNaN: sameShape(bool),
+  IsInf: sameShape(bool),
+  Cast: cast,
+  CastLike: sameShape((c) => c.dtype(1)),
+  BatchNormalization: batchNorm,
+  LayerNormalization: layerNorm,
+  Dropout: dropout,
   // broadcasting
-  Add: broadcast(), Sub: broadcast(), Mul: broadcast(), Div: broadcast(), Pow: broadcast(), Mod: broadcast(),
-  Max: broadcast(), Min: broadcast(), Sum: broadcast(), Mean: broadcast(), BitShift: broadcast(),
-  Equal: broadcast(bool), Less: broadcast(bool), Greater: broadcast(bool), LessOrEqual: broadcast(bool),
-  GreaterOrEqual: broadcast(bool), And: broadcast(bool), Or: broadcast(bool), Xor: broadcast(bool),
+  Add: broadcast(),
+  Sub: broadcast(),
+  Mul: broadcast(),
+  Div: broadcast(),
+  Pow: broadcast(),
+  Mod: broadcast(),
+  Max: broadcast(),
+  Min: broadcast(),
+  Sum: broadcast(),
+  Mean: broadcast(),
+  BitShift: broadcast(),
+  Equal: broadcast(bool),
+  Less: broadcast(bool),
+  Greater: broadcast(bool),
+  LessOrEqual: broadcast(bool),
+  GreaterOrEqual: broadcast(bool),
+  And: broadcast(bool),
+  Or: broadcast(bool),
+  Xor: broadcast(bool),
   Where: broadcast((c) => c.dtype(1)),
   // windows over spatial axes
-  Conv: (c) => convShape(c, 0, 1), ConvTranspose: convTransposeShape,
-  MaxPool: poolShape, AveragePool: poolShape, LpPool: poolShape,
-  GlobalAveragePool: globalPoolShape, GlobalMaxPool: globalPoolShape, GlobalLpPool: globalPoolShape,
-  Pad: padShape, Resize: resizeShape, Upsample: resizeShape,
-  DepthToSpace: depthSpaceShape, SpaceToDepth: depthSpaceShape,
+  Conv: (c) => convShape(c, 0, 1),
+  ConvTranspose: convTransposeShape,
+  MaxPool: poolShape,
+  AveragePool: poolShape,
+  LpPool: poolShape,
+  GlobalAveragePool: globalPoolShape,
+  GlobalMaxPool: globalPoolShape,
+  GlobalLpPool: globalPoolShape,
+  Pad: padShape,
+  Resize: resizeShape,
+  Upsample: resizeShape,
+  DepthToSpace: depthSpaceShape,
+  SpaceToDepth: depthSpaceShape,
   // linear algebra
-  Gemm: gemm, MatMul: matmul(0, 1),
+  Gemm: gemm,
+  MatMul: matmul(0, 1),
   // reshaping and indexing
-  Flatten: flatten, Reshape: reshape, Transpose: transpose, Squeeze: squeeze, Unsqueeze: unsqueeze,
-  Concat: concat, Split: split, Slice: slice, Gather: gather, GatherElements: (c) => c.out(0, c.shape(1)),
-  Expand: expand, Tile: tile,
+  Flatten: flatten,
+  Reshape: reshape,
+  Transpose: transpose,
+  Squeeze: squeeze,
+  Unsqueeze: unsqueeze,
+  Concat: concat,
+  Split: split,
+  Slice: slice,
+  Gather: gather,
+  GatherElements: (c) => c.out(0, c.shape(1)),
+  Expand: expand,
+  Tile: tile,
   // shapes and constants
-  Shape: shapeOf, Size: size, Constant: constant, ConstantOfShape: constantOfShape, Range: rangeOp,
+  Shape: shapeOf,
+  Size: size,
+  Constant: constant,
+  ConstantOfShape: constantOfShape,
+  Range: rangeOp,
   // reductions
-  ReduceMean: reduce, ReduceSum: reduce, ReduceMax: reduce, ReduceMin: reduce, ReduceProd: reduce,
-  ReduceL1: reduce, ReduceL2: reduce, ReduceLogSum: reduce, ReduceLogSumExp: reduce, ReduceSumSquare: reduce,
-  ArgMax: argReduce, ArgMin: argReduce, TopK: topK,
-  SoftmaxCrossEntropyLoss: classificationLoss, NegativeLogLikelihoodLoss: classificationLoss,
+  ReduceMean: reduce,
+  ReduceSum: reduce,
+  ReduceMax: reduce,
+  ReduceMin: reduce,
+  ReduceProd: reduce,
+  ReduceL1: reduce,
+  ReduceL2: reduce,
+  ReduceLogSum: reduce,
+  ReduceLogSumExp: reduce,
+  ReduceSumSquare: reduce,
+  ArgMax: argReduce,
+  ArgMin: argReduce,
+  TopK: topK,
+  SoftmaxCrossEntropyLoss: classificationLoss,
+  NegativeLogLikelihoodLoss: classificationLoss,
   // quantization
-  QuantizeLinear: quantize, DequantizeLinear: sameShape((c) => c.dtype(1)), DynamicQuantizeLinear: dynamicQuantize,
+  QuantizeLinear: quantize,
+  DequantizeLinear: sameShape((c) => c.dtype(1)),
+  DynamicQuantizeLinear: dynamicQuantize,
   QLinearConv: (c) => convShape(c, 0, 3, c.has(7) ? c.dtype(7) : c.dtype(0)),
   ConvInteger: (c) => convShape(c, 0, 1, DataType.INT32),
-  QLinearMatMul: matmul(0, 3, (c) => c.dtype(7)), MatMulInteger: matmul(0, 1, () => DataType.INT32),
+  QLinearMatMul: matmul(0, 3, (c) => c.dtype(7)),
+  MatMulInteger: matmul(0, 1, () => DataType.INT32),
 };

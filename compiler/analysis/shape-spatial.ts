@@ -53,8 +53,8 @@ function slidingDim(inDim: Dim, w: Window, axis: number, ceilMode: boolean): Dim
   if (k === null || k === undefined || inDim === null) return null;
   const span = (w.dilations[axis] ?? 1) * (k - 1) + 1;
   const valid = w.autoPad === 'VALID';
-  const padBegin = valid ? 0 : w.pads[axis] ?? 0;
-  const padEnd = valid ? 0 : w.pads[axis + w.kernel.length] ?? 0;
+  const padBegin = valid ? 0 : (w.pads[axis] ?? 0);
+  const padEnd = valid ? 0 : (w.pads[axis + w.kernel.length] ?? 0);
   if (typeof inDim !== 'number') return stride === 1 && padBegin + padEnd === span - 1 ? inDim : null;
   const room = inDim + padBegin + padEnd - span;
   if (room < 0) throw new RangeError(`window ${span} does not fit input ${inDim} with pads ${padBegin}+${padEnd}`);
@@ -89,7 +89,9 @@ export function convTransposeShape(c: ShapeContext): void {
   const w = windowOf(c.node, kernelOf(c.node, spatial.length, weight));
   const outChannels = mulDim(weight?.[1] ?? null, c.node.getInt('group', 1));
   const given = c.node.getInts('output_shape');
-  const out = given ? given.slice(given.length - spatial.length) : spatial.map((d, axis) => transposedDim(d, w, axis, c.node));
+  const out = given
+    ? given.slice(given.length - spatial.length)
+    : spatial.map((d, axis) => transposedDim(d, w, axis, c.node));
   c.out(0, [x[0] ?? null, outChannels, ...out]);
 }
 
@@ -120,7 +122,10 @@ export function poolShape(c: ShapeContext): void {
 /** GlobalAveragePool / GlobalMaxPool / GlobalLpPool: [N, C, 1, …]. */
 export function globalPoolShape(c: ShapeContext): void {
   const x = c.shape(0);
-  c.out(0, x.map((d, axis) => (axis < 2 ? d : 1)));
+  c.out(
+    0,
+    x.map((d, axis) => (axis < 2 ? d : 1)),
+  );
 }
 
 /** Pad: pads from the attribute (`paddings` before opset 2, `pads` before 11) or input 1, over input 3's axes (opset 18). */

@@ -65,14 +65,16 @@ export function mulDim(a: Dim, b: Dim): Dim {
   // A symbol times a fraction (a float scale) is not a size this algebra can name.
   if (!Number.isInteger(a) && typeof a === 'number') return null;
   if (!Number.isInteger(b) && typeof b === 'number') return null;
-  const ma = toMonomial(a), mb = toMonomial(b);
+  const ma = toMonomial(a),
+    mb = toMonomial(b);
   return fromMonomial({ coef: ma.coef * mb.coef, symbols: [...ma.symbols, ...mb.symbols].sort() });
 }
 
 /** a / b when the division is exact (b's symbols cancel and the coefficients divide), else null. */
 export function divDim(a: Dim, b: Dim): Dim {
   if (a === null || b === null || b === 0) return null;
-  const ma = toMonomial(a), mb = toMonomial(b);
+  const ma = toMonomial(a),
+    mb = toMonomial(b);
   if (ma.coef % mb.coef !== 0) return null;
   const rest = [...ma.symbols];
   for (const symbol of mb.symbols) {
@@ -88,7 +90,8 @@ export function addDim(a: Dim, b: Dim): Dim {
   if (typeof a === 'number' && typeof b === 'number') return a + b;
   if (a === 0) return b;
   if (b === 0) return a;
-  const ma = toMonomial(a), mb = toMonomial(b);
+  const ma = toMonomial(a),
+    mb = toMonomial(b);
   if (ma.symbols.join('*') !== mb.symbols.join('*')) return null;
   return fromMonomial({ coef: ma.coef + mb.coef, symbols: ma.symbols });
 }
@@ -123,7 +126,7 @@ export function evaluateDim(dim: Dim, bind: (symbol: string) => number | undefin
 
 /** True when the rank and every dim are known (numbers or symbols). */
 export function isFullyKnown(shape: readonly Dim[] | undefined): shape is readonly Dim[] {
-  return shape !== undefined && shape.every((d) => d !== null);
+  return shape?.every((d) => d !== null) === true;
 }
 
 /** Two known-or-not dims that describe the same axis: the known one wins. */

@@ -59,18 +59,33 @@ export function lowerTrainingBatchNorms(model: Model, options: TrainingBatchNorm
     const x = node.input(0);
     const rank = types.get(x)?.shape?.length;
     const dtype = types.get(x)?.dtype ?? DataType.FLOAT;
-    if (rank === undefined || rank < 2) throw new RegroupError('unsupported', `node ${node}: input '${x.name}' has unknown rank; give the graph inputs shapes`);
+    if (rank === undefined || rank < 2)
+      throw new RegroupError(
+        'unsupported',
+        `node ${node}: input '${x.name}' has unknown rank; give the graph inputs shapes`,
+      );
     lowerOne(emitter, node, rank, dtype, options.momentum, result);
   }
   graph.sort();
   return result;
 }
 
-function lowerOne(e: Emitter, node: Node, rank: number, dtype: DataType, momentum: number, out: TrainingBatchNorms): void {
+function lowerOne(
+  e: Emitter,
+  node: Node,
+  rank: number,
+  dtype: DataType,
+  momentum: number,
+  out: TrainingBatchNorms,
+): void {
   const graph = e.graph;
   const [x, gamma, beta, mean, variance] = [node.input(0), node.input(1), node.input(2), node.input(3), node.input(4)];
   for (let index = 1; index < node.outputs.length; index++) {
-    if (node.outputs[index]?.useCount) throw new RegroupError('unsupported', `node ${node}: its running-statistics outputs are used; regroup builds training BatchNormalization itself from an inference-form node`);
+    if (node.outputs[index]?.useCount)
+      throw new RegroupError(
+        'unsupported',
+        `node ${node}: its running-statistics outputs are used; regroup builds training BatchNormalization itself from an inference-form node`,
+      );
   }
   const before = new Set(graph.nodes());
   const axes = [0, ...Array.from({ length: rank - 2 }, (_, k) => k + 2)];
@@ -83,10 +98,22 @@ function lowerOne(e: Emitter, node: Node, rank: number, dtype: DataType, momentu
   const y = affine(e, x, gamma, beta, flat(batchMean), flat(batchVar), epsilon);
   const regionNodes = new Set([...graph.nodes()].filter((n) => !before.has(n)));
   const invStd = e.op('Reciprocal', [e.op('Sqrt', [e.add(batchVar, e.scalar(epsilon, dtype))])]);
-  const update = (old: Value, batch: Value) => e.add(e.mul(old, e.scalar(1 - momentum, dtype)), e.mul(flat(batch), e.scalar(momentum, dtype)));
+  const update = (old: Value, batch: Value) =>
+    e.add(e.mul(old, e.scalar(1 - momentum, dtype)), e.mul(flat(batch), e.scalar(momentum, dtype)));
   const unbiased = e.mul(batchVar, e.div(count, e.sub(count, e.scalar(1, dtype))));
-  out.updates.push({ node: node.name, mean, variance, newMean: update(mean, batchMean), newVariance: update(variance, unbiased) });
-  out.regions.push({ output: y, inputs: [x, gamma, beta], nodes: regionNodes, rule: batchNormRule({ axes, centered, invStd, count, dtype }) });
+  out.updates.push({
+    node: node.name,
+    mean,
+    variance,
+    newMean: update(mean, batchMean),
+    newVariance: update(variance, unbiased),
+  });
+  out.regions.push({
+    output: y,
+    inputs: [x, gamma, beta],
+    nodes: regionNodes,
+    rule: batchNormRule({ axes, centered, invStd, count, dtype }),
+  });
   replaceOutput(node, y);
 }
 

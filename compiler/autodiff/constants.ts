@@ -13,7 +13,11 @@ import type { Tensor } from '../ir/tensor.js';
 
 /** Op type → input slots that hold parameters. */
 const PARAMETER_SLOTS: Record<string, readonly number[]> = {
-  Conv: [1, 2], ConvTranspose: [1, 2], Gemm: [1, 2], MatMul: [1], BatchNormalization: [1, 2, 3, 4],
+  Conv: [1, 2],
+  ConvTranspose: [1, 2],
+  Gemm: [1, 2],
+  MatMul: [1],
+  BatchNormalization: [1, 2, 3, 4],
 };
 
 /**
@@ -37,7 +41,9 @@ export function parameterConstantsToInitializers(model: Model): number {
 
 function isParameterUse(use: { node: Node; inputIndex: number }): boolean {
   const slots = PARAMETER_SLOTS[use.node.opType];
-  return slots !== undefined && (use.node.domain === '' || use.node.domain === 'ai.onnx') && slots.includes(use.inputIndex);
+  return (
+    slots !== undefined && (use.node.domain === '' || use.node.domain === 'ai.onnx') && slots.includes(use.inputIndex)
+  );
 }
 
 function tensorAttribute(node: Node): Tensor | undefined {

@@ -37,8 +37,18 @@ export class Emitter {
   }
 
   /** Append a node with `count` outputs and return them. */
-  ops(opType: string, inputs: readonly (Value | undefined)[], count: number, attributes: Attrs = [], name?: string): Value[] {
-    const node = this.graph.addNode(opType, inputs, { name: this.graph.names.fresh(`${this.prefix}/${name ?? opType}`), attributes: [...attributes], outputs: count });
+  ops(
+    opType: string,
+    inputs: readonly (Value | undefined)[],
+    count: number,
+    attributes: Attrs = [],
+    name?: string,
+  ): Value[] {
+    const node = this.graph.addNode(opType, inputs, {
+      name: this.graph.names.fresh(`${this.prefix}/${name ?? opType}`),
+      attributes: [...attributes],
+      outputs: count,
+    });
     return node.outputs.map((v) => v!);
   }
 

@@ -67,7 +67,9 @@ export function appendGradients(model: Model, request: GradientRequest): Gradien
   const walk = new BackwardWalk(emitter, shapes, path, request.regions ?? [], request.options ?? {});
   walk.seed(loss);
   for (let at = path.nodes.length - 1; at >= 0; at--) walk.visit(path.nodes[at]!);
-  const gradients = new Map(request.wrt.map((v, k) => [v, walk.total(wrt[k]!) ?? emitter.zerosLike(wrt[k]!, walk.dtype(wrt[k]!))]));
+  const gradients = new Map(
+    request.wrt.map((v, k) => [v, walk.total(wrt[k]!) ?? emitter.zerosLike(wrt[k]!, walk.dtype(wrt[k]!))]),
+  );
   return { gradients, resolve };
 }
 
@@ -99,7 +101,8 @@ export function gradientModel(model: Model, options: GradientModelOptions): Grad
   ensureOpset(copy, 17);
   const regions = options.trainingBatchNorm ? lowerTrainingBatchNorms(copy, { momentum: 0.1 }).regions : [];
   const values = copy.graph.valueMap();
-  const find = (name: string): Value => values.get(name) ?? fail(`value '${name}' is not in graph '${copy.graph.name}'`);
+  const find = (name: string): Value =>
+    values.get(name) ?? fail(`value '${name}' is not in graph '${copy.graph.name}'`);
   const loss = find(options.loss);
   const wrt = options.wrt.map(find);
   const result = appendGradients(copy, { loss, wrt, regions, options: options.options });
@@ -168,11 +171,18 @@ class BackwardWalk {
   /** ∂loss/∂loss = 1. */
   seed(loss: Value): void {
     const dtype = this.dtype(loss);
-    if (!isFloat(dtype)) throw new RegroupError('usage', `loss '${loss.name}' is not a float value; autodiff needs a float scalar loss`);
+    if (!isFloat(dtype))
+      throw new RegroupError('usage', `loss '${loss.name}' is not a float value; autodiff needs a float scalar loss`);
     const shape = (this.shapes.typeOf(loss) ?? loss.type)?.shape;
-    if (!shape || shape.some((d) => d !== 1)) throw new RegroupError('usage', `loss '${loss.name}' has shape [${shape?.join(', ') ?? '?'}]; autodiff needs a scalar loss (reduce it first)`);
+    if (!shape || shape.some((d) => d !== 1))
+      throw new RegroupError(
+        'usage',
+        `loss '${loss.name}' has shape [${shape?.join(', ') ?? '?'}]; autodiff needs a scalar loss (reduce it first)`,
+      );
     const one = this.e.scalar(1, dtype);
-    this.#contributions.set(loss, [shape.length === 0 ? one : this.e.op('Expand', [one, this.e.int64(shape as number[])])]);
+    this.#contributions.set(loss, [
+      shape.length === 0 ? one : this.e.op('Expand', [one, this.e.int64(shape as number[])]),
+    ]);
   }
 
   visit(node: Node): void {
@@ -183,7 +193,11 @@ class BackwardWalk {
     unit.inputs.forEach((input, index) => {
       const grad = grads[index];
       if (!input || !context.needs(index)) return;
-      if (!grad) throw new RegroupError('invalid-ir', `internal: gradient rule for ${node} returned no gradient for input ${index} ('${input.name}')`);
+      if (!grad)
+        throw new RegroupError(
+          'invalid-ir',
+          `internal: gradient rule for ${node} returned no gradient for input ${index} ('${input.name}')`,
+        );
       this.#add(input, grad);
     });
   }
@@ -201,12 +215,17 @@ class BackwardWalk {
 
   dtype(value: Value): DataType {
     const dtype = this.shapes.typeOf(value)?.dtype ?? value.type?.dtype;
-    if (dtype === undefined) throw new RegroupError('unsupported', `element type of '${value.name}' is unknown; give the graph inputs types`);
+    if (dtype === undefined)
+      throw new RegroupError('unsupported', `element type of '${value.name}' is unknown; give the graph inputs types`);
     return dtype;
   }
 
   #add(value: Value, grad: Value): void {
-    if (this.#totals.has(value)) throw new RegroupError('invalid-ir', `internal: gradient of '${value.name}' was read before all its uses were differentiated`);
+    if (this.#totals.has(value))
+      throw new RegroupError(
+        'invalid-ir',
+        `internal: gradient of '${value.name}' was read before all its uses were differentiated`,
+      );
     const list = this.#contributions.get(value);
     if (list) list.push(grad);
     else this.#contributions.set(value, [grad]);
@@ -220,7 +239,8 @@ class BackwardWalk {
       this.#checkRegion(region);
       return { node, inputs: region.inputs, outputs: [region.output], rule: region.rule };
     }
-    if (node.domain !== '' && node.domain !== 'ai.onnx') this.#unsupported(node, `custom-domain op ${node.domain}.${node.opType} has no gradient rule`);
+    if (node.domain !== '' && node.domain !== 'ai.onnx')
+      this.#unsupported(node, `custom-domain op ${node.domain}.${node.opType} has no gradient rule`);
     if (node.subgraphs().length > 0) this.#unsupported(node, `control flow (${node.opType}) cannot be differentiated`);
     const rule = GRADIENT_RULES[node.opType];
     if (!rule) this.#unsupported(node, `no gradient rule for ${node.opType}`);
@@ -233,14 +253,16 @@ class BackwardWalk {
       for (const out of node.outputs) {
         if (!out || out === region.output || !this.path.values.has(out)) continue;
         if (out.uses().some((use) => !region.nodes.has(use.node) && this.#onPath.has(use.node))) {
-          throw new RegroupError('invalid-ir', `internal: '${out.name}' inside a fused region reaches the loss outside it`);
+          throw new RegroupError(
+            'invalid-ir',
+            `internal: '${out.name}' inside a fused region reaches the loss outside it`,
+          );
         }
       }
     }
   }
 
   #context(unit: Unit): RuleContext {
-    const walk = this;
     const inputs = unit.inputs;
     return {
       node: unit.node,
@@ -249,15 +271,15 @@ class BackwardWalk {
       inputs,
       grad: (index) => {
         const out = unit.outputs[index];
-        return out ? walk.total(out) : undefined;
+        return out ? this.total(out) : undefined;
       },
       needs: (index) => {
         const input = inputs[index];
-        return input !== undefined && walk.path.values.has(input);
+        return input !== undefined && this.path.values.has(input);
       },
-      shape: (value) => walk.#shape(unit.node, value),
-      dtype: (value) => walk.dtype(value),
-      unsupported: (reason) => walk.#unsupported(unit.node, reason),
+      shape: (value) => this.#shape(unit.node, value),
+      dtype: (value) => this.dtype(value),
+      unsupported: (reason) => this.#unsupported(unit.node, reason),
     };
   }
 
@@ -266,7 +288,10 @@ class BackwardWalk {
     const type: TensorType | undefined = this.shapes.typeOf(value) ?? value.type;
     if (type?.shape) return type.shape;
     const issue = this.shapes.issues.find((i) => i.node.outputs.includes(value))?.message;
-    this.#unsupported(node, `the shape of '${value.name}' is unknown${issue ? ` (${issue})` : ''}; give the graph inputs shapes`);
+    this.#unsupported(
+      node,
+      `the shape of '${value.name}' is unknown${issue ? ` (${issue})` : ''}; give the graph inputs shapes`,
+    );
   }
 
   #unsupported(node: Node, reason: string): never {

@@ -30,11 +30,18 @@ import { floatTensor } from './emitter.js';
 export function ensureOpset(model: Model, minimum: number): void {
   const current = model.opset('') ?? 1;
   if (current >= minimum) return;
-  if (current < 9) throw new RegroupError('unsupported', `model opset ${current} is too old for training graphs; re-export it with opset ≥ 13 (or convert it with onnx.version_converter)`);
+  if (current < 9)
+    throw new RegroupError(
+      'unsupported',
+      `model opset ${current} is too old for training graphs; re-export it with opset ≥ 13 (or convert it with onnx.version_converter)`,
+    );
   const types = inferShapes(model).types;
   const typeOf = (v: Value | undefined) => (v ? types.get(v) : undefined);
   for (const node of model.graph.nodeList()) upgradeNode(model.graph, node, current, typeOf);
-  model.opsetImports = [...model.opsetImports.filter((o) => o.domain !== '' && o.domain !== 'ai.onnx'), { domain: '', version: minimum }];
+  model.opsetImports = [
+    ...model.opsetImports.filter((o) => o.domain !== '' && o.domain !== 'ai.onnx'),
+    { domain: '', version: minimum },
+  ];
   model.irVersion = Math.max(model.irVersion, 8);
   model.graph.sort();
 }
@@ -45,21 +52,29 @@ function upgradeNode(graph: Graph, node: Node, from: number, typeOf: TypeOf): vo
   const dtype = typeOf(node.inputs[0])?.dtype ?? DataType.FLOAT;
   if (node.domain !== '' && node.domain !== 'ai.onnx') return;
   const op = node.opType;
-  if (from < 13 && (op === 'Split' || op === 'Squeeze' || op === 'Unsqueeze' || op === 'ReduceSum')) moveIntsToInput(graph, node, op === 'Split' ? 'split' : 'axes');
-  else if (from < 13 && (op === 'Softmax' || op === 'LogSoftmax' || op === 'Hardmax')) upgradeSoftmax(graph, node, typeOf(node.inputs[0])?.shape?.length);
+  if (from < 13 && (op === 'Split' || op === 'Squeeze' || op === 'Unsqueeze' || op === 'ReduceSum'))
+    moveIntsToInput(graph, node, op === 'Split' ? 'split' : 'axes');
+  else if (from < 13 && (op === 'Softmax' || op === 'LogSoftmax' || op === 'Hardmax'))
+    upgradeSoftmax(graph, node, typeOf(node.inputs[0])?.shape?.length);
   else if (from < 12 && op === 'Dropout') dropAttributes(node, ['ratio', 'is_test']);
   else if (from < 11 && op === 'Clip') upgradeClip(graph, node, dtype);
   else if (from < 11 && op === 'Pad') upgradePad(graph, node, dtype);
   else if (from < 10 && op === 'Slice') upgradeSlice(graph, node);
   else if (NOT_UPGRADED[op] && from < NOT_UPGRADED[op].since) {
-    throw new RegroupError('unsupported', `node ${node}: ${op} at opset ${from} has a form regroup does not upgrade to opset 17; ${NOT_UPGRADED[op].fix}`);
+    throw new RegroupError(
+      'unsupported',
+      `node ${node}: ${op} at opset ${from} has a form regroup does not upgrade to opset 17; ${NOT_UPGRADED[op].fix}`,
+    );
   }
 }
 
 /** Ops whose old forms are not rewritten: the first opset whose form is current, and the fix. */
 const NOT_UPGRADED: Record<string, { since: number; fix: string }> = {
   Upsample: { since: Infinity, fix: 'it was removed in opset 10; re-export the model with Resize (opset ≥ 11)' },
-  Scatter: { since: Infinity, fix: 'it was removed in opset 11; re-export the model with ScatterElements (opset ≥ 11)' },
+  Scatter: {
+    since: Infinity,
+    fix: 'it was removed in opset 11; re-export the model with ScatterElements (opset ≥ 11)',
+  },
   Resize: { since: 11, fix: 're-export the model with opset ≥ 11' },
   TopK: { since: 10, fix: 're-export the model with opset ≥ 10' },
 };
@@ -69,7 +84,9 @@ function moveIntsToInput(graph: Graph, node: Node, name: string): void {
   const values = node.getInts(name);
   dropAttributes(node, [name]);
   if (values === undefined) return;
-  const constant = graph.addInitializer(`${node.name || node.opType}.${name}`, Tensor.int64([values.length], values), { fresh: true });
+  const constant = graph.addInitializer(`${node.name || node.opType}.${name}`, Tensor.int64([values.length], values), {
+    fresh: true,
+  });
   if (node.inputs.length === 1) node.appendInput(constant);
   else node.setInput(1, constant);
 }
@@ -90,7 +107,9 @@ function upgradeSoftmax(graph: Graph, node: Node, rank: number | undefined): voi
   const shape = graph.insertBefore(node, graph.createNode('Shape', [x]));
   node.setInput(0, flat.output(0));
   node.setAttr(attr.int('axis', 1));
-  const restored = graph.insertAfter(node, graph.createNode('Reshape', [y, shape.output(0)], { outputs: [name] })).output(0);
+  const restored = graph
+    .insertAfter(node, graph.createNode('Reshape', [y, shape.output(0)], { outputs: [name] }))
+    .output(0);
   for (const use of uses) use.node.setInput(use.inputIndex, restored);
   const at = graph.outputs.indexOf(y);
   if (at >= 0) {
@@ -103,7 +122,10 @@ function upgradeClip(graph: Graph, node: Node, dtype: DataType): void {
   const min = node.getFloat('min');
   const max = node.getFloat('max');
   dropAttributes(node, ['min', 'max']);
-  const scalar = (v: number | undefined, what: string) => (v === undefined ? undefined : graph.addInitializer(`${node.name || 'Clip'}.${what}`, floatTensor(dtype, [], [v]), { fresh: true }));
+  const scalar = (v: number | undefined, what: string) =>
+    v === undefined
+      ? undefined
+      : graph.addInitializer(`${node.name || 'Clip'}.${what}`, floatTensor(dtype, [], [v]), { fresh: true });
   node.appendInput(scalar(min, 'min'));
   node.appendInput(scalar(max, 'max'));
 }
@@ -112,15 +134,24 @@ function upgradePad(graph: Graph, node: Node, dtype: DataType): void {
   const pads = node.getInts('pads') ?? [];
   const value = node.getFloat('value', 0);
   dropAttributes(node, ['pads', 'value']);
-  node.appendInput(graph.addInitializer(`${node.name || 'Pad'}.pads`, Tensor.int64([pads.length], pads), { fresh: true }));
-  node.appendInput(graph.addInitializer(`${node.name || 'Pad'}.value`, floatTensor(dtype === DataType.DOUBLE ? dtype : DataType.FLOAT, [], [value]), { fresh: true }));
+  node.appendInput(
+    graph.addInitializer(`${node.name || 'Pad'}.pads`, Tensor.int64([pads.length], pads), { fresh: true }),
+  );
+  node.appendInput(
+    graph.addInitializer(
+      `${node.name || 'Pad'}.value`,
+      floatTensor(dtype === DataType.DOUBLE ? dtype : DataType.FLOAT, [], [value]),
+      { fresh: true },
+    ),
+  );
 }
 
 function upgradeSlice(graph: Graph, node: Node): void {
   const get = (name: string) => node.getInts(name);
   const [starts, ends, axes] = [get('starts') ?? [], get('ends') ?? [], get('axes')];
   dropAttributes(node, ['starts', 'ends', 'axes']);
-  const int64 = (what: string, values: readonly number[]) => graph.addInitializer(`${node.name || 'Slice'}.${what}`, Tensor.int64([values.length], values), { fresh: true });
+  const int64 = (what: string, values: readonly number[]) =>
+    graph.addInitializer(`${node.name || 'Slice'}.${what}`, Tensor.int64([values.length], values), { fresh: true });
   node.appendInput(int64('starts', starts));
   node.appendInput(int64('ends', ends));
   if (axes) node.appendInput(int64('axes', axes));

@@ -46,7 +46,13 @@ interface StepScalars {
 }
 
 /** Emit the update of every parameter; `addSlot` creates a state input shaped like a parameter. */
-export function emitOptimizer(e: Emitter, spec: OptimizerSpec, params: readonly ParameterUpdate[], scalars: StepScalars, addSlot: (p: ParameterUpdate, slot: string) => Value): OptimizerResult {
+export function emitOptimizer(
+  e: Emitter,
+  spec: OptimizerSpec,
+  params: readonly ParameterUpdate[],
+  scalars: StepScalars,
+  addSlot: (p: ParameterUpdate, slot: string) => Value,
+): OptimizerResult {
   const result: OptimizerResult = { params: new Map(), slots: [] };
   const slot = (p: ParameterUpdate, name: string, next: (input: Value) => Value): Value => {
     const input = addSlot(p, name);
@@ -58,7 +64,8 @@ export function emitOptimizer(e: Emitter, spec: OptimizerSpec, params: readonly 
   for (const p of params) {
     const gradient = p.mask ? e.mul(p.gradient, p.mask) : p.gradient;
     const masked = { ...p, gradient };
-    const updated = spec.kind === 'sgd' ? sgd(e, spec, masked, scalars, slot) : adamStep(e, spec, masked, scalars, adam!, slot);
+    const updated =
+      spec.kind === 'sgd' ? sgd(e, spec, masked, scalars, slot) : adamStep(e, spec, masked, scalars, adam!, slot);
     result.params.set(p.name, updated);
   }
   return result;
@@ -66,7 +73,13 @@ export function emitOptimizer(e: Emitter, spec: OptimizerSpec, params: readonly 
 
 type SlotMaker = (p: ParameterUpdate, name: string, next: (input: Value) => Value) => Value;
 
-function sgd(e: Emitter, spec: Extract<OptimizerSpec, { kind: 'sgd' }>, p: ParameterUpdate, s: StepScalars, slot: SlotMaker): Value {
+function sgd(
+  e: Emitter,
+  spec: Extract<OptimizerSpec, { kind: 'sgd' }>,
+  p: ParameterUpdate,
+  s: StepScalars,
+  slot: SlotMaker,
+): Value {
   const g = spec.weightDecay ? e.add(p.gradient, e.mul(p.value, e.scalar(spec.weightDecay, s.dtype))) : p.gradient;
   let direction = g;
   if (spec.momentum !== 0) {
@@ -83,14 +96,31 @@ function adamScalars(e: Emitter, spec: Extract<OptimizerSpec, { kind: 'adam' | '
   const correction1 = e.sub(one, e.op('Pow', [e.scalar(spec.beta1, s.dtype), s.step]));
   const correction2Root = e.op('Sqrt', [e.sub(one, e.op('Pow', [e.scalar(spec.beta2, s.dtype), s.step]))]);
   const stepSize = e.div(s.lr, correction1);
-  const decay = spec.kind === 'adamw' && spec.weightDecay ? e.sub(one, e.mul(s.lr, e.scalar(spec.weightDecay, s.dtype))) : undefined;
+  const decay =
+    spec.kind === 'adamw' && spec.weightDecay
+      ? e.sub(one, e.mul(s.lr, e.scalar(spec.weightDecay, s.dtype)))
+      : undefined;
   return { correction2Root, stepSize, decay };
 }
 
-function adamStep(e: Emitter, spec: Extract<OptimizerSpec, { kind: 'adam' | 'adamw' }>, p: ParameterUpdate, s: StepScalars, k: ReturnType<typeof adamScalars>, slot: SlotMaker): Value {
-  const g = spec.kind === 'adam' && spec.weightDecay ? e.add(p.gradient, e.mul(p.value, e.scalar(spec.weightDecay, s.dtype))) : p.gradient;
-  const m = slot(p, 'exp_avg', (old) => e.add(e.mul(old, e.scalar(spec.beta1, s.dtype)), e.mul(g, e.scalar(1 - spec.beta1, s.dtype))));
-  const v = slot(p, 'exp_avg_sq', (old) => e.add(e.mul(old, e.scalar(spec.beta2, s.dtype)), e.mul(e.mul(g, g), e.scalar(1 - spec.beta2, s.dtype))));
+function adamStep(
+  e: Emitter,
+  spec: Extract<OptimizerSpec, { kind: 'adam' | 'adamw' }>,
+  p: ParameterUpdate,
+  s: StepScalars,
+  k: ReturnType<typeof adamScalars>,
+  slot: SlotMaker,
+): Value {
+  const g =
+    spec.kind === 'adam' && spec.weightDecay
+      ? e.add(p.gradient, e.mul(p.value, e.scalar(spec.weightDecay, s.dtype)))
+      : p.gradient;
+  const m = slot(p, 'exp_avg', (old) =>
+    e.add(e.mul(old, e.scalar(spec.beta1, s.dtype)), e.mul(g, e.scalar(1 - spec.beta1, s.dtype))),
+  );
+  const v = slot(p, 'exp_avg_sq', (old) =>
+    e.add(e.mul(old, e.scalar(spec.beta2, s.dtype)), e.mul(e.mul(g, g), e.scalar(1 - spec.beta2, s.dtype))),
+  );
   const denominator = e.add(e.div(e.op('Sqrt', [v]), k.correction2Root), e.scalar(spec.eps, s.dtype));
   const base = k.decay ? e.mul(p.value, k.decay) : p.value;
   return e.sub(base, e.mul(masked(e, e.div(m, denominator), p), k.stepSize));

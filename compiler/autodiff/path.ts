@@ -18,17 +18,28 @@ export interface GradientPath {
  * The nodes and values between `wrt` and `loss`; the graph must be topologically sorted.
  * Values `differentiable` rejects (integer shapes, boolean masks) carry no gradient.
  */
-export function findPath(graph: Graph, wrt: readonly Value[], loss: Value, differentiable: (v: Value) => boolean = () => true): GradientPath {
+export function findPath(
+  graph: Graph,
+  wrt: readonly Value[],
+  loss: Value,
+  differentiable: (v: Value) => boolean = () => true,
+): GradientPath {
   const order = graph.nodeList();
   const fromWrt = dependents(order, wrt, differentiable);
   const toLoss = influencers(order, loss, differentiable);
   const values = new Set([...fromWrt].filter((v) => toLoss.has(v)));
-  const nodes = order.filter((node) => node.inputs.some((v) => v && values.has(v)) && node.outputs.some((v) => v && values.has(v)));
+  const nodes = order.filter(
+    (node) => node.inputs.some((v) => v && values.has(v)) && node.outputs.some((v) => v && values.has(v)),
+  );
   return { nodes, values };
 }
 
 /** Values computed (transitively) from any of `sources`, sources included. */
-function dependents(order: readonly Node[], sources: readonly Value[], differentiable: (v: Value) => boolean): Set<Value> {
+function dependents(
+  order: readonly Node[],
+  sources: readonly Value[],
+  differentiable: (v: Value) => boolean,
+): Set<Value> {
   const reached = new Set(sources);
   for (const node of order) {
     if (!node.inputs.some((v) => v && reached.has(v))) continue;

@@ -13,8 +13,17 @@ export function withOutputs(graph: Graph, node: Node, count: number): Node {
   if (node.outputs.length >= count && node.outputs.slice(0, count).every((v) => v !== undefined)) return node;
   const names = node.outputs.map((v) => v?.name ?? '');
   for (const v of node.outputs) if (v) v.name = graph.names.fresh(`${v.name}_superseded`);
-  const outputNames = Array.from({ length: count }, (_, index) => names[index] || graph.names.fresh(`${node.name || node.opType}_out${index}`));
-  const replacement = graph.createNode(node.opType, node.inputs, { name: node.name, domain: node.domain, attributes: [...node.attributes.values()], outputs: outputNames, extras: node.extras });
+  const outputNames = Array.from(
+    { length: count },
+    (_, index) => names[index] || graph.names.fresh(`${node.name || node.opType}_out${index}`),
+  );
+  const replacement = graph.createNode(node.opType, node.inputs, {
+    name: node.name,
+    domain: node.domain,
+    attributes: [...node.attributes.values()],
+    outputs: outputNames,
+    extras: node.extras,
+  });
   graph.insertBefore(node, replacement);
   node.outputs.forEach((old, index) => {
     if (!old) return;

@@ -53,7 +53,11 @@ export interface TrainingBuildOptions extends GradientOptions {
  * Build the step model for `model` (not changed) per `spec`; `options` chooses between
  * equivalent backward formulations (defaults are the fastest measured) and can fix input shapes.
  */
-export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: TrainingBuildOptions = {}): TrainingGraph {
+export function buildTrainingGraph(
+  model: Model,
+  spec: TrainingSpec,
+  options: TrainingBuildOptions = {},
+): TrainingGraph {
   const copy = model.clone().model;
   ensureOpset(copy, 17);
   parameterConstantsToInitializers(copy);
@@ -70,13 +74,28 @@ export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: Tr
   const paramInits = new Map(params.map((p) => [p.name, carryAsInput(graph, p, masks.get(p.name))]));
   const statInits = bn.updates.map((u) => [carryAsInput(graph, u.mean), carryAsInput(graph, u.variance)] as const);
   const e = new Emitter(graph, copy.opset('') ?? 17, 'train');
-  const loss = addLossTerms(e, emitLoss(e, spec.loss, { logits, labels: inputs.labels, teacherLogits: inputs.teacherLogits, dtype }), spec.lossTerms ?? []);
+  const loss = addLossTerms(
+    e,
+    emitLoss(e, spec.loss, { logits, labels: inputs.labels, teacherLogits: inputs.teacherLogits, dtype }),
+    spec.lossTerms ?? [],
+  );
   const result = appendGradients(copy, { loss, wrt: params, regions: bn.regions, options });
-  const updates: ParameterUpdate[] = params.map((p) => ({ name: p.name, value: p, gradient: result.gradients.get(p)!, mask: maskValue(e, masks.get(p.name), dtype) }));
+  const updates: ParameterUpdate[] = params.map((p) => ({
+    name: p.name,
+    value: p,
+    gradient: result.gradients.get(p)!,
+    mask: maskValue(e, masks.get(p.name), dtype),
+  }));
   const carried = new CarrySet(graph);
-  const optimizer = emitOptimizer(e, spec.optimizer, updates, { lr: inputs.lr, step: inputs.step, dtype }, (p, slot) => carried.slotInput(p.value, slot));
-  const paramCarry = params.map((p) => carried.carry(p.name, p, optimizer.params.get(p.name)!, paramInits.get(p.name)!));
-  const slotCarry = optimizer.slots.map((s) => carried.carry(`${s.parameter}.${s.slot}`, s.input, s.next, zerosLike(paramInits.get(s.parameter)!)));
+  const optimizer = emitOptimizer(e, spec.optimizer, updates, { lr: inputs.lr, step: inputs.step, dtype }, (p, slot) =>
+    carried.slotInput(p.value, slot),
+  );
+  const paramCarry = params.map((p) =>
+    carried.carry(p.name, p, optimizer.params.get(p.name)!, paramInits.get(p.name)!),
+  );
+  const slotCarry = optimizer.slots.map((s) =>
+    carried.carry(`${s.parameter}.${s.slot}`, s.input, s.next, zerosLike(paramInits.get(s.parameter)!)),
+  );
   const statCarry = bn.updates.flatMap((u, k) => statCarries(carried, u, statInits[k]![0], statInits[k]![1]));
   const [lossOut, logitsOut] = [result.resolve(loss), result.resolve(logits)];
   lossOut.name = graph.names.fresh('loss');
@@ -85,7 +104,13 @@ export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: Tr
   graph.sort();
   return {
     model: copy,
-    inputs: { data: dataInputs.map((v) => v.name), labels: inputs.labels.name, teacherLogits: inputs.teacherLogits?.name, lr: inputs.lr.name, step: inputs.step.name },
+    inputs: {
+      data: dataInputs.map((v) => v.name),
+      labels: inputs.labels.name,
+      teacherLogits: inputs.teacherLogits?.name,
+      lr: inputs.lr.name,
+      step: inputs.step.name,
+    },
     params: paramCarry,
     fed: fedInputs,
     state: [...slotCarry, ...statCarry],
@@ -96,11 +121,19 @@ export function buildTrainingGraph(model: Model, spec: TrainingSpec, options: Tr
 function findLogits(graph: Graph, name: string | undefined): Value {
   if (name === undefined) {
     const first = graph.outputs[0];
-    if (!first) throw new RegroupError('usage', `graph '${graph.name}' has no outputs; name the logits value (TrainingSpec.logits)`);
+    if (!first)
+      throw new RegroupError(
+        'usage',
+        `graph '${graph.name}' has no outputs; name the logits value (TrainingSpec.logits)`,
+      );
     return first;
   }
   const value = graph.outputs.find((v) => v.name === name) ?? graph.valueMap().get(name);
-  if (!value) throw new RegroupError('usage', `logits '${name}' is not a value of graph '${graph.name}'; outputs are ${graph.outputs.map((v) => `'${v.name}'`).join(', ')}`);
+  if (!value)
+    throw new RegroupError(
+      'usage',
+      `logits '${name}' is not a value of graph '${graph.name}'; outputs are ${graph.outputs.map((v) => `'${v.name}'`).join(', ')}`,
+    );
   return value;
 }
 
@@ -109,15 +142,25 @@ function findLogits(graph: Graph, name: string | undefined): Value {
  * exporter's fixed batch of 1 would otherwise pin it; declared value_info (which would
  * repeat that 1) is dropped, and the logits' declared batch follows. Returns the symbol.
  */
-function makeBatchSymbolic(model: Model, dataInputs: readonly Value[], logits: Value, given: Readonly<Record<string, readonly Dim[]>>): Dim {
+function makeBatchSymbolic(
+  model: Model,
+  dataInputs: readonly Value[],
+  logits: Value,
+  given: Readonly<Record<string, readonly Dim[]>>,
+): Dim {
   const declared = dataInputs[0]?.type?.shape?.[0];
   const batch = typeof declared === 'string' ? declared : 'N';
   for (const input of dataInputs) {
     const shape = given[input.name] ?? input.type?.shape;
-    if (shape && shape.length > 0) input.type = { dtype: input.type?.dtype ?? DataType.FLOAT, shape: [batch, ...shape.slice(1)] };
+    if (shape && shape.length > 0)
+      input.type = { dtype: input.type?.dtype ?? DataType.FLOAT, shape: [batch, ...shape.slice(1)] };
   }
   for (const name of Object.keys(given)) {
-    if (!dataInputs.some((v) => v.name === name)) throw new RegroupError('usage', `inputShapes names '${name}', which is not a data input (inputs: ${dataInputs.map((v) => `'${v.name}'`).join(', ')})`);
+    if (!dataInputs.some((v) => v.name === name))
+      throw new RegroupError(
+        'usage',
+        `inputShapes names '${name}', which is not a data input (inputs: ${dataInputs.map((v) => `'${v.name}'`).join(', ')})`,
+      );
   }
   model.graph.valueInfo.length = 0;
   if (logits.type?.shape?.length) logits.type = { ...logits.type, shape: [batch, ...logits.type.shape.slice(1)] };
@@ -126,9 +169,14 @@ function makeBatchSymbolic(model: Model, dataInputs: readonly Value[], logits: V
 
 function logitsType(model: Model, logits: Value): DataType {
   const type = inferShapes(model).typeOf(logits);
-  if (type?.shape && type.shape.length !== 2) throw new RegroupError('unsupported', `logits '${logits.name}' have shape [${type.shape.join(', ')}]; training needs [N, classes]`);
+  if (type?.shape && type.shape.length !== 2)
+    throw new RegroupError(
+      'unsupported',
+      `logits '${logits.name}' have shape [${type.shape.join(', ')}]; training needs [N, classes]`,
+    );
   const dtype = type?.dtype ?? DataType.FLOAT;
-  if (dtype !== DataType.FLOAT) throw new RegroupError('unsupported', `logits '${logits.name}' are not float32; training graphs are float32`);
+  if (dtype !== DataType.FLOAT)
+    throw new RegroupError('unsupported', `logits '${logits.name}' are not float32; training graphs are float32`);
   return dtype;
 }
 
@@ -138,18 +186,23 @@ function logitsType(model: Model, logits: Value): DataType {
  */
 function trainableParameters(graph: Graph, spec: TrainingSpec): Value[] {
   const frozen = new Set([...(spec.frozen ?? []), ...(spec.fed ?? [])]);
-  for (const name of spec.frozen ?? []) if (!graph.initializers.has(name)) throw new RegroupError('usage', `frozen parameter '${name}' is not an initializer of the model`);
+  for (const name of spec.frozen ?? [])
+    if (!graph.initializers.has(name))
+      throw new RegroupError('usage', `frozen parameter '${name}' is not an initializer of the model`);
   const found: Value[] = [];
   for (const node of graph.nodes()) {
     // Which inputs train by default (weight and bias, BN's scale and shift) is the op-role table's.
     for (const v of (opRole(node)?.trained ?? []).map((inputIndex) => node.inputs[inputIndex])) {
-      if (v?.isInitializer() && v.constValue!.dtype === DataType.FLOAT && !frozen.has(v.name) && !found.includes(v)) found.push(v);
+      if (v?.isInitializer() && v.constValue!.dtype === DataType.FLOAT && !frozen.has(v.name) && !found.includes(v))
+        found.push(v);
     }
   }
   for (const name of spec.trainable ?? []) {
     const value = graph.initializers.get(name);
-    if (!value?.constValue || value.constValue.dtype !== DataType.FLOAT) throw new RegroupError('usage', `trainable '${name}' is not a float32 initializer of the model`);
-    if (frozen.has(name)) throw new RegroupError('usage', `'${name}' is listed as trainable and as frozen or fed; choose one`);
+    if (!value?.constValue || value.constValue.dtype !== DataType.FLOAT)
+      throw new RegroupError('usage', `trainable '${name}' is not a float32 initializer of the model`);
+    if (frozen.has(name))
+      throw new RegroupError('usage', `'${name}' is listed as trainable and as frozen or fed; choose one`);
     if (!found.includes(value)) found.push(value);
   }
   return found;
@@ -161,7 +214,8 @@ function addLossTerms(e: Emitter, base: Value, terms: readonly LossTerm[]): Valu
   const byName = e.graph.valueMap();
   const lookup = (name: string): Value => {
     const value = byName.get(name);
-    if (!value) throw new RegroupError('usage', `a loss term asks for '${name}', which is not a value of the training model`);
+    if (!value)
+      throw new RegroupError('usage', `a loss term asks for '${name}', which is not a value of the training model`);
     return value;
   };
   let total = base;
@@ -174,7 +228,11 @@ function fedTensors(graph: Graph, spec: TrainingSpec, params: readonly Value[]):
   return (spec.fed ?? []).map((name) => {
     const value = graph.initializers.get(name);
     if (!value?.constValue) throw new RegroupError('usage', `fed tensor '${name}' is not an initializer of the model`);
-    if (params.includes(value)) throw new RegroupError('usage', `'${name}' cannot be both trained and fed; freeze it (TrainingSpec.frozen) to feed it`);
+    if (params.includes(value))
+      throw new RegroupError(
+        'usage',
+        `'${name}' cannot be both trained and fed; freeze it (TrainingSpec.frozen) to feed it`,
+      );
     return { name, input: name, init: carryAsInput(graph, value) };
   });
 }
@@ -184,8 +242,16 @@ function maskTensors(params: readonly Value[], masks: TrainingSpec['masks']): Ma
   const byName = new Map(params.map((p) => [p.name, p]));
   for (const [name, mask] of masks ?? []) {
     const param = byName.get(name);
-    if (!param) throw new RegroupError('usage', `mask for '${name}', which is not a trainable parameter (frozen, or not a weight/bias initializer)`);
-    if (mask.dims.join(',') !== param.constValue!.dims.join(',')) throw new RegroupError('usage', `mask for '${name}' has shape [${mask.dims.join(', ')}] but the parameter has [${param.constValue!.dims.join(', ')}]`);
+    if (!param)
+      throw new RegroupError(
+        'usage',
+        `mask for '${name}', which is not a trainable parameter (frozen, or not a weight/bias initializer)`,
+      );
+    if (mask.dims.join(',') !== param.constValue!.dims.join(','))
+      throw new RegroupError(
+        'usage',
+        `mask for '${name}' has shape [${mask.dims.join(', ')}] but the parameter has [${param.constValue!.dims.join(', ')}]`,
+      );
   }
   return new Map(masks ?? []);
 }
@@ -203,17 +269,23 @@ interface StepInputs {
 }
 
 function addStepInputs(graph: Graph, spec: TrainingSpec, batch: Dim, logits: Value, dtype: DataType): StepInputs {
-  const input = (name: string, type: { dtype: DataType; shape: Dim[] }) => graph.addInput(unclaimedName(graph, name), type);
+  const input = (name: string, type: { dtype: DataType; shape: Dim[] }) =>
+    graph.addInput(unclaimedName(graph, name), type);
   const labels = input('labels', { dtype: DataType.INT64, shape: [batch] });
   const classes = logits.type?.shape?.[1] ?? null;
-  const teacherLogits = spec.loss.kind === 'distill' ? input('teacher_logits', { dtype, shape: [batch, classes] }) : undefined;
+  const teacherLogits =
+    spec.loss.kind === 'distill' ? input('teacher_logits', { dtype, shape: [batch, classes] }) : undefined;
   return { labels, teacherLogits, lr: input('lr', { dtype, shape: [] }), step: input('step', { dtype, shape: [] }) };
 }
 
 /** Turn an initializer into a graph input of the same name; returns its starting value (masked). */
 function carryAsInput(graph: Graph, value: Value, mask?: Tensor): Tensor {
   const tensor = value.constValue;
-  if (!tensor || !value.isInitializer()) throw new RegroupError('unsupported', `'${value.name}' must be an initializer to be trained or carried (it is computed in the graph)`);
+  if (!tensor || !value.isInitializer())
+    throw new RegroupError(
+      'unsupported',
+      `'${value.name}' must be an initializer to be trained or carried (it is computed in the graph)`,
+    );
   graph.initializers.delete(value.name);
   value.constValue = undefined;
   value.type = { dtype: tensor.dtype, shape: [...tensor.dims] };
@@ -234,7 +306,10 @@ function zerosLike(tensor: Tensor): Tensor {
 }
 
 function statCarries(carried: CarrySet, u: RunningStatUpdate, meanInit: Tensor, varInit: Tensor): CarriedTensor[] {
-  return [carried.carry(u.mean.name, u.mean, u.newMean, meanInit), carried.carry(u.variance.name, u.variance, u.newVariance, varInit)];
+  return [
+    carried.carry(u.mean.name, u.mean, u.newMean, meanInit),
+    carried.carry(u.variance.name, u.variance, u.newVariance, varInit),
+  ];
 }
 
 /** Names the carried inputs and outputs of the step model. */

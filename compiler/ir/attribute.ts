@@ -8,8 +8,21 @@ import type { Graph } from './graph.js';
 import type { Tensor } from './tensor.js';
 
 export enum AttrType {
-  UNDEFINED = 0, FLOAT = 1, INT = 2, STRING = 3, TENSOR = 4, GRAPH = 5, FLOATS = 6, INTS = 7,
-  STRINGS = 8, TENSORS = 9, GRAPHS = 10, SPARSE_TENSOR = 11, SPARSE_TENSORS = 12, TYPE_PROTO = 13, TYPE_PROTOS = 14,
+  UNDEFINED = 0,
+  FLOAT = 1,
+  INT = 2,
+  STRING = 3,
+  TENSOR = 4,
+  GRAPH = 5,
+  FLOATS = 6,
+  INTS = 7,
+  STRINGS = 8,
+  TENSORS = 9,
+  GRAPHS = 10,
+  SPARSE_TENSOR = 11,
+  SPARSE_TENSORS = 12,
+  TYPE_PROTO = 13,
+  TYPE_PROTOS = 14,
 }
 
 export type AttrValue =
@@ -24,7 +37,15 @@ export type AttrValue =
   | { type: AttrType.TENSORS; value: readonly Tensor[] }
   | { type: AttrType.GRAPHS; value: readonly Graph[] }
   /** Sparse tensors and type protos are carried through as decoded protos. */
-  | { type: AttrType.SPARSE_TENSOR | AttrType.SPARSE_TENSORS | AttrType.TYPE_PROTO | AttrType.TYPE_PROTOS | AttrType.UNDEFINED; value: unknown };
+  | {
+      type:
+        | AttrType.SPARSE_TENSOR
+        | AttrType.SPARSE_TENSORS
+        | AttrType.TYPE_PROTO
+        | AttrType.TYPE_PROTOS
+        | AttrType.UNDEFINED;
+      value: unknown;
+    };
 
 export type Attribute = AttrValue & {
   readonly name: string;
@@ -39,9 +60,12 @@ export const attr = {
   int: (name: string, value: number): Attribute => Object.freeze({ name, type: AttrType.INT, value }),
   float: (name: string, value: number): Attribute => Object.freeze({ name, type: AttrType.FLOAT, value }),
   string: (name: string, value: string): Attribute => Object.freeze({ name, type: AttrType.STRING, value }),
-  ints: (name: string, value: readonly number[]): Attribute => Object.freeze({ name, type: AttrType.INTS, value: Object.freeze([...value]) }),
-  floats: (name: string, value: readonly number[]): Attribute => Object.freeze({ name, type: AttrType.FLOATS, value: Object.freeze([...value]) }),
-  strings: (name: string, value: readonly string[]): Attribute => Object.freeze({ name, type: AttrType.STRINGS, value: Object.freeze([...value]) }),
+  ints: (name: string, value: readonly number[]): Attribute =>
+    Object.freeze({ name, type: AttrType.INTS, value: Object.freeze([...value]) }),
+  floats: (name: string, value: readonly number[]): Attribute =>
+    Object.freeze({ name, type: AttrType.FLOATS, value: Object.freeze([...value]) }),
+  strings: (name: string, value: readonly string[]): Attribute =>
+    Object.freeze({ name, type: AttrType.STRINGS, value: Object.freeze([...value]) }),
   tensor: (name: string, value: Tensor): Attribute => Object.freeze({ name, type: AttrType.TENSOR, value }),
   graph: (name: string, value: Graph): Attribute => Object.freeze({ name, type: AttrType.GRAPH, value }),
 };

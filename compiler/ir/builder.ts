@@ -23,8 +23,15 @@ export const floatAttr = (value: number) => ({ float: value }) as const;
 export const floatsAttr = (value: readonly number[]) => ({ floats: value }) as const;
 
 export type AttrInput =
-  | number | string | readonly number[] | readonly string[] | Tensor | Graph | Attribute
-  | ReturnType<typeof floatAttr> | ReturnType<typeof floatsAttr>;
+  | number
+  | string
+  | readonly number[]
+  | readonly string[]
+  | Tensor
+  | Graph
+  | Attribute
+  | ReturnType<typeof floatAttr>
+  | ReturnType<typeof floatsAttr>;
 
 export interface BuilderOptions {
   opset?: number;
@@ -83,19 +90,40 @@ export class GraphBuilder {
   }
 
   /** Add a single-output node and return its output. */
-  op(opType: string, inputs: readonly (Value | undefined)[], attributes: Record<string, AttrInput> = {}, name?: string): Value {
+  op(
+    opType: string,
+    inputs: readonly (Value | undefined)[],
+    attributes: Record<string, AttrInput> = {},
+    name?: string,
+  ): Value {
     return this.node(opType, inputs, attributes, { name, outputs: 1 }).output(0);
   }
 
   /** Add a node with several outputs and return them. */
-  ops(opType: string, inputs: readonly (Value | undefined)[], outputs: number, attributes: Record<string, AttrInput> = {}, name?: string): Value[] {
+  ops(
+    opType: string,
+    inputs: readonly (Value | undefined)[],
+    outputs: number,
+    attributes: Record<string, AttrInput> = {},
+    name?: string,
+  ): Value[] {
     return this.node(opType, inputs, attributes, { name, outputs }).outputs.map((v) => v!);
   }
 
   /** Add a node; full control over domain and output count. */
-  node(opType: string, inputs: readonly (Value | undefined)[], attributes: Record<string, AttrInput> = {}, init: { name?: string; domain?: string; outputs?: number } = {}): Node {
+  node(
+    opType: string,
+    inputs: readonly (Value | undefined)[],
+    attributes: Record<string, AttrInput> = {},
+    init: { name?: string; domain?: string; outputs?: number } = {},
+  ): Node {
     const attrs = Object.entries(attributes).map(([key, value]) => toAttribute(key, value));
-    return this.graph.addNode(opType, inputs, { name: init.name, domain: init.domain, outputs: init.outputs ?? 1, attributes: attrs });
+    return this.graph.addNode(opType, inputs, {
+      name: init.name,
+      domain: init.domain,
+      outputs: init.outputs ?? 1,
+      attributes: attrs,
+    });
   }
 }
 

@@ -28,7 +28,10 @@ export interface CloneMap {
 /** Copy a root graph; `graph.parent` must be undefined (clone the enclosing graph instead). */
 export function cloneGraph(graph: Graph): { graph: Graph } & CloneMap {
   if (graph.parent) {
-    throw new RegroupError('invalid-ir', `graph '${graph.name}' is a subgraph; clone the graph (or model) that encloses it`);
+    throw new RegroupError(
+      'invalid-ir',
+      `graph '${graph.name}' is a subgraph; clone the graph (or model) that encloses it`,
+    );
   }
   const map: CloneMap = { nodes: new Map(), values: new Map(), graphs: new Map() };
   const copy = copyStructure(graph, undefined, map);
@@ -52,11 +55,17 @@ function copyStructure(graph: Graph, parent: Graph | undefined, map: CloneMap): 
 
 function copyNode(node: Node, graph: Graph, map: CloneMap): Node {
   const outputNames = node.outputs.map((v) => v?.name ?? '');
-  const copy = new Node(graph, node.opType, node.inputs.map(() => undefined), outputNames, {
-    name: node.name,
-    domain: node.domain,
-    extras: copyNodeExtras(node.extras),
-  });
+  const copy = new Node(
+    graph,
+    node.opType,
+    node.inputs.map(() => undefined),
+    outputNames,
+    {
+      name: node.name,
+      domain: node.domain,
+      extras: copyNodeExtras(node.extras),
+    },
+  );
   map.nodes.set(node, copy);
   node.outputs.forEach((value, index) => {
     if (!value) return;
@@ -79,7 +88,11 @@ function copyValue(value: Value, graph: Graph, map: CloneMap): Value {
 function copyValueFields(from: Value, to: Value): void {
   to.type = from.type;
   to.constValue = from.constValue?.clone();
-  if (from.info) to.info = { ...from.info, ...(from.info.metadataProps ? { metadataProps: copyProps(from.info.metadataProps) } : {}) };
+  if (from.info)
+    to.info = {
+      ...from.info,
+      ...(from.info.metadataProps ? { metadataProps: copyProps(from.info.metadataProps) } : {}),
+    };
 }
 
 function copyAttribute(a: Attribute, graph: Graph, map: CloneMap): Attribute {
@@ -103,7 +116,11 @@ function wireUses(graph: Graph, map: CloneMap): void {
     const copy = map.values.get(value)!;
     for (const use of value.uses()) {
       const user = map.nodes.get(use.node);
-      if (!user) throw new RegroupError('invalid-ir', `value '${value.name}' is used by node ${use.node}, which is not in the cloned graph`);
+      if (!user)
+        throw new RegroupError(
+          'invalid-ir',
+          `value '${value.name}' is used by node ${use.node}, which is not in the cloned graph`,
+        );
       user.setInput(use.inputIndex, copy);
     }
   }
@@ -128,7 +145,11 @@ function reserveNames(graph: Graph): void {
 
 function mapped(map: CloneMap, value: Value, graph: Graph): Value {
   const copy = map.values.get(value);
-  if (!copy) throw new RegroupError('invalid-ir', `graph '${graph.name}' lists '${value.name}' as output or value_info but does not define it`);
+  if (!copy)
+    throw new RegroupError(
+      'invalid-ir',
+      `graph '${graph.name}' lists '${value.name}' as output or value_info but does not define it`,
+    );
   return copy;
 }
 

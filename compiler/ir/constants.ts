@@ -15,7 +15,7 @@ export function constantOf(value: Value | undefined): Tensor | undefined {
   if (value.constValue) return value.constValue;
   const node = value.producer;
   if (node?.opType === 'Identity' && node.domain === '') return constantOf(node.inputs[0]);
-  if (!node || node.opType !== 'Constant' || node.domain !== '') return undefined;
+  if (node?.opType !== 'Constant' || node.domain !== '') return undefined;
   for (const a of node.attributes.values()) {
     switch (a.type) {
       case AttrType.TENSOR:

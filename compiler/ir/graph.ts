@@ -93,7 +93,10 @@ export class Graph {
 
   /** Make a node that belongs to this graph, not yet placed in the list. */
   createNode(opType: string, inputs: readonly (Value | undefined)[], init: NodeInit = {}): Node {
-    const name = init.name !== undefined && init.name !== '' && !this.names.has(init.name) ? (this.names.reserve(init.name), init.name) : init.name ?? this.names.fresh(opType);
+    const name =
+      init.name !== undefined && init.name !== '' && !this.names.has(init.name)
+        ? (this.names.reserve(init.name), init.name)
+        : (init.name ?? this.names.fresh(opType));
     const outputs = init.outputs ?? 1;
     const outputNames =
       typeof outputs === 'number'
@@ -129,8 +132,13 @@ export class Graph {
     this.#owned(node);
     for (const out of node.outputs) {
       if (!out) continue;
-      if (out.useCount > 0) throw new RegroupError('invalid-ir', `cannot remove node ${node}: output '${out.name}' still has ${out.useCount} use(s)`);
-      if (this.outputs.includes(out)) throw new RegroupError('invalid-ir', `cannot remove node ${node}: output '${out.name}' is a graph output`);
+      if (out.useCount > 0)
+        throw new RegroupError(
+          'invalid-ir',
+          `cannot remove node ${node}: output '${out.name}' still has ${out.useCount} use(s)`,
+        );
+      if (this.outputs.includes(out))
+        throw new RegroupError('invalid-ir', `cannot remove node ${node}: output '${out.name}' is a graph output`);
     }
     node._detachInputs();
     for (const out of node.outputs) {
@@ -157,7 +165,10 @@ export class Graph {
    * `fresh`, `name` is a base and a free variant of it is used.
    */
   addInitializer(name: string, tensor: Tensor, options: { fresh?: boolean } = {}): Value {
-    const value = new Value(this, options.fresh ? this.names.fresh(name) : this.#claim(name), { dtype: tensor.dtype, shape: [...tensor.dims] });
+    const value = new Value(this, options.fresh ? this.names.fresh(name) : this.#claim(name), {
+      dtype: tensor.dtype,
+      shape: [...tensor.dims],
+    });
     tensor.name = value.name;
     value.constValue = tensor;
     this.initializers.set(value.name, value);
@@ -166,14 +177,19 @@ export class Graph {
 
   /** Replace an initializer's tensor (e.g. pruned weights); the value's type follows. */
   setInitializer(value: Value, tensor: Tensor): void {
-    if (this.initializers.get(value.name) !== value) throw new RegroupError('invalid-ir', `'${value.name}' is not an initializer of graph '${this.name}'`);
+    if (this.initializers.get(value.name) !== value)
+      throw new RegroupError('invalid-ir', `'${value.name}' is not an initializer of graph '${this.name}'`);
     tensor.name = value.name;
     value.constValue = tensor;
     value.type = { ...value.type, dtype: tensor.dtype, shape: [...tensor.dims] };
   }
 
   removeInitializer(value: Value): void {
-    if (value.useCount > 0) throw new RegroupError('invalid-ir', `cannot remove initializer '${value.name}': it has ${value.useCount} use(s)`);
+    if (value.useCount > 0)
+      throw new RegroupError(
+        'invalid-ir',
+        `cannot remove initializer '${value.name}': it has ${value.useCount} use(s)`,
+      );
     this.initializers.delete(value.name);
     value.constValue = undefined;
     const inputAt = this.inputs.indexOf(value);
@@ -189,10 +205,12 @@ export class Graph {
    * tree (the old one stays reserved, so later fresh names never reuse it).
    */
   renameValue(value: Value, newName: string): void {
-    if (value.graph !== this) throw new RegroupError('invalid-ir', `cannot rename '${value.name}': it is not defined in graph '${this.name}'`);
+    if (value.graph !== this)
+      throw new RegroupError('invalid-ir', `cannot rename '${value.name}': it is not defined in graph '${this.name}'`);
     if (newName === value.name) return;
     if (newName === '') throw new RegroupError('invalid-ir', `cannot rename '${value.name}' to an empty name`);
-    if (this.names.has(newName)) throw new RegroupError('invalid-ir', `cannot rename '${value.name}' to '${newName}': the name is already used`);
+    if (this.names.has(newName))
+      throw new RegroupError('invalid-ir', `cannot rename '${value.name}' to '${newName}': the name is already used`);
     const wasInitializer = this.initializers.get(value.name) === value;
     this.names.reserve(newName);
     const oldName = value.name;
@@ -215,8 +233,8 @@ export class Graph {
   /** Every value defined here: inputs, initializers, node outputs. */
   *values(): IterableIterator<Value> {
     const seen = new Set<Value>();
-    for (const v of this.inputs) if (!seen.has(v)) (seen.add(v), yield v);
-    for (const v of this.initializers.values()) if (!seen.has(v)) (seen.add(v), yield v);
+    for (const v of this.inputs) if (!seen.has(v)) seen.add(v), yield v;
+    for (const v of this.initializers.values()) if (!seen.has(v)) seen.add(v), yield v;
     for (const node of this.nodes()) for (const v of node.outputs) if (v) yield v;
   }
 
@@ -274,13 +292,15 @@ export class Graph {
   }
 
   #claim(name: string): string {
-    if (this.names.has(name) && !this._decoding) throw new RegroupError('invalid-ir', `value name '${name}' is already used in graph '${this.name}'`);
+    if (this.names.has(name) && !this._decoding)
+      throw new RegroupError('invalid-ir', `value name '${name}' is already used in graph '${this.name}'`);
     this.names.reserve(name);
     return name;
   }
 
   #owned(node: Node): void {
-    if (node._graph !== this || node._removed) throw new RegroupError('invalid-ir', `node ${node} is not in graph '${this.name}'`);
+    if (node._graph !== this || node._removed)
+      throw new RegroupError('invalid-ir', `node ${node} is not in graph '${this.name}'`);
   }
 
   #link(node: Node, prev: Node | undefined, next: Node | undefined): Node {
@@ -302,7 +322,8 @@ export class Graph {
 function capturedInputs(node: Node): Value[] {
   const out: Value[] = node.inputs.filter((v): v is Value => v !== undefined);
   for (const sub of node.subgraphs()) {
-    for (const inner of sub.nodes()) for (const v of capturedInputs(inner)) if (v.graph !== sub && !isInside(v.graph, sub)) out.push(v);
+    for (const inner of sub.nodes())
+      for (const v of capturedInputs(inner)) if (v.graph !== sub && !isInside(v.graph, sub)) out.push(v);
   }
   return out;
 }
@@ -347,7 +368,8 @@ function verifyGraph(graph: Graph, visibleOuter: Set<Value>): void {
     node.inputs.forEach((v, index) => {
       if (!v) return;
       if (!defined.has(v)) fail(`node ${node} reads '${v.name}' before it is defined (or from outside the graph)`);
-      if (!v.uses().some((u) => u.node === node && u.inputIndex === index)) fail(`use list of '${v.name}' misses node ${node} input ${index}`);
+      if (!v.uses().some((u) => u.node === node && u.inputIndex === index))
+        fail(`use list of '${v.name}' misses node ${node} input ${index}`);
     });
     for (const sub of node.subgraphs()) {
       if (sub.parent !== graph) fail(`subgraph '${sub.name}' of node ${node} does not name this graph as its parent`);
@@ -355,7 +377,8 @@ function verifyGraph(graph: Graph, visibleOuter: Set<Value>): void {
     }
     node.outputs.forEach((v, index) => {
       if (!v) return;
-      if (v.producer !== node || v.outputIndex !== index) fail(`output ${index} of node ${node} ('${v.name}') names another producer`);
+      if (v.producer !== node || v.outputIndex !== index)
+        fail(`output ${index} of node ${node} ('${v.name}') names another producer`);
       define(v, 'node output');
     });
   }
@@ -364,7 +387,8 @@ function verifyGraph(graph: Graph, visibleOuter: Set<Value>): void {
     if (v.graph !== graph) continue;
     for (const use of v.uses()) {
       if (use.node._removed || !use.node.graph) fail(`'${v.name}' is used by removed node ${use.node}`);
-      if (use.node.inputs[use.inputIndex] !== v) fail(`use list of '${v.name}' names node ${use.node} input ${use.inputIndex}, which reads something else`);
+      if (use.node.inputs[use.inputIndex] !== v)
+        fail(`use list of '${v.name}' names node ${use.node} input ${use.inputIndex}, which reads something else`);
     }
   }
   for (const v of graph.outputs) if (!defined.has(v)) fail(`graph output '${v.name}' is not defined`);
@@ -396,7 +420,8 @@ class MinHeap<T> {
       a[0] = last;
       let i = 0;
       for (;;) {
-        const l = 2 * i + 1, r = l + 1;
+        const l = 2 * i + 1,
+          r = l + 1;
         let m = i;
         if (l < a.length && this.less(a[l]!, a[m]!) < 0) m = l;
         if (r < a.length && this.less(a[r]!, a[m]!) < 0) m = r;

@@ -143,7 +143,13 @@ export class Node {
   /** @internal */ _removed = false;
 
   /** @internal nodes are made with Graph.createNode so their outputs get names. */
-  constructor(graph: Graph, opType: string, inputs: readonly (Value | undefined)[], outputNames: readonly string[], init: NodeInit) {
+  constructor(
+    graph: Graph,
+    opType: string,
+    inputs: readonly (Value | undefined)[],
+    outputNames: readonly string[],
+    init: NodeInit,
+  ) {
     this.opType = opType;
     this.domain = init.domain ?? '';
     this.name = init.name ?? '';
@@ -189,7 +195,8 @@ export class Node {
 
   /** Change input i, keeping both use lists right. `undefined` leaves an optional input empty. */
   setInput(index: number, value: Value | undefined): void {
-    if (index < 0 || index >= this.#inputs.length) throw new RangeError(`node '${this.name}' has no input slot ${index}`);
+    if (index < 0 || index >= this.#inputs.length)
+      throw new RangeError(`node '${this.name}' has no input slot ${index}`);
     const old = this.#inputs[index];
     if (old === value) return;
     old?._removeUse(this, index);
@@ -263,6 +270,6 @@ export class Node {
   }
 
   toString(): string {
-    return `${this.name || '<unnamed>'} (${this.domain ? this.domain + '.' : ''}${this.opType})`;
+    return `${this.name || '<unnamed>'} (${this.domain ? `${this.domain}.` : ''}${this.opType})`;
   }
 }

@@ -58,7 +58,9 @@ export class Tensor {
     const t = new Tensor(dtype, dims, { storage: 'raw', ...init });
     const expected = storageBytes(dtype, t.size);
     if (raw.byteLength !== expected) {
-      throw new RangeError(`tensor '${t.name}': ${raw.byteLength} bytes of data for ${dims.join('×') || 'scalar'} ${dtypeInfo(dtype).name} (expected ${expected})`);
+      throw new RangeError(
+        `tensor '${t.name}': ${raw.byteLength} bytes of data for ${dims.join('×') || 'scalar'} ${dtypeInfo(dtype).name} (expected ${expected})`,
+      );
     }
     t.#raw = raw;
     return t;
@@ -70,7 +72,9 @@ export class Tensor {
     const { array, lanes, bits } = dtypeInfo(dtype);
     const expected = bits < 8 ? storageBytes(dtype, t.size) : t.size * lanes;
     if (!array || data.length !== expected) {
-      throw new RangeError(`tensor '${t.name}': ${data.length} elements for shape [${dims.join(',')}] of ${dtypeInfo(dtype).name} (expected ${expected})`);
+      throw new RangeError(
+        `tensor '${t.name}': ${data.length} elements for shape [${dims.join(',')}] of ${dtypeInfo(dtype).name} (expected ${expected})`,
+      );
     }
     t.#data = data;
     return t;
@@ -84,11 +88,18 @@ export class Tensor {
   }
 
   static float32(dims: readonly number[], data: Float32Array | number[], name = ''): Tensor {
-    return Tensor.fromArray(DataType.FLOAT, dims, data instanceof Float32Array ? data : Float32Array.from(data), { name });
+    return Tensor.fromArray(DataType.FLOAT, dims, data instanceof Float32Array ? data : Float32Array.from(data), {
+      name,
+    });
   }
 
   static int64(dims: readonly number[], data: readonly (number | bigint)[], name = ''): Tensor {
-    return Tensor.fromArray(DataType.INT64, dims, BigInt64Array.from(data, (v) => BigInt(v)), { name });
+    return Tensor.fromArray(
+      DataType.INT64,
+      dims,
+      BigInt64Array.from(data, (v) => BigInt(v)),
+      { name },
+    );
   }
 
   /** Number of elements. */
@@ -99,7 +110,9 @@ export class Tensor {
   }
 
   get byteLength(): number {
-    return this.dtype === DataType.STRING ? (this.#strings ?? []).reduce((s, b) => s + b.byteLength, 0) : storageBytes(this.dtype, this.size);
+    return this.dtype === DataType.STRING
+      ? (this.#strings ?? []).reduce((s, b) => s + b.byteLength, 0)
+      : storageBytes(this.dtype, this.size);
   }
 
   /** Stored elements as a typed array (zero-copy over aligned raw bytes). */
@@ -173,7 +186,12 @@ export class Tensor {
 
   /** A new tensor with the same name and metadata over other elements. */
   withData(dims: readonly number[], data: TypedArray): Tensor {
-    return Tensor.fromArray(this.dtype, dims, data, { name: this.name, docString: this.docString, metadataProps: this.metadataProps, storage: this.storage === 'typed' ? 'typed' : 'raw' });
+    return Tensor.fromArray(this.dtype, dims, data, {
+      name: this.name,
+      docString: this.docString,
+      metadataProps: this.metadataProps,
+      storage: this.storage === 'typed' ? 'typed' : 'raw',
+    });
   }
 }
 
@@ -198,7 +216,7 @@ export function floatToHalf(value: number): number {
   const exponent = (x >>> 23) & 0xff;
   let mantissa = x & 0x7fffff;
   if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
-  let e = exponent - 127 + 15;
+  const e = exponent - 127 + 15;
   if (e >= 31) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;

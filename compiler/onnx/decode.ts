@@ -15,7 +15,7 @@ import { ExternalDataReader, parseExternalData } from './external-data.js';
 import { toBigInt, toExactNumber, toNumber, type Int64 } from './long.js';
 import { proto } from './schema.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- decoded protobufjs messages are untyped */
+// biome-ignore lint/suspicious/noExplicitAny: decoded protobufjs messages are untyped
 type P = any;
 
 export interface DecodeOptions {
@@ -26,23 +26,34 @@ export interface DecodeOptions {
 }
 
 const utf8 = new TextDecoder('utf-8');
-const has = (m: P, field: string): boolean => m != null && Object.prototype.hasOwnProperty.call(m, field);
+const has = (m: P, field: string): boolean => m != null && Object.hasOwn(m, field);
 const props = (list: P[] | undefined): [string, string][] | undefined =>
-  list && list.length ? list.map((e: P) => [e.key ?? '', e.value ?? ''] as [string, string]) : undefined;
+  list?.length ? list.map((e: P) => [e.key ?? '', e.value ?? ''] as [string, string]) : undefined;
 
 /** Decode an ONNX model from its protobuf bytes. */
 export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Model {
   const source = options.source ?? 'model';
-  if (bytes.byteLength === 0) throw new RegroupError('bad-model', `${source}: the file is empty; expected an ONNX model`);
+  if (bytes.byteLength === 0)
+    throw new RegroupError('bad-model', `${source}: the file is empty; expected an ONNX model`);
   let m: P;
   try {
     m = proto.ModelProto.decode(bytes);
   } catch (err) {
-    throw new RegroupError('bad-model', `${source}: not a valid ONNX model (protobuf decoding failed: ${(err as Error).message}); the file may be truncated or not ONNX`);
+    throw new RegroupError(
+      'bad-model',
+      `${source}: not a valid ONNX model (protobuf decoding failed: ${(err as Error).message}); the file may be truncated or not ONNX`,
+    );
   }
-  if (!has(m, 'graph')) throw new RegroupError('bad-model', `${source}: no graph in the ModelProto; the file is not an ONNX model or is damaged`);
+  if (!has(m, 'graph'))
+    throw new RegroupError(
+      'bad-model',
+      `${source}: no graph in the ModelProto; the file is not an ONNX model or is damaged`,
+    );
   if (!has(m, 'ir_version') || !m.opset_import?.length) {
-    throw new RegroupError('bad-model', `${source}: ModelProto lacks ir_version or opset_import; the file is not an ONNX model or is damaged`);
+    throw new RegroupError(
+      'bad-model',
+      `${source}: ModelProto lacks ir_version or opset_import; the file is not an ONNX model or is damaged`,
+    );
   }
   const reader = options.baseDir ? new ExternalDataReader(options.baseDir) : undefined;
   try {
@@ -109,11 +120,20 @@ function decodeGraph(gp: P, parentGraph: Graph | undefined, ctx: Ctx, parentScop
   const nodes: [Node, P][] = [];
   for (const np of gp.node ?? []) {
     const outputs: string[] = (np.output ?? []).map((o: string) => o);
-    const node = graph.createNode(np.op_type ?? '', [], { name: np.name ?? '', domain: np.domain ?? '', outputs, extras: nodeExtras(np) });
+    const node = graph.createNode(np.op_type ?? '', [], {
+      name: np.name ?? '',
+      domain: np.domain ?? '',
+      outputs,
+      extras: nodeExtras(np),
+    });
     if (!has(np, 'name')) node.name = '';
     for (const out of node.outputs) {
       if (!out) continue;
-      if (scope.values.has(out.name)) throw new RegroupError('bad-model', `${where}: value '${out.name}' is produced twice (node '${np.name ?? ''}')`);
+      if (scope.values.has(out.name))
+        throw new RegroupError(
+          'bad-model',
+          `${where}: value '${out.name}' is produced twice (node '${np.name ?? ''}')`,
+        );
       scope.values.set(out.name, out);
     }
     graph.append(node);
@@ -126,7 +146,11 @@ function decodeGraph(gp: P, parentGraph: Graph | undefined, ctx: Ctx, parentScop
         continue;
       }
       const v = scope.lookup(name);
-      if (!v) throw new RegroupError('bad-model', `${where}: node '${node.name}' (${node.opType}) reads '${name}', which no node, input or initializer defines`);
+      if (!v)
+        throw new RegroupError(
+          'bad-model',
+          `${where}: node '${node.name}' (${node.opType}) reads '${name}', which no node, input or initializer defines`,
+        );
       node.appendInput(v);
     }
     for (const ap of np.attribute ?? []) {
@@ -192,8 +216,11 @@ export function decodeType(tp: P): TensorType | undefined {
   const type: { -readonly [K in keyof TensorType]: TensorType[K] } = { dtype: t.elem_type ?? DataType.UNDEFINED };
   if (has(t, 'shape')) {
     const dims: P[] = t.shape.dim ?? [];
-    type.shape = dims.map((d): Dim => (has(d, 'dim_value') ? toNumber(d.dim_value) : has(d, 'dim_param') ? d.dim_param : null));
-    if (dims.some((d) => has(d, 'denotation'))) type.dimDenotations = dims.map((d) => (has(d, 'denotation') ? d.denotation : undefined));
+    type.shape = dims.map(
+      (d): Dim => (has(d, 'dim_value') ? toNumber(d.dim_value) : has(d, 'dim_param') ? d.dim_param : null),
+    );
+    if (dims.some((d) => has(d, 'denotation')))
+      type.dimDenotations = dims.map((d) => (has(d, 'denotation') ? d.denotation : undefined));
   }
   if (has(tp, 'denotation')) type.denotation = tp.denotation;
   return type;
@@ -210,22 +237,40 @@ function decodeAttribute(ap: P, graph: Graph, scope: Scope, ctx: Ctx, node: Node
   // An unset message field reads as null (and unset bytes as []) through the prototype.
   const required = (field: 't' | 'g'): P => {
     if (has(ap, field)) return ap[field];
-    throw new RegroupError('bad-model', `${ctx.source}: attribute '${base.name}' of node '${node.name}' (${node.opType}) has type ${AttrType[type]} but no value; the file is damaged`);
+    throw new RegroupError(
+      'bad-model',
+      `${ctx.source}: attribute '${base.name}' of node '${node.name}' (${node.opType}) has type ${AttrType[type]} but no value; the file is damaged`,
+    );
   };
   const plain = (value: unknown) => Object.freeze({ ...base, type, value, source: ap }) as Attribute;
   switch (type) {
-    case AttrType.FLOAT: return plain(ap.f ?? 0);
-    case AttrType.INT: return plain(toNumber(ap.i));
-    case AttrType.STRING: return plain(has(ap, 's') ? utf8.decode(ap.s) : '');
-    case AttrType.FLOATS: return plain(Object.freeze([...(ap.floats ?? [])]));
-    case AttrType.INTS: return plain(Object.freeze((ap.ints ?? []).map((i: Int64) => toNumber(i))));
-    case AttrType.STRINGS: return plain(Object.freeze((ap.strings ?? []).map((s: Uint8Array) => utf8.decode(s))));
-    case AttrType.TENSOR: return Object.freeze({ ...base, type, value: decodeTensor(required('t'), ctx) });
-    case AttrType.TENSORS: return Object.freeze({ ...base, type, value: Object.freeze((ap.tensors ?? []).map((t: P) => decodeTensor(t, ctx))) });
-    case AttrType.GRAPH: return Object.freeze({ ...base, type, value: sub(required('g')) });
-    case AttrType.GRAPHS: return Object.freeze({ ...base, type, value: Object.freeze((ap.graphs ?? []).map(sub)) });
+    case AttrType.FLOAT:
+      return plain(ap.f ?? 0);
+    case AttrType.INT:
+      return plain(toNumber(ap.i));
+    case AttrType.STRING:
+      return plain(has(ap, 's') ? utf8.decode(ap.s) : '');
+    case AttrType.FLOATS:
+      return plain(Object.freeze([...(ap.floats ?? [])]));
+    case AttrType.INTS:
+      return plain(Object.freeze((ap.ints ?? []).map((i: Int64) => toNumber(i))));
+    case AttrType.STRINGS:
+      return plain(Object.freeze((ap.strings ?? []).map((s: Uint8Array) => utf8.decode(s))));
+    case AttrType.TENSOR:
+      return Object.freeze({ ...base, type, value: decodeTensor(required('t'), ctx) });
+    case AttrType.TENSORS:
+      return Object.freeze({
+        ...base,
+        type,
+        value: Object.freeze((ap.tensors ?? []).map((t: P) => decodeTensor(t, ctx))),
+      });
+    case AttrType.GRAPH:
+      return Object.freeze({ ...base, type, value: sub(required('g')) });
+    case AttrType.GRAPHS:
+      return Object.freeze({ ...base, type, value: Object.freeze((ap.graphs ?? []).map(sub)) });
     default:
-      if (ap.name === undefined) throw new RegroupError('bad-model', `${ctx.source}: node '${node.name}' has an attribute without a name`);
+      if (ap.name === undefined)
+        throw new RegroupError('bad-model', `${ctx.source}: node '${node.name}' has an attribute without a name`);
       return plain(ap);
   }
 }
@@ -250,9 +295,11 @@ export function decodeTensor(tp: P, ctx: { source: string; reader?: ExternalData
   const name: string = tp.name ?? '';
   const what = `${ctx.source}: tensor '${name}'`;
   const dtype: number = tp.data_type ?? DataType.UNDEFINED;
-  if (!isKnownDType(dtype) || dtype === DataType.UNDEFINED) throw new RegroupError('bad-tensor', `${what} has unknown data_type ${dtype}`);
+  if (!isKnownDType(dtype) || dtype === DataType.UNDEFINED)
+    throw new RegroupError('bad-tensor', `${what} has unknown data_type ${dtype}`);
   const dims = (tp.dims ?? []).map((d: Int64) => toExactNumber(d, `${what} dimension`));
-  if (dims.some((d: number) => d < 0)) throw new RegroupError('bad-tensor', `${what} has a negative dimension [${dims.join(',')}]`);
+  if (dims.some((d: number) => d < 0))
+    throw new RegroupError('bad-tensor', `${what} has a negative dimension [${dims.join(',')}]`);
   const init = {
     name,
     docString: has(tp, 'doc_string') ? (tp.doc_string as string) : undefined,
@@ -262,9 +309,16 @@ export function decodeTensor(tp: P, ctx: { source: string; reader?: ExternalData
   const count = dims.reduce((a: number, b: number) => a * b, 1);
   if (tp.data_location === 1) {
     const span = parseExternalData(tp.external_data ?? [], name);
-    if (!ctx.reader) throw new RegroupError('external-data', `${what} keeps its data in '${span.location}'; load the model from a file so the data can be found next to it`);
+    if (!ctx.reader)
+      throw new RegroupError(
+        'external-data',
+        `${what} keeps its data in '${span.location}'; load the model from a file so the data can be found next to it`,
+      );
     const raw = ctx.reader.read(span, name, storageBytes(dtype, count));
-    return Tensor.fromRaw(dtype, dims, raw, { ...init, external: { location: span.location, offset: span.offset, length: raw.byteLength, extra: span.extra } });
+    return Tensor.fromRaw(dtype, dims, raw, {
+      ...init,
+      external: { location: span.location, offset: span.offset, length: raw.byteLength, extra: span.extra },
+    });
   }
   try {
     if (has(tp, 'raw_data')) return Tensor.fromRaw(dtype, dims, tp.raw_data, init);

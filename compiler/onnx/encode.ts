@@ -12,7 +12,7 @@ import type { Tensor } from '../ir/tensor.js';
 import { ExternalDataWriter } from './external-data.js';
 import { proto } from './schema.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- plain objects in protobufjs field layout */
+// biome-ignore lint/suspicious/noExplicitAny: plain objects in protobufjs field layout
 type P = any;
 
 export interface EncodeOptions {
@@ -28,7 +28,7 @@ export interface EncodedModel {
 
 const utf8 = new TextEncoder();
 const entries = (list: readonly (readonly [string, string])[] | undefined): P[] | undefined =>
-  list && list.length ? list.map(([key, value]) => ({ key, value })) : undefined;
+  list?.length ? list.map(([key, value]) => ({ key, value })) : undefined;
 
 /** Encode a model to protobuf bytes (and optionally a side file of tensor data). */
 export function encodeModel(model: Model, options: EncodeOptions = {}): EncodedModel {
@@ -66,7 +66,12 @@ export function encodeModelChunks(model: Model, options: EncodeOptions = {}): En
   if (model.trainingInfo.length) m.training_info = model.trainingInfo;
   if (model.functions.length) m.functions = model.functions;
   if (model.configuration.length) m.configuration = model.configuration;
-  const graphChunks = around(proto.GraphProto, graph, GRAPH_INITIALIZER, initializers.flatMap((t) => frame(GRAPH_INITIALIZER, t)));
+  const graphChunks = around(
+    proto.GraphProto,
+    graph,
+    GRAPH_INITIALIZER,
+    initializers.flatMap((t) => frame(GRAPH_INITIALIZER, t)),
+  );
   const chunks = around(proto.ModelProto, m, MODEL_GRAPH, frame(MODEL_GRAPH, graphChunks));
   const byteLength = chunks.reduce((n, c) => n + c.byteLength, 0);
   return external ? { chunks, byteLength, externalData: external } : { chunks, byteLength };
@@ -196,13 +201,20 @@ function encodeAttribute(a: Attribute, ctx: Ctx): P {
   if (a.source) return a.source;
   const base = attrBase(a);
   switch (a.type) {
-    case AttrType.FLOAT: return { ...base, f: a.value };
-    case AttrType.INT: return { ...base, i: a.value };
-    case AttrType.STRING: return { ...base, s: utf8.encode(a.value) };
-    case AttrType.FLOATS: return { ...base, floats: a.value };
-    case AttrType.INTS: return { ...base, ints: a.value };
-    case AttrType.STRINGS: return { ...base, strings: a.value.map((s) => utf8.encode(s)) };
-    default: return a.value as P;
+    case AttrType.FLOAT:
+      return { ...base, f: a.value };
+    case AttrType.INT:
+      return { ...base, i: a.value };
+    case AttrType.STRING:
+      return { ...base, s: utf8.encode(a.value) };
+    case AttrType.FLOATS:
+      return { ...base, floats: a.value };
+    case AttrType.INTS:
+      return { ...base, ints: a.value };
+    case AttrType.STRINGS:
+      return { ...base, strings: a.value.map((s) => utf8.encode(s)) };
+    default:
+      return a.value as P;
   }
 }
 

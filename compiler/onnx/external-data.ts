@@ -17,7 +17,10 @@ export interface ExternalSpan {
 }
 
 /** Parse TensorProto.external_data key/value pairs. */
-export function parseExternalData(entries: readonly { key?: string; value?: string }[], tensorName: string): ExternalSpan {
+export function parseExternalData(
+  entries: readonly { key?: string; value?: string }[],
+  tensorName: string,
+): ExternalSpan {
   let location: string | undefined;
   let offset = 0;
   let length: number | undefined;
@@ -28,13 +31,21 @@ export function parseExternalData(entries: readonly { key?: string; value?: stri
     else if (key === 'length') length = parseCount(value, 'length', tensorName);
     else extra.push([key, value]);
   }
-  if (!location) throw new RegroupError('external-data', `tensor '${tensorName}' is marked EXTERNAL but has no 'location' entry; re-export the model with its data`);
+  if (!location)
+    throw new RegroupError(
+      'external-data',
+      `tensor '${tensorName}' is marked EXTERNAL but has no 'location' entry; re-export the model with its data`,
+    );
   return { location, offset, length, extra };
 }
 
 function parseCount(text: string, key: string, tensorName: string): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) throw new RegroupError('external-data', `tensor '${tensorName}': external_data ${key} '${text}' is not a byte count`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n))
+    throw new RegroupError(
+      'external-data',
+      `tensor '${tensorName}': external_data ${key} '${text}' is not a byte count`,
+    );
   return n;
 }
 
@@ -53,16 +64,23 @@ export class ExternalDataReader {
     const file = this.#open(span.location, tensorName);
     const length = span.length ?? file.size - span.offset;
     if (length !== expectedBytes) {
-      throw new RegroupError('external-data', `tensor '${tensorName}': external data '${span.location}' gives ${length} bytes but its shape and type need ${expectedBytes}`);
+      throw new RegroupError(
+        'external-data',
+        `tensor '${tensorName}': external data '${span.location}' gives ${length} bytes but its shape and type need ${expectedBytes}`,
+      );
     }
     if (span.offset + length > file.size) {
-      throw new RegroupError('external-data', `tensor '${tensorName}': bytes ${span.offset}..${span.offset + length} lie past the end of '${span.location}' (${file.size} bytes); the data file is truncated or belongs to another model`);
+      throw new RegroupError(
+        'external-data',
+        `tensor '${tensorName}': bytes ${span.offset}..${span.offset + length} lie past the end of '${span.location}' (${file.size} bytes); the data file is truncated or belongs to another model`,
+      );
     }
     const bytes = new Uint8Array(length);
     let done = 0;
     while (done < length) {
       const n = fs.readSync(file.fd, bytes, done, length - done, span.offset + done);
-      if (n === 0) throw new RegroupError('external-data', `tensor '${tensorName}': unexpected end of '${span.location}'`);
+      if (n === 0)
+        throw new RegroupError('external-data', `tensor '${tensorName}': unexpected end of '${span.location}'`);
       done += n;
     }
     return bytes;
@@ -83,7 +101,10 @@ export class ExternalDataReader {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const why = code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`;
-      throw new RegroupError('external-data', `tensor '${tensorName}': external data file '${location}' ${why} (looked in ${this.#baseDir}); keep the data file next to the model`);
+      throw new RegroupError(
+        'external-data',
+        `tensor '${tensorName}': external data file '${location}' ${why} (looked in ${this.#baseDir}); keep the data file next to the model`,
+      );
     }
     const entry = { fd, size: fs.fstatSync(fd).size };
     this.#files.set(location, entry);
@@ -92,7 +113,10 @@ export class ExternalDataReader {
 
   #resolve(location: string, tensorName: string): string {
     const refuse = (why: string): never => {
-      throw new RegroupError('external-data', `tensor '${tensorName}': external data location '${location}' ${why}; only files inside the model's folder are read`);
+      throw new RegroupError(
+        'external-data',
+        `tensor '${tensorName}': external data location '${location}' ${why}; only files inside the model's folder are read`,
+      );
     };
     if (path.isAbsolute(location) || /^[A-Za-z]:/.test(location)) refuse('is an absolute path');
     if (location.split(/[\\/]/).includes('..')) refuse('climbs out with ..');

@@ -17,7 +17,12 @@ export function loadModel(file: string): Model {
     bytes = fs.readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a folder, not a model file' : `cannot be read (${code})`;
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EISDIR'
+          ? 'is a folder, not a model file'
+          : `cannot be read (${code})`;
     throw new RegroupError('io', `${file} ${why}`);
   }
   return decodeModel(bytes, { baseDir: path.dirname(path.resolve(file)), source: file });
@@ -40,12 +45,16 @@ export interface SaveResult {
 /** Encode and write a model atomically. */
 export function saveModel(model: Model, file: string, options: SaveOptions = {}): SaveResult {
   const target = path.resolve(file);
-  const external = options.externalData ? path.basename(target) + '.data' : undefined;
+  const external = options.externalData ? `${path.basename(target)}.data` : undefined;
   const targets = [target, ...(external ? [path.join(path.dirname(target), external)] : [])];
   if (!options.force) {
     for (const t of targets) {
       for (const p of options.protect ?? []) {
-        if (sameFile(t, p)) throw new RegroupError('usage', `refusing to overwrite the input ${p}; choose another output path or pass --force`);
+        if (sameFile(t, p))
+          throw new RegroupError(
+            'usage',
+            `refusing to overwrite the input ${p}; choose another output path or pass --force`,
+          );
       }
     }
   }

@@ -20,7 +20,11 @@ export function toNumber(value: Int64 | null | undefined): number {
 /** An int64 that must be exact as a number (dims, offsets); throws otherwise. */
 export function toExactNumber(value: Int64 | null | undefined, what: string): number {
   const n = toNumber(value);
-  if (!Number.isSafeInteger(n)) throw new RegroupError('bad-model', `${what} is ${typeof value === 'object' && value ? value.toString() : n}, which is not a usable integer`);
+  if (!Number.isSafeInteger(n))
+    throw new RegroupError(
+      'bad-model',
+      `${what} is ${typeof value === 'object' && value ? value.toString() : n}, which is not a usable integer`,
+    );
   return n;
 }
 

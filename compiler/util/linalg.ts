@@ -21,8 +21,15 @@ import { RegroupError } from '../errors.js';
 
 /** Thrown when a matrix is not positive definite; `pivot` is the failing row. */
 export class NotPositiveDefinite extends RegroupError {
-  constructor(readonly pivot: number, readonly value: number, what: string) {
-    super('runtime', `${what} is not positive definite (Cholesky pivot ${pivot} is ${value.toPrecision(3)}); add a ridge term or more independent samples`);
+  constructor(
+    readonly pivot: number,
+    readonly value: number,
+    what: string,
+  ) {
+    super(
+      'runtime',
+      `${what} is not positive definite (Cholesky pivot ${pivot} is ${value.toPrecision(3)}); add a ridge term or more independent samples`,
+    );
   }
 }
 
@@ -49,7 +56,8 @@ export function cholesky(matrix: Float64Array, n: number, what = 'matrix'): Floa
 
 /** X with L·Lᵀ·X = B; B is n×columns row-major (a vector when columns = 1). */
 export function choleskySolve(factor: Float64Array, n: number, rhs: Float64Array, columns = 1): Float64Array {
-  if (rhs.length !== n * columns) throw new RangeError(`choleskySolve: right-hand side has ${rhs.length} values, expected ${n}×${columns}`);
+  if (rhs.length !== n * columns)
+    throw new RangeError(`choleskySolve: right-hand side has ${rhs.length} values, expected ${n}×${columns}`);
   const x = Float64Array.from(rhs);
   for (let i = 0; i < n; i++) {
     const d = factor[i * n + i]!;
@@ -94,7 +102,13 @@ const FIRST_JITTER = 1e-12;
 const LAST_JITTER = 1e-4;
 
 /** Solve (G + λ·P)·X = B, adding jitter only when the factorisation fails (see the header). */
-export function ridgeSolve(gram: Float64Array, n: number, rhs: Float64Array, columns: number, options: RidgeOptions = {}): RidgeSolution {
+export function ridgeSolve(
+  gram: Float64Array,
+  n: number,
+  rhs: Float64Array,
+  columns: number,
+  options: RidgeOptions = {},
+): RidgeSolution {
   const what = options.what ?? 'matrix';
   checkSquare(gram, n, what);
   const penalized = options.penalized ?? (() => true);
@@ -106,19 +120,31 @@ export function ridgeSolve(gram: Float64Array, n: number, rhs: Float64Array, col
   let jitter = 0;
   for (;;) {
     try {
-      return { solution: choleskySolve(cholesky(withJitter(regularized, n, jitter), n, what), n, target, columns), lambda, jitter };
+      return {
+        solution: choleskySolve(cholesky(withJitter(regularized, n, jitter), n, what), n, target, columns),
+        lambda,
+        jitter,
+      };
     } catch (err) {
       if (!(err instanceof NotPositiveDefinite)) throw err;
       jitter = jitter === 0 ? FIRST_JITTER * scale : jitter * 100;
       if (jitter > LAST_JITTER * scale * (1 + 1e-9)) {
-        throw new RegroupError('runtime', `${what} stays singular after adding jitter up to ${(LAST_JITTER * scale).toExponential(2)} (pivot ${err.pivot}); the inputs are degenerate — add calibration samples or raise the ridge`);
+        throw new RegroupError(
+          'runtime',
+          `${what} stays singular after adding jitter up to ${(LAST_JITTER * scale).toExponential(2)} (pivot ${err.pivot}); the inputs are degenerate — add calibration samples or raise the ridge`,
+        );
       }
     }
   }
 }
 
 /** Mean of the selected diagonal entries (absolute values when `absolute`); 0 when none. */
-export function meanDiagonal(matrix: Float64Array, n: number, selected: (index: number) => boolean = () => true, absolute = false): number {
+export function meanDiagonal(
+  matrix: Float64Array,
+  n: number,
+  selected: (index: number) => boolean = () => true,
+  absolute = false,
+): number {
   let sum = 0;
   let count = 0;
   for (let i = 0; i < n; i++) {
@@ -131,10 +157,20 @@ export function meanDiagonal(matrix: Float64Array, n: number, selected: (index: 
 }
 
 /** B + λ·P·X₀. */
-function withPrior(rhs: Float64Array, prior: Float64Array, n: number, columns: number, lambda: number, penalized: (index: number) => boolean): Float64Array {
-  if (prior.length !== n * columns) throw new RangeError(`ridgeSolve: prior has ${prior.length} values, expected ${n}×${columns}`);
+function withPrior(
+  rhs: Float64Array,
+  prior: Float64Array,
+  n: number,
+  columns: number,
+  lambda: number,
+  penalized: (index: number) => boolean,
+): Float64Array {
+  if (prior.length !== n * columns)
+    throw new RangeError(`ridgeSolve: prior has ${prior.length} values, expected ${n}×${columns}`);
   const out = Float64Array.from(rhs);
-  for (let i = 0; i < n; i++) if (penalized(i)) for (let c = 0; c < columns; c++) out[i * columns + c] = out[i * columns + c]! + lambda * prior[i * columns + c]!;
+  for (let i = 0; i < n; i++)
+    if (penalized(i))
+      for (let c = 0; c < columns; c++) out[i * columns + c] = out[i * columns + c]! + lambda * prior[i * columns + c]!;
   return out;
 }
 
@@ -157,7 +193,12 @@ export function submatrix(matrix: Float64Array, n: number, indices: ArrayLike<nu
 }
 
 /** Rows `rowIndices` and columns `columnIndices` of a row-major matrix with `columns` columns. */
-export function selectEntries(matrix: Float64Array, columns: number, rowIndices: ArrayLike<number>, columnIndices: ArrayLike<number>): Float64Array {
+export function selectEntries(
+  matrix: Float64Array,
+  columns: number,
+  rowIndices: ArrayLike<number>,
+  columnIndices: ArrayLike<number>,
+): Float64Array {
   const out = new Float64Array(rowIndices.length * columnIndices.length);
   for (let a = 0; a < rowIndices.length; a++) {
     const row = rowIndices[a]! * columns;
@@ -178,7 +219,10 @@ export function addGram(target: Float64Array, n: number, block: Float64Array, ro
     // Four columns per sweep: each load of column i serves four dot products.
     for (; j + 3 < n; j += 4) {
       const [c0, c1, c2, c3] = [j * stride, (j + 1) * stride, (j + 2) * stride, (j + 3) * stride];
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      let s0 = 0,
+        s1 = 0,
+        s2 = 0,
+        s3 = 0;
       for (let r = 0; r < rows; r++) {
         const x = block[ci + r]!;
         s0 += x * block[c0 + r]!;
@@ -201,7 +245,15 @@ export function addGram(target: Float64Array, n: number, block: Float64Array, ro
 }
 
 /** target (n×m, row-major) += Aᵀ·B for column-major row blocks A (n columns) and B (m columns). */
-export function addCrossProducts(target: Float64Array, a: Float64Array, n: number, b: Float64Array, m: number, rows: number, stride = rows): void {
+export function addCrossProducts(
+  target: Float64Array,
+  a: Float64Array,
+  n: number,
+  b: Float64Array,
+  m: number,
+  rows: number,
+  stride = rows,
+): void {
   for (let i = 0; i < n; i++) {
     const ci = i * stride;
     for (let j = 0; j < m; j++) {

@@ -87,5 +87,7 @@ export function contributeGroup(
 /** Weight touches of Conv/ConvTranspose/Gemm/MatMul: a producer's filters or a consumer's columns. */
 export function isWeightTouch(t: Touch): boolean {
   const role = opRole(t.node);
-  return (t.role === 'out-channels' || t.role === 'in-channels') && role?.linear === true && t.inputIndex === role.weight;
+  return (
+    (t.role === 'out-channels' || t.role === 'in-channels') && role?.linear === true && t.inputIndex === role.weight
+  );
 }

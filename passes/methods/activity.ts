@@ -12,7 +12,10 @@ const ACTIVITY_SAMPLES = 256;
 
 /** Mean |x| per input channel of every Conv fed by an intermediate value (values of `model`). */
 export async function convInputActivity(model: Model, measure: Measurements): Promise<Map<Value, Float64Array>> {
-  const convInputs = model.graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => n.input(0));
+  const convInputs = model.graph
+    .nodeList()
+    .filter((n) => n.opType === 'Conv')
+    .map((n) => n.input(0));
   const values = [...new Set(convInputs)].filter((v) => !v.isGraphInput());
   return measure.channelMeanAbs(model, values, ACTIVITY_SAMPLES);
 }

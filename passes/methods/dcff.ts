@@ -42,7 +42,15 @@ import type { Node, Value } from '../../compiler/ir/node.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { Random } from '../../compiler/util/random.js';
 import { applyChannelMap, gather } from '../channel-map.js';
-import { finiteScores, fuseRows, fusionCode, fusionTemperature, selectRows, topChannels, type FilterRows } from '../filter-fusion.js';
+import {
+  finiteScores,
+  fuseRows,
+  fusionCode,
+  fusionTemperature,
+  selectRows,
+  topChannels,
+  type FilterRows,
+} from '../filter-fusion.js';
 import { planPruning, type PruningPlan } from '../plan-pruning.js';
 import { ROUND_TO_FLAG, type Method, type StructureContext, type Structured, type TrainingHooks } from './method.js';
 
@@ -79,10 +87,16 @@ const FUSION_TEMPERATURE_TEXT = 'from 1 to 1e4 over the fine-tuning epochs';
 /** The DCFF method (see the file header). */
 export const dcff: Method<DcffOptions> = {
   name: 'dcff',
-  description: 'DCFF filter fusion (Lin et al. 2021): keep each layer\'s m most distinct filters by KL score and fuse all filters into them',
+  description:
+    "DCFF filter fusion (Lin et al. 2021): keep each layer's m most distinct filters by KL score and fuse all filters into them",
   flags: [
     ROUND_TO_FLAG,
-    { flags: '--from-scratch', key: 'fromScratch', kind: 'boolean', description: 'dcff: re-initialise the weights (He-normal, seeded) before fusing, as in the paper' },
+    {
+      flags: '--from-scratch',
+      key: 'fromScratch',
+      kind: 'boolean',
+      description: 'dcff: re-initialise the weights (He-normal, seeded) before fusing, as in the paper',
+    },
   ],
   options: (raw) => ({ fromScratch: raw.fromScratch === true, roundTo: raw.roundTo as number | undefined }),
   structure: async (dense, options, keepMacs, ctx) => structureDcff(dense, options, keepMacs, ctx),
@@ -106,7 +120,9 @@ export function structureDcff(dense: Model, options: DcffOptions, keepMacs: numb
   const structured = hooks.finish!(model);
   const macsAfter = computeCost(structured, inferShapes(structured)).totals.macs;
   const tensors = groups.reduce((n, g) => n + g.tensors.length, 0);
-  ctx.note(`dcff: ${groups.length} channel group(s) fused (${tensors} tensors), ${layout.selected} pruned by L1 selection; T ${FUSION_TEMPERATURE_TEXT}`);
+  ctx.note(
+    `dcff: ${groups.length} channel group(s) fused (${tensors} tensors), ${layout.selected} pruned by L1 selection; T ${FUSION_TEMPERATURE_TEXT}`,
+  );
   const result = { model: structured, connectivity: new Map(), macsRatio: macsAfter / cost.totals.macs };
   return groups.length > 0 ? { ...result, hooks } : result;
 }
@@ -122,25 +138,39 @@ interface GroupFusion {
 }
 
 /** Which root elements go: KL top-m for fusable groups, the plan's L1 choice for the others. */
-function chooseChannels(plan: PruningPlan, analysis: ChannelAnalysis, ctx: StructureContext): { removed: Set<number>; fused: GroupFusion[]; selected: number } {
+function chooseChannels(
+  plan: PruningPlan,
+  analysis: ChannelAnalysis,
+  ctx: StructureContext,
+): { removed: Set<number>; fused: GroupFusion[]; selected: number } {
   const removed = new Set<number>();
   const fused: GroupFusion[] = [];
   let selected = 0;
   for (const group of analysis.groups) {
     if (group.prunable) continue;
-    ctx.note(`dcff: group of ${group.producers[0]} (${group.channels} channels) stays: pinned (${group.reasons[0] ?? 'no prunable channel'})`);
+    ctx.note(
+      `dcff: group of ${group.producers[0]} (${group.channels} channels) stays: pinned (${group.reasons[0] ?? 'no prunable channel'})`,
+    );
   }
   for (const pg of plan.groups) {
     if (pg.keep >= pg.channels) continue;
     const group = analysis.groups[pg.id]!;
     const fusable = fusableProducers(group, analysis);
     if (typeof fusable === 'string') {
-      ctx.note(`dcff: group of ${group.producers[0]} (${pg.channels} → ${pg.keep} channels) pruned by L1 selection, not fused: ${fusable}`);
+      ctx.note(
+        `dcff: group of ${group.producers[0]} (${pg.channels} → ${pg.keep} channels) pruned by L1 selection, not fused: ${fusable}`,
+      );
       for (const position of pg.removed) removed.add(group.roots[position]!);
       selected++;
       continue;
     }
-    const code = fusionCode(groupFilters(fusable.map((p) => constantOf(p.node.inputs[1])!), fusable.map((p) => p.positions)), fusionTemperature(0, 1));
+    const code = fusionCode(
+      groupFilters(
+        fusable.map((p) => constantOf(p.node.inputs[1])!),
+        fusable.map((p) => p.positions),
+      ),
+      fusionTemperature(0, 1),
+    );
     const top = new Set(topChannels(code.scores, pg.keep));
     group.roots.forEach((root, channel) => {
       if (!top.has(channel)) removed.add(root);
@@ -152,30 +182,40 @@ function chooseChannels(plan: PruningPlan, analysis: ChannelAnalysis, ctx: Struc
 }
 
 /** The group's producers with the position of each group channel, or why the group cannot be fused. */
-function fusableProducers(group: ChannelGroup, analysis: ChannelAnalysis): { node: Node; positions: number[] }[] | string {
-  if (group.prunableChannels < group.channels) return `${group.channels - group.prunableChannels} channel(s) pinned (${group.reasons[0]})`;
+function fusableProducers(
+  group: ChannelGroup,
+  analysis: ChannelAnalysis,
+): { node: Node; positions: number[] }[] | string {
+  if (group.prunableChannels < group.channels)
+    return `${group.channels - group.prunableChannels} channel(s) pinned (${group.reasons[0]})`;
   const touches = analysis.touches.filter((t) => t.elems.some((e) => analysis.groupOf(e) === group));
   const odd = touches.find((t) => !FUSABLE_ROLES.has(t.role));
-  if (odd) return `${odd.node.opType} '${odd.node.name}' (${odd.role}) is not a plain conv/gemm producer, weight or per-channel member`;
+  if (odd)
+    return `${odd.node.opType} '${odd.node.name}' (${odd.role}) is not a plain conv/gemm producer, weight or per-channel member`;
   const producers: { node: Node; positions: number[] }[] = [];
   const rootIndex = new Map(Array.from(group.roots, (r, channel) => [r, channel] as const));
   for (const t of touches.filter((t) => t.role === 'out-channels' && t.inputIndex === 1)) {
     const why = producerProblem(t);
     if (why) return why;
-    if (t.elems.length !== group.channels) return `'${t.node.name}' produces ${t.elems.length} of the group's ${group.channels} channels`;
+    if (t.elems.length !== group.channels)
+      return `'${t.node.name}' produces ${t.elems.length} of the group's ${group.channels} channels`;
     const positions = new Array<number>(group.channels);
     t.elems.forEach((e, position) => (positions[rootIndex.get(analysis.root(e))!] = position));
     producers.push({ node: t.node, positions });
   }
   if (producers.length === 0) return 'no producer weight';
   const order = (positions: readonly number[]) => channelsByPosition(positions).join(',');
-  if (producers.some((p) => order(p.positions) !== order(producers[0]!.positions))) return 'its producers order the coupled channels differently';
+  if (producers.some((p) => order(p.positions) !== order(producers[0]!.positions)))
+    return 'its producers order the coupled channels differently';
   return producers;
 }
 
 /** Group channels in the order of their positions on a producer's output axis. */
 function channelsByPosition(positions: readonly number[]): number[] {
-  return positions.map((position, channel) => [position, channel] as const).sort((a, b) => a[0] - b[0]).map(([, channel]) => channel);
+  return positions
+    .map((position, channel) => [position, channel] as const)
+    .sort((a, b) => a[0] - b[0])
+    .map(([, channel]) => channel);
 }
 
 function producerProblem(t: Touch): string | undefined {
@@ -243,7 +283,11 @@ interface Bank {
 }
 
 /** The full banks (weight, bias) of every fused producer: input side pruned, rows in group channel order. */
-function collectFullBanks(fused: readonly GroupFusion[], analysis: ChannelAnalysis, removed: ReadonlySet<number>): Map<Node, Map<number, Bank>> {
+function collectFullBanks(
+  fused: readonly GroupFusion[],
+  analysis: ChannelAnalysis,
+  removed: ReadonlySet<number>,
+): Map<Node, Map<number, Bank>> {
   const banks = new Map<Node, Map<number, Bank>>();
   for (const f of fused) {
     f.producers.forEach((node, p) => {
@@ -270,7 +314,13 @@ function insertFusion(model: Model, f: GroupFusion, banks: ReadonlyMap<Node, Rea
   const graph = model.graph;
   const channels = f.group.channels;
   const identity = Array.from({ length: channels }, (_, c) => c);
-  const code = fusionCode(groupFilters(f.producers.map((node) => banks.get(node)!.get(1)!.tensor), f.producers.map(() => identity)), fusionTemperature(0, 1));
+  const code = fusionCode(
+    groupFilters(
+      f.producers.map((node) => banks.get(node)!.get(1)!.tensor),
+      f.producers.map(() => identity),
+    ),
+    fusionTemperature(0, 1),
+  );
   const pTop = Tensor.fromArray(DataType.FLOAT, [f.rows.length, channels], Float32Array.from(selectRows(code, f.rows)));
   const pValue = graph.addInitializer(`${banks.get(f.producers[0]!)!.get(1)!.name}.p_top`, pTop, { fresh: true });
   const tensors: FusedTensor[] = [];
@@ -293,7 +343,8 @@ function insertFusion(model: Model, f: GroupFusion, banks: ReadonlyMap<Node, Rea
 function fusionChain(model: Model, consumer: Node, full: Value, pTop: Value, compactDims: readonly number[]): Value {
   const graph = model.graph;
   const channels = full.constValue!.dims[0]!;
-  const shape = (name: string, dims: readonly number[]) => graph.addInitializer(name, Tensor.int64([dims.length], dims), { fresh: true });
+  const shape = (name: string, dims: readonly number[]) =>
+    graph.addInitializer(name, Tensor.int64([dims.length], dims), { fresh: true });
   const add = (opType: string, inputs: Value[], suffix: string, dims: readonly number[]) => {
     const node = graph.createNode(opType, inputs, { name: graph.names.fresh(`${full.name}/${suffix}`) });
     graph.insertBefore(consumer, node);
@@ -301,7 +352,10 @@ function fusionChain(model: Model, consumer: Node, full: Value, pTop: Value, com
     return node.output(0);
   };
   const rowSize = full.constValue!.size / channels;
-  const flat = add('Reshape', [full, shape(`${full.name}.rows_shape`, [channels, rowSize])], 'rows', [channels, rowSize]);
+  const flat = add('Reshape', [full, shape(`${full.name}.rows_shape`, [channels, rowSize])], 'rows', [
+    channels,
+    rowSize,
+  ]);
   const fused = add('MatMul', [pTop, flat], 'fuse', [compactDims[0]!, rowSize]);
   return add('Reshape', [fused, shape(`${full.name}.compact_shape`, compactDims)], 'compact', compactDims);
 }
@@ -314,7 +368,8 @@ export function fusionHooks(model: Model, groups: readonly FusedGroup[]): Traini
     trainable: groups.flatMap((g) => g.tensors.map((t) => t.full)),
     // Epoch 0's codes are the ones the structure was built with (T(0) on the starting filters);
     // keeping them keeps a refit adopted before training (hooks.adopt) exact for that epoch.
-    beforeEpoch: (epoch, epochs, current) => (epoch === 0 ? undefined : refreshCodes(groups, fusionTemperature(epoch, epochs), current)),
+    beforeEpoch: (epoch, epochs, current) =>
+      epoch === 0 ? undefined : refreshCodes(groups, fusionTemperature(epoch, epochs), current),
     finish: (trained) => bakeFusion(trained, groups),
     adopt: (refitted) => adoptRefit(model, groups, refitted),
   };
@@ -344,17 +399,30 @@ export function adoptRefit(training: Model, groups: readonly FusedGroup[], refit
     const pTop = graph.initializers.get(g.pTop)!.constValue!.toFloat64();
     for (const t of g.tensors) {
       const target = source.initializers.get(compactNames.get(t.full)!)?.constValue;
-      if (!target) throw new RegroupError('invalid-ir', `dcff: the refitted model has no '${compactNames.get(t.full)}'; it is not this structure's baked model`);
+      if (!target)
+        throw new RegroupError(
+          'invalid-ir',
+          `dcff: the refitted model has no '${compactNames.get(t.full)}'; it is not this structure's baked model`,
+        );
       const full = graph.initializers.get(t.full)!;
       const moved = leastChange(pTop, g.keep, full.constValue!.toFloat64(), g.channels, target.toFloat64());
-      graph.setInitializer(full, Tensor.fromArray(DataType.FLOAT, full.constValue!.dims, Float32Array.from(moved), { name: t.full }));
+      graph.setInitializer(
+        full,
+        Tensor.fromArray(DataType.FLOAT, full.constValue!.dims, Float32Array.from(moved), { name: t.full }),
+      );
     }
   }
   return model;
 }
 
 /** W + Pᵀ(PPᵀ)⁻¹(target − P·W) for P [m, C], W [C, K], target [m, K]. */
-function leastChange(p: Float64Array, m: number, w: Float64Array, channels: number, target: Float64Array): Float64Array {
+function leastChange(
+  p: Float64Array,
+  m: number,
+  w: Float64Array,
+  channels: number,
+  target: Float64Array,
+): Float64Array {
   const rowSize = w.length / channels;
   const residual = fuseRows(p, m, w, channels).map((v, i) => target[i]! - v);
   const gram = new Float64Array(m * m);
@@ -371,7 +439,8 @@ function leastChange(p: Float64Array, m: number, w: Float64Array, channels: numb
     for (let c = 0; c < channels; c++) {
       const coefficient = p[r * channels + c]!;
       if (coefficient === 0) continue;
-      for (let d = 0; d < rowSize; d++) out[c * rowSize + d] = out[c * rowSize + d]! + coefficient * x[r * rowSize + d]!;
+      for (let d = 0; d < rowSize; d++)
+        out[c * rowSize + d] = out[c * rowSize + d]! + coefficient * x[r * rowSize + d]!;
     }
   }
   return out;
@@ -392,15 +461,26 @@ function bakedNames(training: Model, groups: readonly FusedGroup[]): Map<string,
 }
 
 /** New P_top of every group from the current banks at temperature T; rows keep their channel where they can. */
-export function refreshCodes(groups: readonly FusedGroup[], temperature: number, current: (name: string) => Tensor): Map<string, Tensor> {
+export function refreshCodes(
+  groups: readonly FusedGroup[],
+  temperature: number,
+  current: (name: string) => Tensor,
+): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
   for (const g of groups) {
     const identity = Array.from({ length: g.channels }, (_, c) => c);
-    const code = fusionCode(groupFilters(g.weights.map(current), g.weights.map(() => identity)), temperature);
+    const code = fusionCode(
+      groupFilters(
+        g.weights.map(current),
+        g.weights.map(() => identity),
+      ),
+      temperature,
+    );
     const previous = rowChannels(current(g.pTop), g.channels);
     const rows = finiteScores(code.scores) ? assignRows(previous, topChannels(code.scores, g.keep)) : previous;
     const pTop = selectRows(code, rows);
-    if (pTop.every(Number.isFinite)) out.set(g.pTop, Tensor.fromArray(DataType.FLOAT, [g.keep, g.channels], Float32Array.from(pTop)));
+    if (pTop.every(Number.isFinite))
+      out.set(g.pTop, Tensor.fromArray(DataType.FLOAT, [g.keep, g.channels], Float32Array.from(pTop)));
   }
   return out;
 }
@@ -432,7 +512,10 @@ export function bakeFusion(trained: Model, groups: readonly FusedGroup[]): Model
       const full = graph.initializers.get(t.full);
       const pTop = graph.initializers.get(t.pTop)?.constValue;
       if (!full?.constValue || !pTop) {
-        throw new RegroupError('invalid-ir', `dcff: the trained model has no '${t.full}' or '${t.pTop}'; it is not the model the hooks built`);
+        throw new RegroupError(
+          'invalid-ir',
+          `dcff: the trained model has no '${t.full}' or '${t.pTop}'; it is not the model the hooks built`,
+        );
       }
       const baked = fuseRows(pTop.toFloat64(), g.keep, full.constValue.toFloat64(), g.channels);
       replaceChain(model, full, Tensor.fromArray(DataType.FLOAT, t.compactDims, Float32Array.from(baked)));
@@ -450,10 +533,15 @@ function replaceChain(model: Model, full: Value, baked: Tensor): void {
   const fuse = rows?.output(0).uses()[0]?.node;
   const compact = fuse?.output(0).uses()[0]?.node;
   if (!rows || !fuse || !compact || full.useCount !== 1 || compact.opType !== 'Reshape') {
-    throw new RegroupError('invalid-ir', `dcff: '${full.name}' does not feed a Reshape → MatMul → Reshape fusion chain`);
+    throw new RegroupError(
+      'invalid-ir',
+      `dcff: '${full.name}' does not feed a Reshape → MatMul → Reshape fusion chain`,
+    );
   }
   const name = full.name.endsWith('.full') ? full.name.slice(0, -'.full'.length) : full.name;
-  const value = graph.addInitializer(graph.names.has(name) ? `${name}.fused` : name, baked, { fresh: graph.names.has(name) });
+  const value = graph.addInitializer(graph.names.has(name) ? `${name}.fused` : name, baked, {
+    fresh: graph.names.has(name),
+  });
   compact.output(0).replaceAllUsesWith(value);
   for (const node of [compact, fuse, rows]) {
     const shapes = node.inputs.slice(1).filter((v): v is Value => !!v && v.isInitializer() && v !== full);
@@ -469,7 +557,8 @@ function heInitialize(model: Model, seed: number): void {
   const graph = model.graph;
   const set = (value: Value | undefined, make: (t: Tensor) => Float32Array) => {
     const tensor = constantOf(value);
-    if (value?.isInitializer() && tensor?.dtype === DataType.FLOAT) graph.setInitializer(value, Tensor.fromArray(DataType.FLOAT, tensor.dims, make(tensor)));
+    if (value?.isInitializer() && tensor?.dtype === DataType.FLOAT)
+      graph.setInitializer(value, Tensor.fromArray(DataType.FLOAT, tensor.dims, make(tensor)));
   };
   const fill = (v: number) => (t: Tensor) => new Float32Array(t.size).fill(v);
   for (const node of graph.nodes()) {
@@ -477,7 +566,9 @@ function heInitialize(model: Model, seed: number): void {
       set(node.inputs[1], (t) => random.normals(t.size, Math.sqrt(2 / fanIn(node, t))));
       set(node.inputs[2], fill(0));
     } else if (node.opType === 'BatchNormalization') {
-      [1, 2, 3, 4].forEach((inputIndex) => set(node.inputs[inputIndex], fill(inputIndex === 1 || inputIndex === 4 ? 1 : 0)));
+      [1, 2, 3, 4].forEach((inputIndex) =>
+        set(node.inputs[inputIndex], fill(inputIndex === 1 || inputIndex === 4 ? 1 : 0)),
+      );
     }
   }
 }

@@ -20,7 +20,11 @@ export const DEFAULT_METHOD = 'sg-cnn';
 /** The method called `name`, or a usage error that lists the registry. */
 export function methodNamed(name: string): AnyMethod {
   const method = METHODS.find((m) => m.name === name);
-  if (!method) throw new RegroupError('usage', `unknown --method '${name}'; choose one of: ${METHODS.map((m) => m.name).join(', ')}`);
+  if (!method)
+    throw new RegroupError(
+      'usage',
+      `unknown --method '${name}'; choose one of: ${METHODS.map((m) => m.name).join(', ')}`,
+    );
   return method;
 }
 
@@ -37,4 +41,14 @@ export function methodFlags(): { flag: MethodFlag; methods: string[] }[] {
   return [...byKey.values()];
 }
 
-export type { AnyMethod, Method, MethodFlag, Structured, StructureContext, TrainingHooks, Measurements, CommonOptions, Step } from './method.js';
+export type {
+  AnyMethod,
+  Method,
+  MethodFlag,
+  Structured,
+  StructureContext,
+  TrainingHooks,
+  Measurements,
+  CommonOptions,
+  Step,
+} from './method.js';

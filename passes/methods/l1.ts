@@ -17,7 +17,12 @@ import { TIDY } from '../index.js';
 import { ROUND_TO_FLAG, type Method, type Structured } from './method.js';
 
 /** Prune a copy of `dense` to `keepMacs` by L1 norm; `uniform` narrows every group alike. */
-function pruneL1(dense: Model, keepMacs: number, uniform: boolean, roundTo: number | undefined): { model: Model; macsRatio: number; pruned: number; prunable: number } {
+function pruneL1(
+  dense: Model,
+  keepMacs: number,
+  uniform: boolean,
+  roundTo: number | undefined,
+): { model: Model; macsRatio: number; pruned: number; prunable: number } {
   const model = dense.clone().model;
   const shapes = inferShapes(model);
   const analysis = analyzeChannels(model, shapes);
@@ -30,7 +35,12 @@ function pruneL1(dense: Model, keepMacs: number, uniform: boolean, roundTo: numb
   runPasses(model, TIDY, {}, { fixpoint: true });
   model.graph.verify();
   const after = computeCost(model, inferShapes(model)).totals.macs;
-  return { model, macsRatio: after / cost.totals.macs, pruned: plan.groups.filter((g) => g.removed.length > 0).length, prunable };
+  return {
+    model,
+    macsRatio: after / cost.totals.macs,
+    pruned: plan.groups.filter((g) => g.removed.length > 0).length,
+    prunable,
+  };
 }
 
 function l1Method(name: 'l1' | 'l1-uniform', description: string): Method<{ roundTo?: number }> {
@@ -50,4 +60,7 @@ function l1Method(name: 'l1' | 'l1-uniform', description: string): Method<{ roun
 }
 
 export const l1 = l1Method('l1', 'channel pruning by one global L1 threshold (baseline)');
-export const l1Uniform = l1Method('l1-uniform', 'every channel group pruned by the same fraction of L1-weakest channels (baseline)');
+export const l1Uniform = l1Method(
+  'l1-uniform',
+  'every channel group pruned by the same fraction of L1-weakest channels (baseline)',
+);

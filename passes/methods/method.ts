@@ -139,7 +139,11 @@ export interface TrainingHooks {
    * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
    * the derived tensors to replace (frozen ones), or nothing to keep them.
    */
-  beforeEpoch?(epoch: number, epochs: number, current: (name: string) => Tensor): ReadonlyMap<string, Tensor> | undefined;
+  beforeEpoch?(
+    epoch: number,
+    epochs: number,
+    current: (name: string) => Tensor,
+  ): ReadonlyMap<string, Tensor> | undefined;
   /** The trained training model → the inference model the pipeline lowers, checks and writes. */
   finish?(trained: Model): Model;
   /**

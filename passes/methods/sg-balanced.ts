@@ -15,7 +15,11 @@ export const sgBalanced: Method<Record<string, never>> = {
   async structure(dense, _options, keepMacs, ctx): Promise<Structured> {
     const channelMeanAbs = ctx.measure ? await convInputActivity(dense, ctx.measure) : undefined;
     const b = balancedSelfGroup(dense, { keepMacs, seed: ctx.common.seed }, { channelMeanAbs });
-    const layers = b.stats.layers.filter((l) => l.groups > 1).map((l) => `${l.label}×${l.groups}`).join(', ') || 'none';
+    const layers =
+      b.stats.layers
+        .filter((l) => l.groups > 1)
+        .map((l) => `${l.label}×${l.groups}`)
+        .join(', ') || 'none';
     const reach = b.stats.targetMet ? '' : ' (target not reachable with equal groups)';
     ctx.note(`balanced self-grouping: ${layers} (${channelMeanAbs ? 'data' : 'weight'} importance)${reach}`);
     return { model: b.model, connectivity: b.connectivity, macsRatio: b.stats.macsRatio };

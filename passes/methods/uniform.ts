@@ -12,7 +12,11 @@ export const uniform: Method<Record<string, never>> = {
   options: () => ({}),
   async structure(dense, _options, keepMacs, ctx): Promise<Structured> {
     const r = uniformGroup(dense, { keepMacs });
-    const layers = r.stats.layers.filter((l) => l.groups > 1).map((l) => `${l.label}×${l.groups}`).join(', ') || 'none';
+    const layers =
+      r.stats.layers
+        .filter((l) => l.groups > 1)
+        .map((l) => `${l.label}×${l.groups}`)
+        .join(', ') || 'none';
     ctx.note(`uniform groups: ${layers}${r.stats.targetMet ? '' : ' (target not reachable with equal groups)'}`);
     return { model: r.model, connectivity: r.connectivity, macsRatio: r.stats.macsRatio };
   },

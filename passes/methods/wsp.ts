@@ -100,7 +100,6 @@ export const wsp: Method<WspOptions> = {
   },
 };
 
-
 async function measure(
   model: Model,
   analysis: ChannelAnalysis,

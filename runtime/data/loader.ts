@@ -74,7 +74,8 @@ export class BatchStream implements AsyncIterable<Batch> {
     readonly dataset: Dataset,
     readonly options: LoaderOptions,
   ) {
-    if (!Number.isInteger(options.batchSize) || options.batchSize <= 0) throw new RegroupError('usage', `batch size ${options.batchSize} is not a positive whole number`);
+    if (!Number.isInteger(options.batchSize) || options.batchSize <= 0)
+      throw new RegroupError('usage', `batch size ${options.batchSize} is not a positive whole number`);
     this.workers = resolveWorkers(dataset, options.workers ?? 'auto');
   }
 
@@ -92,7 +93,8 @@ export class BatchStream implements AsyncIterable<Batch> {
     this.#skippedSources = [];
     const chunks = batchIndices(this.dataset.size, this.options);
     const pool = this.workers > 0 ? new DecodePool(this.workers) : undefined;
-    const fetch = (indices: number[]) => (pool ? fetchInPool(this.dataset as FileDataset, indices, pool) : fetchInProcess(this.dataset, indices));
+    const fetch = (indices: number[]) =>
+      pool ? fetchInPool(this.dataset as FileDataset, indices, pool) : fetchInProcess(this.dataset, indices);
     const ahead = Math.max(0, this.options.prefetch ?? 2);
     const pending: Promise<Outcome[]>[] = [];
     let next = 0;
@@ -122,7 +124,12 @@ export class BatchStream implements AsyncIterable<Batch> {
         if (this.#skippedSources.length < SKIPPED_SOURCES_KEPT) this.#skippedSources.push(sourceOf(outcome.error));
       }
     }
-    return { images, labels: Int32Array.from(images, (s) => s.label), skipped: this.#skipped, skippedSources: [...this.#skippedSources] };
+    return {
+      images,
+      labels: Int32Array.from(images, (s) => s.label),
+      skipped: this.#skipped,
+      skippedSources: [...this.#skippedSources],
+    };
   }
 }
 
@@ -137,7 +144,8 @@ function batchIndices(size: number, options: LoaderOptions): number[][] {
   if (options.shuffle) new Random(options.seed ?? 0).shuffle(order);
   const used = order.slice(0, Math.min(options.limit ?? size, size));
   const chunks: number[][] = [];
-  for (let start = 0; start < used.length; start += options.batchSize) chunks.push(used.slice(start, start + options.batchSize));
+  for (let start = 0; start < used.length; start += options.batchSize)
+    chunks.push(used.slice(start, start + options.batchSize));
   if (options.dropLast && chunks.length > 0 && chunks.at(-1)!.length < options.batchSize) chunks.pop();
   return chunks;
 }
@@ -145,7 +153,8 @@ function batchIndices(size: number, options: LoaderOptions): number[][] {
 function resolveWorkers(dataset: Dataset, workers: number | 'auto'): number {
   if (!isFileDataset(dataset)) return 0;
   if (workers === 'auto') return autoWorkers();
-  if (!Number.isInteger(workers) || workers < 0) throw new RegroupError('usage', `workers ${workers} is not a whole number ≥ 0 (or 'auto')`);
+  if (!Number.isInteger(workers) || workers < 0)
+    throw new RegroupError('usage', `workers ${workers} is not a whole number ≥ 0 (or 'auto')`);
   return workers;
 }
 
@@ -177,7 +186,15 @@ async function fetchInPool(dataset: FileDataset, indices: readonly number[], poo
   const outcomes = await pool.decode(files.map((f) => f.path));
   return outcomes.map((o, k): Outcome => {
     const file = files[k]!;
-    if (o.ok) return { ok: true, sample: { image: { width: o.width, height: o.height, channels: o.channels, data: o.data }, label: file.label, source: file.path } };
+    if (o.ok)
+      return {
+        ok: true,
+        sample: {
+          image: { width: o.width, height: o.height, channels: o.channels, data: o.data },
+          label: file.label,
+          source: file.path,
+        },
+      };
     const error = new RegroupError(o.code as RegroupError['code'], o.message);
     if (error.code !== 'bad-data') throw error;
     return { ok: false, error };
@@ -189,7 +206,11 @@ function workerScript(): URL {
   const here = fileURLToPath(import.meta.url);
   if (here.endsWith('.js')) return new URL('./decode-worker.js', import.meta.url);
   const built = path.resolve(path.dirname(here), '../../dist/runtime/data/decode-worker.js');
-  if (!fs.existsSync(built)) throw new RegroupError('usage', `decode workers need the compiled ${built}; run npx tsc -p tsconfig.json first, or pass workers: 0`);
+  if (!fs.existsSync(built))
+    throw new RegroupError(
+      'usage',
+      `decode workers need the compiled ${built}; run npx tsc -p tsconfig.json first, or pass workers: 0`,
+    );
   return pathToFileURL(built);
 }
 
@@ -217,7 +238,14 @@ export class DecodePool {
       if (slot.pending.size === 0) slot.worker.unref();
     });
     const failAll = (err: unknown) => {
-      for (const task of slot.pending.values()) task.reject(new RegroupError('runtime', `image decode worker failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+      for (const task of slot.pending.values())
+        task.reject(
+          new RegroupError(
+            'runtime',
+            `image decode worker failed: ${err instanceof Error ? err.message : String(err)}`,
+            { cause: err },
+          ),
+        );
       slot.pending.clear();
     };
     slot.worker.on('error', failAll);
@@ -228,7 +256,9 @@ export class DecodePool {
   /** Decode files, keeping their order; the work is spread over the threads. */
   async decode(files: readonly string[]): Promise<DecodeOutcome[]> {
     const per = Math.ceil(files.length / this.#slots.length);
-    const parts = this.#slots.map((slot, k) => (k * per < files.length ? this.#send(slot, files.slice(k * per, (k + 1) * per)) : Promise.resolve([])));
+    const parts = this.#slots.map((slot, k) =>
+      k * per < files.length ? this.#send(slot, files.slice(k * per, (k + 1) * per)) : Promise.resolve([]),
+    );
     return (await Promise.all(parts)).flat();
   }
 

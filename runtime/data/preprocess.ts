@@ -40,16 +40,43 @@ export interface Preset {
 }
 
 export const PRESETS: Readonly<Record<PresetName, Preset>> = {
-  imagenet: { channels: 3, size: 224, resizeShorter: 256, scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], channelOrder: 'RGB' },
-  cifar10: { channels: 3, size: 32, scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], channelOrder: 'RGB' },
+  imagenet: {
+    channels: 3,
+    size: 224,
+    resizeShorter: 256,
+    scale: 1 / 255,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    channelOrder: 'RGB',
+  },
+  cifar10: {
+    channels: 3,
+    size: 32,
+    scale: 1 / 255,
+    mean: [0.4914, 0.4822, 0.4465],
+    std: [0.247, 0.2435, 0.2616],
+    channelOrder: 'RGB',
+  },
   mnist: { channels: 1, size: 28, scale: 1 / 255, mean: [0.5], std: [0.5], channelOrder: 'RGB' },
   'mnist-raw': { channels: 1, size: 28, scale: 1 / 255, mean: [0], std: [1], channelOrder: 'RGB' },
   half: { scale: 1 / 255, mean: [0.5], std: [0.5], channelOrder: 'RGB' },
-  'caffe-imagenet': { channels: 3, size: 224, resizeShorter: 256, scale: 1, mean: [103.939, 116.779, 123.68], std: [1], channelOrder: 'BGR' },
+  'caffe-imagenet': {
+    channels: 3,
+    size: 224,
+    resizeShorter: 256,
+    scale: 1,
+    mean: [103.939, 116.779, 123.68],
+    std: [1],
+    channelOrder: 'BGR',
+  },
 };
 
 /** Presets picked by C×H×W when none is given. */
-const BY_SHAPE: Readonly<Record<string, PresetName>> = { '1x28x28': 'mnist', '3x32x32': 'cifar10', '3x224x224': 'imagenet' };
+const BY_SHAPE: Readonly<Record<string, PresetName>> = {
+  '1x28x28': 'mnist',
+  '3x32x32': 'cifar10',
+  '3x224x224': 'imagenet',
+};
 
 export function isPresetName(name: string): name is PresetName {
   return Object.hasOwn(PRESETS, name);
@@ -76,7 +103,11 @@ export function inputSpecFor(model: Model, options: InputSpecOptions = {}): Reso
   const layout = overrides.layout ?? guessLayout(input, dims);
   const channelDim = layout === 'NCHW' ? dims[1] : dims[3];
   const channels = overrides.channels ?? (channelDim === 1 || channelDim === 3 ? channelDim : undefined);
-  if (channels === undefined) throw new RegroupError('unsupported', `input '${input.name}' ${shapeText(input)}: the ${layout} channel axis is not 1 or 3; pass overrides.channels`);
+  if (channels === undefined)
+    throw new RegroupError(
+      'unsupported',
+      `input '${input.name}' ${shapeText(input)}: the ${layout} channel axis is not 1 or 3; pass overrides.channels`,
+    );
   const [modelH, modelW] = layout === 'NCHW' ? [dims[2], dims[3]] : [dims[1], dims[2]];
   const { name: presetName, reason } = choosePreset(options.preset, input, channels, modelH, modelW);
   const preset = PRESETS[presetName];
@@ -84,7 +115,10 @@ export function inputSpecFor(model: Model, options: InputSpecOptions = {}): Reso
   const height = overrides.height ?? modelH ?? preset.size;
   const width = overrides.width ?? modelW ?? preset.size;
   if (height === undefined || width === undefined) {
-    throw new RegroupError('usage', `input '${input.name}' ${shapeText(input)} has a symbolic height or width and preset '${presetName}' has no size; pass overrides.height and overrides.width`);
+    throw new RegroupError(
+      'usage',
+      `input '${input.name}' ${shapeText(input)} has a symbolic height or width and preset '${presetName}' has no size; pass overrides.height and overrides.width`,
+    );
   }
   const spec: ResolvedInputSpec = {
     name: input.name,
@@ -110,13 +144,21 @@ export function inputSpecFor(model: Model, options: InputSpecOptions = {}): Reso
  * A spec from a preset alone, without a model (benchmarks, tests, tools): `shape` supplies
  * what the preset leaves open (size for `half`, channels, layout, dtype, input name).
  */
-export function presetSpec(preset: PresetName, shape: Partial<Pick<InputSpec, 'name' | 'layout' | 'channels' | 'height' | 'width' | 'dtype'>> = {}): InputSpec {
+export function presetSpec(
+  preset: PresetName,
+  shape: Partial<Pick<InputSpec, 'name' | 'layout' | 'channels' | 'height' | 'width' | 'dtype'>> = {},
+): InputSpec {
   const p = PRESETS[preset];
   const channels = shape.channels ?? p.channels ?? 3;
-  if (p.channels !== undefined && p.channels !== channels) throw new RegroupError('usage', `preset '${preset}' is for ${p.channels}-channel inputs, not ${channels}; presets that fit: ${fitting(channels).join(', ')}`);
+  if (p.channels !== undefined && p.channels !== channels)
+    throw new RegroupError(
+      'usage',
+      `preset '${preset}' is for ${p.channels}-channel inputs, not ${channels}; presets that fit: ${fitting(channels).join(', ')}`,
+    );
   const height = shape.height ?? p.size;
   const width = shape.width ?? p.size;
-  if (height === undefined || width === undefined) throw new RegroupError('usage', `preset '${preset}' has no size; pass height and width`);
+  if (height === undefined || width === undefined)
+    throw new RegroupError('usage', `preset '${preset}' has no size; pass height and width`);
   const spec: InputSpec = {
     name: shape.name ?? 'input',
     layout: shape.layout ?? 'NCHW',
@@ -138,7 +180,11 @@ function feedInput(model: Model, name: string | undefined): Value {
   const fed = model.graph.inputs.filter((v) => !v.isInitializer());
   if (name !== undefined) {
     const found = fed.find((v) => v.name === name);
-    if (!found) throw new RegroupError('usage', `the model has no input '${name}'; its inputs are ${fed.map((v) => `'${v.name}'`).join(', ') || 'none'}`);
+    if (!found)
+      throw new RegroupError(
+        'usage',
+        `the model has no input '${name}'; its inputs are ${fed.map((v) => `'${v.name}'`).join(', ') || 'none'}`,
+      );
     return found;
   }
   const first = fed[0];
@@ -149,15 +195,26 @@ function feedInput(model: Model, name: string | undefined): Value {
 /** Rank-4 dims, undefined where symbolic or unknown. */
 function staticDims(input: Value): (number | undefined)[] {
   const shape = input.type?.shape;
-  if (!shape) throw new RegroupError('unsupported', `input '${input.name}' has no declared shape; image preprocessing needs a rank-4 [N,C,H,W] or [N,H,W,C] input`);
-  if (shape.length !== 4) throw new RegroupError('unsupported', `input '${input.name}' ${shapeText(input)} is rank ${shape.length}; image preprocessing needs a rank-4 [N,C,H,W] or [N,H,W,C] input`);
+  if (!shape)
+    throw new RegroupError(
+      'unsupported',
+      `input '${input.name}' has no declared shape; image preprocessing needs a rank-4 [N,C,H,W] or [N,H,W,C] input`,
+    );
+  if (shape.length !== 4)
+    throw new RegroupError(
+      'unsupported',
+      `input '${input.name}' ${shapeText(input)} is rank ${shape.length}; image preprocessing needs a rank-4 [N,C,H,W] or [N,H,W,C] input`,
+    );
   return shape.map((d: Dim) => (typeof d === 'number' && d > 0 ? d : undefined));
 }
 
 function guessLayout(input: Value, dims: readonly (number | undefined)[]): 'NCHW' | 'NHWC' {
   if (dims[1] === 1 || dims[1] === 3) return 'NCHW';
   if (dims[3] === 1 || dims[3] === 3) return 'NHWC';
-  throw new RegroupError('unsupported', `cannot tell the layout of input '${input.name}' ${shapeText(input)}: neither axis 1 nor the last axis is 1 or 3; pass overrides.layout and overrides.channels`);
+  throw new RegroupError(
+    'unsupported',
+    `cannot tell the layout of input '${input.name}' ${shapeText(input)}: neither axis 1 nor the last axis is 1 or 3; pass overrides.layout and overrides.channels`,
+  );
 }
 
 function shapeText(input: Value): string {
@@ -168,34 +225,54 @@ function inputDtype(input: Value): 'float32' | 'float16' {
   const dtype = input.type?.dtype;
   if (dtype === DataType.FLOAT) return 'float32';
   if (dtype === DataType.FLOAT16) return 'float16';
-  throw new RegroupError('unsupported', `input '${input.name}' has element type ${dtype === undefined ? 'unknown' : DataType[dtype]}; image preprocessing writes float32 or float16 only`);
+  throw new RegroupError(
+    'unsupported',
+    `input '${input.name}' has element type ${dtype === undefined ? 'unknown' : DataType[dtype]}; image preprocessing writes float32 or float16 only`,
+  );
 }
 
-function choosePreset(given: string | undefined, input: Value, channels: number, height: number | undefined, width: number | undefined): { name: PresetName; reason: string } {
+function choosePreset(
+  given: string | undefined,
+  input: Value,
+  channels: number,
+  height: number | undefined,
+  width: number | undefined,
+): { name: PresetName; reason: string } {
   if (given !== undefined) {
-    if (!isPresetName(given)) throw new RegroupError('usage', `unknown preset '${given}'; use one of ${Object.keys(PRESETS).join(', ')}`);
+    if (!isPresetName(given))
+      throw new RegroupError('usage', `unknown preset '${given}'; use one of ${Object.keys(PRESETS).join(', ')}`);
     return { name: given, reason: 'given' };
   }
   const key = `${channels}x${height ?? '?'}x${width ?? '?'}`;
   const picked = BY_SHAPE[key];
   if (!picked) {
-    throw new RegroupError('usage', `no preset is known for input '${input.name}' ${shapeText(input)} (${key.replaceAll('x', '×')}); pass one: ${fitting(channels).join(', ')}`);
+    throw new RegroupError(
+      'usage',
+      `no preset is known for input '${input.name}' ${shapeText(input)} (${key.replaceAll('x', '×')}); pass one: ${fitting(channels).join(', ')}`,
+    );
   }
   return { name: picked, reason: `picked by input shape ${key.replaceAll('x', '×')}` };
 }
 
 function fitting(channels: number): PresetName[] {
-  return (Object.keys(PRESETS) as PresetName[]).filter((p) => PRESETS[p].channels === undefined || PRESETS[p].channels === channels);
+  return (Object.keys(PRESETS) as PresetName[]).filter(
+    (p) => PRESETS[p].channels === undefined || PRESETS[p].channels === channels,
+  );
 }
 
 function presetMismatch(preset: PresetName, input: Value, channels: number): RegroupError {
   const want = PRESETS[preset].channels === 1 ? '1-channel (gray)' : '3-channel (colour)';
-  return new RegroupError('usage', `preset '${preset}' is for ${want} inputs but input '${input.name}' ${shapeText(input)} has ${channels} channel${channels === 1 ? '' : 's'}; presets that fit: ${fitting(channels).join(', ')}`);
+  return new RegroupError(
+    'usage',
+    `preset '${preset}' is for ${want} inputs but input '${input.name}' ${shapeText(input)} has ${channels} channel${channels === 1 ? '' : 's'}; presets that fit: ${fitting(channels).join(', ')}`,
+  );
 }
 
 function scaledResize(preset: Preset, side: number): number | undefined {
   if (preset.resizeShorter === undefined) return undefined;
-  return preset.size === undefined || preset.size === side ? preset.resizeShorter : Math.round((preset.resizeShorter * side) / preset.size);
+  return preset.size === undefined || preset.size === side
+    ? preset.resizeShorter
+    : Math.round((preset.resizeShorter * side) / preset.size);
 }
 
 function perChannel(values: readonly number[], channels: number): number[] {
@@ -204,10 +281,13 @@ function perChannel(values: readonly number[], channels: number): number[] {
 
 function validateSpec(spec: InputSpec): void {
   const problems: string[] = [];
-  if (!Number.isInteger(spec.height) || spec.height <= 0 || !Number.isInteger(spec.width) || spec.width <= 0) problems.push(`size ${spec.width}×${spec.height} is not positive whole numbers`);
-  if (spec.mean.length !== spec.channels || spec.std.length !== spec.channels) problems.push(`mean/std need ${spec.channels} values each (got ${spec.mean.length}/${spec.std.length})`);
+  if (!Number.isInteger(spec.height) || spec.height <= 0 || !Number.isInteger(spec.width) || spec.width <= 0)
+    problems.push(`size ${spec.width}×${spec.height} is not positive whole numbers`);
+  if (spec.mean.length !== spec.channels || spec.std.length !== spec.channels)
+    problems.push(`mean/std need ${spec.channels} values each (got ${spec.mean.length}/${spec.std.length})`);
   if (spec.std.some((s) => s === 0)) problems.push('std has a zero');
-  if (spec.resizeShorter !== undefined && (!Number.isInteger(spec.resizeShorter) || spec.resizeShorter <= 0)) problems.push(`resizeShorter ${spec.resizeShorter} is not a positive whole number`);
+  if (spec.resizeShorter !== undefined && (!Number.isInteger(spec.resizeShorter) || spec.resizeShorter <= 0))
+    problems.push(`resizeShorter ${spec.resizeShorter} is not a positive whole number`);
   if (problems.length > 0) throw new RegroupError('usage', `input spec for '${spec.name}': ${problems.join('; ')}`);
 }
 
@@ -217,7 +297,10 @@ export function fitImage(image: RawImage, spec: InputSpec, source: string): RawI
   let out = image.channels > spec.channels ? convertChannels(image, spec.channels) : image;
   if (spec.resizeShorter === undefined) {
     if (out.width !== W || out.height !== H) {
-      throw new RegroupError('bad-data', `${source}: image is ${out.width}×${out.height} but input '${spec.name}' takes ${W}×${H} and this preprocessing does not resize; use a resizing preset (imagenet, caffe-imagenet), set resizeShorter, or resize the images`);
+      throw new RegroupError(
+        'bad-data',
+        `${source}: image is ${out.width}×${out.height} but input '${spec.name}' takes ${W}×${H} and this preprocessing does not resize; use a resizing preset (imagenet, caffe-imagenet), set resizeShorter, or resize the images`,
+      );
     }
   } else {
     let shorter = spec.resizeShorter;
@@ -231,7 +314,9 @@ export function fitImage(image: RawImage, spec: InputSpec, source: string): RawI
 
 /** One lookup table per model channel: 8-bit value → normalised float. */
 function lookupTables(spec: InputSpec): Float64Array[] {
-  return Array.from({ length: spec.channels }, (_, c) => Float64Array.from({ length: 256 }, (_, x) => (x * spec.scale - spec.mean[c]!) / spec.std[c]!));
+  return Array.from({ length: spec.channels }, (_, c) =>
+    Float64Array.from({ length: 256 }, (_, x) => (x * spec.scale - spec.mean[c]!) / spec.std[c]!),
+  );
 }
 
 function isLabeled(item: RawImage | LabeledImage): item is LabeledImage {
@@ -242,14 +327,18 @@ function isLabeled(item: RawImage | LabeledImage): item is LabeledImage {
  * A batch of images → the model input tensor [N,C,H,W] or [N,H,W,C]. Pass LabeledImages (or
  * `sources`) so that an image that does not fit names its file.
  */
-export function toTensor(images: readonly (RawImage | LabeledImage)[], spec: InputSpec, sources?: readonly string[]): ort.Tensor {
+export function toTensor(
+  images: readonly (RawImage | LabeledImage)[],
+  spec: InputSpec,
+  sources?: readonly string[],
+): ort.Tensor {
   if (images.length === 0) throw new RegroupError('usage', `toTensor for input '${spec.name}': the batch is empty`);
   const { channels: C, height: H, width: W } = spec;
   const plane = H * W;
   const values = new Float32Array(images.length * C * plane);
   const tables = lookupTables(spec);
   images.forEach((item, n) => {
-    const source = isLabeled(item) ? item.source : sources?.[n] ?? `image #${n} of the batch`;
+    const source = isLabeled(item) ? item.source : (sources?.[n] ?? `image #${n} of the batch`);
     const image = fitImage(isLabeled(item) ? item.image : item, spec, source);
     writeImage(image.data, values, n * C * plane, spec, tables);
   });
@@ -260,7 +349,13 @@ export function toTensor(images: readonly (RawImage | LabeledImage)[], spec: Inp
   return new ort.Tensor('float16', halves, dims);
 }
 
-function writeImage(pixels: Uint8Array, out: Float32Array, offset: number, spec: InputSpec, tables: readonly Float64Array[]): void {
+function writeImage(
+  pixels: Uint8Array,
+  out: Float32Array,
+  offset: number,
+  spec: InputSpec,
+  tables: readonly Float64Array[],
+): void {
   const C = spec.channels;
   const plane = spec.height * spec.width;
   const nchw = spec.layout === 'NCHW';

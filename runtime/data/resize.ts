@@ -27,14 +27,17 @@ export function convertChannels(image: RawImage, channels: 1 | 3): RawImage {
   } else if (channels === 3) {
     for (let p = 0; p < pixels; p++) for (let c = 0; c < 3; c++) out[3 * p + c] = data[from * p + c]!;
   } else {
-    for (let p = 0; p < pixels; p++) out[p] = (19595 * data[from * p]! + 38470 * data[from * p + 1]! + 7471 * data[from * p + 2]! + 32768) >>> 16;
+    for (let p = 0; p < pixels; p++)
+      out[p] = (19595 * data[from * p]! + 38470 * data[from * p + 1]! + 7471 * data[from * p + 2]! + 32768) >>> 16;
   }
   return { width, height, channels, data: out };
 }
 
 /** Output size for torchvision Resize(size) with an int: shorter side → `shorter`. */
 export function shorterSideSize(width: number, height: number, shorter: number): { width: number; height: number } {
-  return width <= height ? { width: shorter, height: Math.floor((shorter * height) / width) } : { width: Math.floor((shorter * width) / height), height: shorter };
+  return width <= height
+    ? { width: shorter, height: Math.floor((shorter * height) / width) }
+    : { width: Math.floor((shorter * width) / height), height: shorter };
 }
 
 /** PIL-style bilinear resize to width × height (see the header). */

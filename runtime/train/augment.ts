@@ -37,19 +37,32 @@ export interface AugmentChoice {
  */
 export function defaultAugmentation(dataSpec: string, spec: Pick<InputSpec, 'height' | 'width'>): AugmentChoice {
   const size = Math.min(spec.height, spec.width);
-  if (/^mnist(:|$)/.test(dataSpec)) return { augment: { pad: 2, flip: false }, reason: 'MNIST digits: random crop (pad 2), no flip' };
-  if (/^fashion-mnist(:|$)/.test(dataSpec)) return { augment: { pad: 2, flip: true }, reason: 'Fashion-MNIST: random crop (pad 2) and horizontal flip' };
-  if (dataSpec.startsWith('idx:')) return { augment: { pad: Math.max(1, Math.round(size / 14)), flip: false }, reason: 'IDX images (possibly digits): random crop, no flip' };
+  if (/^mnist(:|$)/.test(dataSpec))
+    return { augment: { pad: 2, flip: false }, reason: 'MNIST digits: random crop (pad 2), no flip' };
+  if (/^fashion-mnist(:|$)/.test(dataSpec))
+    return { augment: { pad: 2, flip: true }, reason: 'Fashion-MNIST: random crop (pad 2) and horizontal flip' };
+  if (dataSpec.startsWith('idx:'))
+    return {
+      augment: { pad: Math.max(1, Math.round(size / 14)), flip: false },
+      reason: 'IDX images (possibly digits): random crop, no flip',
+    };
   if (size <= 64) {
     const pad = Math.ceil(size / 8);
-    return { augment: { pad, flip: true }, reason: `small images (${spec.width}×${spec.height}): random crop (pad ${pad}) and horizontal flip` };
+    return {
+      augment: { pad, flip: true },
+      reason: `small images (${spec.width}×${spec.height}): random crop (pad ${pad}) and horizontal flip`,
+    };
   }
-  return { augment: { pad: 0, flip: true }, reason: `large images (${spec.width}×${spec.height}): horizontal flip only` };
+  return {
+    augment: { pad: 0, flip: true },
+    reason: `large images (${spec.width}×${spec.height}): horizontal flip only`,
+  };
 }
 
 /** Crop and/or flip one image with draws from `random` (see the header for their order). */
 export function augmentImage(image: RawImage, augment: AugmentSpec, random: Random): RawImage {
-  if (!Number.isInteger(augment.pad) || augment.pad < 0) throw new RegroupError('usage', `augmentation padding ${augment.pad} must be a whole number ≥ 0`);
+  if (!Number.isInteger(augment.pad) || augment.pad < 0)
+    throw new RegroupError('usage', `augmentation padding ${augment.pad} must be a whole number ≥ 0`);
   const dy = augment.pad > 0 ? random.int(2 * augment.pad + 1) - augment.pad : 0;
   const dx = augment.pad > 0 ? random.int(2 * augment.pad + 1) - augment.pad : 0;
   const flip = augment.flip && random.next() < 0.5;

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { RegroupError } from '../../compiler/errors.js';
-import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
+import type { DataType, TypedArray } from '../../compiler/ir/dtype.js';
 import type { Model } from '../../compiler/ir/model.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { saveModel, type SaveResult } from '../../compiler/onnx/io.js';
@@ -48,12 +48,26 @@ export function setTrainedValues(model: Model, values: ReadonlyMap<string, Train
   const graph = model.graph;
   for (const [name, value] of values) {
     const init = graph.initializers.get(name);
-    if (!init?.constValue) throw new RegroupError('invalid-ir', `trained value '${name}' is not an initializer of the model; the training graph and the model disagree`);
+    if (!init?.constValue)
+      throw new RegroupError(
+        'invalid-ir',
+        `trained value '${name}' is not an initializer of the model; the training graph and the model disagree`,
+      );
     const old = init.constValue;
     if (old.dims.join(',') !== value.dims.join(',') || old.dtype !== value.dtype) {
-      throw new RegroupError('invalid-ir', `trained value '${name}' has shape [${value.dims.join(',')}] but the initializer has [${old.dims.join(',')}]`);
+      throw new RegroupError(
+        'invalid-ir',
+        `trained value '${name}' has shape [${value.dims.join(',')}] but the initializer has [${old.dims.join(',')}]`,
+      );
     }
-    graph.setInitializer(init, Tensor.fromArray(value.dtype, value.dims, value.data.slice(), { name, docString: old.docString, metadataProps: old.metadataProps }));
+    graph.setInitializer(
+      init,
+      Tensor.fromArray(value.dtype, value.dims, value.data.slice(), {
+        name,
+        docString: old.docString,
+        metadataProps: old.metadataProps,
+      }),
+    );
   }
 }
 
@@ -69,14 +83,20 @@ export function saveCheckpoint(model: Model, file: string, protect: readonly str
 export function checkWritable(file: string, protect: readonly string[] = []): void {
   const target = path.resolve(file);
   const dir = path.dirname(target);
-  if (!fs.existsSync(dir)) throw new RegroupError('io', `cannot write ${file}: folder ${dir} does not exist; create it or choose another -o`);
+  if (!fs.existsSync(dir))
+    throw new RegroupError('io', `cannot write ${file}: folder ${dir} does not exist; create it or choose another -o`);
   try {
     fs.accessSync(dir, fs.constants.W_OK);
   } catch {
     throw new RegroupError('io', `cannot write ${file}: folder ${dir} is not writable; choose another -o`);
   }
-  if (fs.existsSync(target) && fs.statSync(target).isDirectory()) throw new RegroupError('usage', `output ${file} is a folder; pass a file name such as ${path.join(file, 'model.onnx')}`);
+  if (fs.existsSync(target) && fs.statSync(target).isDirectory())
+    throw new RegroupError(
+      'usage',
+      `output ${file} is a folder; pass a file name such as ${path.join(file, 'model.onnx')}`,
+    );
   for (const p of protect) {
-    if (path.resolve(p) === target) throw new RegroupError('usage', `refusing to overwrite the input ${p}; choose another output path`);
+    if (path.resolve(p) === target)
+      throw new RegroupError('usage', `refusing to overwrite the input ${p}; choose another output path`);
   }
 }

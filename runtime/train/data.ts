@@ -17,7 +17,8 @@ import { augmentImage, type AugmentSpec } from './augment.js';
  * a fixed, roughly class-balanced subset (the first N of a class-sorted folder would be one class).
  */
 export function subsetDataset(dataset: Dataset, count: number, seed: number): Dataset {
-  if (!Number.isInteger(count) || count <= 0) throw new RegroupError('usage', `--limit ${count} is not a positive whole number`);
+  if (!Number.isInteger(count) || count <= 0)
+    throw new RegroupError('usage', `--limit ${count} is not a positive whole number`);
   if (count >= dataset.size) return dataset;
   const chosen = new Random(seed).shuffle(Array.from({ length: dataset.size }, (_, i) => i)).slice(0, count);
   return {
@@ -26,14 +27,22 @@ export function subsetDataset(dataset: Dataset, count: number, seed: number): Da
     classes: dataset.classes,
     strict: dataset.strict,
     get: (index: number) => {
-      if (!Number.isInteger(index) || index < 0 || index >= count) return Promise.reject(new RegroupError('usage', `${dataset.name}: sample index ${index} is out of range 0..${count - 1}`));
+      if (!Number.isInteger(index) || index < 0 || index >= count)
+        return Promise.reject(
+          new RegroupError('usage', `${dataset.name}: sample index ${index} is out of range 0..${count - 1}`),
+        );
       return dataset.get(chosen[index]!);
     },
   };
 }
 
 /** Fit each image to the spec's size, augment it when asked, and normalise into one tensor. */
-export function trainingTensor(images: readonly LabeledImage[], spec: InputSpec, augment?: AugmentSpec, random?: Random): OrtTensor {
+export function trainingTensor(
+  images: readonly LabeledImage[],
+  spec: InputSpec,
+  augment?: AugmentSpec,
+  random?: Random,
+): OrtTensor {
   if (!augment) return toTensor(images, spec);
   if (!random) throw new RegroupError('usage', 'augmentation needs a seeded generator');
   const fitted = images.map((s) => ({ ...s, image: augmentImage(fitImage(s.image, spec, s.source), augment, random) }));
@@ -43,5 +52,9 @@ export function trainingTensor(images: readonly LabeledImage[], spec: InputSpec,
 
 /** Class labels as the int64 [N] tensor the step model takes. */
 export function labelTensor(labels: ArrayLike<number>): OrtTensor {
-  return new ort.Tensor('int64', BigInt64Array.from(Array.from(labels), (v) => BigInt(v)), [labels.length]);
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(Array.from(labels), (v) => BigInt(v)),
+    [labels.length],
+  );
 }

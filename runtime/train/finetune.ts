@@ -113,22 +113,34 @@ export interface FinetuneResult {
 export async function finetune(model: Model, options: FinetuneOptions): Promise<FinetuneResult> {
   const trained = options.hooks?.model ?? model;
   const fed = new Set(options.hooks?.frozen ?? []);
-  const masks = new Map(options.keepZeros === false ? [] : [...masksFromZeros(trained)].filter(([name]) => !fed.has(name)));
+  const masks = new Map(
+    options.keepZeros === false ? [] : [...masksFromZeros(trained)].filter(([name]) => !fed.has(name)),
+  );
   for (const [name, mask] of options.masks ?? []) masks.set(name, mask);
   const summary = summarizeMasks(masks);
   const notes: string[] = [];
   let start = model;
   let local: LocalResult | undefined;
-  if (options.local && options.hooks?.model && !options.hooks.adopt) throw new RegroupError('usage', 'local fine-tuning refits the structured layers one by one; this method trains another graph (training hooks), so fine-tune it globally (drop --local)');
-  if (options.local === 'only' && options.resume) throw new RegroupError('usage', '--resume continues global fine-tuning; with --local-only there is nothing to resume (run it again without --resume)');
-  if (options.local && options.resume) notes.push('local phase skipped: the resumed state already holds the parameters it led to');
+  if (options.local && options.hooks?.model && !options.hooks.adopt)
+    throw new RegroupError(
+      'usage',
+      'local fine-tuning refits the structured layers one by one; this method trains another graph (training hooks), so fine-tune it globally (drop --local)',
+    );
+  if (options.local === 'only' && options.resume)
+    throw new RegroupError(
+      'usage',
+      '--resume continues global fine-tuning; with --local-only there is nothing to resume (run it again without --resume)',
+    );
+  if (options.local && options.resume)
+    notes.push('local phase skipped: the resumed state already holds the parameters it led to');
   else if (options.local) {
     local = await runLocal(model, options);
     start = local.model;
   }
   if (options.local === 'only') return finishLocalOnly(local!, summary, options, notes);
   // A method that trains another graph carries the refit into it (hooks.adopt).
-  const hooks = local && options.hooks?.adopt ? { ...options.hooks, model: options.hooks.adopt(local.model) } : options.hooks;
+  const hooks =
+    local && options.hooks?.adopt ? { ...options.hooks, model: options.hooks.adopt(local.model) } : options.hooks;
   const global = await train(start, { ...options, hooks, masks: masks.size > 0 ? masks : undefined });
   const result: FinetuneResult = { model: global.model, masks: summary, global, notes: [...notes, ...global.notes] };
   if (local) result.local = local;
@@ -137,7 +149,11 @@ export async function finetune(model: Model, options: FinetuneOptions): Promise<
 }
 
 async function runLocal(model: Model, options: FinetuneOptions): Promise<LocalResult> {
-  if (!options.dense) throw new RegroupError('usage', 'local fine-tuning reproduces the dense model\'s layers: pass the dense model (--teacher DENSE.onnx)');
+  if (!options.dense)
+    throw new RegroupError(
+      'usage',
+      "local fine-tuning reproduces the dense model's layers: pass the dense model (--teacher DENSE.onnx)",
+    );
   if (options.checkpoint) checkWritable(options.checkpoint, options.protect);
   return localReconstruct(options.dense, model, options.train, options.spec, {
     ep: options.ep,
@@ -149,10 +165,20 @@ async function runLocal(model: Model, options: FinetuneOptions): Promise<LocalRe
 }
 
 /** 'only': evaluate and save the refitted model. */
-async function finishLocalOnly(local: LocalResult, masks: MaskSummary, options: FinetuneOptions, notes: string[]): Promise<FinetuneResult> {
+async function finishLocalOnly(
+  local: LocalResult,
+  masks: MaskSummary,
+  options: FinetuneOptions,
+  notes: string[],
+): Promise<FinetuneResult> {
   const result: FinetuneResult = { model: local.model, masks, local, notes };
   if (options.test) {
-    result.final = await evaluate(local.model, fixedBatchOf(local.model), options.test, options.spec, { ep: options.ep, threads: options.threads, limit: options.evalLimit, batchSize: options.evalBatchSize ?? 64 });
+    result.final = await evaluate(local.model, fixedBatchOf(local.model), options.test, options.spec, {
+      ep: options.ep,
+      threads: options.threads,
+      limit: options.evalLimit,
+      batchSize: options.evalBatchSize ?? 64,
+    });
   }
   if (options.checkpoint) saveCheckpoint(local.model, options.checkpoint, options.protect);
   return result;

@@ -81,7 +81,11 @@ function refittable(node: Node): boolean {
 export const DEFAULT_MAX_FEATURES = 4096;
 
 /** Refittable layers of `compressed` matched to `dense`, in topological order, and the skipped ones with reasons. */
-export function planLayers(compressed: Model, dense: Model, selection: LayerSelection = {}): { plans: LayerPlan[]; skipped: SkippedLayer[] } {
+export function planLayers(
+  compressed: Model,
+  dense: Model,
+  selection: LayerSelection = {},
+): { plans: LayerPlan[]; skipped: SkippedLayer[] } {
   const graph = compressed.graph;
   graph.sort();
   const denseNodes = new DenseNodes(dense.graph);
@@ -118,7 +122,11 @@ class DenseNodes {
 
   /** Candidates of the same op for `node`, and how they were found (for the reasons). */
   match(node: Node): { found: Node[]; by: string } {
-    if (node.name) return { found: (this.#byName.get(node.name) ?? []).filter((d) => d.opType === node.opType), by: `named '${node.name}'` };
+    if (node.name)
+      return {
+        found: (this.#byName.get(node.name) ?? []).filter((d) => d.opType === node.opType),
+        by: `named '${node.name}'`,
+      };
     const out = node.outputs[0]?.name ?? '';
     const dense = this.#byOutput.get(out);
     return { found: dense && dense.opType === node.opType ? [dense] : [], by: `writing '${out}'` };
@@ -130,7 +138,7 @@ function waveLevels(graph: Graph, candidate: (node: Node) => boolean): Map<Node,
   const level = new Map<Value, number>();
   const waves = new Map<Node, number>();
   for (const node of graph.nodes()) {
-    const inLevel = Math.max(0, ...node.inputs.map((v) => (v ? level.get(v) ?? 0 : 0)));
+    const inLevel = Math.max(0, ...node.inputs.map((v) => (v ? (level.get(v) ?? 0) : 0)));
     const isLayer = candidate(node);
     if (isLayer) waves.set(node, inLevel);
     for (const out of node.outputs) if (out) level.set(out, inLevel + (isLayer ? 1 : 0));
@@ -138,7 +146,13 @@ function waveLevels(graph: Graph, candidate: (node: Node) => boolean): Map<Node,
   return waves;
 }
 
-function planLayer(node: Node, denseNodes: DenseNodes, index: number, wave: number, maxFeatures: number): LayerPlan | string {
+function planLayer(
+  node: Node,
+  denseNodes: DenseNodes,
+  index: number,
+  wave: number,
+  maxFeatures: number,
+): LayerPlan | string {
   const { found: matches, by } = denseNodes.match(node);
   if (matches.length === 0) return `the dense model has no ${node.opType} node ${by}`;
   if (matches.length > 1) return `the dense model has ${matches.length} ${node.opType} nodes ${by}`;
@@ -150,17 +164,21 @@ function planLayer(node: Node, denseNodes: DenseNodes, index: number, wave: numb
   if (biasProblem) return biasProblem;
   const layer = node.opType === 'Conv' ? convLayer(node, dense) : linearLayer(node, dense);
   if (typeof layer === 'string') return layer;
-  if (layer.outputs > layer.denseOutputs) return `it has ${layer.outputs} outputs but the dense node has ${layer.denseOutputs}; outputs can only be kept, not added`;
-  if (layer.features > maxFeatures) return `each filter reads ${layer.features} inputs, over maxFeatures ${maxFeatures} (the Gram matrix would take ${((8 * (layer.features + 1) ** 2) / 2 ** 20).toFixed(0)} MiB); raise maxFeatures to refit it`;
+  if (layer.outputs > layer.denseOutputs)
+    return `it has ${layer.outputs} outputs but the dense node has ${layer.denseOutputs}; outputs can only be kept, not added`;
+  if (layer.features > maxFeatures)
+    return `each filter reads ${layer.features} inputs, over maxFeatures ${maxFeatures} (the Gram matrix would take ${((8 * (layer.features + 1) ** 2) / 2 ** 20).toFixed(0)} MiB); raise maxFeatures to refit it`;
   return { ...layer, index, node, dense, wave };
 }
 
 /** Why input `inputIndex` cannot be rewritten in place, or undefined when it can. */
 function ownedFloatInitializer(node: Node, inputIndex: number, what: string): string | undefined {
   const value = node.inputs[inputIndex]!;
-  if (!value.isInitializer()) return `${what} '${value.name}' is not an initializer (run the PREPARE passes to fold Constant weights first)`;
+  if (!value.isInitializer())
+    return `${what} '${value.name}' is not an initializer (run the PREPARE passes to fold Constant weights first)`;
   if (value.constValue!.dtype !== DataType.FLOAT) return `${what} '${value.name}' is not float32`;
-  if (value.useCount !== 1 || value.isGraphOutput()) return `${what} '${value.name}' is shared with other nodes or is a graph output`;
+  if (value.useCount !== 1 || value.isGraphOutput())
+    return `${what} '${value.name}' is shared with other nodes or is a graph output`;
   return undefined;
 }
 
@@ -169,18 +187,32 @@ type LayerCore = Omit<LayerPlan, 'index' | 'node' | 'dense' | 'wave'>;
 function convLayer(node: Node, dense: Node): LayerCore | string {
   const w = node.input(1).constValue!;
   const denseDims = staticDims(dense.inputs[1]);
-  if (w.dims.length !== 3 && w.dims.length !== 4) return `a ${w.dims.length - 2}-D convolution; only 1-D and 2-D are refitted`;
+  if (w.dims.length !== 3 && w.dims.length !== 4)
+    return `a ${w.dims.length - 2}-D convolution; only 1-D and 2-D are refitted`;
   const geometry = convGeometry(node, w.dims);
   if (typeof geometry === 'string') return geometry;
   const denseGeometry = denseDims ? convGeometry(dense, denseDims) : 'the dense weight has no known shape';
   if (typeof denseGeometry === 'string') return `dense node: ${denseGeometry}`;
-  if (JSON.stringify(geometry) !== JSON.stringify(denseGeometry)) return `its kernel, strides, dilations or pads differ from the dense node's (${JSON.stringify(geometry)} vs ${JSON.stringify(denseGeometry)})`;
+  if (JSON.stringify(geometry) !== JSON.stringify(denseGeometry))
+    return `its kernel, strides, dilations or pads differ from the dense node's (${JSON.stringify(geometry)} vs ${JSON.stringify(denseGeometry)})`;
   const outputs = w.dims[0]!;
   const groups = node.getInt('group', 1);
   const features = w.size / outputs;
-  const bias = node.inputs[2] ? Float64Array.from(node.input(2).constValue!.data as Float32Array) : new Float64Array(outputs);
+  const bias = node.inputs[2]
+    ? Float64Array.from(node.input(2).constValue!.data as Float32Array)
+    : new Float64Array(outputs);
   if (bias.length !== outputs) return `bias has ${bias.length} values for ${outputs} outputs`;
-  return { kind: 'Conv', outputs, denseOutputs: denseDims![0]!, groups, features, conv: geometry, weights: Float64Array.from(w.data as Float32Array), bias, fitBias: true };
+  return {
+    kind: 'Conv',
+    outputs,
+    denseOutputs: denseDims![0]!,
+    groups,
+    features,
+    conv: geometry,
+    weights: Float64Array.from(w.data as Float32Array),
+    bias,
+    fitBias: true,
+  };
 }
 
 /** Dims of a constant, or of a value whose declared shape is all numbers. */
@@ -188,20 +220,28 @@ function staticDims(value: Value | undefined): readonly number[] | undefined {
   const constant = constantOf(value);
   if (constant) return constant.dims;
   const shape = value?.type?.shape;
-  return shape && shape.every((d) => typeof d === 'number') ? (shape as readonly number[]) : undefined;
+  return shape?.every((d) => typeof d === 'number') ? (shape as readonly number[]) : undefined;
 }
 
 function convGeometry(node: Node, weightDims: readonly number[]): ConvGeometry | string {
   const spatialRank = weightDims.length - 2;
   if (spatialRank !== 1 && spatialRank !== 2) return `a ${spatialRank}-D convolution; only 1-D and 2-D are refitted`;
-  const two = (values: readonly number[]): [number, number] => (spatialRank === 1 ? [1, values[0]!] : [values[0]!, values[1]!]);
+  const two = (values: readonly number[]): [number, number] =>
+    spatialRank === 1 ? [1, values[0]!] : [values[0]!, values[1]!];
   const kernel = two(weightDims.slice(2));
   const strides = two(node.getInts('strides', [1, 1]));
   const dilations = two(node.getInts('dilations', [1, 1]));
   const autoPad = node.getString('auto_pad', 'NOTSET') as ConvGeometry['autoPad'];
   if (!['NOTSET', 'SAME_UPPER', 'SAME_LOWER', 'VALID'].includes(autoPad)) return `unknown auto_pad '${autoPad}'`;
   const p = node.getInts('pads', [0, 0, 0, 0]);
-  const pads: ConvGeometry['pads'] = autoPad === 'VALID' ? [0, 0, 0, 0] : autoPad !== 'NOTSET' ? undefined : spatialRank === 1 ? [0, p[0]!, 0, p[1]!] : [p[0]!, p[1]!, p[2]!, p[3]!];
+  const pads: ConvGeometry['pads'] =
+    autoPad === 'VALID'
+      ? [0, 0, 0, 0]
+      : autoPad !== 'NOTSET'
+        ? undefined
+        : spatialRank === 1
+          ? [0, p[0]!, 0, p[1]!]
+          : [p[0]!, p[1]!, p[2]!, p[3]!];
   return { spatialRank, kernel, strides, dilations, pads, autoPad };
 }
 
@@ -217,15 +257,27 @@ function linearLayer(node: Node, dense: Node): LayerCore | string {
   const alpha = node.opType === 'Gemm' ? node.getFloat('alpha', 1) : 1;
   const weights = new Float64Array(outputs * features);
   const data = b.data as Float32Array;
-  for (let o = 0; o < outputs; o++) for (let k = 0; k < features; k++) weights[o * features + k] = alpha * data[transB ? o * features + k : k * outputs + o]!;
+  for (let o = 0; o < outputs; o++)
+    for (let k = 0; k < features; k++)
+      weights[o * features + k] = alpha * data[transB ? o * features + k : k * outputs + o]!;
   const bias = linearBias(node, outputs);
   if (typeof bias === 'string') return bias;
-  return { kind: node.opType as LayerKind, outputs, denseOutputs, groups: 1, features, conv: undefined, weights, bias: bias ?? new Float64Array(outputs), fitBias: node.opType === 'Gemm' && node.getFloat('beta', 1) !== 0 };
+  return {
+    kind: node.opType as LayerKind,
+    outputs,
+    denseOutputs,
+    groups: 1,
+    features,
+    conv: undefined,
+    weights,
+    bias: bias ?? new Float64Array(outputs),
+    fitBias: node.opType === 'Gemm' && node.getFloat('beta', 1) !== 0,
+  };
 }
 
 function linearOutputs(dense: Node): number | undefined {
   const dims = staticDims(dense.inputs[1]);
-  if (!dims || dims.length !== 2) return undefined;
+  if (dims?.length !== 2) return undefined;
   return dims[weightAxes(dense, 2)!.out];
 }
 
@@ -233,7 +285,8 @@ function linearOutputs(dense: Node): number | undefined {
 function linearBias(node: Node, outputs: number): Float64Array | string | undefined {
   if (node.opType !== 'Gemm' || !node.inputs[2]) return undefined;
   const c = node.input(2).constValue!;
-  if (c.size !== outputs || c.dims.at(-1) !== outputs) return `bias C has shape [${c.dims.join(',')}], not one value per output (${outputs})`;
+  if (c.size !== outputs || c.dims.at(-1) !== outputs)
+    return `bias C has shape [${c.dims.join(',')}], not one value per output (${outputs})`;
   const beta = node.getFloat('beta', 1);
   if (beta === 0) return 'Gemm with beta = 0 and a bias C is not refitted';
   return Float64Array.from(c.data as Float32Array, (v) => beta * v);
@@ -250,7 +303,9 @@ export function writeLayer(graph: Graph, plan: LayerPlan, weights: Float64Array,
     const transB = weightAxes(node, 2)!.out === 0;
     const alpha = plan.kind === 'Gemm' ? node.getFloat('alpha', 1) : 1;
     const data = new Float32Array(old.size);
-    for (let o = 0; o < plan.outputs; o++) for (let k = 0; k < plan.features; k++) data[transB ? o * plan.features + k : k * plan.outputs + o] = weights[o * plan.features + k]! / alpha;
+    for (let o = 0; o < plan.outputs; o++)
+      for (let k = 0; k < plan.features; k++)
+        data[transB ? o * plan.features + k : k * plan.outputs + o] = weights[o * plan.features + k]! / alpha;
     graph.setInitializer(w, old.withData(old.dims, data));
   }
   if (plan.fitBias) writeBias(graph, plan, bias);
@@ -265,7 +320,11 @@ function writeBias(graph: Graph, plan: LayerPlan, bias: Float64Array): void {
     graph.setInitializer(current, current.constValue!.withData(current.constValue!.dims, values));
     return;
   }
-  const added = graph.addInitializer(`${node.name || node.output(0).name}.bias`, Tensor.float32([plan.outputs], values), { fresh: true });
+  const added = graph.addInitializer(
+    `${node.name || node.output(0).name}.bias`,
+    Tensor.float32([plan.outputs], values),
+    { fresh: true },
+  );
   while (node.inputs.length < 2) node.appendInput(undefined);
   node.appendInput(added);
 }

@@ -17,7 +17,13 @@ import { isLinearLayer } from '../../compiler/ir/op-roles.js';
 export function keptOutputsOf(analysis: ChannelAnalysis, removed: ReadonlySet<number>): Map<Node, Int32Array> {
   const kept = new Map<Node, Int32Array>();
   for (const touch of analysis.touches) {
-    if (touch.role !== 'out-channels' || touch.inputIndex !== 1 || !isLinearLayer(touch.node) || touch.node.opType === 'ConvTranspose') continue;
+    if (
+      touch.role !== 'out-channels' ||
+      touch.inputIndex !== 1 ||
+      !isLinearLayer(touch.node) ||
+      touch.node.opType === 'ConvTranspose'
+    )
+      continue;
     const channels: number[] = [];
     touch.elems.forEach((elem, channel) => removed.has(analysis.root(elem)) || channels.push(channel));
     kept.set(touch.node, Int32Array.from(channels));

@@ -32,18 +32,30 @@ import type { LayerStatistics } from './local-stats.js';
 export type OutputMapSource = 'identity' | 'given' | 'inferred';
 
 /** The map known before collecting (given or identity), or undefined when it must be inferred. */
-export function knownOutputMap(plan: LayerPlan, given: Int32Array | undefined): { keep: Int32Array; source: OutputMapSource } | undefined {
+export function knownOutputMap(
+  plan: LayerPlan,
+  given: Int32Array | undefined,
+): { keep: Int32Array; source: OutputMapSource } | undefined {
   if (given) return { keep: checkGivenMap(plan, given), source: 'given' };
-  if (plan.outputs === plan.denseOutputs) return { keep: Int32Array.from({ length: plan.outputs }, (_, o) => o), source: 'identity' };
+  if (plan.outputs === plan.denseOutputs)
+    return { keep: Int32Array.from({ length: plan.outputs }, (_, o) => o), source: 'identity' };
   return undefined;
 }
 
 function checkGivenMap(plan: LayerPlan, keep: Int32Array): Int32Array {
   const name = plan.node.name || plan.node.output(0).name;
-  if (keep.length !== plan.outputs) throw new RegroupError('usage', `keptOutputs for '${name}' has ${keep.length} entries but the layer has ${plan.outputs} outputs; give one dense channel per compressed output`);
+  if (keep.length !== plan.outputs)
+    throw new RegroupError(
+      'usage',
+      `keptOutputs for '${name}' has ${keep.length} entries but the layer has ${plan.outputs} outputs; give one dense channel per compressed output`,
+    );
   const seen = new Set<number>();
   for (const d of keep) {
-    if (!Number.isInteger(d) || d < 0 || d >= plan.denseOutputs) throw new RegroupError('usage', `keptOutputs for '${name}' names dense channel ${d}, outside 0..${plan.denseOutputs - 1}`);
+    if (!Number.isInteger(d) || d < 0 || d >= plan.denseOutputs)
+      throw new RegroupError(
+        'usage',
+        `keptOutputs for '${name}' names dense channel ${d}, outside 0..${plan.denseOutputs - 1}`,
+      );
     if (seen.has(d)) throw new RegroupError('usage', `keptOutputs for '${name}' names dense channel ${d} twice`);
     seen.add(d);
   }
@@ -92,7 +104,13 @@ export interface LayerSolution {
 }
 
 /** Refit every filter of the layer over its own support (see the header). */
-export function solveLayer(plan: LayerPlan, stats: LayerStatistics, keep: Int32Array, targetsKnown: boolean, ridge: RidgeChoice): LayerSolution {
+export function solveLayer(
+  plan: LayerPlan,
+  stats: LayerStatistics,
+  keep: Int32Array,
+  targetsKnown: boolean,
+  ridge: RidgeChoice,
+): LayerSolution {
   const weights = Float64Array.from(plan.weights);
   const bias = Float64Array.from(plan.bias);
   const perGroup = plan.outputs / plan.groups;
@@ -100,7 +118,10 @@ export function solveLayer(plan: LayerPlan, stats: LayerStatistics, keep: Int32A
   for (let o = 0; o < plan.outputs; o++) {
     const d = keep[o]!;
     tally.total += stats.ySquares[d]!;
-    tally.before += Math.max(0, stats.ySquares[d]! - 2 * stats.cross[o * plan.denseOutputs + d]! + stats.hatSquares[o]!);
+    tally.before += Math.max(
+      0,
+      stats.ySquares[d]! - 2 * stats.cross[o * plan.denseOutputs + d]! + stats.hatSquares[o]!,
+    );
   }
   for (let g = 0; g < plan.groups; g++) {
     const column = (o: number) => (targetsKnown ? o - g * perGroup : keep[o]!);
@@ -117,8 +138,17 @@ export function solveLayer(plan: LayerPlan, stats: LayerStatistics, keep: Int32A
       });
     }
   }
-  const relative = (squared: number) => (tally.total > 0 ? Math.sqrt(squared / tally.total) : squared > 0 ? Infinity : 0);
-  return { weights, bias, errorBefore: relative(tally.before), errorAfter: relative(tally.after), supports: tally.supports, lambda: tally.lambda, jitter: tally.jitter };
+  const relative = (squared: number) =>
+    tally.total > 0 ? Math.sqrt(squared / tally.total) : squared > 0 ? Infinity : 0;
+  return {
+    weights,
+    bias,
+    errorBefore: relative(tally.before),
+    errorAfter: relative(tally.after),
+    supports: tally.supports,
+    lambda: tally.lambda,
+    jitter: tally.jitter,
+  };
 }
 
 /** Filters of outputs [from, to) grouped by the set of inputs where their weight is non-zero. */
@@ -153,11 +183,21 @@ export interface RidgeChoice {
 /** The current weights on the support (bias last), column j for filter j: the prior for 'current'. */
 function currentWeights(plan: LayerPlan, indices: Int32Array, filters: number[], m: number): Float64Array {
   const prior = new Float64Array(m * filters.length);
-  filters.forEach((o, j) => indices.forEach((k, a) => (prior[a * filters.length + j] = plan.weights[o * plan.features + k]!)));
+  filters.forEach((o, j) =>
+    indices.forEach((k, a) => (prior[a * filters.length + j] = plan.weights[o * plan.features + k]!)),
+  );
   return prior;
 }
 
-function fitSupport(plan: LayerPlan, stats: LayerStatistics, g: number, indices: Int32Array, filters: number[], column: (o: number) => number, choice: RidgeChoice): SupportFit {
+function fitSupport(
+  plan: LayerPlan,
+  stats: LayerStatistics,
+  g: number,
+  indices: Int32Array,
+  filters: number[],
+  column: (o: number) => number,
+  choice: RidgeChoice,
+): SupportFit {
   const width = plan.features + 1;
   const unknowns = plan.fitBias ? Int32Array.from([...indices, plan.features]) : indices;
   const m = unknowns.length;
@@ -168,7 +208,12 @@ function fitSupport(plan: LayerPlan, stats: LayerStatistics, g: number, indices:
   const rhs = selectEntries(stats.xy[g]!, stats.targets[g]!.length, unknowns, filters.map(column));
   const what = `Gram matrix of ${plan.kind} '${plan.node.name}' (group ${g}, ${indices.length} inputs)`;
   const prior = choice.towards === 'current' ? currentWeights(plan, indices, filters, m) : undefined;
-  const solved = ridgeSolve(gram, m, rhs, filters.length, { ridge: choice.ridge, penalized: (i) => i < indices.length, what, prior });
+  const solved = ridgeSolve(gram, m, rhs, filters.length, {
+    ridge: choice.ridge,
+    penalized: (i) => i < indices.length,
+    what,
+    prior,
+  });
   filters.forEach((_, j) => {
     const u = solution[j]!;
     for (let a = 0; a < m; a++) u[a] = Math.fround(solved.solution[a * filters.length + j]!);

@@ -71,7 +71,9 @@ export class LayerStatistics {
     this.#random = new Random((seed + 7919 * (plan.index + 1)) >>> 0);
     const perGroup = plan.outputs / plan.groups;
     const all = Int32Array.from({ length: plan.denseOutputs }, (_, d) => d);
-    this.targets = Array.from({ length: plan.groups }, (_, g) => (keep ? keep.slice(g * perGroup, (g + 1) * perGroup) : all));
+    this.targets = Array.from({ length: plan.groups }, (_, g) =>
+      keep ? keep.slice(g * perGroup, (g + 1) * perGroup) : all,
+    );
     this.grams = this.targets.map(() => new Float64Array(this.#width * this.#width));
     this.xy = this.targets.map((t) => new Float64Array(this.#width * t.length));
     this.#patchBlocks = this.targets.map(() => new Float64Array(this.#width * BLOCK_ROWS));
@@ -87,7 +89,11 @@ export class LayerStatistics {
 
   /** Add one batch: the compressed layer's input and output, and the dense layer's output. Throws LayerMismatch. */
   add(input: OrtTensor, denseOutput: OrtTensor, output: OrtTensor): void {
-    for (const [t, what] of [[input, 'input'], [denseOutput, 'dense output'], [output, 'output']] as const) {
+    for (const [t, what] of [
+      [input, 'input'],
+      [denseOutput, 'dense output'],
+      [output, 'output'],
+    ] as const) {
       if (t.type !== 'float32') throw new LayerMismatch(`its ${what} is ${t.type}, not float32`);
     }
     if (this.#plan.kind === 'Conv') this.#addConv(input, denseOutput, output);
@@ -106,16 +112,33 @@ export class LayerStatistics {
     const [n, outH, outW] = spatialOf(output.dims, plan.conv!.spatialRank, 'output');
     const denseDims = spatialOf(denseOutput.dims, plan.conv!.spatialRank, 'dense output');
     expectDims(input.dims, [n, conv.inChannels], 'input channels');
-    if (outH !== conv.outH || outW !== conv.outW || output.dims[1] !== plan.outputs) throw new LayerMismatch(`its output is [${output.dims.join(',')}], expected ${plan.outputs} channels of ${conv.outH}×${conv.outW}`);
-    if (denseDims[1] !== outH || denseDims[2] !== outW || denseOutput.dims[1] !== plan.denseOutputs || denseDims[0] !== n) {
-      throw new LayerMismatch(`the dense output is [${denseOutput.dims.join(',')}] but the compressed output is [${output.dims.join(',')}]; spatial sizes must match`);
+    if (outH !== conv.outH || outW !== conv.outW || output.dims[1] !== plan.outputs)
+      throw new LayerMismatch(
+        `its output is [${output.dims.join(',')}], expected ${plan.outputs} channels of ${conv.outH}×${conv.outW}`,
+      );
+    if (
+      denseDims[1] !== outH ||
+      denseDims[2] !== outW ||
+      denseOutput.dims[1] !== plan.denseOutputs ||
+      denseDims[0] !== n
+    ) {
+      throw new LayerMismatch(
+        `the dense output is [${denseOutput.dims.join(',')}] but the compressed output is [${output.dims.join(',')}]; spatial sizes must match`,
+      );
     }
     const x = input.data as Float32Array;
     const plane = outH * outW;
     for (let image = 0; image < n; image++) {
       for (const position of this.#positions(plane)) {
         for (let g = 0; g < plan.groups; g++) this.#writePatch(x, conv, image, position, g);
-        this.#writeOutputs(denseOutput.data as Float32Array, output.data as Float32Array, image, position, plane, 'channels-first');
+        this.#writeOutputs(
+          denseOutput.data as Float32Array,
+          output.data as Float32Array,
+          image,
+          position,
+          plane,
+          'channels-first',
+        );
         this.#advance();
       }
       this.images++;
@@ -125,7 +148,8 @@ export class LayerStatistics {
   #addLinear(input: OrtTensor, denseOutput: OrtTensor, output: OrtTensor): void {
     const plan = this.#plan;
     const dims = input.dims;
-    if (dims.length < 2 || dims.at(-1) !== plan.features) throw new LayerMismatch(`its input is [${dims.join(',')}], expected [N, …, ${plan.features}]`);
+    if (dims.length < 2 || dims.at(-1) !== plan.features)
+      throw new LayerMismatch(`its input is [${dims.join(',')}], expected [N, …, ${plan.features}]`);
     const n = dims[0]!;
     const per = dims.slice(1, -1).reduce((a, b) => a * b, 1);
     expectDims(output.dims, [...dims.slice(0, -1), plan.outputs], 'output');
@@ -137,7 +161,14 @@ export class LayerStatistics {
         const row = (image * per + position) * plan.features;
         for (let k = 0; k < plan.features; k++) block[k * BLOCK_ROWS + this.#pending] = x[row + k]!;
         block[plan.features * BLOCK_ROWS + this.#pending] = 1;
-        this.#writeOutputs(denseOutput.data as Float32Array, output.data as Float32Array, image, position, per, 'channels-last');
+        this.#writeOutputs(
+          denseOutput.data as Float32Array,
+          output.data as Float32Array,
+          image,
+          position,
+          per,
+          'channels-last',
+        );
         this.#advance();
       }
       this.images++;
@@ -173,15 +204,26 @@ export class LayerStatistics {
   }
 
   /** Dense and compressed outputs at one position into the pending row. */
-  #writeOutputs(dense: Float32Array, compressed: Float32Array, image: number, position: number, per: number, layout: 'channels-first' | 'channels-last'): void {
+  #writeOutputs(
+    dense: Float32Array,
+    compressed: Float32Array,
+    image: number,
+    position: number,
+    per: number,
+    layout: 'channels-first' | 'channels-last',
+  ): void {
     const r = this.#pending;
     const { outputs, denseOutputs } = this.#plan;
     for (let d = 0; d < denseOutputs; d++) {
-      const at = layout === 'channels-first' ? (image * denseOutputs + d) * per + position : (image * per + position) * denseOutputs + d;
+      const at =
+        layout === 'channels-first'
+          ? (image * denseOutputs + d) * per + position
+          : (image * per + position) * denseOutputs + d;
       this.#yBlock[d * BLOCK_ROWS + r] = dense[at]!;
     }
     for (let o = 0; o < outputs; o++) {
-      const at = layout === 'channels-first' ? (image * outputs + o) * per + position : (image * per + position) * outputs + o;
+      const at =
+        layout === 'channels-first' ? (image * outputs + o) * per + position : (image * per + position) * outputs + o;
       this.#hatBlock[o * BLOCK_ROWS + r] = compressed[at]!;
     }
   }
@@ -223,12 +265,20 @@ export class LayerStatistics {
   /** The Y block restricted to `targets` (the block itself when every dense channel is a target). */
   #targetRows(targets: Int32Array): Float64Array {
     if (targets.length === this.#plan.denseOutputs && targets.every((d, i) => d === i)) return this.#yBlock;
-    targets.forEach((d, t) => this.#targetBlock.set(this.#yBlock.subarray(d * BLOCK_ROWS, (d + 1) * BLOCK_ROWS), t * BLOCK_ROWS));
+    targets.forEach((d, t) =>
+      this.#targetBlock.set(this.#yBlock.subarray(d * BLOCK_ROWS, (d + 1) * BLOCK_ROWS), t * BLOCK_ROWS),
+    );
     return this.#targetBlock;
   }
 }
 
-function accumulateMoments(block: Float64Array, columns: number, rows: number, sum: Float64Array, squares: Float64Array): void {
+function accumulateMoments(
+  block: Float64Array,
+  columns: number,
+  rows: number,
+  sum: Float64Array,
+  squares: Float64Array,
+): void {
   for (let c = 0; c < columns; c++) {
     let s = 0;
     let q = 0;
@@ -244,12 +294,14 @@ function accumulateMoments(block: Float64Array, columns: number, rows: number, s
 
 /** [N, H, W] of a channels-first tensor (H = 1 for 1-D). */
 function spatialOf(dims: readonly number[], spatialRank: 1 | 2, what: string): [number, number, number] {
-  if (dims.length !== spatialRank + 2) throw new LayerMismatch(`its ${what} is [${dims.join(',')}], expected rank ${spatialRank + 2}`);
+  if (dims.length !== spatialRank + 2)
+    throw new LayerMismatch(`its ${what} is [${dims.join(',')}], expected rank ${spatialRank + 2}`);
   return spatialRank === 1 ? [dims[0]!, 1, dims[2]!] : [dims[0]!, dims[2]!, dims[3]!];
 }
 
 function expectDims(dims: readonly number[], want: readonly number[], what: string): void {
-  if (want.some((d, i) => dims[i] !== d)) throw new LayerMismatch(`its ${what} are [${dims.join(',')}], expected [${want.join(',')}, …]`);
+  if (want.some((d, i) => dims[i] !== d))
+    throw new LayerMismatch(`its ${what} are [${dims.join(',')}], expected [${want.join(',')}, …]`);
 }
 
 /** Pads and output size from the input shape (auto_pad as ONNX defines it), checked against the weight. */
@@ -258,7 +310,10 @@ function resolveConv(plan: LayerPlan, inputDims: readonly number[]): ResolvedCon
   const [, inH, inW] = spatialOf(inputDims, g.spatialRank, 'input');
   const inChannels = inputDims[1]!;
   const [kh, kw] = g.kernel;
-  if (inChannels !== plan.groups * (plan.features / (kh * kw))) throw new LayerMismatch(`its input has ${inChannels} channels but the weight reads ${plan.groups}×${plan.features / (kh * kw)}`);
+  if (inChannels !== plan.groups * (plan.features / (kh * kw)))
+    throw new LayerMismatch(
+      `its input has ${inChannels} channels but the weight reads ${plan.groups}×${plan.features / (kh * kw)}`,
+    );
   const [padTop, padBottom] = axisPads(g, 0, inH);
   const [padLeft, padRight] = axisPads(g, 1, inW);
   const span = (k: number, d: number) => (k - 1) * d + 1;

@@ -117,15 +117,40 @@ interface Run {
 }
 
 /** Refit the compressed model's layers to reproduce the dense model's layer outputs (see the header). */
-export async function localReconstruct(dense: Model, compressed: Model, dataset: Dataset, spec: InputSpec, options: LocalOptions = {}): Promise<LocalResult> {
+export async function localReconstruct(
+  dense: Model,
+  compressed: Model,
+  dataset: Dataset,
+  spec: InputSpec,
+  options: LocalOptions = {},
+): Promise<LocalResult> {
   const started = performance.now();
   const { model, nodes } = compressed.clone();
-  if (options.keptOutputs) options = { ...options, keptOutputs: new Map([...options.keptOutputs].map(([node, keep]) => [nodes.get(node) ?? node, keep])) };
+  if (options.keptOutputs)
+    options = {
+      ...options,
+      keptOutputs: new Map([...options.keptOutputs].map(([node, keep]) => [nodes.get(node) ?? node, keep])),
+    };
   const { plans, skipped } = planLayers(model, dense, { layers: options.layers, maxFeatures: options.maxFeatures });
   const batching = batchingOf(dense, model, dataset, spec, options);
-  const denseSession = await createSessionWithOutputs(dense, plans.map((p) => p.dense.output(0)), options);
+  const denseSession = await createSessionWithOutputs(
+    dense,
+    plans.map((p) => p.dense.output(0)),
+    options,
+  );
   const results = new Map<Node, LocalLayerResult>(skipped.map((s) => [s.node, skippedResult(s)]));
-  const ctx: Run = { dense, model, dataset, spec, options, ...batching, denseSession, results, total: plans.length, progress: { done: 0 } };
+  const ctx: Run = {
+    dense,
+    model,
+    dataset,
+    spec,
+    options,
+    ...batching,
+    denseSession,
+    results,
+    total: plans.length,
+    progress: { done: 0 },
+  };
   try {
     for (const wave of wavesOf(plans)) await refitWave(ctx, wave);
   } finally {
@@ -137,15 +162,37 @@ export async function localReconstruct(dense: Model, compressed: Model, dataset:
 }
 
 /** Images used, batch size and whether it is fixed; refuses inputs the two models cannot share. */
-function batchingOf(dense: Model, model: Model, dataset: Dataset, spec: InputSpec, options: LocalOptions): Pick<Run, 'samples' | 'batchSize' | 'fixedBatch'> {
+function batchingOf(
+  dense: Model,
+  model: Model,
+  dataset: Dataset,
+  spec: InputSpec,
+  options: LocalOptions,
+): Pick<Run, 'samples' | 'batchSize' | 'fixedBatch'> {
   const samples = Math.min(options.samples ?? 512, dataset.size);
-  if (samples <= 0) throw new RegroupError('usage', `${dataset.name}: no calibration images (dataset size ${dataset.size}, samples ${options.samples})`);
-  if (!dense.graph.inputs.some((v) => v.name === spec.name)) throw new RegroupError('usage', `the dense model has no input '${spec.name}' (the input spec's name); both models must take the same input`);
+  if (samples <= 0)
+    throw new RegroupError(
+      'usage',
+      `${dataset.name}: no calibration images (dataset size ${dataset.size}, samples ${options.samples})`,
+    );
+  if (!dense.graph.inputs.some((v) => v.name === spec.name))
+    throw new RegroupError(
+      'usage',
+      `the dense model has no input '${spec.name}' (the input spec's name); both models must take the same input`,
+    );
   const [a, b] = [fixedBatchOf(dense), fixedBatchOf(model)];
-  if (a !== undefined && b !== undefined && a !== b) throw new RegroupError('usage', `the dense model's input fixes batch ${a} but the compressed model's fixes ${b}; export both with the same batch size`);
+  if (a !== undefined && b !== undefined && a !== b)
+    throw new RegroupError(
+      'usage',
+      `the dense model's input fixes batch ${a} but the compressed model's fixes ${b}; export both with the same batch size`,
+    );
   const batchSize = a ?? b ?? options.batchSize ?? 32;
   const fixedBatch = a !== undefined || b !== undefined;
-  if (fixedBatch && samples < batchSize) throw new RegroupError('usage', `the models take batches of exactly ${batchSize} but only ${samples} calibration images are used; use at least ${batchSize}`);
+  if (fixedBatch && samples < batchSize)
+    throw new RegroupError(
+      'usage',
+      `the models take batches of exactly ${batchSize} but only ${samples} calibration images are used; use at least ${batchSize}`,
+    );
   return { samples, batchSize, fixedBatch };
 }
 
@@ -171,47 +218,87 @@ async function refitWave(ctx: Run, wave: readonly LayerPlan[]): Promise<void> {
   const { options } = ctx;
   const layers: Collecting[] = wave.map((plan) => {
     const known = knownOutputMap(plan, options.keptOutputs?.get(plan.node));
-    return { plan, known, stats: new LayerStatistics(plan, known?.keep, options.positionsPerImage ?? 16, options.seed ?? 0) };
+    return {
+      plan,
+      known,
+      stats: new LayerStatistics(plan, known?.keep, options.positionsPerImage ?? 16, options.seed ?? 0),
+    };
   });
   const passStarted = performance.now();
   await collect(ctx, layers);
-  for (const layer of layers) if (layer.stats.rows === 0) layer.failure ??= `no calibration rows were collected from ${ctx.dataset.name} (were all images unreadable?)`;
+  for (const layer of layers)
+    if (layer.stats.rows === 0)
+      layer.failure ??= `no calibration rows were collected from ${ctx.dataset.name} (were all images unreadable?)`;
   const passShare = (performance.now() - passStarted) / 1000 / layers.length;
   for (const layer of layers) {
     const started = performance.now();
     const name = layer.plan.node.name;
-    const result = layer.failure ? skippedResult({ name, op: layer.plan.kind, reason: layer.failure }) : refitLayer(ctx, layer);
-    ctx.results.set(layer.plan.node, result.status === 'refitted' ? { ...result, seconds: passShare + (performance.now() - started) / 1000 } : result);
+    const result = layer.failure
+      ? skippedResult({ name, op: layer.plan.kind, reason: layer.failure })
+      : refitLayer(ctx, layer);
+    ctx.results.set(
+      layer.plan.node,
+      result.status === 'refitted' ? { ...result, seconds: passShare + (performance.now() - started) / 1000 } : result,
+    );
     ctx.progress.done++;
-    options.onProgress?.({ phase: 'layer', layers: [name], done: ctx.progress.done, total: ctx.total, images: layer.stats.images });
+    options.onProgress?.({
+      phase: 'layer',
+      layers: [name],
+      done: ctx.progress.done,
+      total: ctx.total,
+      images: layer.stats.images,
+    });
   }
 }
 
 async function collect(ctx: Run, layers: Collecting[]): Promise<void> {
   const { model, spec, options } = ctx;
-  const values = [...new Set(layers.flatMap((l) => [l.plan.node.input(0), l.plan.node.output(0)]))].filter((v) => !v.isGraphInput());
+  const values = [...new Set(layers.flatMap((l) => [l.plan.node.input(0), l.plan.node.output(0)]))].filter(
+    (v) => !v.isGraphInput(),
+  );
   const [names, denseNames] = [values.map((v) => v.name), [...new Set(layers.map((l) => l.plan.dense.output(0).name))]];
   const session = await createSessionWithOutputs(model, values, options);
   let images = 0;
   try {
-    for await (const batch of batches(ctx.dataset, { batchSize: ctx.batchSize, limit: ctx.samples, shuffle: true, seed: options.seed ?? 0, dropLast: ctx.fixedBatch })) {
+    for await (const batch of batches(ctx.dataset, {
+      batchSize: ctx.batchSize,
+      limit: ctx.samples,
+      shuffle: true,
+      seed: options.seed ?? 0,
+      dropLast: ctx.fixedBatch,
+    })) {
       const feeds = { [spec.name]: toTensor(batch.images, spec) };
       const [mine, theirs] = await Promise.all([run(session, feeds, names), run(ctx.denseSession, feeds, denseNames)]);
       for (const layer of layers) {
         const node = layer.plan.node;
-        addBatch(layer, valueOf(mine, feeds, node.input(0)), theirs[layer.plan.dense.output(0).name]!, mine[node.output(0).name]!);
+        addBatch(
+          layer,
+          tensorOf(mine, feeds, node.input(0)),
+          theirs[layer.plan.dense.output(0).name]!,
+          mine[node.output(0).name]!,
+        );
       }
       images += batch.images.length;
-      options.onProgress?.({ phase: 'collect', layers: layers.map((l) => l.plan.node.name), done: ctx.progress.done, total: ctx.total, images });
+      options.onProgress?.({
+        phase: 'collect',
+        layers: layers.map((l) => l.plan.node.name),
+        done: ctx.progress.done,
+        total: ctx.total,
+        images,
+      });
     }
   } finally {
     await session.release();
   }
 }
 
-function valueOf(outputs: Record<string, OrtTensor>, feeds: Record<string, OrtTensor>, value: Value): OrtTensor {
+function tensorOf(outputs: Record<string, OrtTensor>, feeds: Record<string, OrtTensor>, value: Value): OrtTensor {
   const tensor = outputs[value.name] ?? feeds[value.name];
-  if (!tensor) throw new RegroupError('runtime', `value '${value.name}' was not produced by the compressed model's session; is it fed from an input other than '${Object.keys(feeds)[0]}'?`);
+  if (!tensor)
+    throw new RegroupError(
+      'runtime',
+      `value '${value.name}' was not produced by the compressed model's session; is it fed from an input other than '${Object.keys(feeds)[0]}'?`,
+    );
   return tensor;
 }
 
@@ -246,7 +333,10 @@ function refitLayer(ctx: Run, layer: Collecting): LocalLayerResult {
   const { plan, stats, known } = layer;
   stats.finish();
   const keep = known?.keep ?? inferOutputMap(plan, stats);
-  const solution = solveLayer(plan, stats, keep, known !== undefined, { ridge: layerRidge(ctx.options.ridge, plan, stats.rows), towards: ctx.options.ridgeTowards ?? 'current' });
+  const solution = solveLayer(plan, stats, keep, known !== undefined, {
+    ridge: layerRidge(ctx.options.ridge, plan, stats.rows),
+    towards: ctx.options.ridgeTowards ?? 'current',
+  });
   writeLayer(ctx.model.graph, plan, solution.weights, solution.bias);
   return {
     name: plan.node.name,

@@ -79,15 +79,27 @@ function logitsClasses(model: Model, name: string | undefined, dataset: Dataset)
   const outputs = model.graph.outputs;
   const output = name === undefined ? outputs[0] : outputs.find((v) => v.name === name);
   const names = outputs.map((v) => `'${v.name}'`).join(', ');
-  if (!output) throw new RegroupError('usage', name === undefined ? 'the model has no outputs to train' : `the model has no output '${name}'; its outputs are ${names}; pass the logits output with --logits`);
+  if (!output)
+    throw new RegroupError(
+      'usage',
+      name === undefined
+        ? 'the model has no outputs to train'
+        : `the model has no output '${name}'; its outputs are ${names}; pass the logits output with --logits`,
+    );
   const shape = output.type?.shape;
   if (shape && shape.length !== 2) {
-    throw new RegroupError('unsupported', `output '${output.name}' has shape [${shape.map((d) => d ?? '?').join(',')}]; training needs N × classes logits${outputs.length > 1 ? ` (outputs: ${names}; pass --logits)` : ''}`);
+    throw new RegroupError(
+      'unsupported',
+      `output '${output.name}' has shape [${shape.map((d) => d ?? '?').join(',')}]; training needs N × classes logits${outputs.length > 1 ? ` (outputs: ${names}; pass --logits)` : ''}`,
+    );
   }
   const classes = typeof shape?.[1] === 'number' ? shape[1] : undefined;
   const wanted = dataset.classes?.length;
   if (classes !== undefined && wanted !== undefined && wanted > classes) {
-    throw new RegroupError('bad-data', `${dataset.name} has ${wanted} classes but the logits output '${output.name}' has ${classes}; train a model with ${wanted} outputs or use matching data`);
+    throw new RegroupError(
+      'bad-data',
+      `${dataset.name} has ${wanted} classes but the logits output '${output.name}' has ${classes}; train a model with ${wanted} outputs or use matching data`,
+    );
   }
   return classes;
 }
@@ -98,7 +110,10 @@ export function checkLabels(labels: Int32Array, classes: number | undefined, ima
     const label = labels[i]!;
     if (label < 0 || (classes !== undefined && label >= classes)) {
       const why = label < 0 ? 'it is unlabelled' : `the logits have ${classes} classes`;
-      throw new RegroupError('bad-data', `${images[i]!.source}: label ${label} cannot be trained on (${why}); check the dataset`);
+      throw new RegroupError(
+        'bad-data',
+        `${images[i]!.source}: label ${label} cannot be trained on (${why}); check the dataset`,
+      );
     }
   }
 }

@@ -63,13 +63,18 @@ function withDefaults(spec: ScheduleSpec, epochs: number): Required<ScheduleSpec
 }
 
 function checkSpec(spec: Required<ScheduleSpec>, epochs: number, perEpoch: number): void {
-  if (!SCHEDULE_KINDS.includes(spec.kind)) throw new RegroupError('usage', `unknown learning-rate schedule '${spec.kind}'; use ${SCHEDULE_KINDS.join(', ')}`);
-  if (!(spec.baseLr > 0) || !Number.isFinite(spec.baseLr)) throw new RegroupError('usage', `learning rate ${spec.baseLr} must be a positive number`);
+  if (!SCHEDULE_KINDS.includes(spec.kind))
+    throw new RegroupError('usage', `unknown learning-rate schedule '${spec.kind}'; use ${SCHEDULE_KINDS.join(', ')}`);
+  if (!(spec.baseLr > 0) || !Number.isFinite(spec.baseLr))
+    throw new RegroupError('usage', `learning rate ${spec.baseLr} must be a positive number`);
   if (!(spec.warmupEpochs >= 0)) throw new RegroupError('usage', `warm-up ${spec.warmupEpochs} must be ≥ 0 epochs`);
   if (!(spec.gamma > 0)) throw new RegroupError('usage', `step schedule gamma ${spec.gamma} must be positive`);
-  if (!(spec.minLr >= 0) || spec.minLr > spec.baseLr) throw new RegroupError('usage', `cosine minimum rate ${spec.minLr} must lie in [0, ${spec.baseLr}]`);
-  if (!Number.isInteger(epochs) || epochs <= 0) throw new RegroupError('usage', `epochs ${epochs} must be a positive whole number`);
-  if (!Number.isInteger(perEpoch) || perEpoch <= 0) throw new RegroupError('usage', `${perEpoch} iterations per epoch: the training set holds less than one batch`);
+  if (!(spec.minLr >= 0) || spec.minLr > spec.baseLr)
+    throw new RegroupError('usage', `cosine minimum rate ${spec.minLr} must lie in [0, ${spec.baseLr}]`);
+  if (!Number.isInteger(epochs) || epochs <= 0)
+    throw new RegroupError('usage', `epochs ${epochs} must be a positive whole number`);
+  if (!Number.isInteger(perEpoch) || perEpoch <= 0)
+    throw new RegroupError('usage', `${perEpoch} iterations per epoch: the training set holds less than one batch`);
 }
 
 interface Extent {
@@ -100,7 +105,8 @@ function rateAt(spec: Required<ScheduleSpec>, iteration: number, extent: Extent)
 /** One line describing a schedule, for reports: `cosine from 0.05, 1 warm-up epoch`. */
 export function describeSchedule(spec: ScheduleSpec): string {
   const warm = spec.warmupEpochs ? `, ${spec.warmupEpochs} warm-up epoch${spec.warmupEpochs === 1 ? '' : 's'}` : '';
-  if (spec.kind === 'step') return `step from ${spec.baseLr} ×${spec.gamma ?? 0.1} at epochs ${(spec.milestones ?? []).join(', ') || 'E/2, 3E/4'}${warm}`;
+  if (spec.kind === 'step')
+    return `step from ${spec.baseLr} ×${spec.gamma ?? 0.1} at epochs ${(spec.milestones ?? []).join(', ') || 'E/2, 3E/4'}${warm}`;
   if (spec.kind === 'cosine') return `cosine from ${spec.baseLr} to ${spec.minLr ?? 0}${warm}`;
   return `constant ${spec.baseLr}${warm}`;
 }

@@ -57,7 +57,10 @@ interface HeaderTensor {
   byteLength: number;
 }
 
-const ARRAYS: Record<StateElementType, { new (buffer: ArrayBuffer, offset: number, length: number): TypedArray; BYTES_PER_ELEMENT: number }> = {
+const ARRAYS: Record<
+  StateElementType,
+  { new (buffer: ArrayBuffer, offset: number, length: number): TypedArray; BYTES_PER_ELEMENT: number }
+> = {
   float32: Float32Array,
   float64: Float64Array,
   int64: BigInt64Array,
@@ -95,9 +98,11 @@ export function writeTrainState(file: string, state: TrainState): void {
 /** Read a state file; errors say which file and what is wrong with it. */
 export function readTrainState(file: string): TrainState {
   const bytes = readBytes(file);
-  if (bytes.byteLength < 12 || bytes.toString('latin1', 0, 4) !== MAGIC) throw corrupt(file, 'it does not start with RGTS');
+  if (bytes.byteLength < 12 || bytes.toString('latin1', 0, 4) !== MAGIC)
+    throw corrupt(file, 'it does not start with RGTS');
   const version = bytes.readUInt32LE(4);
-  if (version !== FORMAT_VERSION) throw corrupt(file, `format version ${version}; this regroup reads version ${FORMAT_VERSION}`);
+  if (version !== FORMAT_VERSION)
+    throw corrupt(file, `format version ${version}; this regroup reads version ${FORMAT_VERSION}`);
   const headerBytes = bytes.readUInt32LE(8);
   if (12 + headerBytes > bytes.byteLength) throw corrupt(file, 'the header runs past the end of the file');
   let header: Omit<TrainState, 'tensors'> & { tensors: HeaderTensor[] };
@@ -115,9 +120,11 @@ function readTensor(file: string, bytes: Buffer, blobStart: number, t: HeaderTen
   const array = ARRAYS[t.type];
   if (!array) throw corrupt(file, `tensor '${t.name}' has unknown element type '${t.type}'`);
   const start = blobStart + t.offset;
-  if (start + t.byteLength > bytes.byteLength || t.byteLength % array.BYTES_PER_ELEMENT !== 0) throw corrupt(file, `tensor '${t.name}' runs past the end of the file`);
+  if (start + t.byteLength > bytes.byteLength || t.byteLength % array.BYTES_PER_ELEMENT !== 0)
+    throw corrupt(file, `tensor '${t.name}' runs past the end of the file`);
   const count = t.dims.reduce((a, b) => a * b, 1);
-  if (count * array.BYTES_PER_ELEMENT !== t.byteLength) throw corrupt(file, `tensor '${t.name}' holds ${t.byteLength} bytes for dims [${t.dims.join(',')}]`);
+  if (count * array.BYTES_PER_ELEMENT !== t.byteLength)
+    throw corrupt(file, `tensor '${t.name}' holds ${t.byteLength} bytes for dims [${t.dims.join(',')}]`);
   // Copy into a fresh, aligned buffer owned by the tensor.
   const copy = new Uint8Array(t.byteLength);
   copy.set(bytes.subarray(start, start + t.byteLength));
@@ -129,13 +136,20 @@ function readBytes(file: string): Buffer {
     return fs.readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new RegroupError('usage', `--resume: there is no ${file} to resume from; run without --resume first (it is written beside the output after every epoch)`);
+    if (code === 'ENOENT')
+      throw new RegroupError(
+        'usage',
+        `--resume: there is no ${file} to resume from; run without --resume first (it is written beside the output after every epoch)`,
+      );
     throw new RegroupError('io', `cannot read ${file} (${code})`);
   }
 }
 
 function corrupt(file: string, why: string): RegroupError {
-  return new RegroupError('bad-data', `${file} is not a usable training state: ${why}; delete it and train without --resume`);
+  return new RegroupError(
+    'bad-data',
+    `${file} is not a usable training state: ${why}; delete it and train without --resume`,
+  );
 }
 
 function align8(n: number): number {

@@ -33,7 +33,12 @@ export interface StepOutcome {
   logits: OrtTensor;
 }
 
-const DTYPE_OF: Partial<Record<OrtTensor.Type, DataType>> = { float32: DataType.FLOAT, float64: DataType.DOUBLE, int64: DataType.INT64, int32: DataType.INT32 };
+const DTYPE_OF: Partial<Record<OrtTensor.Type, DataType>> = {
+  float32: DataType.FLOAT,
+  float64: DataType.DOUBLE,
+  int64: DataType.INT64,
+  int32: DataType.INT32,
+};
 
 /** One session on the step model plus the carried tensors it updates (see the header). */
 export class StepRunner {
@@ -53,7 +58,11 @@ export class StepRunner {
 
   /** Open a session on the step model (all graph optimisations unless told otherwise). */
   static async create(graph: TrainingGraph, options: SessionOptions): Promise<StepRunner> {
-    if (graph.inputs.data.length !== 1) throw new RegroupError('unsupported', `the model has ${graph.inputs.data.length} data inputs (${graph.inputs.data.join(', ')}); training feeds one image input`);
+    if (graph.inputs.data.length !== 1)
+      throw new RegroupError(
+        'unsupported',
+        `the model has ${graph.inputs.data.length} data inputs (${graph.inputs.data.join(', ')}); training feeds one image input`,
+      );
     return new StepRunner(graph, await createSession(graph.model, { optimization: 'all', ...options }));
   }
 
@@ -65,9 +74,16 @@ export class StepRunner {
   /** Replace a fed tensor (by inference initializer name) for the steps that follow; same shape and type. */
   setFed(name: string, tensor: Tensor): void {
     const fed = this.graph.fed.find((f) => f.name === name);
-    if (!fed) throw new RegroupError('usage', `'${name}' is not a fed tensor of this training graph (fed: ${this.graph.fed.map((f) => `'${f.name}'`).join(', ') || 'none'})`);
+    if (!fed)
+      throw new RegroupError(
+        'usage',
+        `'${name}' is not a fed tensor of this training graph (fed: ${this.graph.fed.map((f) => `'${f.name}'`).join(', ') || 'none'})`,
+      );
     if (tensor.dims.join(',') !== fed.init.dims.join(',') || tensor.dtype !== fed.init.dtype) {
-      throw new RegroupError('usage', `fed tensor '${name}' must keep shape [${fed.init.dims.join(',')}] and its element type; got [${tensor.dims.join(',')}]`);
+      throw new RegroupError(
+        'usage',
+        `fed tensor '${name}' must keep shape [${fed.init.dims.join(',')}] and its element type; got [${tensor.dims.join(',')}]`,
+      );
     }
     this.#fed.set(fed.input, toOrtTensor(tensor.dtype, tensor.dims, tensor.data.slice()));
   }
@@ -85,7 +101,9 @@ export class StepRunner {
    * as in training).
    */
   async forward(data: OrtTensor, labels: OrtTensor, teacherLogits?: OrtTensor): Promise<OrtTensor> {
-    const out = await run(this.session, this.#feeds({ data, labels, teacherLogits, lr: 0, step: 1 }), [this.graph.outputs.logits]);
+    const out = await run(this.session, this.#feeds({ data, labels, teacherLogits, lr: 0, step: 1 }), [
+      this.graph.outputs.logits,
+    ]);
     return out[this.graph.outputs.logits]!;
   }
 
@@ -98,7 +116,11 @@ export class StepRunner {
       [inputs.step]: new ort.Tensor('float32', Float32Array.of(f.step), []),
     };
     if (inputs.teacherLogits) {
-      if (!f.teacherLogits) throw new RegroupError('usage', 'the distillation loss needs teacher logits for every batch; pass a teacher model');
+      if (!f.teacherLogits)
+        throw new RegroupError(
+          'usage',
+          'the distillation loss needs teacher logits for every batch; pass a teacher model',
+        );
       feeds[inputs.teacherLogits] = f.teacherLogits;
     }
     for (const [input, tensor] of this.#carried) feeds[input] = tensor;
@@ -108,8 +130,17 @@ export class StepRunner {
 
   /** Copies of every carried tensor, then every fed one, for the resume file. */
   snapshot(): SavedTensor[] {
-    const save = (input: string, name: string, t: OrtTensor): SavedTensor => ({ input, name, type: stateType(t, name), dims: [...t.dims], data: (t.data as TypedArray).slice() });
-    return [...this.all().map((c) => save(c.input, c.name, this.#carried.get(c.input)!)), ...this.graph.fed.map((f) => save(f.input, f.name, this.#fed.get(f.input)!))];
+    const save = (input: string, name: string, t: OrtTensor): SavedTensor => ({
+      input,
+      name,
+      type: stateType(t, name),
+      dims: [...t.dims],
+      data: (t.data as TypedArray).slice(),
+    });
+    return [
+      ...this.all().map((c) => save(c.input, c.name, this.#carried.get(c.input)!)),
+      ...this.graph.fed.map((f) => save(f.input, f.name, this.#fed.get(f.input)!)),
+    ];
   }
 
   /** Load carried tensors saved by `snapshot`; names, types and shapes must match this graph. */
@@ -117,23 +148,42 @@ export class StepRunner {
     const byInput = new Map(saved.map((s) => [s.input, s]));
     for (const c of this.all()) {
       const s = byInput.get(c.input);
-      if (!s) throw new RegroupError('usage', `${file} holds no value for '${c.name}' (step input '${c.input}'); it was written for another model or training setup; train without --resume`);
-      if (s.dims.join(',') !== c.init.dims.join(',')) throw new RegroupError('usage', `${file}: '${c.name}' has shape [${s.dims.join(',')}] but the model's is [${c.init.dims.join(',')}]; it was written for another model; train without --resume`);
+      if (!s)
+        throw new RegroupError(
+          'usage',
+          `${file} holds no value for '${c.name}' (step input '${c.input}'); it was written for another model or training setup; train without --resume`,
+        );
+      if (s.dims.join(',') !== c.init.dims.join(','))
+        throw new RegroupError(
+          'usage',
+          `${file}: '${c.name}' has shape [${s.dims.join(',')}] but the model's is [${c.init.dims.join(',')}]; it was written for another model; train without --resume`,
+        );
       this.#carried.set(c.input, new ort.Tensor(s.type, s.data as never, s.dims));
     }
     for (const f of this.graph.fed) {
       const s = byInput.get(f.input);
-      if (!s || s.dims.join(',') !== f.init.dims.join(',')) throw new RegroupError('usage', `${file} holds no value of shape [${f.init.dims.join(',')}] for the fed tensor '${f.name}'; it was written for another training setup; train without --resume`);
+      if (!s || s.dims.join(',') !== f.init.dims.join(','))
+        throw new RegroupError(
+          'usage',
+          `${file} holds no value of shape [${f.init.dims.join(',')}] for the fed tensor '${f.name}'; it was written for another training setup; train without --resume`,
+        );
       this.#fed.set(f.input, new ort.Tensor(s.type, s.data as never, s.dims));
     }
     const expected = this.all().length + this.graph.fed.length;
-    if (saved.length !== expected) throw new RegroupError('usage', `${file} holds ${saved.length} tensors but this training graph carries ${expected}; it was written for another setup; train without --resume`);
+    if (saved.length !== expected)
+      throw new RegroupError(
+        'usage',
+        `${file} holds ${saved.length} tensors but this training graph carries ${expected}; it was written for another setup; train without --resume`,
+      );
   }
 
   /** Current values of carried and fed tensors that are initializers of the inference model (params, BN statistics, fed). */
   trainedValues(isInitializer: (name: string) => boolean): Map<string, TrainedValue> {
     const values = new Map<string, TrainedValue>();
-    const entries = [...this.all().map((c) => [c, this.#carried.get(c.input)!] as const), ...this.graph.fed.map((f) => [f, this.#fed.get(f.input)!] as const)];
+    const entries = [
+      ...this.all().map((c) => [c, this.#carried.get(c.input)!] as const),
+      ...this.graph.fed.map((f) => [f, this.#fed.get(f.input)!] as const),
+    ];
     for (const [c, t] of entries) {
       if (!isInitializer(c.name)) continue;
       values.set(c.name, { dtype: DTYPE_OF[t.type] ?? c.init.dtype, dims: t.dims, data: t.data as TypedArray });
@@ -148,11 +198,15 @@ export class StepRunner {
 
 function scalar(t: OrtTensor): number {
   const data = t.data as ArrayLike<number>;
-  if (data.length !== 1) throw new RegroupError('runtime', `the step model's loss has ${data.length} elements; expected a scalar`);
+  if (data.length !== 1)
+    throw new RegroupError('runtime', `the step model's loss has ${data.length} elements; expected a scalar`);
   return Number(data[0]);
 }
 
 function stateType(t: OrtTensor, name: string): StateElementType {
   if (t.type === 'float32' || t.type === 'float64' || t.type === 'int64' || t.type === 'int32') return t.type;
-  throw new RegroupError('unsupported', `carried tensor '${name}' has element type ${t.type}; the training state stores float32, float64, int64 and int32`);
+  throw new RegroupError(
+    'unsupported',
+    `carried tensor '${name}' has element type ${t.type}; the training state stores float32, float64, int64 and int32`,
+  );
 }

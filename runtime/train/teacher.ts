@@ -23,7 +23,10 @@ export class Teacher {
     const chosen = output ?? session.outputNames[0];
     if (!input || !chosen || !session.outputNames.includes(chosen)) {
       await session.release();
-      throw new RegroupError('usage', `the teacher model has no output '${output}'; its outputs are ${session.outputNames.join(', ')}`);
+      throw new RegroupError(
+        'usage',
+        `the teacher model has no output '${output}'; its outputs are ${session.outputNames.join(', ')}`,
+      );
     }
     return new Teacher(session, input, chosen);
   }

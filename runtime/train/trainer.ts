@@ -125,7 +125,6 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
   }
 }
 
-
 /** Progress that a resume restores. */
 interface Position {
   epoch: number;
@@ -159,16 +158,24 @@ export class Trainer {
     parameterConstantsToInitializers(model);
     const plan = makePlan(model, options);
     if (options.checkpoint) checkWritable(options.checkpoint, options.protect);
-    if (plan.loss.kind === 'distill' && !options.teacher) throw new RegroupError('usage', 'distillation needs a teacher model (--teacher DENSE.onnx)');
+    if (plan.loss.kind === 'distill' && !options.teacher)
+      throw new RegroupError('usage', 'distillation needs a teacher model (--teacher DENSE.onnx)');
     const relaxed = plan.fixedBatch !== undefined && plan.fixedBatch !== plan.batchSize;
-    const graph = buildTrainingGraph(relaxed ? relaxBatch(model, plan.fixedBatch!) : model, trainingSpec(options, plan));
+    const graph = buildTrainingGraph(
+      relaxed ? relaxBatch(model, plan.fixedBatch!) : model,
+      trainingSpec(options, plan),
+    );
     const session = { ep: options.ep, threads: options.threads, optimization: options.optimization };
     const runner = await StepRunner.create(graph, session);
     let teacher: Teacher | undefined;
     try {
-      teacher = options.teacher && plan.loss.kind === 'distill' ? await Teacher.create(options.teacher, session) : undefined;
+      teacher =
+        options.teacher && plan.loss.kind === 'distill' ? await Teacher.create(options.teacher, session) : undefined;
       const trainer = new Trainer(options, plan, runner, teacher, model.clone().model);
-      if (relaxed) trainer.notes.push(`the model's input fixes batch ${plan.fixedBatch}: it trains on batches of ${plan.batchSize} with that dim made symbolic; the saved model keeps batch ${plan.fixedBatch}`);
+      if (relaxed)
+        trainer.notes.push(
+          `the model's input fixes batch ${plan.fixedBatch}: it trains on batches of ${plan.batchSize} with that dim made symbolic; the saved model keeps batch ${plan.fixedBatch}`,
+        );
       if (options.resume) trainer.#resume();
       return trainer;
     } catch (err) {
@@ -183,7 +190,8 @@ export class Trainer {
     const { epochs } = this.options;
     const stopAt = Math.min(epochs, this.options.stopAfterEpochs ?? epochs);
     for (let epoch = this.#position.epoch; epoch < stopAt; epoch++) await this.#epoch(epoch);
-    if (this.#position.epoch >= epochs && this.#resumedAfter === epochs) this.notes.push(`the saved state had already finished all ${epochs} epochs; nothing to train`);
+    if (this.#position.epoch >= epochs && this.#resumedAfter === epochs)
+      this.notes.push(`the saved state had already finished all ${epochs} epochs; nothing to train`);
     this.#syncWeights();
     return this.#result();
   }
@@ -195,7 +203,11 @@ export class Trainer {
     this.#syncWeights();
     const current = (name: string): Tensor => {
       const tensor = this.working.graph.initializers.get(name)?.constValue;
-      if (!tensor) throw new RegroupError('usage', `a training hook asks for '${name}', which is not an initializer of the trained model`);
+      if (!tensor)
+        throw new RegroupError(
+          'usage',
+          `a training hook asks for '${name}', which is not an initializer of the trained model`,
+        );
       return tensor;
     };
     const replaced = hook.call(this.options.hooks, epoch, this.options.epochs, current);
@@ -259,7 +271,12 @@ export class Trainer {
     const { augment, epochs, onProgress } = this.options;
     const plan = this.plan;
     const random = augment ? augmentRandom(plan.seed, epoch) : undefined;
-    const stream = batches(plan.train, { batchSize: plan.batchSize, shuffle: true, seed: epochSeed(plan.seed, epoch, 'shuffle'), dropLast: plan.dropLast });
+    const stream = batches(plan.train, {
+      batchSize: plan.batchSize,
+      shuffle: true,
+      seed: epochSeed(plan.seed, epoch, 'shuffle'),
+      dropLast: plan.dropLast,
+    });
     const tally: EpochTally = { lossSum: 0, updates: 0, correct: 0, images: 0, lastLr: 0 };
     const window = new LossWindow(this.options.logEvery ?? 10, this.#position.lossCurve);
     for await (const batch of stream) {
@@ -268,20 +285,35 @@ export class Trainer {
       onProgress?.({ phase: 'train', epoch: epoch + 1, epochs, done: tally.updates, total: plan.perEpoch, loss });
     }
     window.flush(this.#position.step);
-    if (tally.updates === 0) throw new RegroupError('bad-data', `${plan.train.name}: no readable training images in epoch ${epoch + 1}`);
+    if (tally.updates === 0)
+      throw new RegroupError('bad-data', `${plan.train.name}: no readable training images in epoch ${epoch + 1}`);
     return tally;
   }
 
   /** One update on a batch (augmented with `random` when the run augments). */
-  async #update(images: readonly LabeledImage[], labels: Int32Array, random: Random | undefined, tally: EpochTally): Promise<number> {
+  async #update(
+    images: readonly LabeledImage[],
+    labels: Int32Array,
+    random: Random | undefined,
+    tally: EpochTally,
+  ): Promise<number> {
     checkLabels(labels, this.plan.classes, images);
     const data = trainingTensor(images, this.options.spec, this.options.augment, random);
     const teacherLogits = this.teacher ? await this.#teacherLogits(data, images.length) : undefined;
     const lr = this.plan.schedule.at(this.#position.step);
-    const out = await this.runner.step({ data, labels: labelTensor(labels), teacherLogits, lr, step: this.#position.step + 1 });
+    const out = await this.runner.step({
+      data,
+      labels: labelTensor(labels),
+      teacherLogits,
+      lr,
+      step: this.#position.step + 1,
+    });
     this.#position.step++;
     if (!Number.isFinite(out.loss)) {
-      throw new RegroupError('runtime', `the training loss became ${out.loss} at update ${this.#position.step} (lr ${lr.toPrecision(3)}); lower the learning rate (--lr) or add warm-up (--warmup 1)`);
+      throw new RegroupError(
+        'runtime',
+        `the training loss became ${out.loss} at update ${this.#position.step} (lr ${lr.toPrecision(3)}); lower the learning rate (--lr) or add warm-up (--warmup 1)`,
+      );
     }
     tally.lossSum += out.loss;
     tally.updates++;
@@ -295,7 +327,11 @@ export class Trainer {
     const t = await this.teacher!.logits(data);
     const classes = this.plan.classes;
     if (classes !== undefined && t.dims.length !== 2) {
-      if (t.size !== n * classes) throw new RegroupError('usage', `the teacher's output has shape [${t.dims.join(',')}], which does not hold ${n}×${classes} logits like the student's`);
+      if (t.size !== n * classes)
+        throw new RegroupError(
+          'usage',
+          `the teacher's output has shape [${t.dims.join(',')}], which does not hold ${n}×${classes} logits like the student's`,
+        );
       return t.reshape([n, classes]);
     }
     return t;
@@ -317,14 +353,26 @@ export class Trainer {
   }
 
   #syncWeights(): void {
-    setTrainedValues(this.working, this.runner.trainedValues((name) => this.working.graph.initializers.has(name)));
+    setTrainedValues(
+      this.working,
+      this.runner.trainedValues((name) => this.working.graph.initializers.has(name)),
+    );
   }
 
   #checkpoint(file: string): void {
     this.#syncWeights();
     saveCheckpoint(this.#finished(), file, this.options.protect);
     const pos = this.#position;
-    const state: TrainState = { epoch: pos.epoch, step: pos.step, seed: this.plan.seed, epochs: this.options.epochs, settings: this.#settings(), history: pos.history, lossCurve: pos.lossCurve, tensors: this.runner.snapshot() };
+    const state: TrainState = {
+      epoch: pos.epoch,
+      step: pos.step,
+      seed: this.plan.seed,
+      epochs: this.options.epochs,
+      settings: this.#settings(),
+      history: pos.history,
+      lossCurve: pos.lossCurve,
+      tensors: this.runner.snapshot(),
+    };
     writeTrainState(stateFileFor(file), state);
     this.options.onProgress?.({ phase: 'checkpoint', epoch: pos.epoch, file });
   }
@@ -348,12 +396,20 @@ export class Trainer {
 
   #resume(): void {
     const file = this.options.checkpoint;
-    if (!file) throw new RegroupError('usage', '--resume needs the output path (-o) whose .train-state to continue from');
+    if (!file)
+      throw new RegroupError('usage', '--resume needs the output path (-o) whose .train-state to continue from');
     const stateFile = stateFileFor(file);
     const state = readTrainState(stateFile);
     const changed = settingsMismatch(state.settings, this.#settings());
-    if (changed.length > 0) throw new RegroupError('usage', `${stateFile} was written with other settings (${changed.join('; ')}); resume with the same flags, or train without --resume`);
-    if (state.epochs !== this.options.epochs) this.notes.push(`resumed a run planned for ${state.epochs} epochs with --epochs ${this.options.epochs}: the learning-rate schedule now spans ${this.options.epochs} epochs`);
+    if (changed.length > 0)
+      throw new RegroupError(
+        'usage',
+        `${stateFile} was written with other settings (${changed.join('; ')}); resume with the same flags, or train without --resume`,
+      );
+    if (state.epochs !== this.options.epochs)
+      this.notes.push(
+        `resumed a run planned for ${state.epochs} epochs with --epochs ${this.options.epochs}: the learning-rate schedule now spans ${this.options.epochs} epochs`,
+      );
     this.runner.restore(state.tensors, stateFile);
     this.#position = { epoch: state.epoch, step: state.step, history: state.history, lossCurve: state.lossCurve };
     this.#resumedAfter = state.epoch;
@@ -411,7 +467,8 @@ class LossWindow {
     readonly every: number,
     readonly points: LossPoint[],
   ) {
-    if (!Number.isInteger(every) || every <= 0) throw new RegroupError('usage', `logEvery ${every} must be a positive whole number`);
+    if (!Number.isInteger(every) || every <= 0)
+      throw new RegroupError('usage', `logEvery ${every} must be a positive whole number`);
   }
 
   add(loss: number, step: number): void {

@@ -54,7 +54,11 @@ export interface TrainHooks {
   readonly trainable?: readonly string[];
   readonly lossTerms?: readonly LossTerm[];
   /** Before every epoch (0-based, of `epochs`): `current` reads any initializer's current value; returns replacements for frozen ones. */
-  beforeEpoch?(epoch: number, epochs: number, current: (name: string) => Tensor): ReadonlyMap<string, Tensor> | undefined;
+  beforeEpoch?(
+    epoch: number,
+    epochs: number,
+    current: (name: string) => Tensor,
+  ): ReadonlyMap<string, Tensor> | undefined;
   /** The trained model (inference form) → the model training returns and checkpoints save. */
   finish?(trained: Model): Model;
   /** A refit of the inference model (the local phase's) → the model to train, with the same forward. */

@@ -29,7 +29,14 @@ import { halfToFloat } from '../../compiler/ir/tensor.js';
 import { decodeModel } from '../../compiler/onnx/decode.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
 import { loadModel } from '../../compiler/onnx/io.js';
-import { densenetConcat, FIXTURES, mobilenetV2Block, resnetBasic, resnextBlock, seBlock } from '../../fixtures/models.js';
+import {
+  densenetConcat,
+  FIXTURES,
+  mobilenetV2Block,
+  resnetBasic,
+  resnextBlock,
+  seBlock,
+} from '../../fixtures/models.js';
 import { applyChannelMap, PREPARE, runPasses, TIDY } from '../../passes/index.js';
 import { randomFeeds } from '../../runtime/inputs.js';
 import { runWithIntermediates, type Outputs } from '../../runtime/session.js';
@@ -98,10 +105,13 @@ function zeroConsumerColumns(model: Model, analysis: ChannelAnalysis, removed: R
     const dims = tensor.dims;
     const outer = dims.slice(0, touch.axis).reduce((a, b) => a * b, 1);
     const inner = dims.slice(touch.axis + 1).reduce((a, b) => a * b, 1);
-    for (let o = 0; o < outer; o++) for (const p of positions) data.fill(0 as never, (o * dims[touch.axis]! + p) * inner, (o * dims[touch.axis]! + p + 1) * inner);
+    for (let o = 0; o < outer; o++)
+      for (const p of positions)
+        data.fill(0 as never, (o * dims[touch.axis]! + p) * inner, (o * dims[touch.axis]! + p + 1) * inner);
     const copy = tensor.withData(dims, data);
     if (value.isInitializer() && value.useCount === 1) model.graph.setInitializer(value, copy);
-    else touch.node.setInput(touch.inputIndex, model.graph.addInitializer(value.name || 'zeroed', copy, { fresh: true }));
+    else
+      touch.node.setInput(touch.inputIndex, model.graph.addInitializer(value.name || 'zeroed', copy, { fresh: true }));
     zeroed++;
   }
   return zeroed;
@@ -110,7 +120,9 @@ function zeroConsumerColumns(model: Model, analysis: ChannelAnalysis, removed: R
 /** Elements of an output tensor as numbers (float16 decoded from its bit patterns). */
 function numbers(tensor: Outputs[string]): Float64Array {
   const data = tensor.data as ArrayLike<number>;
-  return tensor.type === 'float16' && data instanceof Uint16Array ? Float64Array.from(data, halfToFloat) : Float64Array.from(data);
+  return tensor.type === 'float16' && data instanceof Uint16Array
+    ? Float64Array.from(data, halfToFloat)
+    : Float64Array.from(data);
 }
 
 interface OutputDiff {
@@ -125,7 +137,11 @@ function relativeDiffs(want: Outputs, got: Outputs): Record<string, OutputDiff> 
   const diffs: Record<string, OutputDiff> = {};
   for (const [name, reference] of Object.entries(want)) {
     const actual = got[name]!;
-    expect({ name, type: actual.type, dims: [...actual.dims] }).toEqual({ name, type: reference.type, dims: [...reference.dims] });
+    expect({ name, type: actual.type, dims: [...actual.dims] }).toEqual({
+      name,
+      type: reference.type,
+      dims: [...reference.dims],
+    });
     const [a, b] = [numbers(reference), numbers(actual)];
     let scale = 0;
     let worst = 0;
@@ -138,7 +154,8 @@ function relativeDiffs(want: Outputs, got: Outputs): Record<string, OutputDiff> 
   return diffs;
 }
 
-const nodeOutputs = (model: Model): Value[] => model.graph.nodeList().flatMap((n) => n.outputs.filter((v): v is Value => v !== undefined));
+const nodeOutputs = (model: Model): Value[] =>
+  model.graph.nodeList().flatMap((n) => n.outputs.filter((v): v is Value => v !== undefined));
 
 interface ShapeCheck {
   /** Node outputs with an inferred shape compared against onnxruntime. */
@@ -153,7 +170,11 @@ interface ShapeCheck {
  * Run the pruned model with every node output exposed: each known dim inferShapes gives, and
  * each numeric dim of a declared value type, must be what onnxruntime produced.
  */
-async function checkShapesAgainstOrt(model: Model, shapes: ShapeResult, feeds: ReturnType<typeof randomFeeds>): Promise<ShapeCheck> {
+async function checkShapesAgainstOrt(
+  model: Model,
+  shapes: ShapeResult,
+  feeds: ReturnType<typeof randomFeeds>,
+): Promise<ShapeCheck> {
   const values = nodeOutputs(model);
   const declared = new Map(values.map((v) => [v, v.type?.shape] as const));
   const results = await runWithIntermediates(model, feeds, values);
@@ -165,13 +186,20 @@ async function checkShapesAgainstOrt(model: Model, shapes: ShapeResult, feeds: R
     const compare = (what: 'inferred' | 'declared', shape: readonly Dim[] | undefined) => {
       if (!shape) return false;
       // Negative declared dims (an exporter's -1 for "any") say nothing.
-      const bad = shape.length !== dims.length || shape.some((d, i) => typeof d === 'number' && d >= 0 && d !== dims[i]);
+      const bad =
+        shape.length !== dims.length || shape.some((d, i) => typeof d === 'number' && d >= 0 && d !== dims[i]);
       if (bad) check[what].push(`${value.name} (${value.producer}): ${what} [${shape}], onnxruntime [${dims}]`);
       return true;
     };
     const inferred = shapes.typeOf(value)?.shape;
     // Symbols (the batch) are bound to what was fed; an unknown dim stays null and is not compared.
-    if (compare('inferred', inferred && isFullyKnown(inferred) ? inferred.map((d) => evaluateDim(d, () => dims[0]!) ?? null) : inferred)) check.checked++;
+    if (
+      compare(
+        'inferred',
+        inferred && isFullyKnown(inferred) ? inferred.map((d) => evaluateDim(d, () => dims[0]!) ?? null) : inferred,
+      )
+    )
+      check.checked++;
     compare('declared', declared.get(value));
   }
   return check;
@@ -193,7 +221,11 @@ interface OracleResult {
  * The oracle: PREPARE, analyse, choose, zero the chosen channels' consumer columns in a copy
  * (the reference), prune the original, TIDY, verify, compare outputs and shapes with ORT.
  */
-async function pruneExactly(model: Model, choose: (a: ChannelAnalysis) => Set<number>, inputs: ModelInputs = {}): Promise<OracleResult> {
+async function pruneExactly(
+  model: Model,
+  choose: (a: ChannelAnalysis) => Set<number>,
+  inputs: ModelInputs = {},
+): Promise<OracleResult> {
   runPasses(model, PREPARE, {}, { fixpoint: true });
   const options = { inputShapes: inputs.inputShapes };
   const shapes = inferShapes(model, options);
@@ -219,12 +251,23 @@ async function pruneExactly(model: Model, choose: (a: ChannelAnalysis) => Set<nu
   const macsAfter = computeCost(model, after).totals.macs;
   const got = await outputsOf(model, feeds); // throws if onnxruntime cannot load the pruned model
   const diffs = relativeDiffs(want, got);
-  return { model, analysis, removed, diffs, shapes: await checkShapesAgainstOrt(model, after, feeds), macsBefore, macsAfter };
+  return {
+    model,
+    analysis,
+    removed,
+    diffs,
+    shapes: await checkShapesAgainstOrt(model, after, feeds),
+    macsBefore,
+    macsAfter,
+  };
 }
 
 /** Outputs within tolerance, and inferShapes agrees with onnxruntime on the pruned model. */
 function expectExact(result: OracleResult): void {
-  for (const [name, diff] of Object.entries(result.diffs)) expect(diff.relative, `output '${name}' (${diff.type})`).toBeLessThanOrEqual(diff.type === 'float16' ? RTOL_FP16 : RTOL);
+  for (const [name, diff] of Object.entries(result.diffs))
+    expect(diff.relative, `output '${name}' (${diff.type})`).toBeLessThanOrEqual(
+      diff.type === 'float16' ? RTOL_FP16 : RTOL,
+    );
   expect(result.shapes.checked).toBeGreaterThan(0);
   expect(result.shapes.inferred).toEqual([]);
 }
@@ -233,7 +276,9 @@ function expectExact(result: OracleResult): void {
 function log(name: string, r: OracleResult): void {
   if (!process.env.REGROUP_ORACLE_LOG) return;
   const worst = Math.max(...Object.values(r.diffs).map((d) => d.relative));
-  console.log(`[oracle] ${name}: removed ${r.removed.size}, MACs ${r.macsBefore} → ${r.macsAfter} (${(r.macsAfter / r.macsBefore).toFixed(3)}), max rel diff ${worst.toExponential(2)}`);
+  console.log(
+    `[oracle] ${name}: removed ${r.removed.size}, MACs ${r.macsBefore} → ${r.macsAfter} (${(r.macsAfter / r.macsBefore).toFixed(3)}), max rel diff ${worst.toExponential(2)}`,
+  );
 }
 
 /** One oracle test and one declared-types test per model, sharing a single run. */
@@ -257,7 +302,8 @@ describe('exactness oracle: every fixture', () => {
 });
 
 describe.skipIf(!haveShared)('exactness oracle: every shared model', () => {
-  for (const file of allSharedModels()) oracleTests(file.split('/models/')[1]!, () => pruneExactly(loadModel(file), everyThird, inputsFor(file)));
+  for (const file of allSharedModels())
+    oracleTests(file.split('/models/')[1]!, () => pruneExactly(loadModel(file), everyThird, inputsFor(file)));
 });
 
 /**
@@ -278,14 +324,28 @@ const EDGE_CASES: Record<string, { opset?: number; body: (b: GraphBuilder, x0: V
     opset: 11,
     body: (b, x) => {
       const [l, r] = b.ops('Split', [x], 2, { axis: 1, split: [4, 4] }, 'split');
-      return b.op('Add', [b.op('Conv', [l!, b.weight('wl', [8, 4, 1, 1])], {}, 'convL'), b.op('Conv', [r!, b.weight('wr', [8, 4, 1, 1])], {}, 'convR')], {}, 'add');
+      return b.op(
+        'Add',
+        [
+          b.op('Conv', [l!, b.weight('wl', [8, 4, 1, 1])], {}, 'convL'),
+          b.op('Conv', [r!, b.weight('wr', [8, 4, 1, 1])], {}, 'convR'),
+        ],
+        {},
+        'add',
+      );
     },
   },
   'Slice of the channels (opset 13, bounds inputs)': {
     body: (b, x) => b.op('Slice', [x, b.ints('starts', [2]), b.ints('ends', [7]), b.ints('axes', [1])], {}, 'slice'),
   },
   'depthwise conv with channel multiplier 2': {
-    body: (b, x) => b.op('Relu', [b.op('Conv', [x, b.weight('wdw', [16, 1, 3, 3])], { group: 8, pads: [1, 1, 1, 1] }, 'dw')], {}, 'reludw'),
+    body: (b, x) =>
+      b.op(
+        'Relu',
+        [b.op('Conv', [x, b.weight('wdw', [16, 1, 3, 3])], { group: 8, pads: [1, 1, 1, 1] }, 'dw')],
+        {},
+        'reludw',
+      ),
   },
   'PRelu, per-channel Mul and Add constants [C,1,1]': {
     body: (b, x) => {
@@ -306,18 +366,29 @@ const EDGE_CASES: Record<string, { opset?: number; body: (b: GraphBuilder, x0: V
     body: (b, x) => {
       const padded = b.op('Pad', [x, b.ints('pads', [0, 0, 1, 1, 0, 0, 1, 1])], { mode: 'reflect' }, 'pad');
       const pooled = b.op('MaxPool', [padded], { kernel_shape: [2, 2], strides: [2, 2] }, 'pool');
-      return b.op('Resize', [pooled, undefined, b.constant('scales', [4], [1, 1, 2, 2])], { mode: 'nearest' }, 'resize');
+      return b.op(
+        'Resize',
+        [pooled, undefined, b.constant('scales', [4], [1, 1, 2, 2])],
+        { mode: 'nearest' },
+        'resize',
+      );
     },
   },
   'ConvTranspose 8→6 then Conv': {
-    body: (b, x) => b.op('ConvTranspose', [x, b.weight('wt', [8, 6, 2, 2]), b.weight('bt', [6], 0.1)], { strides: [2, 2] }, 'deconv'),
+    body: (b, x) =>
+      b.op('ConvTranspose', [x, b.weight('wt', [8, 6, 2, 2]), b.weight('bt', [6], 0.1)], { strides: [2, 2] }, 'deconv'),
   },
   'the same value concatenated twice': {
     body: (b, x) => b.op('Concat', [x, x], { axis: 1 }, 'cat'),
   },
   'InstanceNormalization and a channel-split Reshape [N,2,4,H,W] → Reshape back': {
     body: (b, x) => {
-      const norm = b.op('InstanceNormalization', [x, b.weight('in_scale', [8], 1), b.weight('in_bias', [8], 1)], { epsilon: 1e-5 }, 'inorm');
+      const norm = b.op(
+        'InstanceNormalization',
+        [x, b.weight('in_scale', [8], 1), b.weight('in_bias', [8], 1)],
+        { epsilon: 1e-5 },
+        'inorm',
+      );
       const split = b.op('Reshape', [norm, b.ints('to5', [1, 2, 4, 8, 8])], {}, 'reshape5');
       return b.op('Reshape', [b.op('Sigmoid', [split], {}, 'sig'), b.ints('to4', [1, 8, 8, 8])], {}, 'reshape4');
     },
@@ -334,16 +405,36 @@ const EDGE_CASES: Record<string, { opset?: number; body: (b: GraphBuilder, x0: V
   },
   'Flatten → Gemm (transB = 0) → Relu → Gemm head': {
     body: (b, x) => {
-      const flat = b.op('Flatten', [b.op('MaxPool', [x], { kernel_shape: [4, 4], strides: [4, 4] }, 'pool')], { axis: 1 }, 'flatten');
-      const hidden = b.op('Relu', [b.op('Gemm', [flat, b.weight('fc1', [32, 12]), b.weight('fc1b', [12], 0.1)], {}, 'fc1')], {}, 'relu_fc');
-      return b.op('Reshape', [b.op('Gemm', [hidden, b.weight('fc2', [12, 12], 0.3)], { transB: 1 }, 'fc2'), b.ints('back', [1, 3, 2, 2])], {}, 'unflatten');
+      const flat = b.op(
+        'Flatten',
+        [b.op('MaxPool', [x], { kernel_shape: [4, 4], strides: [4, 4] }, 'pool')],
+        { axis: 1 },
+        'flatten',
+      );
+      const hidden = b.op(
+        'Relu',
+        [b.op('Gemm', [flat, b.weight('fc1', [32, 12]), b.weight('fc1b', [12], 0.1)], {}, 'fc1')],
+        {},
+        'relu_fc',
+      );
+      return b.op(
+        'Reshape',
+        [b.op('Gemm', [hidden, b.weight('fc2', [12, 12], 0.3)], { transB: 1 }, 'fc2'), b.ints('back', [1, 3, 2, 2])],
+        {},
+        'unflatten',
+      );
     },
   },
 };
 
 function edgeModel(body: (b: GraphBuilder, x0: Value) => Value, opset = 17): Model {
   const b = new GraphBuilder({ seed: 33, opset });
-  const x0 = b.op('Relu', [b.op('Conv', [b.input('x', [1, 3, 8, 8]), b.weight('w0', [8, 3, 3, 3])], { pads: [1, 1, 1, 1] }, 'conv0')], {}, 'relu0');
+  const x0 = b.op(
+    'Relu',
+    [b.op('Conv', [b.input('x', [1, 3, 8, 8]), b.weight('w0', [8, 3, 3, 3])], { pads: [1, 1, 1, 1] }, 'conv0')],
+    {},
+    'relu0',
+  );
   const y = body(b, x0);
   const channels = inferShapes(b.model).typeOf(y)!.shape![1] as number;
   b.output(b.op('Conv', [y, b.weight('head', [4, channels, 1, 1])], {}, 'head'));
@@ -351,7 +442,8 @@ function edgeModel(body: (b: GraphBuilder, x0: Value) => Value, opset = 17): Mod
 }
 
 describe('exactness oracle: hand-built structures', () => {
-  for (const [name, { opset, body }] of Object.entries(EDGE_CASES)) oracleTests(name, () => pruneExactly(edgeModel(body, opset), everyThird));
+  for (const [name, { opset, body }] of Object.entries(EDGE_CASES))
+    oracleTests(name, () => pruneExactly(edgeModel(body, opset), everyThird));
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -369,13 +461,17 @@ const nodeNamed = (model: Model, name: string): Node => {
   return node!;
 };
 
-const weightDims = (model: Model, name: string, inputIndex = 1) => [...constantOf(nodeNamed(model, name).input(inputIndex))!.dims];
+const weightDims = (model: Model, name: string, inputIndex = 1) => [
+  ...constantOf(nodeNamed(model, name).input(inputIndex))!.dims,
+];
 
 /** Remove the first `count` unpinned channels of the group produced by `label`. */
-const firstOf = (label: string, count = 1) => (analysis: ChannelAnalysis) => {
-  const group = groupOfProducer(analysis, label);
-  return new Set([...group.roots].filter((r) => analysis.pinReasons(r).length === 0).slice(0, count));
-};
+const firstOf =
+  (label: string, count = 1) =>
+  (analysis: ChannelAnalysis) => {
+    const group = groupOfProducer(analysis, label);
+    return new Set([...group.roots].filter((r) => analysis.pinReasons(r).length === 0).slice(0, count));
+  };
 
 const prepared = (model: Model) => {
   runPasses(model, PREPARE, {}, { fixpoint: true });
@@ -417,10 +513,17 @@ describe('structure', () => {
     expect(analysis.groups.flatMap((g) => g.producers)).not.toContain("Conv 'block.depthwise.conv'");
     const expand = nodeNamed(model, 'block.expand.conv');
     const depthwise = nodeNamed(model, 'block.depthwise.conv');
-    expect([...analysis.layouts.get(depthwise.output(0))!.elems]).toEqual([...analysis.layouts.get(expand.output(0))!.elems]);
+    expect([...analysis.layouts.get(depthwise.output(0))!.elems]).toEqual([
+      ...analysis.layouts.get(expand.output(0))!.elems,
+    ]);
     const hidden = groupOfProducer(analysis, "Conv 'block.expand.conv'");
     expect(hidden.channels).toBe(64);
-    expect(hidden.members.filter((m) => m.node === depthwise).map((m) => m.role).sort()).toEqual(['depthwise-group', 'out-channels']);
+    expect(
+      hidden.members
+        .filter((m) => m.node === depthwise)
+        .map((m) => m.role)
+        .sort(),
+    ).toEqual(['depthwise-group', 'out-channels']);
 
     const result = await pruneExactly(mobilenetV2Block(), firstOf("Conv 'block.expand.conv'", 5));
     expectExact(result);
@@ -453,7 +556,9 @@ describe('structure', () => {
   it('densenetConcat: Concat members report each producer’s offset in the concatenated channels', () => {
     const analysis = prepared(densenetConcat());
     const at = (label: string, node: string) =>
-      groupOfProducer(analysis, label).members.filter((m) => m.node.name === node && m.role === 'in-channels').map((m) => [m.offset, m.count]);
+      groupOfProducer(analysis, label)
+        .members.filter((m) => m.node.name === node && m.role === 'in-channels')
+        .map((m) => [m.offset, m.count]);
     // transition.conv reads [stem 8 | dense.0 4 | dense.1 4 | dense.2 4]
     expect(at("Conv 'stem.conv'", 'transition.conv')).toEqual([[0, 8]]);
     expect(at("Conv 'dense.0.conv'", 'transition.conv')).toEqual([[8, 4]]);
@@ -461,8 +566,14 @@ describe('structure', () => {
     expect(at("Conv 'dense.2.conv'", 'transition.conv')).toEqual([[16, 4]]);
     expect(at("Conv 'dense.1.conv'", 'dense.2.conv')).toEqual([[12, 4]]);
     // A Concat input member is at the offset within that input.
-    const concat = groupOfProducer(analysis, "Conv 'dense.0.conv'").members.filter((m) => m.role === 'concat').map((m) => [m.node.name, m.offset, m.count]);
-    expect(concat).toEqual([['dense.0.concat', 0, 4], ['dense.1.concat', 8, 4], ['dense.2.concat', 8, 4]]);
+    const concat = groupOfProducer(analysis, "Conv 'dense.0.conv'")
+      .members.filter((m) => m.role === 'concat')
+      .map((m) => [m.node.name, m.offset, m.count]);
+    expect(concat).toEqual([
+      ['dense.0.concat', 0, 4],
+      ['dense.1.concat', 8, 4],
+      ['dense.2.concat', 8, 4],
+    ]);
   });
 
   it('densenetConcat: pruning one producer of a Concat shifts the later offsets, exactly', async () => {
@@ -561,7 +672,9 @@ describe('pins, with reasons', () => {
     b.output(b.op('Conv', [b.input('x', [1, 3, 8, 8]), b.weight('w', [8, 3, 3, 3])], {}, 'conv'));
     const analysis = analyzeChannels(b.model);
     expect(analysis.groups.filter((g) => g.prunable)).toEqual([]);
-    expect(groupOfProducer(analysis, "Conv 'conv'").reasons).toEqual([`graph output '${b.model.graph.outputs[0]!.name}'`]);
+    expect(groupOfProducer(analysis, "Conv 'conv'").reasons).toEqual([
+      `graph output '${b.model.graph.outputs[0]!.name}'`,
+    ]);
     expect(everyThird(analysis).size).toBe(0);
   });
 
@@ -569,7 +682,9 @@ describe('pins, with reasons', () => {
     const model = chain();
     const analysis = analyzeChannels(model);
     const pinned = groupOfProducer(analysis, "Conv 'conv2'").roots[0]!;
-    expect(() => applyChannelMap(model, analysis, new Set([pinned]))).toThrow(`cannot remove a pinned channel: graph output '${model.graph.outputs[0]!.name}'`);
+    expect(() => applyChannelMap(model, analysis, new Set([pinned]))).toThrow(
+      `cannot remove a pinned channel: graph output '${model.graph.outputs[0]!.name}'`,
+    );
   });
 });
 
@@ -592,7 +707,12 @@ describe('invariants', () => {
     const b = new GraphBuilder({ seed: 9 });
     const shared = b.weight('shared', [8, 8, 3, 3]);
     const pads = { pads: [1, 1, 1, 1] };
-    let y = b.op('Relu', [b.op('Conv', [b.input('x', [1, 3, 8, 8]), b.weight('w0', [8, 3, 3, 3])], pads, 'conv0')], {}, 'relu0');
+    let y = b.op(
+      'Relu',
+      [b.op('Conv', [b.input('x', [1, 3, 8, 8]), b.weight('w0', [8, 3, 3, 3])], pads, 'conv0')],
+      {},
+      'relu0',
+    );
     y = b.op('Relu', [b.op('Conv', [y, shared], pads, 'convA')], {}, 'reluA');
     y = b.op('Relu', [b.op('Conv', [y, shared], pads, 'convB')], {}, 'reluB');
     b.output(b.op('Conv', [y, b.weight('head', [4, 8, 1, 1])], {}, 'head'), { dtype: 1, shape: [1, 4, 8, 8] });

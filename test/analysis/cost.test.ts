@@ -65,7 +65,9 @@ describe('exact counts on hand-built layers', () => {
   it('grouped conv: N·Cout·H·W·(Cin/group)·kh·kw MACs, weight + bias params, bytes read and written', () => {
     const b = new GraphBuilder();
     const x = b.input('x', ['N', 8, 10, 10]);
-    b.output(b.op('Conv', [x, b.weight('w', [16, 2, 3, 3]), b.constant('bias', [16], 0)], { group: 4, pads: [1, 1, 1, 1] }));
+    b.output(
+      b.op('Conv', [x, b.weight('w', [16, 2, 3, 3]), b.constant('bias', [16], 0)], { group: 4, pads: [1, 1, 1, 1] }),
+    );
     const report = costOf(b);
     const [conv] = report.layers;
     expect(conv!.macs).toBe(1 * 16 * 10 * 10 * (8 / 4) * 3 * 3);
@@ -117,14 +119,24 @@ describe('exact counts on hand-built layers', () => {
   it('counts BN scale and bias (not running statistics), PRelu slopes and per-channel Mul/Add, not scalars or pools', () => {
     const b = new GraphBuilder();
     const x = b.input('x', [1, 8, 4, 4]);
-    const bn = b.op('BatchNormalization', [x, b.weight('g', [8]), b.weight('beta', [8]), b.weight('mean', [8]), b.constant('var', [8], 1)]);
+    const bn = b.op('BatchNormalization', [
+      x,
+      b.weight('g', [8]),
+      b.weight('beta', [8]),
+      b.weight('mean', [8]),
+      b.constant('var', [8], 1),
+    ]);
     const prelu = b.op('PRelu', [bn, b.weight('slope', [8, 1, 1])]);
     const scaled = b.op('Mul', [prelu, b.weight('scale', [8, 1, 1])]);
     const shifted = b.op('Add', [scaled, b.constant('three', [], 3)]);
     b.output(b.op('MaxPool', [shifted], { kernel_shape: [2, 2] }));
     const report = costOf(b);
     expect(report.layers.map((l) => [l.opType, l.params, l.macs])).toEqual([
-      ['BatchNormalization', 16, 0], ['PRelu', 8, 0], ['Mul', 8, 0], ['Add', 0, 0], ['MaxPool', 0, 0],
+      ['BatchNormalization', 16, 0],
+      ['PRelu', 8, 0],
+      ['Mul', 8, 0],
+      ['Add', 0, 0],
+      ['MaxPool', 0, 0],
     ]);
   });
 

@@ -6,7 +6,18 @@
  */
 import { describe, expect, it } from 'vitest';
 import { inferShapes, type ShapeResult } from '../../compiler/analysis/shape-inference.js';
-import { addDim, broadcastShapes, divDim, evaluateDim, isFullyKnown, mulDim, productOf, sameDim, subDim, type Dim } from '../../compiler/analysis/shape-values.js';
+import {
+  addDim,
+  broadcastShapes,
+  divDim,
+  evaluateDim,
+  isFullyKnown,
+  mulDim,
+  productOf,
+  sameDim,
+  subDim,
+  type Dim,
+} from '../../compiler/analysis/shape-values.js';
 import { floatsAttr, GraphBuilder } from '../../compiler/ir/builder.js';
 import { DataType } from '../../compiler/ir/dtype.js';
 import type { Model } from '../../compiler/ir/model.js';
@@ -50,8 +61,12 @@ async function checkAgainstOrt(model: Model, shapes: ShapeResult, feed: InputOpt
       continue;
     }
     const expected = type.shape.map((d) => evaluateDim(d, bind));
-    if (JSON.stringify([...actual.dims]) !== JSON.stringify(expected)) mismatches.push(`${value.name} (${value.producer}): inferred [${type.shape}] = [${expected}], ORT [${actual.dims}]`);
-    else if (actual.type !== ortType(type.dtype)) mismatches.push(`${value.name} (${value.producer}): inferred ${ortType(type.dtype)}, ORT ${actual.type}`);
+    if (JSON.stringify([...actual.dims]) !== JSON.stringify(expected))
+      mismatches.push(
+        `${value.name} (${value.producer}): inferred [${type.shape}] = [${expected}], ORT [${actual.dims}]`,
+      );
+    else if (actual.type !== ortType(type.dtype))
+      mismatches.push(`${value.name} (${value.producer}): inferred ${ortType(type.dtype)}, ORT ${actual.type}`);
     else checked++;
   }
   expect(mismatches).toEqual([]);
@@ -147,7 +162,8 @@ async function checkCase(c: Case): Promise<ShapeResult> {
   return shapes;
 }
 
-const f32 = (b: GraphBuilder, name: string, values: number[]) => b.initializer(name, Tensor.float32([values.length], values));
+const f32 = (b: GraphBuilder, name: string, values: number[]) =>
+  b.initializer(name, Tensor.float32([values.length], values));
 const i64 = (b: GraphBuilder, name: string, values: number[]) => b.ints(name, values);
 const scalar = (b: GraphBuilder, name: string, value: number) => b.initializer(name, Tensor.int64([], [value]));
 
@@ -161,7 +177,14 @@ const CASES: Case[] = [
       for (const autoPad of ['SAME_UPPER', 'SAME_LOWER', 'VALID']) {
         b.output(b.op('Conv', [x, w], { auto_pad: autoPad, strides: [2, 3], group: 2 }));
       }
-      b.output(b.op('Conv', [x, w, f32(b, 'bias', [0, 1, 2, 3, 4, 5, 6, 7])], { pads: [2, 0, 1, 3], dilations: [2, 3], strides: [3, 2], group: 2 }));
+      b.output(
+        b.op('Conv', [x, w, f32(b, 'bias', [0, 1, 2, 3, 4, 5, 6, 7])], {
+          pads: [2, 0, 1, 3],
+          dilations: [2, 3],
+          strides: [3, 2],
+          group: 2,
+        }),
+      );
       b.output(b.op('Conv', [x, b.weight('w1', [5, 4, 1, 1])], {}));
       return b;
     },
@@ -177,7 +200,15 @@ const CASES: Case[] = [
       const [pooled, indices] = b.ops('MaxPool', [x], 2, { kernel_shape: [3, 2], dilations: [2, 1], strides: [1, 2] });
       b.output(pooled!);
       b.output(indices!);
-      b.output(b.op('AveragePool', [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceil_mode: 1, count_include_pad: 0 }));
+      b.output(
+        b.op('AveragePool', [x], {
+          kernel_shape: [3, 3],
+          strides: [2, 2],
+          pads: [1, 1, 1, 1],
+          ceil_mode: 1,
+          count_include_pad: 0,
+        }),
+      );
       b.output(b.op('AveragePool', [x], { kernel_shape: [2, 2], auto_pad: 'SAME_UPPER', strides: [2, 3] }));
       b.output(b.op('LpPool', [x], { kernel_shape: [3, 3], strides: [2, 2] }));
       b.output(b.op('GlobalMaxPool', [x]));
@@ -204,7 +235,9 @@ const CASES: Case[] = [
       const b = new GraphBuilder({ opset: 13 });
       const x = b.input('x', ['N', 8, 3, 3]);
       const size = b.op('Gather', [b.op('Shape', [x]), scalar(b, 'zero', 0)], { axis: 0 });
-      const target = b.op('Concat', [b.op('Unsqueeze', [size, i64(b, 'axis0', [0])]), i64(b, 'minus1', [-1])], { axis: 0 });
+      const target = b.op('Concat', [b.op('Unsqueeze', [size, i64(b, 'axis0', [0])]), i64(b, 'minus1', [-1])], {
+        axis: 0,
+      });
       const flat = b.op('Reshape', [x, target]);
       b.output(b.op('Gemm', [flat, b.weight('fc', [10, 72]), f32(b, 'fcb', Array(10).fill(0))], { transB: 1 }));
       b.output(b.op('Flatten', [x], { axis: 2 }));
@@ -245,10 +278,18 @@ const CASES: Case[] = [
       const max = b.initializer('max', Tensor.int64([1], [9223372036854775807n]));
       const min = b.initializer('min', Tensor.int64([1], [-9223372036854775808n]));
       b.output(b.op('Slice', [x, i64(b, 's1', [-3]), max, i64(b, 'a1', [1])]));
-      b.output(b.op('Slice', [x, i64(b, 's2', [1, 8]), i64(b, 'e2', [100, 0]), i64(b, 'a2', [1, 2]), i64(b, 't2', [3, -2])]));
+      b.output(
+        b.op('Slice', [x, i64(b, 's2', [1, 8]), i64(b, 'e2', [100, 0]), i64(b, 'a2', [1, 2]), i64(b, 't2', [3, -2])]),
+      );
       b.output(b.op('Slice', [x, i64(b, 's3', [-1]), min, i64(b, 'a3', [-1]), i64(b, 't3', [-1])]));
       b.output(b.op('Slice', [x, i64(b, 's4', [0]), max, i64(b, 'a4', [0])]));
-      b.output(b.op('Slice', [x, i64(b, 's5', [0, 0, 20]), b.initializer('e5', Tensor.int64([3], [9223372036854775807n, 5n, 30n]))]));
+      b.output(
+        b.op('Slice', [
+          x,
+          i64(b, 's5', [0, 0, 20]),
+          b.initializer('e5', Tensor.int64([3], [9223372036854775807n, 5n, 30n])),
+        ]),
+      );
       return b;
     },
   },
@@ -296,8 +337,18 @@ const CASES: Case[] = [
       b.output(b.op('Resize', [x, empty, f32(b, 'scales2', [1, 1, 1.7, 2.3])], { mode: 'linear' }));
       b.output(b.op('Resize', [x, undefined, undefined, i64(b, 'sizes', [2, 3, 5, 11])], { mode: 'nearest' }, 'sizes'));
       b.output(b.op('Resize', [x, undefined, f32(b, 'scales3', [3, 0.5])], { axes: [2, 3] }));
-      b.output(b.op('Resize', [x, undefined, undefined, i64(b, 'sizes2', [14, 14])], { axes: [2, 3], keep_aspect_ratio_policy: 'not_larger' }));
-      b.output(b.op('Resize', [x, undefined, undefined, i64(b, 'sizes3', [14, 14])], { axes: [2, 3], keep_aspect_ratio_policy: 'not_smaller' }));
+      b.output(
+        b.op('Resize', [x, undefined, undefined, i64(b, 'sizes2', [14, 14])], {
+          axes: [2, 3],
+          keep_aspect_ratio_policy: 'not_larger',
+        }),
+      );
+      b.output(
+        b.op('Resize', [x, undefined, undefined, i64(b, 'sizes3', [14, 14])], {
+          axes: [2, 3],
+          keep_aspect_ratio_policy: 'not_smaller',
+        }),
+      );
       return b;
     },
   },
@@ -369,7 +420,11 @@ const CASES: Case[] = [
       const r = b.op('Range', [scalar(b, 'r0', 0), count, scalar(b, 'r1', 1)]);
       b.output(r);
       b.output(b.op('Range', [scalar(b, 'r2', 10), scalar(b, 'r3', 1), scalar(b, 'r4', -3)]));
-      b.output(b.op('ConstantOfShape', [b.op('Concat', [batch, i64(b, 'three', [3])], { axis: 0 })], { value: Tensor.int64([1], [5]) }));
+      b.output(
+        b.op('ConstantOfShape', [b.op('Concat', [batch, i64(b, 'three', [3])], { axis: 0 })], {
+          value: Tensor.int64([1], [5]),
+        }),
+      );
       b.output(b.op('Sub', [b.op('Cast', [tail], { to: DataType.FLOAT }), b.weight('f', [1])]));
       return b;
     },
@@ -382,8 +437,18 @@ const CASES: Case[] = [
       const dims = b.op('Shape', [x]);
       const spatial = b.op('Cast', [b.op('Slice', [dims, i64(b, 's', [2]), i64(b, 'e', [4])])], { to: DataType.FLOAT });
       const scaled = b.op('Floor', [b.op('Mul', [spatial, b.initializer('k', Tensor.float32([], [1.5]))])]);
-      const sizes = b.op('Concat', [b.op('Slice', [dims, i64(b, 's0', [0]), i64(b, 'e0', [2])]), b.op('Cast', [scaled], { to: DataType.INT64 })], { axis: 0 });
-      b.output(b.op('Resize', [x, b.initializer('roi', Tensor.float32([0], [])), b.initializer('scales', Tensor.float32([0], [])), sizes], { mode: 'nearest' }));
+      const sizes = b.op(
+        'Concat',
+        [b.op('Slice', [dims, i64(b, 's0', [0]), i64(b, 'e0', [2])]), b.op('Cast', [scaled], { to: DataType.INT64 })],
+        { axis: 0 },
+      );
+      b.output(
+        b.op(
+          'Resize',
+          [x, b.initializer('roi', Tensor.float32([0], [])), b.initializer('scales', Tensor.float32([0], [])), sizes],
+          { mode: 'nearest' },
+        ),
+      );
       return b;
     },
   },
@@ -392,13 +457,38 @@ const CASES: Case[] = [
     build() {
       const b = new GraphBuilder({ opset: 18 });
       const x = b.input('x', ['N', 8, 3, 3]);
-      b.output(b.op('BatchNormalization', [x, b.weight('g', [8]), b.weight('bb', [8]), b.weight('m', [8]), b.constant('v', [8], 1)]));
+      b.output(
+        b.op('BatchNormalization', [
+          x,
+          b.weight('g', [8]),
+          b.weight('bb', [8]),
+          b.weight('m', [8]),
+          b.constant('v', [8], 1),
+        ]),
+      );
       b.output(b.op('InstanceNormalization', [x, b.weight('ig', [8]), b.weight('ib', [8])]));
       for (const v of b.ops('LayerNormalization', [x, b.weight('lg', [3, 3])], 3, { axis: 2 })) b.output(v);
-      for (const op of ['HardSwish', 'Mish', 'Softplus', 'Erf', 'Elu', 'Selu', 'HardSigmoid', 'Sigmoid', 'Tanh', 'Abs', 'Neg', 'Floor', 'Sign']) b.output(b.op(op, [x]));
+      for (const op of [
+        'HardSwish',
+        'Mish',
+        'Softplus',
+        'Erf',
+        'Elu',
+        'Selu',
+        'HardSigmoid',
+        'Sigmoid',
+        'Tanh',
+        'Abs',
+        'Neg',
+        'Floor',
+        'Sign',
+      ])
+        b.output(b.op(op, [x]));
       b.output(b.op('LeakyRelu', [x], { alpha: 0.2 }));
       b.output(b.op('PRelu', [x, b.weight('slope', [8, 1, 1])]));
-      b.output(b.op('Clip', [x, b.initializer('lo', Tensor.float32([], [0])), b.initializer('hi', Tensor.float32([], [6]))]));
+      b.output(
+        b.op('Clip', [x, b.initializer('lo', Tensor.float32([], [0])), b.initializer('hi', Tensor.float32([], [6]))]),
+      );
       b.output(b.op('Softmax', [x], { axis: 1 }));
       b.output(b.op('LogSoftmax', [x], { axis: -1 }));
       b.output(b.op('LRN', [x], { size: 3 }));
@@ -419,11 +509,25 @@ const CASES: Case[] = [
       const q = b.op('QuantizeLinear', [x, scale, zp]);
       b.output(q);
       b.output(b.op('DequantizeLinear', [q, scale, zp]));
-      const w = b.initializer('w', Tensor.fromArray(DataType.UINT8, [6, 4, 3, 3], Uint8Array.from({ length: 216 }, (_, k) => (k * 37) % 256)));
+      const w = b.initializer(
+        'w',
+        Tensor.fromArray(
+          DataType.UINT8,
+          [6, 4, 3, 3],
+          Uint8Array.from({ length: 216 }, (_, k) => (k * 37) % 256),
+        ),
+      );
       const wzp = b.initializer('wzp', Tensor.fromArray(DataType.UINT8, [], Uint8Array.of(120)));
       b.output(b.op('QLinearConv', [q, scale, zp, w, scale, wzp, scale, zp], { pads: [1, 1, 1, 1], strides: [2, 2] }));
       b.output(b.op('ConvInteger', [q, w, zp, wzp]));
-      const m = b.initializer('mm', Tensor.fromArray(DataType.UINT8, [6, 5], Uint8Array.from({ length: 30 }, (_, k) => k)));
+      const m = b.initializer(
+        'mm',
+        Tensor.fromArray(
+          DataType.UINT8,
+          [6, 5],
+          Uint8Array.from({ length: 30 }, (_, k) => k),
+        ),
+      );
       b.output(b.op('QLinearMatMul', [q, scale, zp, m, scale, wzp, scale, zp]));
       b.output(b.op('MatMulInteger', [q, m, zp, wzp]));
       return b;
@@ -443,20 +547,28 @@ describe('shape inference on hand-built models, checked against onnxruntime', ()
 
   it('keeps the symbolic batch through the hand-built flatten chain', async () => {
     const shapes = await checkCase(caseNamed('symbolic flatten chain'));
-    const gemm = [...shapes.types.keys()].find((v) => v.producer?.opType === 'Gemm' && v.producer.inputs[0]?.producer?.opType === 'Reshape')!;
+    const gemm = [...shapes.types.keys()].find(
+      (v) => v.producer?.opType === 'Gemm' && v.producer.inputs[0]?.producer?.opType === 'Reshape',
+    )!;
     expect(shapes.typeOf(gemm)?.shape).toEqual(['N', 10]);
   });
 
   it('folds shape arithmetic to values, symbols included', async () => {
     const shapes = await checkCase(caseNamed('shape values'));
-    const byOp = (op: string) => [...shapes.values.entries()].filter(([v]) => v.producer?.opType === op).map(([, e]) => e);
+    const byOp = (op: string) =>
+      [...shapes.values.entries()].filter(([v]) => v.producer?.opType === op).map(([, e]) => e);
     expect(byOp('Shape')).toContainEqual([4, 2]);
     expect(byOp('Shape')).toContainEqual(['N', 6, 4, 2]);
     expect(byOp('Concat')).toContainEqual(['N', 12, 4, -1]);
     // N = 6 is unknown, so the first element is; Reshape still solves it from the element count.
     expect(byOp('Where')).toContainEqual([null, 0, 4, 2]);
-    const reshapes = [...shapes.types.entries()].filter(([v]) => v.producer?.opType === 'Reshape').map(([, t]) => t.shape);
-    expect(reshapes).toEqual([['N', 12, 4, 1], ['N', 6, 4, 2]]);
+    const reshapes = [...shapes.types.entries()]
+      .filter(([v]) => v.producer?.opType === 'Reshape')
+      .map(([, t]) => t.shape);
+    expect(reshapes).toEqual([
+      ['N', 12, 4, 1],
+      ['N', 6, 4, 2],
+    ]);
     expect(byOp('Size')).toContainEqual(['48*N']);
     expect(byOp('Range')).toContainEqual([0, 1, 2, 3, 4, 5]);
     expect(byOp('Range')).toContainEqual([10, 7, 4]);
@@ -536,10 +648,25 @@ describe('symbolic dim arithmetic', () => {
   });
 
   it('broadcasts numbers, symbols and unknowns like numpy', () => {
-    expect(broadcastShapes([['N', 1, 5], [3, 1]])).toEqual(['N', 3, 5]);
-    expect(broadcastShapes([['N', 4], [1, 'M']])).toEqual(['N', 4]);
+    expect(
+      broadcastShapes([
+        ['N', 1, 5],
+        [3, 1],
+      ]),
+    ).toEqual(['N', 3, 5]);
+    expect(
+      broadcastShapes([
+        ['N', 4],
+        [1, 'M'],
+      ]),
+    ).toEqual(['N', 4]);
     expect(broadcastShapes([['N'], ['M']])).toEqual([null]);
-    expect(broadcastShapes([[null, 4], [7, 1]])).toEqual([7, 4]);
+    expect(
+      broadcastShapes([
+        [null, 4],
+        [7, 1],
+      ]),
+    ).toEqual([7, 4]);
     expect(() => broadcastShapes([[2], [3]])).toThrow(/broadcast/);
   });
 });

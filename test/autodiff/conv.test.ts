@@ -24,16 +24,54 @@ interface ConvCase {
 
 const CASES: ConvCase[] = [
   { name: '3×3 pads 1', x: [2, 3, 6, 6], w: [4, 3, 3, 3], bias: true, attrs: { pads: [1, 1, 1, 1] }, y: [2, 4, 6, 6] },
-  { name: 'group 2, stride 2', x: [2, 4, 7, 7], w: [6, 2, 3, 3], bias: true, attrs: { group: 2, strides: [2, 2], pads: [1, 1, 1, 1] }, y: [2, 6, 4, 4] },
+  {
+    name: 'group 2, stride 2',
+    x: [2, 4, 7, 7],
+    w: [6, 2, 3, 3],
+    bias: true,
+    attrs: { group: 2, strides: [2, 2], pads: [1, 1, 1, 1] },
+    y: [2, 6, 4, 4],
+  },
   { name: 'depthwise', x: [2, 4, 5, 5], w: [4, 1, 3, 3], attrs: { group: 4, pads: [1, 1, 1, 1] }, y: [2, 4, 5, 5] },
-  { name: 'depthwise multiplier 2, stride 2', x: [2, 3, 7, 7], w: [6, 1, 3, 3], attrs: { group: 3, strides: [2, 2] }, y: [2, 6, 3, 3] },
-  { name: 'dilation 2', x: [2, 3, 7, 7], w: [4, 3, 3, 3], attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] }, y: [2, 4, 7, 7] },
-  { name: 'asymmetric pads, stride 2 (uncovered rows)', x: [2, 3, 6, 7], w: [5, 3, 3, 2], bias: true, attrs: { pads: [0, 1, 2, 0], strides: [2, 3] }, y: [2, 5, 3, 3] },
-  { name: 'auto_pad SAME_UPPER stride 2', x: [2, 2, 6, 5], w: [3, 2, 3, 3], attrs: { auto_pad: 'SAME_UPPER', strides: [2, 2] }, y: [2, 3, 3, 3] },
+  {
+    name: 'depthwise multiplier 2, stride 2',
+    x: [2, 3, 7, 7],
+    w: [6, 1, 3, 3],
+    attrs: { group: 3, strides: [2, 2] },
+    y: [2, 6, 3, 3],
+  },
+  {
+    name: 'dilation 2',
+    x: [2, 3, 7, 7],
+    w: [4, 3, 3, 3],
+    attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] },
+    y: [2, 4, 7, 7],
+  },
+  {
+    name: 'asymmetric pads, stride 2 (uncovered rows)',
+    x: [2, 3, 6, 7],
+    w: [5, 3, 3, 2],
+    bias: true,
+    attrs: { pads: [0, 1, 2, 0], strides: [2, 3] },
+    y: [2, 5, 3, 3],
+  },
+  {
+    name: 'auto_pad SAME_UPPER stride 2',
+    x: [2, 2, 6, 5],
+    w: [3, 2, 3, 3],
+    attrs: { auto_pad: 'SAME_UPPER', strides: [2, 2] },
+    y: [2, 3, 3, 3],
+  },
   { name: 'auto_pad SAME_LOWER', x: [2, 2, 5, 5], w: [3, 2, 2, 2], attrs: { auto_pad: 'SAME_LOWER' }, y: [2, 3, 5, 5] },
   { name: 'auto_pad VALID', x: [2, 2, 6, 6], w: [3, 2, 3, 3], attrs: { auto_pad: 'VALID' }, y: [2, 3, 4, 4] },
   { name: '1×1 (no patches)', x: [2, 4, 5, 5], w: [3, 4, 1, 1], bias: true, attrs: {}, y: [2, 3, 5, 5] },
-  { name: '1×1 stride 2 (projection shortcut)', x: [2, 4, 6, 6], w: [6, 4, 1, 1], attrs: { strides: [2, 2] }, y: [2, 6, 3, 3] },
+  {
+    name: '1×1 stride 2 (projection shortcut)',
+    x: [2, 4, 6, 6],
+    w: [6, 4, 1, 1],
+    attrs: { strides: [2, 2] },
+    y: [2, 6, 3, 3],
+  },
 ];
 
 function convModel(c: ConvCase) {
@@ -46,10 +84,20 @@ function convModel(c: ConvCase) {
 }
 
 async function check(c: ConvCase, convWeightGradient: 'patches' | 'swapped') {
-  const inputs = { x: randomInput(c.x, F32, 1), w: randomInput(c.w, F32, 2), ...(c.bias ? { b: randomInput([c.w[0]!], F32, 3) } : {}) };
+  const inputs = {
+    x: randomInput(c.x, F32, 1),
+    w: randomInput(c.w, F32, 2),
+    ...(c.bias ? { b: randomInput([c.w[0]!], F32, 3) } : {}),
+  };
   const wrt = convWeightGradient === 'patches' ? Object.keys(inputs) : ['w'];
-  const errors = await gradCheck(convModel(c), wrt, inputs, { eps: 1e-2, entries: 32, options: { convWeightGradient } });
-  console.log(`[gradcheck] Conv ${c.name}${convWeightGradient === 'swapped' ? ' (swapped ∂W)' : ''}: ${JSON.stringify(errors)}`);
+  const errors = await gradCheck(convModel(c), wrt, inputs, {
+    eps: 1e-2,
+    entries: 32,
+    options: { convWeightGradient },
+  });
+  console.log(
+    `[gradcheck] Conv ${c.name}${convWeightGradient === 'swapped' ? ' (swapped ∂W)' : ''}: ${JSON.stringify(errors)}`,
+  );
   for (const error of Object.values(errors)) expect(error).toBeLessThanOrEqual(TOLERANCE);
 }
 

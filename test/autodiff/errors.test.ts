@@ -43,7 +43,12 @@ describe('refusals', () => {
   });
 
   it('an op without a rule off the path is left alone', async () => {
-    const errors = await gradCheck(chain('Sin', false), ['w'], { x: randomInput([2, 3], F64, 1), w: randomInput([3, 3], F64, 2) }, { eps: 1e-6 });
+    const errors = await gradCheck(
+      chain('Sin', false),
+      ['w'],
+      { x: randomInput([2, 3], F64, 1), w: randomInput([3, 3], F64, 2) },
+      { eps: 1e-6 },
+    );
     expect(errors.w).toBeLessThanOrEqual(1e-5);
   });
 
@@ -60,7 +65,10 @@ describe('refusals', () => {
 });
 
 describe('opset upgrade keeps the forward meaning', () => {
-  async function expectSameAfterUpgrade(model: ReturnType<typeof chain>, feeds: Record<string, ReturnType<typeof toOrtTensor>>) {
+  async function expectSameAfterUpgrade(
+    model: ReturnType<typeof chain>,
+    feeds: Record<string, ReturnType<typeof toOrtTensor>>,
+  ) {
     const upgraded = model.clone().model;
     ensureOpset(upgraded, 17);
     expect(upgraded.opset('')).toBe(17);
@@ -78,7 +86,9 @@ describe('opset upgrade keeps the forward meaning', () => {
     const soft = b.op('Softmax', [x], { axis: 1 });
     b.output(b.op('Add', [squeezed, summed]));
     b.output(soft);
-    const upgraded = await expectSameAfterUpgrade(b.model, { x: toOrtTensor(F64, [2, 4, 3, 3], randomInput([2, 4, 3, 3], F64, 3).data) });
+    const upgraded = await expectSameAfterUpgrade(b.model, {
+      x: toOrtTensor(F64, [2, 4, 3, 3], randomInput([2, 4, 3, 3], F64, 3).data),
+    });
     expect(upgraded.graph.nodeList().map((n) => n.opType)).toContain('Flatten');
   });
 
@@ -89,17 +99,29 @@ describe('opset upgrade keeps the forward meaning', () => {
     const padded = b.op('Pad', [clipped], { pads: [0, 1, 0, 0, 0, 2], value: floatAttr(0.25) });
     const sliced = b.op('Slice', [padded], { starts: [1, 0], ends: [5, 3], axes: [1, 2] });
     b.output(b.op('Dropout', [sliced], { ratio: floatAttr(0.3) }));
-    await expectSameAfterUpgrade(b.model, { x: toOrtTensor(DataType.FLOAT, [2, 3, 4], Float32Array.from(randomInput([2, 3, 4], F64, 4).data)) });
+    await expectSameAfterUpgrade(b.model, {
+      x: toOrtTensor(DataType.FLOAT, [2, 3, 4], Float32Array.from(randomInput([2, 3, 4], F64, 4).data)),
+    });
   });
 
   it('an opset-18 model (ReduceMean axes as input) with training BatchNormalization differentiates', async () => {
     const b = new GraphBuilder({ opset: 18 });
     const x = b.input('x', [3, 2, 4, 4], F64);
     const stat = (name: string, v: number) => b.initializer(name, Tensor.fromArray(F64, [2], Float64Array.of(v, v)));
-    const y = b.graph.addNode('BatchNormalization', [x, b.input('gamma', [2], F64), b.input('beta', [2], F64), stat('m', 0), stat('v', 1)], { attributes: [attr.float('epsilon', 1e-3)] }).output(0);
+    const y = b.graph
+      .addNode(
+        'BatchNormalization',
+        [x, b.input('gamma', [2], F64), b.input('beta', [2], F64), stat('m', 0), stat('v', 1)],
+        { attributes: [attr.float('epsilon', 1e-3)] },
+      )
+      .output(0);
     const pooled = b.op('ReduceMean', [b.op('Mul', [y, y]), b.ints('axes', [2, 3])], { keepdims: 0 });
     b.output(projectionLoss(b.graph, pooled, [3, 2], F64));
-    const inputs = { x: randomInput([3, 2, 4, 4], F64, 5), gamma: randomInput([2], F64, 6), beta: randomInput([2], F64, 7) };
+    const inputs = {
+      x: randomInput([3, 2, 4, 4], F64, 5),
+      gamma: randomInput([2], F64, 6),
+      beta: randomInput([2], F64, 7),
+    };
     const errors = await gradCheck(b.model, ['x', 'gamma', 'beta'], inputs, { eps: 1e-4, trainingBatchNorm: true });
     for (const error of Object.values(errors)) expect(error).toBeLessThanOrEqual(1e-5);
   });

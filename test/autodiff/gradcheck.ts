@@ -61,7 +61,9 @@ export function randomInput(dims: readonly number[], dtype: DataType, seed: numb
  * rounding and the differences resolve gradients far below the float32 step's own error.
  */
 function toDouble(graph: Graph, y: Value, dtype: DataType): Value {
-  return dtype === DataType.DOUBLE ? y : graph.addNode('Cast', [y], { attributes: [attr.int('to', DataType.DOUBLE)] }).output(0);
+  return dtype === DataType.DOUBLE
+    ? y
+    : graph.addNode('Cast', [y], { attributes: [attr.int('to', DataType.DOUBLE)] }).output(0);
 }
 
 function doubles(graph: Graph, name: string, dims: readonly number[], data: Float64Array): Value {
@@ -85,25 +87,48 @@ export function squaresLoss(graph: Graph, y: Value, dims: readonly number[], dty
   const r = randomInput(dims, DataType.DOUBLE, seed);
   const y64 = toDouble(graph, y, dtype);
   const quadratic = op(graph, 'Mul', [op(graph, 'Mul', [y64, y64]), doubles(graph, 'half', [], Float64Array.of(0.5))]);
-  return sumToLoss(graph, op(graph, 'Add', [quadratic, op(graph, 'Mul', [y64, doubles(graph, 'projection', dims, r.data)])]));
+  return sumToLoss(
+    graph,
+    op(graph, 'Add', [quadratic, op(graph, 'Mul', [y64, doubles(graph, 'projection', dims, r.data)])]),
+  );
 }
 
 function feedsOf(inputs: Inputs, override?: { name: string; data: Float64Array }): Feeds {
   const feeds: Feeds = {};
   for (const [name, input] of Object.entries(inputs)) {
     const data = override?.name === name ? override.data : input.data;
-    feeds[name] = input.dtype === DataType.DOUBLE ? toOrtTensor(DataType.DOUBLE, input.dims, data) : input.dtype === DataType.INT64 ? toOrtTensor(DataType.INT64, input.dims, BigInt64Array.from(data, (x) => BigInt(x))) : toOrtTensor(DataType.FLOAT, input.dims, Float32Array.from(data));
+    feeds[name] =
+      input.dtype === DataType.DOUBLE
+        ? toOrtTensor(DataType.DOUBLE, input.dims, data)
+        : input.dtype === DataType.INT64
+          ? toOrtTensor(
+              DataType.INT64,
+              input.dims,
+              BigInt64Array.from(data, (x) => BigInt(x)),
+            )
+          : toOrtTensor(DataType.FLOAT, input.dims, Float32Array.from(data));
   }
   return feeds;
 }
 
 /** Check ∂loss/∂θ for every θ in `wrt` (graph inputs named in `inputs`); returns the max errors. */
-export async function gradCheck(model: Model, wrt: readonly string[], inputs: Inputs, options: GradCheckOptions): Promise<GradCheckResult> {
-  const gm = gradientModel(model, { loss: 'loss', wrt, trainingBatchNorm: options.trainingBatchNorm, options: options.options });
+export async function gradCheck(
+  model: Model,
+  wrt: readonly string[],
+  inputs: Inputs,
+  options: GradCheckOptions,
+): Promise<GradCheckResult> {
+  const gm = gradientModel(model, {
+    loss: 'loss',
+    wrt,
+    trainingBatchNorm: options.trainingBatchNorm,
+    options: options.options,
+  });
   const session = await createSession(gm.model, { optimization: 'disabled' });
   try {
     const base = await run(session, feedsOf(inputs));
-    const lossAt = async (name: string, data: Float64Array) => Number((await run(session, feedsOf(inputs, { name, data }), [gm.loss]))[gm.loss]!.data[0]);
+    const lossAt = async (name: string, data: Float64Array) =>
+      Number((await run(session, feedsOf(inputs, { name, data }), [gm.loss]))[gm.loss]!.data[0]);
     const result: GradCheckResult = {};
     const random = new Random(options.seed ?? 5);
     for (const name of wrt) {
@@ -116,11 +141,20 @@ export async function gradCheck(model: Model, wrt: readonly string[], inputs: In
   }
 }
 
-async function checkTensor(name: string, input: Input, g: Float64Array, lossAt: (name: string, data: Float64Array) => Promise<number>, options: GradCheckOptions, random: Random): Promise<number> {
-  if (g.length !== input.data.length) throw new Error(`gradient of '${name}' has ${g.length} elements, the input ${input.data.length}`);
+async function checkTensor(
+  name: string,
+  input: Input,
+  g: Float64Array,
+  lossAt: (name: string, data: Float64Array) => Promise<number>,
+  options: GradCheckOptions,
+  random: Random,
+): Promise<number> {
+  if (g.length !== input.data.length)
+    throw new Error(`gradient of '${name}' has ${g.length} elements, the input ${input.data.length}`);
   const eps = options.eps;
   const floor = 1e-3 * g.reduce((m, x) => Math.max(m, Math.abs(x)), 0) + 1e-12;
-  const error = (analytic: number, numeric: number) => Math.abs(analytic - numeric) / Math.max(Math.abs(analytic), Math.abs(numeric), floor);
+  const error = (analytic: number, numeric: number) =>
+    Math.abs(analytic - numeric) / Math.max(Math.abs(analytic), Math.abs(numeric), floor);
   const central = async (direction: Float64Array) => {
     const plus = input.data.map((x, k) => x + eps * direction[k]!);
     const minus = input.data.map((x, k) => x - eps * direction[k]!);
@@ -134,7 +168,8 @@ async function checkTensor(name: string, input: Input, g: Float64Array, lossAt: 
   }
   // A random unit direction's projection is typically ‖g‖/√n: that is its error's scale floor.
   const typical = Math.sqrt(g.reduce((s, x) => s + x * x, 0) / g.length) + 1e-12;
-  const directionalError = (analytic: number, numeric: number) => Math.abs(analytic - numeric) / Math.max(Math.abs(analytic), Math.abs(numeric), typical);
+  const directionalError = (analytic: number, numeric: number) =>
+    Math.abs(analytic - numeric) / Math.max(Math.abs(analytic), Math.abs(numeric), typical);
   for (let k = 0; k < (options.directions ?? 3); k++) {
     const raw = Float64Array.from({ length: g.length }, () => random.normal());
     const norm = Math.sqrt(raw.reduce((s, x) => s + x * x, 0));

@@ -25,7 +25,7 @@ import { StepHarness, syntheticBatch } from './step.js';
 function smoothen(model: Model): void {
   for (const node of model.graph.nodes()) {
     if (node.opType === 'Relu') node.opType = 'Tanh';
-    if (node.opType === 'Clip') (node.opType = 'Tanh', node.truncateInputs(1));
+    if (node.opType === 'Clip') (node.opType = 'Tanh'), node.truncateInputs(1);
     if (node.opType === 'MaxPool') node.opType = 'AveragePool';
   }
 }
@@ -38,7 +38,10 @@ function checkable(name: string): { model: Model; inputs: Inputs; params: string
   const input = g.inputs[0]!;
   const dims = input.type!.shape!.map((d) => (typeof d === 'number' ? d : 2));
   input.type = { dtype: DataType.FLOAT, shape: dims };
-  const params = buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } }).params;
+  const params = buildTrainingGraph(model, {
+    loss: { kind: 'cross-entropy' },
+    optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+  }).params;
   const inputs: Inputs = { [input.name]: randomInput(dims, DataType.FLOAT, 71) };
   for (const p of params) {
     const value = g.initializers.get(p.name)!;
@@ -55,10 +58,23 @@ function checkable(name: string): { model: Model; inputs: Inputs; params: string
 }
 
 describe('whole-network gradients (float32, BN in training mode)', () => {
-  for (const name of ['resnet-basic', 'mobilenet-v2-block', 'se-block', 'channel-shuffle', 'densenet-concat', 'nhwc-transposed', 'vgg-chain']) {
+  for (const name of [
+    'resnet-basic',
+    'mobilenet-v2-block',
+    'se-block',
+    'channel-shuffle',
+    'densenet-concat',
+    'nhwc-transposed',
+    'vgg-chain',
+  ]) {
     it(name, async () => {
       const { model, inputs, params } = checkable(name);
-      const errors = await gradCheck(model, params, inputs, { eps: 1e-2, entries: 0, directions: 4, trainingBatchNorm: true });
+      const errors = await gradCheck(model, params, inputs, {
+        eps: 1e-2,
+        entries: 0,
+        directions: 4,
+        trainingBatchNorm: true,
+      });
       const worst = Math.max(...Object.values(errors));
       console.log(`[gradcheck] network ${name}: ${params.length} tensors, max rel err ${worst.toExponential(2)}`);
       expect(worst).toBeLessThanOrEqual(1e-2);
@@ -70,14 +86,20 @@ describe('overfitting a fixed batch (30 steps, default graph optimisations)', ()
   const sgd: OptimizerSpec = { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 };
   const adamw: OptimizerSpec = { kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4 };
   const cases: [string, OptimizerSpec, number][] = [
-    ['resnet-basic', adamw, 0.01], ['mobilenet-v2-block', adamw, 0.01], ['channel-shuffle', adamw, 0.01],
-    ['vgg-chain', sgd, 0.05], ['flatten-gemm-head', sgd, 0.05],
+    ['resnet-basic', adamw, 0.01],
+    ['mobilenet-v2-block', adamw, 0.01],
+    ['channel-shuffle', adamw, 0.01],
+    ['vgg-chain', sgd, 0.05],
+    ['flatten-gemm-head', sgd, 0.05],
   ];
   for (const [name, optimizer, lr] of cases) {
     it(`${name} with ${optimizer.kind}`, async () => {
       const model = FIXTURES[name]!();
       const dims = model.graph.inputs[0]!.type!.shape!.map((d) => (typeof d === 'number' ? d : 8));
-      const h = await StepHarness.open(buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer }), 'all');
+      const h = await StepHarness.open(
+        buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer }),
+        'all',
+      );
       const batch = syntheticBatch(dims, 10, 1);
       const losses: number[] = [];
       for (let step = 1; step <= 30; step++) losses.push(Number((await h.step(batch, lr, step)).loss!.data[0]));

@@ -21,18 +21,37 @@ const F64 = DataType.DOUBLE;
 function bnModel(xDims: number[]) {
   const b = new GraphBuilder({ opset: 17 });
   const c = xDims[1]!;
-  const stat = (name: string, values: number[]) => b.initializer(name, Tensor.fromArray(F64, [c], Float64Array.from(values)));
-  const mean = stat('running_mean', Array.from({ length: c }, (_, k) => 0.1 * k - 0.1));
-  const variance = stat('running_var', Array.from({ length: c }, (_, k) => 0.5 + 0.25 * k));
-  const y = b.op('BatchNormalization', [b.input('x', xDims, F64), b.input('gamma', [c], F64), b.input('beta', [c], F64), mean, variance], { epsilon: floatAttr(1e-3) });
+  const stat = (name: string, values: number[]) =>
+    b.initializer(name, Tensor.fromArray(F64, [c], Float64Array.from(values)));
+  const mean = stat(
+    'running_mean',
+    Array.from({ length: c }, (_, k) => 0.1 * k - 0.1),
+  );
+  const variance = stat(
+    'running_var',
+    Array.from({ length: c }, (_, k) => 0.5 + 0.25 * k),
+  );
+  const y = b.op(
+    'BatchNormalization',
+    [b.input('x', xDims, F64), b.input('gamma', [c], F64), b.input('beta', [c], F64), mean, variance],
+    { epsilon: floatAttr(1e-3) },
+  );
   b.output(squaresLoss(b.graph, y, xDims, F64));
   return b.model;
 }
 
 async function check(label: string, xDims: number[], trainingBatchNorm: boolean) {
   const c = xDims[1]!;
-  const inputs = { x: randomInput(xDims, F64, 51, 2), gamma: randomInput([c], F64, 52), beta: randomInput([c], F64, 53) };
-  const errors = await gradCheck(bnModel(xDims), ['x', 'gamma', 'beta'], inputs, { eps: 1e-4, entries: 40, trainingBatchNorm });
+  const inputs = {
+    x: randomInput(xDims, F64, 51, 2),
+    gamma: randomInput([c], F64, 52),
+    beta: randomInput([c], F64, 53),
+  };
+  const errors = await gradCheck(bnModel(xDims), ['x', 'gamma', 'beta'], inputs, {
+    eps: 1e-4,
+    entries: 40,
+    trainingBatchNorm,
+  });
   console.log(`[gradcheck] BatchNormalization ${label}: ${JSON.stringify(errors)}`);
   for (const error of Object.values(errors)) expect(error).toBeLessThanOrEqual(1e-5);
 }
@@ -46,7 +65,10 @@ describe('BatchNormalization gradient (float64)', () => {
 describe('Dropout gradient', () => {
   const dropoutModel = (training: boolean) => {
     const b = new GraphBuilder({ opset: 17 });
-    const inputs = [b.input('x', [4, 50], F64), b.initializer('ratio', Tensor.fromArray(F64, [], Float64Array.of(0.3)))];
+    const inputs = [
+      b.input('x', [4, 50], F64),
+      b.initializer('ratio', Tensor.fromArray(F64, [], Float64Array.of(0.3))),
+    ];
     if (training) inputs.push(b.initializer('training', Tensor.fromArray(DataType.BOOL, [], Uint8Array.of(1))));
     b.output(projectionLoss(b.graph, b.op('Dropout', inputs), [4, 50], F64));
     return b.model;

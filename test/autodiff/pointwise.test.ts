@@ -22,7 +22,14 @@ const SHAPE = [2, 3, 5, 5];
 const F64_TOLERANCE = 1e-5;
 
 /** Random values with |x| ≥ margin and x away from each of `avoid` by ≥ margin. */
-function awayFrom(dims: number[], dtype: DataType, seed: number, scale: number, avoid: number[], margin: number): Input {
+function awayFrom(
+  dims: number[],
+  dtype: DataType,
+  seed: number,
+  scale: number,
+  avoid: number[],
+  margin: number,
+): Input {
   const input = randomInput(dims, dtype, seed, scale);
   const data = input.data.map((x) => {
     let v = x;
@@ -32,7 +39,12 @@ function awayFrom(dims: number[], dtype: DataType, seed: number, scale: number, 
   return { ...input, data };
 }
 
-function unaryModel(op: string, dtype: DataType, attrs: Record<string, AttrInput> = {}, extra?: (b: GraphBuilder) => (Value | undefined)[]) {
+function unaryModel(
+  op: string,
+  dtype: DataType,
+  attrs: Record<string, AttrInput> = {},
+  extra?: (b: GraphBuilder) => (Value | undefined)[],
+) {
   const b = new GraphBuilder({ opset: 17 });
   const x = b.input('x', SHAPE, dtype);
   const y = b.op(op, [x, ...(extra?.(b) ?? [])], attrs);
@@ -43,17 +55,34 @@ function unaryModel(op: string, dtype: DataType, attrs: Record<string, AttrInput
 const scalar = (b: GraphBuilder, name: string, value: number, dtype: DataType) =>
   b.initializer(name, dtype === F64 ? Tensor.fromArray(F64, [], Float64Array.of(value)) : Tensor.float32([], [value]));
 
-async function check(model: ReturnType<typeof unaryModel>, inputs: Record<string, Input>, eps: number, tolerance: number, label: string, wrt = Object.keys(inputs)) {
+async function check(
+  model: ReturnType<typeof unaryModel>,
+  inputs: Record<string, Input>,
+  eps: number,
+  tolerance: number,
+  label: string,
+  wrt = Object.keys(inputs),
+) {
   const errors = await gradCheck(model, wrt, inputs, { eps, entries: 40 });
   console.log(`[gradcheck] ${label}: ${JSON.stringify(errors)}`);
   for (const error of Object.values(errors)) expect(error).toBeLessThanOrEqual(tolerance);
 }
 
 describe('activation gradients', () => {
-  it('Relu (float64)', async () => check(unaryModel('Relu', F64), { x: awayFrom(SHAPE, F64, 1, 1, [0], 0.05) }, 1e-6, F64_TOLERANCE, 'Relu'));
-  it('LeakyRelu α = 0.1 (float64)', async () => check(unaryModel('LeakyRelu', F64, { alpha: 0.1 }), { x: awayFrom(SHAPE, F64, 2, 1, [0], 0.05) }, 1e-6, F64_TOLERANCE, 'LeakyRelu'));
-  it('Sigmoid (float64)', async () => check(unaryModel('Sigmoid', F64), { x: randomInput(SHAPE, F64, 3, 2) }, 1e-6, F64_TOLERANCE, 'Sigmoid'));
-  it('Tanh (float64)', async () => check(unaryModel('Tanh', F64), { x: randomInput(SHAPE, F64, 4, 1.5) }, 1e-6, F64_TOLERANCE, 'Tanh'));
+  it('Relu (float64)', async () =>
+    check(unaryModel('Relu', F64), { x: awayFrom(SHAPE, F64, 1, 1, [0], 0.05) }, 1e-6, F64_TOLERANCE, 'Relu'));
+  it('LeakyRelu α = 0.1 (float64)', async () =>
+    check(
+      unaryModel('LeakyRelu', F64, { alpha: 0.1 }),
+      { x: awayFrom(SHAPE, F64, 2, 1, [0], 0.05) },
+      1e-6,
+      F64_TOLERANCE,
+      'LeakyRelu',
+    ));
+  it('Sigmoid (float64)', async () =>
+    check(unaryModel('Sigmoid', F64), { x: randomInput(SHAPE, F64, 3, 2) }, 1e-6, F64_TOLERANCE, 'Sigmoid'));
+  it('Tanh (float64)', async () =>
+    check(unaryModel('Tanh', F64), { x: randomInput(SHAPE, F64, 4, 1.5) }, 1e-6, F64_TOLERANCE, 'Tanh'));
   it('Clip with min and max inputs (ReLU6 form, float64)', async () => {
     const model = unaryModel('Clip', F64, {}, (b) => [scalar(b, 'min', -0.5, F64), scalar(b, 'max', 0.8, F64)]);
     await check(model, { x: awayFrom(SHAPE, F64, 5, 1, [-0.5, 0.8], 0.05) }, 1e-6, F64_TOLERANCE, 'Clip');
@@ -66,7 +95,8 @@ describe('activation gradients', () => {
     const model = unaryModel('HardSigmoid', F32, { alpha: 0.25, beta: 0.4 });
     await check(model, { x: awayFrom(SHAPE, F32, 7, 3, [-1.6, 2.4], 0.05) }, 1e-2, 1e-2, 'HardSigmoid');
   });
-  it('HardSwish (float32)', async () => check(unaryModel('HardSwish', F32), { x: awayFrom(SHAPE, F32, 8, 3, [-3, 3], 0.05) }, 1e-2, 1e-2, 'HardSwish'));
+  it('HardSwish (float32)', async () =>
+    check(unaryModel('HardSwish', F32), { x: awayFrom(SHAPE, F32, 8, 3, [-3, 3], 0.05) }, 1e-2, 1e-2, 'HardSwish'));
 });
 
 describe('unary map gradients (float64)', () => {
@@ -76,7 +106,13 @@ describe('unary map gradients (float64)', () => {
   for (const op of ['Log', 'Sqrt', 'Reciprocal']) {
     it(`${op} (positive inputs)`, async () => {
       const x = randomInput(SHAPE, F64, 10);
-      await check(unaryModel(op, F64), { x: { ...x, data: x.data.map((v) => 0.5 + Math.abs(v)) } }, 1e-6, F64_TOLERANCE, op);
+      await check(
+        unaryModel(op, F64),
+        { x: { ...x, data: x.data.map((v) => 0.5 + Math.abs(v)) } },
+        1e-6,
+        F64_TOLERANCE,
+        op,
+      );
     });
   }
 });
@@ -106,7 +142,10 @@ describe('broadcasting arithmetic gradients (float64)', () => {
     for (const [label, aDims, bDims] of cases) {
       it(`${op}, ${label}`, async () => {
         const bInput = randomInput(bDims, F64, 12);
-        const inputs = { a: randomInput(aDims, F64, 11), b: op === 'Div' ? { ...bInput, data: bInput.data.map((v) => (v < 0 ? v - 0.5 : v + 0.5)) } : bInput };
+        const inputs = {
+          a: randomInput(aDims, F64, 11),
+          b: op === 'Div' ? { ...bInput, data: bInput.data.map((v) => (v < 0 ? v - 0.5 : v + 0.5)) } : bInput,
+        };
         await check(binaryModel(op, aDims, bDims, out(aDims, bDims)), inputs, 1e-6, F64_TOLERANCE, `${op} ${label}`);
       });
     }
@@ -115,13 +154,18 @@ describe('broadcasting arithmetic gradients (float64)', () => {
     const bias = randomInput([3, 1, 1], F64, 13);
     const a = randomInput(SHAPE, F64, 14);
     const b = new GraphBuilder({ opset: 17 });
-    const y = b.op('Add', [b.input('a', SHAPE, F64), b.initializer('bias', Tensor.fromArray(F64, [3, 1, 1], bias.data))]);
+    const y = b.op('Add', [
+      b.input('a', SHAPE, F64),
+      b.initializer('bias', Tensor.fromArray(F64, [3, 1, 1], bias.data)),
+    ]);
     b.output(squaresLoss(b.graph, y, SHAPE, F64));
     const fromInitializer = gradientModel(b.model, { loss: 'loss', wrt: ['bias'] });
     const fromInput = gradientModel(binaryModel('Add', SHAPE, [3, 1, 1], SHAPE), { loss: 'loss', wrt: ['b'] });
     const feedA = { a: toOrtTensor(F64, SHAPE, a.data) };
     const got = (await outputsOf(fromInitializer.model, feedA))[fromInitializer.gradients.get('bias')!]!;
-    const want = (await outputsOf(fromInput.model, { ...feedA, b: toOrtTensor(F64, [3, 1, 1], bias.data) }))[fromInput.gradients.get('b')!]!;
+    const want = (await outputsOf(fromInput.model, { ...feedA, b: toOrtTensor(F64, [3, 1, 1], bias.data) }))[
+      fromInput.gradients.get('b')!
+    ]!;
     expect([...got.dims]).toEqual([3, 1, 1]);
     expect([...(got.data as Float64Array)]).toEqual([...(want.data as Float64Array)]);
   });
@@ -131,12 +175,41 @@ describe('reduction gradients (float64)', () => {
   const reduceModel = (op: string, axes: number[], keepdims: number, yDims: number[]) => {
     const b = new GraphBuilder({ opset: 17 });
     const x = b.input('x', SHAPE, F64);
-    const y = op === 'ReduceSum' ? b.op(op, [x, b.ints('axes', axes)], { keepdims }) : b.op(op, [x], { axes, keepdims });
+    const y =
+      op === 'ReduceSum' ? b.op(op, [x, b.ints('axes', axes)], { keepdims }) : b.op(op, [x], { axes, keepdims });
     b.output(squaresLoss(b.graph, y, yDims, F64));
     return b.model;
   };
-  it('ReduceSum over [0, 2, 3], keepdims 0', async () => check(reduceModel('ReduceSum', [0, 2, 3], 0, [3]), { x: randomInput(SHAPE, F64, 15) }, 1e-6, F64_TOLERANCE, 'ReduceSum'));
-  it('ReduceSum over [1], keepdims 1', async () => check(reduceModel('ReduceSum', [1], 1, [2, 1, 5, 5]), { x: randomInput(SHAPE, F64, 16) }, 1e-6, F64_TOLERANCE, 'ReduceSum keepdims'));
-  it('ReduceMean over [2, 3], keepdims 0 (opset 17 attribute form)', async () => check(reduceModel('ReduceMean', [2, 3], 0, [2, 3]), { x: randomInput(SHAPE, F64, 17) }, 1e-6, F64_TOLERANCE, 'ReduceMean'));
-  it('ReduceMean over [-1], keepdims 1', async () => check(reduceModel('ReduceMean', [-1], 1, [2, 3, 5, 1]), { x: randomInput(SHAPE, F64, 18) }, 1e-6, F64_TOLERANCE, 'ReduceMean last axis'));
+  it('ReduceSum over [0, 2, 3], keepdims 0', async () =>
+    check(
+      reduceModel('ReduceSum', [0, 2, 3], 0, [3]),
+      { x: randomInput(SHAPE, F64, 15) },
+      1e-6,
+      F64_TOLERANCE,
+      'ReduceSum',
+    ));
+  it('ReduceSum over [1], keepdims 1', async () =>
+    check(
+      reduceModel('ReduceSum', [1], 1, [2, 1, 5, 5]),
+      { x: randomInput(SHAPE, F64, 16) },
+      1e-6,
+      F64_TOLERANCE,
+      'ReduceSum keepdims',
+    ));
+  it('ReduceMean over [2, 3], keepdims 0 (opset 17 attribute form)', async () =>
+    check(
+      reduceModel('ReduceMean', [2, 3], 0, [2, 3]),
+      { x: randomInput(SHAPE, F64, 17) },
+      1e-6,
+      F64_TOLERANCE,
+      'ReduceMean',
+    ));
+  it('ReduceMean over [-1], keepdims 1', async () =>
+    check(
+      reduceModel('ReduceMean', [-1], 1, [2, 3, 5, 1]),
+      { x: randomInput(SHAPE, F64, 18) },
+      1e-6,
+      F64_TOLERANCE,
+      'ReduceMean last axis',
+    ));
 });

@@ -18,7 +18,10 @@ export function syntheticBatch(dims: readonly number[], classes: number, seed: n
   const random = new Random(seed);
   const count = dims.reduce((a, b) => a * b, 1);
   const labels = BigInt64Array.from({ length: dims[0]! }, (_, n) => BigInt((n * 7 + seed) % classes));
-  return { data: toOrtTensor(DataType.FLOAT, dims, random.normals(count)), labels: toOrtTensor(DataType.INT64, [dims[0]!], labels) };
+  return {
+    data: toOrtTensor(DataType.FLOAT, dims, random.normals(count)),
+    labels: toOrtTensor(DataType.INT64, [dims[0]!], labels),
+  };
 }
 
 export class StepHarness {
@@ -29,7 +32,8 @@ export class StepHarness {
     readonly graph: TrainingGraph,
     readonly session: ort.InferenceSession,
   ) {
-    for (const c of [...graph.params, ...graph.state]) this.carried.set(c.input, toOrtTensor(c.init.dtype, c.init.dims, c.init.data.slice()));
+    for (const c of [...graph.params, ...graph.state])
+      this.carried.set(c.input, toOrtTensor(c.init.dtype, c.init.dims, c.init.data.slice()));
   }
 
   static async open(graph: TrainingGraph, optimization: 'disabled' | 'all' = 'disabled'): Promise<StepHarness> {

@@ -31,20 +31,34 @@ function withReferenceLoss(model: Model): Model {
   const copy = model.clone().model;
   const g = copy.graph;
   const labels = g.addInput('labels', { dtype: DataType.INT64, shape: ['N'] });
-  const loss = g.addNode('SoftmaxCrossEntropyLoss', [g.outputs[0]!, labels], { attributes: [attr.string('reduction', 'mean')], outputs: ['loss'] }).output(0);
+  const loss = g
+    .addNode('SoftmaxCrossEntropyLoss', [g.outputs[0]!, labels], {
+      attributes: [attr.string('reduction', 'mean')],
+      outputs: ['loss'],
+    })
+    .output(0);
   g.outputs.length = 0;
   g.outputs.push(loss);
   return copy;
 }
 
 /** Reference gradients by parameter name at the model's initial parameters. */
-async function referenceGradients(model: Model, names: readonly string[], batch: Batch): Promise<Map<string, Float64Array>> {
+async function referenceGradients(
+  model: Model,
+  names: readonly string[],
+  batch: Batch,
+): Promise<Map<string, Float64Array>> {
   const gm = gradientModel(withReferenceLoss(model), { loss: 'loss', wrt: names, trainingBatchNorm: true });
   const out = await outputsOf(gm.model, { input: batch.data, labels: batch.labels });
   return new Map(names.map((name) => [name, Float64Array.from(out[gm.gradients.get(name)!]!.data as Float32Array)]));
 }
 
-function expectUpdate(name: string, before: ArrayLike<number>, after: ArrayLike<number>, expectedStep: ArrayLike<number>): void {
+function expectUpdate(
+  name: string,
+  before: ArrayLike<number>,
+  after: ArrayLike<number>,
+  expectedStep: ArrayLike<number>,
+): void {
   let worst = 0;
   let scale = 0;
   for (let k = 0; k < before.length; k++) {
@@ -55,7 +69,8 @@ function expectUpdate(name: string, before: ArrayLike<number>, after: ArrayLike<
   expect(worst / scale, `${name}: max|Δ − lr·d| / max|lr·d|`).toBeLessThanOrEqual(1e-3);
 }
 
-const randomArray = (length: number, seed: number, scale: number) => Float32Array.from(new Random(seed).normals(length, scale));
+const randomArray = (length: number, seed: number, scale: number) =>
+  Float32Array.from(new Random(seed).normals(length, scale));
 
 describe('training step: optimizer updates equal the TypeScript formulas', () => {
   const model = gapGemmHead();
@@ -64,14 +79,23 @@ describe('training step: optimizer updates equal the TypeScript formulas', () =>
   let names: string[];
 
   beforeAll(async () => {
-    names = buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } }).params.map((p) => p.name);
+    names = buildTrainingGraph(model, {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+    }).params.map((p) => p.name);
     grads = await referenceGradients(model, names, batch);
   });
 
   it('default trainable set: conv weights, BN scale/bias and the Gemm weight/bias, in first-use order', () => {
     expect(names).toEqual([
-      'features.0.conv.weight', 'features.0.bn.weight', 'features.0.bn.bias', 'features.1.conv.weight',
-      'features.1.bn.weight', 'features.1.bn.bias', 'head.fc.weight', 'head.fc.bias',
+      'features.0.conv.weight',
+      'features.0.bn.weight',
+      'features.0.bn.bias',
+      'features.1.conv.weight',
+      'features.1.bn.weight',
+      'features.1.bn.bias',
+      'head.fc.weight',
+      'head.fc.bias',
     ]);
   });
 
@@ -90,8 +114,18 @@ describe('training step: optimizer updates equal the TypeScript formulas', () =>
         const g = grads.get(name)!.map((gk, k) => gk + 0.05 * w[k]!);
         const v = g.map((gk, k) => 0.9 * v0.get(name)![k]! + gk);
         const d = nesterov ? g.map((gk, k) => gk + 0.9 * v[k]!) : v;
-        expectUpdate(name, w, h.value(name), d.map((x) => lr * x));
-        expectUpdate(`${name}.momentum_buffer`, new Float64Array(v.length), h.value(`${name}.momentum_buffer`), v.map((x) => -x));
+        expectUpdate(
+          name,
+          w,
+          h.value(name),
+          d.map((x) => lr * x),
+        );
+        expectUpdate(
+          `${name}.momentum_buffer`,
+          new Float64Array(v.length),
+          h.value(`${name}.momentum_buffer`),
+          v.map((x) => -x),
+        );
       }
       await h.release();
     });
@@ -104,8 +138,10 @@ describe('training step: optimizer updates equal the TypeScript formulas', () =>
       const h = await StepHarness.open(tg);
       const [lr, t] = [0.01, 3];
       const m0 = new Map(names.map((name, k) => [name, randomArray(h.value(name).length, 200 + k, 0.01)]));
-      const v0 = new Map(names.map((name, k) => [name, randomArray(h.value(name).length, 300 + k, 0.01).map((x) => x * x)]));
-      for (const name of names) (h.set(`${name}.exp_avg`, m0.get(name)!), h.set(`${name}.exp_avg_sq`, v0.get(name)!));
+      const v0 = new Map(
+        names.map((name, k) => [name, randomArray(h.value(name).length, 300 + k, 0.01).map((x) => x * x)]),
+      );
+      for (const name of names) h.set(`${name}.exp_avg`, m0.get(name)!), h.set(`${name}.exp_avg_sq`, v0.get(name)!);
       const before = new Map(names.map((name) => [name, Float64Array.from(h.value(name))]));
       await h.step(batch, lr, t);
       for (const name of names) {
@@ -114,9 +150,17 @@ describe('training step: optimizer updates equal the TypeScript formulas', () =>
         const m = g.map((gk, k) => 0.8 * m0.get(name)![k]! + 0.2 * gk);
         const v = g.map((gk, k) => 0.95 * v0.get(name)![k]! + 0.05 * gk * gk);
         const [c1, c2] = [1 - 0.8 ** t, 1 - 0.95 ** t];
-        const step = m.map((mk, k) => (lr / c1) * (mk / (Math.sqrt(v[k]!) / Math.sqrt(c2) + 1e-6)) + (kind === 'adamw' ? lr * 0.1 * w[k]! : 0));
+        const step = m.map(
+          (mk, k) =>
+            (lr / c1) * (mk / (Math.sqrt(v[k]!) / Math.sqrt(c2) + 1e-6)) + (kind === 'adamw' ? lr * 0.1 * w[k]! : 0),
+        );
         expectUpdate(name, w, h.value(name), step);
-        expectUpdate(`${name}.exp_avg`, new Float64Array(m.length), h.value(`${name}.exp_avg`), m.map((x) => -x));
+        expectUpdate(
+          `${name}.exp_avg`,
+          new Float64Array(m.length),
+          h.value(`${name}.exp_avg`),
+          m.map((x) => -x),
+        );
       }
       await h.release();
     });
@@ -127,11 +171,25 @@ describe('training step: BatchNormalization running statistics', () => {
   it('follow PyTorch: (1 − m)·old + m·batch mean, and m·unbiased batch variance', async () => {
     const model = gapGemmHead();
     const batch = syntheticBatch(BATCH_DIMS, CLASSES, 4);
-    const tg = buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 }, bnMomentum: 0.2 });
+    const tg = buildTrainingGraph(model, {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 },
+      bnMomentum: 0.2,
+    });
     const stats = tg.state.filter((s) => s.name.includes('running'));
-    expect(stats.map((s) => s.name)).toEqual(['features.0.bn.running_mean', 'features.0.bn.running_var', 'features.1.bn.running_mean', 'features.1.bn.running_var']);
-    const conv = model.graph.nodeList().find((n) => n.name === 'features.0.conv')!.output(0);
-    const activation = (await runWithIntermediates(model, { input: batch.data }, [conv], { optimization: 'disabled' }))[conv.name]!;
+    expect(stats.map((s) => s.name)).toEqual([
+      'features.0.bn.running_mean',
+      'features.0.bn.running_var',
+      'features.1.bn.running_mean',
+      'features.1.bn.running_var',
+    ]);
+    const conv = model.graph
+      .nodeList()
+      .find((n) => n.name === 'features.0.conv')!
+      .output(0);
+    const activation = (await runWithIntermediates(model, { input: batch.data }, [conv], { optimization: 'disabled' }))[
+      conv.name
+    ]!;
     const [n, c, hw] = [activation.dims[0]!, activation.dims[1]!, activation.dims[2]! * activation.dims[3]!];
     const x = activation.data as Float32Array;
     const h = await StepHarness.open(tg);
@@ -159,16 +217,26 @@ describe('training step: masks and frozen parameters', () => {
   const batch = syntheticBatch(BATCH_DIMS, CLASSES, 5);
   const maskOf = (dims: readonly number[], seed: number) => {
     const random = new Random(seed);
-    return Tensor.float32(dims, Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (random.next() < 0.5 ? 0 : 1)));
+    return Tensor.float32(
+      dims,
+      Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (random.next() < 0.5 ? 0 : 1)),
+    );
   };
   const weight = (name: string) => model.graph.initializers.get(name)!.constValue!;
 
-  for (const optimizer of [{ kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-3 }, { kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }] as OptimizerSpec[]) {
+  for (const optimizer of [
+    { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-3 },
+    { kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+  ] as OptimizerSpec[]) {
     it(`masked entries stay exactly 0 over 5 ${optimizer.kind} steps; the others move`, async () => {
-      const masks = new Map([['features.1.conv.weight', maskOf(weight('features.1.conv.weight').dims, 7)], ['head.fc.weight', maskOf(weight('head.fc.weight').dims, 8)]]);
+      const masks = new Map([
+        ['features.1.conv.weight', maskOf(weight('features.1.conv.weight').dims, 7)],
+        ['head.fc.weight', maskOf(weight('head.fc.weight').dims, 8)],
+      ]);
       const tg = buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer, masks });
       const h = await StepHarness.open(tg);
-      for (const [name, mask] of masks) expect([...h.value(name)].every((w, k) => mask.data[k] === 1 || w === 0)).toBe(true);
+      for (const [name, mask] of masks)
+        expect([...h.value(name)].every((w, k) => mask.data[k] === 1 || w === 0)).toBe(true);
       const start = new Map([...masks.keys()].map((name) => [name, Float32Array.from(h.value(name))]));
       for (let step = 1; step <= 5; step++) await h.step(batch, 0.05, step);
       for (const [name, mask] of masks) {
@@ -176,20 +244,27 @@ describe('training step: masks and frozen parameters', () => {
         const masked = [...now].filter((_, k) => mask.data[k] === 0);
         const moved = [...now].filter((w, k) => mask.data[k] === 1 && w !== start.get(name)![k]).length;
         expect(masked.length).toBeGreaterThan(0);
-        expect(masked.every((w) => w === 0), `${name} masked entries`).toBe(true);
+        expect(
+          masked.every((w) => w === 0),
+          `${name} masked entries`,
+        ).toBe(true);
         expect(moved, `${name} unmasked entries that moved`).toBe(now.length - masked.length);
       }
       await h.release();
     });
   }
 
-  it('frozen parameters are not carried, stay the model\'s initializers, and layers around them still train', async () => {
+  it("frozen parameters are not carried, stay the model's initializers, and layers around them still train", async () => {
     const frozen = ['features.0.conv.weight', 'features.1.bn.weight'];
-    const tg = buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 }, frozen });
+    const tg = buildTrainingGraph(model, {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 },
+      frozen,
+    });
     for (const name of frozen) {
       expect(tg.params.map((p) => p.name)).not.toContain(name);
       const kept = tg.model.graph.initializers.get(name)!.constValue!;
-      expect([...kept.data as Float32Array]).toEqual([...weight(name).data as Float32Array]);
+      expect([...(kept.data as Float32Array)]).toEqual([...(weight(name).data as Float32Array)]);
     }
     const h = await StepHarness.open(tg);
     const before = Float32Array.from(h.value('features.0.bn.weight'));
@@ -201,10 +276,23 @@ describe('training step: masks and frozen parameters', () => {
   });
 
   it('unknown frozen or mask names are usage errors', () => {
-    const base: TrainingSpec = { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } };
+    const base: TrainingSpec = {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+    };
     expect(() => buildTrainingGraph(model, { ...base, frozen: ['nope'] })).toThrow(/frozen parameter 'nope'/);
-    expect(() => buildTrainingGraph(model, { ...base, masks: new Map([['features.0.bn.running_mean', Tensor.float32([8], new Float32Array(8))]]) })).toThrow(/not a trainable parameter/);
-    expect(() => buildTrainingGraph(model, { ...base, masks: new Map([['head.fc.weight', Tensor.float32([2], new Float32Array(2))]]) })).toThrow(/has shape \[2\]/);
+    expect(() =>
+      buildTrainingGraph(model, {
+        ...base,
+        masks: new Map([['features.0.bn.running_mean', Tensor.float32([8], new Float32Array(8))]]),
+      }),
+    ).toThrow(/not a trainable parameter/);
+    expect(() =>
+      buildTrainingGraph(model, {
+        ...base,
+        masks: new Map([['head.fc.weight', Tensor.float32([2], new Float32Array(2))]]),
+      }),
+    ).toThrow(/has shape \[2\]/);
   });
 });
 
@@ -216,7 +304,9 @@ describe('training step: loss values and gradients by hand', () => {
     const x = b.input('input', ['N', 6]);
     const w = b.initializer('fc.weight', Tensor.float32([5, 6], random.normals(30, 0.5)));
     const bias = b.initializer('fc.bias', Tensor.float32([5], random.normals(5, 0.1)));
-    const logits = b.graph.addNode('Gemm', [x, w, bias], { attributes: [attr.int('transB', 1)], outputs: ['logits'] }).output(0);
+    const logits = b.graph
+      .addNode('Gemm', [x, w, bias], { attributes: [attr.int('transB', 1)], outputs: ['logits'] })
+      .output(0);
     b.output(logits, { dtype: DataType.FLOAT, shape: ['N', 5] });
     return b.model;
   }
@@ -226,23 +316,47 @@ describe('training step: loss values and gradients by hand', () => {
     const s = e.reduce((a, v) => a + v, 0);
     return e.map((v) => v / s);
   };
-  const rows = (data: ArrayLike<number>, n: number, width: number) => Array.from({ length: n }, (_, r) => Array.from({ length: width }, (_, k) => data[r * width + k]!));
+  const rows = (data: ArrayLike<number>, n: number, width: number) =>
+    Array.from({ length: n }, (_, r) => Array.from({ length: width }, (_, k) => data[r * width + k]!));
 
-  async function run(loss: LossSpec, teacher?: Float32Array): Promise<{ out: Outputs; logits: number[][]; x: number[][]; labels: number[]; gradW: number[][] }> {
+  async function run(
+    loss: LossSpec,
+    teacher?: Float32Array,
+  ): Promise<{ out: Outputs; logits: number[][]; x: number[][]; labels: number[]; gradW: number[][] }> {
     const model = linearModel();
-    const tg = buildTrainingGraph(model, { loss, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } });
+    const tg = buildTrainingGraph(model, {
+      loss,
+      optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+    });
     const h = await StepHarness.open(tg);
     const batch = syntheticBatch([4, 6], 5, 9);
     const w0 = Float32Array.from(h.value('fc.weight'));
-    const out = await h.step({ ...batch, teacherLogits: teacher && toOrtTensor(DataType.FLOAT, [4, 5], teacher) }, 1, 1);
-    const gradW = rows(w0.map((w, k) => w - h.value('fc.weight')[k]!), 5, 6);
+    const out = await h.step(
+      { ...batch, teacherLogits: teacher && toOrtTensor(DataType.FLOAT, [4, 5], teacher) },
+      1,
+      1,
+    );
+    const gradW = rows(
+      w0.map((w, k) => w - h.value('fc.weight')[k]!),
+      5,
+      6,
+    );
     await h.release();
     const labels = [...(batch.labels.data as BigInt64Array)].map(Number);
-    return { out, logits: rows(out[tg.outputs.logits]!.data as Float32Array, 4, 5), x: rows(batch.data.data as Float32Array, 4, 6), labels, gradW };
+    return {
+      out,
+      logits: rows(out[tg.outputs.logits]!.data as Float32Array, 4, 5),
+      x: rows(batch.data.data as Float32Array, 4, 6),
+      labels,
+      gradW,
+    };
   }
 
   /** Σ_n dz_n ⊗ x_n. */
-  const weightGradient = (dz: number[][], x: number[][]) => Array.from({ length: 5 }, (_, o) => Array.from({ length: 6 }, (_, i) => dz.reduce((s, row, n) => s + row[o]! * x[n]![i]!, 0)));
+  const weightGradient = (dz: number[][], x: number[][]) =>
+    Array.from({ length: 5 }, (_, o) =>
+      Array.from({ length: 6 }, (_, i) => dz.reduce((s, row, n) => s + row[o]! * x[n]![i]!, 0)),
+    );
   const expectClose = (got: number[][], want: number[][]) => {
     const scale = Math.max(...want.flat().map(Math.abs));
     got.flat().forEach((g, k) => expect(Math.abs(g - want.flat()[k]!)).toBeLessThanOrEqual(1e-4 * scale));
@@ -283,19 +397,37 @@ describe('models in other export styles', () => {
   function constantWeights(spatial: number | string): Model {
     const random = new Random(81);
     const b = new GraphBuilder({ opset: 13 });
-    const constant = (name: string, dims: number[], data: Float32Array) => b.graph.addNode('Constant', [], { attributes: [attr.tensor('value', Tensor.float32(dims, data))], outputs: [name] }).output(0);
+    const constant = (name: string, dims: number[], data: Float32Array) =>
+      b.graph
+        .addNode('Constant', [], { attributes: [attr.tensor('value', Tensor.float32(dims, data))], outputs: [name] })
+        .output(0);
     const ones = (n: number) => new Float32Array(n).fill(1);
     const x = b.input('x', ['N', 2, spatial, spatial]);
     const conv = b.op('Conv', [x, constant('conv_w', [4, 2, 3, 3], random.normals(72, 0.4))], { pads: [1, 1, 1, 1] });
-    const bn = b.op('BatchNormalization', [conv, constant('bn_scale', [4], ones(4)), constant('bn_offset', [4], new Float32Array(4)), constant('bn_mean', [4], new Float32Array(4)), constant('bn_var', [4], ones(4))]);
+    const bn = b.op('BatchNormalization', [
+      conv,
+      constant('bn_scale', [4], ones(4)),
+      constant('bn_offset', [4], new Float32Array(4)),
+      constant('bn_mean', [4], new Float32Array(4)),
+      constant('bn_var', [4], ones(4)),
+    ]);
     const flat = b.op('Flatten', [b.op('GlobalAveragePool', [b.op('Relu', [bn])])], { axis: 1 });
-    const logits = b.graph.addNode('Gemm', [flat, constant('fc_w', [3, 4], random.normals(12, 0.5)), constant('fc_b', [3], new Float32Array(3))], { attributes: [attr.int('transB', 1)], outputs: ['logits'] }).output(0);
+    const logits = b.graph
+      .addNode(
+        'Gemm',
+        [flat, constant('fc_w', [3, 4], random.normals(12, 0.5)), constant('fc_b', [3], new Float32Array(3))],
+        { attributes: [attr.int('transB', 1)], outputs: ['logits'] },
+      )
+      .output(0);
     b.output(logits, { dtype: DataType.FLOAT, shape: ['N', 3] });
     return b.model;
   }
 
   it('weights held in Constant nodes (paddle2onnx style) train under their value names', async () => {
-    const tg = buildTrainingGraph(constantWeights(6), { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 } });
+    const tg = buildTrainingGraph(constantWeights(6), {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 },
+    });
     expect(tg.params.map((p) => p.name)).toEqual(['conv_w', 'bn_scale', 'bn_offset', 'fc_w', 'fc_b']);
     expect(tg.state.map((s) => s.name)).toContain('bn_mean');
     const h = await StepHarness.open(tg, 'all');
@@ -307,7 +439,10 @@ describe('models in other export styles', () => {
   });
 
   it('dynamic spatial dims: a typed error naming the value, fixed by inputShapes', async () => {
-    const spec: TrainingSpec = { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } };
+    const spec: TrainingSpec = {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+    };
     expect(() => buildTrainingGraph(constantWeights('H'), spec)).toThrow(/must be static|give the graph inputs/);
     const tg = buildTrainingGraph(constantWeights('H'), spec, { inputShapes: { x: ['N', 2, 6, 6] } });
     const h = await StepHarness.open(tg);
@@ -318,11 +453,14 @@ describe('models in other export styles', () => {
   });
 });
 
-describe('buildTrainingGraph leaves the caller\'s model alone', () => {
+describe("buildTrainingGraph leaves the caller's model alone", () => {
   it('encodes to the same bytes before and after', () => {
     const model = gapGemmHead();
     const before = encodeModel(model).bytes;
-    buildTrainingGraph(model, { loss: { kind: 'distill', temperature: 2, alpha: 0.5 }, optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 } });
+    buildTrainingGraph(model, {
+      loss: { kind: 'distill', temperature: 2, alpha: 0.5 },
+      optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
+    });
     gradientModel(withReferenceLoss(model), { loss: 'loss', wrt: ['head.fc.weight'], trainingBatchNorm: true });
     expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(before))).toBe(0);
   });

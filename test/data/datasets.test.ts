@@ -11,7 +11,17 @@ import { idx, imageFolder, isFileDataset, labeledFolder, openDataset } from '../
 import { FASHION_MNIST_CLASSES, fashionMnist, mnist } from '../../runtime/data/embedded.js';
 import { parseIdx } from '../../runtime/data/idx.js';
 import type { Dataset } from '../../runtime/data/types.js';
-import { CIFAR_CLASSES, CIFAR_TEST, expectRegroupError, haveData, MNIST_TEST, pattern, pngBytes, tempDir, tempTree } from './helpers.js';
+import {
+  CIFAR_CLASSES,
+  CIFAR_TEST,
+  expectRegroupError,
+  haveData,
+  MNIST_TEST,
+  pattern,
+  pngBytes,
+  tempDir,
+  tempTree,
+} from './helpers.js';
 
 function histogram(labels: ArrayLike<number>, classes = 10): number[] {
   const counts = new Array<number>(classes).fill(0);
@@ -104,13 +114,27 @@ describe('IDX errors', () => {
   });
 
   it('corrupt magic names the file and the expected magic', async () => {
-    const dir = tempTree({ 'bad-images-idx3-ubyte': idxBytes([0, 0, 9, 3], [2, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8]), 'bad-labels-idx1-ubyte': labels });
-    await expectRegroupError(() => idx(path.join(dir, 'bad-images-idx3-ubyte')), 'bad-data', 'bad-images-idx3-ubyte', 'bad magic number 00 00 09 03', 'expected 00 00 08 03');
+    const dir = tempTree({
+      'bad-images-idx3-ubyte': idxBytes([0, 0, 9, 3], [2, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8]),
+      'bad-labels-idx1-ubyte': labels,
+    });
+    await expectRegroupError(
+      () => idx(path.join(dir, 'bad-images-idx3-ubyte')),
+      'bad-data',
+      'bad-images-idx3-ubyte',
+      'bad magic number 00 00 09 03',
+      'expected 00 00 08 03',
+    );
   });
 
   it('swapped files are called out', async () => {
     const dir = tempTree({ 'a-images-idx3-ubyte': images, 'a-labels-idx1-ubyte': labels });
-    await expectRegroupError(() => idx(path.join(dir, 'a-labels-idx1-ubyte'), path.join(dir, 'a-images-idx3-ubyte')), 'bad-data', 'a-labels-idx1-ubyte', 'swapped');
+    await expectRegroupError(
+      () => idx(path.join(dir, 'a-labels-idx1-ubyte'), path.join(dir, 'a-images-idx3-ubyte')),
+      'bad-data',
+      'a-labels-idx1-ubyte',
+      'swapped',
+    );
   });
 
   it('truncated data and count mismatches name the file', async () => {
@@ -122,14 +146,35 @@ describe('IDX errors', () => {
       'gz-images-idx3-ubyte.gz': zlib.gzipSync(images).subarray(0, 20),
       'gz-labels-idx1-ubyte.gz': zlib.gzipSync(labels),
     });
-    await expectRegroupError(() => idx(path.join(dir, 'cut-images-idx3-ubyte')), 'bad-data', 'cut-images-idx3-ubyte', '8 values but 5 bytes', 'truncated');
-    await expectRegroupError(() => idx(path.join(dir, 'more-images-idx3-ubyte')), 'bad-data', 'more-labels-idx1-ubyte', '3 labels for the 2 images');
-    await expectRegroupError(() => idx(path.join(dir, 'gz-images-idx3-ubyte.gz')), 'bad-data', 'gz-images-idx3-ubyte.gz', 'gzip');
+    await expectRegroupError(
+      () => idx(path.join(dir, 'cut-images-idx3-ubyte')),
+      'bad-data',
+      'cut-images-idx3-ubyte',
+      '8 values but 5 bytes',
+      'truncated',
+    );
+    await expectRegroupError(
+      () => idx(path.join(dir, 'more-images-idx3-ubyte')),
+      'bad-data',
+      'more-labels-idx1-ubyte',
+      '3 labels for the 2 images',
+    );
+    await expectRegroupError(
+      () => idx(path.join(dir, 'gz-images-idx3-ubyte.gz')),
+      'bad-data',
+      'gz-images-idx3-ubyte.gz',
+      'gzip',
+    );
   });
 
   it('missing labels beside the images is an error unless null (unlabelled)', async () => {
     const dir = tempTree({ 'solo-images-idx3-ubyte': images });
-    await expectRegroupError(() => idx(path.join(dir, 'solo-images-idx3-ubyte')), 'bad-data', 'solo-images-idx3-ubyte', 'labels');
+    await expectRegroupError(
+      () => idx(path.join(dir, 'solo-images-idx3-ubyte')),
+      'bad-data',
+      'solo-images-idx3-ubyte',
+      'labels',
+    );
     const unlabelled = await idx(path.join(dir, 'solo-images-idx3-ubyte'), null);
     expect((await unlabelled.get(0)).label).toBe(-1);
   });
@@ -166,14 +211,26 @@ describe('image folders and CSV labels', () => {
     const empty = tempDir();
     await expectRegroupError(() => imageFolder(empty), 'bad-data', empty, 'is empty');
     const flat = tempTree({ 'a.png': png, 'b.png': png });
-    await expectRegroupError(() => imageFolder(flat), 'bad-data', flat, 'no class folders', '2 loose images', 'labels.csv');
+    await expectRegroupError(
+      () => imageFolder(flat),
+      'bad-data',
+      flat,
+      'no class folders',
+      '2 loose images',
+      'labels.csv',
+    );
     const hollow = tempTree({ 'cat/a.png': png, 'dog/notes.txt': 'x' });
     await expectRegroupError(() => imageFolder(hollow), 'bad-data', path.join(hollow, 'dog'), 'no .jpg/.jpeg/.png');
     await expectRegroupError(() => imageFolder(path.join(empty, 'nope')), 'io', path.join(empty, 'nope'));
   });
 
   it('CSV with header and class names: index = sorted name position', async () => {
-    const dir = tempTree({ 'p1.png': png, 'p2.png': png, 'p3.png': png, 'labels.csv': 'file,label\np1.png,dog\n"p2.png", cat\n\np3.png,dog\n' });
+    const dir = tempTree({
+      'p1.png': png,
+      'p2.png': png,
+      'p3.png': png,
+      'labels.csv': 'file,label\np1.png,dog\n"p2.png", cat\n\np3.png,dog\n',
+    });
     const ds = await labeledFolder(dir, path.join(dir, 'labels.csv'));
     expect(ds.classes).toEqual(['cat', 'dog']);
     expect(ds.files.map((f) => [path.basename(f.path), f.label])).toEqual([
@@ -194,11 +251,23 @@ describe('image folders and CSV labels', () => {
 
   it('CSV row naming a missing file is an error naming the CSV line and the file', async () => {
     const dir = tempTree({ 'p1.png': png, 'labels.csv': 'file,label\np1.png,0\nmissing.png,1\n' });
-    await expectRegroupError(() => labeledFolder(dir, path.join(dir, 'labels.csv')), 'bad-data', `${path.join(dir, 'labels.csv')}:3`, "'missing.png'");
+    await expectRegroupError(
+      () => labeledFolder(dir, path.join(dir, 'labels.csv')),
+      'bad-data',
+      `${path.join(dir, 'labels.csv')}:3`,
+      "'missing.png'",
+    );
   });
 
   it('openDataset rejects unknown specs and splits with the accepted forms', async () => {
-    await expectRegroupError(() => openDataset('/no/such/folder'), 'usage', '/no/such/folder', 'mnist[:train|:test]', 'idx:PATH', 'DIR,labels.csv');
+    await expectRegroupError(
+      () => openDataset('/no/such/folder'),
+      'usage',
+      '/no/such/folder',
+      'mnist[:train|:test]',
+      'idx:PATH',
+      'DIR,labels.csv',
+    );
     await expectRegroupError(() => openDataset('mnist:validation'), 'usage', "'validation'", 'mnist:train');
   });
 });

@@ -71,14 +71,28 @@ describe('format and errors', () => {
   it('truncated JPEG and PNG are bad-data naming the file', async () => {
     const jpg = jpegBytes(pattern(32, 32));
     const png = pngBytes(pattern(32, 32));
-    const dir = tempTree({ 'cut.jpg': jpg.subarray(0, Math.floor(jpg.length * 0.6)), 'cut.png': png.subarray(0, Math.floor(png.length * 0.6)) });
-    await expectRegroupError(() => decodeImageFile(path.join(dir, 'cut.jpg')), 'bad-data', path.join(dir, 'cut.jpg'), 'truncated or corrupt');
+    const dir = tempTree({
+      'cut.jpg': jpg.subarray(0, Math.floor(jpg.length * 0.6)),
+      'cut.png': png.subarray(0, Math.floor(png.length * 0.6)),
+    });
+    await expectRegroupError(
+      () => decodeImageFile(path.join(dir, 'cut.jpg')),
+      'bad-data',
+      path.join(dir, 'cut.jpg'),
+      'truncated or corrupt',
+    );
     await expectRegroupError(() => decodeImageFile(path.join(dir, 'cut.png')), 'bad-data', path.join(dir, 'cut.png'));
   });
 
   it('non-images, empty and missing files are bad-data naming the file', async () => {
     const dir = tempTree({ 'notes.jpg': 'hello', 'empty.png': '' });
-    await expectRegroupError(() => decodeImageFile(path.join(dir, 'notes.jpg')), 'bad-data', 'notes.jpg', 'not a JPEG or PNG', '68 65 6c 6c');
+    await expectRegroupError(
+      () => decodeImageFile(path.join(dir, 'notes.jpg')),
+      'bad-data',
+      'notes.jpg',
+      'not a JPEG or PNG',
+      '68 65 6c 6c',
+    );
     await expectRegroupError(() => decodeImageFile(path.join(dir, 'empty.png')), 'bad-data', 'empty.png', 'empty');
     await expectRegroupError(() => decodeImageFile(path.join(dir, 'gone.jpg')), 'bad-data', 'gone.jpg', 'ENOENT');
   });

@@ -74,15 +74,21 @@ export function pngBytes(image: RawImage): Uint8Array {
 }
 
 /** Run `fn`, expecting a RegroupError with `code` whose message contains every `mentions`. */
-export async function expectRegroupError(fn: () => unknown, code: RegroupError['code'], ...mentions: string[]): Promise<RegroupError> {
+export async function expectRegroupError(
+  fn: () => unknown,
+  code: RegroupError['code'],
+  ...mentions: string[]
+): Promise<RegroupError> {
   let caught: unknown;
   try {
     await fn();
   } catch (err) {
     caught = err;
   }
-  if (!(caught instanceof RegroupError)) throw new Error(`expected RegroupError(${code}), got ${caught === undefined ? 'no error' : String(caught)}`);
+  if (!(caught instanceof RegroupError))
+    throw new Error(`expected RegroupError(${code}), got ${caught === undefined ? 'no error' : String(caught)}`);
   if (caught.code !== code) throw new Error(`expected code ${code}, got ${caught.code}: ${caught.message}`);
-  for (const m of mentions) if (!caught.message.includes(m)) throw new Error(`error message does not mention '${m}': ${caught.message}`);
+  for (const m of mentions)
+    if (!caught.message.includes(m)) throw new Error(`error message does not mention '${m}': ${caught.message}`);
   return caught;
 }

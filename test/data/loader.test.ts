@@ -15,16 +15,28 @@ import { memoryDataset } from '../../runtime/data/memory.js';
 import type { Dataset, LabeledImage } from '../../runtime/data/types.js';
 import { expectRegroupError, jpegBytes, pattern, pngBytes, tempTree } from './helpers.js';
 
-const WORKER_SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/runtime/data/decode-worker.js');
+const WORKER_SCRIPT = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../dist/runtime/data/decode-worker.js',
+);
 const haveWorkerBuild = fs.existsSync(WORKER_SCRIPT);
 if (!haveWorkerBuild) {
   if (process.env.CI === 'true') throw new Error(`${WORKER_SCRIPT} is missing; CI builds with tsc before the tests`);
-  console.warn(`[regroup tests] skipping decode-worker tests: ${WORKER_SCRIPT} not built (run npx tsc -p tsconfig.json)`);
+  console.warn(
+    `[regroup tests] skipping decode-worker tests: ${WORKER_SCRIPT} not built (run npx tsc -p tsconfig.json)`,
+  );
 }
 
 /** n gray 1×1 images whose pixel and label are their index (label mod 10). */
 function counting(n: number): Dataset {
-  return memoryDataset('counting', { width: 1, height: 1, channels: 1 }, Uint8Array.from({ length: n }, (_, i) => i), Int32Array.from({ length: n }, (_, i) => i % 10), undefined, 'counting');
+  return memoryDataset(
+    'counting',
+    { width: 1, height: 1, channels: 1 },
+    Uint8Array.from({ length: n }, (_, i) => i),
+    Int32Array.from({ length: n }, (_, i) => i % 10),
+    undefined,
+    'counting',
+  );
 }
 
 async function collect(dataset: Dataset, options: LoaderOptions): Promise<Batch[]> {
@@ -39,7 +51,9 @@ const pixelsOf = (bs: Batch[]) => bs.flatMap((b) => b.images.map((s) => s.image.
 function folderWithBadImages(): { dir: string; bad: string[] } {
   const files: Record<string, Uint8Array | string> = {};
   ['a', 'b', 'c'].forEach((cls, c) => {
-    for (let i = 0; i < 7; i++) files[`${cls}/${i}.${i % 2 ? 'png' : 'jpg'}`] = i % 2 ? pngBytes(pattern(8, 6, c * 10 + i)) : jpegBytes(pattern(8, 6, c * 10 + i));
+    for (let i = 0; i < 7; i++)
+      files[`${cls}/${i}.${i % 2 ? 'png' : 'jpg'}`] =
+        i % 2 ? pngBytes(pattern(8, 6, c * 10 + i)) : jpegBytes(pattern(8, 6, c * 10 + i));
   });
   const jpg = jpegBytes(pattern(8, 6, 99));
   files['b/3x-truncated.jpg'] = jpg.subarray(0, jpg.length >> 1);
@@ -71,7 +85,9 @@ describe('order, shuffle, limit', () => {
     const shuffled = pixelsOf(await collect(counting(50), { batchSize: 8, shuffle: true, seed: 3 }));
     const limited = await collect(counting(50), { batchSize: 8, shuffle: true, seed: 3, limit: 12 });
     expect(pixelsOf(limited)).toEqual(shuffled.slice(0, 12));
-    expect((await collect(counting(50), { batchSize: 8, limit: 12, dropLast: true })).map((b) => b.images.length)).toEqual([8]);
+    expect(
+      (await collect(counting(50), { batchSize: 8, limit: 12, dropLast: true })).map((b) => b.images.length),
+    ).toEqual([8]);
     expect((await collect(counting(5), { batchSize: 8, limit: 100 })).map((b) => b.images.length)).toEqual([5]);
   });
 
@@ -89,7 +105,11 @@ describe('order, shuffle, limit', () => {
 
   it('rejects a bad batch size; errors other than bad-data are never skipped', async () => {
     await expectRegroupError(() => batches(counting(3), { batchSize: 0 }), 'usage', 'batch size 0');
-    const broken: Dataset = { name: 'broken', size: 3, get: async () => Promise.reject(new RegroupError('io', 'disk gone')) };
+    const broken: Dataset = {
+      name: 'broken',
+      size: 3,
+      get: async () => Promise.reject(new RegroupError('io', 'disk gone')),
+    };
     await expectRegroupError(() => collect(broken, { batchSize: 2 }), 'io', 'disk gone');
   });
 });
@@ -107,20 +127,40 @@ describe('unreadable images', () => {
     expect(stream.skippedSources).toEqual(bad);
     expect(bs.at(-1)!.skipped).toBe(2);
     expect(bs.at(-1)!.skippedSources).toEqual(bad);
-    for (const b of bs) for (const [k, s] of b.images.entries()) expect(b.labels[k]).toBe(['a', 'b', 'c'].indexOf(path.basename(path.dirname(s.source))));
+    for (const b of bs)
+      for (const [k, s] of b.images.entries())
+        expect(b.labels[k]).toBe(['a', 'b', 'c'].indexOf(path.basename(path.dirname(s.source))));
   });
 
   it('strict (option or dataset default) throws the bad-data error naming the file', async () => {
     const { dir, bad } = folderWithBadImages();
-    await expectRegroupError(async () => collect(await imageFolder(dir), { batchSize: 4, workers: 0, strict: true }), 'bad-data', bad[0]!, 'truncated or corrupt');
-    await expectRegroupError(async () => collect(await imageFolder(dir, { strict: true }), { batchSize: 4, workers: 0 }), 'bad-data', bad[0]!);
-    const relaxed = await collect(await imageFolder(dir, { strict: true }), { batchSize: 4, workers: 0, strict: false });
+    await expectRegroupError(
+      async () => collect(await imageFolder(dir), { batchSize: 4, workers: 0, strict: true }),
+      'bad-data',
+      bad[0]!,
+      'truncated or corrupt',
+    );
+    await expectRegroupError(
+      async () => collect(await imageFolder(dir, { strict: true }), { batchSize: 4, workers: 0 }),
+      'bad-data',
+      bad[0]!,
+    );
+    const relaxed = await collect(await imageFolder(dir, { strict: true }), {
+      batchSize: 4,
+      workers: 0,
+      strict: false,
+    });
     expect(relaxed.reduce((n, b) => n + b.images.length, 0)).toBe(21);
   });
 });
 
 describe.skipIf(!haveWorkerBuild)('decode workers', () => {
-  const summary = (bs: Batch[]) => bs.map((b) => ({ labels: Array.from(b.labels), sources: b.images.map((s: LabeledImage) => s.source), pixels: b.images.map((s) => Buffer.from(s.image.data).toString('base64')) }));
+  const summary = (bs: Batch[]) =>
+    bs.map((b) => ({
+      labels: Array.from(b.labels),
+      sources: b.images.map((s: LabeledImage) => s.source),
+      pixels: b.images.map((s) => Buffer.from(s.image.data).toString('base64')),
+    }));
 
   it('give the same batches, labels, pixels and skips as the main thread', async () => {
     const { dir, bad } = folderWithBadImages();
@@ -154,7 +194,13 @@ describe.skipIf(!haveWorkerBuild)('decode workers', () => {
     expect(batches(counting(3), { batchSize: 2, workers: 3 }).workers).toBe(0);
     expect(batches(await imageFolder(dir), { batchSize: 2, workers: 0 }).workers).toBe(0);
     // One thread per core beyond the main one, at most 4 (see loader.ts for the measurement).
-    expect(batches(await imageFolder(dir), { batchSize: 2 }).workers).toBe(Math.max(0, Math.min(4, os.availableParallelism() - 1)));
-    await expectRegroupError(async () => batches(await imageFolder(dir), { batchSize: 2, workers: -1 }), 'usage', 'workers -1');
+    expect(batches(await imageFolder(dir), { batchSize: 2 }).workers).toBe(
+      Math.max(0, Math.min(4, os.availableParallelism() - 1)),
+    );
+    await expectRegroupError(
+      async () => batches(await imageFolder(dir), { batchSize: 2, workers: -1 }),
+      'usage',
+      'workers -1',
+    );
   });
 });

@@ -22,7 +22,12 @@ import { CIFAR_TEST, expectRegroupError, haveData, MNIST_TEST } from './helpers.
 const f32 = Math.fround;
 
 /** 2×2 RGB: p0 = (0,128,255), p1 = (255,0,128), p2 = (10,20,30), p3 = (200,100,50). */
-const RGB: RawImage = { width: 2, height: 2, channels: 3, data: Uint8Array.from([0, 128, 255, 255, 0, 128, 10, 20, 30, 200, 100, 50]) };
+const RGB: RawImage = {
+  width: 2,
+  height: 2,
+  channels: 3,
+  data: Uint8Array.from([0, 128, 255, 255, 0, 128, 10, 20, 30, 200, 100, 50]),
+};
 /** 2×2 gray: 0, 51, 128, 255. */
 const GRAY: RawImage = { width: 2, height: 2, channels: 1, data: Uint8Array.from([0, 51, 128, 255]) };
 
@@ -42,18 +47,36 @@ function modelWithInput(shape: readonly Dim[], dtype: DataType = DataType.FLOAT,
 describe('presets: exact floats on hand-made pixels', () => {
   it('imagenet: (x/255 − mean)/std with mean (0.485,0.456,0.406), std (0.229,0.224,0.225)', () => {
     const v = values([RGB], presetSpec('imagenet', { height: 2, width: 2 }));
-    expect([at(v, 0, 0), at(v, 1, 0), at(v, 2, 0)]).toEqual([f32(-2.1179039301310043), f32(0.20518207282913153), f32(2.6399999999999997)]);
+    expect([at(v, 0, 0), at(v, 1, 0), at(v, 2, 0)]).toEqual([
+      f32(-2.1179039301310043),
+      f32(0.20518207282913153),
+      f32(2.6399999999999997),
+    ]);
     expect(at(v, 0, 1)).toBe(f32((1 - 0.485) / 0.229)); // 255 → 2.2489…
   });
 
   it('cifar10: mean (0.4914,0.4822,0.4465), std (0.2470,0.2435,0.2616)', () => {
     const v = values([RGB], presetSpec('cifar10', { height: 2, width: 2 }));
-    expect([at(v, 0, 0), at(v, 1, 0), at(v, 2, 0)]).toEqual([f32(-1.9894736842105263), f32(0.08115311833152142), f32(2.1158256880733943)]);
+    expect([at(v, 0, 0), at(v, 1, 0), at(v, 2, 0)]).toEqual([
+      f32(-1.9894736842105263),
+      f32(0.08115311833152142),
+      f32(2.1158256880733943),
+    ]);
   });
 
   it('mnist: (x/255 − 0.5)/0.5; mnist-raw: x/255', () => {
-    expect(values([GRAY], presetSpec('mnist', { height: 2, width: 2 }))).toEqual([-1, f32(-0.6), f32(0.0039215686274509665), 1]);
-    expect(values([GRAY], presetSpec('mnist-raw', { height: 2, width: 2 }))).toEqual([0, f32(0.2), f32(0.5019607843137255), 1]);
+    expect(values([GRAY], presetSpec('mnist', { height: 2, width: 2 }))).toEqual([
+      -1,
+      f32(-0.6),
+      f32(0.0039215686274509665),
+      1,
+    ]);
+    expect(values([GRAY], presetSpec('mnist-raw', { height: 2, width: 2 }))).toEqual([
+      0,
+      f32(0.2),
+      f32(0.5019607843137255),
+      1,
+    ]);
   });
 
   it('half: (x/255 − 0.5)/0.5 on every channel, any size', () => {
@@ -92,7 +115,8 @@ describe('layout, dtype, channels', () => {
     expect(nhwc.dims).toEqual([2, 2, 2, 3]);
     const a = nchw.data as Float32Array;
     const b = nhwc.data as Float32Array;
-    for (let n = 0; n < 2; n++) for (let c = 0; c < 3; c++) for (let p = 0; p < 4; p++) expect(b[n * 12 + p * 3 + c]).toBe(a[n * 12 + c * 4 + p]);
+    for (let n = 0; n < 2; n++)
+      for (let c = 0; c < 3; c++) for (let p = 0; p < 4; p++) expect(b[n * 12 + p * 3 + c]).toBe(a[n * 12 + c * 4 + p]);
   });
 
   it('BGR swaps channels 0 and 2 only', () => {
@@ -112,17 +136,31 @@ describe('layout, dtype, channels', () => {
   });
 
   it('RGB into a gray model uses PIL luma; gray into an RGB model replicates; alpha is dropped', () => {
-    expect(values([RGB], presetSpec('mnist-raw', { height: 2, width: 2 }))).toEqual([104, 91, 18, 124].map((x) => f32(x / 255)));
+    expect(values([RGB], presetSpec('mnist-raw', { height: 2, width: 2 }))).toEqual(
+      [104, 91, 18, 124].map((x) => f32(x / 255)),
+    );
     const replicated = values([GRAY], presetSpec('half', { height: 2, width: 2 }));
     expect(replicated.slice(0, 4)).toEqual(replicated.slice(4, 8));
     expect(replicated.slice(0, 4)).toEqual(replicated.slice(8, 12));
-    const rgba: RawImage = { width: 2, height: 2, channels: 4, data: Uint8Array.from([0, 128, 255, 9, 255, 0, 128, 9, 10, 20, 30, 9, 200, 100, 50, 9]) };
-    expect(values([rgba], presetSpec('cifar10', { height: 2, width: 2 }))).toEqual(values([RGB], presetSpec('cifar10', { height: 2, width: 2 })));
+    const rgba: RawImage = {
+      width: 2,
+      height: 2,
+      channels: 4,
+      data: Uint8Array.from([0, 128, 255, 9, 255, 0, 128, 9, 10, 20, 30, 9, 200, 100, 50, 9]),
+    };
+    expect(values([rgba], presetSpec('cifar10', { height: 2, width: 2 }))).toEqual(
+      values([RGB], presetSpec('cifar10', { height: 2, width: 2 })),
+    );
   });
 });
 
 describe('resize and crop', () => {
-  const row = (values: number[]): RawImage => ({ width: values.length, height: 1, channels: 1, data: Uint8Array.from(values) });
+  const row = (values: number[]): RawImage => ({
+    width: values.length,
+    height: 1,
+    channels: 1,
+    data: Uint8Array.from(values),
+  });
 
   it('downscaling is antialiased like PIL (triangle filter widened by the scale)', () => {
     // 4 → 2: output 0 weighs inputs 0,1,2 by 0.75, 0.75, 0.25 (÷1.75); output 1 weighs 1,2,3 by 0.25, 0.75, 0.75.
@@ -136,20 +174,28 @@ describe('resize and crop', () => {
   });
 
   it('a flat colour stays exactly flat through resize 256 + crop 224', () => {
-    const flat: RawImage = { width: 400, height: 300, channels: 3, data: new Uint8Array(400 * 300 * 3).map((_, i) => [12, 34, 56][i % 3]!) };
+    const flat: RawImage = {
+      width: 400,
+      height: 300,
+      channels: 3,
+      data: new Uint8Array(400 * 300 * 3).map((_, i) => [12, 34, 56][i % 3]!),
+    };
     const spec = presetSpec('imagenet');
     const v = toTensor([flat], spec).data as Float32Array;
     expect(v.length).toBe(3 * 224 * 224);
     const expected = [12, 34, 56].map((x, c) => f32((x / 255 - spec.mean[c]!) / spec.std[c]!));
-    for (let c = 0; c < 3; c++) for (const p of [0, 1000, 224 * 224 - 1]) expect(v[c * 224 * 224 + p]).toBe(expected[c]);
+    for (let c = 0; c < 3; c++)
+      for (const p of [0, 1000, 224 * 224 - 1]) expect(v[c * 224 * 224 + p]).toBe(expected[c]);
   });
 
   it('center crop offsets round half to even (torchvision CenterCrop)', () => {
     expect([roundHalfEven(0.5), roundHalfEven(1.5), roundHalfEven(2.5), roundHalfEven(3)]).toEqual([0, 2, 2, 3]);
     // 320×256 with short side already 256: no resize, crop left = 48, top = 16.
-    const width = 320, height = 256;
+    const width = 320,
+      height = 256;
     const data = new Uint8Array(width * height * 3);
-    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) data.set([x & 0xff, y, (x >> 8) * 100], (y * width + x) * 3);
+    for (let y = 0; y < height; y++)
+      for (let x = 0; x < width; x++) data.set([x & 0xff, y, (x >> 8) * 100], (y * width + x) * 3);
     const spec: InputSpec = { ...presetSpec('imagenet'), scale: 1, mean: [0, 0, 0], std: [1, 1, 1] };
     const v = toTensor([{ width, height, channels: 3, data }], spec).data as Float32Array;
     const plane = 224 * 224;
@@ -170,7 +216,14 @@ describe('resize and crop', () => {
   it('an image of the wrong size for a non-resizing spec is an error naming the file', async () => {
     const odd: RawImage = { width: 40, height: 30, channels: 3, data: new Uint8Array(40 * 30 * 3) };
     const spec = presetSpec('cifar10');
-    await expectRegroupError(() => toTensor([{ image: odd, label: 0, source: 'photos/odd.jpg' }], spec), 'bad-data', 'photos/odd.jpg', '40×30', '32×32', 'resize');
+    await expectRegroupError(
+      () => toTensor([{ image: odd, label: 0, source: 'photos/odd.jpg' }], spec),
+      'bad-data',
+      'photos/odd.jpg',
+      '40×30',
+      '32×32',
+      'resize',
+    );
     await expectRegroupError(() => toTensor([odd], spec, ['from-sources.png']), 'bad-data', 'from-sources.png');
     await expectRegroupError(() => toTensor([], spec), 'usage', 'empty');
   });
@@ -179,52 +232,152 @@ describe('resize and crop', () => {
 describe('inputSpecFor', () => {
   it('picks a preset by shape and says so', () => {
     const spec = inputSpecFor(modelWithInput([1, 3, 32, 32]));
-    expect(spec).toMatchObject({ name: 'x', layout: 'NCHW', channels: 3, height: 32, width: 32, dtype: 'float32', preset: 'cifar10', presetReason: 'picked by input shape 3×32×32' });
+    expect(spec).toMatchObject({
+      name: 'x',
+      layout: 'NCHW',
+      channels: 3,
+      height: 32,
+      width: 32,
+      dtype: 'float32',
+      preset: 'cifar10',
+      presetReason: 'picked by input shape 3×32×32',
+    });
     expect(spec.mean).toEqual([0.4914, 0.4822, 0.4465]);
-    expect(inputSpecFor(modelWithInput(['N', 28, 28, 1]))).toMatchObject({ layout: 'NHWC', channels: 1, preset: 'mnist' });
+    expect(inputSpecFor(modelWithInput(['N', 28, 28, 1]))).toMatchObject({
+      layout: 'NHWC',
+      channels: 1,
+      preset: 'mnist',
+    });
     const half = inputSpecFor(modelWithInput([1, 224, 224, 3], DataType.FLOAT16));
     expect(half).toMatchObject({ layout: 'NHWC', dtype: 'float16', preset: 'imagenet', resizeShorter: 256 });
   });
 
   it('a preset for the wrong channel count is an error saying which presets fit', async () => {
-    await expectRegroupError(() => inputSpecFor(modelWithInput([1, 3, 224, 224]), { preset: 'mnist' }), 'usage', "preset 'mnist'", '1-channel', "input 'x'", '3 channels', 'imagenet, cifar10, half, caffe-imagenet');
-    await expectRegroupError(() => inputSpecFor(modelWithInput([1, 1, 28, 28]), { preset: 'imagenet' }), 'usage', "preset 'imagenet'", 'mnist, mnist-raw, half');
+    await expectRegroupError(
+      () => inputSpecFor(modelWithInput([1, 3, 224, 224]), { preset: 'mnist' }),
+      'usage',
+      "preset 'mnist'",
+      '1-channel',
+      "input 'x'",
+      '3 channels',
+      'imagenet, cifar10, half, caffe-imagenet',
+    );
+    await expectRegroupError(
+      () => inputSpecFor(modelWithInput([1, 1, 28, 28]), { preset: 'imagenet' }),
+      'usage',
+      "preset 'imagenet'",
+      'mnist, mnist-raw, half',
+    );
   });
 
   it('sizes: the model wins, resizing presets scale, symbolic sizes come from the preset or overrides', async () => {
-    expect(inputSpecFor(modelWithInput([1, 3, 299, 299]), { preset: 'imagenet' })).toMatchObject({ height: 299, width: 299, resizeShorter: 342 });
-    expect(inputSpecFor(modelWithInput(['batch', 3, 'h', 'w']), { preset: 'imagenet' })).toMatchObject({ height: 224, width: 224, resizeShorter: 256 });
-    await expectRegroupError(() => inputSpecFor(modelWithInput([1, 3, 48, 'W']), { preset: 'half' }), 'usage', "input 'x'", 'symbolic', 'overrides.height');
-    expect(inputSpecFor(modelWithInput([1, 3, 48, 'W']), { preset: 'half', overrides: { width: 192 } })).toMatchObject({ height: 48, width: 192, mean: [0.5, 0.5, 0.5] });
+    expect(inputSpecFor(modelWithInput([1, 3, 299, 299]), { preset: 'imagenet' })).toMatchObject({
+      height: 299,
+      width: 299,
+      resizeShorter: 342,
+    });
+    expect(inputSpecFor(modelWithInput(['batch', 3, 'h', 'w']), { preset: 'imagenet' })).toMatchObject({
+      height: 224,
+      width: 224,
+      resizeShorter: 256,
+    });
+    await expectRegroupError(
+      () => inputSpecFor(modelWithInput([1, 3, 48, 'W']), { preset: 'half' }),
+      'usage',
+      "input 'x'",
+      'symbolic',
+      'overrides.height',
+    );
+    expect(inputSpecFor(modelWithInput([1, 3, 48, 'W']), { preset: 'half', overrides: { width: 192 } })).toMatchObject({
+      height: 48,
+      width: 192,
+      mean: [0.5, 0.5, 0.5],
+    });
   });
 
   it('errors: unknown shape, unknown preset, layout, element type, missing input', async () => {
-    await expectRegroupError(() => inputSpecFor(modelWithInput([1, 3, 48, 48])), 'usage', "input 'x'", 'no preset', 'half');
-    await expectRegroupError(() => inputSpecFor(modelWithInput([1, 3, 32, 32]), { preset: 'vgg' }), 'usage', "'vgg'", 'imagenet');
-    await expectRegroupError(() => inputSpecFor(modelWithInput([1, 5, 7, 9])), 'unsupported', "input 'x'", 'overrides.layout');
-    await expectRegroupError(() => inputSpecFor(modelWithInput([1, 3, 32, 32], DataType.INT64)), 'unsupported', "input 'x'", 'INT64');
+    await expectRegroupError(
+      () => inputSpecFor(modelWithInput([1, 3, 48, 48])),
+      'usage',
+      "input 'x'",
+      'no preset',
+      'half',
+    );
+    await expectRegroupError(
+      () => inputSpecFor(modelWithInput([1, 3, 32, 32]), { preset: 'vgg' }),
+      'usage',
+      "'vgg'",
+      'imagenet',
+    );
+    await expectRegroupError(
+      () => inputSpecFor(modelWithInput([1, 5, 7, 9])),
+      'unsupported',
+      "input 'x'",
+      'overrides.layout',
+    );
+    await expectRegroupError(
+      () => inputSpecFor(modelWithInput([1, 3, 32, 32], DataType.INT64)),
+      'unsupported',
+      "input 'x'",
+      'INT64',
+    );
     await expectRegroupError(() => inputSpecFor(modelWithInput([1, 784])), 'unsupported', 'rank 2');
-    await expectRegroupError(() => inputSpecFor(modelWithInput([1, 3, 32, 32]), { overrides: { name: 'y' } }), 'usage', "no input 'y'", "'x'");
+    await expectRegroupError(
+      () => inputSpecFor(modelWithInput([1, 3, 32, 32]), { overrides: { name: 'y' } }),
+      'usage',
+      "no input 'y'",
+      "'x'",
+    );
   });
 
-  it.skipIf(!haveShared)('real models: ResNet-20, MNIST CNNs, SqueezeNet fp16 (initializers listed as inputs), PaddleOCR', () => {
-    expect(inputSpecFor(loadModel(sharedModel('resnet20')))).toMatchObject({ name: 'input.1', preset: 'cifar10', layout: 'NCHW' });
-    expect(inputSpecFor(loadModel(sharedModel('mnistCnn')))).toMatchObject({ preset: 'mnist', channels: 1 });
-    expect(inputSpecFor(loadModel(sharedModel('mnist8')), { preset: 'mnist-raw' })).toMatchObject({ name: 'Input3', preset: 'mnist-raw' });
-    const squeeze = inputSpecFor(loadModel(sharedModel('squeezenetFp16')), { preset: 'caffe-imagenet' });
-    expect(squeeze).toMatchObject({ name: 'data_0', dtype: 'float16', channelOrder: 'BGR', height: 224, resizeShorter: 256 });
-    expect(inputSpecFor(loadModel(sharedModel('ppocr')), { preset: 'half', overrides: { height: 48, width: 192 } })).toMatchObject({ name: 'x', channels: 3, height: 48, width: 192 });
-  });
+  it.skipIf(!haveShared)(
+    'real models: ResNet-20, MNIST CNNs, SqueezeNet fp16 (initializers listed as inputs), PaddleOCR',
+    () => {
+      expect(inputSpecFor(loadModel(sharedModel('resnet20')))).toMatchObject({
+        name: 'input.1',
+        preset: 'cifar10',
+        layout: 'NCHW',
+      });
+      expect(inputSpecFor(loadModel(sharedModel('mnistCnn')))).toMatchObject({ preset: 'mnist', channels: 1 });
+      expect(inputSpecFor(loadModel(sharedModel('mnist8')), { preset: 'mnist-raw' })).toMatchObject({
+        name: 'Input3',
+        preset: 'mnist-raw',
+      });
+      const squeeze = inputSpecFor(loadModel(sharedModel('squeezenetFp16')), { preset: 'caffe-imagenet' });
+      expect(squeeze).toMatchObject({
+        name: 'data_0',
+        dtype: 'float16',
+        channelOrder: 'BGR',
+        height: 224,
+        resizeShorter: 256,
+      });
+      expect(
+        inputSpecFor(loadModel(sharedModel('ppocr')), { preset: 'half', overrides: { height: 48, width: 192 } }),
+      ).toMatchObject({ name: 'x', channels: 3, height: 48, width: 192 });
+    },
+  );
 });
 
 describe.skipIf(!haveShared || !haveData)('presets reproduce published accuracy', () => {
-  async function accuracy(modelKey: string, datasetPromise: ReturnType<typeof idx>, options: { preset?: string; limit: number; fixedBatch?: boolean }) {
+  async function accuracy(
+    modelKey: string,
+    datasetPromise: ReturnType<typeof idx>,
+    options: { preset?: string; limit: number; fixedBatch?: boolean },
+  ) {
     const model = loadModel(sharedModel(modelKey));
     const spec = inputSpecFor(model, { preset: options.preset });
     const session = await createSession(sharedModel(modelKey));
-    let correct = 0, total = 0;
-    for await (const batch of batches(await datasetPromise, { batchSize: options.fixedBatch ? 1 : 100, limit: options.limit, shuffle: true, seed: 1, workers: 0 })) {
-      const out = Object.values(await run(session, { [spec.name]: toTensor(batch.images, spec) }))[0]!.data as Float32Array;
+    let correct = 0,
+      total = 0;
+    for await (const batch of batches(await datasetPromise, {
+      batchSize: options.fixedBatch ? 1 : 100,
+      limit: options.limit,
+      shuffle: true,
+      seed: 1,
+      workers: 0,
+    })) {
+      const out = Object.values(await run(session, { [spec.name]: toTensor(batch.images, spec) }))[0]!
+        .data as Float32Array;
       const classes = out.length / batch.images.length;
       batch.images.forEach((_, i) => {
         const row = out.subarray(i * classes, (i + 1) * classes);
@@ -239,10 +392,14 @@ describe.skipIf(!haveShared || !haveData)('presets reproduce published accuracy'
   it('MNIST CNN (mnist preset) ≥ 98% and mnist-8 (mnist-raw) ≥ 97% on 1000 MNIST test digits (published 99.2% / 98.9%)', async () => {
     const digits = idx(path.join(MNIST_TEST, 't10k-images-idx3-ubyte.gz'));
     expect(await accuracy('mnistCnn', digits, { limit: 1000 })).toBeGreaterThanOrEqual(0.98);
-    expect(await accuracy('mnist8', digits, { preset: 'mnist-raw', limit: 1000, fixedBatch: true })).toBeGreaterThanOrEqual(0.97);
+    expect(
+      await accuracy('mnist8', digits, { preset: 'mnist-raw', limit: 1000, fixedBatch: true }),
+    ).toBeGreaterThanOrEqual(0.97);
   });
 
   it('ResNet-20 (cifar10 preset) ≥ 76% on 1000 shuffled CIFAR-10 test JPEGs (published 81.4%)', async () => {
-    expect(await accuracy('resnet20', imageFolder(CIFAR_TEST), { limit: 1000, fixedBatch: true })).toBeGreaterThanOrEqual(0.76);
+    expect(
+      await accuracy('resnet20', imageFolder(CIFAR_TEST), { limit: 1000, fixedBatch: true }),
+    ).toBeGreaterThanOrEqual(0.76);
   });
 });

@@ -12,7 +12,8 @@ export const SHARED_FIXTURES = path.resolve(PROJECT_ROOT, '../shared/fixtures');
 export const haveShared = fs.existsSync(path.join(SHARED_FIXTURES, 'models'));
 
 if (!haveShared) {
-  if (process.env.CI === 'true') throw new Error(`../shared/fixtures is missing (looked in ${SHARED_FIXTURES}); CI needs it beside the project`);
+  if (process.env.CI === 'true')
+    throw new Error(`../shared/fixtures is missing (looked in ${SHARED_FIXTURES}); CI needs it beside the project`);
   console.warn(`[regroup tests] skipping tests on real models: ${SHARED_FIXTURES} not found`);
 }
 

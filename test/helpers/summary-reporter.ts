@@ -25,6 +25,8 @@ export default class SummaryReporter implements Reporter {
   onFinished(files: RunnerTestFile[] = []): void {
     const tally = { passed: 0, failed: 0, skipped: 0 };
     count(files, tally);
-    process.stdout.write(`\ntests: ${tally.passed} passed, ${tally.failed} failed${tally.skipped ? `, ${tally.skipped} skipped` : ''}\n`);
+    process.stdout.write(
+      `\ntests: ${tally.passed} passed, ${tally.failed} failed${tally.skipped ? `, ${tally.skipped} skipped` : ''}\n`,
+    );
   }
 }

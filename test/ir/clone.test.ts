@@ -56,8 +56,11 @@ function expectFaithfulClone(model: Model): void {
   expect(badNodes).toEqual([]);
   // Same use lists, in the same order, through the node map.
   const sameUses = (from: Value, to: Value) =>
-    to.useCount === from.useCount && from.uses().every((u, k) => to.uses()[k]!.node === nodes.get(u.node) && to.uses()[k]!.inputIndex === u.inputIndex);
-  const badValues = [...values].filter(([from, to]) => to === from || to.name !== from.name || !sameUses(from, to)).map(([v]) => v.name);
+    to.useCount === from.useCount &&
+    from.uses().every((u, k) => to.uses()[k]!.node === nodes.get(u.node) && to.uses()[k]!.inputIndex === u.inputIndex);
+  const badValues = [...values]
+    .filter(([from, to]) => to === from || to.name !== from.name || !sameUses(from, to))
+    .map(([v]) => v.name);
   expect(badValues).toEqual([]);
   mutate(copy);
   expect(bytesOf(model).equals(before)).toBe(true);
@@ -67,7 +70,8 @@ function expectFaithfulClone(model: Model): void {
 function mutate(copy: Model): void {
   for (const v of copy.graph.initializers.values()) {
     const data = v.constValue!.data;
-    if (data.length > 0 && !(data instanceof BigInt64Array || data instanceof BigUint64Array)) (data as Float32Array)[0] = 12345;
+    if (data.length > 0 && !(data instanceof BigInt64Array || data instanceof BigUint64Array))
+      (data as Float32Array)[0] = 12345;
   }
   for (const node of copy.graph.nodes()) {
     node.name = `${node.name}_x`;
@@ -91,10 +95,13 @@ describe('Model.clone', () => {
     expectFaithfulClone(FIXTURES[key]!());
   });
 
-  it.skipIf(!haveShared).each(allSharedModels().map((f) => path.relative(SHARED_FIXTURES, f)))('shared %s: identical bytes, independent copy', (rel) => {
-    const file = path.join(SHARED_FIXTURES, rel);
-    expectFaithfulClone(decodeModel(fs.readFileSync(file), { baseDir: path.dirname(file), source: rel }));
-  });
+  it.skipIf(!haveShared).each(allSharedModels().map((f) => path.relative(SHARED_FIXTURES, f)))(
+    'shared %s: identical bytes, independent copy',
+    (rel) => {
+      const file = path.join(SHARED_FIXTURES, rel);
+      expectFaithfulClone(decodeModel(fs.readFileSync(file), { baseDir: path.dirname(file), source: rel }));
+    },
+  );
 
   it('copies If branches with their outer captures, doc strings and metadata', () => {
     const model = ifModel();

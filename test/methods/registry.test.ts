@@ -39,7 +39,9 @@ describe('method registry', () => {
     expect(new Set(names).size).toBe(names.length);
     expect(names).toEqual(expect.arrayContaining(Object.keys(BEFORE_SEAM)));
     expect(methodNamed(DEFAULT_METHOD).name).toBe('sg-cnn');
-    expect(() => methodNamed('nope')).toThrow(new RegExp(`unknown --method 'nope'; choose one of: ${names.join(', ')}`));
+    expect(() => methodNamed('nope')).toThrow(
+      new RegExp(`unknown --method 'nope'; choose one of: ${names.join(', ')}`),
+    );
   });
 
   it('lists every method flag once with the methods that declare it', () => {
@@ -47,26 +49,52 @@ describe('method registry', () => {
     expect(new Set(flags.map((f) => f.flag.key)).size).toBe(flags.length);
     const groups = flags.find((f) => f.flag.key === 'groups')!;
     expect(groups.methods).toEqual(['sg-cnn']);
-    for (const method of METHODS) for (const flag of method.flags) expect(flags.find((f) => f.flag.key === flag.key)!.methods).toContain(method.name);
+    for (const method of METHODS)
+      for (const flag of method.flags)
+        expect(flags.find((f) => f.flag.key === flag.key)!.methods).toContain(method.name);
   });
 
-  it.each(Object.entries(BEFORE_SEAM))('%s writes the same bytes as before the seam', async (method, sha256) => {
-    const output = path.join(tmp, `${method}.onnx`);
-    await compressModel(RESNET, { output, method, keepMacs: 0.5, latency: false });
-    expect(crypto.createHash('sha256').update(fs.readFileSync(output)).digest('hex')).toBe(sha256);
-  }, 60_000);
+  it.each(Object.entries(BEFORE_SEAM))(
+    '%s writes the same bytes as before the seam',
+    async (method, sha256) => {
+      const output = path.join(tmp, `${method}.onnx`);
+      await compressModel(RESNET, { output, method, keepMacs: 0.5, latency: false });
+      expect(crypto.createHash('sha256').update(fs.readFileSync(output)).digest('hex')).toBe(sha256);
+    },
+    60_000,
+  );
 });
 
 describe('compress: bad input', () => {
   it('an unknown --method is a usage error that lists the registry', async () => {
-    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'magic');
+    const r = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'x.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--method',
+      'magic',
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`unknown --method 'magic'; choose one of: ${METHODS.map((m) => m.name).join(', ')}`);
     expect(fs.existsSync(path.join(tmp, 'x.onnx'))).toBe(false);
   });
 
   it("a method's flag given with another method is refused, naming the methods it belongs to", async () => {
-    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'uniform', '--groups', '8');
+    const r = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'x.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--method',
+      'uniform',
+      '--groups',
+      '8',
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--groups applies to --method sg-cnn, not to uniform/);
   });
@@ -74,8 +102,23 @@ describe('compress: bad input', () => {
   it('wsp with its paper criterion needs --data, and says so and names the proxy', async () => {
     const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'wsp');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--method wsp ranks channels by activation and gradient sparsity on labelled images: pass --data, or use --criterion weight-proxy/);
-    const proxy = await regroup('compress', TINY, '-o', path.join(tmp, 'p.onnx'), '--keep-macs', '0.5', '--method', 'wsp', '--criterion', 'weight-proxy', '--no-latency', '--json');
+    expect(r.stderr).toMatch(
+      /--method wsp ranks channels by activation and gradient sparsity on labelled images: pass --data, or use --criterion weight-proxy/,
+    );
+    const proxy = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'p.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--method',
+      'wsp',
+      '--criterion',
+      'weight-proxy',
+      '--no-latency',
+      '--json',
+    );
     expect(proxy.code, proxy.stderr).toBe(0);
     const report = JSON.parse(proxy.stdout);
     expect(report.totals.macsAfter / report.totals.macsBefore).toBeLessThan(0.6);
@@ -89,7 +132,9 @@ describe('compress: bad input', () => {
     const prune = await regroup('prune', file, '-o', outputs[1]!, '--keep-macs', '0.5');
     expect(compress.code).toBe(1);
     expect(prune.code).toBe(1);
-    expect(compress.stderr).toMatch(/quantized models \(QuantizeLinear at node 'quant'\) are not supported yet; prune a float model before quantizing it/);
+    expect(compress.stderr).toMatch(
+      /quantized models \(QuantizeLinear at node 'quant'\) are not supported yet; prune a float model before quantizing it/,
+    );
     expect(compress.stderr).toBe(prune.stderr);
     for (const out of outputs) expect(fs.existsSync(out)).toBe(false);
   });
@@ -102,7 +147,12 @@ function qdqModel() {
   const zeroPoint = b.initializer('zero_point', Tensor.fromArray(DataType.UINT8, [], Uint8Array.of(128)));
   const q = b.op('QuantizeLinear', [b.input('x', [1, 16, 8, 8]), scale, zeroPoint], {}, 'quant');
   const dq = b.op('DequantizeLinear', [q, scale, zeroPoint], {}, 'dequant');
-  const y = b.op('Relu', [b.op('Conv', [dq, b.weight('w1', [32, 16, 3, 3])], { pads: [1, 1, 1, 1] }, 'conv1')], {}, 'relu1');
+  const y = b.op(
+    'Relu',
+    [b.op('Conv', [dq, b.weight('w1', [32, 16, 3, 3])], { pads: [1, 1, 1, 1] }, 'conv1')],
+    {},
+    'relu1',
+  );
   b.output(b.op('Conv', [y, b.weight('w2', [16, 32, 1, 1])], {}, 'conv2'));
   return b.model;
 }
@@ -112,13 +162,43 @@ describe('--round-to (the channel-pruning methods)', () => {
     for (const method of ['l1', 'wsp', 'dcff']) {
       const flags = method === 'wsp' ? ['--criterion', 'weight-proxy'] : [];
       const output = path.join(tmp, `round-${method}.onnx`);
-      const r = await regroup('compress', RESNET, '-o', output, '--keep-macs', '0.5', '--method', method, '--round-to', '8', '--no-latency', ...flags);
+      const r = await regroup(
+        'compress',
+        RESNET,
+        '-o',
+        output,
+        '--keep-macs',
+        '0.5',
+        '--method',
+        method,
+        '--round-to',
+        '8',
+        '--no-latency',
+        ...flags,
+      );
       expect(r.code, r.stderr).toBe(0);
       const { loadModel } = await import('../../compiler/onnx/io.js');
-      const widths = loadModel(output).graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => n.input(1).constValue!.dims[0]!);
-      expect(widths.every((w) => w % 8 === 0 || w === 10), `${method}: ${widths.join(',')}`).toBe(true);
+      const widths = loadModel(output)
+        .graph.nodeList()
+        .filter((n) => n.opType === 'Conv')
+        .map((n) => n.input(1).constValue!.dims[0]!);
+      expect(
+        widths.every((w) => w % 8 === 0 || w === 10),
+        `${method}: ${widths.join(',')}`,
+      ).toBe(true);
     }
-    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'sg-balanced', '--round-to', '8');
+    const r = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'x.onnx'),
+      '--keep-macs',
+      '0.5',
+      '--method',
+      'sg-balanced',
+      '--round-to',
+      '8',
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--round-to applies to --method l1 or l1-uniform or wsp or dcff, not to sg-balanced/);
   }, 60_000);

@@ -27,29 +27,43 @@ const WITHOUT_DATA: Record<string, Record<string, unknown>> = { wsp: { criterion
 const GROUPING = new Set(['sg-cnn', 'sg-balanced', 'uniform']);
 
 describe('compress on a model with unnamed nodes', () => {
-  expect(loadModel(input).graph.nodeList().every((n) => n.name === '')).toBe(true);
+  expect(
+    loadModel(input)
+      .graph.nodeList()
+      .every((n) => n.name === ''),
+  ).toBe(true);
 
-  it.each(METHODS.map((m) => m.name))('%s: a valid, smaller model that runs; distinct labelled layer rows', async (method) => {
-    const output = path.join(tmp, `${method}.onnx`);
-    const outcome = await compressModel(input, { output, method, methodOptions: WITHOUT_DATA[method], keepMacs: 0.5, latency: false });
-    const written = loadModel(output);
-    written.graph.verify();
-    expect(outcome.structuredMacsRatio).toBeLessThan(0.75);
-    if (!GROUPING.has(method)) expect(outcome.compressed.macs).toBeLessThan(outcome.dense.macs);
-    const session = await createSession(written, { optimization: 'disabled' });
-    try {
-      const out = await run(session, randomFeeds(written, { seed: 1, batch: 2 }));
-      expect(Object.keys(out).length).toBeGreaterThan(0);
-    } finally {
-      await session.release();
-    }
-    const labels = outcome.report.layers!.map((l) => l.name);
-    expect(labels.every((l) => l.length > 0)).toBe(true);
-    expect(new Set(labels).size).toBe(labels.length);
-    if (GROUPING.has(method)) {
-      expect(outcome.choices.length).toBeGreaterThanOrEqual(4);
-      expect(new Set(outcome.choices.map((c) => c.node)).size).toBe(outcome.choices.length);
-      expect(outcome.loweringError).toBeLessThanOrEqual(1e-4);
-    }
-  }, 60_000);
+  it.each(METHODS.map((m) => m.name))(
+    '%s: a valid, smaller model that runs; distinct labelled layer rows',
+    async (method) => {
+      const output = path.join(tmp, `${method}.onnx`);
+      const outcome = await compressModel(input, {
+        output,
+        method,
+        methodOptions: WITHOUT_DATA[method],
+        keepMacs: 0.5,
+        latency: false,
+      });
+      const written = loadModel(output);
+      written.graph.verify();
+      expect(outcome.structuredMacsRatio).toBeLessThan(0.75);
+      if (!GROUPING.has(method)) expect(outcome.compressed.macs).toBeLessThan(outcome.dense.macs);
+      const session = await createSession(written, { optimization: 'disabled' });
+      try {
+        const out = await run(session, randomFeeds(written, { seed: 1, batch: 2 }));
+        expect(Object.keys(out).length).toBeGreaterThan(0);
+      } finally {
+        await session.release();
+      }
+      const labels = outcome.report.layers!.map((l) => l.name);
+      expect(labels.every((l) => l.length > 0)).toBe(true);
+      expect(new Set(labels).size).toBe(labels.length);
+      if (GROUPING.has(method)) {
+        expect(outcome.choices.length).toBeGreaterThanOrEqual(4);
+        expect(new Set(outcome.choices.map((c) => c.node)).size).toBe(outcome.choices.length);
+        expect(outcome.loweringError).toBeLessThanOrEqual(1e-4);
+      }
+    },
+    60_000,
+  );
 });

@@ -17,7 +17,6 @@ import { Random } from '../../compiler/util/random.js';
 import { FIXTURES, seBlock } from '../../fixtures/models.js';
 import { haveShared, sharedModel } from '../helpers/shared.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- plain ModelProto objects */
 type P = any;
 
 let tmp: string;
@@ -34,7 +33,9 @@ function failure(attempt: () => unknown): RegroupError {
     attempt();
   } catch (err) {
     if (err instanceof RegroupError) return err;
-    throw new Error(`expected a RegroupError, got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`, { cause: err });
+    throw new Error(`expected a RegroupError, got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`, {
+      cause: err,
+    });
   }
   throw new Error('expected a RegroupError, but it succeeded');
 }
@@ -58,7 +59,8 @@ describe('decodeModel on bad bytes', () => {
   it('refuses every strict prefix of a model (truncation anywhere)', () => {
     const bytes = encodeModel(seBlock()).bytes;
     const codes = new Set<string>();
-    for (let length = 0; length < bytes.byteLength; length++) codes.add(expectFailure(decode(bytes.subarray(0, length)), BAD_MODEL, source).code);
+    for (let length = 0; length < bytes.byteLength; length++)
+      codes.add(expectFailure(decode(bytes.subarray(0, length)), BAD_MODEL, source).code);
     expect([...codes]).toEqual(['bad-model']);
     expect(() => decodeModel(bytes, { source })).not.toThrow();
   });
@@ -66,7 +68,8 @@ describe('decodeModel on bad bytes', () => {
   it.skipIf(!haveShared)('refuses truncated real models', () => {
     const bytes = fs.readFileSync(sharedModel('resnet20'));
     const random = new Random(11);
-    for (let i = 0; i < 200; i++) expectFailure(decode(bytes.subarray(0, random.int(bytes.byteLength))), BAD_MODEL, source);
+    for (let i = 0; i < 200; i++)
+      expectFailure(decode(bytes.subarray(0, random.int(bytes.byteLength))), BAD_MODEL, source);
   });
 
   it('refuses random bytes', () => {
@@ -85,7 +88,8 @@ describe('decodeModel on bad bytes', () => {
       for (let i = 0; i < 1000; i++) {
         const damaged = Uint8Array.from(bytes);
         // Flip bytes in the first 4 KiB, where the graph structure (not weight data) lives.
-        for (let k = 1 + random.int(3); k > 0; k--) damaged[random.int(Math.min(damaged.byteLength, 4096))] = random.int(256);
+        for (let k = 1 + random.int(3); k > 0; k--)
+          damaged[random.int(Math.min(damaged.byteLength, 4096))] = random.int(256);
         let outcome = 'decoded';
         try {
           decodeModel(damaged, { source: `${key}.onnx` });
@@ -104,11 +108,22 @@ describe('decodeModel on bad bytes', () => {
 
 describe('damaged attributes', () => {
   /** A one-node model whose node carries the given AttributeProto. */
-  const withAttribute = (attribute: P): Uint8Array => proto.ModelProto.encode(proto.ModelProto.fromObject({
-    ir_version: 8,
-    opset_import: [{ domain: '', version: 17 }, { domain: 'test', version: 1 }],
-    graph: { name: 'g', node: [{ name: 'n', op_type: 'Custom', domain: 'test', input: ['a'], output: ['b'], attribute: [attribute] }], input: [{ name: 'a' }], output: [{ name: 'b' }] },
-  })).finish();
+  const withAttribute = (attribute: P): Uint8Array =>
+    proto.ModelProto.encode(
+      proto.ModelProto.fromObject({
+        ir_version: 8,
+        opset_import: [
+          { domain: '', version: 17 },
+          { domain: 'test', version: 1 },
+        ],
+        graph: {
+          name: 'g',
+          node: [{ name: 'n', op_type: 'Custom', domain: 'test', input: ['a'], output: ['b'], attribute: [attribute] }],
+          input: [{ name: 'a' }],
+          output: [{ name: 'b' }],
+        },
+      }),
+    ).finish();
 
   it('reads a STRING attribute whose empty value was left out as the empty string', () => {
     const bytes = withAttribute({ name: 'mode', type: AttrType.STRING });
@@ -144,7 +159,10 @@ describe('loadModel on bad files', () => {
   it('refuses a file of random bytes', () => {
     const random = new Random(14);
     const file = path.join(tmp, 'random.onnx');
-    fs.writeFileSync(file, Uint8Array.from({ length: 100_000 }, () => random.int(256)));
+    fs.writeFileSync(
+      file,
+      Uint8Array.from({ length: 100_000 }, () => random.int(256)),
+    );
     expectFailure(() => loadModel(file), BAD_MODEL, file);
   });
 

@@ -21,7 +21,6 @@ import { resnetTiny } from '../../fixtures/models.js';
 import { randomFeeds } from '../../runtime/inputs.js';
 import { createSession, run } from '../../runtime/session.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- plain ModelProto objects */
 type P = any;
 
 let tmp: string;
@@ -43,10 +42,12 @@ async function outputs(source: string | Uint8Array, model: Model): Promise<Recor
   const session = await createSession(source, { optimization: 'disabled' });
   try {
     const result = await run(session, randomFeeds(model, { seed: 3, batch: 2 }));
-    return Object.fromEntries(Object.entries(result).map(([name, t]) => {
-      const data = t.data as unknown as ArrayBufferView;
-      return [name, Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
-    }));
+    return Object.fromEntries(
+      Object.entries(result).map(([name, t]) => {
+        const data = t.data as unknown as ArrayBufferView;
+        return [name, Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
+      }),
+    );
   } finally {
     await session.release();
   }
@@ -193,15 +194,60 @@ const bf16 = Uint16Array.of(0x0000, 0x3f80, 0xc000, 0x7f7f, 0x0001, 0xff80);
 const i64 = BigInt64Array.of(-(2n ** 63n), -1n, 0n, 2n ** 53n + 1n, 2n ** 63n - 1n);
 
 const DTYPES: Record<string, DTypeCase> = {
-  float32: { dtype: DataType.FLOAT, data: Float32Array.of(0, -1.5, 3.25, 65504, 2 ** -126, -Infinity), numbers: [0, -1.5, 3.25, 65504, 2 ** -126, -Infinity], typed: { float_data: [0, -1.5, 3.25, 65504, 2 ** -126, -Infinity] } },
-  float16: { dtype: DataType.FLOAT16, data: f16, numbers: [0, 1, -2, 65504, 2 ** -24, -Infinity], typed: { int32_data: [...f16] } },
-  bfloat16: { dtype: DataType.BFLOAT16, data: bf16, numbers: [0, 1, -2, 3.3895313892515355e38, 2 ** -133, -Infinity], typed: { int32_data: [...bf16] } },
-  int8: { dtype: DataType.INT8, data: Int8Array.of(-128, -1, 0, 1, 127), numbers: [-128, -1, 0, 1, 127], typed: { int32_data: [-128, -1, 0, 1, 127] } },
-  uint8: { dtype: DataType.UINT8, data: Uint8Array.of(0, 1, 128, 255), numbers: [0, 1, 128, 255], typed: { int32_data: [0, 1, 128, 255] } },
-  int32: { dtype: DataType.INT32, data: Int32Array.of(-(2 ** 31), -1, 0, 2 ** 31 - 1), numbers: [-(2 ** 31), -1, 0, 2 ** 31 - 1], typed: { int32_data: [-(2 ** 31), -1, 0, 2 ** 31 - 1] } },
-  int64: { dtype: DataType.INT64, data: i64, numbers: [...i64].map(Number), typed: { int64_data: [...i64].map(String) } },
-  bool: { dtype: DataType.BOOL, data: Uint8Array.of(0, 1, 1, 0), numbers: [0, 1, 1, 0], typed: { int32_data: [0, 1, 1, 0] } },
-  double: { dtype: DataType.DOUBLE, data: Float64Array.of(0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity), numbers: [0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity], typed: { double_data: [0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity] } },
+  float32: {
+    dtype: DataType.FLOAT,
+    data: Float32Array.of(0, -1.5, 3.25, 65504, 2 ** -126, -Infinity),
+    numbers: [0, -1.5, 3.25, 65504, 2 ** -126, -Infinity],
+    typed: { float_data: [0, -1.5, 3.25, 65504, 2 ** -126, -Infinity] },
+  },
+  float16: {
+    dtype: DataType.FLOAT16,
+    data: f16,
+    numbers: [0, 1, -2, 65504, 2 ** -24, -Infinity],
+    typed: { int32_data: [...f16] },
+  },
+  bfloat16: {
+    dtype: DataType.BFLOAT16,
+    data: bf16,
+    numbers: [0, 1, -2, 3.3895313892515355e38, 2 ** -133, -Infinity],
+    typed: { int32_data: [...bf16] },
+  },
+  int8: {
+    dtype: DataType.INT8,
+    data: Int8Array.of(-128, -1, 0, 1, 127),
+    numbers: [-128, -1, 0, 1, 127],
+    typed: { int32_data: [-128, -1, 0, 1, 127] },
+  },
+  uint8: {
+    dtype: DataType.UINT8,
+    data: Uint8Array.of(0, 1, 128, 255),
+    numbers: [0, 1, 128, 255],
+    typed: { int32_data: [0, 1, 128, 255] },
+  },
+  int32: {
+    dtype: DataType.INT32,
+    data: Int32Array.of(-(2 ** 31), -1, 0, 2 ** 31 - 1),
+    numbers: [-(2 ** 31), -1, 0, 2 ** 31 - 1],
+    typed: { int32_data: [-(2 ** 31), -1, 0, 2 ** 31 - 1] },
+  },
+  int64: {
+    dtype: DataType.INT64,
+    data: i64,
+    numbers: [...i64].map(Number),
+    typed: { int64_data: [...i64].map(String) },
+  },
+  bool: {
+    dtype: DataType.BOOL,
+    data: Uint8Array.of(0, 1, 1, 0),
+    numbers: [0, 1, 1, 0],
+    typed: { int32_data: [0, 1, 1, 0] },
+  },
+  double: {
+    dtype: DataType.DOUBLE,
+    data: Float64Array.of(0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity),
+    numbers: [0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity],
+    typed: { double_data: [0, -1.5, Math.PI, 1e-300, Number.MAX_VALUE, -Infinity] },
+  },
 };
 
 /** Name paddings 0..7 move a lone tensor's raw_data through every alignment in its file. */
@@ -217,11 +263,17 @@ function modelWith(initializers: P[]): Uint8Array {
   return proto.ModelProto.encode(proto.ModelProto.fromObject(m)).finish();
 }
 
-const rawProto = (name: string, c: DTypeCase): P => ({ name, dims: [c.data.length], data_type: c.dtype, raw_data: new Uint8Array(c.data.buffer, c.data.byteOffset, c.data.byteLength) });
+const rawProto = (name: string, c: DTypeCase): P => ({
+  name,
+  dims: [c.data.length],
+  data_type: c.dtype,
+  raw_data: new Uint8Array(c.data.buffer, c.data.byteOffset, c.data.byteLength),
+});
 const typedProto = (name: string, c: DTypeCase): P => ({ name, dims: [c.data.length], data_type: c.dtype, ...c.typed });
 
 /** Every case as raw_data and as its typed field. */
-const dtypeModelBytes = () => modelWith(Object.entries(DTYPES).flatMap(([key, c]) => [rawProto(`${key}_raw`, c), typedProto(`${key}_typed`, c)]));
+const dtypeModelBytes = () =>
+  modelWith(Object.entries(DTYPES).flatMap(([key, c]) => [rawProto(`${key}_raw`, c), typedProto(`${key}_typed`, c)]));
 
 function expectValues(t: Tensor, c: DTypeCase, what: string): void {
   expect(t.dtype, what).toBe(c.dtype);

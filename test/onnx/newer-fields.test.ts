@@ -13,7 +13,6 @@ import { decodeModel } from '../../compiler/onnx/decode.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
 import { proto } from '../../compiler/onnx/schema.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- plain ModelProto objects */
 type P = any;
 
 const INT64_MAX = '9223372036854775807';
@@ -27,7 +26,9 @@ const meta = (prefix: string): P[] => [
   { key: 'pkg.torch.onnx.stack_trace', value: `File "model.py", line 7, in forward (${prefix})` },
 ];
 
-const floatType = (shape: number[]): P => ({ tensor_type: { elem_type: DataType.FLOAT, shape: { dim: shape.map((d) => ({ dim_value: d })) } } });
+const floatType = (shape: number[]): P => ({
+  tensor_type: { elem_type: DataType.FLOAT, shape: { dim: shape.map((d) => ({ dim_value: d })) } },
+});
 
 function baseModel(): Model {
   const b = new GraphBuilder({ opset: 17, irVersion: 11, seed: 5, graphName: 'newer' });
@@ -42,14 +43,30 @@ function baseModel(): Model {
 
 /** The newer-than-1.10 initializers, each with the exact bytes or elements it must come back with. */
 const NEW_INITIALIZERS: P[] = [
-  { name: 'f8e4m3', dims: [4], data_type: DataType.FLOAT8E4M3FN, raw_data: Buffer.from([0x00, 0x38, 0x7e, 0xfe]), metadata_props: meta('f8') },
+  {
+    name: 'f8e4m3',
+    dims: [4],
+    data_type: DataType.FLOAT8E4M3FN,
+    raw_data: Buffer.from([0x00, 0x38, 0x7e, 0xfe]),
+    metadata_props: meta('f8'),
+  },
   { name: 'f8e5m2_typed', dims: [3], data_type: DataType.FLOAT8E5M2, int32_data: [0x3c, 0x7b, 0xfc] },
   { name: 'int4', dims: [5], data_type: DataType.INT4, raw_data: Buffer.from([0x21, 0xf8, 0x07]) },
   { name: 'uint4_typed', dims: [3], data_type: DataType.UINT4, int32_data: [0x21, 0x0f] },
   { name: 'f4e2m1', dims: [3], data_type: DataType.FLOAT4E2M1, raw_data: Buffer.from([0x7f, 0x02]) },
-  { name: 'bf16', dims: [3], data_type: DataType.BFLOAT16, raw_data: Buffer.from([0x80, 0x3f, 0x00, 0xc0, 0x80, 0x7f]) },
+  {
+    name: 'bf16',
+    dims: [3],
+    data_type: DataType.BFLOAT16,
+    raw_data: Buffer.from([0x80, 0x3f, 0x00, 0xc0, 0x80, 0x7f]),
+  },
   { name: 'bf16_typed', dims: [3], data_type: DataType.BFLOAT16, int32_data: [0x3f80, 0xc000, 0x7f80] },
-  { name: 'u64_typed', dims: [4], data_type: DataType.UINT64, uint64_data: ['0', UINT64_MAX, TWO_53_PLUS_1, TWO_60_PLUS_1] },
+  {
+    name: 'u64_typed',
+    dims: [4],
+    data_type: DataType.UINT64,
+    uint64_data: ['0', UINT64_MAX, TWO_53_PLUS_1, TWO_60_PLUS_1],
+  },
   { name: 'i64_typed', dims: [4], data_type: DataType.INT64, int64_data: [INT64_MAX, INT64_MIN, TWO_60_PLUS_1, '-1'] },
 ];
 
@@ -59,7 +76,11 @@ const BIG_ATTRIBUTES: P[] = [
   { name: 'two_60_plus_1', type: AttrType.INT, i: TWO_60_PLUS_1 },
   { name: 'int64_min', type: AttrType.INT, i: INT64_MIN },
   { name: 'big_ints', type: AttrType.INTS, ints: [INT64_MAX, TWO_60_PLUS_1, INT64_MIN, TWO_53_PLUS_1, '3'] },
-  { name: 'big_tensor', type: AttrType.TENSOR, t: { dims: [3], data_type: DataType.INT64, int64_data: [INT64_MAX, TWO_60_PLUS_1, INT64_MIN] } },
+  {
+    name: 'big_tensor',
+    type: AttrType.TENSOR,
+    t: { dims: [3], data_type: DataType.INT64, int64_data: [INT64_MAX, TWO_60_PLUS_1, INT64_MIN] },
+  },
 ];
 
 const FUNCTION: P = {
@@ -69,7 +90,10 @@ const FUNCTION: P = {
   input: ['a'],
   output: ['b'],
   attribute: ['alpha'],
-  attribute_proto: [{ name: 'beta', type: AttrType.INT, i: INT64_MAX }, { name: 'gamma', type: AttrType.FLOAT, f: 0.5 }],
+  attribute_proto: [
+    { name: 'beta', type: AttrType.INT, i: INT64_MAX },
+    { name: 'gamma', type: AttrType.FLOAT, f: 0.5 },
+  ],
   node: [
     { input: ['a'], output: ['t'], name: 'inner_relu', op_type: 'Relu', metadata_props: meta('fn.node') },
     { input: ['t', 't'], output: ['b'], name: 'inner_add', op_type: 'Add', overload: 'inner' },
@@ -88,8 +112,19 @@ const DEVICE_CONFIGURATIONS: P[] = [
       {
         tensor_name: 'x',
         device: [0, 1],
-        index_to_device_group_map: [{ key: 0, value: [0, 1] }, { key: TWO_60_PLUS_1, value: [INT64_MAX] }],
-        sharded_dim: [{ axis: 1, simple_sharding: [{ dim_value: 4, num_shards: 2 }, { dim_param: 'C', num_shards: 2 }] }],
+        index_to_device_group_map: [
+          { key: 0, value: [0, 1] },
+          { key: TWO_60_PLUS_1, value: [INT64_MAX] },
+        ],
+        sharded_dim: [
+          {
+            axis: 1,
+            simple_sharding: [
+              { dim_value: 4, num_shards: 2 },
+              { dim_param: 'C', num_shards: 2 },
+            ],
+          },
+        ],
       },
     ],
   },
@@ -117,7 +152,8 @@ function injectedBytes(): Uint8Array {
   return proto.ModelProto.encode(proto.ModelProto.fromObject(m)).finish();
 }
 
-const view = (bytes: Uint8Array, defaults: boolean): P => proto.ModelProto.toObject(proto.ModelProto.decode(bytes), { longs: String, bytes: String, defaults });
+const view = (bytes: Uint8Array, defaults: boolean): P =>
+  proto.ModelProto.toObject(proto.ModelProto.decode(bytes), { longs: String, bytes: String, defaults });
 
 describe('fields newer than ONNX 1.10 survive decode → encode', () => {
   const injected = injectedBytes();
@@ -131,7 +167,9 @@ describe('fields newer than ONNX 1.10 survive decode → encode', () => {
     expect(before.graph.node[0].device_configurations).toHaveLength(1);
     expect(before.functions[0].overload).toBe('v2');
     expect(before.configuration).toHaveLength(1);
-    expect(before.graph.initializer.map((t: P) => t.name)).toEqual(expect.arrayContaining(NEW_INITIALIZERS.map((t) => t.name)));
+    expect(before.graph.initializer.map((t: P) => t.name)).toEqual(
+      expect.arrayContaining(NEW_INITIALIZERS.map((t) => t.name)),
+    );
   });
 
   it('re-encodes to a deep-equal ModelProto (with and without default values)', () => {
@@ -159,10 +197,14 @@ describe('fields newer than ONNX 1.10 survive decode → encode', () => {
     expect(out.graph.metadata_props).toEqual(meta('graph'));
     expect(out.graph.input[0].metadata_props).toEqual(meta('input'));
     expect(out.graph.output[0].metadata_props).toEqual(meta('output'));
-    expect(out.graph.value_info).toEqual([expect.objectContaining({ name: 'conv_out', metadata_props: meta('value_info') })]);
+    expect(out.graph.value_info).toEqual([
+      expect.objectContaining({ name: 'conv_out', metadata_props: meta('value_info') }),
+    ]);
     expect(out.graph.initializer.find((t: P) => t.name === 'w').metadata_props).toEqual(meta('weight'));
     expect(out.graph.initializer.find((t: P) => t.name === 'f8e4m3').metadata_props).toEqual(meta('f8'));
-    expect(model.graph.initializers.get('w')!.constValue!.metadataProps).toEqual(meta('weight').map((e: P) => [e.key, e.value]));
+    expect(model.graph.initializers.get('w')!.constValue!.metadataProps).toEqual(
+      meta('weight').map((e: P) => [e.key, e.value]),
+    );
   });
 
   it('keeps the FunctionProto whole (overload, value_info, metadata_props, attribute_proto)', () => {
@@ -186,12 +228,22 @@ describe('fields newer than ONNX 1.10 survive decode → encode', () => {
     const node = model.graph.nodeList().find((n) => n.name === 'scale_call')!;
     const tensor = node.attr('big_tensor');
     expect(tensor?.type).toBe(AttrType.TENSOR);
-    if (tensor?.type === AttrType.TENSOR) expect([...(tensor.value.data as BigInt64Array)]).toEqual([BigInt(INT64_MAX), BigInt(TWO_60_PLUS_1), BigInt(INT64_MIN)]);
+    if (tensor?.type === AttrType.TENSOR)
+      expect([...(tensor.value.data as BigInt64Array)]).toEqual([
+        BigInt(INT64_MAX),
+        BigInt(TWO_60_PLUS_1),
+        BigInt(INT64_MIN),
+      ]);
   });
 
   it('decodes new element types and wide integers to exact tensor values', () => {
     const tensor = (name: string) => model.graph.initializers.get(name)!.constValue!;
-    expect([...tensor('u64_typed').data]).toEqual([0n, BigInt(UINT64_MAX), BigInt(TWO_53_PLUS_1), BigInt(TWO_60_PLUS_1)]);
+    expect([...tensor('u64_typed').data]).toEqual([
+      0n,
+      BigInt(UINT64_MAX),
+      BigInt(TWO_53_PLUS_1),
+      BigInt(TWO_60_PLUS_1),
+    ]);
     expect(tensor('u64_typed').data).toBeInstanceOf(BigUint64Array);
     expect([...tensor('i64_typed').data]).toEqual([BigInt(INT64_MAX), BigInt(INT64_MIN), BigInt(TWO_60_PLUS_1), -1n]);
     expect([...tensor('f8e4m3').rawBytes()]).toEqual([0x00, 0x38, 0x7e, 0xfe]);

@@ -38,7 +38,8 @@ interface Case {
 function firstDifference(a: unknown, b: unknown, at = '$'): string | undefined {
   if (a === b) return undefined;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) {
-    const show = (x: unknown) => (typeof x === 'string' && x.length > 80 ? `${x.slice(0, 80)}… (${x.length} chars)` : JSON.stringify(x));
+    const show = (x: unknown) =>
+      typeof x === 'string' && x.length > 80 ? `${x.slice(0, 80)}… (${x.length} chars)` : JSON.stringify(x);
     return `${at}: ${show(a)} ≠ ${show(b)}`;
   }
   if (Array.isArray(a) !== Array.isArray(b)) return `${at}: array vs object`;

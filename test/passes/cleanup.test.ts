@@ -40,7 +40,7 @@ describe('cleanup', () => {
     expect(model.graph.inputs.map((v) => v.name)).toEqual(['x']);
   });
 
-  it("drops value_info entries of removed values, including ones another edit left behind", () => {
+  it('drops value_info entries of removed values, including ones another edit left behind', () => {
     const b = new GraphBuilder({ opset: 13 });
     const x = b.input('x', [2]);
     b.output(b.op('Relu', [x]));
@@ -88,7 +88,7 @@ describe('cleanup', () => {
     const result = runPasses(b.model, [cleanup], { log: (line) => lines.push(line) }, { verify: true });
     expect(result.changed).toBe(false);
     expect(opCounts(b.model)).toEqual({ Relu: 1, Print: 1 });
-    expect(lines).toEqual([expect.stringContaining("side_effect (com.example.Print) is unused but stays")]);
+    expect(lines).toEqual([expect.stringContaining('side_effect (com.example.Print) is unused but stays')]);
   });
 
   for (const [key, build] of Object.entries(FIXTURES)) {
@@ -124,7 +124,12 @@ describe.skipIf(!haveShared)('cleanup and remove-identity on real models', () =>
       const model = loadModel(file);
       const identities = opCounts(model).Identity ?? 0;
       const ppocr = file === sharedModel('ppocr');
-      const result = await checkRewrite(model, [removeIdentity, cleanup], 'exact', ppocr ? { shapes: { x: [1, 3, 48, 192] } } : {});
+      const result = await checkRewrite(
+        model,
+        [removeIdentity, cleanup],
+        'exact',
+        ppocr ? { shapes: { x: [1, 3, 48, 192] } } : {},
+      );
       // PaddleOCR's only Identity produces its graph output, so it stays.
       expect(totalStats(result).identitiesRemoved).toBe(ppocr ? 0 : identities);
       expect(opCounts(model).Identity ?? 0).toBe(ppocr ? 1 : 0);
@@ -167,16 +172,35 @@ describe('runPasses', () => {
 
   it('stops at maxIterations and logs that it did not converge', () => {
     const lines: string[] = [];
-    const result = runPasses(tiny(), [changesTimes(100)], { log: (l) => lines.push(l) }, { fixpoint: true, maxIterations: 4 });
+    const result = runPasses(
+      tiny(),
+      [changesTimes(100)],
+      { log: (l) => lines.push(l) },
+      { fixpoint: true, maxIterations: 4 },
+    );
     expect(result).toMatchObject({ rounds: 4, converged: false });
     expect(lines).toEqual([expect.stringContaining('still changed the model after 4 rounds')]);
   });
 
   it('names the pass when it throws, keeping a RegroupError code', () => {
-    const thrower: Pass = { name: 'thrower', run: () => { throw new Error('boom'); } };
-    const unsupported: Pass = { name: 'picky', run: () => { throw new RegroupError('unsupported', 'no'); } };
-    expect(() => runPasses(tiny(), [thrower])).toThrow(expect.objectContaining({ code: 'invalid-ir', message: "pass 'thrower' failed: boom" }));
-    expect(() => runPasses(tiny(), [unsupported])).toThrow(expect.objectContaining({ code: 'unsupported', message: "pass 'picky' failed: no" }));
+    const thrower: Pass = {
+      name: 'thrower',
+      run: () => {
+        throw new Error('boom');
+      },
+    };
+    const unsupported: Pass = {
+      name: 'picky',
+      run: () => {
+        throw new RegroupError('unsupported', 'no');
+      },
+    };
+    expect(() => runPasses(tiny(), [thrower])).toThrow(
+      expect.objectContaining({ code: 'invalid-ir', message: "pass 'thrower' failed: boom" }),
+    );
+    expect(() => runPasses(tiny(), [unsupported])).toThrow(
+      expect.objectContaining({ code: 'unsupported', message: "pass 'picky' failed: no" }),
+    );
   });
 
   it('verifies after each pass and names the pass that broke the IR', () => {
@@ -188,7 +212,9 @@ describe('runPasses', () => {
         return { changed: true };
       },
     };
-    expect(() => runPasses(tiny(), [breaker], {}, { verify: true })).toThrow(/pass 'breaker' left invalid IR: .*graph output 'orphan_out' is not defined/);
+    expect(() => runPasses(tiny(), [breaker], {}, { verify: true })).toThrow(
+      /pass 'breaker' left invalid IR: .*graph output 'orphan_out' is not defined/,
+    );
     expect(() => runPasses(tiny(), [breaker])).not.toThrow();
   });
 
@@ -196,7 +222,10 @@ describe('runPasses', () => {
     const model = modelWithDeadCode();
     const result = runPasses(model, [removeIdentity, cleanup], {}, { fixpoint: true, verify: true });
     expect(result.records.map((r) => [r.pass, r.round, r.result.changed])).toEqual([
-      ['remove-identity', 1, false], ['cleanup', 1, true], ['remove-identity', 2, false], ['cleanup', 2, false],
+      ['remove-identity', 1, false],
+      ['cleanup', 1, true],
+      ['remove-identity', 2, false],
+      ['cleanup', 2, false],
     ]);
     expect(model.graph.nodeCount).toBe(1);
   });

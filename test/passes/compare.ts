@@ -36,7 +36,8 @@ export function expectSameOutputs(expected: Outputs, actual: Outputs, tolerance:
     const a = want.data as ArrayLike<number | bigint>;
     const b = got.data as ArrayLike<number | bigint>;
     const bad: string[] = [];
-    for (let i = 0; i < a.length && bad.length < 5; i++) if (!close(a[i]!, b[i]!, tolerance)) bad.push(`${name}[${i}]: ${a[i]} vs ${b[i]}`);
+    for (let i = 0; i < a.length && bad.length < 5; i++)
+      if (!close(a[i]!, b[i]!, tolerance)) bad.push(`${name}[${i}]: ${a[i]} vs ${b[i]}`);
     expect(bad).toEqual([]);
   }
 }
@@ -51,7 +52,12 @@ function close(a: number | bigint, b: number | bigint, tolerance: Tolerance): bo
  * Run `passes` once (verifying after each) and require the rewritten model to compute what
  * the original did on seeded inputs; then require a second run to change nothing.
  */
-export async function checkRewrite(model: Model, passes: readonly Pass[], tolerance: Tolerance, inputs: InputOptions = {}): Promise<PipelineResult> {
+export async function checkRewrite(
+  model: Model,
+  passes: readonly Pass[],
+  tolerance: Tolerance,
+  inputs: InputOptions = {},
+): Promise<PipelineResult> {
   const before = encodeModel(model).bytes;
   const feeds = randomFeeds(model, { seed: 11, ...inputs });
   const result = runPasses(model, passes, {}, { verify: true });
@@ -71,7 +77,8 @@ export function expectNoChange(model: Model, passes: readonly Pass[]): void {
 /** Summed stats of every record in a pipeline result. */
 export function totalStats(result: PipelineResult): Record<string, number> {
   const total: Record<string, number> = {};
-  for (const { result: r } of result.records) for (const [key, n] of Object.entries(r.stats ?? {})) total[key] = (total[key] ?? 0) + n;
+  for (const { result: r } of result.records)
+    for (const [key, n] of Object.entries(r.stats ?? {})) total[key] = (total[key] ?? 0) + n;
   return total;
 }
 
@@ -95,7 +102,8 @@ export async function expectReproduces(reference: Model, lowered: Model, toleran
     expect([...g.dims]).toEqual([...w.dims]);
     const [a, b] = [w.data as Float32Array, g.data as Float32Array];
     let [diff, scale] = [0, 0];
-    for (let i = 0; i < a.length; i++) [diff, scale] = [Math.max(diff, Math.abs(a[i]! - b[i]!)), Math.max(scale, Math.abs(a[i]!))];
+    for (let i = 0; i < a.length; i++)
+      [diff, scale] = [Math.max(diff, Math.abs(a[i]! - b[i]!)), Math.max(scale, Math.abs(a[i]!))];
     expect(scale).toBeGreaterThan(0);
     expect(diff).toBeLessThanOrEqual(tolerance * scale);
   }

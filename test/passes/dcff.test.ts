@@ -50,7 +50,10 @@ function relativeDifference(a: Outputs, b: Outputs): number {
 }
 
 function consumerOf(node: Node, opType: string): Node | undefined {
-  return node.output(0).uses().find((u) => u.node.opType === opType)?.node;
+  return node
+    .output(0)
+    .uses()
+    .find((u) => u.node.opType === opType)?.node;
 }
 
 describe.each(['fmnist-resnet', 'fmnist-vgg'])('dcff on %s at keepMacs 0.5', (name) => {
@@ -65,14 +68,18 @@ describe.each(['fmnist-resnet', 'fmnist-vgg'])('dcff on %s at keepMacs 0.5', (na
     expect(Math.abs(structured.macsRatio - 0.5)).toBeLessThan(0.05);
     expect(structured.connectivity.size).toBe(0);
     expect(notes.join('\n')).toMatch(/dcff: [1-9]\d* channel group\(s\) fused/);
-    expect(notes.join('\n')).toMatch(/dcff: group of Gemm 'head.fc' \(10 channels\) stays: pinned \(graph output 'logits'\)/);
+    expect(notes.join('\n')).toMatch(
+      /dcff: group of Gemm 'head.fc' \(10 channels\) stays: pinned \(graph output 'logits'\)/,
+    );
     expect(structured.hooks!.frozen!.every((name) => name.endsWith('.weight.p_top'))).toBe(true);
     const ops = (m: Model) => [...m.graph.nodes()].map((n) => n.opType);
     expect(ops(structured.model)).toEqual(ops(dense)); // baked: an ordinary model, same ops
-    expect(ops(structured.hooks!.model!).filter((op) => op === 'MatMul').length).toBe(structured.hooks!.trainable!.length);
+    expect(ops(structured.hooks!.model!).filter((op) => op === 'MatMul').length).toBe(
+      structured.hooks!.trainable!.length,
+    );
   });
 
-  it('the baked model equals the training graph\'s fused forward through onnxruntime (relative difference ≤ 1e-5)', async () => {
+  it("the baked model equals the training graph's fused forward through onnxruntime (relative difference ≤ 1e-5)", async () => {
     const feeds = randomFeeds(dense, { seed: 7, batch: 4 });
     const baked = await outputsOf(encodeModel(structured.model).bytes, feeds);
     const fused = await outputsOf(encodeModel(structured.hooks!.model!).bytes, feeds);
@@ -80,9 +87,12 @@ describe.each(['fmnist-resnet', 'fmnist-vgg'])('dcff on %s at keepMacs 0.5', (na
     // and after the fusion matrix moves (a later epoch's temperature): bake the training model again
     const training = cloneModel(structured.hooks!.model!);
     const current = (n: string) => training.graph.initializers.get(n)!.constValue!;
-    for (const [n, tensor] of refreshCodes(groupsOf(structured), 40, current)) training.graph.setInitializer(training.graph.initializers.get(n)!, tensor);
+    for (const [n, tensor] of refreshCodes(groupsOf(structured), 40, current))
+      training.graph.setInitializer(training.graph.initializers.get(n)!, tensor);
     const rebaked = structured.hooks!.finish!(training);
-    expect(relativeDifference(await outputsOf(training, feeds), await outputsOf(rebaked, feeds))).toBeLessThanOrEqual(1e-5);
+    expect(relativeDifference(await outputsOf(training, feeds), await outputsOf(rebaked, feeds))).toBeLessThanOrEqual(
+      1e-5,
+    );
   });
 
   it('adopt carries a refit of the baked model into the training model: its forward equals the refit (≤ 1e-5)', async () => {
@@ -93,7 +103,15 @@ describe.each(['fmnist-resnet', 'fmnist-vgg'])('dcff on %s at keepMacs 0.5', (na
     for (const [n, value] of refit.graph.initializers) {
       const t = value.constValue!;
       if (t.dtype !== DataType.FLOAT || value.useCount === 0) continue;
-      refit.graph.setInitializer(value, Tensor.fromArray(DataType.FLOAT, t.dims, (t.data as Float32Array).map((x) => x * (1 + noise())), { name: n }));
+      refit.graph.setInitializer(
+        value,
+        Tensor.fromArray(
+          DataType.FLOAT,
+          t.dims,
+          (t.data as Float32Array).map((x) => x * (1 + noise())),
+          { name: n },
+        ),
+      );
     }
     const adopted = structured.hooks!.adopt!(refit);
     adopted.graph.verify();
@@ -102,10 +120,13 @@ describe.each(['fmnist-resnet', 'fmnist-vgg'])('dcff on %s at keepMacs 0.5', (na
     expect(relativeDifference(want, training)).toBeLessThanOrEqual(1e-5);
     expect(relativeDifference(want, await outputsOf(structured.model, feeds))).toBeGreaterThan(1e-3); // the refit did move it
     // every filter of a full bank may move, but P_top does not
-    for (const p of structured.hooks!.frozen!) expect(adopted.graph.initializers.get(p)!.constValue!.data).toEqual(structured.hooks!.model!.graph.initializers.get(p)!.constValue!.data);
+    for (const p of structured.hooks!.frozen!)
+      expect(adopted.graph.initializers.get(p)!.constValue!.data).toEqual(
+        structured.hooks!.model!.graph.initializers.get(p)!.constValue!.data,
+      );
   });
 
-  it('regroup\'s shape inference agrees with onnxruntime\'s output shapes', async () => {
+  it("regroup's shape inference agrees with onnxruntime's output shapes", async () => {
     const shapes = inferShapes(structured.model);
     const out = await outputsOf(structured.model, randomFeeds(dense, { seed: 1 }));
     for (const v of structured.model.graph.outputs) {
@@ -119,14 +140,18 @@ describe.each(['fmnist-resnet', 'fmnist-vgg'])('dcff on %s at keepMacs 0.5', (na
     }
   });
 
-  it('BatchNormalization after a fused conv keeps the parameters of the kept channels (row r\'s channel = argmax of P_top[r])', () => {
+  it("BatchNormalization after a fused conv keeps the parameters of the kept channels (row r's channel = argmax of P_top[r])", () => {
     const training = structured.hooks!.model!;
     let checked = 0;
     for (const pName of structured.hooks!.frozen!) {
       const p = training.graph.initializers.get(pName)!.constValue!;
       const [m, channels] = p.dims as [number, number];
       const values = p.toFloat64();
-      const rows = Array.from({ length: m }, (_, r) => values.subarray(r * channels, (r + 1) * channels).indexOf(Math.max(...values.subarray(r * channels, (r + 1) * channels))));
+      const rows = Array.from({ length: m }, (_, r) =>
+        values
+          .subarray(r * channels, (r + 1) * channels)
+          .indexOf(Math.max(...values.subarray(r * channels, (r + 1) * channels))),
+      );
       const matmul = [...training.graph.nodes()].find((n) => n.opType === 'MatMul' && n.inputs[0]!.name === pName)!;
       const conv = matmul.output(0).uses()[0]!.node.output(0).uses()[0]!.node;
       const bn = consumerOf(conv, 'BatchNormalization');
@@ -147,7 +172,9 @@ function groupsOf(structured: Structured) {
   const training = structured.hooks!.model!;
   return structured.hooks!.frozen!.map((pTop) => {
     const p = training.graph.initializers.get(pTop)!.constValue!;
-    const fulls = [...training.graph.nodes()].filter((n) => n.opType === 'MatMul' && n.inputs[0]!.name === pTop).map((n) => n.inputs[1]!.producer!.inputs[0]!.name);
+    const fulls = [...training.graph.nodes()]
+      .filter((n) => n.opType === 'MatMul' && n.inputs[0]!.name === pTop)
+      .map((n) => n.inputs[1]!.producer!.inputs[0]!.name);
     const weights = fulls.filter((f) => training.graph.initializers.get(f)!.constValue!.dims.length > 1);
     return { pTop, keep: p.dims[0]!, channels: p.dims[1]!, weights, tensors: [] };
   });
@@ -170,7 +197,8 @@ describe('dcff structure', () => {
 
   it('--from-scratch re-initialises He-normal, seeded: same seed same bytes, other seed other weights', async () => {
     const dense = prepared('fmnist-vgg');
-    const run = async (seed: number) => encodeModel((await dcff.structure(dense, { fromScratch: true }, 0.5, context([], seed))).model).bytes;
+    const run = async (seed: number) =>
+      encodeModel((await dcff.structure(dense, { fromScratch: true }, 0.5, context([], seed))).model).bytes;
     const [a, b, c] = [await run(3), await run(3), await run(4)];
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
     expect(Buffer.from(a).equals(Buffer.from(c))).toBe(false);

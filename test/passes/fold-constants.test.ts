@@ -44,49 +44,138 @@ const ints = (b: GraphBuilder, values: number[]) => b.ints(`shape${serial++}`, v
 
 /** Data movement, casts and int64 arithmetic: all must match ORT exactly. */
 const EXACT_CASES: Case[] = [
-  { name: 'Reshape with 0 and -1', opset: 13, folded: 1, build: (b) => b.op('Reshape', [c(b, floats([2, 3, 4])), ints(b, [0, -1])]) },
-  { name: 'Reshape allowzero on an empty tensor', opset: 14, folded: 1, build: (b) => b.op('Reshape', [c(b, floats([2, 0, 3])), ints(b, [0, 6])], { allowzero: 1 }) },
-  { name: 'Reshape-1 with a shape attribute', opset: 4, folded: 1, build: (b) => b.op('Reshape', [c(b, floats([2, 6]))], { shape: [3, -1] }) },
-  { name: 'Flatten axis 2', opset: 13, folded: 1, build: (b) => b.op('Flatten', [c(b, floats([2, 3, 4, 5]))], { axis: 2 }) },
-  { name: 'Flatten axis -1', opset: 13, folded: 1, build: (b) => b.op('Flatten', [c(b, floats([2, 3, 4]))], { axis: -1 }) },
-  { name: 'Squeeze-11 axes attribute', opset: 11, folded: 1, build: (b) => b.op('Squeeze', [c(b, floats([1, 3, 1]))], { axes: [0, -1] }) },
-  { name: 'Squeeze-13 without axes', opset: 13, folded: 1, build: (b) => b.op('Squeeze', [c(b, floats([1, 3, 1, 2]))]) },
-  { name: 'Squeeze-13 axes input', opset: 13, folded: 1, build: (b) => b.op('Squeeze', [c(b, floats([1, 3, 1, 2])), ints(b, [2])]) },
-  { name: 'Unsqueeze-11 axes attribute', opset: 11, folded: 1, build: (b) => b.op('Unsqueeze', [c(b, floats([3, 2]))], { axes: [0, -1] }) },
-  { name: 'Unsqueeze-13 axes input', opset: 13, folded: 1, build: (b) => b.op('Unsqueeze', [c(b, floats([3, 2])), ints(b, [1, -1])]) },
-  { name: 'Transpose perm', opset: 13, folded: 1, build: (b) => b.op('Transpose', [c(b, floats([2, 3, 4]))], { perm: [2, 0, 1] }) },
-  { name: 'Transpose default perm', opset: 13, folded: 1, build: (b) => b.op('Transpose', [c(b, floats([2, 3, 4, 5]))]) },
   {
-    name: 'Concat of three on axis 1', opset: 13, folded: 1,
-    build: (b) => b.op('Concat', [c(b, floats([2, 1, 3])), c(b, floats([2, 2, 3])), c(b, floats([2, 3, 3]))], { axis: 1 }),
+    name: 'Reshape with 0 and -1',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Reshape', [c(b, floats([2, 3, 4])), ints(b, [0, -1])]),
   },
-  { name: 'Concat axis -1', opset: 13, folded: 1, build: (b) => b.op('Concat', [c(b, floats([2, 2])), c(b, floats([2, 3]))], { axis: -1 }) },
   {
-    name: 'Gather axis 1, 2-D int64 indices with negatives', opset: 13, folded: 1,
+    name: 'Reshape allowzero on an empty tensor',
+    opset: 14,
+    folded: 1,
+    build: (b) => b.op('Reshape', [c(b, floats([2, 0, 3])), ints(b, [0, 6])], { allowzero: 1 }),
+  },
+  {
+    name: 'Reshape-1 with a shape attribute',
+    opset: 4,
+    folded: 1,
+    build: (b) => b.op('Reshape', [c(b, floats([2, 6]))], { shape: [3, -1] }),
+  },
+  {
+    name: 'Flatten axis 2',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Flatten', [c(b, floats([2, 3, 4, 5]))], { axis: 2 }),
+  },
+  {
+    name: 'Flatten axis -1',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Flatten', [c(b, floats([2, 3, 4]))], { axis: -1 }),
+  },
+  {
+    name: 'Squeeze-11 axes attribute',
+    opset: 11,
+    folded: 1,
+    build: (b) => b.op('Squeeze', [c(b, floats([1, 3, 1]))], { axes: [0, -1] }),
+  },
+  {
+    name: 'Squeeze-13 without axes',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Squeeze', [c(b, floats([1, 3, 1, 2]))]),
+  },
+  {
+    name: 'Squeeze-13 axes input',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Squeeze', [c(b, floats([1, 3, 1, 2])), ints(b, [2])]),
+  },
+  {
+    name: 'Unsqueeze-11 axes attribute',
+    opset: 11,
+    folded: 1,
+    build: (b) => b.op('Unsqueeze', [c(b, floats([3, 2]))], { axes: [0, -1] }),
+  },
+  {
+    name: 'Unsqueeze-13 axes input',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Unsqueeze', [c(b, floats([3, 2])), ints(b, [1, -1])]),
+  },
+  {
+    name: 'Transpose perm',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Transpose', [c(b, floats([2, 3, 4]))], { perm: [2, 0, 1] }),
+  },
+  {
+    name: 'Transpose default perm',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Transpose', [c(b, floats([2, 3, 4, 5]))]),
+  },
+  {
+    name: 'Concat of three on axis 1',
+    opset: 13,
+    folded: 1,
+    build: (b) =>
+      b.op('Concat', [c(b, floats([2, 1, 3])), c(b, floats([2, 2, 3])), c(b, floats([2, 3, 3]))], { axis: 1 }),
+  },
+  {
+    name: 'Concat axis -1',
+    opset: 13,
+    folded: 1,
+    build: (b) => b.op('Concat', [c(b, floats([2, 2])), c(b, floats([2, 3]))], { axis: -1 }),
+  },
+  {
+    name: 'Gather axis 1, 2-D int64 indices with negatives',
+    opset: 13,
+    folded: 1,
     build: (b) => b.op('Gather', [c(b, floats([2, 3, 4])), b.ints('idx', [0, -1, 2, 1], [2, 2])], { axis: 1 }),
   },
   {
-    name: 'Gather scalar int32 index', opset: 13, folded: 1,
-    build: (b) => b.op('Gather', [c(b, floats([3, 4])), b.initializer('idx', Tensor.fromArray(DataType.INT32, [], Int32Array.of(-2)))]),
+    name: 'Gather scalar int32 index',
+    opset: 13,
+    folded: 1,
+    build: (b) =>
+      b.op('Gather', [
+        c(b, floats([3, 4])),
+        b.initializer('idx', Tensor.fromArray(DataType.INT32, [], Int32Array.of(-2))),
+      ]),
   },
   {
-    name: 'a chain Identity → Transpose → Reshape folds in one run', opset: 13, folded: 3,
+    name: 'a chain Identity → Transpose → Reshape folds in one run',
+    opset: 13,
+    folded: 3,
     build: (b) => b.op('Reshape', [b.op('Transpose', [b.op('Identity', [c(b, floats([2, 3]))])]), ints(b, [-1])]),
   },
   {
-    name: 'Cast float32 → int64 truncates, → int32 → float64 → float32', opset: 13, folded: 4,
+    name: 'Cast float32 → int64 truncates, → int32 → float64 → float32',
+    opset: 13,
+    folded: 4,
     build: (b) => {
       const x = c(b, Tensor.float32([6], [-2.7, -0.5, 0.5, 2.5, 1e9, -3]));
       const i64 = b.op('Cast', [x], { to: DataType.INT64 });
-      return b.op('Cast', [b.op('Cast', [b.op('Cast', [i64], { to: DataType.INT32 })], { to: DataType.DOUBLE })], { to: DataType.FLOAT });
+      return b.op('Cast', [b.op('Cast', [b.op('Cast', [i64], { to: DataType.INT32 })], { to: DataType.DOUBLE })], {
+        to: DataType.FLOAT,
+      });
     },
   },
   {
-    name: 'Cast int64 → float32 and float32 → float64', opset: 13, folded: 2,
-    build: (b) => b.op('Cast', [b.op('Cast', [b.ints('k', [-(2 ** 53), 16777217, -5, 2 ** 40 + 1])], { to: DataType.FLOAT })], { to: DataType.DOUBLE }),
+    name: 'Cast int64 → float32 and float32 → float64',
+    opset: 13,
+    folded: 2,
+    build: (b) =>
+      b.op('Cast', [b.op('Cast', [b.ints('k', [-(2 ** 53), 16777217, -5, 2 ** 40 + 1])], { to: DataType.FLOAT })], {
+        to: DataType.DOUBLE,
+      }),
   },
   {
-    name: 'int64 Add/Sub/Mul/Div with broadcasting, division truncating toward zero', opset: 13, folded: 4,
+    name: 'int64 Add/Sub/Mul/Div with broadcasting, division truncating toward zero',
+    opset: 13,
+    folded: 4,
     build: (b) => {
       const x = b.ints('x', [-7, 7, 9, -9, 100, 3], [2, 3]);
       const y = b.ints('y', [2, -3, 4]);
@@ -94,14 +183,19 @@ const EXACT_CASES: Case[] = [
     },
   },
   {
-    name: 'float16 data movement copies bit patterns', opset: 13, folded: 4,
+    name: 'float16 data movement copies bit patterns',
+    opset: 13,
+    folded: 4,
     build: (b) => {
       const t = b.op('Transpose', [b.op('Reshape', [c(b, halfs([2, 3, 4])), ints(b, [6, 4])])]);
       return b.op('Gather', [b.op('Concat', [t, c(b, halfs([4, 2]))], { axis: 1 }), b.ints('idx', [3, 0])]);
     },
   },
   {
-    name: 'Constant nodes of every attribute form feed folds', opset: 13, folded: 3, lifted: 4,
+    name: 'Constant nodes of every attribute form feed folds',
+    opset: 13,
+    folded: 3,
+    lifted: 4,
     build: (b) => {
       const data = b.op('Constant', [], { value: floats([2, 3]) });
       const shape = b.op('Constant', [], { value_ints: [3, 2] });
@@ -137,7 +231,10 @@ describe('fold-constants on constant subgraphs, checked against onnxruntime', ()
     const x = b.input('x', [2, 3, 4]);
     const p = b.initializer('p', floats([2, 1, 4]));
     const q = b.initializer('q', floats([3, 1]));
-    const folded = b.op('Div', [b.op('Mul', [b.op('Add', [p, q]), q]), b.op('Sub', [p, b.op('Constant', [], { value_float: floatAttr(0.25) })])]);
+    const folded = b.op('Div', [
+      b.op('Mul', [b.op('Add', [p, q]), q]),
+      b.op('Sub', [p, b.op('Constant', [], { value_float: floatAttr(0.25) })]),
+    ]);
     b.output(b.op('Mul', [folded, x], {}, 'out'));
     const result = await checkRewrite(b.model, [foldConstants], { rtol: 1e-6 });
     expect(totalStats(result)).toEqual({ constantsLifted: 1, nodesFolded: 4 });
@@ -160,7 +257,9 @@ describe('fold-constants on constant subgraphs, checked against onnxruntime', ()
     const result = await checkRewrite(b.model, [foldConstants], 'exact');
     expect(totalStats(result)).toEqual({ constantsLifted: 1, nodesFolded: 2 });
     expect(opCounts(b.model)).toEqual({ Reshape: 1 });
-    expect(Array.from(b.model.graph.outputs[0]!.producer!.input(1).constValue!.data as BigInt64Array, Number)).toEqual([2, -1]);
+    expect(Array.from(b.model.graph.outputs[0]!.producer!.input(1).constValue!.data as BigInt64Array, Number)).toEqual([
+      2, -1,
+    ]);
   });
 
   it('bfloat16 Transpose copies bit patterns', () => {
@@ -225,7 +324,9 @@ describe('fold-constants leaves alone what it must not fold', () => {
   });
   unchanged('a broadcast that would grow the model past 65536 elements', () => {
     const b = new GraphBuilder({ opset: 13 });
-    b.output(b.op('Identity', [b.op('Add', [b.initializer('p', floats([300, 1])), b.initializer('q', floats([1, 300]))])]));
+    b.output(
+      b.op('Identity', [b.op('Add', [b.initializer('p', floats([300, 1])), b.initializer('q', floats([1, 300]))])]),
+    );
     return b.model;
   });
   unchanged('Shape of a symbolically shaped input', () => {
@@ -248,7 +349,8 @@ describe('fold-constants leaves alone what it must not fold', () => {
     b.output(b.op('Identity', [t]));
     return b.model;
   });
-  for (const [key, build] of Object.entries(FIXTURES)) unchanged(`fixture ${key} (initializers only, nothing constant to compute)`, build);
+  for (const [key, build] of Object.entries(FIXTURES))
+    unchanged(`fixture ${key} (initializers only, nothing constant to compute)`, build);
 
   it('logs why a node with constant inputs stays', () => {
     const b = new GraphBuilder({ opset: 13 });
@@ -266,11 +368,19 @@ describe.skipIf(!haveShared)('fold-constants + cleanup on real models', () => {
     const model = loadModel(sharedModel('ppocr'));
     expect(opCounts(model)).toMatchObject({ Constant: 275, Reshape: 19 });
     const result = await checkRewrite(model, [foldConstants, cleanup], 'exact', { shapes: PPOCR_SHAPES });
-    expect(totalStats(result)).toEqual({ constantsLifted: 275, nodesFolded: 18, nodesRemoved: 0, initializersRemoved: 36, valueInfoRemoved: 0 });
+    expect(totalStats(result)).toEqual({
+      constantsLifted: 275,
+      nodesFolded: 18,
+      nodesRemoved: 0,
+      initializersRemoved: 36,
+      valueInfoRemoved: 0,
+    });
     const counts = opCounts(model);
     expect(counts.Constant).toBeUndefined();
     expect(counts.Reshape).toBe(1);
-    const reshapesOfConstants = model.graph.nodeList().filter((n) => n.opType === 'Reshape' && n.inputs.every((v) => v?.isInitializer()));
+    const reshapesOfConstants = model.graph
+      .nodeList()
+      .filter((n) => n.opType === 'Reshape' && n.inputs.every((v) => v?.isInitializer()));
     expect(reshapesOfConstants).toEqual([]);
     expect(model.graph.inputs.map((v) => v.name)).toEqual(['x']);
   });

@@ -19,7 +19,19 @@ import { loadModel } from '../../compiler/onnx/io.js';
 import { Random } from '../../compiler/util/random.js';
 import { BASELINES } from '../../fixtures/baselines.js';
 import { FIXTURES, resnetTiny, vggChain } from '../../fixtures/models.js';
-import { LOWERING_FORMS, lowerGrouped, lowerGroupedPass, maskLayer, PREPARE, runPasses, selfGroup, selfGroupPipeline, type LayerChoice, type LoweringForm, type SelfGroupContext } from '../../passes/index.js';
+import {
+  LOWERING_FORMS,
+  lowerGrouped,
+  lowerGroupedPass,
+  maskLayer,
+  PREPARE,
+  runPasses,
+  selfGroup,
+  selfGroupPipeline,
+  type LayerChoice,
+  type LoweringForm,
+  type SelfGroupContext,
+} from '../../passes/index.js';
 import { effectiveWidth, GROUP_COST_PER_POSITION, NODE_COST, opsCost } from '../../passes/lower-cost.js';
 import { randomFeeds } from '../../runtime/inputs.js';
 import { haveShared, sharedModel } from '../helpers/shared.js';
@@ -98,10 +110,14 @@ describe('every form reproduces the masked-dense reference on every fixture', ()
         expect(choices.length).toBe(connectivity.size);
         expect(choices.filter((c) => !connectivity.has(c.node)).map((c) => c.label)).toEqual([]);
         for (const c of choices) {
-          if (form !== 'auto' && c.form !== form) expect(c.reason).toMatch(form === 'grouped' ? /forced 'grouped' does not apply|connectivity is dense/ : /connectivity is dense/);
+          if (form !== 'auto' && c.form !== form)
+            expect(c.reason).toMatch(
+              form === 'grouped' ? /forced 'grouped' does not apply|connectivity is dense/ : /connectivity is dense/,
+            );
           expectFormStructure(lowered, c);
         }
-        if (form === 'padded' || form === 'per-group') expect(choices.filter((c) => c.form === form).length).toBeGreaterThan(0);
+        if (form === 'padded' || form === 'per-group')
+          expect(choices.filter((c) => c.form === form).length).toBeGreaterThan(0);
         expectOpCounts(reference, lowered, choices);
         await expectReproduces(reference, lowered, TOLERANCE);
       });
@@ -111,11 +127,14 @@ describe('every form reproduces the masked-dense reference on every fixture', ()
 
 /** Real exports: ResNet-20 (opset 9, PyTorch 1.6) and torchvision MobileNetV2 (dynamo, opset 18, depthwise). */
 describe('real models from ../shared/fixtures', () => {
-  const shared: Record<string, string> = haveShared ? { resnet20: 'resnet20', 'mobilenet_v2': 'mobilenetV2' } : {};
+  const shared: Record<string, string> = haveShared ? { resnet20: 'resnet20', mobilenet_v2: 'mobilenetV2' } : {};
   for (const [name, key] of Object.entries(shared)) {
     for (const form of ['padded', 'per-group', 'auto'] as const) {
       it(`${name}: ${form}`, async () => {
-        const { model: reference, connectivity } = selfGroup(prepared(() => loadModel(sharedModel(key))), { groups: 8, keepMacs: 0.6, seed: 1 });
+        const { model: reference, connectivity } = selfGroup(
+          prepared(() => loadModel(sharedModel(key))),
+          { groups: 8, keepMacs: 0.6, seed: 1 },
+        );
         const { model: lowered, choices } = await lowerGrouped(reference, connectivity, { form });
         for (const c of choices) expectFormStructure(lowered, c);
         expectOpCounts(reference, lowered, choices);
@@ -138,11 +157,22 @@ function balancedConnectivity(outChannels: number, inChannels: number, groups: n
 }
 
 /** Mask every conv that splits evenly into `groups` with a connectivity from `make`; the table of what was masked. */
-function maskEvenConvs(model: Model, groups: number, make: (out: number, inp: number) => Connectivity): Map<Node, Connectivity> {
+function maskEvenConvs(
+  model: Model,
+  groups: number,
+  make: (out: number, inp: number) => Connectivity,
+): Map<Node, Connectivity> {
   const table = new Map<Node, Connectivity>();
   for (const node of model.graph.nodeList()) {
     const w = constantOf(node.inputs[1]);
-    if (node.opType !== 'Conv' || !w || node.getInt('group', 1) !== 1 || !node.input(1).isInitializer() || node.input(1).useCount !== 1) continue;
+    if (
+      node.opType !== 'Conv' ||
+      !w ||
+      node.getInt('group', 1) !== 1 ||
+      !node.input(1).isInitializer() ||
+      node.input(1).useCount !== 1
+    )
+      continue;
     const [out, inp] = w.dims as [number, number];
     if (inp < 4 || out % groups !== 0 || inp % groups !== 0) continue;
     const conn = make(out, inp);
@@ -248,7 +278,9 @@ describe('tuning', () => {
       const { model: reference, connectivity } = selfGroup(prepared(MODELS[name]!), { groups: 4, cp: 40, seed: 8 });
       for (const seed of [1, 2, 3]) {
         const random = new Random(seed);
-        const { model: lowered } = await lowerGrouped(reference, connectivity, { tune: async (c) => c.map(() => random.next()) });
+        const { model: lowered } = await lowerGrouped(reference, connectivity, {
+          tune: async (c) => c.map(() => random.next()),
+        });
         await expectReproduces(reference, lowered, TOLERANCE);
       }
     });
@@ -262,10 +294,27 @@ describe('cost model', () => {
    * (batch 8) set the MAC-equivalent rate; what is not a residual 3×3 conv keeps its time.
    */
   function realised(groups: number, batch: number): number {
-    const stages = [[64, 56], [128, 28], [256, 14], [512, 7]] as const;
-    const layers = stages.flatMap(([c, size], s) => [0, 1, 2, 3].map((i) => ({ out: c, in: s > 0 && i === 0 ? c / 2 : c, positions: size * size })));
+    const stages = [
+      [64, 56],
+      [128, 28],
+      [256, 14],
+      [512, 7],
+    ] as const;
+    const layers = stages.flatMap(([c, size], s) =>
+      [0, 1, 2, 3].map((i) => ({ out: c, in: s > 0 && i === 0 ? c / 2 : c, positions: size * size })),
+    );
     const options = { simdBlock: 16, batch };
-    const cost = (g: number) => layers.reduce((sum, l) => sum + opsCost([{ kind: 'conv', groups: Array.from({ length: g }, () => ({ filters: l.out / g, width: l.in / g })) }], { kernelArea: 9, inputPositions: l.positions, outputPositions: l.positions }, options), 0);
+    const cost = (g: number) =>
+      layers.reduce(
+        (sum, l) =>
+          sum +
+          opsCost(
+            [{ kind: 'conv', groups: Array.from({ length: g }, () => ({ filters: l.out / g, width: l.in / g })) }],
+            { kernelArea: 9, inputPositions: l.positions, outputPositions: l.positions },
+            options,
+          ),
+        0,
+      );
     const denseMs = batch === 1 ? 9.7 : 71;
     const macsPerMs = (1.81e9 * batch) / denseMs; // the measured whole-network rate
     const restMs = denseMs - cost(1) / macsPerMs;
@@ -286,7 +335,12 @@ describe('cost model', () => {
   it('charges per group and per misaligned width, not only per MAC', () => {
     const geometry = { kernelArea: 9, inputPositions: 196, outputPositions: 196 };
     const options = { simdBlock: 16, batch: 1 };
-    const conv = (groups: number, filters: number, width: number) => opsCost([{ kind: 'conv', groups: Array.from({ length: groups }, () => ({ filters, width })) }], geometry, options);
+    const conv = (groups: number, filters: number, width: number) =>
+      opsCost(
+        [{ kind: 'conv', groups: Array.from({ length: groups }, () => ({ filters, width })) }],
+        geometry,
+        options,
+      );
     // same MACs, 4× the groups: dearer by the per-group term
     expect(conv(16, 16, 16) - conv(4, 32, 32)).toBeCloseTo(12 * GROUP_COST_PER_POSITION * 196, 6);
     expect(effectiveWidth(32, 16)).toBe(32);
@@ -299,10 +353,16 @@ describe('cost model', () => {
 describe('contract', () => {
   it('refuses a connectivity that names a node of another model or does not match the weight', async () => {
     const { model, connectivity } = selfGroup(prepared(resnetTiny), { groups: 2, cp: 50 });
-    const stranger = prepared(resnetTiny).graph.nodeList().find((n) => n.name === 'layer1.0.conv')!;
-    await expect(lowerGrouped(model, new Map([[stranger, connectivity.values().next().value!]]))).rejects.toThrow(/connectivity names node layer1.0.conv \(Conv\), which is not in the model being lowered/);
+    const stranger = prepared(resnetTiny)
+      .graph.nodeList()
+      .find((n) => n.name === 'layer1.0.conv')!;
+    await expect(lowerGrouped(model, new Map([[stranger, connectivity.values().next().value!]]))).rejects.toThrow(
+      /connectivity names node layer1.0.conv \(Conv\), which is not in the model being lowered/,
+    );
     const own = model.graph.nodeList().find((n) => n.name === 'layer1.0.conv')!;
-    await expect(lowerGrouped(model, new Map([[own, uniformConnectivity(8, 8, 2)]]))).rejects.toThrow(/'layer1.0.conv' does not match its connectivity/);
+    await expect(lowerGrouped(model, new Map([[own, uniformConnectivity(8, 8, 2)]]))).rejects.toThrow(
+      /'layer1.0.conv' does not match its connectivity/,
+    );
   });
 
   it('the pass lowers what self-group left in the context; without it, nothing changes', () => {

@@ -11,7 +11,12 @@
  * exactly, where uniform grouping by index keeps only a fraction of the weight mass.
  */
 import { describe, expect, it } from 'vitest';
-import { connectivityMask, connectivityPairs, importanceVectors, type Connectivity } from '../../compiler/analysis/connectivity.js';
+import {
+  connectivityMask,
+  connectivityPairs,
+  importanceVectors,
+  type Connectivity,
+} from '../../compiler/analysis/connectivity.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { GraphBuilder } from '../../compiler/ir/builder.js';
 import { constantOf } from '../../compiler/ir/constants.js';
@@ -37,7 +42,12 @@ function prepared(build: () => Model): Model {
 }
 
 function convsByName(model: Model): Map<string, Node> {
-  return new Map(model.graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => [n.name, n] as const));
+  return new Map(
+    model.graph
+      .nodeList()
+      .filter((n) => n.opType === 'Conv')
+      .map((n) => [n.name, n] as const),
+  );
 }
 
 /** The connectivity of the result's node named `name` (fixture names are unique). */
@@ -95,11 +105,16 @@ describe('fixtures: balanced groups, exact masking, target, lowering to Conv(gro
         const conn = result.connectivity.get(layer.node)!;
         expect(conn.inChannels / layer.groups).toBeGreaterThanOrEqual(4);
         expectBalanced(conn, layer.groups);
-        expectMasked(constantOf(original.get(layer.label)!.inputs[1])!, constantOf(masked.get(layer.label)!.inputs[1])!, conn);
+        expectMasked(
+          constantOf(original.get(layer.label)!.inputs[1])!,
+          constantOf(masked.get(layer.label)!.inputs[1])!,
+          conn,
+        );
         expect(masked.get(layer.label)).toBe(layer.node);
         expect(layer.macsAfter * layer.groups).toBeCloseTo(layer.macsBefore, 6);
       }
-      const macsAfter = result.stats.macsBefore - result.stats.layers.reduce((s, l) => s + l.macsBefore - l.macsAfter, 0);
+      const macsAfter =
+        result.stats.macsBefore - result.stats.layers.reduce((s, l) => s + l.macsBefore - l.macsAfter, 0);
       expect(result.stats.macsAfter).toBeCloseTo(macsAfter, 3);
 
       const { model: lowered, choices } = await lowerGrouped(result.model, result.connectivity, { form: 'grouped' });
@@ -117,9 +132,14 @@ describe('fixtures: balanced groups, exact masking, target, lowering to Conv(gro
 
   it('deterministic: the same seed gives identical bytes and connectivities', () => {
     const model = prepared(fmnistResnet);
-    const [a, b] = [balancedSelfGroup(model, { keepMacs: 0.4, seed: 5 }), balancedSelfGroup(model, { keepMacs: 0.4, seed: 5 })];
+    const [a, b] = [
+      balancedSelfGroup(model, { keepMacs: 0.4, seed: 5 }),
+      balancedSelfGroup(model, { keepMacs: 0.4, seed: 5 }),
+    ];
     expect(Buffer.from(encodeModel(a.model).bytes).equals(Buffer.from(encodeModel(b.model).bytes))).toBe(true);
-    expect([...a.connectivity].map(([node, conn]) => [node.name, conn])).toEqual([...b.connectivity].map(([node, conn]) => [node.name, conn]));
+    expect([...a.connectivity].map(([node, conn]) => [node.name, conn])).toEqual(
+      [...b.connectivity].map(([node, conn]) => [node.name, conn]),
+    );
   });
 
   it('keepMacs 1 groups nothing; the stem (1 input) and minWidth bound what can be grouped', () => {
@@ -130,7 +150,8 @@ describe('fixtures: balanced groups, exact masking, target, lowering to Conv(gro
     const most = balancedSelfGroup(model, { keepMacs: 0.01, minWidth: 8 });
     expect(most.stats.targetMet).toBe(false);
     expect(most.stats.layers.map((l) => l.label)).not.toContain('stem.conv');
-    for (const l of most.stats.layers) expect(most.connectivity.get(l.node)?.inChannels ?? 8).toBeGreaterThanOrEqual(8 * l.groups);
+    for (const l of most.stats.layers)
+      expect(most.connectivity.get(l.node)?.inChannels ?? 8).toBeGreaterThanOrEqual(8 * l.groups);
     expect(() => balancedSelfGroup(model, { keepMacs: 0 })).toThrow(RegroupError);
   });
 });
@@ -145,7 +166,10 @@ function planted(seed: number): { model: Model; filterGroup: number[]; inputGrou
   const filterGroup = random.shuffle(Array.from({ length: 32 }, (_, i) => i % 4));
   const inputGroup = random.shuffle(Array.from({ length: 16 }, (_, j) => j % 4));
   const data = new Float32Array(32 * 16 * 9);
-  for (let f = 0; f < 32; f++) for (let j = 0; j < 16; j++) for (let k = 0; k < 9; k++) data[(f * 16 + j) * 9 + k] = random.normal() * (filterGroup[f] === inputGroup[j] ? 1 : 0.02);
+  for (let f = 0; f < 32; f++)
+    for (let j = 0; j < 16; j++)
+      for (let k = 0; k < 9; k++)
+        data[(f * 16 + j) * 9 + k] = random.normal() * (filterGroup[f] === inputGroup[j] ? 1 : 0.02);
   const b = new GraphBuilder({ opset: 17, seed });
   const x = b.input('x', [1, 16, 8, 8]);
   const w = b.initializer('conv.weight', Tensor.float32([32, 16, 3, 3], data));
@@ -188,7 +212,9 @@ describe('planted block structure', () => {
       // Planted mass ≈ 4·1 / (4·1 + 12·0.02) ≈ 0.943 per filter; by index a block overlaps the planted one in ~1 of 4 inputs.
       expect(keptMass(weight, mine)).toBeGreaterThan(0.93);
       expect(keptMass(weight, theirs)).toBeLessThan(0.6);
-      const { model: lowered, choices } = await lowerGrouped(balanced.model, balanced.connectivity, { form: 'grouped' });
+      const { model: lowered, choices } = await lowerGrouped(balanced.model, balanced.connectivity, {
+        form: 'grouped',
+      });
       expect(choices.map((c) => [c.form, c.groups])).toEqual([['grouped', 4]]);
       await expectReproduces(balanced.model, lowered, TOLERANCE);
     });
@@ -197,20 +223,36 @@ describe('planted block structure', () => {
 
 describe('balancedConnectivity', () => {
   it('identical vectors (k-means finds one cluster) still split into g equal disjoint groups', () => {
-    const conn = balancedConnectivity(Array.from({ length: 8 }, () => [1, 1, 1, 1]), 4);
+    const conn = balancedConnectivity(
+      Array.from({ length: 8 }, () => [1, 1, 1, 1]),
+      4,
+    );
     expectBalanced(conn, 4);
   });
 
   it('refuses group counts that do not divide both channel counts, naming the fix', () => {
-    expect(() => balancedConnectivity(Array.from({ length: 6 }, () => [1, 2, 3, 4]), 4)).toThrow(/pick a group count dividing both/);
+    expect(() =>
+      balancedConnectivity(
+        Array.from({ length: 6 }, () => [1, 2, 3, 4]),
+        4,
+      ),
+    ).toThrow(/pick a group count dividing both/);
   });
 
   it('calibration scaling is applied and its channel count checked', () => {
     const { model } = planted(1);
     const input = model.graph.nodeList()[0]!.input(0);
-    expect(() => balancedSelfGroup(model, { keepMacs: 0.25 }, { channelMeanAbs: new Map([[input, new Float64Array(3)]]) })).toThrow(/has 3 channels but 'conv' reads 16/);
+    expect(() =>
+      balancedSelfGroup(model, { keepMacs: 0.25 }, { channelMeanAbs: new Map([[input, new Float64Array(3)]]) }),
+    ).toThrow(/has 3 channels but 'conv' reads 16/);
     // Uniform scaling leaves every distance ordering intact: the same groups come back.
-    const scaled = balancedSelfGroup(model, { keepMacs: 0.25 }, { channelMeanAbs: new Map([[input, new Float64Array(16).fill(2)]]) });
-    expect(clusterKeys(connOf(scaled, 'conv'))).toEqual(clusterKeys(connOf(balancedSelfGroup(model, { keepMacs: 0.25 }), 'conv')));
+    const scaled = balancedSelfGroup(
+      model,
+      { keepMacs: 0.25 },
+      { channelMeanAbs: new Map([[input, new Float64Array(16).fill(2)]]) },
+    );
+    expect(clusterKeys(connOf(scaled, 'conv'))).toEqual(
+      clusterKeys(connOf(balancedSelfGroup(model, { keepMacs: 0.25 }), 'conv')),
+    );
   });
 });

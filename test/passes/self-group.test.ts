@@ -8,7 +8,19 @@
  * weights zeroed.
  */
 import { describe, expect, it } from 'vitest';
-import { connectivityMacs, connectivityMask, convConnectivity, denseConnectivity, expandGroupedWeight, importanceVectors, isDense, maskWeight, uniformConnectivity, validateConnectivity, type Connectivity } from '../../compiler/analysis/connectivity.js';
+import {
+  connectivityMacs,
+  connectivityMask,
+  convConnectivity,
+  denseConnectivity,
+  expandGroupedWeight,
+  importanceVectors,
+  isDense,
+  maskWeight,
+  uniformConnectivity,
+  validateConnectivity,
+  type Connectivity,
+} from '../../compiler/analysis/connectivity.js';
 import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../../compiler/errors.js';
@@ -21,12 +33,29 @@ import { encodeModel } from '../../compiler/onnx/encode.js';
 import { loadModel } from '../../compiler/onnx/io.js';
 import { BASELINES } from '../../fixtures/baselines.js';
 import { flattenGemmHead, mobilenetV2Block, resnetTiny, resnextBlock, vggChain } from '../../fixtures/models.js';
-import { planSelfGroup, PREPARE, runPasses, selfGroup, selfGroupPass, type SelfGroupContext } from '../../passes/index.js';
+import {
+  planSelfGroup,
+  PREPARE,
+  runPasses,
+  selfGroup,
+  selfGroupPass,
+  type SelfGroupContext,
+} from '../../passes/index.js';
 import type { SelfGroupStats } from '../../passes/self-group.js';
 import { kmeans } from 'ml-kmeans';
 import { connectivityPairs } from '../../compiler/analysis/connectivity.js';
 import { Random } from '../../compiler/util/random.js';
-import { clusterFilters, keptInputs, lloyd, pairsAt, percentile, seedCenters, sortCentroids, squaredDistance, thresholdClusters } from '../../passes/self-group-cluster.js';
+import {
+  clusterFilters,
+  keptInputs,
+  lloyd,
+  pairsAt,
+  percentile,
+  seedCenters,
+  sortCentroids,
+  squaredDistance,
+  thresholdClusters,
+} from '../../passes/self-group-cluster.js';
 import { haveShared, sharedModel } from '../helpers/shared.js';
 
 /** How far below the keepMacs target the realised fraction may fall (it never exceeds it). */
@@ -58,13 +87,23 @@ function named<T>(table: ReadonlyMap<Node, T>): Map<string, T> {
 
 /** Stats without Node references (nodes of different copies are different objects). */
 function plainStats(stats: SelfGroupStats): unknown {
-  return { ...stats, layers: stats.layers.map(({ node: _, ...rest }) => rest), skipped: stats.skipped.map(({ node: _, ...rest }) => rest) };
+  return {
+    ...stats,
+    layers: stats.layers.map(({ node: _, ...rest }) => rest),
+    skipped: stats.skipped.map(({ node: _, ...rest }) => rest),
+  };
 }
 
 function handMade(): Model {
   const b = new GraphBuilder({ opset: 17, seed: 5 });
   const x = b.input('x', [1, 4, 6, 6]);
-  const w = b.initializer('conv.weight', Tensor.float32([6, 4, 3, 3], IMPORTANCE.flatMap((row) => row.flatMap((a) => Array(9).fill(a / 9)))));
+  const w = b.initializer(
+    'conv.weight',
+    Tensor.float32(
+      [6, 4, 3, 3],
+      IMPORTANCE.flatMap((row) => row.flatMap((a) => Array(9).fill(a / 9))),
+    ),
+  );
   b.output(b.op('Conv', [x, w], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, 'conv'));
   return b.model;
 }
@@ -72,7 +111,9 @@ function handMade(): Model {
 describe('connectivity', () => {
   it('uniform grouped is block diagonal; a conv with group = 2 has that connectivity', () => {
     const conn = uniformConnectivity(4, 6, 2);
-    expect([...connectivityMask(conn)]).toEqual([1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]);
+    expect([...connectivityMask(conn)]).toEqual([
+      1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1,
+    ]);
     expect(convConnectivity([4, 3, 3, 3], 2)).toEqual(conn);
     expect(convConnectivity([4, 6, 1, 1], 1)).toEqual(denseConnectivity(4, 6));
     expect([isDense(conn), isDense(denseConnectivity(4, 6))]).toEqual([false, true]);
@@ -81,12 +122,60 @@ describe('connectivity', () => {
   });
 
   it('validation names the broken cluster', () => {
-    const two = (filters: number[][], inputs: number[][]): Connectivity => ({ outChannels: 4, inChannels: 3, clusters: filters.map((f, c) => ({ filters: Int32Array.from(f), inputs: Int32Array.from(inputs[c]!) })) });
-    expect(() => validateConnectivity(two([[0, 1], [1, 2, 3]], [[0], [1]]), 'c')).toThrow(/connectivity of 'c': filter 1 is in clusters 0 and 1/);
+    const two = (filters: number[][], inputs: number[][]): Connectivity => ({
+      outChannels: 4,
+      inChannels: 3,
+      clusters: filters.map((f, c) => ({ filters: Int32Array.from(f), inputs: Int32Array.from(inputs[c]!) })),
+    });
+    expect(() =>
+      validateConnectivity(
+        two(
+          [
+            [0, 1],
+            [1, 2, 3],
+          ],
+          [[0], [1]],
+        ),
+        'c',
+      ),
+    ).toThrow(/connectivity of 'c': filter 1 is in clusters 0 and 1/);
     expect(() => validateConnectivity(two([[0, 1], [2]], [[0], [1]]), 'c')).toThrow(/filter 3 is in no cluster/);
-    expect(() => validateConnectivity(two([[0, 1], [2, 3]], [[2, 0], [1]]), 'c')).toThrow(/cluster 0 inputs are not strictly ascending/);
-    expect(() => validateConnectivity(two([[0, 1], [2, 3]], [[0], [3]]), 'c')).toThrow(/cluster 1 inputs: index 3 is outside \[0, 3\)/);
-    expect(() => validateConnectivity(two([[0, 1], [2, 3]], [[0], []]), 'c')).toThrow(/cluster 1 is empty/);
+    expect(() =>
+      validateConnectivity(
+        two(
+          [
+            [0, 1],
+            [2, 3],
+          ],
+          [[2, 0], [1]],
+        ),
+        'c',
+      ),
+    ).toThrow(/cluster 0 inputs are not strictly ascending/);
+    expect(() =>
+      validateConnectivity(
+        two(
+          [
+            [0, 1],
+            [2, 3],
+          ],
+          [[0], [3]],
+        ),
+        'c',
+      ),
+    ).toThrow(/cluster 1 inputs: index 3 is outside \[0, 3\)/);
+    expect(() =>
+      validateConnectivity(
+        two(
+          [
+            [0, 1],
+            [2, 3],
+          ],
+          [[0], []],
+        ),
+        'c',
+      ),
+    ).toThrow(/cluster 1 is empty/);
   });
 
   it('grouped weights expand onto the diagonal; masks zero exactly the unread pairs; importance sums |W| over the kernel', () => {
@@ -95,7 +184,14 @@ describe('connectivity', () => {
     expect(dense.dims).toEqual([4, 2, 1, 2]);
     expect([...dense.data]).toEqual([1, -2, 0, 0, 3, 4, 0, 0, 0, 0, 5, 6, 0, 0, -7, 8]);
     expect([...importanceVectors(dense)]).toEqual([3, 0, 7, 0, 0, 11, 0, 15]);
-    const conn: Connectivity = { outChannels: 4, inChannels: 2, clusters: [{ filters: Int32Array.of(0, 3), inputs: Int32Array.of(0) }, { filters: Int32Array.of(1, 2), inputs: Int32Array.of(0, 1) }] };
+    const conn: Connectivity = {
+      outChannels: 4,
+      inChannels: 2,
+      clusters: [
+        { filters: Int32Array.of(0, 3), inputs: Int32Array.of(0) },
+        { filters: Int32Array.of(1, 2), inputs: Int32Array.of(0, 1) },
+      ],
+    };
     expect([...maskWeight(dense, conn).data]).toEqual([1, -2, 0, 0, 3, 4, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0]);
     expect([...importanceVectors(dense, conn)]).toEqual([3, 0, 7, 0, 0, 11, 0, 0]);
   });
@@ -116,7 +212,10 @@ describe('percentile, kept inputs, k-means', () => {
 
   it('k-means finds the two obvious clusters; their centroids are the member means', () => {
     const c = clusterFilters(IMPORTANCE, 2, { seed: 3, restarts: 3 });
-    expect(c.filters.map((f) => [...f])).toEqual([[0, 1, 2], [3, 4, 5]]);
+    expect(c.filters.map((f) => [...f])).toEqual([
+      [0, 1, 2],
+      [3, 4, 5],
+    ]);
     expect([...c.centroids[0]!].map((v) => +v.toFixed(6))).toEqual([9, 9, 0.666667, 0.666667]);
     // inertia = Σ ‖v − centroid‖² = 2 · (0+1+1 + 1+0+1 + (1/6)²·2+(1/3)²·2+(1/6)²·2) per cluster
     expect(c.inertia).toBeCloseTo(2 * (4 + 2 * (1 / 36 + 1 / 9 + 1 / 36)), 10);
@@ -132,7 +231,10 @@ describe('percentile, kept inputs, k-means', () => {
   it('pairsAt counts the pairs thresholdClusters keeps, at every cp', () => {
     const vectors = clusteredRows(120, 33, 6, 7);
     const c = clusterFilters(vectors, 16, { seed: 0 });
-    for (let cp = 0; cp <= 100; cp += 2.5) expect(pairsAt(c, cp, sortCentroids(c.centroids, 33))).toBe(connectivityPairs(thresholdClusters(c, cp, 120, 33).connectivity));
+    for (let cp = 0; cp <= 100; cp += 2.5)
+      expect(pairsAt(c, cp, sortCentroids(c.centroids, 33))).toBe(
+        connectivityPairs(thresholdClusters(c, cp, 120, 33).connectivity),
+      );
   });
 
   it('τ is the cp-th percentile of all centroid values of the layer', () => {
@@ -140,7 +242,10 @@ describe('percentile, kept inputs, k-means', () => {
     const { connectivity, tau } = thresholdClusters(c, 50, 6, 4);
     // values {9, 9, 2/3, 2/3} ∪ {2/3, 2/3, 9, 9}: the median lies halfway between 2/3 and 9
     expect(tau).toBeCloseTo((2 / 3 + 9) / 2, 12);
-    expect(connectivity.clusters.map((k) => [...k.inputs])).toEqual([[0, 1], [2, 3]]);
+    expect(connectivity.clusters.map((k) => [...k.inputs])).toEqual([
+      [0, 1],
+      [2, 3],
+    ]);
   });
 });
 
@@ -155,14 +260,20 @@ function vectorRows(weight: Tensor): number[][] {
 function clusteredRows(count: number, dims: number, centers: number, seed: number): number[][] {
   const random = new Random(seed);
   const middles = Array.from({ length: centers }, () => Array.from({ length: dims }, () => 3 * random.next()));
-  const rows = Array.from({ length: count }, () => middles[random.int(centers)]!.map((m) => Math.abs(m + 0.4 * (random.next() - 0.5))));
+  const rows = Array.from({ length: count }, () =>
+    middles[random.int(centers)]!.map((m) => Math.abs(m + 0.4 * (random.next() - 0.5))),
+  );
   for (let i = 0; i < count / 10; i++) rows[random.int(count)] = [...rows[random.int(count)]!];
   return rows;
 }
 
 /** ml-kmeans from the same centers, as clusters of filter indices ordered by first filter. */
 function referenceGroups(vectors: number[][], centers: number[][]): number[][] {
-  const { clusters } = kmeans(vectors, centers.length, { initialization: centers, maxIterations: 100, distanceFunction: squaredDistance });
+  const { clusters } = kmeans(vectors, centers.length, {
+    initialization: centers,
+    maxIterations: 100,
+    distanceFunction: squaredDistance,
+  });
   return groupsOf(clusters);
 }
 
@@ -172,18 +283,38 @@ function groupsOf(labels: ArrayLike<number>): number[][] {
   return [...groups.values()].sort((a, b) => a[0]! - b[0]!);
 }
 
-describe('k-means against ml-kmeans (the reference for regroup\'s bounded Lloyd)', () => {
+describe("k-means against ml-kmeans (the reference for regroup's bounded Lloyd)", () => {
   const cases: [string, () => number[][], number][] = [
     ['random clustered 300×40, k 12', () => clusteredRows(300, 40, 8, 1), 12],
     ['random clustered 200×64, k 64', () => clusteredRows(200, 64, 20, 2), 64],
     ['random clustered 90×7, k 30', () => clusteredRows(90, 7, 5, 3), 30],
-    ['an integer grid, where distances tie (lowest center wins)', () => Array.from({ length: 64 }, (_, i) => [i % 8, Math.floor(i / 8) % 4, Math.floor(i / 32)]), 6],
+    [
+      'an integer grid, where distances tie (lowest center wins)',
+      () => Array.from({ length: 64 }, (_, i) => [i % 8, Math.floor(i / 8) % 4, Math.floor(i / 32)]),
+      6,
+    ],
   ];
   if (haveShared) {
-    const convs = () => [...loadModel(sharedModel('resnet20')).graph.nodes()].filter((n) => n.opType === 'Conv' && n.input(1).constValue!.dims[1]! >= 16);
+    const convs = () =>
+      [...loadModel(sharedModel('resnet20')).graph.nodes()].filter(
+        (n) => n.opType === 'Conv' && n.input(1).constValue!.dims[1]! >= 16,
+      );
     cases.push(['ResNet-20 last conv, k 16', () => vectorRows(convs().at(-1)!.input(1).constValue!), 16]);
-    cases.push(['ResNet-20 last conv, k 64 (one filter each)', () => vectorRows(convs().at(-1)!.input(1).constValue!), 64]);
-    cases.push(['ResNet-20 a 32-filter conv, k 8', () => vectorRows(convs().find((n) => n.input(1).constValue!.dims[0] === 32)!.input(1).constValue!), 8]);
+    cases.push([
+      'ResNet-20 last conv, k 64 (one filter each)',
+      () => vectorRows(convs().at(-1)!.input(1).constValue!),
+      64,
+    ]);
+    cases.push([
+      'ResNet-20 a 32-filter conv, k 8',
+      () =>
+        vectorRows(
+          convs()
+            .find((n) => n.input(1).constValue!.dims[0] === 32)!
+            .input(1).constValue!,
+        ),
+      8,
+    ]);
   }
   for (const [name, rows, k] of cases) {
     it(`${name}: the same clusters as ml-kmeans from the same k-means++ seeds, with and without the seeding's assignment`, () => {
@@ -193,16 +324,22 @@ describe('k-means against ml-kmeans (the reference for regroup\'s bounded Lloyd)
         const expected = referenceGroups(vectors, centers);
         expect(groupsOf(lloyd(vectors, centers))).toEqual(expected);
         expect(groupsOf(lloyd(vectors, centers, assignment))).toEqual(expected);
-        expect([...assignment.labels]).toEqual(vectors.map((v) => centers.reduce((best, c, q) => (squaredDistance(v, c) < squaredDistance(v, centers[best]!) ? q : best), 0)));
+        expect([...assignment.labels]).toEqual(
+          vectors.map((v) =>
+            centers.reduce((best, c, q) => (squaredDistance(v, c) < squaredDistance(v, centers[best]!) ? q : best), 0),
+          ),
+        );
       }
       // clusterFilters keeps the best of its restarts, each one of the runs above
       const best = clusterFilters(vectors, k, { seed: 0, restarts: 3 });
-      const runs = [0, 1, 2].map((seed) => referenceGroups(vectors, seedCenters(vectors, Math.min(k, vectors.length), new Random(seed)).centers));
+      const runs = [0, 1, 2].map((seed) =>
+        referenceGroups(vectors, seedCenters(vectors, Math.min(k, vectors.length), new Random(seed)).centers),
+      );
       expect(runs).toContainEqual(best.filters.map((f) => [...f]));
     });
   }
 
-  it('a tie between a vector\'s own center and a lower one goes to the lower, as in ml-kmeans', () => {
+  it("a tie between a vector's own center and a lower one goes to the lower, as in ml-kmeans", () => {
     // after one step the centers are 4 and 8: the vector 6 (in cluster 1) is 2 from both
     const vectors = [[4], [10], [6], [4]];
     expect([...lloyd(vectors, [[4], [6]])]).toEqual([0, 1, 0, 0]);
@@ -232,7 +369,16 @@ describe('selfGroup on a hand-made conv', () => {
     expect(stats.layers[0]!.tau).toBeCloseTo((2 / 3 + 9) / 2, 5);
     expect(stats.layers[0]!.importance).toBe('weight');
     const conn = named(connectivity).get('conv')!;
-    expect(conn.clusters.map((c) => [[...c.filters], [...c.inputs]])).toEqual([[[0, 1, 2], [0, 1]], [[3, 4, 5], [2, 3]]]);
+    expect(conn.clusters.map((c) => [[...c.filters], [...c.inputs]])).toEqual([
+      [
+        [0, 1, 2],
+        [0, 1],
+      ],
+      [
+        [3, 4, 5],
+        [2, 3],
+      ],
+    ]);
     expectMasked(model, grouped, connectivity);
     expect(stats.macsRatio).toBeCloseTo(0.5, 12);
   });
@@ -244,14 +390,27 @@ describe('selfGroup on a hand-made conv', () => {
     // centroids [9, 9, 13⅓, 13⅓] and [⅔, ⅔, 180, 180]: median (9 + 13⅓)/2
     expect(stats.layers[0]!.importance).toBe('data');
     expect(stats.layers[0]!.tau).toBeCloseTo((9 + 40 / 3) / 2, 5);
-    expect(named(connectivity).get('conv')!.clusters.map((c) => [...c.inputs])).toEqual([[2, 3], [2, 3]]);
+    expect(
+      named(connectivity)
+        .get('conv')!
+        .clusters.map((c) => [...c.inputs]),
+    ).toEqual([
+      [2, 3],
+      [2, 3],
+    ]);
   });
 
   it('refuses bad options and calibration that does not fit, naming the layer', () => {
-    expect(() => selfGroup(handMade(), { importance: 'data' })).toThrow(/importance 'data' needs calibration statistics for 'x'/);
+    expect(() => selfGroup(handMade(), { importance: 'data' })).toThrow(
+      /importance 'data' needs calibration statistics for 'x'/,
+    );
     const model = handMade();
-    expect(() => selfGroup(model, {}, { channelMeanAbs: new Map([[model.graph.inputs[0]!, new Float64Array(3)]]) })).toThrow(/has 3 channels but 'conv' reads 4/);
-    expect(() => selfGroup(model, {}, { channelMeanAbs: new Map([[handMade().graph.inputs[0]!, new Float64Array(4)]]) })).toThrow(/'x' is not part of the model being self-grouped/);
+    expect(() =>
+      selfGroup(model, {}, { channelMeanAbs: new Map([[model.graph.inputs[0]!, new Float64Array(3)]]) }),
+    ).toThrow(/has 3 channels but 'conv' reads 4/);
+    expect(() =>
+      selfGroup(model, {}, { channelMeanAbs: new Map([[handMade().graph.inputs[0]!, new Float64Array(4)]]) }),
+    ).toThrow(/'x' is not part of the model being self-grouped/);
     expect(() => selfGroup(handMade(), { keepMacs: 1.5 })).toThrow(RegroupError);
     expect(() => selfGroup(handMade(), { cp: 120 })).toThrow(/cp must lie in \[0, 100\]/);
     expect(() => selfGroup(handMade(), { groups: 0 })).toThrow(/groups for 'conv' must be a positive integer/);
@@ -293,7 +452,10 @@ function denseWeight(node: Node): Float32Array {
   const out = new Float32Array(outChannels * inPerGroup * group * area);
   for (let f = 0; f < outChannels; f++) {
     const first = Math.floor(f / (outChannels / group)) * inPerGroup;
-    out.set((w.data as Float32Array).subarray(f * inPerGroup * area, (f + 1) * inPerGroup * area), (f * inPerGroup * group + first) * area);
+    out.set(
+      (w.data as Float32Array).subarray(f * inPerGroup * area, (f + 1) * inPerGroup * area),
+      (f * inPerGroup * group + first) * area,
+    );
   }
   return out;
 }
@@ -321,7 +483,9 @@ describe('keepMacs: one global cp found by bisection', () => {
           if (!conn) return sum;
           const w = constantOf(layer.node.inputs[1])!;
           const area = w.size / (conn.outChannels * conn.inChannels);
-          return sum + layer.macs - connectivityMacs(conn, area, layer.macs / (conn.outChannels * conn.inChannels * area));
+          return (
+            sum + layer.macs - connectivityMacs(conn, area, layer.macs / (conn.outChannels * conn.inChannels * area))
+          );
         }, 0);
         expect((cost.totals.macs - saved) / cost.totals.macs).toBeCloseTo(stats.macsRatio, 12);
         expectMasked(model, grouped, connectivity);
@@ -352,20 +516,34 @@ describe('per-layer cp (the sensitivity allocation)', () => {
       const grouping = stats.layers.find((l) => l.node === nodes.get(layer.node));
       expect(grouping).toMatchObject({ cp, label: layer.label, macsAfter: layer.macsAt(cp) });
     }
-    const weighted = stats.layers.reduce((s, l) => s + l.cp * l.macsBefore, 0) / stats.layers.reduce((s, l) => s + l.macsBefore, 0);
+    const weighted =
+      stats.layers.reduce((s, l) => s + l.cp * l.macsBefore, 0) / stats.layers.reduce((s, l) => s + l.macsBefore, 0);
     expect(stats.cp).toBeCloseTo(weighted, 12);
-    expect(stats.macsAfter).toBe(plan.macsBefore - plan.layers.reduce((s, l) => s + l.denseMacs - l.macsAt(cps.get(l.node)!), 0));
+    expect(stats.macsAfter).toBe(
+      plan.macsBefore - plan.layers.reduce((s, l) => s + l.denseMacs - l.macsAt(cps.get(l.node)!), 0),
+    );
   });
 
   it('a cp for a layer that is not groupable, or out of range, is refused naming the node', () => {
     const b = new GraphBuilder({ opset: 17, seed: 5 });
-    const relu = b.node('Relu', [b.op('Conv', [b.input('x', [1, 8, 4, 4]), b.weight('w', [8, 8, 1, 1])], {}, 'conv')], {}, { name: 'relu' });
+    const relu = b.node(
+      'Relu',
+      [b.op('Conv', [b.input('x', [1, 8, 4, 4]), b.weight('w', [8, 8, 1, 1])], {}, 'conv')],
+      {},
+      { name: 'relu' },
+    );
     b.output(relu.output());
-    expect(() => selfGroup(b.model, { cp: { layers: new Map([[relu, 50]]) } })).toThrow(/cp given for relu \(Relu\), which is not a groupable layer/);
+    expect(() => selfGroup(b.model, { cp: { layers: new Map([[relu, 50]]) } })).toThrow(
+      /cp given for relu \(Relu\), which is not a groupable layer/,
+    );
     const model = handMade();
     const conv = model.graph.nodeList()[0]!;
-    expect(() => selfGroup(model, { cp: { layers: new Map([[conv, 101]]) } })).toThrow(/cp must lie in \[0, 100\], got 101/);
-    expect(() => selfGroup(model, { cp: { layers: new Map([[handMade().graph.nodeList()[0]!, 50]]) } })).toThrow(/'conv' is not part of the model being self-grouped/);
+    expect(() => selfGroup(model, { cp: { layers: new Map([[conv, 101]]) } })).toThrow(
+      /cp must lie in \[0, 100\], got 101/,
+    );
+    expect(() => selfGroup(model, { cp: { layers: new Map([[handMade().graph.nodeList()[0]!, 50]]) } })).toThrow(
+      /'conv' is not part of the model being self-grouped/,
+    );
     expect(selfGroup(model, { cp: { default: 60, layers: new Map() } }).stats.layers[0]!.cp).toBe(60);
   });
 });
@@ -397,7 +575,10 @@ describe('purity, determinism, skipped layers', () => {
     const w = b.weight('shared', [8, 8, 1, 1]);
     b.output(b.op('Add', [b.op('Conv', [x, w], {}, 'a'), b.op('Conv', [x, w], {}, 'b')]));
     const { stats } = selfGroup(b.model, { groups: 2 });
-    expect(stats.skipped.map((s) => s.reason)).toEqual(["weight 'shared' is shared with 1 other use(s)", "weight 'shared' is shared with 1 other use(s)"]);
+    expect(stats.skipped.map((s) => s.reason)).toEqual([
+      "weight 'shared' is shared with 1 other use(s)",
+      "weight 'shared' is shared with 1 other use(s)",
+    ]);
     expect(stats.layers).toEqual([]);
   });
 
@@ -429,7 +610,8 @@ describe('pass form', () => {
     expect(result.changed).toBe(true);
     expect(named(ctx.connectivity!)).toEqual(named(expected.connectivity));
     expect([...ctx.connectivity!.keys()].every((node) => node.graph === model.graph)).toBe(true);
-    expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(encodeModel(expected.model).bytes))).toBe(0);
+    expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(encodeModel(expected.model).bytes))).toBe(
+      0,
+    );
   });
-
 });

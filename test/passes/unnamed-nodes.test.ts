@@ -56,7 +56,11 @@ function expectDistinctLayers(choices: readonly LayerChoice[], connectivitySize:
 
 describe('the unnamed-detector fixture', () => {
   it('has empty and repeated node names but unique value names', () => {
-    expect(unnamedDetector().graph.nodeList().every((n) => n.name === '')).toBe(true);
+    expect(
+      unnamedDetector()
+        .graph.nodeList()
+        .every((n) => n.name === ''),
+    ).toBe(true);
     const nodes = unnamedDetector({ repeatedNames: true }).graph.nodeList();
     expect(nodes.filter((n) => n.name === '').length).toBeGreaterThan(nodes.length - 5);
     expect(nodes.filter((n) => n.name === 'conv')).toHaveLength(2);
@@ -82,7 +86,11 @@ function constInChannels(node: Node): number {
 
 describe.each(Object.entries(VARIANTS))('grouping and lowering a model with %s', (_, repeated) => {
   it('selfGroup (keepMacs 0.5) → lowerGrouped: valid graph, grouped forms, equal to the masked-dense reference', async () => {
-    const { model: reference, connectivity, stats } = selfGroup(prepared(repeated), { groups: 4, keepMacs: 0.5, seed: 1 });
+    const {
+      model: reference,
+      connectivity,
+      stats,
+    } = selfGroup(prepared(repeated), { groups: 4, keepMacs: 0.5, seed: 1 });
     expect(stats.targetMet).toBe(true);
     expect(new Set(stats.layers.map((l) => l.label)).size).toBe(stats.layers.length);
     expect(connectivity.size).toBe(stats.layers.length);
@@ -100,7 +108,9 @@ describe.each(Object.entries(VARIANTS))('grouping and lowering a model with %s',
     const { model: lowered, choices } = await lowerGrouped(result.model, result.connectivity, { form: 'grouped' });
     expectDistinctLayers(choices, result.connectivity.size);
     expect(choices.every((c) => c.form === 'grouped')).toBe(true);
-    expect(lowered.graph.nodeList().filter((n) => n.opType === 'Conv' && n.getInt('group', 1) > 1)).toHaveLength(result.connectivity.size);
+    expect(lowered.graph.nodeList().filter((n) => n.opType === 'Conv' && n.getInt('group', 1) > 1)).toHaveLength(
+      result.connectivity.size,
+    );
     await expectSameAsReference(result.model, lowered);
   });
 
@@ -116,7 +126,12 @@ describe.each(Object.entries(VARIANTS))('grouping and lowering a model with %s',
   it('lowered nodes keep the empty and repeated names they had (no names invented)', async () => {
     const { model: reference, connectivity } = balancedSelfGroup(prepared(repeated), { keepMacs: 0.5, seed: 1 });
     const { model: lowered } = await lowerGrouped(reference, connectivity, { form: 'grouped' });
-    const names = (m: Model) => m.graph.nodeList().filter((n) => n.opType === 'Conv').map((n) => n.name).sort();
+    const names = (m: Model) =>
+      m.graph
+        .nodeList()
+        .filter((n) => n.opType === 'Conv')
+        .map((n) => n.name)
+        .sort();
     expect(names(lowered)).toEqual(names(reference));
   });
 });
@@ -125,17 +140,20 @@ describe('channel pruning a model without usable node names', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-unnamed-'));
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  it.each(Object.entries(VARIANTS))('pruneModel (keepMacs 0.5) on %s: a smaller valid model, one row per layer', async (variant, repeatedNames) => {
-    const input = path.join(tmp, `${variant}.onnx`);
-    saveModel(unnamedDetector({ repeatedNames }), input);
-    const output = path.join(tmp, `${variant}-pruned.onnx`);
-    const report = await pruneModel(input, output, { keepMacs: 0.5 });
-    expect(report.changed).toBe(true);
-    expect(report.macsRatio).toBeLessThan(0.6);
-    loadModel(output).graph.verify();
-    const layers = report.layers.map((l) => l.name);
-    expect(layers).toHaveLength(7);
-    expect(new Set(layers).size).toBe(layers.length);
-    expect(report.layers.some((l) => l.channelsAfter < l.channelsBefore)).toBe(true);
-  });
+  it.each(Object.entries(VARIANTS))(
+    'pruneModel (keepMacs 0.5) on %s: a smaller valid model, one row per layer',
+    async (variant, repeatedNames) => {
+      const input = path.join(tmp, `${variant}.onnx`);
+      saveModel(unnamedDetector({ repeatedNames }), input);
+      const output = path.join(tmp, `${variant}-pruned.onnx`);
+      const report = await pruneModel(input, output, { keepMacs: 0.5 });
+      expect(report.changed).toBe(true);
+      expect(report.macsRatio).toBeLessThan(0.6);
+      loadModel(output).graph.verify();
+      const layers = report.layers.map((l) => l.name);
+      expect(layers).toHaveLength(7);
+      expect(new Set(layers).size).toBe(layers.length);
+      expect(report.layers.some((l) => l.channelsAfter < l.channelsBefore)).toBe(true);
+    },
+  );
 });

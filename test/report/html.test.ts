@@ -13,7 +13,13 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COLOR_AFTER, COLOR_BEFORE, planCharts, type BarChartSpec, type ScatterChartSpec } from '../../cli/report/charts.js';
+import {
+  COLOR_AFTER,
+  COLOR_BEFORE,
+  planCharts,
+  type BarChartSpec,
+  type ScatterChartSpec,
+} from '../../cli/report/charts.js';
 import { renderReportCommand, writeReport } from '../../cli/report/command.js';
 import { escapeHtml, renderHtml } from '../../cli/report/html.js';
 import { EVIL_NAME, evalReport, pruneReport, sweepReports } from './sample-reports.js';
@@ -28,7 +34,11 @@ describe('renderHtml', () => {
   it('references nothing outside the page', () => {
     for (const html of [single, sweep]) {
       const markup = html.replace(/(<script[^>]*>)[\s\S]*?<\/script>/g, '$1</script>');
-      expect(markup.match(/<script[^>]*>/g)).toEqual(['<script type="application/json" id="regroup-charts">', '<script>', '<script>']);
+      expect(markup.match(/<script[^>]*>/g)).toEqual([
+        '<script type="application/json" id="regroup-charts">',
+        '<script>',
+        '<script>',
+      ]);
       expect(markup.match(/<link\b|\b(src|href|srcset|action)\s*=|url\(|@import|@font-face|https?:|\/\//gi)).toBeNull();
       // In the scripts, URLs appear only in the licence comments of Chart.js and its colour library.
       const scripts = html.slice(html.indexOf('<script')).replace(/\/\*![\s\S]*?\*\//g, '');
@@ -53,15 +63,40 @@ describe('renderHtml', () => {
   });
 
   it('shows the totals, quality, latency, layers and notes of one report', () => {
-    expect(single).toContain('<title>regroup prune report: resnet-tiny &#34;pruned&#34; &#38; &#60;small&#62;.onnx</title>');
-    for (const text of ['200M', '160M', '79.9% (1.25× fewer)', 'Top-1 agreement', '93.75%', '0.998712', '1.234', '7.250', '/layer2/layer2.0/downsample/Conv', '64 → 24', 'kept 50% of MACs', '10 layers']) {
+    expect(single).toContain(
+      '<title>regroup prune report: resnet-tiny &#34;pruned&#34; &#38; &#60;small&#62;.onnx</title>',
+    );
+    for (const text of [
+      '200M',
+      '160M',
+      '79.9% (1.25× fewer)',
+      'Top-1 agreement',
+      '93.75%',
+      '0.998712',
+      '1.234',
+      '7.250',
+      '/layer2/layer2.0/downsample/Conv',
+      '64 → 24',
+      'kept 50% of MACs',
+      '10 layers',
+    ]) {
       expect(single).toContain(text);
     }
     expect(single.match(/<canvas /g)).toHaveLength(2);
   });
 
   it('compares several reports in one table and one chart', () => {
-    for (const text of ['Comparison', '#2 resnet20-keep50.onnx', '91.16%', '89.43%', '85.12%', '40.6M', '>50.0%<', 'cifar10-test']) expect(sweep).toContain(text);
+    for (const text of [
+      'Comparison',
+      '#2 resnet20-keep50.onnx',
+      '91.16%',
+      '89.43%',
+      '85.12%',
+      '40.6M',
+      '>50.0%<',
+      'cifar10-test',
+    ])
+      expect(sweep).toContain(text);
     expect(sweep.match(/<canvas /g)).toHaveLength(1);
   });
 
@@ -74,10 +109,17 @@ describe('planCharts', () => {
   it('draws channels and MACs per layer, before and after, for one report', () => {
     const [channels, macs] = planCharts([pruneReport()]) as BarChartSpec[];
     expect(channels!.labels).toHaveLength(10);
-    expect(channels!.datasets.map((d) => [d.label, d.color, d.data.length])).toEqual([['before', COLOR_BEFORE, 10], ['after', COLOR_AFTER, 10]]);
+    expect(channels!.datasets.map((d) => [d.label, d.color, d.data.length])).toEqual([
+      ['before', COLOR_BEFORE, 10],
+      ['after', COLOR_AFTER, 10],
+    ]);
     expect(channels!.datasets[1]!.data[6]).toBe(24);
-    expect(channels!.summary).toMatch(/10 layers; 3 of them lost channels\. Output channels in all: 346 → 282 .*Deepest cut: .*\(64 → 24\)/);
-    expect(macs!.summary).toMatch(/^10 layers; MACs in all: 200M → 160M \(79\.9% kept\)\. Most MACs saved in \/layer1\/layer1\.0\/conv1\/Conv \(37\.7M → 18\.9M\)\./);
+    expect(channels!.summary).toMatch(
+      /10 layers; 3 of them lost channels\. Output channels in all: 346 → 282 .*Deepest cut: .*\(64 → 24\)/,
+    );
+    expect(macs!.summary).toMatch(
+      /^10 layers; MACs in all: 200M → 160M \(79\.9% kept\)\. Most MACs saved in \/layer1\/layer1\.0\/conv1\/Conv \(37\.7M → 18\.9M\)\./,
+    );
   });
 
   it('draws no chart for one report without layers', () => {
@@ -92,19 +134,30 @@ describe('planCharts', () => {
       ['resnet20-keep50.onnx', 20_275_968, 89.43],
       ['resnet20.onnx', 40_551_936, 91.16],
     ]);
-    const mixed = planCharts([...sweepReports().slice(0, 2), pruneReport(), { ...pruneReport(), agreement: undefined }]) as ScatterChartSpec[];
-    expect(mixed[0]!.datasets.map((d) => [d.label, d.data.length])).toEqual([['top-1 accuracy', 2], ['top-1 agreement with reference', 1]]);
+    const mixed = planCharts([
+      ...sweepReports().slice(0, 2),
+      pruneReport(),
+      { ...pruneReport(), agreement: undefined },
+    ]) as ScatterChartSpec[];
+    expect(mixed[0]!.datasets.map((d) => [d.label, d.data.length])).toEqual([
+      ['top-1 accuracy', 2],
+      ['top-1 agreement with reference', 1],
+    ]);
     expect(mixed[0]!.summary).toMatch(/Not plotted \(no accuracy or agreement\): #4 resnet-tiny/);
   });
 });
 
 describe('renderReportCommand', () => {
   it('writes the page atomically and summarises it', () => {
-    const files = sweepReports().map((r, i) => path.join(tmp, `sweep-${i}.json`));
+    const files = sweepReports().map((_r, i) => path.join(tmp, `sweep-${i}.json`));
     sweepReports().forEach((r, i) => writeReport(files[i]!, r));
     const out = path.join(tmp, 'sweep.html');
     const summary = renderReportCommand(files, out);
-    expect(summary).toMatchObject({ output: out, charts: 1, reports: [{ kind: 'eval', model: 'models/resnet20.onnx' }, {}, {}] });
+    expect(summary).toMatchObject({
+      output: out,
+      charts: 1,
+      reports: [{ kind: 'eval', model: 'models/resnet20.onnx' }, {}, {}],
+    });
     expect(fs.statSync(out).size).toBe(summary.bytes);
     expect(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
@@ -115,7 +168,9 @@ describe('renderReportCommand', () => {
     writeReport(good, pruneReport());
     fs.writeFileSync(bad, JSON.stringify({ ...pruneReport(), model: { file: 'x.onnx', macs: 1, params: 1 } }));
     const out = path.join(tmp, 'never.html');
-    expect(() => renderReportCommand([good, bad], out)).toThrow(`${bad}: field 'model.bytes' must be a non-negative integer`);
+    expect(() => renderReportCommand([good, bad], out)).toThrow(
+      `${bad}: field 'model.bytes' must be a non-negative integer`,
+    );
     expect(fs.existsSync(out)).toBe(false);
     expect(() => renderReportCommand([good], good)).toThrow(/refusing to overwrite the input/);
     expect(() => renderReportCommand([], out)).toThrow(/no report files given/);
@@ -125,7 +180,10 @@ describe('renderReportCommand', () => {
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);
 const onCi = process.env.CI === 'true';
-if (!haveChromium && !onCi) console.warn(`[regroup tests] skipping the headless-browser report test: ${CHROMIUM} not found; run scripts/install-browser.sh as root`);
+if (!haveChromium && !onCi)
+  console.warn(
+    `[regroup tests] skipping the headless-browser report test: ${CHROMIUM} not found; run scripts/install-browser.sh as root`,
+  );
 
 /** What the page reports about one canvas and its chart. */
 interface CanvasState {
@@ -152,7 +210,18 @@ describe.skipIf(!haveChromium && !onCi)('the page in headless Chromium', () => {
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`],
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+        `--user-data-dir=${profile}`,
+      ],
     });
   });
   afterAll(async () => {
@@ -161,7 +230,10 @@ describe.skipIf(!haveChromium && !onCi)('the page in headless Chromium', () => {
 
   /** Open a rendered page from disk, recording console errors, page errors and any request for another URL. */
   async function open(name: string, html: string): Promise<{ page: Page; problems: string[] }> {
-    if (!browser) throw new Error(`${CHROMIUM} not found; CI needs Chromium for the report test: run scripts/install-browser.sh (as root) first`);
+    if (!browser)
+      throw new Error(
+        `${CHROMIUM} not found; CI needs Chromium for the report test: run scripts/install-browser.sh (as root) first`,
+      );
     const file = path.join(tmp, name);
     fs.writeFileSync(file, html);
     const url = pathToFileURL(file).href;
@@ -190,7 +262,8 @@ describe.skipIf(!haveChromium && !onCi)('the page in headless Chromium', () => {
         let paintedPixels = 0;
         for (let p = 0; p < pixels.length; p += 4) {
           if (pixels[p + 3]! > 0) paintedPixels++;
-          if (pixels[p] === rgb[0] && pixels[p + 1] === rgb[1] && pixels[p + 2] === rgb[2] && pixels[p + 3] === 255) afterPixels++;
+          if (pixels[p] === rgb[0] && pixels[p + 1] === rgb[1] && pixels[p + 2] === rgb[2] && pixels[p + 3] === 255)
+            afterPixels++;
         }
         return {
           id: canvas.id,
@@ -218,7 +291,13 @@ describe.skipIf(!haveChromium && !onCi)('the page in headless Chromium', () => {
         const rect = canvas.getBoundingClientRect();
         const box = canvas.parentElement!.getBoundingClientRect();
         const summary = canvas.parentElement!.nextElementSibling!.getBoundingClientRect();
-        return { width: rect.width, aspect: rect.width / rect.height, bitmapAspect: canvas.width / canvas.height, inside: rect.left >= box.left - 0.5 && rect.right <= box.right + 0.5 && rect.bottom <= box.bottom + 0.5, gap: summary.top - rect.bottom };
+        return {
+          width: rect.width,
+          aspect: rect.width / rect.height,
+          bitmapAspect: canvas.width / canvas.height,
+          inside: rect.left >= box.left - 0.5 && rect.right <= box.right + 0.5 && rect.bottom <= box.bottom + 0.5,
+          gap: summary.top - rect.bottom,
+        };
       }),
     );
     for (const b of boxes) {
@@ -237,7 +316,10 @@ describe.skipIf(!haveChromium && !onCi)('the page in headless Chromium', () => {
     const { page, problems } = await open('single.html', renderHtml([pruneReport()]));
     const states = await canvases(page, COLOR_AFTER);
     expect(problems).toEqual([]);
-    expect(states.map((s) => [s.id, s.type, s.datasetLengths])).toEqual([['chart-channels', 'bar', [10, 10]], ['chart-macs', 'bar', [10, 10]]]);
+    expect(states.map((s) => [s.id, s.type, s.datasetLengths])).toEqual([
+      ['chart-channels', 'bar', [10, 10]],
+      ['chart-macs', 'bar', [10, 10]],
+    ]);
     for (const s of states) {
       expect(s.boxHeight).toBe(360);
       expect(s.width).toBeGreaterThan(600);
@@ -245,8 +327,15 @@ describe.skipIf(!haveChromium && !onCi)('the page in headless Chromium', () => {
       expect(s.afterPixels).toBeGreaterThan(500);
       expect(s.paintedPixels).toBeGreaterThan(s.afterPixels);
     }
-    expect(await page.$eval('h1', (h) => h.textContent)).toBe('regroup prune report: resnet-tiny "pruned" & <small>.onnx');
-    expect(await page.$$eval('script', (scripts) => scripts.filter((s) => s.textContent?.includes('alert(1)') && s.type !== 'application/json').length)).toBe(0);
+    expect(await page.$eval('h1', (h) => h.textContent)).toBe(
+      'regroup prune report: resnet-tiny "pruned" & <small>.onnx',
+    );
+    expect(
+      await page.$$eval(
+        'script',
+        (scripts) => scripts.filter((s) => s.textContent?.includes('alert(1)') && s.type !== 'application/json').length,
+      ),
+    ).toBe(0);
     await page.screenshot({ path: path.join(shots, 'single.png'), fullPage: true });
     await expectPrintable(page, 'single-print.png');
     expect(problems).toEqual([]);

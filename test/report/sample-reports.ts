@@ -22,7 +22,16 @@ function layers(): ReportLayer[] {
     // Pruning output channels scales this layer's MACs and weights by after/before.
     const keep = after / before;
     const paramsBefore = Math.round(macsBefore / 1024);
-    return { name, op, channelsBefore: before, channelsAfter: after, macsBefore, macsAfter: Math.round(macsBefore * keep), paramsBefore, paramsAfter: Math.round(paramsBefore * keep) };
+    return {
+      name,
+      op,
+      channelsBefore: before,
+      channelsAfter: after,
+      macsBefore,
+      macsAfter: Math.round(macsBefore * keep),
+      paramsBefore,
+      paramsAfter: Math.round(paramsBefore * keep),
+    };
   });
 }
 
@@ -35,15 +44,35 @@ export function pruneReport(): Report {
     version: 1,
     kind: 'prune',
     createdAt: '2025-03-01T10:20:30.000Z',
-    model: { file: 'out/resnet-tiny "pruned" & <small>.onnx', macs: total((l) => l.macsAfter), params: total((l) => l.paramsAfter), bytes: 412_331 },
-    baseline: { file: 'fixtures/models/resnet-tiny.onnx', macs: total((l) => l.macsBefore!), params: total((l) => l.paramsBefore!) },
-    agreement: { top1Agreement: 0.9375, cosine: 0.998712, maxAbsDiff: 0.0421, samples: 64, reference: 'fixtures/models/resnet-tiny.onnx' },
+    model: {
+      file: 'out/resnet-tiny "pruned" & <small>.onnx',
+      macs: total((l) => l.macsAfter),
+      params: total((l) => l.paramsAfter),
+      bytes: 412_331,
+    },
+    baseline: {
+      file: 'fixtures/models/resnet-tiny.onnx',
+      macs: total((l) => l.macsBefore!),
+      params: total((l) => l.paramsBefore!),
+    },
+    agreement: {
+      top1Agreement: 0.9375,
+      cosine: 0.998712,
+      maxAbsDiff: 0.0421,
+      samples: 64,
+      reference: 'fixtures/models/resnet-tiny.onnx',
+    },
     latency: [
       { ep: 'cpu', batch: 1, medianMs: 1.234, p90Ms: 1.5 },
       { ep: 'cpu', batch: 8, medianMs: 6.5, p90Ms: 7.25 },
     ],
     layers: rows,
-    totals: { macsBefore: total((l) => l.macsBefore!), macsAfter: total((l) => l.macsAfter), paramsBefore: total((l) => l.paramsBefore!), paramsAfter: total((l) => l.paramsAfter) },
+    totals: {
+      macsBefore: total((l) => l.macsBefore!),
+      macsAfter: total((l) => l.macsAfter),
+      paramsBefore: total((l) => l.paramsBefore!),
+      paramsAfter: total((l) => l.paramsAfter),
+    },
     notes: ['kept 50% of MACs with --keep-macs 0.5', 'note with <b>markup</b> & "quotes"'],
     extra: { criterion: 'l1', roundTo: 4 },
   };

@@ -36,24 +36,68 @@ describe('validateReport', () => {
   it('accepts a full report and a minimal one, returning them unchanged', () => {
     const full = JSON.parse(JSON.stringify(pruneReport()));
     expect(validateReport(full, 'full.json')).toEqual(pruneReport());
-    const minimal = { format: 'regroup-report', version: 1, kind: 'compress', createdAt: '2025-01-31T12:00:00Z', model: { file: 'm.onnx', macs: 0, params: 0, bytes: 10 }, totals: { macsAfter: 0, paramsAfter: 0 }, notes: [] };
+    const minimal = {
+      format: 'regroup-report',
+      version: 1,
+      kind: 'compress',
+      createdAt: '2025-01-31T12:00:00Z',
+      model: { file: 'm.onnx', macs: 0, params: 0, bytes: 10 },
+      totals: { macsAfter: 0, paramsAfter: 0 },
+      notes: [],
+    };
     expect(validateReport(minimal, 'minimal.json')).toEqual(minimal);
     expect(validateReport(evalReport('e.onnx', 1e6, 0.5), 'eval.json').accuracy?.top1).toBe(0.5);
   });
 
   const cases: [what: string, json: unknown, field: RegExp][] = [
-    ['a missing model.macs', edited((r) => delete r.model.macs), /field 'model\.macs' must be a finite number >= 0, got nothing/],
-    ['a NaN layer MAC count', edited((r) => (r.layers[3].macsAfter = NaN)), /field 'layers\[3\]\.macsAfter' must be a finite number >= 0, got NaN/],
-    ['an infinite latency', edited((r) => (r.latency[1].p90Ms = Infinity)), /field 'latency\[1\]\.p90Ms' .* got Infinity/],
+    [
+      'a missing model.macs',
+      edited((r) => delete r.model.macs),
+      /field 'model\.macs' must be a finite number >= 0, got nothing/,
+    ],
+    [
+      'a NaN layer MAC count',
+      edited((r) => (r.layers[3].macsAfter = NaN)),
+      /field 'layers\[3\]\.macsAfter' must be a finite number >= 0, got NaN/,
+    ],
+    [
+      'an infinite latency',
+      edited((r) => (r.latency[1].p90Ms = Infinity)),
+      /field 'latency\[1\]\.p90Ms' .* got Infinity/,
+    ],
     ['null where JSON lost a NaN', edited((r) => (r.totals.macsAfter = null)), /field 'totals\.macsAfter' .* got null/],
-    ['a number as a string', edited((r) => (r.model.params = '1000')), /field 'model\.params' must be a non-negative integer, got "1000"/],
-    ['a fractional channel count', edited((r) => (r.layers[0].channelsAfter = 7.5)), /field 'layers\[0\]\.channelsAfter' must be a non-negative integer, got 7\.5/],
-    ['accuracy in percent', edited((r) => (r.accuracy = { top1: 71.3, top5: 90, samples: 10, dataset: 'x' })), /field 'accuracy\.top1' must be a fraction between 0 and 1, got 71\.3/],
+    [
+      'a number as a string',
+      edited((r) => (r.model.params = '1000')),
+      /field 'model\.params' must be a non-negative integer, got "1000"/,
+    ],
+    [
+      'a fractional channel count',
+      edited((r) => (r.layers[0].channelsAfter = 7.5)),
+      /field 'layers\[0\]\.channelsAfter' must be a non-negative integer, got 7\.5/,
+    ],
+    [
+      'accuracy in percent',
+      edited((r) => (r.accuracy = { top1: 71.3, top5: 90, samples: 10, dataset: 'x' })),
+      /field 'accuracy\.top1' must be a fraction between 0 and 1, got 71\.3/,
+    ],
     ['a foreign JSON file', { name: 'package', version: '1.0.0' }, /field 'format' must be 'regroup-report'/],
     ['a newer version', edited((r) => (r.version = 2)), /field 'version' is 2, written by a newer regroup/],
-    ['an unknown kind', edited((r) => (r.kind = 'quantize')), /field 'kind' must be one of 'eval', 'prune', 'compress', 'train', 'finetune', got "quantize"/],
-    ['a date that is not ISO', edited((r) => (r.createdAt = 'yesterday')), /field 'createdAt' must be an ISO 8601 date-time/],
-    ['a misspelt field', edited((r) => (r.model.flops = 3)), /unknown field 'model\.flops'.*put anything else under 'extra'/],
+    [
+      'an unknown kind',
+      edited((r) => (r.kind = 'quantize')),
+      /field 'kind' must be one of 'eval', 'prune', 'compress', 'train', 'finetune', got "quantize"/,
+    ],
+    [
+      'a date that is not ISO',
+      edited((r) => (r.createdAt = 'yesterday')),
+      /field 'createdAt' must be an ISO 8601 date-time/,
+    ],
+    [
+      'a misspelt field',
+      edited((r) => (r.model.flops = 3)),
+      /unknown field 'model\.flops'.*put anything else under 'extra'/,
+    ],
     ['notes as a string', edited((r) => (r.notes = 'pruned')), /field 'notes' must be an array, got "pruned"/],
     ['an empty layer name', edited((r) => (r.layers[2].name = '')), /field 'layers\[2\]\.name' must not be empty/],
     ['layers as an object', edited((r) => (r.layers = {})), /field 'layers' must be an array/],

@@ -19,14 +19,27 @@ function digits() {
   const random = new Random(5);
   const pixels = new Uint8Array(SAMPLES * 28 * 28);
   for (let i = 0; i < pixels.length; i++) pixels[i] = random.next() < 0.7 ? 0 : random.int(256);
-  return memoryDataset('noise digits', { width: 28, height: 28, channels: 1 }, pixels, new Int32Array(SAMPLES), undefined, 'noise');
+  return memoryDataset(
+    'noise digits',
+    { width: 28, height: 28, channels: 1 },
+    pixels,
+    new Int32Array(SAMPLES),
+    undefined,
+    'noise',
+  );
 }
 
 /** Per-channel mean, mean |x|, variance, zero fraction and max of a [N, C, …] tensor. */
 function direct(values: Float64Array, dims: readonly number[]) {
   const [n, c] = [dims[0]!, dims[1]!];
   const spatial = values.length / (n * c);
-  const stats = { mean: [] as number[], meanAbs: [] as number[], variance: [] as number[], zeroFraction: [] as number[], max: [] as number[] };
+  const stats = {
+    mean: [] as number[],
+    meanAbs: [] as number[],
+    variance: [] as number[],
+    zeroFraction: [] as number[],
+    max: [] as number[],
+  };
   for (let ch = 0; ch < c; ch++) {
     const xs: number[] = [];
     for (let b = 0; b < n; b++) for (let i = 0; i < spatial; i++) xs.push(values[(b * c + ch) * spatial + i]!);
@@ -61,12 +74,18 @@ describe('calibration capture', () => {
       }
     }
     expect(Math.max(...stats.get(relu)!.zeroFraction)).toBeGreaterThan(0);
-    expect(Math.min(...stats.get(conv)!.mean.map((m, ch) => stats.get(conv)!.variance[ch]!))).toBeGreaterThan(0);
+    expect(Math.min(...stats.get(conv)!.mean.map((_m, ch) => stats.get(conv)!.variance[ch]!))).toBeGreaterThan(0);
   }, 30_000);
 
   it('keeps the requested number of sampled patches, each a real C·k² window of the value', async () => {
     const dataset = digits();
-    const stats = await calibrate(model, dataset, spec, [relu], { samples: SAMPLES, batchSize: 8, rows: 50, patch: 3, seed: 2 });
+    const stats = await calibrate(model, dataset, spec, [relu], {
+      samples: SAMPLES,
+      batchSize: 8,
+      rows: 50,
+      patch: 3,
+      seed: 2,
+    });
     const rows = stats.get(relu)!.rows;
     const channels = stats.get(relu)!.mean.length;
     expect(rows).toHaveLength(50);
@@ -74,7 +93,13 @@ describe('calibration capture', () => {
     // Post-ReLU patches are never negative and are not all zero.
     expect(rows.every((r) => r.every((x) => x >= 0))).toBe(true);
     expect(rows.some((r) => r.some((x) => x > 0))).toBe(true);
-    const again = await calibrate(model, dataset, spec, [relu], { samples: SAMPLES, batchSize: 8, rows: 50, patch: 3, seed: 2 });
+    const again = await calibrate(model, dataset, spec, [relu], {
+      samples: SAMPLES,
+      batchSize: 8,
+      rows: 50,
+      patch: 3,
+      seed: 2,
+    });
     expect(again.get(relu)!.rows).toEqual(rows);
   }, 30_000);
 });

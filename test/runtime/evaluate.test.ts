@@ -68,7 +68,11 @@ describe.skipIf(!haveData)('evaluation reaches the published accuracy', () => {
     const model = loadModel(sharedModel('mnistCnn'));
     const spec = inputSpecFor(model);
     // mnist-8 wants raw pixels, so its logits differ in scale and sometimes in class.
-    const result = await evaluate(sharedModel('mnistCnn'), fixedBatchOf(model), dataset, spec, { limit: 500, reference: sharedModel('mnist8'), batchSize: 1 });
+    const result = await evaluate(sharedModel('mnistCnn'), fixedBatchOf(model), dataset, spec, {
+      limit: 500,
+      reference: sharedModel('mnist8'),
+      batchSize: 1,
+    });
     expect(result.agreement!.cosine).toBeLessThan(0.99);
     expect(result.agreement!.maxAbsDiff).toBeGreaterThan(0.1);
   }, 60_000);
@@ -79,10 +83,16 @@ describe('evaluation rejects bad data clearly', () => {
 
   it('a truncated JPEG is skipped and counted, or fatal under strict, naming the file', async () => {
     const good = jpegBytes(pattern(28, 28, 1));
-    const dir = tempTree({ 'a/1.jpg': good, 'a/2.jpg': good.subarray(0, 40), 'b/3.jpg': jpegBytes(pattern(28, 28, 2)) });
+    const dir = tempTree({
+      'a/1.jpg': good,
+      'a/2.jpg': good.subarray(0, 40),
+      'b/3.jpg': jpegBytes(pattern(28, 28, 2)),
+    });
     const m = model();
     const spec = inputSpecFor(m);
-    const lenient = await evaluate(m, fixedBatchOf(m), await imageFolder(dir), spec, { batchSize: fixedBatchOf(m) ?? 2 });
+    const lenient = await evaluate(m, fixedBatchOf(m), await imageFolder(dir), spec, {
+      batchSize: fixedBatchOf(m) ?? 2,
+    });
     expect(lenient.samples).toBe(2);
     expect(lenient.skipped).toBe(1);
     expect(lenient.skippedSources[0]).toMatch(/2\.jpg/);
@@ -97,7 +107,9 @@ describe('evaluation rejects bad data clearly', () => {
     const dataset = await imageFolder(CIFAR_TEST);
     const run = evaluate(file, fixedBatchOf(m), dataset, inputSpecFor(m), { limit: 4 });
     await expect(run).rejects.toBeInstanceOf(RegroupError);
-    await expect(evaluate(file, fixedBatchOf(m), dataset, inputSpecFor(m), { limit: 4 })).rejects.toThrow(/32.32.*28.28|28.28.*32.32/);
+    await expect(evaluate(file, fixedBatchOf(m), dataset, inputSpecFor(m), { limit: 4 })).rejects.toThrow(
+      /32.32.*28.28|28.28.*32.32/,
+    );
   }, 30_000);
 
   it('a folder without a single readable image is an error, not 0% accuracy', async () => {

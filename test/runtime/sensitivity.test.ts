@@ -22,10 +22,20 @@ function noise() {
   const random = new Random(11);
   const pixels = new Uint8Array(SAMPLES * 28 * 28);
   for (let i = 0; i < pixels.length; i++) pixels[i] = random.int(256);
-  return memoryDataset('noise', { width: 28, height: 28, channels: 1 }, pixels, new Int32Array(SAMPLES), undefined, 'noise');
+  return memoryDataset(
+    'noise',
+    { width: 28, height: 28, channels: 1 },
+    pixels,
+    new Int32Array(SAMPLES),
+    undefined,
+    'noise',
+  );
 }
 
-async function logits(model: Model, images: Awaited<ReturnType<ReturnType<typeof noise>['get']>>[]): Promise<Float64Array> {
+async function logits(
+  model: Model,
+  images: Awaited<ReturnType<ReturnType<typeof noise>['get']>>[],
+): Promise<Float64Array> {
   const session = await createSession(model, { optimization: 'disabled' });
   const spec = inputSpecFor(model);
   const out = await run(session, { [spec.name]: toTensor(images, spec) });
@@ -50,7 +60,12 @@ describe('OutputProbe', () => {
     let sum = 0;
     for (let r = 0; r < SAMPLES; r++) {
       const row = (x: Float64Array) => Array.from(x.subarray(r * 10, r * 10 + 10));
-      const soft = (x: number[]) => { const m = Math.max(...x); const e = x.map((v) => Math.exp(v - m)); const z = e.reduce((a, b) => a + b, 0); return e.map((v) => v / z); };
+      const soft = (x: number[]) => {
+        const m = Math.max(...x);
+        const e = x.map((v) => Math.exp(v - m));
+        const z = e.reduce((a, b) => a + b, 0);
+        return e.map((v) => v / z);
+      };
       const [a, b] = [soft(row(p)), soft(row(q))];
       sum += a.reduce((s, v, i) => s + v * Math.log(v / b[i]!), 0);
     }

@@ -19,7 +19,8 @@ function reference(img: RawImage, pad: number, oy: number, ox: number, flip: boo
       const cx = flip ? W - 1 - x : x; // flip acts on the cropped image
       const py = y + oy - pad;
       const px = cx + ox - pad;
-      for (let c = 0; c < C; c++) out[(y * W + x) * C + c] = py >= 0 && py < H && px >= 0 && px < W ? img.data[(py * W + px) * C + c]! : 0;
+      for (let c = 0; c < C; c++)
+        out[(y * W + x) * C + c] = py >= 0 && py < H && px >= 0 && px < W ? img.data[(py * W + px) * C + c]! : 0;
     }
   return out;
 }

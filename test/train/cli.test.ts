@@ -14,7 +14,7 @@ import { PROJECT_ROOT } from '../helpers/shared.js';
 import { plainCnn } from './models.js';
 import { regroup } from '../helpers/cli.js';
 
-const BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
+const _BIN = path.join(PROJECT_ROOT, 'bin/regroup.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-train-cli-'));
 const modelFile = path.join(tmp, 'plain.onnx');
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -29,7 +29,20 @@ describe('regroup train', () => {
     const out = path.join(tmp, 'trained.onnx');
     const reportFile = path.join(tmp, 'report.json');
     const html = path.join(tmp, 'report.html');
-    const r = await regroup('train', modelFile, ...TINY, '--epochs', '1', '-o', out, '--json', '--report', reportFile, '--html', html);
+    const r = await regroup(
+      'train',
+      modelFile,
+      ...TINY,
+      '--epochs',
+      '1',
+      '-o',
+      out,
+      '--json',
+      '--report',
+      reportFile,
+      '--html',
+      html,
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const report = validateReport(JSON.parse(r.stdout), 'stdout');
@@ -56,17 +69,36 @@ describe('regroup train', () => {
   });
 
   it('fails with one line naming the problem', async () => {
-    const missing = await regroup('train', modelFile, '--data', path.join(tmp, 'no-such-folder'), '--epochs', '1', '-o', path.join(tmp, 'x.onnx'));
+    const missing = await regroup(
+      'train',
+      modelFile,
+      '--data',
+      path.join(tmp, 'no-such-folder'),
+      '--epochs',
+      '1',
+      '-o',
+      path.join(tmp, 'x.onnx'),
+    );
     expect(missing.code).toBe(2);
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
     expect(missing.stderr).toMatch(/^regroup: error\[usage\]: dataset '.*no-such-folder' is not a folder/);
-    const noDir = await regroup('train', modelFile, ...TINY, '--epochs', '1', '-o', path.join(tmp, 'nowhere', 'x.onnx'));
+    const noDir = await regroup(
+      'train',
+      modelFile,
+      ...TINY,
+      '--epochs',
+      '1',
+      '-o',
+      path.join(tmp, 'nowhere', 'x.onnx'),
+    );
     expect(noDir.code).toBe(1);
     expect(noDir.stderr).toMatch(/^regroup: error\[io\]: cannot write .*nowhere.*x\.onnx: folder .* does not exist/);
     const same = await regroup('train', modelFile, ...TINY, '--epochs', '1', '-o', modelFile);
     expect(same.code).toBe(2);
     expect(same.stderr).toMatch(/refusing to overwrite the input/);
-    expect((await regroup('train', modelFile, '--data', 'mnist', '-o', path.join(tmp, 'y.onnx'))).stderr).toMatch(/--epochs N/);
+    expect((await regroup('train', modelFile, '--data', 'mnist', '-o', path.join(tmp, 'y.onnx'))).stderr).toMatch(
+      /--epochs N/,
+    );
   });
 });
 
@@ -78,13 +110,26 @@ describe('regroup finetune', () => {
     const compressedFile = path.join(tmp, 'compressed.onnx');
     saveModel(compressed, compressedFile);
     const out = path.join(tmp, 'finetuned.onnx');
-    const r = await regroup('finetune', compressedFile, ...TINY, '--epochs', '1', '--teacher', modelFile, '-o', out, '--json');
+    const r = await regroup(
+      'finetune',
+      compressedFile,
+      ...TINY,
+      '--epochs',
+      '1',
+      '--teacher',
+      modelFile,
+      '-o',
+      out,
+      '--json',
+    );
     expect(r.code).toBe(0);
     const report = validateReport(JSON.parse(r.stdout), 'stdout');
     expect(report.kind).toBe('finetune');
     expect(report.training!.mode).toBe('finetune');
     expect(report.training!.loss).toMatch(/^distillation from .*plain\.onnx \(T 4, α 0\.9\)/);
-    expect(report.notes).toContain(`${Math.ceil(w.length / 2)} of ${w.length} weights in 1 tensors held at zero (masks from the model's exact zeros)`);
+    expect(report.notes).toContain(
+      `${Math.ceil(w.length / 2)} of ${w.length} weights in 1 tensors held at zero (masks from the model's exact zeros)`,
+    );
     const after = loadModel(out).graph.initializers.get('conv1.weight')!.constValue!.data as Float32Array;
     for (let i = 0; i < w.length; i += 2) expect(after[i]).toBe(0);
   });
@@ -98,7 +143,22 @@ describe('regroup finetune --local-only', () => {
     const compressedFile = path.join(tmp, 'compressed-local.onnx');
     saveModel(compressed, compressedFile);
     const out = path.join(tmp, 'local.onnx');
-    const r = await regroup('finetune', compressedFile, '--data', 'mnist', '--eval-limit', '200', '--local-only', '--local-samples', '128', '--teacher', modelFile, '-o', out, '--json');
+    const r = await regroup(
+      'finetune',
+      compressedFile,
+      '--data',
+      'mnist',
+      '--eval-limit',
+      '200',
+      '--local-only',
+      '--local-samples',
+      '128',
+      '--teacher',
+      modelFile,
+      '-o',
+      out,
+      '--json',
+    );
     expect(r.code).toBe(0);
     const report = validateReport(JSON.parse(r.stdout), 'stdout');
     expect(report.training).toBeUndefined();
@@ -109,7 +169,9 @@ describe('regroup finetune --local-only', () => {
     expect(fs.existsSync(`${out}.train-state`)).toBe(false);
     const noTeacher = await regroup('finetune', compressedFile, '--data', 'mnist', '--local-only', '-o', out);
     expect(noTeacher.code).toBe(2);
-    expect(noTeacher.stderr).toMatch(/--local-only: local fine-tuning reproduces the dense model's layers; pass it with --teacher DENSE\.onnx/);
+    expect(noTeacher.stderr).toMatch(
+      /--local-only: local fine-tuning reproduces the dense model's layers; pass it with --teacher DENSE\.onnx/,
+    );
   });
 });
 
@@ -122,6 +184,9 @@ describe('splits', () => {
     fs.mkdirSync(path.join(dir, 'train'), { recursive: true });
     fs.mkdirSync(path.join(dir, 'test'), { recursive: true });
     expect(resolveSplits(dir)).toMatchObject({ train: path.join(dir, 'train'), test: path.join(dir, 'test') });
-    expect(resolveSplits(path.join(dir, 'train'), 'idx:/x')).toMatchObject({ train: path.join(dir, 'train'), test: 'idx:/x' });
+    expect(resolveSplits(path.join(dir, 'train'), 'idx:/x')).toMatchObject({
+      train: path.join(dir, 'train'),
+      test: 'idx:/x',
+    });
   });
 });

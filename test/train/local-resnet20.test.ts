@@ -12,7 +12,15 @@ import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
 import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import { loadModel } from '../../compiler/onnx/io.js';
-import { applyChannelMap, channelImportance, planPruning, PREPARE, removalSet, runPasses, TIDY } from '../../passes/index.js';
+import {
+  applyChannelMap,
+  channelImportance,
+  planPruning,
+  PREPARE,
+  removalSet,
+  runPasses,
+  TIDY,
+} from '../../passes/index.js';
 import { openDataset } from '../../runtime/data/datasets.js';
 import { inputSpecFor } from '../../runtime/data/preprocess.js';
 import { evaluate } from '../../runtime/evaluate.js';
@@ -38,7 +46,13 @@ describe.skipIf(!haveCifar)('localReconstruct on ResNet-20 / CIFAR-10', () => {
     const shapes = inferShapes(pruned);
     const analysis = analyzeChannels(pruned, shapes);
     const cost = computeCost(pruned, shapes);
-    const plan = planPruning(analysis, cost, channelImportance(analysis, { criterion: 'l1' }), { keepMacs: 0.5, roundTo: 1 }, 'l1');
+    const plan = planPruning(
+      analysis,
+      cost,
+      channelImportance(analysis, { criterion: 'l1' }),
+      { keepMacs: 0.5, roundTo: 1 },
+      'l1',
+    );
     applyChannelMap(pruned, analysis, removalSet(plan, analysis));
     runPasses(pruned, TIDY, {}, { fixpoint: true });
     const spec = inputSpecFor(dense, { preset: 'cifar10' });
@@ -47,7 +61,9 @@ describe.skipIf(!haveCifar)('localReconstruct on ResNet-20 / CIFAR-10', () => {
     const result = await localReconstruct(dense, pruned, train, spec, { samples: 128 });
     expect(result.layers.every((l) => l.status === 'refitted')).toBe(true);
     const [denseTop1, prunedTop1, refitTop1] = [await top1(dense), await top1(pruned), await top1(result.model)];
-    console.log(`ResNet-20 top-1 on 300 CIFAR-10 test images: dense ${denseTop1}, pruned ${prunedTop1}, pruned + local (128 images) ${refitTop1}`);
+    console.log(
+      `ResNet-20 top-1 on 300 CIFAR-10 test images: dense ${denseTop1}, pruned ${prunedTop1}, pruned + local (128 images) ${refitTop1}`,
+    );
     expect(denseTop1).toBeGreaterThan(0.75);
     expect(prunedTop1).toBeLessThan(0.3);
     expect(refitTop1 - prunedTop1).toBeGreaterThan(0.25);

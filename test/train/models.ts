@@ -13,7 +13,9 @@ const CONV3 = { kernel_shape: [3, 3], pads: [1, 1, 1, 1] };
 
 function conv(b: GraphBuilder, x: Value, name: string, inChannels: number, outChannels: number, bias: boolean): Value {
   const w = b.weight(`${name}.weight`, [outChannels, inChannels, 3, 3]);
-  const inputs = bias ? [x, w, b.initializer(`${name}.bias`, Tensor.float32([outChannels], b.random.normals(outChannels, 0.05)))] : [x, w];
+  const inputs = bias
+    ? [x, w, b.initializer(`${name}.bias`, Tensor.float32([outChannels], b.random.normals(outChannels, 0.05)))]
+    : [x, w];
   return b.op('Conv', inputs, CONV3, name);
 }
 
@@ -29,7 +31,9 @@ function head(b: GraphBuilder, x: Value, features: number, batch: number | 'N' =
   const flat = b.op('Flatten', [x], { axis: 1 }, 'head.flatten');
   const w = b.weight('head.fc.weight', [10, features], Math.sqrt(1 / features));
   const bias = b.initializer('head.fc.bias', Tensor.float32([10], new Float32Array(10)));
-  const logits = b.graph.addNode('Gemm', [flat, w, bias], { name: 'head.fc', outputs: ['logits'], attributes: [attr.int('transB', 1)] }).output(0);
+  const logits = b.graph
+    .addNode('Gemm', [flat, w, bias], { name: 'head.fc', outputs: ['logits'], attributes: [attr.int('transB', 1)] })
+    .output(0);
   b.output(logits, { dtype: DataType.FLOAT, shape: [batch, 10] });
   return b.model;
 }
@@ -38,8 +42,18 @@ function head(b: GraphBuilder, x: Value, features: number, batch: number | 'N' =
 export function plainCnn(seed = 11, batch: number | 'N' = 'N'): Model {
   const b = new GraphBuilder({ seed, opset: 17 });
   let x = b.input('input', [batch, 1, 28, 28]);
-  x = b.op('MaxPool', [b.op('Relu', [conv(b, x, 'conv1', 1, 6, true)], {}, 'relu1')], { kernel_shape: [2, 2], strides: [2, 2] }, 'pool1');
-  x = b.op('MaxPool', [b.op('Relu', [conv(b, x, 'conv2', 6, 8, true)], {}, 'relu2')], { kernel_shape: [2, 2], strides: [2, 2] }, 'pool2');
+  x = b.op(
+    'MaxPool',
+    [b.op('Relu', [conv(b, x, 'conv1', 1, 6, true)], {}, 'relu1')],
+    { kernel_shape: [2, 2], strides: [2, 2] },
+    'pool1',
+  );
+  x = b.op(
+    'MaxPool',
+    [b.op('Relu', [conv(b, x, 'conv2', 6, 8, true)], {}, 'relu2')],
+    { kernel_shape: [2, 2], strides: [2, 2] },
+    'pool2',
+  );
   return head(b, x, 8 * 7 * 7, batch);
 }
 
@@ -47,7 +61,17 @@ export function plainCnn(seed = 11, batch: number | 'N' = 'N'): Model {
 export function bnCnn(seed = 12): Model {
   const b = new GraphBuilder({ seed, opset: 17 });
   let x = b.input('input', ['N', 1, 28, 28]);
-  x = b.op('MaxPool', [b.op('Relu', [bn(b, conv(b, x, 'conv1', 1, 6, false), 'bn1', 6)], {}, 'relu1')], { kernel_shape: [2, 2], strides: [2, 2] }, 'pool1');
-  x = b.op('MaxPool', [b.op('Relu', [bn(b, conv(b, x, 'conv2', 6, 8, false), 'bn2', 8)], {}, 'relu2')], { kernel_shape: [2, 2], strides: [2, 2] }, 'pool2');
+  x = b.op(
+    'MaxPool',
+    [b.op('Relu', [bn(b, conv(b, x, 'conv1', 1, 6, false), 'bn1', 6)], {}, 'relu1')],
+    { kernel_shape: [2, 2], strides: [2, 2] },
+    'pool1',
+  );
+  x = b.op(
+    'MaxPool',
+    [b.op('Relu', [bn(b, conv(b, x, 'conv2', 6, 8, false), 'bn2', 8)], {}, 'relu2')],
+    { kernel_shape: [2, 2], strides: [2, 2] },
+    'pool2',
+  );
   return head(b, x, 8 * 7 * 7);
 }

@@ -52,8 +52,14 @@ describe('training section of the report', () => {
   it('rejects bad fields by name', () => {
     const cases: [(r: Report) => void, RegExp][] = [
       [(r) => ((r.training as any).epochz = 1), /unknown field 'training\.epochz'/],
-      [(r) => (r.training!.history[1]!.testAccuracy = 85), /field 'training\.history\[1\]\.testAccuracy' must be a fraction between 0 and 1, got 85/],
-      [(r) => (r.training!.lossCurve[0]!.loss = NaN), /field 'training\.lossCurve\[0\]\.loss' must be a finite number, got NaN/],
+      [
+        (r) => (r.training!.history[1]!.testAccuracy = 85),
+        /field 'training\.history\[1\]\.testAccuracy' must be a fraction between 0 and 1, got 85/,
+      ],
+      [
+        (r) => (r.training!.lossCurve[0]!.loss = NaN),
+        /field 'training\.lossCurve\[0\]\.loss' must be a finite number, got NaN/,
+      ],
       [(r) => ((r.training as any).mode = 'pretrain'), /field 'training\.mode' must be one of 'train', 'finetune'/],
       [(r) => ((r.training as any).history = undefined), /field 'training\.history' must be an array/],
     ];
@@ -68,11 +74,22 @@ describe('training section of the report', () => {
   it('plans a loss curve and train/test accuracy per epoch, with summaries', () => {
     const [loss, accuracy] = planCharts([trainReport()]) as LineChartSpec[];
     expect(loss).toMatchObject({ type: 'line', id: 'chart-loss', xTitle: 'update', yFormat: 'number' });
-    expect(loss!.datasets[0]!.data).toEqual([{ x: 10, y: 2 }, { x: 20, y: 0.6 }, { x: 30, y: 0.8 }]);
-    expect(loss!.summary).toBe('Training loss (mean per window of updates) from 2.000 at update 10 to 0.800 at update 30; lowest 0.600 at update 20.');
+    expect(loss!.datasets[0]!.data).toEqual([
+      { x: 10, y: 2 },
+      { x: 20, y: 0.6 },
+      { x: 30, y: 0.8 },
+    ]);
+    expect(loss!.summary).toBe(
+      'Training loss (mean per window of updates) from 2.000 at update 10 to 0.800 at update 30; lowest 0.600 at update 20.',
+    );
     expect(accuracy).toMatchObject({ type: 'line', id: 'chart-accuracy', xStep: 1, yFormat: 'percent' });
-    expect(accuracy!.datasets.map((d) => d.data.map((p) => p.y))).toEqual([[50, 70, 80], [60, 85, 80]]);
-    expect(accuracy!.summary).toBe('3 epochs; train top-1 80.0% in the last epoch. Test top-1 after the last epoch 80.0%, best 85.0% after epoch 2.');
+    expect(accuracy!.datasets.map((d) => d.data.map((p) => p.y))).toEqual([
+      [50, 70, 80],
+      [60, 85, 80],
+    ]);
+    expect(accuracy!.summary).toBe(
+      '3 epochs; train top-1 80.0% in the last epoch. Test top-1 after the last epoch 80.0%, best 85.0% after epoch 2.',
+    );
   });
 
   it('renders the training table, escaped, and one canvas per curve', () => {
@@ -80,7 +97,9 @@ describe('training section of the report', () => {
     expect(html).toContain('<h2>Training</h2>');
     expect(html).toContain('loss cross-entropy &#60;T&#62;');
     expect(html.match(/<canvas /g)).toHaveLength(2);
-    expect(html).toMatch(/<tr><td class="num">2<\/td><td class="num">0\.9000<\/td><td class="num">70\.00%<\/td><td class="num">85\.00%<\/td>/);
+    expect(html).toMatch(
+      /<tr><td class="num">2<\/td><td class="num">0\.9000<\/td><td class="num">70\.00%<\/td><td class="num">85\.00%<\/td>/,
+    );
   });
 });
 
@@ -91,7 +110,17 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the training curves in headless Chrom
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-train-page-'));
     const file = path.join(dir, 'train.html');
     fs.writeFileSync(file, renderHtml([trainReport()]));
-    const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${path.join(dir, 'profile')}`] });
+    const browser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-dev-shm-usage',
+        `--user-data-dir=${path.join(dir, 'profile')}`,
+      ],
+    });
     try {
       const page = await browser.newPage();
       const problems: string[] = [];
@@ -105,12 +134,21 @@ describe.skipIf(!fs.existsSync(CHROMIUM))('the training curves in headless Chrom
           const chart = (window as any).Chart.getChart(canvas);
           const pixels = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
           let line = 0;
-          for (let p = 0; p < pixels.length; p += 4) if (pixels[p] === rgb[0] && pixels[p + 1] === rgb[1] && pixels[p + 2] === rgb[2]) line++;
-          return { id: canvas.id, type: chart?.config.type, points: chart?.data.datasets.map((d: { data: unknown[] }) => d.data.length), line };
+          for (let p = 0; p < pixels.length; p += 4)
+            if (pixels[p] === rgb[0] && pixels[p + 1] === rgb[1] && pixels[p + 2] === rgb[2]) line++;
+          return {
+            id: canvas.id,
+            type: chart?.config.type,
+            points: chart?.data.datasets.map((d: { data: unknown[] }) => d.data.length),
+            line,
+          };
         });
       }, COLOR_AFTER);
       expect(problems).toEqual([]);
-      expect(charts.map((c) => [c.id, c.type, c.points])).toEqual([['chart-loss', 'line', [3]], ['chart-accuracy', 'line', [3, 3]]]);
+      expect(charts.map((c) => [c.id, c.type, c.points])).toEqual([
+        ['chart-loss', 'line', [3]],
+        ['chart-accuracy', 'line', [3, 3]],
+      ]);
       for (const c of charts) expect(c.line).toBeGreaterThan(100);
     } finally {
       await browser.close();

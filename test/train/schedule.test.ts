@@ -51,8 +51,12 @@ describe('learning-rate schedules', () => {
   });
 
   it('rejects bad settings with usage errors', () => {
-    expect(() => makeSchedule({ kind: 'cosine', baseLr: 0 }, 2, 5)).toThrow(/learning rate 0 must be a positive number/);
+    expect(() => makeSchedule({ kind: 'cosine', baseLr: 0 }, 2, 5)).toThrow(
+      /learning rate 0 must be a positive number/,
+    );
     expect(() => makeSchedule({ kind: 'constant', baseLr: 0.1 }, 2, 0)).toThrow(/less than one batch/);
-    expect(() => makeSchedule({ kind: 'linear' as never, baseLr: 0.1 }, 2, 5)).toThrow(/unknown learning-rate schedule 'linear'/);
+    expect(() => makeSchedule({ kind: 'linear' as never, baseLr: 0.1 }, 2, 5)).toThrow(
+      /unknown learning-rate schedule 'linear'/,
+    );
   });
 });

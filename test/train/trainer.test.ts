@@ -18,7 +18,7 @@ import type { Dataset, LabeledImage } from '../../runtime/data/types.js';
 import { createSession, ort, run } from '../../runtime/session.js';
 import { finetune, masksFromZeros, type FinetuneOptions } from '../../runtime/train/finetune.js';
 import { stateFileFor } from '../../runtime/train/state.js';
-import { train, Trainer, type TrainOptions } from '../../runtime/train/trainer.js';
+import { train, Trainer } from '../../runtime/train/trainer.js';
 import { resnetTiny } from '../../fixtures/models.js';
 import { bnCnn, plainCnn } from './models.js';
 
@@ -39,7 +39,16 @@ beforeAll(async () => {
 });
 
 function base(overrides: Partial<FinetuneOptions> = {}): FinetuneOptions {
-  return { train: trainSet, spec, epochs: 1, batchSize: 32, limit: 256, seed: 5, schedule: { kind: 'cosine', baseLr: 0.05 }, ...overrides };
+  return {
+    train: trainSet,
+    spec,
+    epochs: 1,
+    batchSize: 32,
+    limit: 256,
+    seed: 5,
+    schedule: { kind: 'cosine', baseLr: 0.05 },
+    ...overrides,
+  };
 }
 
 function initializerBytes(model: Model): Map<string, Buffer> {
@@ -57,7 +66,7 @@ async function logitsOf(file: string, images: readonly LabeledImage[]): Promise<
 }
 
 describe('checkpoints', () => {
-  it('the checkpoint is an inference model whose logits equal the trainer\'s and whose initializers are the trained tensors', async () => {
+  it("the checkpoint is an inference model whose logits equal the trainer's and whose initializers are the trained tensors", async () => {
     const file = path.join(tmp, 'plain.onnx');
     const model = plainCnn();
     const before = initializerBytes(model);
@@ -73,7 +82,9 @@ describe('checkpoints', () => {
       expect([...trained.keys()].sort()).toEqual([...before.keys()].sort());
       for (const [name, value] of trained) {
         const bytes = Buffer.from(saved.graph.initializers.get(name)!.constValue!.rawBytes());
-        expect(bytes.equals(Buffer.from(value.data.buffer, value.data.byteOffset, value.data.byteLength)), name).toBe(true);
+        expect(bytes.equals(Buffer.from(value.data.buffer, value.data.byteOffset, value.data.byteLength)), name).toBe(
+          true,
+        );
         expect(bytes.equals(before.get(name)!), `${name} changed`).toBe(false);
       }
       // Without BatchNormalization the step model's forward is the inference function.
@@ -81,7 +92,8 @@ describe('checkpoints', () => {
       const fromFile = await logitsOf(file, probe);
       expect(fromFile.length).toBe(32 * 10);
       let worst = 0;
-      for (let i = 0; i < fromFile.length; i++) worst = Math.max(worst, Math.abs(fromFile[i]! - fromTrainer[i]!) / (1e-3 + Math.abs(fromFile[i]!)));
+      for (let i = 0; i < fromFile.length; i++)
+        worst = Math.max(worst, Math.abs(fromFile[i]! - fromTrainer[i]!) / (1e-3 + Math.abs(fromFile[i]!)));
       expect(worst).toBeLessThan(1e-4);
       expect(fs.existsSync(stateFileFor(file))).toBe(true);
     } finally {
@@ -114,7 +126,16 @@ describe('checkpoints', () => {
 describe('a real training run', () => {
   it('resnet-tiny learns MNIST digits: 1 epoch on 2,000 images reaches > 70% test top-1 (chance 10%)', async () => {
     // Measured (seed 0): 83.5% on the 2,000 test digits; seeds 1–3 gave 82.3%, 81.2%, 77.9%.
-    const result = await train(resnetTiny(), { train: trainSet, test: testSet, spec, epochs: 1, batchSize: 16, limit: 2000, seed: 0, schedule: { kind: 'cosine', baseLr: 0.05 } });
+    const result = await train(resnetTiny(), {
+      train: trainSet,
+      test: testSet,
+      spec,
+      epochs: 1,
+      batchSize: 16,
+      limit: 2000,
+      seed: 0,
+      schedule: { kind: 'cosine', baseLr: 0.05 },
+    });
     expect(result.steps).toBe(125);
     expect(result.final!.samples).toBe(2000);
     expect(result.final!.top1).toBeGreaterThan(0.7);
@@ -136,13 +157,18 @@ describe('fixed batch', () => {
     expect(saved.graph.inputs[0]!.type!.shape).toEqual([1, 1, 28, 28]);
     // Same weights as the batch-N model trained the same way.
     const free = await train(plainCnn(11), base({ limit: 64 }));
-    for (const [name, bytes] of initializerBytes(free.model)) expect(bytes.equals(Buffer.from(saved.graph.initializers.get(name)!.constValue!.rawBytes())), name).toBe(true);
+    for (const [name, bytes] of initializerBytes(free.model))
+      expect(bytes.equals(Buffer.from(saved.graph.initializers.get(name)!.constValue!.rawBytes())), name).toBe(true);
   });
 });
 
 describe('resume', () => {
   it('1 epoch + resume 1 epoch ends bit for bit where 2 straight epochs do', async () => {
-    const options = base({ epochs: 2, augment: { pad: 2, flip: false }, schedule: { kind: 'cosine', baseLr: 0.05, warmupEpochs: 0.5 } });
+    const options = base({
+      epochs: 2,
+      augment: { pad: 2, flip: false },
+      schedule: { kind: 'cosine', baseLr: 0.05, warmupEpochs: 0.5 },
+    });
     const straightFile = path.join(tmp, 'straight.onnx');
     const straight = await train(bnCnn(), { ...options, checkpoint: straightFile });
     const resumedFile = path.join(tmp, 'resumed.onnx');
@@ -151,7 +177,9 @@ describe('resume', () => {
     const second = await train(bnCnn(), { ...options, checkpoint: resumedFile, resume: true });
     expect(second.resumedAfter).toBe(1);
     expect(second.steps).toBe(straight.steps);
-    expect(second.history.map((e) => [e.trainLoss, e.trainAccuracy, e.lr])).toEqual(straight.history.map((e) => [e.trainLoss, e.trainAccuracy, e.lr]));
+    expect(second.history.map((e) => [e.trainLoss, e.trainAccuracy, e.lr])).toEqual(
+      straight.history.map((e) => [e.trainLoss, e.trainAccuracy, e.lr]),
+    );
     expect(second.lossCurve).toEqual(straight.lossCurve);
     const a = initializerBytes(loadModel(straightFile));
     const b = initializerBytes(loadModel(resumedFile));
@@ -161,7 +189,9 @@ describe('resume', () => {
   it('refuses to resume with other settings, naming them', async () => {
     const file = path.join(tmp, 'settings.onnx');
     await train(plainCnn(), base({ checkpoint: file, limit: 64 }));
-    await expect(train(plainCnn(), base({ checkpoint: file, limit: 64, batchSize: 16, resume: true }))).rejects.toThrow(/written with other settings \(batchSize: 32 → 16\)/);
+    await expect(train(plainCnn(), base({ checkpoint: file, limit: 64, batchSize: 16, resume: true }))).rejects.toThrow(
+      /written with other settings \(batchSize: 32 → 16\)/,
+    );
   });
 });
 
@@ -188,17 +218,42 @@ describe('fine-tuning', () => {
     const compressed = plainCnn();
     const w = compressed.graph.initializers.get('conv1.weight')!.constValue!.data as Float32Array;
     for (let i = 0; i < w.length; i += 2) w[i] = 0;
-    const result = await finetune(compressed, base({ limit: 128, local: 'then-global', dense, localSamples: 64, teacher: dense, loss: { kind: 'distill', temperature: 4, alpha: 0.9 } }));
-    expect(result.local!.layers.map((l) => [l.name, l.status])).toEqual([['conv1', 'refitted'], ['conv2', 'refitted'], ['head.fc', 'refitted']]);
+    const result = await finetune(
+      compressed,
+      base({
+        limit: 128,
+        local: 'then-global',
+        dense,
+        localSamples: 64,
+        teacher: dense,
+        loss: { kind: 'distill', temperature: 4, alpha: 0.9 },
+      }),
+    );
+    expect(result.local!.layers.map((l) => [l.name, l.status])).toEqual([
+      ['conv1', 'refitted'],
+      ['conv2', 'refitted'],
+      ['head.fc', 'refitted'],
+    ]);
     expect(result.global!.steps).toBe(4);
     const after = result.model.graph.initializers.get('conv1.weight')!.constValue!.data as Float32Array;
     for (let i = 0; i < w.length; i += 2) expect(after[i]).toBe(0);
-    await expect(finetune(compressed, base({ local: 'only', dense, resume: true, checkpoint: path.join(tmp, 'l.onnx') }))).rejects.toThrow(/with --local-only there is nothing to resume/);
+    await expect(
+      finetune(compressed, base({ local: 'only', dense, resume: true, checkpoint: path.join(tmp, 'l.onnx') })),
+    ).rejects.toThrow(/with --local-only there is nothing to resume/);
   });
 
   it('distilling from itself starts at zero loss (α = 1: pure KL between equal distributions)', async () => {
     const model = plainCnn();
-    const result = await finetune(model, base({ limit: 64, teacher: plainCnn(), loss: { kind: 'distill', temperature: 4, alpha: 1 }, logEvery: 1, schedule: { kind: 'constant', baseLr: 0.01 } }));
+    const result = await finetune(
+      model,
+      base({
+        limit: 64,
+        teacher: plainCnn(),
+        loss: { kind: 'distill', temperature: 4, alpha: 1 },
+        logEvery: 1,
+        schedule: { kind: 'constant', baseLr: 0.01 },
+      }),
+    );
     expect(result.global!.lossCurve[0]!.loss).toBeLessThan(1e-6);
     expect(result.global!.lossCurve[0]!.loss).toBeGreaterThan(-1e-6);
   });
@@ -206,25 +261,48 @@ describe('fine-tuning', () => {
 
 describe('errors', () => {
   it('names the problem and the fix', async () => {
-    await expect(train(plainCnn(), base({ logits: 'nope' }))).rejects.toThrow(/no output 'nope'; its outputs are 'logits'; pass the logits output with --logits/);
-    await expect(train(plainCnn(), base({ checkpoint: path.join(tmp, 'missing-dir', 'm.onnx') }))).rejects.toThrow(/folder .*missing-dir does not exist/);
-    await expect(train(plainCnn(), base({ loss: { kind: 'distill', temperature: 4, alpha: 0.5 } }))).rejects.toThrow(/distillation needs a teacher model/);
+    await expect(train(plainCnn(), base({ logits: 'nope' }))).rejects.toThrow(
+      /no output 'nope'; its outputs are 'logits'; pass the logits output with --logits/,
+    );
+    await expect(train(plainCnn(), base({ checkpoint: path.join(tmp, 'missing-dir', 'm.onnx') }))).rejects.toThrow(
+      /folder .*missing-dir does not exist/,
+    );
+    await expect(train(plainCnn(), base({ loss: { kind: 'distill', temperature: 4, alpha: 0.5 } }))).rejects.toThrow(
+      /distillation needs a teacher model/,
+    );
     const fewer = { ...trainSet, classes: Array.from({ length: 12 }, (_, k) => String(k)) };
-    await expect(train(plainCnn(), base({ train: fewer }))).rejects.toThrow(/has 12 classes but the logits output 'logits' has 10/);
+    await expect(train(plainCnn(), base({ train: fewer }))).rejects.toThrow(
+      /has 12 classes but the logits output 'logits' has 10/,
+    );
   });
 
   it('rejects a model without N × classes logits, and names a node autodiff cannot differentiate', async () => {
     const b = new GraphBuilder({ seed: 1 });
-    const feature = b.op('Conv', [b.input('input', ['N', 1, 28, 28]), b.weight('w', [4, 1, 3, 3])], { pads: [1, 1, 1, 1] }, 'conv');
+    const feature = b.op(
+      'Conv',
+      [b.input('input', ['N', 1, 28, 28]), b.weight('w', [4, 1, 3, 3])],
+      { pads: [1, 1, 1, 1] },
+      'conv',
+    );
     b.output(feature, { dtype: DataType.FLOAT, shape: ['N', 4, 28, 28] });
-    await expect(train(b.model, base())).rejects.toThrow(/output 'conv_out' has shape \[N,4,28,28\]; training needs N × classes logits/);
+    await expect(train(b.model, base())).rejects.toThrow(
+      /output 'conv_out' has shape \[N,4,28,28\]; training needs N × classes logits/,
+    );
 
     const custom = plainCnn();
     const relu = custom.graph.nodeList().find((n) => n.name === 'relu1')!;
     // LRN (local response normalisation) has no gradient rule.
-    const odd = custom.graph.createNode('LRN', [relu.output(0)], { name: 'mystery', attributes: [attr.int('size', 3)] });
+    const odd = custom.graph.createNode('LRN', [relu.output(0)], {
+      name: 'mystery',
+      attributes: [attr.int('size', 3)],
+    });
     custom.graph.insertAfter(relu, odd);
-    custom.graph.nodeList().find((n) => n.name === 'pool1')!.setInput(0, odd.output(0));
-    await expect(train(custom, base())).rejects.toThrow(/cannot differentiate node .*mystery.*: no gradient rule for LRN/);
+    custom.graph
+      .nodeList()
+      .find((n) => n.name === 'pool1')!
+      .setInput(0, odd.output(0));
+    await expect(train(custom, base())).rejects.toThrow(
+      /cannot differentiate node .*mystery.*: no gradient rule for LRN/,
+    );
   });
 });

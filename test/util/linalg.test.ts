@@ -6,13 +6,26 @@
  */
 import { describe, expect, it } from 'vitest';
 import { RegroupError } from '../../compiler/errors.js';
-import { addCrossProducts, addGram, bilinear, cholesky, choleskySolve, NotPositiveDefinite, ridgeSolve, selectEntries, submatrix, symmetrize } from '../../compiler/util/linalg.js';
+import {
+  addCrossProducts,
+  addGram,
+  bilinear,
+  cholesky,
+  choleskySolve,
+  NotPositiveDefinite,
+  ridgeSolve,
+  selectEntries,
+  submatrix,
+  symmetrize,
+} from '../../compiler/util/linalg.js';
 import { Random } from '../../compiler/util/random.js';
 
 /** A·B for row-major matrices (n×k)·(k×m). */
 function matmul(a: Float64Array, b: Float64Array, n: number, k: number, m: number): Float64Array {
   const out = new Float64Array(n * m);
-  for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) for (let t = 0; t < k; t++) out[i * m + j] = out[i * m + j]! + a[i * k + t]! * b[t * m + j]!;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < m; j++)
+      for (let t = 0; t < k; t++) out[i * m + j] = out[i * m + j]! + a[i * k + t]! * b[t * m + j]!;
   return out;
 }
 
@@ -146,7 +159,9 @@ describe('ridgeSolve', () => {
   it('an indefinite matrix fails with a RegroupError naming it', () => {
     const g = Float64Array.of(1, 0, 0, -1);
     expect(() => ridgeSolve(g, 2, Float64Array.of(1, 1), 1, { what: 'Gram matrix of layer x' })).toThrow(RegroupError);
-    expect(() => ridgeSolve(g, 2, Float64Array.of(1, 1), 1, { what: 'Gram matrix of layer x' })).toThrow(/Gram matrix of layer x stays singular after adding jitter up to 1\.00e-4 \(pivot 1\)/);
+    expect(() => ridgeSolve(g, 2, Float64Array.of(1, 1), 1, { what: 'Gram matrix of layer x' })).toThrow(
+      /Gram matrix of layer x stays singular after adding jitter up to 1\.00e-4 \(pivot 1\)/,
+    );
   });
 
   it('least squares from streamed Gram sums recovers exact weights (200 rows, 6 unknowns, bias unpenalised)', () => {

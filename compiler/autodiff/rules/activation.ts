@@ -59,7 +59,10 @@ const hardSigmoid: GradientRule = (c) => {
   const { dy, x, dtype } = parts(c);
   const alpha = c.node.getFloat('alpha', 0.2);
   const t = c.e.add(c.e.mul(x, c.e.scalar(alpha, dtype)), c.e.scalar(c.node.getFloat('beta', 0.5), dtype));
-  const inside = c.e.op('And', [c.e.op('Greater', [t, c.e.scalar(0, dtype)]), c.e.op('Less', [t, c.e.scalar(1, dtype)])]);
+  const inside = c.e.op('And', [
+    c.e.op('Greater', [t, c.e.scalar(0, dtype)]),
+    c.e.op('Less', [t, c.e.scalar(1, dtype)]),
+  ]);
   return [c.e.maskWhere(inside, c.e.mul(dy, c.e.scalar(alpha, dtype)), dtype)];
 };
 
@@ -71,5 +74,11 @@ const hardSwish: GradientRule = (c) => {
 };
 
 export const ACTIVATION_RULES: Record<string, GradientRule> = {
-  Relu: relu, Clip: clip, LeakyRelu: leakyRelu, Sigmoid: sigmoid, Tanh: tanh, HardSigmoid: hardSigmoid, HardSwish: hardSwish,
+  Relu: relu,
+  Clip: clip,
+  LeakyRelu: leakyRelu,
+  Sigmoid: sigmoid,
+  Tanh: tanh,
+  HardSigmoid: hardSigmoid,
+  HardSwish: hardSwish,
 };

@@ -33,7 +33,11 @@ const conv: GradientRule = (c) => {
   const spatialAxes = kernel.map((_, a) => a + 2);
   return [
     c.needs(0) ? inputGradient(c, dy, w, window, group) : undefined,
-    c.needs(1) ? (c.options.convWeightGradient === 'swapped' && group === 1 ? swappedWeightGradient(c, dy, x, wShape, window) : weightGradient(c, dy, x, wShape, window, group)) : undefined,
+    c.needs(1)
+      ? c.options.convWeightGradient === 'swapped' && group === 1
+        ? swappedWeightGradient(c, dy, x, wShape, window)
+        : weightGradient(c, dy, x, wShape, window, group)
+      : undefined,
     c.needs(2) ? c.e.reduceSum(dy, [0, ...spatialAxes], false) : undefined,
   ];
 };
@@ -41,14 +45,29 @@ const conv: GradientRule = (c) => {
 /** ∂x = ConvTranspose(∂y, W). */
 function inputGradient(c: RuleContext, dy: Value, w: Value, window: Window, group: number): Value {
   const { pads, outputPadding } = transposeGeometry(window);
-  return c.e.op('ConvTranspose', [dy, w], [
-    attr.ints('kernel_shape', window.kernel), attr.ints('strides', window.strides), attr.ints('dilations', window.dilations),
-    attr.ints('pads', pads), attr.ints('output_padding', outputPadding), attr.int('group', group),
-  ]);
+  return c.e.op(
+    'ConvTranspose',
+    [dy, w],
+    [
+      attr.ints('kernel_shape', window.kernel),
+      attr.ints('strides', window.strides),
+      attr.ints('dilations', window.dilations),
+      attr.ints('pads', pads),
+      attr.ints('output_padding', outputPadding),
+      attr.int('group', group),
+    ],
+  );
 }
 
 /** ∂W by patch extraction and a batched MatMul per group. */
-function weightGradient(c: RuleContext, dy: Value, x: Value, wShape: readonly number[], window: Window, group: number): Value {
+function weightGradient(
+  c: RuleContext,
+  dy: Value,
+  x: Value,
+  wShape: readonly number[],
+  window: Window,
+  group: number,
+): Value {
   const channels = staticTail(c, x, 1)[0]!;
   const [outChannels, groupChannels] = [wShape[0]!, wShape[1]!];
   const taps = product(window.kernel);
@@ -69,10 +88,25 @@ function weightGradient(c: RuleContext, dy: Value, x: Value, wShape: readonly nu
 function swappedWeightGradient(c: RuleContext, dy: Value, x: Value, wShape: readonly number[], window: Window): Value {
   const rank = window.kernel.length;
   const swap = [1, 0, ...window.kernel.map((_, a) => a + 2)];
-  const ends = window.kernel.map((k, a) => Math.max(0, window.dilations[a]! * (k - 1) + window.strides[a]! * (window.outSize[a]! - 1) + 1 - window.inSize[a]! - window.padsBegin[a]!));
-  const full = c.e.op('Conv', [c.e.transpose(x, swap), c.e.transpose(dy, swap)], [
-    attr.ints('strides', window.dilations), attr.ints('dilations', window.strides), attr.ints('pads', [...window.padsBegin, ...ends]),
-  ]);
+  const ends = window.kernel.map((k, a) =>
+    Math.max(
+      0,
+      window.dilations[a]! * (k - 1) +
+        window.strides[a]! * (window.outSize[a]! - 1) +
+        1 -
+        window.inSize[a]! -
+        window.padsBegin[a]!,
+    ),
+  );
+  const full = c.e.op(
+    'Conv',
+    [c.e.transpose(x, swap), c.e.transpose(dy, swap)],
+    [
+      attr.ints('strides', window.dilations),
+      attr.ints('dilations', window.strides),
+      attr.ints('pads', [...window.padsBegin, ...ends]),
+    ],
+  );
   const axes = Array.from({ length: rank }, (_, a) => a + 2);
   const cropped = c.e.op('Slice', [full, c.e.int64(axes.map(() => 0)), c.e.int64([...window.kernel]), c.e.int64(axes)]);
   return c.e.reshape(c.e.transpose(cropped, swap), c.e.int64(wShape));
@@ -80,13 +114,23 @@ function swappedWeightGradient(c: RuleContext, dy: Value, x: Value, wShape: read
 
 /** P[n, c·K + j, q] = x[n, c, window tap j of output q], or x itself for a plain 1×1 kernel. */
 function extractPatches(c: RuleContext, x: Value, channels: number, window: Window): Value {
-  const plain = window.kernel.every((k) => k === 1) && window.strides.every((s) => s === 1) && explicitPads(window).every((p) => p === 0);
+  const plain =
+    window.kernel.every((k) => k === 1) &&
+    window.strides.every((s) => s === 1) &&
+    explicitPads(window).every((p) => p === 0);
   if (plain) return x;
   const selector = oneHotKernel(c, channels, window.kernel, c.dtype(x));
-  return c.e.op('Conv', [x, selector], [
-    attr.ints('kernel_shape', window.kernel), attr.ints('strides', window.strides), attr.ints('dilations', window.dilations),
-    attr.ints('pads', explicitPads(window)), attr.int('group', channels),
-  ]);
+  return c.e.op(
+    'Conv',
+    [x, selector],
+    [
+      attr.ints('kernel_shape', window.kernel),
+      attr.ints('strides', window.strides),
+      attr.ints('dilations', window.dilations),
+      attr.ints('pads', explicitPads(window)),
+      attr.int('group', channels),
+    ],
+  );
 }
 
 /** E [C·K, 1, k…]: output channel c·K + j copies tap j of input channel c. */

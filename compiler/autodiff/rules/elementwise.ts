@@ -19,26 +19,49 @@ import { sumToShape } from './helpers.js';
 function binary(c: RuleContext, da: () => Value, db: () => Value): (Value | undefined)[] {
   const outShape = c.shape(c.node.output(0));
   const [a, b] = [c.node.input(0), c.node.input(1)];
-  return [c.needs(0) ? sumToShape(c, da(), outShape, a) : undefined, c.needs(1) ? sumToShape(c, db(), outShape, b) : undefined];
+  return [
+    c.needs(0) ? sumToShape(c, da(), outShape, a) : undefined,
+    c.needs(1) ? sumToShape(c, db(), outShape, b) : undefined,
+  ];
 }
 
-const add: GradientRule = (c) => binary(c, () => c.grad(0)!, () => c.grad(0)!);
+const add: GradientRule = (c) =>
+  binary(
+    c,
+    () => c.grad(0)!,
+    () => c.grad(0)!,
+  );
 
-const sub: GradientRule = (c) => binary(c, () => c.grad(0)!, () => c.e.neg(c.grad(0)!));
+const sub: GradientRule = (c) =>
+  binary(
+    c,
+    () => c.grad(0)!,
+    () => c.e.neg(c.grad(0)!),
+  );
 
 const mul: GradientRule = (c) => {
   const dy = c.grad(0)!;
-  return binary(c, () => c.e.mul(dy, c.node.input(1)), () => c.e.mul(dy, c.node.input(0)));
+  return binary(
+    c,
+    () => c.e.mul(dy, c.node.input(1)),
+    () => c.e.mul(dy, c.node.input(0)),
+  );
 };
 
 const div: GradientRule = (c) => {
   const dy = c.grad(0)!;
   const b = c.node.input(1);
-  return binary(c, () => c.e.div(dy, b), () => c.e.neg(c.e.div(c.e.mul(dy, c.node.output(0)), b)));
+  return binary(
+    c,
+    () => c.e.div(dy, b),
+    () => c.e.neg(c.e.div(c.e.mul(dy, c.node.output(0)), b)),
+  );
 };
 
 /** A unary rule from ∂x = f(∂y, x, y). */
-const unary = (f: (c: RuleContext, dy: Value, x: Value, y: Value) => Value): GradientRule => (c) => [f(c, c.grad(0)!, c.node.input(0), c.node.output(0))];
+const unary =
+  (f: (c: RuleContext, dy: Value, x: Value, y: Value) => Value): GradientRule =>
+  (c) => [f(c, c.grad(0)!, c.node.input(0), c.node.output(0))];
 
 const cast: GradientRule = (c) => {
   const from = c.dtype(c.node.input(0));

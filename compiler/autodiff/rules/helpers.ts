@@ -14,7 +14,9 @@ import type { RuleContext } from './context.js';
 export function staticShape(c: RuleContext, value: Value): number[] {
   const shape = c.shape(value);
   if (!shape.every((d): d is number => typeof d === 'number')) {
-    c.unsupported(`'${value.name}' has shape [${shape.map((d) => d ?? '?').join(', ')}]; its gradient needs static dims here (give the graph inputs static shapes except the batch)`);
+    c.unsupported(
+      `'${value.name}' has shape [${shape.map((d) => d ?? '?').join(', ')}]; its gradient needs static dims here (give the graph inputs static shapes except the batch)`,
+    );
   }
   return [...shape] as number[];
 }
@@ -24,7 +26,9 @@ export function staticTail(c: RuleContext, value: Value, from: number): number[]
   const shape = c.shape(value);
   const tail = shape.slice(from);
   if (!tail.every((d): d is number => typeof d === 'number')) {
-    c.unsupported(`'${value.name}' has shape [${shape.map((d) => d ?? '?').join(', ')}]; axes ${from}.. must be static for this gradient`);
+    c.unsupported(
+      `'${value.name}' has shape [${shape.map((d) => d ?? '?').join(', ')}]; axes ${from}.. must be static for this gradient`,
+    );
   }
   return tail as number[];
 }
@@ -56,7 +60,9 @@ export function sumToShape(c: RuleContext, grad: Value, outShape: readonly Dim[]
     if (inDim === undefined) axes.push(axis);
     else if (inDim === 1 && outShape[axis] !== 1) axes.push(axis);
     else if (inDim !== outShape[axis] && typeof inDim !== 'number') {
-      c.unsupported(`cannot tell whether '${input.name}' (dim ${axis - lead} = ${inDim ?? '?'}) is broadcast against [${outShape.map((d) => d ?? '?').join(', ')}]; give the graph inputs static shapes`);
+      c.unsupported(
+        `cannot tell whether '${input.name}' (dim ${axis - lead} = ${inDim ?? '?'}) is broadcast against [${outShape.map((d) => d ?? '?').join(', ')}]; give the graph inputs static shapes`,
+      );
     }
   }
   if (axes.length === 0) return grad;

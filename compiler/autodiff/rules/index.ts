@@ -15,9 +15,20 @@ import { SHAPE_RULES } from './shape-ops.js';
 import { SOFTMAX_OUTPUTS, SOFTMAX_RULES } from './softmax.js';
 
 export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
-  ...ACTIVATION_RULES, ...ELEMENTWISE_RULES, ...REDUCE_RULES, ...CONV_RULES, ...POOL_RULES,
-  ...SHAPE_RULES, ...LINEAR_RULES, ...SOFTMAX_RULES, ...NORMALIZATION_RULES,
+  ...ACTIVATION_RULES,
+  ...ELEMENTWISE_RULES,
+  ...REDUCE_RULES,
+  ...CONV_RULES,
+  ...POOL_RULES,
+  ...SHAPE_RULES,
+  ...LINEAR_RULES,
+  ...SOFTMAX_RULES,
+  ...NORMALIZATION_RULES,
 };
 
 /** Op type → how many outputs the node needs for its gradient (0: as it is). */
-export const REQUIRED_OUTPUTS: Readonly<Record<string, (node: Node) => number>> = { ...POOL_OUTPUTS, ...SOFTMAX_OUTPUTS, ...NORMALIZATION_OUTPUTS };
+export const REQUIRED_OUTPUTS: Readonly<Record<string, (node: Node) => number>> = {
+  ...POOL_OUTPUTS,
+  ...SOFTMAX_OUTPUTS,
+  ...NORMALIZATION_OUTPUTS,
+};

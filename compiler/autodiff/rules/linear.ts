@@ -45,7 +45,8 @@ function swapLast(c: RuleContext, v: Value, rank: number): Value {
 const matMul: GradientRule = (c) => {
   const [a, b] = [c.node.input(0), c.node.input(1)];
   const [aShape, bShape] = [c.shape(a), c.shape(b)];
-  if (aShape.length < 2 || bShape.length < 2) c.unsupported('MatMul with a 1-D operand is not supported; reshape it to 2-D');
+  if (aShape.length < 2 || bShape.length < 2)
+    c.unsupported('MatMul with a 1-D operand is not supported; reshape it to 2-D');
   const y = c.shape(c.node.output(0));
   const batch = y.slice(0, -2);
   const dy = c.grad(0)!;

@@ -17,24 +17,38 @@ import type { GradientRule, RuleContext } from './context.js';
 
 /** A per-channel [C] value reshaped to broadcast against x: [C, 1, …]. */
 function perChannel(c: RuleContext, v: Value, rank: number): Value {
-  return rank > 2 ? c.e.unsqueeze(v, Array.from({ length: rank - 2 }, (_, k) => k + 1)) : v;
+  return rank > 2
+    ? c.e.unsqueeze(
+        v,
+        Array.from({ length: rank - 2 }, (_, k) => k + 1),
+      )
+    : v;
 }
 
 const batchNorm: GradientRule = (c) => {
   if (c.needs(3) || c.needs(4)) c.unsupported('gradients with respect to the running mean/variance are not supported');
-  if (c.node.getInt('training_mode', 0) === 1) c.unsupported('training_mode = 1 BatchNormalization is differentiated through the training builder (lowerTrainingBatchNorms)');
+  if (c.node.getInt('training_mode', 0) === 1)
+    c.unsupported(
+      'training_mode = 1 BatchNormalization is differentiated through the training builder (lowerTrainingBatchNorms)',
+    );
   const [x, gamma, mean, variance] = [c.node.input(0), c.node.input(1), c.node.input(3), c.node.input(4)];
   const rank = c.shape(x).length;
   const dtype = c.dtype(x);
   const dy = c.grad(0)!;
   const axes = [0, ...Array.from({ length: rank - 2 }, (_, k) => k + 2)];
-  const invStd = c.e.op('Reciprocal', [c.e.op('Sqrt', [c.e.add(variance, c.e.scalar(c.node.getFloat('epsilon', 1e-5), dtype))])]);
+  const invStd = c.e.op('Reciprocal', [
+    c.e.op('Sqrt', [c.e.add(variance, c.e.scalar(c.node.getFloat('epsilon', 1e-5), dtype))]),
+  ]);
   const dx = () => c.e.mul(dy, perChannel(c, c.e.mul(gamma, invStd), rank));
   const dGamma = () => {
     const xHat = c.e.mul(c.e.sub(x, perChannel(c, mean, rank)), perChannel(c, invStd, rank));
     return c.e.reduceSum(c.e.mul(dy, xHat), axes, false);
   };
-  return [c.needs(0) ? dx() : undefined, c.needs(1) ? dGamma() : undefined, c.needs(2) ? c.e.reduceSum(dy, axes, false) : undefined];
+  return [
+    c.needs(0) ? dx() : undefined,
+    c.needs(1) ? dGamma() : undefined,
+    c.needs(2) ? c.e.reduceSum(dy, axes, false) : undefined,
+  ];
 };
 
 /** The constant training_mode of a Dropout (false when absent); undefined when computed at run time. */
@@ -57,6 +71,8 @@ const dropout: GradientRule = (c) => {
 };
 
 /** A training-mode Dropout's gradient reads its mask output. */
-export const NORMALIZATION_OUTPUTS: Record<string, (node: Node) => number> = { Dropout: (node) => (dropoutTraining(node) ? 2 : 0) };
+export const NORMALIZATION_OUTPUTS: Record<string, (node: Node) => number> = {
+  Dropout: (node) => (dropoutTraining(node) ? 2 : 0),
+};
 
 export const NORMALIZATION_RULES: Record<string, GradientRule> = { BatchNormalization: batchNorm, Dropout: dropout };

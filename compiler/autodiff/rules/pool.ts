@@ -18,12 +18,17 @@ import { reshapeLike, staticTail } from './helpers.js';
 import { transposeGeometry, windowOf, type Window } from './window.js';
 
 const maxPool: GradientRule = (c) => {
-  if (c.node.getInt('storage_order', 0) !== 0) c.unsupported('MaxPool with storage_order = 1 (column-major indices) is not supported');
+  if (c.node.getInt('storage_order', 0) !== 0)
+    c.unsupported('MaxPool with storage_order = 1 (column-major indices) is not supported');
   const x = c.node.input(0);
   const flat = c.e.int64([-1]);
   const zeros = c.e.reshape(c.e.zerosLike(x, c.dtype(x)), flat);
   const indices = c.e.reshape(c.node.output(1), flat);
-  const scattered = c.e.op('ScatterElements', [zeros, indices, c.e.reshape(c.grad(0)!, flat)], [attr.int('axis', 0), attr.string('reduction', 'add')]);
+  const scattered = c.e.op(
+    'ScatterElements',
+    [zeros, indices, c.e.reshape(c.grad(0)!, flat)],
+    [attr.int('axis', 0), attr.string('reduction', 'add')],
+  );
   return [reshapeLike(c, scattered, x)];
 };
 
@@ -35,13 +40,33 @@ const averagePool: GradientRule = (c) => {
   const channels = staticTail(c, x, 1)[0]!;
   const dtype = c.dtype(x);
   const counts = windowCounts(window, c.node.getInt('count_include_pad', 0) === 1);
-  const scale = c.e.floats([1, 1, ...window.outSize], counts.map((n) => 1 / n), dtype);
-  const ones = c.e.constant(`ones:${dtype}:${channels}:${kernel.join('x')}`, () => floatTensor(dtype, [channels, 1, ...kernel], new Float64Array(channels * kernel.reduce((p, k) => p * k, 1)).fill(1)));
+  const scale = c.e.floats(
+    [1, 1, ...window.outSize],
+    counts.map((n) => 1 / n),
+    dtype,
+  );
+  const ones = c.e.constant(`ones:${dtype}:${channels}:${kernel.join('x')}`, () =>
+    floatTensor(
+      dtype,
+      [channels, 1, ...kernel],
+      new Float64Array(channels * kernel.reduce((p, k) => p * k, 1)).fill(1),
+    ),
+  );
   const { pads, outputPadding } = transposeGeometry(window);
-  return [c.e.op('ConvTranspose', [c.e.mul(c.grad(0)!, scale), ones], [
-    attr.ints('kernel_shape', kernel), attr.ints('strides', window.strides), attr.ints('dilations', window.dilations),
-    attr.ints('pads', pads), attr.ints('output_padding', outputPadding), attr.int('group', channels),
-  ])];
+  return [
+    c.e.op(
+      'ConvTranspose',
+      [c.e.mul(c.grad(0)!, scale), ones],
+      [
+        attr.ints('kernel_shape', kernel),
+        attr.ints('strides', window.strides),
+        attr.ints('dilations', window.dilations),
+        attr.ints('pads', pads),
+        attr.ints('output_padding', outputPadding),
+        attr.int('group', channels),
+      ],
+    ),
+  ];
 };
 
 /** Divisor of each output position (row-major over the output grid). */
@@ -76,4 +101,8 @@ const globalAveragePool: GradientRule = (c) => {
 /** MaxPool's gradient reads its Indices output. */
 export const POOL_OUTPUTS: Record<string, () => number> = { MaxPool: () => 2 };
 
-export const POOL_RULES: Record<string, GradientRule> = { MaxPool: maxPool, AveragePool: averagePool, GlobalAveragePool: globalAveragePool };
+export const POOL_RULES: Record<string, GradientRule> = {
+  MaxPool: maxPool,
+  AveragePool: averagePool,
+  GlobalAveragePool: globalAveragePool,
+};

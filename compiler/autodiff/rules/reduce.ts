@@ -15,7 +15,8 @@ function reducedAxes(c: RuleContext, rank: number): number[] {
   const node = c.node;
   const fromInput = node.inputs[1] !== undefined;
   const axes = fromInput ? constantNumbers(node.inputs[1]) : node.getInts('axes');
-  if (fromInput && axes === undefined) c.unsupported('the reduction axes are computed at run time; they must be constant');
+  if (fromInput && axes === undefined)
+    c.unsupported('the reduction axes are computed at run time; they must be constant');
   if (!axes || axes.length === 0) {
     if (node.getInt('noop_with_empty_axes', 0) === 1) return [];
     return Array.from({ length: rank }, (_, k) => k);
@@ -43,7 +44,10 @@ const reduceMean: GradientRule = (c) => {
   const axes = reducedAxes(c, shape.length);
   const dims = axes.map((a) => shape[a]);
   const count = dims.every((d): d is number => typeof d === 'number')
-    ? c.e.scalar(dims.reduce((p, d) => p * d, 1), c.dtype(x))
+    ? c.e.scalar(
+        dims.reduce((p, d) => p * d, 1),
+        c.dtype(x),
+      )
     : c.e.div(c.e.cast(c.e.op('Size', [x]), c.dtype(x)), c.e.cast(c.e.op('Size', [c.node.output(0)]), c.dtype(x)));
   return [c.e.div(spread(c, axes), count)];
 };

@@ -38,7 +38,9 @@ const concat: GradientRule = (c) => {
   const present = c.node.inputs.filter((v): v is Value => v !== undefined);
   const sizes = present.map((v) => {
     const size = c.shape(v)[axis];
-    return typeof size === 'number' ? size : c.unsupported(`input '${v.name}' has a non-static size along the concat axis ${axis}`);
+    return typeof size === 'number'
+      ? size
+      : c.unsupported(`input '${v.name}' has a non-static size along the concat axis ${axis}`);
   });
   const parts = c.e.ops('Split', [c.grad(0)!, c.e.int64(sizes)], present.length, [attr.int('axis', axis)]);
   let next = 0;
@@ -48,8 +50,14 @@ const concat: GradientRule = (c) => {
 const split: GradientRule = (c) => {
   const x = c.node.input(0);
   const axis = axisOf(c, c.shape(x).length, 0);
-  const parts = c.node.outputs.map((y, index) => (y ? c.grad(index) ?? c.e.zerosLike(y, c.dtype(x)) : undefined));
-  return [c.e.op('Concat', parts.filter((v): v is Value => v !== undefined), [attr.int('axis', axis)])];
+  const parts = c.node.outputs.map((y, index) => (y ? (c.grad(index) ?? c.e.zerosLike(y, c.dtype(x))) : undefined));
+  return [
+    c.e.op(
+      'Concat',
+      parts.filter((v): v is Value => v !== undefined),
+      [attr.int('axis', axis)],
+    ),
+  ];
 };
 
 const slice: GradientRule = (c) => {
@@ -60,7 +68,11 @@ const slice: GradientRule = (c) => {
   const iota = e.reshape(e.op('Range', [e.int64([0], []), count, e.int64([1], [])]), e.shapeOf(x));
   const read = e.op('Slice', [iota, ...c.node.inputs.slice(1)]);
   const zeros = e.reshape(e.zerosLike(x, c.dtype(x)), flat);
-  const scattered = e.op('ScatterElements', [zeros, e.reshape(read, flat), e.reshape(c.grad(0)!, flat)], [attr.int('axis', 0)]);
+  const scattered = e.op(
+    'ScatterElements',
+    [zeros, e.reshape(read, flat), e.reshape(c.grad(0)!, flat)],
+    [attr.int('axis', 0)],
+  );
   return [e.reshape(scattered, e.shapeOf(x))];
 };
 
@@ -82,10 +94,20 @@ const gatherElements: GradientRule = (c) => {
   const [x, indices] = [c.node.input(0), c.node.input(1)];
   const axis = axisOf(c, c.shape(x).length, 0);
   const zeros = c.e.zerosLike(x, c.dtype(x));
-  return [c.e.op('ScatterElements', [zeros, indices, c.grad(0)!], [attr.int('axis', axis), attr.string('reduction', 'add')])];
+  return [
+    c.e.op('ScatterElements', [zeros, indices, c.grad(0)!], [attr.int('axis', axis), attr.string('reduction', 'add')]),
+  ];
 };
 
 export const SHAPE_RULES: Record<string, GradientRule> = {
-  Flatten: reshapeBack, Reshape: reshapeBack, Squeeze: reshapeBack, Unsqueeze: reshapeBack,
-  Transpose: transpose, Concat: concat, Split: split, Slice: slice, Gather: gather, GatherElements: gatherElements,
+  Flatten: reshapeBack,
+  Reshape: reshapeBack,
+  Squeeze: reshapeBack,
+  Unsqueeze: reshapeBack,
+  Transpose: transpose,
+  Concat: concat,
+  Split: split,
+  Slice: slice,
+  Gather: gather,
+  GatherElements: gatherElements,
 };

@@ -42,7 +42,10 @@ const softmaxCrossEntropy: GradientRule = (c) => {
   const shape = c.shape(scores);
   const classes = shape[1];
   if (typeof classes !== 'number') return c.unsupported(`the class count of '${scores.name}' is not static`);
-  const iota = c.e.int64(Array.from({ length: classes }, (_, k) => k), [1, classes, ...Array<number>(shape.length - 2).fill(1)]);
+  const iota = c.e.int64(
+    Array.from({ length: classes }, (_, k) => k),
+    [1, classes, ...Array<number>(shape.length - 2).fill(1)],
+  );
   const onehot = c.e.cast(c.e.op('Equal', [c.e.unsqueeze(labels, [1]), iota]), dtype);
   const diff = c.e.sub(c.e.op('Exp', [c.node.output(1)]), onehot);
   const dLoss = c.grad(0);
@@ -57,4 +60,8 @@ const softmaxCrossEntropy: GradientRule = (c) => {
 /** SoftmaxCrossEntropyLoss's gradient reads its log_prob output. */
 export const SOFTMAX_OUTPUTS: Record<string, () => number> = { SoftmaxCrossEntropyLoss: () => 2 };
 
-export const SOFTMAX_RULES: Record<string, GradientRule> = { Softmax: softmax, LogSoftmax: logSoftmax, SoftmaxCrossEntropyLoss: softmaxCrossEntropy };
+export const SOFTMAX_RULES: Record<string, GradientRule> = {
+  Softmax: softmax,
+  LogSoftmax: logSoftmax,
+  SoftmaxCrossEntropyLoss: softmaxCrossEntropy,
+};

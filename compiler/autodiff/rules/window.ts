@@ -37,7 +37,9 @@ export function windowOf(c: RuleContext, x: Value, y: Value, kernel: readonly nu
   let padsEnd = pads.slice(rank);
   if (autoPad === 'VALID') padsBegin = padsEnd = Array<number>(rank).fill(0);
   if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
-    const total = kernel.map((k, a) => Math.max(0, (outSize[a]! - 1) * strides[a]! + dilations[a]! * (k - 1) + 1 - inSize[a]!));
+    const total = kernel.map((k, a) =>
+      Math.max(0, (outSize[a]! - 1) * strides[a]! + dilations[a]! * (k - 1) + 1 - inSize[a]!),
+    );
     const small = total.map((t) => Math.floor(t / 2));
     padsBegin = autoPad === 'SAME_UPPER' ? small : total.map((t, a) => t - small[a]!);
     padsEnd = total.map((t, a) => t - padsBegin[a]!);
