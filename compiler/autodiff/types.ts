@@ -122,3 +122,38 @@ export interface TrainingGraph {
     readonly logits: string;
   };
 }
+
+/**
+ * What fine-tuning does for a method beyond training the structured model with its zeros held.
+ * Every field is optional; a method without hooks is fine-tuned as it is.
+ */
+export interface TrainingHooks {
+  /**
+   * The model to train instead of the structured one — e.g. DCFF's, whose compact weights are
+   * computed in the graph from the full filter bank so that gradients reach every filter.
+   */
+  readonly model?: Model;
+  /** Initializers of `model` that training must not update (derived tensors a hook refreshes). */
+  readonly frozen?: readonly string[];
+  /** Initializers of `model` to train besides the default set (e.g. DGConv's gates). */
+  readonly trainable?: readonly string[];
+  /** Scalars added to the training loss (see LossTerm). */
+  readonly lossTerms?: readonly LossTerm[];
+  /**
+   * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
+   * the derived tensors to replace (frozen ones), or nothing to keep them.
+   */
+  beforeEpoch?(
+    epoch: number,
+    epochs: number,
+    current: (name: string) => Tensor,
+  ): ReadonlyMap<string, Tensor> | undefined;
+  /** The trained training model → the inference model the pipeline lowers, checks and writes. */
+  finish?(trained: Model): Model;
+  /**
+   * A refit of the inference model (the local least-squares phase's) → the training model
+   * whose forward equals it; without it, local fine-tuning is refused for a method that
+   * trains another model.
+   */
+  adopt?(refitted: Model): Model;
+}

@@ -18,10 +18,9 @@
  * `StructureContext.measure`, which the pipeline implements with the runtime.
  */
 import type { Connectivity } from '../../compiler/analysis/connectivity.js';
-import type { Emitter } from '../../compiler/autodiff/emitter.js';
+import type { TrainingHooks } from '../../compiler/autodiff/types.js';
 import type { Model } from '../../compiler/ir/model.js';
 import type { Node, Value } from '../../compiler/ir/node.js';
-import type { Tensor } from '../../compiler/ir/tensor.js';
 
 /** How a method flag's text is parsed (the CLI maps each kind to a parser with a clear error). */
 export type FlagKind = 'boolean' | 'positive-int' | 'non-negative-int' | 'fraction' | 'percentiles' | 'choice';
@@ -111,48 +110,7 @@ export interface StructureContext {
   note(line: string): void;
 }
 
-/**
- * An extra loss term (e.g. a MACs penalty): built into the step model's forward graph by the
- * training-graph builder, which adds the returned float scalar to the loss before taking
- * gradients. The emitter appends to the step graph; `value(name)` finds an initializer or
- * trainable tensor of the training model by name.
- */
-export type LossTerm = (e: Emitter, value: (name: string) => Value) => Value;
-
-/**
- * What fine-tuning does for a method beyond training the structured model with its zeros held.
- * Every field is optional; a method without hooks is fine-tuned as it is.
- */
-export interface TrainingHooks {
-  /**
-   * The model to train instead of the structured one — e.g. DCFF's, whose compact weights are
-   * computed in the graph from the full filter bank so that gradients reach every filter.
-   */
-  readonly model?: Model;
-  /** Initializers of `model` that training must not update (derived tensors a hook refreshes). */
-  readonly frozen?: readonly string[];
-  /** Initializers of `model` to train besides the default set (e.g. DGConv's gates). */
-  readonly trainable?: readonly string[];
-  /** Scalars added to the training loss (see LossTerm). */
-  readonly lossTerms?: readonly LossTerm[];
-  /**
-   * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
-   * the derived tensors to replace (frozen ones), or nothing to keep them.
-   */
-  beforeEpoch?(
-    epoch: number,
-    epochs: number,
-    current: (name: string) => Tensor,
-  ): ReadonlyMap<string, Tensor> | undefined;
-  /** The trained training model → the inference model the pipeline lowers, checks and writes. */
-  finish?(trained: Model): Model;
-  /**
-   * A refit of the inference model (the local least-squares phase's) → the training model
-   * whose forward equals it; without it, local fine-tuning is refused for a method that
-   * trains another model.
-   */
-  adopt?(refitted: Model): Model;
-}
+export type { LossTerm, TrainingHooks } from '../../compiler/autodiff/types.js';
 
 /** A structured model, ready to fine-tune and lower. */
 export interface Structured {
