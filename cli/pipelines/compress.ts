@@ -119,7 +119,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const started = performance.now();
   const log = options.log ?? (() => {});
   const method = methodNamed(options.method ?? DEFAULT_METHOD);
-  const scheme = options.finetune ?? (options.data ? 'local+global' : 'none');
+  const scheme = schemeOf(options);
   if (scheme !== 'none' && !options.data)
     throw new RegroupError(
       'usage',
@@ -150,40 +150,15 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
     const denseSide = await measureSide(dense, data, options, 'dense');
     log(`dense: ${describeSide(denseSide)}`);
-    const schedule = method.schedule?.(methodOptions, common) ?? [
-      { options: methodOptions, keepMacs: common.keepMacs },
-    ];
-    const records: StepRecord[] = [];
-    let start = dense;
-    let last: { structured: Structured; tuned: Model } | undefined;
-    for (const [k, step] of schedule.entries()) {
-      const seed = step.seed ?? common.seed;
-      const stepCommon: CommonOptions = { ...common, keepMacs: step.keepMacs, seed };
-      const measure = data ? measurements(data, options, seed) : undefined;
-      const structured = await method.structure(start, step.options, step.keepMacs, {
-        common: stepCommon,
-        measure,
-        log,
-        note: (line) => notes.push(line),
-      });
-      const isLast = k === schedule.length - 1;
-      if (isLast) log(`structured (${method.name}): ${(100 * structured.macsRatio).toFixed(1)}% of the MACs`);
-      else
-        log(
-          `step ${k + 1}/${schedule.length}: ${(100 * structured.macsRatio).toFixed(1)}% of the MACs; fine-tuning before the next step`,
-        );
-      const limit = step.limit ?? options.limit;
-      const tuned = await fineTune(structured, dense, data, { ...options, limit, seed }, notes);
-      records.push({
-        keepMacs: step.keepMacs,
-        macsRatio: structured.macsRatio,
-        figures: structured.figures ?? {},
-        finetune: { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed },
-      });
-      start = tuned;
-      last = { structured, tuned };
-    }
-    const { structured, tuned } = last!;
+    const { structured, tuned, records } = await runSchedule(
+      method,
+      methodOptions,
+      common,
+      dense,
+      data,
+      options,
+      notes,
+    );
     const lowered = await lowerChecked(tuned, structured, method, options);
     const maskedDense = lowered.choices.filter((c) => c.form === 'masked-dense').length;
     if (maskedDense > 0) {
@@ -220,6 +195,58 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   } finally {
     await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
   }
+}
+
+/**
+ * The method's structure → fine-tune steps, each structuring the previous step's fine-tuned
+ * model with the step's seed and its share of the samples; the last step's models and a
+ * record of every step.
+ */
+async function runSchedule(
+  method: AnyMethod,
+  methodOptions: unknown,
+  common: CommonOptions,
+  dense: Model,
+  data: Data | undefined,
+  options: CompressOptions,
+  notes: string[],
+): Promise<{ structured: Structured; tuned: Model; records: StepRecord[] }> {
+  const log = options.log ?? (() => {});
+  const scheme = schemeOf(options);
+  const schedule = method.schedule?.(methodOptions, common) ?? [{ options: methodOptions, keepMacs: common.keepMacs }];
+  const records: StepRecord[] = [];
+  let start = dense;
+  let last: { structured: Structured; tuned: Model } | undefined;
+  for (const [k, step] of schedule.entries()) {
+    const seed = step.seed ?? common.seed;
+    const ctx = {
+      common: { ...common, keepMacs: step.keepMacs, seed },
+      measure: data ? measurements(data, options, seed) : undefined,
+      log,
+      note: (line: string) => notes.push(line),
+    };
+    const structured = await method.structure(start, step.options, step.keepMacs, ctx);
+    const share = `${(100 * structured.macsRatio).toFixed(1)}% of the MACs`;
+    if (k === schedule.length - 1) log(`structured (${method.name}): ${share}`);
+    else log(`step ${k + 1}/${schedule.length}: ${share}; fine-tuning before the next step`);
+    const limit = step.limit ?? options.limit;
+    const tuned = await fineTune(structured, dense, data, { ...options, limit, seed }, notes);
+    const finetune = { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed } as const;
+    records.push({
+      keepMacs: step.keepMacs,
+      macsRatio: structured.macsRatio,
+      figures: structured.figures ?? {},
+      finetune,
+    });
+    start = tuned;
+    last = { structured, tuned };
+  }
+  return { ...last!, records };
+}
+
+/** The fine-tuning scheme: as given, else local+global with data and none without. */
+function schemeOf(options: CompressOptions): FinetuneScheme {
+  return options.finetune ?? (options.data ? 'local+global' : 'none');
 }
 
 /** Quantized (QDQ, QLinear, integer) models are refused as `prune` refuses them, before any work. */
@@ -281,7 +308,7 @@ async function fineTune(
   options: CompressOptions,
   notes: string[],
 ): Promise<Model> {
-  const scheme = options.finetune ?? (data ? 'local+global' : 'none');
+  const scheme = schemeOf(options);
   if (scheme === 'none' || !data) return structured.model;
   const [{ finetune }, { defaultAugmentation }] = await Promise.all([
     import('../../runtime/train/finetune.js'),
