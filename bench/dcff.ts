@@ -119,7 +119,7 @@ const ctx = {
   log: () => {},
   note: (line: string) => notes.push(line),
 };
-const structured = await dcff.structure(dense, { fromScratch: false }, keep, ctx);
+const structured = await dcff.structure(dense, { fromScratch: false, roundTo: 1 }, keep, ctx);
 const l1 = l1Pruned();
 const macs = (m: Model) =>
   (computeCost(m, inferShapes(m)).totals.macs / computeCost(dense, inferShapes(dense)).totals.macs).toFixed(3);

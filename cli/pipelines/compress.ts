@@ -32,7 +32,7 @@ import {
 } from '../../passes/methods/index.js';
 import type { ResolvedInputSpec } from '../../runtime/data/preprocess.js';
 import type { Dataset } from '../../runtime/data/types.js';
-import type { ExecutionProvider } from '../../runtime/providers.js';
+import { cpuSimdBlock, type ExecutionProvider } from '../../runtime/providers.js';
 import type { TrainProgress } from '../../runtime/train/types.js';
 import type { Report } from '../report/schema.js';
 import { localSummary, resolveSplits } from '../train.js';
@@ -49,6 +49,11 @@ export interface CompressOptions {
   /** The method's own options by flag key (e.g. { groups: 16 } for sg-cnn); checked by the method. */
   methodOptions?: Readonly<Record<string, unknown>>;
   keepMacs: number;
+  /**
+   * The channel multiple the channel-pruning methods round kept counts to unless told
+   * (`--round-to`); default the CPU's SIMD block (runtime/providers.ts cpuSimdBlock).
+   */
+  channelMultiple?: number;
   /** Training/calibration data; without it only weight-based structure and no fine-tuning. */
   data?: string;
   testData?: string;
@@ -130,6 +135,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     seed: options.seed ?? 0,
     hasData: options.data !== undefined,
     trainSamples: options.limit,
+    channelMultiple: options.channelMultiple ?? cpuSimdBlock(),
   };
   const methodOptions = method.options(options.methodOptions ?? {}, baseCommon);
   const { relaxBatch } = await import('../../runtime/train/checkpoint.js');

@@ -52,13 +52,20 @@ import {
   type FilterRows,
 } from '../filter-fusion.js';
 import { planPruning, type PruningPlan } from '../plan-pruning.js';
-import { ROUND_TO_FLAG, type Method, type StructureContext, type Structured, type TrainingHooks } from './method.js';
+import {
+  ROUND_TO_FLAG,
+  roundToOf,
+  type Method,
+  type StructureContext,
+  type Structured,
+  type TrainingHooks,
+} from './method.js';
 
 export interface DcffOptions {
   /** Re-initialise the weights (He-normal, seeded) before fusing, as the paper trains from scratch. */
   readonly fromScratch: boolean;
-  /** Kept channel counts are multiples of this (default 1). */
-  readonly roundTo?: number;
+  /** Kept channel counts are multiples of this. */
+  readonly roundTo: number;
 }
 
 /** One fused producer tensor in the training model: full bank `full` → compact `m` rows through `pTop`. */
@@ -98,7 +105,7 @@ export const dcff: Method<DcffOptions> = {
       description: 'dcff: re-initialise the weights (He-normal, seeded) before fusing, as in the paper',
     },
   ],
-  options: (raw) => ({ fromScratch: raw.fromScratch === true, roundTo: raw.roundTo as number | undefined }),
+  options: (raw, common) => ({ fromScratch: raw.fromScratch === true, roundTo: roundToOf(raw, common) }),
   structure: async (dense, options, keepMacs, ctx) => structureDcff(dense, options, keepMacs, ctx),
 };
 

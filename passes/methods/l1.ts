@@ -14,14 +14,14 @@ import { channelImportance } from '../importance.js';
 import { runPasses } from '../manager.js';
 import { planPruning, removalSet } from '../plan-pruning.js';
 import { TIDY } from '../index.js';
-import { ROUND_TO_FLAG, type Method, type Structured } from './method.js';
+import { ROUND_TO_FLAG, roundToOf, type Method, type Structured } from './method.js';
 
 /** Prune a copy of `dense` to `keepMacs` by L1 norm; `uniform` narrows every group alike. */
 function pruneL1(
   dense: Model,
   keepMacs: number,
   uniform: boolean,
-  roundTo: number | undefined,
+  roundTo: number,
 ): { model: Model; macsRatio: number; pruned: number; prunable: number } {
   const model = dense.clone().model;
   const shapes = inferShapes(model);
@@ -43,13 +43,13 @@ function pruneL1(
   };
 }
 
-function l1Method(name: 'l1' | 'l1-uniform', description: string): Method<{ roundTo?: number }> {
+function l1Method(name: 'l1' | 'l1-uniform', description: string): Method<{ roundTo: number }> {
   const uniform = name === 'l1-uniform';
   return {
     name,
     description,
     flags: [ROUND_TO_FLAG],
-    options: (raw) => ({ roundTo: raw.roundTo as number | undefined }),
+    options: (raw, common) => ({ roundTo: roundToOf(raw, common) }),
     async structure(dense, options, keepMacs, ctx): Promise<Structured> {
       const r = pruneL1(dense, keepMacs, uniform, options.roundTo);
       const how = uniform ? ' (every group by the same fraction)' : ' (one global threshold)';

@@ -26,15 +26,15 @@ import { channelImportance, criterionNamed, type ImportanceMeasurements } from '
 import { TIDY } from '../index.js';
 import { runPasses } from '../manager.js';
 import { planPruning, removalSet, type PruningPlan } from '../plan-pruning.js';
-import { ROUND_TO_FLAG, type Method, type StructureContext } from './method.js';
+import { ROUND_TO_FLAG, roundToOf, type Method, type StructureContext } from './method.js';
 
 export type WspCriterion = 'saliency' | 'weight-proxy';
 export const WSP_CRITERIA: readonly WspCriterion[] = ['saliency', 'weight-proxy'];
 
 export interface WspOptions {
   readonly criterion: WspCriterion;
-  /** Kept channel counts are multiples of this (default 1). */
-  readonly roundTo?: number;
+  /** Kept channel counts are multiples of this. */
+  readonly roundTo: number;
 }
 
 export const WSP_USAGE_WITHOUT_DATA =
@@ -65,7 +65,7 @@ export const wsp: Method<WspOptions> = {
       );
     }
     if (criterion === 'saliency' && !common.hasData) throw new RegroupError('usage', WSP_USAGE_WITHOUT_DATA);
-    return { criterion: criterion as WspCriterion, roundTo: raw.roundTo as number | undefined };
+    return { criterion: criterion as WspCriterion, roundTo: roundToOf(raw, common) };
   },
   async structure(dense, options, keepMacs, ctx) {
     const model = dense.clone().model;
@@ -80,7 +80,7 @@ export const wsp: Method<WspOptions> = {
       analysis,
       before,
       scores,
-      { keepMacs, roundTo: options.roundTo ?? 1, minChannels: 1, ceiling },
+      { keepMacs, roundTo: options.roundTo, minChannels: 1, ceiling },
       `wsp ${options.criterion}`,
     );
     const removed = removalSet(plan, analysis, 'wsp plan');

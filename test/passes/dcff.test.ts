@@ -182,7 +182,12 @@ function groupsOf(structured: Structured) {
 
 describe('dcff structure', () => {
   it('residual partners share one fusion matrix: fewer P_top tensors than fused weights on fmnist-resnet', async () => {
-    const structured = await dcff.structure(prepared('fmnist-resnet'), { fromScratch: false }, 0.5, context());
+    const structured = await dcff.structure(
+      prepared('fmnist-resnet'),
+      { fromScratch: false, roundTo: 1 },
+      0.5,
+      context(),
+    );
     const training = structured.hooks!.model!;
     const users = structured.hooks!.frozen!.map((p) => training.graph.initializers.get(p)!.useCount);
     expect(Math.max(...users)).toBeGreaterThan(1);
@@ -190,7 +195,12 @@ describe('dcff structure', () => {
 
   it('names a group it cannot fuse (depthwise member) and prunes it by L1 selection instead', async () => {
     const notes: string[] = [];
-    const structured = await dcff.structure(prepared('fmnist-mobilenet'), { fromScratch: false }, 0.6, context(notes));
+    const structured = await dcff.structure(
+      prepared('fmnist-mobilenet'),
+      { fromScratch: false, roundTo: 1 },
+      0.6,
+      context(notes),
+    );
     structured.model.graph.verify();
     expect(notes.some((n) => /not fused: .*depthwise-group|not fused: .*not a plain conv/.test(n))).toBe(true);
   });
@@ -198,16 +208,18 @@ describe('dcff structure', () => {
   it('--from-scratch re-initialises He-normal, seeded: same seed same bytes, other seed other weights', async () => {
     const dense = prepared('fmnist-vgg');
     const run = async (seed: number) =>
-      encodeModel((await dcff.structure(dense, { fromScratch: true }, 0.5, context([], seed))).model).bytes;
+      encodeModel((await dcff.structure(dense, { fromScratch: true, roundTo: 1 }, 0.5, context([], seed))).model).bytes;
     const [a, b, c] = [await run(3), await run(3), await run(4)];
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
     expect(Buffer.from(a).equals(Buffer.from(c))).toBe(false);
-    const plain = encodeModel((await dcff.structure(dense, { fromScratch: false }, 0.5, context())).model).bytes;
+    const plain = encodeModel(
+      (await dcff.structure(dense, { fromScratch: false, roundTo: 1 }, 0.5, context())).model,
+    ).bytes;
     expect(Buffer.from(a).equals(Buffer.from(plain))).toBe(false);
   });
 
   it('keeps everything and brings no hooks at keepMacs 1', async () => {
-    const structured = await dcff.structure(prepared('fmnist-vgg'), { fromScratch: false }, 1, context());
+    const structured = await dcff.structure(prepared('fmnist-vgg'), { fromScratch: false, roundTo: 1 }, 1, context());
     expect(structured.hooks).toBeUndefined();
     expect(structured.macsRatio).toBe(1);
   });
@@ -215,6 +227,9 @@ describe('dcff structure', () => {
   it('is in the registry with its flag', () => {
     const method = methodNamed('dcff');
     expect(method.flags.map((f) => f.flags)).toEqual(['--round-to <n>', '--from-scratch']);
-    expect(method.options({ fromScratch: true }, context().common)).toEqual({ fromScratch: true });
+    expect(method.options({ fromScratch: true, roundTo: 1 }, context().common)).toEqual({
+      fromScratch: true,
+      roundTo: 1,
+    });
   });
 });

@@ -262,8 +262,11 @@ describe('wsp options', () => {
   });
 
   it('takes weight-proxy without data, saliency with it, and refuses other criteria', () => {
-    expect(wsp.options({ criterion: 'weight-proxy' }, NO_DATA)).toEqual({ criterion: 'weight-proxy' });
-    expect(wsp.options({}, WITH_DATA)).toEqual({ criterion: 'saliency' });
+    expect(wsp.options({ criterion: 'weight-proxy' }, NO_DATA)).toEqual({ criterion: 'weight-proxy', roundTo: 1 });
+    expect(wsp.options({}, WITH_DATA)).toEqual({ criterion: 'saliency', roundTo: 1 });
+    // --round-to: as given, else the pipeline's channel multiple (the CPU's SIMD block).
+    expect(wsp.options({ roundTo: 4 }, { ...WITH_DATA, channelMultiple: 8 }).roundTo).toBe(4);
+    expect(wsp.options({}, { ...WITH_DATA, channelMultiple: 8 }).roundTo).toBe(8);
     expect(() => wsp.options({ criterion: 'l1' }, WITH_DATA)).toThrow(
       /--criterion 'l1' is not a wsp criterion; choose one of: saliency, weight-proxy/,
     );

@@ -149,7 +149,7 @@ describe('DCFF fine-tuning through the hooks', () => {
   });
 
   async function structured() {
-    const s = await dcff.structure(bnCnn(), { fromScratch: false }, 0.6, {
+    const s = await dcff.structure(bnCnn(), { fromScratch: false, roundTo: 1 }, 0.6, {
       common: { keepMacs: 0.6, seed: 0, hasData: true },
       log: () => {},
       note: () => {},
