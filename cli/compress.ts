@@ -5,13 +5,12 @@
  * own, and a flag given with a method that does not take it is refused.
  */
 import path from 'node:path';
-import { InvalidArgumentError, Option, type Command } from 'commander';
-import { RegroupError } from '../compiler/errors.js';
+import { Option, type Command } from 'commander';
 import { writeAtomic } from '../compiler/onnx/io.js';
-import { DEFAULT_METHOD, METHODS, methodFlags, methodNamed } from '../passes/methods/index.js';
-import type { FlagKind } from '../passes/methods/method.js';
+import { DEFAULT_METHOD, METHODS } from '../passes/methods/index.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber, unitFraction } from './args.js';
+import { addMethodFlags, methodName, methodOptionsOf } from './method-flags.js';
 import { human, table } from './format.js';
 import {
   allMaskedDense,
@@ -32,21 +31,6 @@ type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log'
   html?: string;
 } & Record<string, unknown>;
 
-const PARSERS: Partial<Record<FlagKind, (text: string) => unknown>> = {
-  'positive-int': positiveInt,
-  'non-negative-int': nonNegativeInt,
-  fraction,
-  percentiles: (text) => text.split(',').map((part) => Number(part.trim())),
-};
-
-function methodName(text: string): string {
-  try {
-    return methodNamed(text).name;
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
-
 export function registerCompressCommand(program: Command): void {
   const methods = METHODS.map((m) => `${m.name}: ${m.description}`).join('; ');
   const command = program
@@ -58,12 +42,7 @@ export function registerCompressCommand(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the compressed model (written atomically)')
     .option('--method <name>', `compression method — ${methods}`, methodName, DEFAULT_METHOD)
     .requiredOption('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction);
-  for (const { flag } of methodFlags()) {
-    const option = new Option(flag.flags, flag.description);
-    if (flag.choices) option.choices([...flag.choices]);
-    const parse = PARSERS[flag.kind];
-    command.addOption(parse ? option.argParser(parse) : option);
-  }
+  addMethodFlags(command);
   command
     .option(
       '--data <spec>',
@@ -115,20 +94,6 @@ export function registerCompressCommand(program: Command): void {
           ),
         ]);
     });
-}
-
-/** The chosen method's flags; a flag of another method is a usage error naming its methods. */
-function methodOptionsOf(flags: Flags): Record<string, unknown> {
-  const options: Record<string, unknown> = {};
-  for (const { flag, methods } of methodFlags()) {
-    if (flags[flag.key] === undefined) continue;
-    if (!methods.includes(flags.method)) {
-      const [name] = flag.flags.split(' ');
-      throw new RegroupError('usage', `${name} applies to --method ${methods.join(' or ')}, not to ${flags.method}`);
-    }
-    options[flag.key] = flags[flag.key];
-  }
-  return options;
 }
 
 function printCompress(file: string, output: string, o: CompressOutcome): void {
