@@ -9,11 +9,9 @@ import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
 import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import type { Model } from '../../compiler/ir/model.js';
-import { applyChannelMap } from '../channel-map.js';
 import { channelImportance } from '../importance.js';
-import { runPasses } from '../manager.js';
 import { planPruning, removalSet } from '../plan-pruning.js';
-import { TIDY } from '../index.js';
+import { removeChannels } from './removal.js';
 import { ROUND_TO_FLAG, roundToOf, type Method, type Structured } from './method.js';
 
 /** Prune a copy of `dense` to `keepMacs` by L1 norm; `uniform` narrows every group alike. */
@@ -31,10 +29,7 @@ function pruneL1(
   if (prunable === 0) return { model, macsRatio: 1, pruned: 0, prunable };
   const options = { keepMacs, criterion: 'l1' as const, uniform, roundTo };
   const plan = planPruning(analysis, cost, channelImportance(analysis, options), options, 'l1');
-  applyChannelMap(model, analysis, removalSet(plan, analysis, 'plan'));
-  runPasses(model, TIDY, {}, { fixpoint: true });
-  model.graph.verify();
-  const after = computeCost(model, inferShapes(model)).totals.macs;
+  const after = removeChannels(model, analysis, removalSet(plan, analysis, 'plan'));
   return {
     model,
     macsRatio: after / cost.totals.macs,

@@ -21,11 +21,9 @@ import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import { RegroupError } from '../../compiler/errors.js';
 import type { Model } from '../../compiler/ir/model.js';
-import { applyChannelMap } from '../channel-map.js';
 import { channelImportance, criterionNamed, type ImportanceMeasurements } from '../importance.js';
-import { TIDY } from '../index.js';
-import { runPasses } from '../manager.js';
 import { planPruning, removalSet, type PruningPlan } from '../plan-pruning.js';
+import { removeChannels } from './removal.js';
 import { ROUND_TO_FLAG, roundToOf, type Method, type StructureContext } from './method.js';
 
 export type WspCriterion = 'saliency' | 'weight-proxy';
@@ -85,10 +83,7 @@ export const wsp: Method<WspOptions> = {
     );
     const removed = removalSet(plan, analysis, 'wsp plan');
     const summary = prunedLayers(analysis, removed);
-    applyChannelMap(model, analysis, removed);
-    runPasses(model, TIDY, {}, { fixpoint: true });
-    model.graph.verify();
-    const macsRatio = computeCost(model, inferShapes(model)).totals.macs / before.totals.macs;
+    const macsRatio = removeChannels(model, analysis, removed) / before.totals.macs;
     ctx.note(
       `wsp (${options.criterion}): ${summary}; ${plan.groups.filter((g) => g.removed.length > 0).length} of ${plan.groups.length} prunable groups pruned; MACs ${(100 * macsRatio).toFixed(1)}% of dense`,
     );
