@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { RegroupError } from '../compiler/errors.js';
+import { nodeLabels } from '../compiler/ir/label.js';
 import type { Dim } from '../compiler/ir/node.js';
 import { loadModel, saveModel, type SaveResult } from '../compiler/onnx/io.js';
 import type { Model } from '../compiler/ir/model.js';
@@ -53,6 +54,7 @@ export async function inspectGroups(
   const { analyzeChannels } = await import('../compiler/analysis/channel-groups.js');
   runPasses(model, PREPARE, {}, { fixpoint: true });
   const analysis = analyzeChannels(model, inferShapes(model, { inputShapes }));
+  const labels = nodeLabels(model.graph);
   const groups = analysis.groups.map((g) => ({
     id: g.id,
     channels: g.channels,
@@ -61,7 +63,7 @@ export async function inspectGroups(
     reasons: g.reasons,
     producers: g.producers,
     members: g.members.map((m) => ({
-      node: m.node.name,
+      node: labels.get(m.node) ?? m.node.name,
       op: m.node.opType,
       role: m.role,
       offset: m.offset,
