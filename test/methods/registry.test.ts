@@ -68,42 +68,26 @@ describe('method registry', () => {
   );
 });
 
+/** `regroup compress` on the tiny ResNet at half the MACs, written to a scratch file, with `flags`. */
+const compressTiny = (...flags: string[]) =>
+  regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', ...flags);
+
 describe('compress: bad input', () => {
   it('an unknown --method is a usage error that lists the registry', async () => {
-    const r = await regroup(
-      'compress',
-      TINY,
-      '-o',
-      path.join(tmp, 'x.onnx'),
-      '--keep-macs',
-      '0.5',
-      '--method',
-      'magic',
-    );
+    const r = await compressTiny('--method', 'magic');
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`unknown --method 'magic'; choose one of: ${METHODS.map((m) => m.name).join(', ')}`);
     expect(fs.existsSync(path.join(tmp, 'x.onnx'))).toBe(false);
   });
 
   it("a method's flag given with another method is refused, naming the methods it belongs to", async () => {
-    const r = await regroup(
-      'compress',
-      TINY,
-      '-o',
-      path.join(tmp, 'x.onnx'),
-      '--keep-macs',
-      '0.5',
-      '--method',
-      'uniform',
-      '--groups',
-      '8',
-    );
+    const r = await compressTiny('--method', 'uniform', '--groups', '8');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--groups applies to --method sg-cnn, not to uniform/);
   });
 
   it('wsp with its paper criterion needs --data, and says so and names the proxy', async () => {
-    const r = await regroup('compress', TINY, '-o', path.join(tmp, 'x.onnx'), '--keep-macs', '0.5', '--method', 'wsp');
+    const r = await compressTiny('--method', 'wsp');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
       /--method wsp ranks channels by activation and gradient sparsity on labelled images: pass --data, or use --criterion weight-proxy/,
@@ -190,18 +174,7 @@ describe('--round-to (the channel-pruning methods)', () => {
         `${method}: ${widths.join(',')}`,
       ).toBe(true);
     }
-    const r = await regroup(
-      'compress',
-      TINY,
-      '-o',
-      path.join(tmp, 'x.onnx'),
-      '--keep-macs',
-      '0.5',
-      '--method',
-      'sg-balanced',
-      '--round-to',
-      '8',
-    );
+    const r = await compressTiny('--method', 'sg-balanced', '--round-to', '8');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--round-to applies to --method l1 or l1-uniform or wsp or dcff, not to sg-balanced/);
   }, 60_000);
