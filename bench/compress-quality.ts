@@ -11,6 +11,7 @@
  *
  * Run: node dist/bench/compress-quality.js [SUBJECT[,SUBJECT…]|all] [--epochs E] [--limit N] [--keep F]
  *      [--finetune local+global|global|local|none] [--methods control,sg-cnn,wsp,wsp+proxy,dcff,l1] [--seed S]
+ *      [--round-to N]   (kept channel counts' multiple for the pruning methods; default the CPU's SIMD block)
  *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
  *      scan, one step, 64 clusters)
@@ -24,6 +25,7 @@ import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { cpuSimdBlock } from '../runtime/providers.js';
 import { compressModel, type CompressOutcome, type FinetuneScheme } from '../cli/pipelines/compress.js';
 
 const root = ROOT;
@@ -37,6 +39,7 @@ const allocate = args.string('--allocate', '') || undefined;
 const steps = args.number('--steps', 1);
 const groups = Number(args.string('--groups', '')) || undefined; // absent: compress's own default
 const seed = args.number('--seed', 0);
+const channelMultiple = args.number('--round-to', cpuSimdBlock());
 const which = (args.rest[0] ?? 'all').split(',');
 const shared = path.resolve(root, '../shared/fixtures');
 
@@ -71,7 +74,7 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     process.exit(1);
   }
   console.log(
-    `\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples)`,
+    `\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples), seed ${seed}, pruned widths rounded to ${channelMultiple}`,
   );
   console.log(
     [
@@ -105,6 +108,7 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
       epochs,
       limit,
       seed,
+      channelMultiple,
     });
     if (label === 'control') control = outcome.compressed.accuracy?.top1;
     console.log(row(label, outcome, control));
