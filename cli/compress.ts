@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { Option, type Command } from 'commander';
+import { RegroupError } from '../compiler/errors.js';
 import { writeAtomic } from '../compiler/onnx/io.js';
 import { DEFAULT_METHOD, METHODS } from '../passes/methods/index.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
@@ -41,7 +42,23 @@ export function registerCompressCommand(program: Command): void {
     .argument('<model>', 'ONNX model file')
     .requiredOption('-o, --output <file>', 'where to write the compressed model (written atomically)')
     .option('--method <name>', `compression method — ${methods}`, methodName, DEFAULT_METHOD)
-    .requiredOption('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction);
+    .option('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction)
+    .option(
+      '--keep-latency <fraction>',
+      "fraction of the dense model's measured latency to keep, e.g. 0.5: the MACs target is searched by timing the method's lowered structure beside the dense model on --ep at --latency-batch",
+      fraction,
+    )
+    .option(
+      '--latency-ms <ms>',
+      'target latency in milliseconds per run at --latency-batch (instead of --keep-latency)',
+      positiveNumber,
+    )
+    .option(
+      '--latency-batch <n>',
+      'batch size the latency target is measured at (default 1; --batch is the fine-tuning batch)',
+      positiveInt,
+      1,
+    );
   addMethodFlags(command);
   command
     .option(
@@ -78,6 +95,7 @@ export function registerCompressCommand(program: Command): void {
       const log = flags.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
       const outcome = await compressModel(file, {
         ...flags,
+        ...budgetOf(flags),
         methodOptions: methodOptionsOf(flags),
         ep: parseProvider(flags.ep),
         onProgress: (event) => bars.on(event),
@@ -94,6 +112,22 @@ export function registerCompressCommand(program: Command): void {
           ),
         ]);
     });
+}
+
+/** The budget flags: exactly one of --keep-macs, --keep-latency, --latency-ms. */
+function budgetOf(flags: Flags): Pick<CompressOptions, 'keepMacs' | 'latencyTarget'> {
+  const given = (['keepMacs', 'keepLatency', 'latencyMs'] as const).filter((k) => flags[k] !== undefined);
+  if (given.length === 0)
+    throw new RegroupError(
+      'usage',
+      'say how much to keep: --keep-macs 0.5 (of the MACs), --keep-latency 0.5 (of the measured latency) or --latency-ms X',
+    );
+  if (given.length > 1) throw new RegroupError('usage', 'give one of --keep-macs, --keep-latency, --latency-ms');
+  if (flags.keepMacs !== undefined) return { keepMacs: flags.keepMacs };
+  const batch = flags.latencyBatch as number;
+  const keep = flags.keepLatency as number | undefined;
+  const ms = flags.latencyMs as number | undefined;
+  return { keepMacs: keep ?? 0.5, latencyTarget: { keep, ms, batch } };
 }
 
 function printCompress(file: string, output: string, o: CompressOutcome): void {

@@ -9,6 +9,8 @@ export type ErrorCode =
   | 'usage'
   | 'runtime'
   | 'provider'
+  /** A target (MACs, latency) no structure the method can make reaches. */
+  | 'unreachable'
   | 'unsupported';
 
 /** An error regroup raises on purpose: bad input or a broken invariant, with a fix in the message. */

@@ -59,32 +59,20 @@ export async function measureSide(
 const LATENCY_ROUNDS = 5;
 
 /**
- * Latency of dense and compressed at batch 1 and 8, side by side: rounds alternate the two
- * models so load on a shared machine hits both alike; each figure is the median over the
- * rounds' medians (p90 likewise).
+ * Latency of dense and compressed at each batch (default 1 and 8), side by side: rounds
+ * alternate the two models so load on a shared machine hits both alike; each figure is the
+ * median over the rounds' medians (p90 likewise).
  */
 export async function measureLatency(
   dense: Model,
   compressed: Model,
   options: MeasureOptions,
+  batches: readonly number[] = [1, 8],
 ): Promise<[LatencyStats[], LatencyStats[]]> {
-  const { benchmark, quantile } = await import('../../runtime/benchmark.js');
-  const sides = [dense, compressed].map((m) => ({ model: m, bytes: encodeModel(m).bytes }));
+  const { quantile } = await import('../../runtime/benchmark.js');
   const result: [LatencyStats[], LatencyStats[]] = [[], []];
-  for (const batch of [1, 8]) {
-    const rounds: LatencyStats[][] = [[], []];
-    for (let round = 0; round < LATENCY_ROUNDS; round++) {
-      for (const [i, side] of sides.entries())
-        rounds[i]!.push(
-          await benchmark(side.bytes, side.model, {
-            ep: options.ep,
-            threads: options.threads,
-            batch,
-            runs: 10,
-            warmup: 2,
-          }),
-        );
-    }
+  for (const batch of batches) {
+    const rounds = await interleavedRounds([dense, compressed], batch, options, LATENCY_ROUNDS);
     rounds.forEach((stats, i) => {
       const median = quantile(
         stats.map((s) => s.medianMs),
@@ -105,6 +93,58 @@ export async function measureLatency(
     });
   }
   return result;
+}
+
+/**
+ * Compressed latency over dense at one batch, robust to load that comes and goes: the median
+ * over interleaved rounds of each round's ratio (the two medians of a round ran back to back),
+ * with the dense median over the rounds.
+ */
+export async function measureRatio(
+  dense: Model,
+  compressed: Model,
+  options: MeasureOptions,
+  batch: number,
+  rounds = 2 * LATENCY_ROUNDS - 1,
+): Promise<{ ratio: number; denseMs: number }> {
+  const { quantile } = await import('../../runtime/benchmark.js');
+  const [d, c] = await interleavedRounds([dense, compressed], batch, options, rounds);
+  const ratio = quantile(
+    c!.map((s, r) => s.medianMs / d![r]!.medianMs),
+    0.5,
+  );
+  return {
+    ratio,
+    denseMs: quantile(
+      d!.map((s) => s.medianMs),
+      0.5,
+    ),
+  };
+}
+
+/** `rounds` rounds, each timing every model in turn (10 runs after 2 warm-ups); per model, its rounds' stats. */
+async function interleavedRounds(
+  models: readonly Model[],
+  batch: number,
+  options: MeasureOptions,
+  rounds: number,
+): Promise<LatencyStats[][]> {
+  const { benchmark } = await import('../../runtime/benchmark.js');
+  const sides = models.map((m) => ({ model: m, bytes: encodeModel(m).bytes }));
+  const stats: LatencyStats[][] = sides.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, side] of sides.entries())
+      stats[i]!.push(
+        await benchmark(side.bytes, side.model, {
+          ep: options.ep,
+          threads: options.threads,
+          batch,
+          runs: 10,
+          warmup: 2,
+        }),
+      );
+  }
+  return stats;
 }
 
 /** What the report is made from. */

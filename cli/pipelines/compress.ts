@@ -13,7 +13,9 @@
  */
 import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
 import type { Connectivity } from '../../compiler/analysis/connectivity.js';
+import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
+import { nodeLabels } from '../../compiler/ir/label.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { matchNodesByOutput } from '../../compiler/ir/match.js';
 import type { Model } from '../../compiler/ir/model.js';
@@ -36,7 +38,8 @@ import { cpuSimdBlock, type ExecutionProvider } from '../../runtime/providers.js
 import type { TrainProgress } from '../../runtime/train/types.js';
 import type { Report } from '../report/schema.js';
 import { localSummary, resolveSplits } from '../train.js';
-import { compressReport, measureLatency, measureSide, type Side } from './compress-measure.js';
+import { compressReport, measureLatency, measureRatio, measureSide, type Side } from './compress-measure.js';
+import { searchKeepMacs, type LatencySearch, type LatencyTarget, type Probe } from './latency-target.js';
 
 export type FinetuneScheme = 'local+global' | 'global' | 'local' | 'none';
 export const FINETUNE_SCHEMES: readonly FinetuneScheme[] = ['local+global', 'global', 'local', 'none'];
@@ -79,6 +82,11 @@ export interface CompressOptions {
   force?: boolean;
   /** Measure latency before and after (default true). */
   latency?: boolean;
+  /**
+   * Compress to a measured latency instead of `keepMacs` (cli/pipelines/latency-target.ts):
+   * the MACs fraction is searched until the lowered structure runs at the target.
+   */
+  latencyTarget?: LatencyTarget;
   onProgress?: (event: TrainProgress) => void;
   log?: (line: string) => void;
 }
@@ -106,6 +114,8 @@ export interface CompressOutcome {
   structuredMacsRatio: number;
   steps: StepRecord[];
   choices: LayerChoice[];
+  /** The probes of a latency target (`latencyTarget`), when one was given. */
+  latencySearch?: LatencySearch;
   notes: string[];
   seconds: number;
   /** Peak resident memory of this process so far (MB), read when the output is written. */
@@ -156,14 +166,18 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
     const denseSide = await measureSide(dense, data, options, 'dense');
     log(`dense: ${describeSide(denseSide)}`);
+    const search = options.latencyTarget
+      ? await latencySearch(method, methodOptions, common, dense, data, options, notes)
+      : undefined;
     const { structured, tuned, records } = await runSchedule(
       method,
       methodOptions,
-      common,
+      search ? { ...common, keepMacs: search.keepMacs } : common,
       dense,
       data,
       options,
       notes,
+      search?.structured,
     );
     const lowered = await lowerChecked(tuned, structured, method, options);
     const maskedDense = lowered.choices.filter((c) => c.form === 'masked-dense').length;
@@ -177,8 +191,10 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     }
     runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
     const compressedSide = await measureSide(lowered.model, data, options, 'compressed');
-    if (options.latency !== false)
-      [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options);
+    if (options.latency !== false) {
+      const batches = [...new Set([1, 8, options.latencyTarget?.batch ?? 1])].sort((a, b) => a - b);
+      [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options, batches);
+    }
     log(`compressed: ${describeSide(compressedSide)}`);
     if (fixedBatch) restoreBatch(lowered.model, fixedBatch);
     saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
@@ -195,6 +211,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       notes,
       seconds,
       peakRssMb,
+      latencySearch: search?.search,
     };
     const report = compressReport(file, options, outcome, dense);
     return { report, ...outcome };
@@ -216,6 +233,7 @@ async function runSchedule(
   data: Data | undefined,
   options: CompressOptions,
   notes: string[],
+  reuse?: Structured,
 ): Promise<{ structured: Structured; tuned: Model; records: StepRecord[] }> {
   const log = options.log ?? (() => {});
   const scheme = schemeOf(options);
@@ -231,7 +249,8 @@ async function runSchedule(
       log,
       note: (line: string) => notes.push(line),
     };
-    const structured = await method.structure(start, step.options, step.keepMacs, ctx);
+    const reusable = reuse && schedule.length === 1 && step.keepMacs === common.keepMacs;
+    const structured = reusable ? reuse : await method.structure(start, step.options, step.keepMacs, ctx);
     const share = `${(100 * structured.macsRatio).toFixed(1)}% of the MACs`;
     if (k === schedule.length - 1) log(`structured (${method.name}): ${share}`);
     else log(`step ${k + 1}/${schedule.length}: ${share}; fine-tuning before the next step`);
@@ -248,6 +267,67 @@ async function runSchedule(
     last = { structured, tuned };
   }
   return { ...last!, records };
+}
+
+/**
+ * The MACs fraction whose lowered structure runs at `options.latencyTarget` (measured beside
+ * the dense model at the target batch; latency-target.ts), and the structure at it.
+ */
+async function latencySearch(
+  method: AnyMethod,
+  methodOptions: unknown,
+  common: CommonOptions,
+  dense: Model,
+  data: Data | undefined,
+  options: CompressOptions,
+  notes: string[],
+): Promise<{ keepMacs: number; structured: Structured; search: LatencySearch }> {
+  const target = options.latencyTarget!;
+  const log = options.log ?? (() => {});
+  const denseMacs = computeCost(dense, inferShapes(dense)).totals.macs;
+  const tried = new Map<Probe, { structured: Structured; lowered: Model }>();
+  const probeAt = async (keepMacs: number): Promise<Probe> => {
+    const ctx = {
+      common: { ...common, keepMacs },
+      measure: data ? measurements(data, options, common.seed) : undefined,
+      log: () => {},
+      note: () => {},
+    };
+    const structured = await method.structure(dense, methodOptions, keepMacs, ctx);
+    const { model: lowered } = await lower(structured.model, structured.connectivity, options);
+    const { ratio, denseMs } = await measureRatio(dense, lowered, options, target.batch);
+    const macsRatio = computeCost(lowered, inferShapes(lowered)).totals.macs / denseMacs;
+    const probe = { keepMacs, macsRatio, ms: ratio * denseMs, denseMs };
+    tried.set(probe, { structured, lowered });
+    return probe;
+  };
+  const blockers = async (probe: Probe) => unreducedLayers(dense, tried.get(probe)!.lowered);
+  const search = await searchKeepMacs(target, probeAt, { log, blockers });
+  const { chosen } = search;
+  const what = target.keep !== undefined ? `${target.keep} of the dense latency` : `${target.ms} ms`;
+  notes.push(
+    `latency target ${what} at batch ${target.batch}: ${search.probes.length} probe(s), keep ${chosen.keepMacs.toFixed(3)} of the MACs ` +
+      `→ ${chosen.ms.toFixed(2)} ms, ${(chosen.ms / chosen.denseMs).toFixed(3)} of dense ${chosen.denseMs.toFixed(2)} ms (before fine-tuning)`,
+  );
+  return { keepMacs: chosen.keepMacs, structured: tried.get(chosen)!.structured, search };
+}
+
+/** The layers a structure left (nearly) as heavy as in the dense model, heaviest first: what keeps its latency up. */
+function unreducedLayers(dense: Model, lowered: Model): string {
+  const after = new Map(
+    computeCost(lowered, inferShapes(lowered)).layers.map((l) => [l.node.outputs[0]?.name, l.macs] as const),
+  );
+  const layers = computeCost(dense, inferShapes(dense)).layers;
+  const labels = nodeLabels(dense.graph);
+  const unreduced = layers
+    .filter((l) => l.macs > 0 && (after.get(l.node.outputs[0]?.name) ?? 0) >= 0.95 * l.macs)
+    .sort((a, b) => b.macs - a.macs)
+    .slice(0, 4)
+    .map((l) => `${labels.get(l.node)} (${(l.macs / 1e6).toFixed(1)}M MACs)`);
+  const which = unreduced.length
+    ? `layers the method cannot narrow there: ${unreduced.join(', ')}`
+    : 'every layer is already narrowed';
+  return `${which}; ops without MACs (pooling, Add, reshapes, layout conversions) keep their time too`;
 }
 
 /** The fine-tuning scheme: as given, else local+global with data and none without. */
@@ -389,6 +469,7 @@ function rekeyed(structured: Structured, model: Model): ReadonlyMap<Node, Connec
 }
 
 async function lower(model: Model, connectivity: ReadonlyMap<Node, Connectivity>, options: CompressOptions) {
+  if (connectivity.size === 0) return { model, choices: [] as LayerChoice[] };
   const [{ cpuSimdBlock }, { benchmark }, { lowerGrouped }] = await Promise.all([
     import('../../runtime/providers.js'),
     import('../../runtime/benchmark.js'),

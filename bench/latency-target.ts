@@ -1,0 +1,90 @@
+/**
+ * Compressing to a measured latency (`regroup compress --keep-latency F --latency-batch B`):
+ * for each method and batch, the model compressed by `compressModel` exactly as the command
+ * does (no data, no fine-tuning: latency does not depend on the weights' values), then every
+ * output timed again, fresh, beside the dense model in interleaved rounds at its batch. The
+ * acceptance is the fresh measurement: within 5% of F × the dense latency.
+ *
+ * Run: node dist/bench/latency-target.js [--keep-latency 0.5] [--batches 1,8] [--methods l1,wsp]
+ *      [--models resnet18,fmnist] [--runs 40] [--rounds 8] [--threads 0]
+ * `wsp` runs its weight proxy (no data here).
+ */
+import { BenchArgs, ROOT } from './args.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { encodeModel } from '../compiler/onnx/encode.js';
+import { loadModel } from '../compiler/onnx/io.js';
+import { PREPARE, runPasses } from '../passes/index.js';
+import { compressModel, type CompressOutcome } from '../cli/pipelines/compress.js';
+import { interleavedMedians, type Timed } from './interleave.js';
+
+const args = new BenchArgs();
+const keepLatency = args.number('--keep-latency', 0.5);
+const batches = args.string('--batches', '1,8').split(',').map(Number);
+const runs = args.number('--runs', 40);
+const rounds = args.number('--rounds', 8);
+const threads = args.number('--threads', 0);
+const methods = args.string('--methods', 'l1,wsp').split(',');
+const wanted = args.string('--models', 'resnet18').split(',');
+const MODELS: Record<string, string> = {
+  resnet18: path.resolve(ROOT, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'),
+  fmnist: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'),
+};
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-latency-target-'));
+
+for (const name of wanted) {
+  const file = MODELS[name];
+  if (!file || !fs.existsSync(file)) {
+    console.error(`bench/latency-target: model '${name}' not found (${file ?? 'unknown name'})`);
+    process.exit(1);
+  }
+  const dense = loadModel(file);
+  runPasses(dense, PREPARE, {}, { fixpoint: true });
+  for (const batch of batches) {
+    const timed: Timed[] = [{ key: 'dense', bytes: encodeModel(dense).bytes, model: dense }];
+    const outcomes = new Map<string, CompressOutcome>();
+    for (const method of methods) {
+      const output = path.join(scratch, `${name}-${method}-b${batch}.onnx`);
+      const outcome = await compressModel(file, {
+        output,
+        method,
+        methodOptions: method === 'wsp' ? { criterion: 'weight-proxy' } : {},
+        keepMacs: keepLatency,
+        latencyTarget: { keep: keepLatency, batch },
+        finetune: 'none',
+        latency: false,
+        seed: 0,
+        threads,
+      });
+      outcomes.set(method, outcome);
+      timed.push({ key: method, bytes: fs.readFileSync(output), model: loadModel(output) });
+    }
+    const times = await interleavedMedians(timed, { batch, runs, rounds, threads });
+    console.log(
+      `\n${name}, batch ${batch}: --keep-latency ${keepLatency}; fresh timing ${runs} runs per cell in ${rounds} interleaved rounds, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`,
+    );
+    console.log(
+      ['method', 'probes', 'keep MACs', 'search ratio', 'dense ms', 'output ms', 'fresh ratio', 'within 5%', 'seconds']
+        .map((h, i) => (i ? h.padStart(12) : h.padEnd(8)))
+        .join(' '),
+    );
+    const denseMs = times.get('dense')!;
+    for (const [method, o] of outcomes) {
+      const search = o.latencySearch!;
+      const fresh = times.get(method)! / denseMs;
+      const cells = [
+        String(search.probes.length),
+        search.chosen.keepMacs.toFixed(3),
+        (search.chosen.ms / search.chosen.denseMs).toFixed(3),
+        denseMs.toFixed(2),
+        times.get(method)!.toFixed(2),
+        fresh.toFixed(3),
+        Math.abs(fresh / keepLatency - 1) <= 0.05 ? 'yes' : 'NO',
+        o.seconds.toFixed(0),
+      ];
+      console.log([method.padEnd(8), ...cells.map((c) => c.padStart(12))].join(' '));
+    }
+  }
+}
+fs.rmSync(scratch, { recursive: true, force: true });
