@@ -65,7 +65,7 @@ export interface PruneReport {
   output: string;
   changed: boolean;
   criterion: string;
-  target: { metric: 'macs' | 'params'; keep: number } | undefined;
+  target: { metric: 'macs' | 'params' | 'latency'; keep: number } | undefined;
   before: { macs: number; params: number };
   after: { macs: number; params: number };
   macsRatio: number;

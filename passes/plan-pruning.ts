@@ -12,18 +12,30 @@
  * multiple of `roundTo` (never below `minChannels`, never dropping a pinned channel).
  * Uniform mode: every group keeps the same fraction ρ. τ (or ρ) is found by bisection
  * and the plan closest to the target is returned.
+ *
+ * Latency mode (`keepLatency` with a `LatencyPricing` from measured layer latencies,
+ * passes/latency-pricing.ts): the kept fraction is the predicted latency's, and the threshold
+ * runs over importance per millisecond saved — score / (s_g / s̄), with s_g the group's
+ * marginal saving per channel and s̄ the mean over prunable groups — the Lagrangian of
+ * "lose the least importance for the latency budget" when latency is locally linear in each
+ * group's width (HALP, Shen et al. 2022, solves the same knapsack with a latency table).
  */
 import type { ChannelAnalysis, ChannelGroup, Touch } from '../compiler/analysis/channel-groups.js';
 import type { CostReport } from '../compiler/analysis/cost.js';
 import { RegroupError } from '../compiler/errors.js';
 import { constantOf } from '../compiler/ir/constants.js';
 import type { Node } from '../compiler/ir/node.js';
+import type { LatencyPricing } from './latency-pricing.js';
 
 export interface PlanOptions {
   /** Fraction of MACs to keep (0..1]. */
   keepMacs?: number;
   /** Fraction of parameters to keep (0..1]. */
   keepParams?: number;
+  /** Fraction of the predicted latency to keep (0..1]; needs `latency`. */
+  keepLatency?: number;
+  /** Predicted latency from measured layer latencies, for `keepLatency`. */
+  latency?: LatencyPricing;
   uniform?: boolean;
   /** Kept channel counts are multiples of this (default 1). */
   roundTo?: number;
@@ -50,7 +62,7 @@ export interface PruningPlan {
   format: 'regroup-prune-plan';
   version: 1;
   criterion: string;
-  target: { metric: 'macs' | 'params'; keep: number };
+  target: { metric: 'macs' | 'params' | 'latency'; keep: number };
   roundTo: number;
   minChannels: number;
   uniform: boolean;
@@ -118,22 +130,28 @@ function keptCount(elems: Int32Array, removed: ReadonlySet<number>, analysis: Ch
 export function planPruning(
   analysis: ChannelAnalysis,
   cost: CostReport,
-  scores: ReadonlyMap<number, number>,
+  importance: ReadonlyMap<number, number>,
   options: PlanOptions,
   criterion = 'l1',
 ): PruningPlan {
-  const metric = options.keepParams !== undefined ? 'params' : 'macs';
-  const keep = options.keepParams ?? options.keepMacs;
+  const metric = options.keepLatency !== undefined ? 'latency' : options.keepParams !== undefined ? 'params' : 'macs';
+  const keep = options.keepLatency ?? options.keepParams ?? options.keepMacs;
+  const latency = options.latency;
+  if (metric === 'latency' && !latency)
+    throw new RegroupError('usage', 'a latency target needs measured layer latencies (LatencyPricing)');
   if (keep === undefined || !(keep > 0 && keep <= 1))
     throw new RegroupError('usage', `the kept fraction must be in (0, 1], got ${keep}`);
+  let scores = importance;
   const roundTo = Math.max(1, Math.floor(options.roundTo ?? 1));
   const minChannels = Math.max(1, Math.floor(options.minChannels ?? 1));
   const pricing = new PruningCost(analysis, cost);
   const groups = analysis.groups.filter((g) => g.prunable);
   const measure = (removed: Set<number>) => {
+    if (metric === 'latency') return latency!.evaluate(removed) / latency!.before;
     const { macs, params } = pricing.evaluate(removed);
     return metric === 'macs' ? macs / pricing.macsBefore : params / pricing.paramsBefore;
   };
+  if (metric === 'latency' && !options.uniform) scores = perMillisecond(scores, groups, latency!, roundTo);
   const ceiling = options.uniform ? Infinity : (options.ceiling ?? Infinity);
   const build = (level: number) => {
     const removed = removalAt(
@@ -178,6 +196,24 @@ export function planPruning(
     },
     groups: groups.map((g) => planGroup(g, best, analysis)),
   };
+}
+
+/** Scores per millisecond saved: each group's scores over its marginal saving relative to the mean (floored at 5% of it). */
+function perMillisecond(
+  scores: ReadonlyMap<number, number>,
+  groups: readonly ChannelGroup[],
+  latency: LatencyPricing,
+  block: number,
+): Map<number, number> {
+  const savings = new Map(groups.map((g) => [g, latency.savingPerChannel(g, block)] as const));
+  const mean = [...savings.values()].reduce((a, b) => a + b, 0) / Math.max(1, savings.size);
+  const weighted = new Map(scores);
+  if (!(mean > 0)) return weighted;
+  for (const [g, saving] of savings) {
+    const weight = Math.max(0.05, saving / mean);
+    for (const r of g.roots) weighted.set(r, (scores.get(r) ?? 0) / weight);
+  }
+  return weighted;
 }
 
 /** The removal set at one level: a score threshold (global) or a pruned fraction (uniform). */

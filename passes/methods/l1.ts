@@ -11,8 +11,8 @@ import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import type { Model } from '../../compiler/ir/model.js';
 import { channelImportance } from '../importance.js';
 import { planPruning, removalSet } from '../plan-pruning.js';
-import { removeChannels } from './removal.js';
-import { ROUND_TO_FLAG, roundToOf, type Method, type Structured } from './method.js';
+import { budget, removeChannels } from './removal.js';
+import { ROUND_TO_FLAG, roundToOf, type Method, type StructureContext, type Structured } from './method.js';
 
 /** Prune a copy of `dense` to `keepMacs` by L1 norm; `uniform` narrows every group alike. */
 function pruneL1(
@@ -20,6 +20,7 @@ function pruneL1(
   keepMacs: number,
   uniform: boolean,
   roundTo: number,
+  ctx: StructureContext,
 ): { model: Model; macsRatio: number; pruned: number; prunable: number } {
   const model = dense.clone().model;
   const shapes = inferShapes(model);
@@ -27,7 +28,7 @@ function pruneL1(
   const cost = computeCost(model, shapes);
   const prunable = analysis.groups.filter((g) => g.prunable).length;
   if (prunable === 0) return { model, macsRatio: 1, pruned: 0, prunable };
-  const options = { keepMacs, criterion: 'l1' as const, uniform, roundTo };
+  const options = { ...budget(keepMacs, analysis, cost, ctx), criterion: 'l1' as const, uniform, roundTo };
   const plan = planPruning(analysis, cost, channelImportance(analysis, options), options, 'l1');
   const after = removeChannels(model, analysis, removalSet(plan, analysis, 'plan'));
   return {
@@ -42,11 +43,12 @@ function l1Method(name: 'l1' | 'l1-uniform', description: string): Method<{ roun
   const uniform = name === 'l1-uniform';
   return {
     name,
+    pricesLatency: true,
     description,
     flags: [ROUND_TO_FLAG],
     options: (raw, common) => ({ roundTo: roundToOf(raw, common) }),
     async structure(dense, options, keepMacs, ctx): Promise<Structured> {
-      const r = pruneL1(dense, keepMacs, uniform, options.roundTo);
+      const r = pruneL1(dense, keepMacs, uniform, options.roundTo, ctx);
       const how = uniform ? ' (every group by the same fraction)' : ' (one global threshold)';
       ctx.note(`l1 channel pruning${how}: ${r.pruned} of ${r.prunable} prunable groups narrowed`);
       return { model: r.model, connectivity: new Map(), macsRatio: r.macsRatio };

@@ -20,6 +20,7 @@
 import type { Connectivity } from '../../compiler/analysis/connectivity.js';
 import type { TrainingHooks } from '../../compiler/autodiff/types.js';
 import type { Model } from '../../compiler/ir/model.js';
+import type { LayerLatency } from '../latency-pricing.js';
 import type { Node, Value } from '../../compiler/ir/node.js';
 
 /** How a method flag's text is parsed (the CLI maps each kind to a parser with a clear error). */
@@ -120,9 +121,16 @@ export interface StructureContext {
   log(line: string): void;
   /** Facts worth keeping in the report ("self-grouping: cp 50, 19 layers grouped"). */
   note(line: string): void;
+  /**
+   * Measured layer latencies on the target, given only to a method with `pricesLatency` when
+   * the user asked for a latency: `structure`'s `keepMacs` is then the fraction of the
+   * *predicted latency* to keep (passes/latency-pricing.ts), not of the MACs.
+   */
+  readonly latency?: LayerLatency;
 }
 
 export type { LossTerm, TrainingHooks } from '../../compiler/autodiff/types.js';
+export type { LayerLatency } from '../latency-pricing.js';
 
 /** A structured model, ready to fine-tune and lower. */
 export interface Structured {
@@ -146,6 +154,8 @@ export interface Method<O = unknown> {
   readonly flags: readonly MethodFlag[];
   /** Said when some of its grouped layers stay masked dense after lowering (what to try instead). */
   readonly maskedDenseHint?: string;
+  /** Plans with measured layer latencies when given them (StructureContext.latency). */
+  readonly pricesLatency?: boolean;
   /** Typed, checked options from the raw flag values (keys of `flags` only; absent when not given). */
   options(raw: Readonly<Record<string, unknown>>, common: CommonOptions): O;
   /** The structure → fine-tune steps; default one step at `common.keepMacs`. */

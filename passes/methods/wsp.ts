@@ -23,7 +23,7 @@ import { RegroupError } from '../../compiler/errors.js';
 import type { Model } from '../../compiler/ir/model.js';
 import { channelImportance, criterionNamed, type ImportanceMeasurements } from '../importance.js';
 import { planPruning, removalSet, type PruningPlan } from '../plan-pruning.js';
-import { removeChannels } from './removal.js';
+import { budget, removeChannels } from './removal.js';
 import { ROUND_TO_FLAG, roundToOf, type Method, type StructureContext } from './method.js';
 
 export type WspCriterion = 'saliency' | 'weight-proxy';
@@ -43,6 +43,7 @@ const TARGET_TOLERANCE = 0.03;
 
 export const wsp: Method<WspOptions> = {
   name: 'wsp',
+  pricesLatency: true,
   description: 'weak sub-network pruning (Guo et al. 2021): one-shot global channel pruning of conv and FC layers',
   flags: [
     ROUND_TO_FLAG,
@@ -78,7 +79,7 @@ export const wsp: Method<WspOptions> = {
       analysis,
       before,
       scores,
-      { keepMacs, roundTo: options.roundTo, minChannels: 1, ceiling },
+      { ...budget(keepMacs, analysis, before, ctx), roundTo: options.roundTo, minChannels: 1, ceiling },
       `wsp ${options.criterion}`,
     );
     const removed = removalSet(plan, analysis, 'wsp plan');
@@ -89,7 +90,7 @@ export const wsp: Method<WspOptions> = {
     );
     if (options.criterion === 'weight-proxy') ctx.note(percentileNote(analysis, scores, removed));
     if (options.criterion === 'saliency') unmeasuredNote(analysis, scores, ctx);
-    if (Math.abs(macsRatio - keepMacs) > TARGET_TOLERANCE)
+    if (!ctx.latency && Math.abs(macsRatio - keepMacs) > TARGET_TOLERANCE)
       ctx.note(shortfallNote(options.criterion, macsRatio, keepMacs, plan));
     return { model, connectivity: new Map(), macsRatio };
   },
