@@ -20,6 +20,7 @@
  * is ever guessed to be elementwise.
  */
 import { constantOf } from '../ir/constants.js';
+import { nodeLabels } from '../ir/label.js';
 import type { Model } from '../ir/model.js';
 import type { Node, Value } from '../ir/node.js';
 import { CHANNEL_RULES, QUANTIZED_OPS } from './channel-rules.js';
@@ -121,10 +122,18 @@ export class ChannelContext {
   readonly #pins = new Map<number, string[]>();
   readonly #spaceOf: number[] = [];
 
+  #labels: Map<Node, string> | undefined;
+
   constructor(
     readonly model: Model,
     readonly shapes: ShapeResult,
   ) {}
+
+  /** A node's display label for messages (compiler/ir/label.ts: its name, or op#k (→ output) when empty or repeated). */
+  label(node: Node): string {
+    this.#labels ??= nodeLabels(this.model.graph);
+    return this.#labels.get(node) ?? node.name;
+  }
 
   /** Static dims of a value (symbols and unknowns as null). */
   dims(value: Value | undefined): Dim[] | undefined {
@@ -226,7 +235,9 @@ export function analyzeChannels(model: Model, shapes: ShapeResult = inferShapes(
     groupOf: (r) => byRoot.get(ctx.root(r)),
     pinReasons: (e) => ctx.pinReasons(e),
     ...(quantized
-      ? { unsupported: `quantized models (${quantized.opType} at node '${quantized.name}') are not supported yet` }
+      ? {
+          unsupported: `quantized models (${quantized.opType} at node '${ctx.label(quantized)}') are not supported yet`,
+        }
       : {}),
   };
 }
@@ -235,24 +246,24 @@ function visit(node: Node, ctx: ChannelContext): void {
   const rule = node.domain === '' || node.domain === 'ai.onnx' ? CHANNEL_RULES[node.opType] : undefined;
   if (node.subgraphs().length > 0) {
     for (const v of node.inputs)
-      ctx.pinValue(v, `read by ${node.opType} '${node.name}', whose subgraphs regroup does not follow`);
+      ctx.pinValue(v, `read by ${node.opType} '${ctx.label(node)}', whose subgraphs regroup does not follow`);
     for (const sub of node.subgraphs())
       for (const inner of sub.nodes())
         for (const v of inner.inputs)
-          if (v && v.graph !== sub) ctx.pinValue(v, `captured by a subgraph of '${node.name}'`);
+          if (v && v.graph !== sub) ctx.pinValue(v, `captured by a subgraph of '${ctx.label(node)}'`);
     return;
   }
   if (!rule) {
     for (const v of node.inputs)
       ctx.pinValue(
         v,
-        `read by ${node.domain ? `${node.domain}.` : ''}${node.opType} '${node.name}', which regroup does not know how to follow`,
+        `read by ${node.domain ? `${node.domain}.` : ''}${node.opType} '${ctx.label(node)}', which regroup does not know how to follow`,
       );
     return;
   }
   const refusal = rule(node, ctx);
   if (typeof refusal === 'string')
-    for (const v of node.inputs) ctx.pinValue(v, `${node.opType} '${node.name}': ${refusal}`);
+    for (const v of node.inputs) ctx.pinValue(v, `${node.opType} '${ctx.label(node)}': ${refusal}`);
 }
 
 /** Spaces linked through shared classes form groups. */

@@ -59,11 +59,11 @@ const conv: Rule = (node, ctx) => {
   let input = ctx.layouts.get(x);
   if (input && (input.axis !== 1 || input.span !== 1 || input.elems.length !== inPerGroup * groups)) {
     // The input's followed channels are not the conv's: pin them, and still give the output its own space.
-    ctx.pin(input.elems, `${node.opType} '${node.name}' reads '${x.name}' along another axis`);
+    ctx.pin(input.elems, `${node.opType} '${ctx.label(node)}' reads '${x.name}' along another axis`);
     input = undefined;
   }
   if (groups > 1 && inPerGroup === 1) return depthwise(node, ctx, input, outChannels / groups, problem);
-  const out = ctx.newSpace(y, 1, outChannels, `${node.opType} '${node.name}'`);
+  const out = ctx.newSpace(y, 1, outChannels, `${node.opType} '${ctx.label(node)}'`);
   if (groups > 1) {
     if (input) uniteGroupSlices(ctx, input.elems, groups);
     uniteGroupSlices(ctx, out.elems, groups);
@@ -80,8 +80,8 @@ const conv: Rule = (node, ctx) => {
   ctx.touch({ node, role: 'out-channels', inputIndex: 1, axis: 0, elems: out.elems });
   if (node.inputs[2]) ctx.touch({ node, role: 'out-channels', inputIndex: 2, axis: 0, elems: out.elems });
   if (problem) {
-    ctx.pin(out.elems, `${node.opType} '${node.name}': ${problem}`);
-    if (input) ctx.pin(input.elems, `${node.opType} '${node.name}': ${problem}`);
+    ctx.pin(out.elems, `${node.opType} '${ctx.label(node)}': ${problem}`);
+    if (input) ctx.pin(input.elems, `${node.opType} '${ctx.label(node)}': ${problem}`);
   }
 };
 
@@ -101,8 +101,8 @@ function depthwise(
 ): string | void {
   const y = node.output(0);
   if (!input) {
-    const out = ctx.newSpace(y, 1, ctx.dims(y)?.[1] as number, `${node.opType} '${node.name}'`);
-    ctx.pin(out.elems, `depthwise ${node.opType} '${node.name}' reads channels regroup cannot follow`);
+    const out = ctx.newSpace(y, 1, ctx.dims(y)?.[1] as number, `${node.opType} '${ctx.label(node)}'`);
+    ctx.pin(out.elems, `depthwise ${node.opType} '${ctx.label(node)}' reads channels regroup cannot follow`);
     return;
   }
   const elems = repeatEach(input.elems, multiplier);
@@ -110,7 +110,7 @@ function depthwise(
   ctx.touch({ node, role: 'out-channels', inputIndex: 1, axis: 0, elems });
   if (node.inputs[2]) ctx.touch({ node, role: 'out-channels', inputIndex: 2, axis: 0, elems });
   ctx.touch({ node, role: 'depthwise-group', inputIndex: -1, axis: 1, elems: input.elems });
-  if (problem) ctx.pin(input.elems, `${node.opType} '${node.name}': ${problem}`);
+  if (problem) ctx.pin(input.elems, `${node.opType} '${ctx.label(node)}': ${problem}`);
 }
 
 const convTranspose: Rule = (node, ctx) => {
@@ -119,12 +119,12 @@ const convTranspose: Rule = (node, ctx) => {
   if (node.getInt('group', 1) !== 1) return 'grouped ConvTranspose is not supported yet';
   const input = ctx.layouts.get(node.input(0));
   if (input && (input.axis !== 1 || input.span !== 1)) return 'input channels are not on axis 1';
-  const out = ctx.newSpace(node.output(0), 1, weight.dims[1]!, `ConvTranspose '${node.name}'`);
+  const out = ctx.newSpace(node.output(0), 1, weight.dims[1]!, `ConvTranspose '${ctx.label(node)}'`);
   if (input) ctx.touch({ node, role: 'in-channels', inputIndex: 1, axis: 0, elems: input.elems });
   ctx.touch({ node, role: 'out-channels', inputIndex: 1, axis: 1, elems: out.elems });
   if (node.inputs[2]) ctx.touch({ node, role: 'out-channels', inputIndex: 2, axis: 0, elems: out.elems });
   const problem = weightProblem(node, 1) ?? weightProblem(node, 2);
-  if (problem) for (const l of [out, input]) if (l) ctx.pin(l.elems, `ConvTranspose '${node.name}': ${problem}`);
+  if (problem) for (const l of [out, input]) if (l) ctx.pin(l.elems, `ConvTranspose '${ctx.label(node)}': ${problem}`);
 };
 
 /** Gemm / MatMul with a constant right operand: input features are columns, outputs a new space. */
@@ -138,7 +138,7 @@ function linear(node: Node, ctx: ChannelContext, transB: boolean): string | void
   const input = ctx.layouts.get(node.input(0));
   if (input && (input.axis !== xRank - 1 || input.span !== 1))
     return `features of '${node.input(0).name}' are not on its last axis`;
-  const out = ctx.newSpace(y, yRank - 1, weight.dims[transB ? 0 : 1]!, `${node.opType} '${node.name}'`);
+  const out = ctx.newSpace(y, yRank - 1, weight.dims[transB ? 0 : 1]!, `${node.opType} '${ctx.label(node)}'`);
   if (input) ctx.touch({ node, role: 'in-channels', inputIndex: 1, axis: transB ? 1 : 0, elems: input.elems });
   ctx.touch({ node, role: 'out-channels', inputIndex: 1, axis: transB ? 0 : 1, elems: out.elems });
   const bias = node.inputs[2];
@@ -149,7 +149,7 @@ function linear(node: Node, ctx: ChannelContext, transB: boolean): string | void
     ctx.touch({ node, role: 'out-channels', inputIndex: 2, axis: biasDims.length - 1, elems: out.elems });
     problem ??= weightProblem(node, 2);
   }
-  if (problem) for (const l of [out, input]) if (l) ctx.pin(l.elems, `${node.opType} '${node.name}': ${problem}`);
+  if (problem) for (const l of [out, input]) if (l) ctx.pin(l.elems, `${node.opType} '${ctx.label(node)}': ${problem}`);
 }
 
 const gemm: Rule = (node, ctx) => {
@@ -243,7 +243,7 @@ const concat: Rule = (node, ctx) => {
     const layout = ctx.layouts.get(v!) ?? ctx.newSpace(v!, axis, size, `'${v!.name}' (not followed)`);
     if (!ctx.layouts.has(v!) || layout.elems.length !== size) return 'concat input layout mismatch';
     if (layouts[parts.length] === undefined)
-      ctx.pin(layout.elems, `Concat '${node.name}' input '${v!.name}' comes from an op regroup does not follow`);
+      ctx.pin(layout.elems, `Concat '${ctx.label(node)}' input '${v!.name}' comes from an op regroup does not follow`);
     ctx.touch({ node, role: 'concat', inputIndex: parts.length, axis, elems: layout.elems });
     parts.push(layout.elems);
   }

@@ -11,6 +11,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
+import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import { nodeLabel, nodeLabels } from '../../compiler/ir/label.js';
 import type { Model } from '../../compiler/ir/model.js';
 import type { Node } from '../../compiler/ir/node.js';
@@ -156,4 +158,20 @@ describe('channel pruning a model without usable node names', () => {
       expect(report.layers.some((l) => l.channelsAfter < l.channelsBefore)).toBe(true);
     },
   );
+});
+
+describe('channel analysis of unnamed nodes', () => {
+  for (const [variant, repeated] of Object.entries(VARIANTS)) {
+    it(`names every channel group's producers by a distinct label (${variant})`, () => {
+      const model = prepared(repeated);
+      const analysis = analyzeChannels(model, inferShapes(model));
+      const producers = analysis.groups.flatMap((g) => g.producers);
+      expect(producers.length).toBeGreaterThan(3);
+      for (const p of producers) expect(p).not.toMatch(/''/);
+      expect(new Set(producers).size).toBe(producers.length);
+      const labels = nodeLabels(model.graph);
+      const convs = model.graph.nodeList().filter((n) => n.opType === 'Conv');
+      for (const conv of convs) expect(producers).toContain(`Conv '${labels.get(conv)}'`);
+    });
+  }
 });
