@@ -32,7 +32,17 @@ import {
 import { openTable, saveTable, tableKey, type LatencyEntry, type LatencyTable } from './table.js';
 
 export { layerMs } from './interpolate.js';
-export { candidateKey, candidates, layerShapes, modelKey, widthGrid, gridWidth, groupCounts } from './shapes.js';
+export {
+  candidateKey,
+  candidates,
+  gridWidth,
+  groupCounts,
+  groupStep,
+  layerShapes,
+  modelKey,
+  simdBlockOf,
+  widthGrid,
+} from './shapes.js';
 export type { LayerShape, LayerRef, Structure } from './shapes.js';
 
 /** Timing of one candidate: untimed warm-up runs, then timed runs (the median is stored). */
