@@ -103,7 +103,10 @@ export async function profileModel(model: Model, options: ProfileOptions): Promi
   const missing = (key: string) => options.refresh || !table.has(key);
   const toMeasure = todo.reduce((n, t) => n + t.structures.filter((s) => missing(candidateKey(t.shape, s))).length, 0);
   const count = { measured: 0, total: toMeasure + (missing(wholeKey) ? 1 : 0) };
-  const tick = (candidate: string) => options.onProgress?.(++count.measured, count.total, candidate);
+  const tick = (candidate: string) => {
+    count.measured++;
+    options.onProgress?.(count.measured, count.total, candidate);
+  };
   for (const { shape, structures } of todo) {
     const fresh = structures.filter((s) => missing(candidateKey(shape, s)));
     for (const s of fresh) {
