@@ -18,7 +18,7 @@ import { Tensor } from '../../compiler/ir/tensor.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
 import { benchmark } from '../benchmark.js';
 import { feedInputs } from '../inputs.js';
-import type { ExecutionProvider } from '../providers.js';
+import { checkProvider, type ExecutionProvider } from '../providers.js';
 import { layerMs } from './interpolate.js';
 import {
   candidateKey,
@@ -92,6 +92,7 @@ export interface ProfileResult {
 /** Measure what the table for (ep, machine, batch, threads) lacks for `model`, save it, and return it. */
 export async function profileModel(model: Model, options: ProfileOptions): Promise<ProfileResult> {
   const start = process.hrtime.bigint();
+  checkProvider(options.ep);
   checkBatch(model, options.batch);
   const shapes = layerShapes(model);
   const { table, note } = openTable(tableKey(options), options.cacheDir);
