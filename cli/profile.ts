@@ -149,14 +149,15 @@ export function formatProfile(r: ProfileReport): string {
 /** `conv cin=64 cout=64 g=1 k=3x3 s=1x1 … in=56x56` → `64→64 3x3/s1 @56x56`; `gemm in=512 out=1000` → `512→1000 gemm`. */
 export function displayShape(key: string): string {
   const field = (name: string) => new RegExp(`\\b${name}=(\\S+)`).exec(key)?.[1];
+  const half = key.endsWith(' f16') ? ' f16' : '';
   if (!key.startsWith('conv')) {
     const rows = field('m');
-    return `${field('in')}→${field('out')} ${key.split(' ')[0]}${rows ? ` ×${rows}` : ''}`;
+    return `${field('in')}→${field('out')} ${key.split(' ')[0]}${rows ? ` ×${rows}` : ''}${half}`;
   }
   const strides = field('s')!.split('x');
   const stride = strides.every((s) => s === strides[0]) ? strides[0] : strides.join('x');
   const group = field('g') === '1' ? '' : ` g${field('g')}`;
-  return `${field('cin')}→${field('cout')} ${field('k')}/s${stride}${group} @${field('in')}`;
+  return `${field('cin')}→${field('cout')} ${field('k')}/s${stride}${group} @${field('in')}${half}`;
 }
 
 const HELP = `

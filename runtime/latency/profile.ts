@@ -14,7 +14,8 @@ import crypto from 'node:crypto';
 import { RegroupError } from '../../compiler/errors.js';
 import { GraphBuilder } from '../../compiler/ir/builder.js';
 import type { Model } from '../../compiler/ir/model.js';
-import { Tensor } from '../../compiler/ir/tensor.js';
+import { floatToHalf, Tensor } from '../../compiler/ir/tensor.js';
+import { DataType } from '../../compiler/ir/dtype.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
 import { benchmark } from '../benchmark.js';
 import { feedInputs } from '../inputs.js';
@@ -180,13 +181,16 @@ async function timeWhole(bytes: Uint8Array, model: Model, options: ProfileOption
 }
 
 /**
- * The single-layer model of one structure of a shape at `batch`: float32, opset 17, input
- * `x`, weights filled with a fixed small pattern (dense fp32 kernels do not depend on values).
+ * The single-layer model of one structure of a shape at `batch`: the shape's float type,
+ * opset 17, input `x`, weights filled with a fixed small pattern (dense float kernels do not
+ * depend on the values).
  */
 export function singleLayerModel(shape: LayerShape, s: Structure, batch: number): Model {
   const b = new GraphBuilder({ opset: 17, graphName: `latency_${shape.kind}` });
+  const dtype = shape.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
+  const pattern = (dims: readonly number[]) => patternTensor(dims, dtype);
   if (shape.kind === 'conv') {
-    const x = b.input('x', [batch, s.cin, ...shape.inputSize]);
+    const x = b.input('x', [batch, s.cin, ...shape.inputSize], dtype);
     const w = b.initializer('w', pattern([s.cout, s.cin / s.group, ...shape.kernel]));
     const bias = b.initializer('b', pattern([s.cout]));
     const attrs = {
@@ -198,20 +202,21 @@ export function singleLayerModel(shape: LayerShape, s: Structure, batch: number)
     };
     b.output(b.op('Conv', [x, w, bias], attrs, 'layer'));
   } else if (shape.kind === 'gemm') {
-    const x = b.input('x', [batch, s.cin]);
+    const x = b.input('x', [batch, s.cin], dtype);
     const w = b.initializer('w', pattern([s.cout, s.cin]));
     b.output(b.op('Gemm', [x, w, b.initializer('b', pattern([s.cout]))], { transB: 1 }, 'layer'));
   } else {
-    const x = b.input('x', shape.rows > 1 ? [batch, shape.rows, s.cin] : [batch, s.cin]);
+    const x = b.input('x', shape.rows > 1 ? [batch, shape.rows, s.cin] : [batch, s.cin], dtype);
     b.output(b.op('MatMul', [x, b.initializer('w', pattern([s.cin, s.cout]))], {}, 'layer'));
   }
   return b.model;
 }
 
-/** A float32 tensor of small values in [−0.05, 0.05), deterministic and cheap to make. */
-function pattern(dims: readonly number[]): Tensor {
+/** A float32 or float16 tensor of small values in [−0.05, 0.05), deterministic and cheap to make. */
+function patternTensor(dims: readonly number[], dtype: DataType): Tensor {
   const count = dims.reduce((a, d) => a * d, 1);
   const data = new Float32Array(count);
   for (let i = 0; i < count; i++) data[i] = ((Math.imul(i, 2654435761 | 0) >>> 0) % 1000) / 10000 - 0.05;
-  return Tensor.float32(dims, data);
+  if (dtype === DataType.FLOAT) return Tensor.float32(dims, data);
+  return Tensor.fromArray(DataType.FLOAT16, dims, Uint16Array.from(data, floatToHalf));
 }

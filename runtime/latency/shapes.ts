@@ -17,6 +17,7 @@
  */
 import { inferShapes, type Dim } from '../../compiler/analysis/shape-inference.js';
 import { constantOf } from '../../compiler/ir/constants.js';
+import { DataType, dtypeName } from '../../compiler/ir/dtype.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { nodeLabels } from '../../compiler/ir/label.js';
 import type { Model } from '../../compiler/ir/model.js';
@@ -58,6 +59,8 @@ export interface LayerShape {
   inputSize: number[];
   /** Gemm/MatMul: rows per sample (product of the input's dims between batch and features); 1 for Conv. */
   rows: number;
+  /** Element type of the weight, and of the single-layer models that time the shape. */
+  dtype: 'float32' | 'float16';
 }
 
 /** A structure of a layer shape to time: channel counts and group count. */
@@ -123,6 +126,7 @@ function describeConv(node: Node, label: string, dims: readonly Dim[] | null | u
     dilations,
     inputSize: spatial,
     rows: 1,
+    dtype: floatType(weight.dtype, label),
   };
   shape.key = candidateKey(shape, shape);
   return shape;
@@ -151,12 +155,22 @@ function describeLinear(node: Node, label: string, dims: readonly Dim[] | null |
     dilations: [],
     inputSize: [],
     rows,
+    dtype: floatType(weight.dtype, label),
   };
   shape.key = candidateKey(shape, shape);
   return shape;
 }
 
 const isCount = (d: Dim | undefined): d is number => typeof d === 'number' && d > 0;
+
+function floatType(dtype: DataType, label: string): LayerShape['dtype'] {
+  if (dtype === DataType.FLOAT) return 'float32';
+  if (dtype === DataType.FLOAT16) return 'float16';
+  throw new RegroupError(
+    'unsupported',
+    `layer '${label}' has ${dtypeName(dtype)} weights: latency profiles are measured for float32 and float16 layers only`,
+  );
+}
 
 /** Begin and end pads, with SAME_UPPER/SAME_LOWER/VALID resolved for the input size. */
 function explicitPads(
@@ -186,13 +200,14 @@ function explicitPads(
 /**
  * The table entry name of a structure of a shape, e.g.
  * `conv cin=64 cout=64 g=1 k=3x3 s=1x1 p=1,1,1,1 d=1x1 in=56x56` or `gemm in=9216 out=128`
- * (`m=T` follows when a sample has T rows).
+ * (`m=T` follows when a sample has T rows; ` f16` ends the name of a float16 layer).
  */
 export function candidateKey(shape: LayerShape, s: Structure): string {
+  const half = shape.dtype === 'float16' ? ' f16' : '';
   if (shape.kind !== 'conv')
-    return `${shape.kind} in=${s.cin} out=${s.cout}${shape.rows > 1 ? ` m=${shape.rows}` : ''}`;
+    return `${shape.kind} in=${s.cin} out=${s.cout}${shape.rows > 1 ? ` m=${shape.rows}` : ''}${half}`;
   const x = (v: readonly number[]) => v.join('x');
-  return `conv cin=${s.cin} cout=${s.cout} g=${s.group} k=${x(shape.kernel)} s=${x(shape.strides)} p=${shape.pads.join(',')} d=${x(shape.dilations)} in=${x(shape.inputSize)}`;
+  return `conv cin=${s.cin} cout=${s.cout} g=${s.group} k=${x(shape.kernel)} s=${x(shape.strides)} p=${shape.pads.join(',')} d=${x(shape.dilations)} in=${x(shape.inputSize)}${half}`;
 }
 
 /** The table key name of a whole model's latency: `model <first 16 hex of sha256 of its bytes>`. */

@@ -12,6 +12,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RegroupError } from '../../compiler/errors.js';
 import { GraphBuilder } from '../../compiler/ir/builder.js';
+import { DataType } from '../../compiler/ir/dtype.js';
+import { Tensor } from '../../compiler/ir/tensor.js';
 import type { Model } from '../../compiler/ir/model.js';
 import { resnetTiny } from '../../fixtures/models.js';
 import {
@@ -162,6 +164,7 @@ function convShape(cin: number, cout: number, group = 1): LayerShape {
     dilations: [1, 1],
     inputSize: [14, 14],
     rows: 1,
+    dtype: 'float32',
   };
   shape.key = candidateKey(shape, shape);
   return shape;
@@ -274,6 +277,28 @@ describe('layerShapes', () => {
     // out = ceil(7/2) = 4; total pad = (4 − 1)·2 + 3 − 7 = 2, split 1 + 1.
     expect(sameShape!.pads).toEqual([1, 1, 1, 1]);
     expect(groupedShape).toMatchObject({ cin: 16, cout: 16, group: 4, inputSize: [4, 4] });
+  });
+
+  it('times a float16 layer in float16 under its own name, and refuses other element types', async () => {
+    const b = new GraphBuilder({ opset: 17 });
+    const x = b.input('x', ['N', 8, 6, 6], DataType.FLOAT16);
+    const w = b.initializer('w', Tensor.fromArray(DataType.FLOAT16, [16, 8, 1, 1], new Uint16Array(128).fill(0x3c00)));
+    b.output(b.op('Conv', [x, w], {}, 'half'));
+    const [half] = layerShapes(b.model);
+    expect(half!.dtype).toBe('float16');
+    expect(half!.key).toBe('conv cin=8 cout=16 g=1 k=1x1 s=1x1 p=0,0,0,0 d=1x1 in=6x6 f16');
+    const model = singleLayerModel(half!, { cin: 8, cout: 8, group: 1 }, 2);
+    const session = await createSession(model, { optimization: 'disabled' });
+    try {
+      const out = Object.values(await run(session, randomFeeds(model)))[0]!;
+      expect([out.type, out.dims]).toEqual(['float16', [2, 8, 6, 6]]);
+    } finally {
+      await session.release();
+    }
+    const d = new GraphBuilder({ opset: 17 });
+    const wd = d.initializer('w', Tensor.fromArray(DataType.DOUBLE, [4, 4], new Float64Array(16)));
+    d.output(d.op('Gemm', [d.input('x', ['N', 4], DataType.DOUBLE), wd], {}, 'fc64'));
+    expect(() => layerShapes(d.model)).toThrow(/layer 'fc64' has .*float32 and float16 layers only/);
   });
 
   it('refuses a conv whose spatial size is symbolic, naming it', () => {
