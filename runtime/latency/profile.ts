@@ -98,7 +98,7 @@ export async function profileModel(model: Model, options: ProfileOptions): Promi
   const shapes = layerShapes(model);
   const { table, note } = openTable(tableKey(options), options.cacheDir);
   const bytes = encodeModel(model).bytes;
-  const wholeKey = modelKey(crypto.createHash('sha256').update(bytes).digest('hex'));
+  const wholeKey = modelKeyOfBytes(bytes);
   const block = simdBlockOf(table.key);
   const todo = shapes.map((shape) => ({ shape, structures: candidates(shape, block) }));
   const total = todo.reduce((n, t) => n + t.structures.length, 0) + 1;
@@ -143,6 +143,15 @@ export function modelCost(table: LatencyTable, wholeKey: string, shapes: readonl
     throw new RegroupError('unsupported', `the latency table has no '${wholeKey}'; run \`regroup profile\` first`);
   const layersMs = shapes.reduce((sum, shape) => sum + shape.layers.length * layerMs(table, shape, shape), 0);
   return { key: wholeKey, wholeMs, layersMs, fixedMs: wholeMs - layersMs };
+}
+
+/** The table entry name of a whole model (`model <sha256[:16]>` of its encoded bytes). */
+export function modelKeyOf(model: Model): string {
+  return modelKeyOfBytes(encodeModel(model).bytes);
+}
+
+function modelKeyOfBytes(bytes: Uint8Array): string {
+  return modelKey(crypto.createHash('sha256').update(bytes).digest('hex'));
 }
 
 /** A model whose input has a fixed leading dimension runs only at that batch. */

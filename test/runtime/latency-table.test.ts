@@ -21,6 +21,7 @@ import {
   candidates,
   layerMs,
   layerShapes,
+  modelKeyOf,
   profileModel,
   simdBlockOf,
   singleLayerModel,
@@ -356,6 +357,8 @@ describe('profileModel', () => {
     expect(progress).toEqual(Array.from({ length: expected }, (_, k) => k + 1));
     expect(first.table.key.batch).toBe(2);
     expect(first.cost.wholeMs).toBeGreaterThan(0);
+    expect(first.cost.key).toBe(modelKeyOf(model));
+    expect(first.cost.key).toMatch(/^model [0-9a-f]{16}$/);
     const dense = first.shapes.reduce((sum, s) => sum + first.table.ms(s.key)!, 0);
     expect(first.cost.layersMs).toBeCloseTo(dense, 12);
     expect(first.cost.fixedMs).toBeCloseTo(first.cost.wholeMs - dense, 12);
