@@ -175,7 +175,7 @@ async function timeLayer(shape: LayerShape, s: Structure, options: ProfileOption
     warmup: LAYER_WARMUP,
     runs: LAYER_RUNS,
   });
-  return { medianMs: stats.medianMs, p90Ms: stats.p90Ms, runs: stats.runs };
+  return { medianMs: stats.medianMs, p90Ms: stats.p90Ms, minMs: stats.minMs, runs: stats.runs };
 }
 
 async function timeWhole(bytes: Uint8Array, model: Model, options: ProfileOptions): Promise<LatencyEntry> {
@@ -186,7 +186,7 @@ async function timeWhole(bytes: Uint8Array, model: Model, options: ProfileOption
     warmup: MODEL_WARMUP,
     runs: MODEL_RUNS,
   });
-  return { medianMs: stats.medianMs, p90Ms: stats.p90Ms, runs: stats.runs };
+  return { medianMs: stats.medianMs, p90Ms: stats.p90Ms, minMs: stats.minMs, runs: stats.runs };
 }
 
 /**

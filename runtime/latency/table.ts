@@ -6,7 +6,7 @@
  *              onnxruntime-node version, batch, threads }
  *   file   = <cache dir>/<ep>-b<batch>-<first 16 hex of sha256(canonical JSON of key)>.json
  *   entry  = candidate string (e.g. `conv cin=64 cout=64 g=1 k=3x3 s=1x1 p=1,1,1,1 d=1x1 in=56x56`)
- *            → { medianMs, p90Ms, runs }
+ *            → { medianMs, p90Ms, minMs, runs }
  *
  * Cache dir: $REGROUP_CACHE_DIR, else $XDG_CACHE_HOME/regroup/latency, else
  * ~/.cache/regroup/latency. The file holds its full key; a file whose stored key differs in
@@ -71,10 +71,12 @@ export interface TableKey {
   threads: number;
 }
 
-/** One measured candidate. */
+/** One measured candidate: median (what planners use), p90 and minimum over `runs` timed runs. */
 export interface LatencyEntry {
   medianMs: number;
   p90Ms: number;
+  /** The fastest run: the least disturbed by other load on a shared machine. */
+  minMs: number;
   runs: number;
 }
 
@@ -207,7 +209,7 @@ function readInto(table: LatencyTable): string | undefined {
   if (typeof doc.entries !== 'object' || doc.entries === null) return 'it has no entries object';
   for (const [candidate, entry] of Object.entries(doc.entries as Record<string, unknown>)) {
     if (!isEntry(entry)) return `entry '${candidate}' is malformed`;
-    table.set(candidate, { medianMs: entry.medianMs, p90Ms: entry.p90Ms, runs: entry.runs });
+    table.set(candidate, { medianMs: entry.medianMs, p90Ms: entry.p90Ms, minMs: entry.minMs, runs: entry.runs });
   }
   return undefined;
 }
@@ -236,6 +238,7 @@ function isEntry(x: unknown): x is LatencyEntry {
     Number.isFinite(e.medianMs) &&
     e.medianMs >= 0 &&
     Number.isFinite(e.p90Ms) &&
+    Number.isFinite(e.minMs) &&
     Number.isInteger(e.runs) &&
     e.runs > 0
   );

@@ -45,7 +45,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 let dirs = 0;
 const freshDir = () => fs.mkdtempSync(path.join(tmp, `cache${dirs++}-`));
 
-const ENTRY = { medianMs: 1.5, p90Ms: 1.75, runs: 11 };
+const ENTRY = { medianMs: 1.5, p90Ms: 1.75, minMs: 1.25, runs: 11 };
 
 /** Save a one-entry table under `key` into `dir`, then rewrite its stored key with `edit`. */
 function tamperedFile(dir: string, key: TableKey, edit: (doc: { key: Record<string, unknown> }) => void): string {
@@ -176,7 +176,7 @@ function syntheticTable(shape: LayerShape, f: (cin: number, cout: number, group:
   const key: TableKey = { ...tableKey({ ep: 'cpu', batch: 1 }), cpuFlags: ['avx', 'avx2', 'fma'], arch: 'x64' };
   const table = new LatencyTable(key, path.join(tmp, 'synthetic.json'));
   for (const s of candidates(shape, simdBlockOf(key)))
-    table.set(candidateKey(shape, s), { medianMs: f(s.cin, s.cout, s.group), p90Ms: 0, runs: 1 });
+    table.set(candidateKey(shape, s), { medianMs: f(s.cin, s.cout, s.group), p90Ms: 0, minMs: 0, runs: 1 });
   return table;
 }
 
