@@ -51,6 +51,8 @@ export const LAYER_WARMUP = 2;
 export const LAYER_RUNS = 11;
 const MODEL_WARMUP = 3;
 const MODEL_RUNS = 15;
+/** Save the table after this many measurements, so an interrupted run keeps most of its work. */
+const SAVE_EVERY = 25;
 
 export interface ProfileOptions {
   ep: ExecutionProvider;
@@ -90,7 +92,25 @@ export interface ProfileResult {
   notes: string[];
 }
 
-/** Measure what the table for (ep, machine, batch, threads) lacks for `model`, save it, and return it. */
+/** Every candidate of every shape, once (shapes can share candidates: 32→16 narrowed to 16→16 is 16→16). */
+function uniqueCandidates(
+  shapes: readonly LayerShape[],
+  block: number,
+): Map<string, { shape: LayerShape; structure: Structure }> {
+  const unique = new Map<string, { shape: LayerShape; structure: Structure }>();
+  for (const shape of shapes)
+    for (const structure of candidates(shape, block)) {
+      const key = candidateKey(shape, structure);
+      if (!unique.has(key)) unique.set(key, { shape, structure });
+    }
+  return unique;
+}
+
+/**
+ * Measure what the table for (ep, machine, batch, threads) lacks for `model` — each distinct
+ * candidate once, the whole model once — save the table, and return it. `measured + reused`
+ * is the number of distinct entries the model needs (candidates + 1 for the whole model).
+ */
 export async function profileModel(model: Model, options: ProfileOptions): Promise<ProfileResult> {
   const start = process.hrtime.bigint();
   checkProvider(options.ep);
@@ -99,34 +119,29 @@ export async function profileModel(model: Model, options: ProfileOptions): Promi
   const { table, note } = openTable(tableKey(options), options.cacheDir);
   const bytes = encodeModel(model).bytes;
   const wholeKey = modelKeyOfBytes(bytes);
-  const block = simdBlockOf(table.key);
-  const todo = shapes.map((shape) => ({ shape, structures: candidates(shape, block) }));
-  const total = todo.reduce((n, t) => n + t.structures.length, 0) + 1;
-  const missing = (key: string) => options.refresh || !table.has(key);
-  const toMeasure = todo.reduce((n, t) => n + t.structures.filter((s) => missing(candidateKey(t.shape, s))).length, 0);
-  const count = { measured: 0, total: toMeasure + (missing(wholeKey) ? 1 : 0) };
-  const tick = (candidate: string) => {
-    count.measured++;
-    options.onProgress?.(count.measured, count.total, candidate);
-  };
-  for (const { shape, structures } of todo) {
-    const fresh = structures.filter((s) => missing(candidateKey(shape, s)));
-    for (const s of fresh) {
-      table.set(candidateKey(shape, s), await timeLayer(shape, s, options));
-      tick(candidateKey(shape, s));
-    }
-    if (fresh.length) saveTable(table);
+  const wanted = uniqueCandidates(shapes, simdBlockOf(table.key));
+  const missing = (key: string) => options.refresh === true || !table.has(key);
+  const todo = [...wanted].filter(([key]) => missing(key));
+  const measureWhole = missing(wholeKey);
+  const total = todo.length + (measureWhole ? 1 : 0);
+  let measured = 0;
+  for (const [key, { shape, structure }] of todo) {
+    table.set(key, await timeLayer(shape, structure, options));
+    measured++; // not inside the optional call below: `?.` would skip the increment with no callback
+    options.onProgress?.(measured, total, key);
+    if (measured % SAVE_EVERY === 0) saveTable(table);
   }
-  if (missing(wholeKey)) {
+  if (measureWhole) {
     table.set(wholeKey, await timeWhole(bytes, model, options));
-    saveTable(table);
-    tick(wholeKey);
+    measured++;
+    options.onProgress?.(measured, total, wholeKey);
   }
+  if (measured) saveTable(table);
   return {
     table,
     shapes,
-    measured: count.measured,
-    reused: total - count.measured,
+    measured,
+    reused: wanted.size + 1 - measured,
     seconds: Number(process.hrtime.bigint() - start) / 1e9,
     cost: modelCost(table, wholeKey, shapes),
     notes: note ? [note] : [],
