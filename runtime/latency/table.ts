@@ -244,7 +244,12 @@ function isEntry(x: unknown): x is LatencyEntry {
   );
 }
 
-/** Write the table to its file atomically (creating the cache folder). */
+/**
+ * Write the table to its file atomically (creating the cache folder). Entries that another
+ * process saved to the same file since this table was opened are kept (the file is read
+ * again under the same key check; this table's own entries win), so two runs profiling
+ * different models on one machine do not drop each other's measurements.
+ */
 export function saveTable(table: LatencyTable): void {
   const dir = path.dirname(table.file);
   try {
@@ -255,7 +260,13 @@ export function saveTable(table: LatencyTable): void {
       `cannot create the latency cache folder ${dir} (${(err as NodeJS.ErrnoException).code}); set REGROUP_CACHE_DIR to a writable folder`,
     );
   }
-  const entries = Object.fromEntries([...table.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  const merged = new Map(table.entries);
+  if (fs.existsSync(table.file)) {
+    const onDisk = new LatencyTable(table.key, table.file);
+    if (readInto(onDisk) === undefined)
+      for (const [candidate, entry] of onDisk.entries) if (!merged.has(candidate)) merged.set(candidate, entry);
+  }
+  const entries = Object.fromEntries([...merged].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   const doc = { format: TABLE_FORMAT, key: JSON.parse(canonicalKey(table.key)), entries };
   writeAtomic(table.file, [Buffer.from(`${JSON.stringify(doc, null, 1)}\n`)]);
 }

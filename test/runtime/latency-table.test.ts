@@ -137,6 +137,27 @@ describe('latency table cache', () => {
     expect(Object.keys(JSON.parse(fs.readFileSync(table.file, 'utf8')).entries)).toHaveLength(51);
   });
 
+  it('keeps what another run saved to the same file meanwhile, and never merges an untrusted file', () => {
+    const dir = freshDir();
+    const mine = openTable(key, dir).table;
+    const theirs = openTable(key, dir).table;
+    theirs.set('gemm in=8 out=8', ENTRY);
+    saveTable(theirs);
+    mine.set('gemm in=16 out=16', { ...ENTRY, medianMs: 9 });
+    mine.set('gemm in=8 out=8', { ...ENTRY, medianMs: 7 });
+    saveTable(mine);
+    const both = openTable(key, dir).table;
+    expect(Object.fromEntries(both.entries)).toEqual({
+      'gemm in=8 out=8': { ...ENTRY, medianMs: 7 },
+      'gemm in=16 out=16': { ...ENTRY, medianMs: 9 },
+    });
+    tamperedFile(dir, key, (d) => (d.key.cpu = 'Some Other CPU'));
+    const fresh = openTable(key, dir).table;
+    fresh.set('gemm in=32 out=32', ENTRY);
+    saveTable(fresh);
+    expect([...openTable(key, dir).table.entries.keys()]).toEqual(['gemm in=32 out=32']);
+  });
+
   it('creates the cache folder, and names it when it cannot', () => {
     const dir = path.join(freshDir(), 'a', 'b');
     const { table } = openTable(key, dir);
