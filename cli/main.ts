@@ -20,6 +20,7 @@ import { formatShape, human, percent, table } from './format.js';
 import { progress } from './progress.js';
 import { registerTrainCommands } from './train.js';
 import { registerCompressCommand } from './compress.js';
+import { registerProfileCommand } from './profile.js';
 
 const VERSION = '0.1.0';
 
@@ -312,6 +313,7 @@ function buildProgram(): Command {
 
   registerTrainCommands(program);
   registerCompressCommand(program);
+  registerProfileCommand(program);
   return program;
 }
 
