@@ -29,6 +29,7 @@ import {
   methodNamed,
   type AnyMethod,
   type CommonOptions,
+  type LayerLatency,
   type Measurements,
   type Structured,
 } from '../../passes/methods/index.js';
@@ -285,6 +286,7 @@ async function latencySearch(
   const target = options.latencyTarget!;
   const log = options.log ?? (() => {});
   const denseMacs = computeCost(dense, inferShapes(dense)).totals.macs;
+  const priced = method.pricesLatency ? await measuredLayers(dense, target.batch, options, notes) : undefined;
   const tried = new Map<Probe, { structured: Structured; lowered: Model }>();
   const probeAt = async (keepMacs: number): Promise<Probe> => {
     const ctx = {
@@ -292,6 +294,7 @@ async function latencySearch(
       measure: data ? measurements(data, options, common.seed) : undefined,
       log: () => {},
       note: () => {},
+      latency: priced?.latency,
     };
     const structured = await method.structure(dense, methodOptions, keepMacs, ctx);
     const { model: lowered } = await lower(structured.model, structured.connectivity, options);
@@ -302,14 +305,65 @@ async function latencySearch(
     return probe;
   };
   const blockers = async (probe: Probe) => unreducedLayers(dense, tried.get(probe)!.lowered);
-  const search = await searchKeepMacs(target, probeAt, { log, blockers });
+  const initial = priced && target.ms !== undefined ? target.ms / priced.wholeMs : undefined;
+  const unit = priced ? 'of the predicted latency' : 'of the MACs';
+  const search = await searchKeepMacs(target, probeAt, { log, blockers, initial, unit });
   const { chosen } = search;
   const what = target.keep !== undefined ? `${target.keep} of the dense latency` : `${target.ms} ms`;
   notes.push(
-    `latency target ${what} at batch ${target.batch}: ${search.probes.length} probe(s), keep ${chosen.keepMacs.toFixed(3)} of the MACs ` +
-      `→ ${chosen.ms.toFixed(2)} ms, ${(chosen.ms / chosen.denseMs).toFixed(3)} of dense ${chosen.denseMs.toFixed(2)} ms (before fine-tuning)`,
+    `latency target ${what} at batch ${target.batch}: ${search.probes.length} probe(s), plan for ${chosen.keepMacs.toFixed(3)} ${unit} ` +
+      `(${chosen.macsRatio.toFixed(3)} of the MACs) → ${chosen.ms.toFixed(2)} ms, ${(chosen.ms / chosen.denseMs).toFixed(3)} of dense ${chosen.denseMs.toFixed(2)} ms (before fine-tuning)`,
   );
   return { keepMacs: chosen.keepMacs, structured: tried.get(chosen)!.structured, search };
+}
+
+/**
+ * Measured layer latencies of `dense` at `batch` for a method that plans by them: the latency
+ * table (runtime/latency/, built where the cache lacks it and reused across runs), looked up
+ * by each layer's first output (methods structure copies of `dense`).
+ */
+async function measuredLayers(
+  dense: Model,
+  batch: number,
+  options: CompressOptions,
+  notes: string[],
+): Promise<{ latency: LayerLatency; wholeMs: number }> {
+  const { profileModel, layerMs } = await import('../../runtime/latency/profile.js');
+  const log = options.log ?? (() => {});
+  let shown = 0;
+  const profile = await profileModel(dense, {
+    ep: options.ep ?? 'cpu',
+    batch,
+    threads: options.threads,
+    onProgress: (done, total) => {
+      if (done === total || done >= shown + total / 10) {
+        shown = done;
+        log(`latency table: measured ${done} of ${total} layer candidates`);
+      }
+    },
+  });
+  notes.push(
+    `latency table (batch ${batch}): ${profile.measured} candidates measured, ${profile.reused} reused from ${profile.table.file}; ` +
+      `dense ${profile.cost.wholeMs.toFixed(2)} ms = layers ${profile.cost.layersMs.toFixed(2)} ms + the rest ${profile.cost.fixedMs.toFixed(2)} ms`,
+    ...profile.notes,
+  );
+  const byOutput = new Map(
+    profile.shapes.flatMap((shape) => shape.layers.map((l) => [l.node.outputs[0]?.name, shape] as const)),
+  );
+  const latency: LayerLatency = {
+    fixedMs: profile.cost.fixedMs,
+    layerMs(node, cin, cout) {
+      const shape = byOutput.get(node.outputs[0]?.name);
+      if (!shape) return undefined;
+      const group = shape.group > 1 ? Math.max(1, Math.round((shape.group * cout) / shape.cout)) : 1;
+      try {
+        return layerMs(profile.table, shape, { cin, cout, group });
+      } catch {
+        return undefined; // off the measured grid: the pricing scales the dense time instead
+      }
+    },
+  };
+  return { latency, wholeMs: profile.cost.wholeMs };
 }
 
 /** The layers a structure left (nearly) as heavy as in the dense model, heaviest first: what keeps its latency up. */

@@ -47,6 +47,10 @@ export interface LatencySearchOptions {
   readonly maxProbes?: number;
   /** Smallest MACs fraction tried (default 0.05). */
   readonly floor?: number;
+  /** The first k (default the wanted fraction, or 0.5 for a milliseconds target). */
+  readonly initial?: number;
+  /** What k is a fraction of, for the progress lines (default 'of the MACs'). */
+  readonly unit?: string;
   /** Names what keeps the latency up at a probe, for the out-of-reach error. */
   readonly blockers?: (probe: Probe) => Promise<string>;
   readonly log?: (line: string) => void;
@@ -82,13 +86,14 @@ export async function searchKeepMacs(
   const miss = (p: Probe) => ratioOf(p) / wantedRatio(target, p.denseMs) - 1;
   let lo: Probe | undefined; // fast enough
   let hi: Probe | undefined; // too slow
-  let k = target.keep ?? Math.min(1, Math.max(floor, 0.5));
+  let k = Math.min(1, Math.max(floor, options.initial ?? target.keep ?? 0.5));
+  const unit = options.unit ?? 'of the MACs';
   for (let i = 0; i < maxProbes; i++) {
     const probe = await probeAt(k);
     probes.push(probe);
     const wanted = wantedRatio(target, probe.denseMs);
     options.log?.(
-      `latency probe ${i + 1}: keep ${probe.keepMacs.toFixed(3)} of the MACs → ${probe.ms.toFixed(2)} ms ` +
+      `latency probe ${i + 1}: ${probe.keepMacs.toFixed(3)} ${unit} (${probe.macsRatio.toFixed(3)} of the MACs) → ${probe.ms.toFixed(2)} ms ` +
         `(${ratioOf(probe).toFixed(3)} of dense ${probe.denseMs.toFixed(2)} ms; want ${wanted.toFixed(3)})`,
     );
     if (Math.abs(miss(probe)) <= tolerance) break;
@@ -129,7 +134,7 @@ async function outOfReach(target: LatencyTarget, probe: Probe, options: LatencyS
   const blockers = options.blockers ? `; ${await options.blockers(probe)}` : '';
   return new RegroupError(
     'unreachable',
-    `${what} is out of reach at batch ${target.batch}: the most compressed structure tried (${probe.keepMacs.toFixed(2)} of the MACs) ` +
+    `${what} is out of reach at batch ${target.batch}: the most compressed structure tried (${probe.macsRatio.toFixed(2)} of the MACs) ` +
       `runs in ${probe.ms.toFixed(2)} ms, ${reach.toFixed(3)} of the dense ${probe.denseMs.toFixed(2)} ms — the nearest reachable ` +
       `target is --keep-latency ${(Math.ceil(reach * 100) / 100).toFixed(2)} (--latency-ms ${probe.ms.toFixed(2)})${blockers}`,
   );

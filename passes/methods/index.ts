@@ -50,5 +50,6 @@ export type {
   TrainingHooks,
   Measurements,
   CommonOptions,
+  LayerLatency,
   Step,
 } from './method.js';

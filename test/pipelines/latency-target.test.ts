@@ -14,6 +14,8 @@ import { PROJECT_ROOT } from '../helpers/shared.js';
 
 const TINY = path.join(PROJECT_ROOT, 'fixtures/models/resnet-tiny.onnx');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-latency-target-'));
+// Latency tables of the runs below go to a scratch cache, not the user's.
+process.env.REGROUP_CACHE_DIR = path.join(tmp, 'cache');
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** A latency curve: fixed share `fixed` of the dense time, the rest ∝ MACs, with seeded ±noise. */
