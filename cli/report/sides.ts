@@ -76,7 +76,8 @@ function latencyRows({ latency, baseline }: Report, options: SideOptions): SideR
 /** "79.9% (1.25× fewer)": after as a share of before. */
 function countRow(metric: string, before: number | undefined, after: number): SideRow {
   if (before === undefined) return { metric, before: '', after: human(after), change: '' };
-  const fewer = after > 0 && before > after ? ` (${(before / after).toFixed(2)}× fewer)` : '';
+  // "1.00× fewer" says nothing: name the factor only when it shows at two decimals.
+  const fewer = after > 0 && before / after >= 1.005 ? ` (${(before / after).toFixed(2)}× fewer)` : '';
   return {
     metric,
     before: human(before),

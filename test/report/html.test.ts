@@ -22,17 +22,43 @@ import {
 } from '../../cli/report/charts.js';
 import { renderReportCommand, writeReport } from '../../cli/report/command.js';
 import { escapeHtml, renderHtml } from '../../cli/report/html.js';
-import { EVIL_NAME, evalReport, pruneReport, sweepReports } from './sample-reports.js';
+import { validateReport } from '../../cli/report/schema.js';
+import {
+  compressSample,
+  compressSampleV1,
+  EVIL_NAME,
+  evalReport,
+  pruneReport,
+  sweepReports,
+} from './sample-reports.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-report-html-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/** Each connectivity picture on a page: its size in cells, its path, and the cells its path fills. */
+function pictures(html: string): { cols: number; rows: number; path: string; filled: number }[] {
+  const svgs = [...html.matchAll(/<svg class="connectivity" viewBox="0 0 (\d+) (\d+)"[^>]*>(.*?)<\/svg>/g)];
+  return svgs.map(([, cols, rows, body]) => {
+    const path = /<path class="conn-filled" d="([^"]*)"\/>/.exec(body!)![1]!;
+    const rects = [...path.matchAll(/M(\d+) (\d+)h(\d+)v(\d+)h-(\d+)z/g)];
+    // The path is only such rectangles.
+    expect(rects.map((m) => m[0]).join('')).toBe(path);
+    return {
+      cols: Number(cols),
+      rows: Number(rows),
+      path,
+      filled: rects.reduce((n, m) => n + Number(m[3]) * Number(m[4]), 0),
+    };
+  });
+}
+
 describe('renderHtml', () => {
   const single = renderHtml([pruneReport()]);
   const sweep = renderHtml(sweepReports(), { title: 'ResNet-20 sweep <CIFAR-10>' });
+  const compress = renderHtml([compressSample()]);
 
   it('references nothing outside the page', () => {
-    for (const html of [single, sweep]) {
+    for (const html of [single, sweep, compress]) {
       const markup = html.replace(/(<script[^>]*>)[\s\S]*?<\/script>/g, '$1</script>');
       expect(markup.match(/<script[^>]*>/g)).toEqual([
         '<script type="application/json" id="regroup-charts">',
@@ -83,6 +109,45 @@ describe('renderHtml', () => {
       expect(single).toContain(text);
     }
     expect(single.match(/<canvas /g)).toHaveLength(2);
+  });
+
+  it('shows a compress report before and after side by side, structure vs executed MACs', () => {
+    for (const text of [
+      '<th class="num">before</th><th class="num">after</th><th class="num">change</th>',
+      '<tr><td>top-1 accuracy</td><td class="num">91.25%</td><td class="num">90.75%</td><td class="num">−0.50 pt</td></tr>',
+      '<td class="num">2.500 ms (p90 2.750)</td><td class="num">2.000 ms (p90 2.250)</td><td class="num">speed-up 1.25×</td>',
+      '<td class="num">12.000 ms (p90 13.000)</td><td class="num">10.000 ms (p90 11.500)</td><td class="num">speed-up 1.20×</td>',
+      '<tr><td>MACs of the structure</td><td class="num">1.02M</td><td class="num">512k</td><td class="num">50.0%</td></tr>',
+      '<tr><td>MACs executed</td><td class="num">1.02M</td><td class="num">1.01M</td><td class="num">99.0% (1.01× fewer)</td></tr>',
+      'The structure needs 50.0% of the dense MACs; the written model executes 99.0%.',
+      '1 of 2 grouped layers stay masked dense: parameter sparsity only, no latency saving.',
+      '<th>lowered as</th>',
+      '<td>per-group</td>',
+      '<td>masked-dense</td>',
+    ])
+      expect(compress).toContain(text);
+  });
+
+  it('draws one connectivity picture per grouped layer, filters in cluster order, big layers in blocks', () => {
+    const [a, b] = pictures(compress);
+    expect(pictures(compress)).toHaveLength(2);
+    // Filters 0, 2 (rows 0–1) read inputs 0–2; filters 1, 3 (rows 2–3) read inputs 2–5.
+    expect(a).toEqual({ cols: 6, rows: 4, path: 'M0 0h3v2h-3zM2 2h4v2h-4z', filled: 14 });
+    // 256 × 256 in 2 × 2 blocks: two diagonal squares of 64 × 64 cells.
+    expect(b).toEqual({ cols: 128, rows: 128, path: 'M0 0h64v64h-64zM64 64h64v64h-64z', filled: 8192 });
+    expect(compress).toContain('4 filters × 6 inputs, 2 clusters, 58.3% connected; per-group');
+    expect(compress).toContain('256 filters × 256 inputs, 2 clusters, 50.0% connected; masked-dense');
+    expect(pictures(single)).toEqual([]);
+    expect(single).not.toContain('<h2>Connectivity</h2>');
+  });
+
+  it('still renders a version-1 compress report, with its before side read from extra', () => {
+    const old = renderHtml([validateReport(compressSampleV1(), 'old.json')]);
+    expect(old).toContain('<td class="num">2.500 ms (p90 2.750)</td><td class="num">2.000 ms (p90 2.250)</td>');
+    expect(old).toContain('1 of 2 grouped layers stay masked dense');
+    expect(pictures(old)).toEqual([]);
+    const { extra: _, ...bare } = compressSampleV1();
+    expect(renderHtml([validateReport(bare, 'bare.json')])).toContain('<td>top-1 accuracy</td><td class="num"></td>');
   });
 
   it('compares several reports in one table and one chart', () => {
@@ -338,6 +403,23 @@ describe.skipIf(!haveChromium && !onCi)('the page in headless Chromium', () => {
     ).toBe(0);
     await page.screenshot({ path: path.join(shots, 'single.png'), fullPage: true });
     await expectPrintable(page, 'single-print.png');
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('shows the connectivity pictures of a compress report', async () => {
+    const { page, problems } = await open('compress.html', renderHtml([compressSample()]));
+    const boxes = await page.$$eval('svg.connectivity', (svgs) =>
+      svgs.map((svg) => {
+        const rect = svg.getBoundingClientRect();
+        return [Math.round(rect.width), Math.round(rect.height), svg.querySelector('path')!.getTotalLength() > 0];
+      }),
+    );
+    expect(boxes).toEqual([
+      [160, 107, true],
+      [160, 160, true],
+    ]);
+    await page.screenshot({ path: path.join(shots, 'compress.png'), fullPage: true });
     expect(problems).toEqual([]);
     await page.close();
   });
