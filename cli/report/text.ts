@@ -3,7 +3,7 @@
  * before and after side by side (sides.ts), structure vs executed MACs, agreement, training,
  * the layer table with each grouped layer's lowering and connected share, and the notes.
  */
-import { human, table } from '../format.js';
+import { type Align, human, table } from '../format.js';
 import { connectedFraction } from './connectivity.js';
 import { pct } from './charts.js';
 import type { Report, ReportLayer } from './schema.js';
@@ -35,18 +35,23 @@ export function renderText(report: Report): string {
 }
 
 function layerTable(layers: readonly ReportLayer[]): string {
-  const lowered = layers.some((l) => l.lowering || l.connectivity);
-  const rows = layers.map((l) => [
-    l.name,
-    l.op,
-    ...(lowered ? [loweringText(l), l.connectivity ? pct(connectedFraction(l.connectivity)) : ''] : []),
-    pair(l.channelsBefore, l.channelsAfter, String),
-    pair(l.macsBefore, l.macsAfter, human),
-    pair(l.paramsBefore, l.paramsAfter, human),
-  ]);
-  const header = ['layer', 'op', ...(lowered ? ['lowered as', 'connected'] : []), 'channels', 'MACs', 'parameters'];
-  const align = header.map((_h, col) => (col < (lowered ? 3 : 2) ? 'left' : 'right') as 'left' | 'right');
-  return table(header, rows, align);
+  const columns: [header: string, value: (l: ReportLayer) => string][] = [
+    ['layer', (l) => l.name],
+    ['op', (l) => l.op],
+    ['lowered as', loweringText],
+    ['connected', (l) => (l.connectivity ? pct(connectedFraction(l.connectivity)) : '')],
+    ['channels', (l) => pair(l.channelsBefore, l.channelsAfter, String)],
+    ['MACs', (l) => pair(l.macsBefore, l.macsAfter, human)],
+    ['parameters', (l) => pair(l.paramsBefore, l.paramsAfter, human)],
+  ];
+  // Only the columns some layer has a value for.
+  const shown = columns.filter(([, value]) => layers.some((l) => value(l) !== ''));
+  const align = shown.map(([header]) => (['layer', 'op', 'lowered as'].includes(header) ? 'left' : 'right') as Align);
+  return table(
+    shown.map(([header]) => header),
+    layers.map((l) => shown.map(([, value]) => value(l))),
+    align,
+  );
 }
 
 /** "64 → 16", or just the after value when there is no before. */
