@@ -12,8 +12,9 @@
  *   cell[R, C] = OR over filters f in rows R·rb..(R+1)·rb−1 and inputs j in C·cb..(C+1)·cb−1 of mask[f, j]
  *
  * with rb = ⌈filters / maxCells⌉ and cb = ⌈inputs / maxCells⌉ (1 for layers up to maxCells),
- * so a picture has at most maxCells × maxCells cells. The SVG draws one path of unit squares
- * (horizontal runs of filled cells, merged over identical consecutive rows), no external assets.
+ * so a picture has at most maxCells × maxCells cells. The SVG draws the filled cells as
+ * horizontal strokes (runs of filled cells, merged over identical consecutive rows), with no
+ * external assets.
  */
 import type { Connectivity } from '../../compiler/analysis/connectivity.js';
 import type { ReportCluster, ReportConnectivity } from './schema.js';
@@ -82,16 +83,10 @@ export function connectivityCells(conn: ReportConnectivity, maxCells = 128): Con
 const PICTURE_PX = 160;
 
 /**
- * An inline SVG of the layer's connectivity; `title` (plain text, escaped by the caller's
- * `escapeText`) becomes its accessible name.
+ * An inline SVG of a layer's picture (connectivityCells); `title` (plain text, escaped by the
+ * caller's `escapeText`) becomes its accessible name.
  */
-export function connectivitySvg(
-  conn: ReportConnectivity,
-  title: string,
-  escapeText: (text: string) => string,
-  maxCells = 128,
-): string {
-  const cells = connectivityCells(conn, maxCells);
+export function connectivitySvg(cells: ConnectivityCells, title: string, escapeText: (text: string) => string): string {
   const scale = PICTURE_PX / Math.max(cells.rows, cells.cols, 1);
   const [width, height] = [cells.cols, cells.rows].map((n) => Math.max(1, Math.round(n * scale)));
   return [
@@ -99,29 +94,50 @@ export function connectivitySvg(
     ` preserveAspectRatio="none" shape-rendering="crispEdges" role="img" aria-label="${escapeText(title)}">`,
     `<title>${escapeText(title)}</title>`,
     `<rect class="conn-empty" width="${cells.cols}" height="${cells.rows}"/>`,
-    `<path class="conn-filled" d="${filledPath(cells)}"/>`,
+    ...filledPaths(cells),
     '</svg>',
   ].join('');
 }
 
-/** One rectangle per horizontal run of filled cells, over a band of identical consecutive rows. */
-function filledPath({ rows, cols, filled }: ConnectivityCells): string {
-  const parts: string[] = [];
+/**
+ * The filled cells as horizontal strokes, one path per band height: a band is a run of
+ * identical consecutive rows, and each run of filled cells in it one stroke `h{length}` as
+ * wide as the band, centred on it (butt caps, so the stroke covers exactly the cells). Moves
+ * between runs are relative, which keeps a picture of 128 × 128 cells to a few kilobytes.
+ */
+function filledPaths(cells: ConnectivityCells): string[] {
+  const byHeight = new Map<number, string[]>();
+  for (const band of bands(cells)) {
+    const parts = byHeight.get(band.height) ?? [];
+    let x = 0;
+    band.runs.forEach(([start, length], k) => {
+      parts.push(k === 0 ? `M${start} ${band.top + band.height / 2}` : `m${start - x} 0`, `h${length}`);
+      x = start + length;
+    });
+    byHeight.set(band.height, parts);
+  }
+  return [...byHeight].map(
+    ([height, parts]) => `<path class="conn-filled" stroke-width="${height}" d="${parts.join('')}"/>`,
+  );
+}
+
+/** Runs of identical consecutive rows with their runs of filled cells ([first column, length]). */
+function bands({ rows, cols, filled }: ConnectivityCells): { top: number; height: number; runs: [number, number][] }[] {
+  const result: { top: number; height: number; runs: [number, number][] }[] = [];
   const rowOf = (row: number) => filled.subarray(row * cols, (row + 1) * cols);
   for (let top = 0; top < rows; ) {
     const pattern = rowOf(top);
     let bottom = top + 1;
     while (bottom < rows && rowOf(bottom).every((v, col) => v === pattern[col])) bottom++;
-    for (let col = 0; col < cols; ) {
-      if (!pattern[col]) {
-        col++;
-        continue;
-      }
+    const runs: [number, number][] = [];
+    for (let col = 0; col < cols; col++) {
+      if (!pattern[col]) continue;
       const start = col;
-      while (col < cols && pattern[col]) col++;
-      parts.push(`M${start} ${top}h${col - start}v${bottom - top}h-${col - start}z`);
+      while (col + 1 < cols && pattern[col + 1]) col++;
+      runs.push([start, col + 1 - start]);
     }
+    if (runs.length > 0) result.push({ top, height: bottom - top, runs });
     top = bottom;
   }
-  return parts.join('');
+  return result;
 }

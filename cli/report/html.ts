@@ -10,7 +10,7 @@
 import { RegroupError } from '../../compiler/errors.js';
 import { human } from '../format.js';
 import { pct, planCharts, reportLabels, type ChartSpec } from './charts.js';
-import { connectedFraction, connectivitySvg } from './connectivity.js';
+import { connectedFraction, connectivityCells, connectivitySvg } from './connectivity.js';
 import { chartJsBundle, PAGE_CSS, PAGE_SCRIPT, scriptJson } from './page-assets.js';
 import type { Report, ReportLayer, ReportTraining } from './schema.js';
 import { loweringText, sideBySide, structureSummary } from './sides.js';
@@ -248,10 +248,15 @@ function connectivitySection(layers: readonly ReportLayer[] | undefined): string
   if (grouped.length === 0) return '';
   const figures = grouped.map((l) => {
     const conn = l.connectivity!;
+    const cells = connectivityCells(conn);
+    const blocks =
+      cells.filtersPerRow * cells.inputsPerCol > 1
+        ? `, drawn in blocks of ${cells.filtersPerRow} filters × ${cells.inputsPerCol} inputs`
+        : '';
     const facts = `${conn.filters} filters × ${conn.inputs} inputs, ${conn.clusters.length} clusters, ${pct(connectedFraction(conn))} connected`;
     const form = l.lowering ? `; ${loweringText(l)}` : '';
-    const svg = connectivitySvg(conn, `${l.name}: ${facts}`, escapeHtml);
-    return `<figure class="conn">${svg}<figcaption><code>${escapeHtml(l.name)}</code><br>${escapeHtml(facts + form)}</figcaption></figure>`;
+    const svg = connectivitySvg(cells, `${l.name}: ${facts}`, escapeHtml);
+    return `<figure class="conn">${svg}<figcaption><code>${escapeHtml(l.name)}</code><br>${escapeHtml(facts + blocks + form)}</figcaption></figure>`;
   });
   const intro =
     'Rows are filters, grouped by cluster; columns are input channels; a filled cell means the filter reads that input. ' +

@@ -40,7 +40,7 @@ figure.conn { margin: 0; width: 180px; font-size: 12px; color: var(--muted); }
 figure.conn figcaption { margin-top: 4px; }
 svg.connectivity { display: block; border: 1px solid var(--rule); }
 svg.connectivity .conn-empty { fill: #f5f7fa; }
-svg.connectivity .conn-filled { fill: #2563eb; }
+svg.connectivity .conn-filled { fill: none; stroke: #2563eb; }
 @page { margin: 14mm; }
 @media print {
   body { font-size: 10.5pt; }

@@ -21,6 +21,12 @@ import {
   type ScatterChartSpec,
 } from '../../cli/report/charts.js';
 import { renderReportCommand, writeReport } from '../../cli/report/command.js';
+import {
+  clusterInputs,
+  connectivityCells,
+  connectivitySvg,
+  encodeConnectivity,
+} from '../../cli/report/connectivity.js';
 import { escapeHtml, renderHtml } from '../../cli/report/html.js';
 import { validateReport } from '../../cli/report/schema.js';
 import {
@@ -35,20 +41,22 @@ import {
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-report-html-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** Each connectivity picture on a page: its size in cells, its path, and the cells its path fills. */
-function pictures(html: string): { cols: number; rows: number; path: string; filled: number }[] {
+/**
+ * Each connectivity picture on a page: its size in cells, its paths, and the cells they fill,
+ * read as the browser draws them (a stroke `h{w}` of width `sw` covers w × sw cells).
+ */
+function pictures(html: string): { cols: number; rows: number; paths: string[]; filled: number }[] {
   const svgs = [...html.matchAll(/<svg class="connectivity" viewBox="0 0 (\d+) (\d+)"[^>]*>(.*?)<\/svg>/g)];
   return svgs.map(([, cols, rows, body]) => {
-    const path = /<path class="conn-filled" d="([^"]*)"\/>/.exec(body!)![1]!;
-    const rects = [...path.matchAll(/M(\d+) (\d+)h(\d+)v(\d+)h-(\d+)z/g)];
-    // The path is only such rectangles.
-    expect(rects.map((m) => m[0]).join('')).toBe(path);
-    return {
-      cols: Number(cols),
-      rows: Number(rows),
-      path,
-      filled: rects.reduce((n, m) => n + Number(m[3]) * Number(m[4]), 0),
-    };
+    const paths = [...body!.matchAll(/<path class="conn-filled" stroke-width="(\d+)" d="([^"]*)"\/>/g)];
+    let filled = 0;
+    for (const [, width, d] of paths) {
+      const commands = [...d!.matchAll(/([Mmh])(-?[\d.]+)(?: (-?[\d.]+))?/g)];
+      // The path is only moves and horizontal strokes.
+      expect(commands.map((c) => c[0]).join('')).toBe(d);
+      for (const [, op, length] of commands) if (op === 'h') filled += Number(length) * Number(width);
+    }
+    return { cols: Number(cols), rows: Number(rows), paths: paths.map((p) => `${p[1]}:${p[2]}`), filled };
   });
 }
 
@@ -132,11 +140,13 @@ describe('renderHtml', () => {
     const [a, b] = pictures(compress);
     expect(pictures(compress)).toHaveLength(2);
     // Filters 0, 2 (rows 0–1) read inputs 0–2; filters 1, 3 (rows 2–3) read inputs 2–5.
-    expect(a).toEqual({ cols: 6, rows: 4, path: 'M0 0h3v2h-3zM2 2h4v2h-4z', filled: 14 });
+    expect(a).toEqual({ cols: 6, rows: 4, paths: ['2:M0 1h3M2 3h4'], filled: 14 });
     // 256 × 256 in 2 × 2 blocks: two diagonal squares of 64 × 64 cells.
-    expect(b).toEqual({ cols: 128, rows: 128, path: 'M0 0h64v64h-64zM64 64h64v64h-64z', filled: 8192 });
+    expect(b).toEqual({ cols: 128, rows: 128, paths: ['64:M0 32h64M64 96h64'], filled: 8192 });
     expect(compress).toContain('4 filters × 6 inputs, 2 clusters, 58.3% connected; per-group');
-    expect(compress).toContain('256 filters × 256 inputs, 2 clusters, 50.0% connected; masked-dense');
+    expect(compress).toContain(
+      '256 filters × 256 inputs, 2 clusters, 50.0% connected, drawn in blocks of 2 filters × 2 inputs; masked-dense',
+    );
     expect(pictures(single)).toEqual([]);
     expect(single).not.toContain('<h2>Connectivity</h2>');
   });
@@ -167,6 +177,61 @@ describe('renderHtml', () => {
 
   it('gives the same bytes for the same reports', () => {
     expect(renderHtml([pruneReport()])).toBe(single);
+  });
+});
+
+describe('connectivity pictures', () => {
+  const ints = (...values: number[]) => Int32Array.from(values);
+
+  it('encodes input subsets as hex masks that decode to the same indices', () => {
+    const conn = {
+      outChannels: 3,
+      inChannels: 10,
+      clusters: [
+        { filters: ints(0, 2), inputs: ints(0, 3, 4, 9) },
+        { filters: ints(1), inputs: ints(1, 2, 5, 6, 7, 8) },
+      ],
+    };
+    const encoded = encodeConnectivity(conn);
+    expect(encoded).toEqual({
+      filters: 3,
+      inputs: 10,
+      clusters: [
+        { filters: [0, 2], inputs: '912' },
+        { filters: [1], inputs: '6e1' },
+      ],
+    });
+    expect(encoded.clusters.map(clusterInputs)).toEqual([
+      [0, 3, 4, 9],
+      [1, 2, 5, 6, 7, 8],
+    ]);
+  });
+
+  it('strokes each run of filled cells, with relative moves across the gaps', () => {
+    const conn = encodeConnectivity({
+      outChannels: 3,
+      inChannels: 8,
+      clusters: [{ filters: ints(0, 1, 2), inputs: ints(0, 1, 4, 6, 7) }],
+    });
+    const [picture] = pictures(connectivitySvg(connectivityCells(conn), 'x', escapeHtml));
+    expect(picture).toEqual({ cols: 8, rows: 3, paths: ['3:M0 1.5h2m2 0h1m1 0h2'], filled: 15 });
+  });
+
+  it('ORs blocks of a layer wider than the picture, rounding the last block up', () => {
+    // 130 filters in 2-filter rows (65 rows); filter 129 alone in the last cluster reads input 0 only.
+    const conn = encodeConnectivity({
+      outChannels: 130,
+      inChannels: 4,
+      clusters: [
+        { filters: Int32Array.from({ length: 129 }, (_, f) => f), inputs: ints(3) },
+        { filters: ints(129), inputs: ints(0) },
+      ],
+    });
+    const cells = connectivityCells(conn, 65);
+    expect([cells.rows, cells.cols, cells.filtersPerRow, cells.inputsPerCol]).toEqual([65, 4, 2, 1]);
+    // Row 64 holds filters 128 (first cluster) and 129 (second): inputs 3 and 0.
+    expect([...cells.filled.subarray(64 * 4)]).toEqual([1, 0, 0, 1]);
+    expect(cells.filled.reduce((a, b) => a + b, 0)).toBe(64 + 2);
   });
 });
 
