@@ -257,20 +257,26 @@ function upgradeCompressV1(r: FieldReader, report: Report): Report {
       throw err;
     }
   };
-  const latency = lifted('denseLatency', (v) =>
-    r.array(v, 'extra.denseLatency').map((l, i) => readLatency(r, l, `extra.denseLatency[${i}]`)),
-  );
-  const accuracy = lifted('denseAccuracy', (v) =>
-    readAccuracy(r, { dataset: report.accuracy?.dataset ?? 'test split', ...r.object(v, 'extra.denseAccuracy') }),
-  );
+  // The dense side moves into `baseline`; without one it stays under extra.
+  const dense = report.baseline !== undefined;
+  const latency = dense
+    ? lifted('denseLatency', (v) =>
+        r.array(v, 'extra.denseLatency').map((l, i) => readLatency(r, l, `extra.denseLatency[${i}]`)),
+      )
+    : undefined;
+  const accuracy = dense
+    ? lifted('denseAccuracy', (v) =>
+        readAccuracy(r, { dataset: report.accuracy?.dataset ?? 'test split', ...r.object(v, 'extra.denseAccuracy') }),
+      )
+    : undefined;
   const structureMacsRatio = lifted('structuredMacsRatio', (v) =>
     r.number(v, 'extra.structuredMacsRatio', 'nonNegative'),
   );
   const lowering = lifted('lowering', (v) => readV1Lowering(r, v, report.layers ?? []));
   if ([latency, accuracy, structureMacsRatio, lowering].every((x) => x === undefined)) return report;
   const upgraded: Report = { ...report, version: REPORT_VERSION, extra };
-  if (report.baseline && latency) upgraded.baseline = { ...upgraded.baseline!, latency };
-  if (report.baseline && accuracy) upgraded.baseline = { ...upgraded.baseline!, accuracy };
+  if (latency) upgraded.baseline = { ...upgraded.baseline!, latency };
+  if (accuracy) upgraded.baseline = { ...upgraded.baseline!, accuracy };
   if (structureMacsRatio !== undefined) upgraded.totals = { ...report.totals, structureMacsRatio };
   if (lowering) upgraded.layers = lowering;
   return upgraded;

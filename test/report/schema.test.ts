@@ -165,6 +165,11 @@ describe('validateReport', () => {
     expect(kept.extra?.denseLatency).toBe('fast');
     expect(kept.baseline?.latency).toBeUndefined();
     expect(kept.baseline?.accuracy?.top1).toBe(0.9125);
+    // Without a baseline the dense side has no home and stays under extra too.
+    const { baseline: _, ...orphan } = compressSampleV1();
+    const noBaseline = validateReport(orphan, 'orphan.json');
+    expect(noBaseline.extra?.denseLatency).toEqual(compressSample().baseline!.latency);
+    expect(noBaseline.totals.structureMacsRatio).toBe(0.5);
   });
 
   it('names the first bad field in schema order', () => {
