@@ -19,7 +19,7 @@ import {
   type CompressOptions,
   type CompressOutcome,
 } from './pipelines/compress.js';
-import { writeReport } from './report/command.js';
+import { reportJson, writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
 import { sideBySide } from './report/sides.js';
 import { ProgressBars } from './train.js';
@@ -85,7 +85,7 @@ export function registerCompressCommand(program: Command): void {
         log,
       });
       bars.close();
-      if (flags.json) console.log(JSON.stringify(outcome.report, null, 2));
+      if (flags.json) console.log(reportJson(outcome.report));
       else printCompress(file, flags.output, outcome);
       if (flags.report) writeReport(flags.report, outcome.report);
       if (flags.html)

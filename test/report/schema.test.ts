@@ -190,6 +190,8 @@ describe('report files', () => {
     const compress = path.join(tmp, 'compress.json');
     writeReport(compress, compressSample());
     expect(readReport(compress)).toEqual(compressSample());
+    // Filter lists stay on one line.
+    expect(fs.readFileSync(compress, 'utf8')).toContain('"filters": [0, 2],');
     expect(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
