@@ -1,7 +1,7 @@
 /**
  * The `regroup compress` command: flags → compressModel (cli/pipelines/compress.ts) → a
- * before/after table (accuracy, MACs, params, latency), the per-layer lowering, and the
- * reports. Method flags come from the registry (passes/methods/): each method declares its
+ * before/after table (report/sides.ts: accuracy, latency, MACs of the structure and executed,
+ * params), the per-layer lowering, and the reports. Method flags come from the registry (passes/methods/): each method declares its
  * own, and a flag given with a method that does not take it is refused.
  */
 import path from 'node:path';
@@ -20,8 +20,9 @@ import {
   type CompressOptions,
   type CompressOutcome,
 } from './pipelines/compress.js';
-import { writeReport } from './report/command.js';
+import { reportJson, writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
+import { sideBySide } from './report/sides.js';
 import { ProgressBars } from './train.js';
 
 type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log'> & {
@@ -102,7 +103,7 @@ export function registerCompressCommand(program: Command): void {
         log,
       });
       bars.close();
-      if (flags.json) console.log(JSON.stringify(outcome.report, null, 2));
+      if (flags.json) console.log(reportJson(outcome.report));
       else printCompress(file, flags.output, outcome);
       if (flags.report) writeReport(flags.report, outcome.report);
       if (flags.html)
@@ -131,41 +132,7 @@ function budgetOf(flags: Flags): Pick<CompressOptions, 'keepMacs' | 'latencyTarg
 }
 
 function printCompress(file: string, output: string, o: CompressOutcome): void {
-  const acc = (s: CompressOutcome['dense']) => (s.accuracy ? `${(100 * s.accuracy.top1).toFixed(2)}%` : '—');
-  const lat = (s: CompressOutcome['dense'], batch: number) => {
-    const l = s.latency.find((x) => x.batch === batch);
-    return l ? `${l.medianMs.toFixed(2)} ms` : '—';
-  };
-  const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(3)}×` : '—');
-  const latRatio = (batch: number) => {
-    const [d, c] = [
-      o.dense.latency.find((x) => x.batch === batch),
-      o.compressed.latency.find((x) => x.batch === batch),
-    ];
-    return d && c ? `speed-up ${(d.medianMs / c.medianMs).toFixed(2)}×` : '—';
-  };
-  const delta =
-    o.dense.accuracy && o.compressed.accuracy
-      ? `${(100 * (o.compressed.accuracy.top1 - o.dense.accuracy.top1)).toFixed(2)} pt`
-      : '—';
-  const rows = [
-    ['top-1', acc(o.dense), acc(o.compressed), delta],
-    [
-      'MACs of the learned structure',
-      human(o.dense.macs),
-      human(o.structuredMacsRatio * o.dense.macs),
-      `${o.structuredMacsRatio.toFixed(3)}×`,
-    ],
-    [
-      'MACs executed (as lowered)',
-      human(o.dense.macs),
-      human(o.compressed.macs),
-      ratio(o.compressed.macs, o.dense.macs),
-    ],
-    ['params', human(o.dense.params), human(o.compressed.params), ratio(o.compressed.params, o.dense.params)],
-    ['latency, batch 1 (interleaved)', lat(o.dense, 1), lat(o.compressed, 1), latRatio(1)],
-    ['latency, batch 8 (interleaved)', lat(o.dense, 8), lat(o.compressed, 8), latRatio(8)],
-  ];
+  const rows = sideBySide(o.report).map((r) => [r.metric, r.before, r.after, r.change]);
   console.log(`${file} → ${output} (${o.method}, ${o.seconds.toFixed(1)} s, peak RSS ${o.peakRssMb.toFixed(0)} MB)`);
   console.log(table(['', 'dense', 'compressed', 'change'], rows, ['left', 'right', 'right', 'right']));
   if (o.choices.length > 0) {

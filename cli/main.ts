@@ -10,8 +10,9 @@ import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { benchModel, convertModel, inspectGroups, inspectModel, type GroupRow, type InspectReport } from './api.js';
 import { pruneModel, pruneReportToReport, type PruneReport } from './prune.js';
 import { evalModel, type EvalOutcome } from './evaluate.js';
-import { renderReportCommand, writeReport } from './report/command.js';
+import { readReport, renderReportCommand, writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
+import { renderText } from './report/text.js';
 import type { Report } from './report/schema.js';
 import { writeAtomic } from '../compiler/onnx/io.js';
 import { CRITERIA } from '../passes/importance.js';
@@ -300,11 +301,17 @@ function buildProgram(): Command {
 
   program
     .command('report')
-    .description('render one or more JSON reports as a self-contained HTML page (several: accuracy against MACs)')
+    .description(
+      'print one or more JSON reports as text (before and after side by side), or render them as a self-contained HTML page with --html (several: accuracy against MACs)',
+    )
     .argument('<reports...>', 'report files written with --report')
-    .requiredOption('--html <file>', 'the HTML page to write')
+    .option('--html <file>', 'write the HTML page here instead of printing text')
     .option('--title <text>', 'page title')
-    .action((files: string[], opts: { html: string; title?: string }) => {
+    .action((files: string[], opts: { html?: string; title?: string }) => {
+      if (!opts.html) {
+        console.log(files.map((f) => renderText(readReport(f))).join('\n\n'));
+        return;
+      }
       const summary = renderReportCommand(files, opts.html, { title: opts.title });
       console.log(
         `wrote ${summary.output} (${human(summary.bytes)}B): ${summary.reports.length} report(s), ${summary.charts} chart(s)`,

@@ -10,7 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
 import { loadModel } from '../compiler/onnx/io.js';
-import { validateReport } from '../cli/report/schema.js';
+import { readReport } from '../cli/report/command.js';
+import { validateReport, type Report } from '../cli/report/schema.js';
 import { doubleGroups, uniformGroup, type GroupableLayer } from '../passes/uniform-group.js';
 import { resnetTiny } from '../fixtures/models.js';
 import { PROJECT_ROOT } from './helpers/shared.js';
@@ -29,6 +30,11 @@ interface Step {
   finetune: { scheme: string; samples: number | undefined; epochs: number; seed: number };
 }
 
+/** The report's grouped layers (those with a lowering) by lowering form. */
+function lowered(report: Report, form?: string) {
+  return (report.layers ?? []).filter((l) => l.lowering && (form === undefined || l.lowering.form === form));
+}
+
 async function compress(name: string, ...flags: string[]) {
   const out = path.join(tmp, `${name}.onnx`);
   const r = await regroup('compress', TINY, '-o', out, '--no-latency', '--json', ...flags);
@@ -39,25 +45,50 @@ async function compress(name: string, ...flags: string[]) {
 describe('regroup compress', () => {
   it('sg-cnn: masked, lowered and checked; the written model loads and costs what the report says', async () => {
     const page = path.join(tmp, 'sg.html');
-    const { out, report } = await compress(
-      'sg',
-      '--method',
-      'sg-cnn',
-      '--keep-macs',
-      '0.5',
-      '--groups',
-      '2',
-      '--html',
-      page,
-    );
-    expect(fs.readFileSync(page, 'utf8')).toContain('sg.onnx');
-    const extra = report.extra as { loweringError: number; lowering: { form: string }[]; method: string };
+    const json = path.join(tmp, 'sg.json');
+    const out = path.join(tmp, 'sg.onnx');
+    const flags = ['--method', 'sg-cnn', '--keep-macs', '0.5', '--groups', '2'];
+    const run = await regroup('compress', TINY, '-o', out, ...flags, '--report', json, '--html', page);
+    expect(run.code, run.stderr).toBe(0);
+    const report = readReport(json);
+    const extra = report.extra as { loweringError: number; method: string };
     expect(extra.method).toBe('sg-cnn');
     expect(extra.loweringError).toBeLessThanOrEqual(1e-4);
-    expect(extra.lowering.length).toBeGreaterThan(0);
+    const grouped = lowered(report);
+    expect(grouped.length).toBeGreaterThan(0);
     const model = loadModel(out);
     expect(computeCost(model, inferShapes(model)).totals.macs).toBe(report.totals.macsAfter);
     expect(report.totals.macsAfter).toBeLessThanOrEqual(report.totals.macsBefore!);
+    expect(report.totals.structureMacsRatio).toBeLessThanOrEqual(0.5);
+    // Dense and compressed latency, measured alongside each other, at batch 1 and 8.
+    expect(report.baseline!.latency!.map((l) => l.batch)).toEqual([1, 8]);
+    expect(report.latency!.map((l) => l.batch)).toEqual([1, 8]);
+    expect(run.stdout).toMatch(/^latency, batch 8 \(cpu\)\s+\d+\.\d{3} ms\s+\d+\.\d{3} ms\s+speed-up \d+\.\d\d×$/m);
+    // Each grouped layer carries its 2-cluster connectivity, drawn once on the page.
+    for (const layer of grouped) {
+      const conn = layer.connectivity!;
+      expect(conn.clusters).toHaveLength(2);
+      expect(conn.clusters.flatMap((c) => c.filters).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: conn.filters }, (_, f) => f),
+      );
+    }
+    const html = fs.readFileSync(page, 'utf8');
+    expect(html).toContain('sg.onnx');
+    expect(html.match(/<svg class="connectivity"/g)).toHaveLength(grouped.length);
+    // The printed summary: dense and compressed side by side, structure and executed MACs.
+    expect(run.stdout).toMatch(/^\s+dense\s+compressed\s+change$/m);
+    expect(run.stdout).toMatch(/^MACs of the structure\s+\S+\s+\S+\s+\d+\.\d%$/m);
+    expect(run.stdout).toMatch(/^MACs executed\s+\S+\s+\S+\s+\d+\.\d%/m);
+    // `regroup report` without --html prints the same comparison from the file.
+    const text = await regroup('report', json);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^compress report: .*sg\.onnx from .*resnet-tiny\.onnx/);
+    expect(text.stdout).toMatch(/^MACs of the structure\s+\S+\s+\S+\s+\d+\.\d%$/m);
+    const masked = lowered(report, 'masked-dense').length;
+    if (masked > 0)
+      expect(text.stdout).toContain(
+        `${masked} of ${grouped.length} grouped layers stay masked dense: parameter sparsity only`,
+      );
   }, 60_000);
 
   it('uniform: equal groups become Conv(group > 1) nodes and cut MACs', async () => {
@@ -66,16 +97,14 @@ describe('regroup compress', () => {
       .graph.nodeList()
       .filter((n) => n.opType === 'Conv')
       .map((n) => n.getInt('group', 1));
-    const grouped = (report.extra as { lowering: { form: string }[] }).lowering.filter(
-      (l) => l.form === 'grouped',
-    ).length;
+    const grouped = lowered(report, 'grouped').length;
     expect(groups.filter((g) => g > 1)).toHaveLength(grouped);
     if (grouped > 0) expect(report.totals.macsAfter).toBeLessThan(report.totals.macsBefore!);
   }, 60_000);
 
   it('sg-balanced: learned equal groups lower exactly and meet the target', async () => {
     const { report } = await compress('balanced', '--method', 'sg-balanced', '--keep-macs', '0.6');
-    const extra = report.extra as { loweringError: number; lowering: { form: string }[] };
+    const extra = report.extra as { loweringError: number };
     expect(extra.loweringError).toBeLessThanOrEqual(1e-4);
     expect(report.notes.join('\n')).toMatch(/balanced self-grouping: layer/);
     expect(report.totals.macsAfter).toBeLessThanOrEqual(report.totals.macsBefore!);
@@ -111,7 +140,7 @@ describe('regroup compress', () => {
       '200',
     );
     expect(report.accuracy!.samples).toBe(200);
-    expect((report.extra as { denseAccuracy: { samples: number } }).denseAccuracy.samples).toBe(200);
+    expect(report.baseline!.accuracy!.samples).toBe(200);
     expect(report.notes.join('\n')).toMatch(/fine-tuning: local\+global, 1 epoch\(s\) on 256 samples, distillation/);
     expect(report.notes.join('\n')).toMatch(/local: \d+ of \d+ layers refitted/);
     // With data, sg-cnn gives each layer its own cp from the sensitivity scan, within the budget.
@@ -120,7 +149,7 @@ describe('regroup compress', () => {
     expect(step!.figures.cp).toBeGreaterThanOrEqual(step!.figures.cpMin!);
     expect(step!.figures.cp).toBeLessThanOrEqual(step!.figures.cpMax!);
     expect(step!.finetune).toEqual({ scheme: 'local+global', samples: 256, epochs: 1, seed: 0 });
-    const structured = (report.extra as { structuredMacsRatio: number }).structuredMacsRatio;
+    const structured = report.totals.structureMacsRatio!;
     expect(structured).toBeLessThanOrEqual(0.6);
     expect(structured).toBeGreaterThan(0.55);
   }, 120_000);
@@ -198,7 +227,7 @@ describe('regroup compress', () => {
     expect(steps[0]!.figures.cp).toBeLessThan(steps[1]!.figures.cp!);
     expect(steps.map((s) => s.finetune.samples)).toEqual([64, 64]);
     expect(steps.map((s) => s.finetune.seed)).toEqual([0, 1]);
-    expect((report.extra as { structuredMacsRatio: number }).structuredMacsRatio).toBeLessThanOrEqual(0.5);
+    expect(report.totals.structureMacsRatio).toBeLessThanOrEqual(0.5);
     const l1 = await regroup(
       'compress',
       TINY,

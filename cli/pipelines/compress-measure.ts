@@ -3,9 +3,11 @@
  * latency of the dense and compressed models side by side, and the common report format.
  */
 import fs from 'node:fs';
+import type { Connectivity } from '../../compiler/analysis/connectivity.js';
 import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import type { Model } from '../../compiler/ir/model.js';
+import type { Node } from '../../compiler/ir/node.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
 import type { LayerChoice } from '../../passes/lower-grouped.js';
 import type { LatencyStats } from '../../runtime/benchmark.js';
@@ -14,7 +16,15 @@ import type { Dataset } from '../../runtime/data/types.js';
 import type { AccuracyResult } from '../../runtime/evaluate.js';
 import type { ExecutionProvider } from '../../runtime/providers.js';
 import { fileBytes } from '../evaluate.js';
-import { REPORT_FORMAT, REPORT_VERSION, type Report } from '../report/schema.js';
+import { encodeConnectivity } from '../report/connectivity.js';
+import {
+  REPORT_FORMAT,
+  REPORT_VERSION,
+  type Report,
+  type ReportAccuracy,
+  type ReportLayer,
+  type ReportLoweringForm,
+} from '../report/schema.js';
 
 /** One model's measurements: MACs and parameters as stored, accuracy, latency. */
 export interface Side {
@@ -154,6 +164,8 @@ export interface ReportInput {
   compressed: Side;
   loweringError: number | undefined;
   structuredMacsRatio: number;
+  /** The structure's grouped layers (Structured.connectivity), drawn per layer in the report. */
+  connectivity: ReadonlyMap<Node, Connectivity>;
   steps: unknown[];
   choices: LayerChoice[];
   notes: string[];
@@ -168,10 +180,6 @@ export function compressReport(
   r: ReportInput,
   dense: Model,
 ): Report {
-  // Dense parameters by the structured layer's first output (its nodes are the lowered model's, not dense's).
-  const byOutput = new Map(
-    computeCost(dense, inferShapes(dense)).layers.map((l) => [l.node.outputs[0]?.name, l.params]),
-  );
   const latency = (s: Side) =>
     s.latency.map((l) => ({ ep: l.ep, batch: l.batch, medianMs: l.medianMs, p90Ms: l.p90Ms }));
   const report: Report = {
@@ -191,47 +199,49 @@ export function compressReport(
       macsAfter: r.compressed.macs,
       paramsBefore: r.dense.params,
       paramsAfter: r.compressed.params,
+      structureMacsRatio: r.structuredMacsRatio,
     },
     latency: latency(r.compressed),
-    layers: r.choices.map((c) => {
-      const paramsBefore = byOutput.get(c.node.outputs[0]?.name) ?? 0;
-      return {
-        name: c.label,
-        op: `${c.node.opType} → ${c.form}`,
-        macsBefore: c.denseMacs,
-        macsAfter: c.macs,
-        paramsBefore,
-        paramsAfter: c.params,
-      };
-    }),
+    layers: compressLayers(r, dense),
     notes: r.notes,
     extra: {
       method: r.method,
       keepMacs: options.keepMacs,
-      denseLatency: latency(r.dense),
-      ...(r.dense.accuracy
-        ? {
-            denseAccuracy: {
-              top1: r.dense.accuracy.top1,
-              top5: r.dense.accuracy.top5,
-              samples: r.dense.accuracy.samples,
-            },
-          }
-        : {}),
       ...(r.loweringError === undefined ? {} : { loweringError: r.loweringError }),
-      lowering: r.choices.map((c) => ({ node: c.label, form: c.form, reason: c.reason, groups: c.groups ?? null })),
-      structuredMacsRatio: r.structuredMacsRatio,
       steps: r.steps,
       seconds: r.seconds,
       peakRssMb: r.peakRssMb,
     },
   };
-  if (r.compressed.accuracy)
-    report.accuracy = {
-      top1: r.compressed.accuracy.top1,
-      top5: r.compressed.accuracy.top5,
-      samples: r.compressed.accuracy.samples,
-      dataset: 'test split',
-    };
+  if (r.dense.accuracy) report.baseline!.accuracy = accuracyOf(r.dense.accuracy);
+  if (r.dense.latency.length > 0) report.baseline!.latency = latency(r.dense);
+  if (r.compressed.accuracy) report.accuracy = accuracyOf(r.compressed.accuracy);
   return report;
+}
+
+function accuracyOf(a: AccuracyResult): ReportAccuracy {
+  return { top1: a.top1, top5: a.top5, samples: a.samples, dataset: 'test split' };
+}
+
+/** One row per grouped layer: dense → lowered cost, its lowering, and its connectivity. */
+function compressLayers(r: ReportInput, dense: Model): ReportLayer[] {
+  // The choices' nodes belong to the fine-tuned model, the connectivity's to the structured one
+  // and the parameters' to dense: all three write the same output values (compiler/ir/match.ts).
+  const outputOf = (node: Node) => node.outputs[0]?.name;
+  const denseParams = new Map(computeCost(dense, inferShapes(dense)).layers.map((l) => [outputOf(l.node), l.params]));
+  const connectivity = new Map([...r.connectivity].map(([node, conn]) => [outputOf(node), conn]));
+  return r.choices.map((c) => {
+    const form: ReportLoweringForm = c.form;
+    const conn = connectivity.get(outputOf(c.node));
+    return {
+      name: c.label,
+      op: c.node.opType,
+      macsBefore: c.denseMacs,
+      macsAfter: c.macs,
+      paramsBefore: denseParams.get(outputOf(c.node)) ?? 0,
+      paramsAfter: c.params,
+      lowering: { form, ...(c.groups ? { groups: c.groups } : {}), reason: c.reason },
+      ...(conn ? { connectivity: encodeConnectivity(conn) } : {}),
+    };
+  });
 }

@@ -214,7 +214,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       peakRssMb,
       latencySearch: search?.search,
     };
-    const report = compressReport(file, options, outcome, dense);
+    const report = compressReport(file, options, { ...outcome, connectivity: structured.connectivity }, dense);
     return { report, ...outcome };
   } finally {
     await Promise.all([data?.train.close?.(), data?.test?.close?.()]);

@@ -75,5 +75,17 @@ export function readReport(file: string): Report {
 /** Validate a report and write it as pretty JSON, atomically; for `--report FILE.json`. */
 export function writeReport(file: string, report: Report): void {
   const checked = validateReport(report, file);
-  writeAtomic(file, [Buffer.from(`${JSON.stringify(checked, null, 2)}\n`, 'utf8')]);
+  writeAtomic(file, [Buffer.from(`${reportJson(checked)}\n`, 'utf8')]);
+}
+
+/**
+ * Pretty JSON with arrays of plain numbers (a connectivity's filter lists) on one line. Only
+ * arrays that JSON.stringify spread over lines are joined, and a string literal never holds a
+ * raw line break, so no string changes.
+ */
+export function reportJson(report: Report): string {
+  return JSON.stringify(report, null, 2).replace(
+    /\[\n\s*(-?[\d.eE+-]+(?:,\n\s*-?[\d.eE+-]+)*)\n\s*\]/g,
+    (_all, list: string) => `[${list.split(/,\n\s*/).join(', ')}]`,
+  );
 }

@@ -1,15 +1,19 @@
 /**
  * `regroup report`'s page: one self-contained HTML file (inline CSS, inline Chart.js, no
- * URLs) showing the model(s), a totals table, quality and latency tables, and the charts
- * chosen in charts.ts with a text summary under each. Every string taken from a report goes
+ * URLs) showing the model(s), before and after side by side (sides.ts: accuracy, latency,
+ * MACs of the structure and executed, parameters), agreement, the charts chosen in charts.ts
+ * with a text summary under each, the layers with their lowering, and for each grouped layer
+ * an inline SVG of its connectivity (connectivity.ts). Every string taken from a report goes
  * through `escapeHtml` or, for chart data, `scriptJson`. The same reports always give the
  * same bytes (the page shows the reports' own dates, never the time it was rendered).
  */
 import { RegroupError } from '../../compiler/errors.js';
 import { human } from '../format.js';
 import { pct, planCharts, reportLabels, type ChartSpec } from './charts.js';
+import { connectedFraction, connectivityCells, connectivitySvg } from './connectivity.js';
 import { chartJsBundle, PAGE_CSS, PAGE_SCRIPT, scriptJson } from './page-assets.js';
 import type { Report, ReportLayer, ReportTraining } from './schema.js';
+import { loweringText, sideBySide, structureSummary } from './sides.js';
 
 export interface HtmlOptions {
   /** Page title; by default named after the report kind and model. */
@@ -32,6 +36,7 @@ export function renderHtml(reports: readonly Report[], options: HtmlOptions = {}
           trainingSection(reports[0]!.training),
           ...charts.map(chartSection),
           layerSection(reports[0]!.layers),
+          connectivitySection(reports[0]!.layers),
           notesSection(reports[0]!.notes),
         ]
       : [
@@ -83,15 +88,14 @@ function pageHeader(title: string, reports: readonly Report[], labels: readonly 
   return `<header>\n<h1>${escapeHtml(title)}</h1>\n<p class="meta">regroup report, ${count}</p>\n<ul>\n${items.join('\n')}\n</ul>\n</header>`;
 }
 
-/** One report's tables: totals, accuracy and agreement, latency, and optionally its notes. */
+/** One report's tables: before and after, agreement, and optionally its notes. */
 function reportSection(report: Report, heading: string, withNotes: boolean): string {
   const notes = withNotes && report.notes.length > 0 ? `<h3>Notes</h3>\n${notesList(report.notes)}` : '';
   return [
     `<section>`,
     `<h2>${escapeHtml(heading)}</h2>`,
-    totalsTable(report),
-    qualityTable(report),
-    latencyTable(report),
+    sidesTable(report),
+    agreementTable(report),
     notes,
     `</section>`,
   ]
@@ -99,60 +103,28 @@ function reportSection(report: Report, heading: string, withNotes: boolean): str
     .join('\n');
 }
 
-function totalsTable(report: Report): string {
-  const { totals, baseline } = report;
-  const rows = [
-    beforeAfterRow('MACs', totals.macsBefore ?? baseline?.macs, totals.macsAfter),
-    beforeAfterRow('Parameters', totals.paramsBefore ?? baseline?.params, totals.paramsAfter),
-    row(['File size', '', cell(bytesText(report.model.bytes), 'num'), '']),
-  ];
-  return table(['', 'before', 'after', 'after / before'], rows, ['', 'num', 'num', 'num']);
-}
-
-function beforeAfterRow(metric: string, before: number | undefined, after: number): string {
-  if (before === undefined) return row([metric, cell('', 'num'), cell(human(after), 'num'), cell('', 'num')]);
-  const fewer = after > 0 && before > after ? ` (${(before / after).toFixed(2)}× fewer)` : '';
-  return row([
-    metric,
-    cell(human(before), 'num'),
-    cell(human(after), 'num'),
-    cell(before > 0 ? `${pct(after / before)}${fewer}` : '', 'num'),
-  ]);
-}
-
-function qualityTable(report: Report): string {
-  const rows: string[] = [];
-  const { accuracy, agreement } = report;
-  if (accuracy) {
-    const on = `on ${escapeHtml(accuracy.dataset)}, ${accuracy.samples} samples`;
-    rows.push(
-      row(['Top-1 accuracy', cell(percent2(accuracy.top1), 'num'), on]),
-      row(['Top-5 accuracy', cell(percent2(accuracy.top5), 'num'), on]),
-    );
-  }
-  if (agreement) {
-    const against = `against <code>${escapeHtml(agreement.reference)}</code>, ${agreement.samples} samples`;
-    rows.push(
-      row(['Top-1 agreement', cell(percent2(agreement.top1Agreement), 'num'), against]),
-      row(['Output cosine', cell(agreement.cosine.toFixed(6), 'num'), against]),
-      row(['Max abs difference', cell(agreement.maxAbsDiff.toPrecision(3), 'num'), against]),
-    );
-  }
-  return rows.length === 0 ? '' : `<h3>Quality</h3>\n${table(['', 'value', 'measured'], rows, ['', 'num', ''])}`;
-}
-
-function latencyTable(report: Report): string {
-  const latency = report.latency ?? [];
-  if (latency.length === 0) return '';
-  const rows = latency.map((l) =>
-    row([
-      escapeHtml(l.ep),
-      cell(String(l.batch), 'num'),
-      cell(l.medianMs.toFixed(3), 'num'),
-      cell(l.p90Ms.toFixed(3), 'num'),
-    ]),
+/** Before and after side by side, then what was measured on and the structure vs execution sentences. */
+function sidesTable(report: Report): string {
+  const rows = sideBySide(report, { p90: true }).map((r) =>
+    row([escapeHtml(r.metric), ...[r.before, r.after, r.change].map((text) => cell(escapeHtml(text), 'num'))]),
   );
-  return `<h3>Latency</h3>\n${table(['execution provider', 'batch', 'median ms', 'p90 ms'], rows, ['', 'num', 'num', 'num'])}`;
+  const facts = [
+    ...(report.accuracy ? [`Accuracy on ${report.accuracy.dataset}, ${report.accuracy.samples} samples.`] : []),
+    ...structureSummary(report),
+  ];
+  const summary = facts.length === 0 ? '' : `\n<p class="summary">${escapeHtml(facts.join(' '))}</p>`;
+  return `${table(['', 'before', 'after', 'change'], rows, ['', 'num', 'num', 'num'])}${summary}`;
+}
+
+function agreementTable({ agreement }: Report): string {
+  if (!agreement) return '';
+  const against = `against <code>${escapeHtml(agreement.reference)}</code>, ${agreement.samples} samples`;
+  const rows = [
+    row(['Top-1 agreement', cell(percent2(agreement.top1Agreement), 'num'), against]),
+    row(['Output cosine', cell(agreement.cosine.toFixed(6), 'num'), against]),
+    row(['Max abs difference', cell(agreement.maxAbsDiff.toPrecision(3), 'num'), against]),
+  ];
+  return `<h3>Agreement</h3>\n${table(['', 'value', 'measured'], rows, ['', 'num', ''])}`;
 }
 
 function notesList(notes: readonly string[]): string {
@@ -247,20 +219,49 @@ function trainingSection(training: ReportTraining | undefined): string {
 
 function layerSection(layers: readonly ReportLayer[] | undefined): string {
   if (!layers || layers.length === 0) return '';
+  const lowered = layers.some((l) => l.lowering !== undefined);
   const rows = layers.map((l) =>
     row(
       [
         `<code>${escapeHtml(l.name)}</code>`,
         escapeHtml(l.op),
+        ...(lowered ? [escapeHtml(loweringText(l))] : []),
         pair(l.channelsBefore, l.channelsAfter, String),
         pair(l.macsBefore, l.macsAfter, human),
         pair(l.paramsBefore, l.paramsAfter, human),
-      ].map((c, col) => (col >= 2 ? cell(c, 'num') : c)),
+      ].map((c, col) => (col >= (lowered ? 3 : 2) ? cell(c, 'num') : c)),
     ),
   );
   const open = layers.length <= OPEN_LAYER_ROWS ? ' open' : '';
-  const body = table(['layer', 'op', 'channels', 'MACs', 'parameters'], rows, ['', '', 'num', 'num', 'num']);
+  const header = ['layer', 'op', ...(lowered ? ['lowered as'] : []), 'channels', 'MACs', 'parameters'];
+  const body = table(
+    header,
+    rows,
+    header.map((_h, col) => (col >= (lowered ? 3 : 2) ? 'num' : '')),
+  );
   return `<section>\n<h2>Layers</h2>\n<details${open}>\n<summary>${layers.length} layers</summary>\n${body}\n</details>\n</section>`;
+}
+
+/** One small picture per grouped layer: filters (rows, in cluster order) × input channels (columns). */
+function connectivitySection(layers: readonly ReportLayer[] | undefined): string {
+  const grouped = (layers ?? []).filter((l) => l.connectivity !== undefined);
+  if (grouped.length === 0) return '';
+  const figures = grouped.map((l) => {
+    const conn = l.connectivity!;
+    const cells = connectivityCells(conn);
+    const blocks =
+      cells.filtersPerRow * cells.inputsPerCol > 1
+        ? `, drawn in blocks of ${cells.filtersPerRow} filters × ${cells.inputsPerCol} inputs`
+        : '';
+    const facts = `${conn.filters} filters × ${conn.inputs} inputs, ${conn.clusters.length} clusters, ${pct(connectedFraction(conn))} connected`;
+    const form = l.lowering ? `; ${loweringText(l)}` : '';
+    const svg = connectivitySvg(cells, `${l.name}: ${facts}`, escapeHtml);
+    return `<figure class="conn">${svg}<figcaption><code>${escapeHtml(l.name)}</code><br>${escapeHtml(facts + blocks + form)}</figcaption></figure>`;
+  });
+  const intro =
+    'Rows are filters, grouped by cluster; columns are input channels; a filled cell means the filter reads that input. ' +
+    'Layers wider than 128 channels are drawn in blocks (a block is filled when any filter of it reads any input of it).';
+  return `<section>\n<h2>Connectivity</h2>\n<p class="summary">${escapeHtml(intro)}</p>\n<div class="conn-grid">\n${figures.join('\n')}\n</div>\n</section>`;
 }
 
 /** "64 → 16", or just the after value when there is no before. */

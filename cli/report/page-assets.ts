@@ -35,6 +35,12 @@ th { background: var(--head); font-weight: 600; }
 .chart-box canvas { max-width: 100%; }
 ul.notes { padding-left: 20px; }
 details summary { cursor: pointer; color: var(--muted); }
+.conn-grid { display: flex; flex-wrap: wrap; gap: 16px; margin-top: 8px; }
+figure.conn { margin: 0; width: 180px; font-size: 12px; color: var(--muted); }
+figure.conn figcaption { margin-top: 4px; }
+svg.connectivity { display: block; border: 1px solid var(--rule); }
+svg.connectivity .conn-empty { fill: #f5f7fa; }
+svg.connectivity .conn-filled { fill: none; stroke: #2563eb; }
 @page { margin: 14mm; }
 @media print {
   body { font-size: 10.5pt; }
@@ -48,7 +54,7 @@ details summary { cursor: pointer; color: var(--muted); }
      with its aspect ratio kept can never overlap the text or distort the chart. */
   .chart-box { height: auto; }
   .chart-box canvas { width: 100% !important; height: auto !important; }
-  .chart, table, tr { break-inside: avoid; }
+  .chart, table, tr, figure.conn { break-inside: avoid; }
   h2, h3 { break-after: avoid; }
 }
 `;

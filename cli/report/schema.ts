@@ -8,11 +8,21 @@
  * number is finite. Training commands add `training` (per-epoch history and the loss curve).
  * `regroup report` reads these files back, so they are user input:
  * `validateReport` checks every field and names the file and the first bad field.
+ *
+ * Version 2 (compress) adds the dense side of the comparison (`baseline.accuracy`,
+ * `baseline.latency`), the structure's MACs beside the executed ones
+ * (`totals.structureMacsRatio`), and per grouped layer its lowering and its connectivity
+ * (which inputs each filter reads; `ReportConnectivity`). Version-1 files still read: a
+ * version-1 compress report kept those figures under `extra`, and reading moves them to
+ * their typed fields (the report then reads back as version 2).
  */
 import { RegroupError } from '../../compiler/errors.js';
 
 export const REPORT_FORMAT = 'regroup-report';
-export const REPORT_VERSION = 1;
+export const REPORT_VERSION = 2;
+/** Versions `validateReport` reads; writers always write REPORT_VERSION. */
+export const READABLE_VERSIONS = [1, 2] as const;
+export type ReportVersion = (typeof READABLE_VERSIONS)[number];
 
 export type ReportKind = 'eval' | 'prune' | 'compress' | 'train' | 'finetune';
 export const REPORT_KINDS: readonly ReportKind[] = ['eval', 'prune', 'compress', 'train', 'finetune'];
@@ -29,6 +39,10 @@ export interface ReportBaseline {
   file: string;
   macs: number;
   params: number;
+  /** The baseline's accuracy on the same samples as the report's `accuracy` (compress). */
+  accuracy?: ReportAccuracy;
+  /** The baseline's latency, measured alongside the model's `latency` (compress). */
+  latency?: ReportLatency[];
 }
 
 export interface ReportAccuracy {
@@ -57,6 +71,39 @@ export interface ReportLatency {
   p90Ms: number;
 }
 
+/** ONNX forms a grouped layer lowers to (passes/lower-emit.ts `Form`). */
+export type ReportLoweringForm = 'grouped' | 'padded' | 'per-group' | 'masked-dense';
+export const REPORT_LOWERING_FORMS: readonly ReportLoweringForm[] = ['grouped', 'padded', 'per-group', 'masked-dense'];
+
+/** How a grouped layer was written: masked-dense keeps the dense conv (zeros, no saving). */
+export interface ReportLowering {
+  form: ReportLoweringForm;
+  /** The `group` of the grouped and padded forms' Conv. */
+  groups?: number;
+  reason: string;
+}
+
+/** Filters that share one input subset (compiler/analysis/connectivity.ts `Cluster`). */
+export interface ReportCluster {
+  /** The cluster's filters (output channels), ascending. */
+  filters: number[];
+  /**
+   * The inputs the cluster reads, as a little-endian hex bitmask: character k holds inputs
+   * 4k..4k+3, input 4k+b in bit b (value 2^b); ceil(inputs / 4) characters, 0-9 a-f.
+   */
+  inputs: string;
+}
+
+/**
+ * Which input channels each filter of a layer reads: every filter in exactly one cluster.
+ * Its size is the filter count plus clusters × inputs / 4 characters, never filters × inputs.
+ */
+export interface ReportConnectivity {
+  filters: number;
+  inputs: number;
+  clusters: ReportCluster[];
+}
+
 export interface ReportLayer {
   name: string;
   op: string;
@@ -66,13 +113,23 @@ export interface ReportLayer {
   macsAfter: number;
   paramsBefore?: number;
   paramsAfter: number;
+  /** How a grouped layer was lowered (compress). */
+  lowering?: ReportLowering;
+  /** The learned connectivity of a grouped layer (compress). */
+  connectivity?: ReportConnectivity;
 }
 
 export interface ReportTotals {
   macsBefore?: number;
+  /** MACs the written model executes (as lowered: a masked-dense layer costs its dense MACs). */
   macsAfter: number;
   paramsBefore?: number;
   paramsAfter: number;
+  /**
+   * MACs of the method's structure (connectivity or pruned shapes) over macsBefore, before
+   * lowering chose forms: what the structure would cost if every grouped layer ran grouped.
+   */
+  structureMacsRatio?: number;
 }
 
 /** One epoch of a training run; accuracies are fractions 0..1. */
@@ -111,7 +168,7 @@ export interface ReportTraining {
 
 export interface Report {
   format: typeof REPORT_FORMAT;
-  version: typeof REPORT_VERSION;
+  version: ReportVersion;
   kind: ReportKind;
   /** ISO 8601 time the report was written. */
   createdAt: string;
@@ -148,20 +205,20 @@ export function validateReport(json: unknown, file: string): Report {
   const top = r.object(json, '');
   if (top.format !== REPORT_FORMAT)
     r.fail('format', `must be '${REPORT_FORMAT}' (is this a regroup report?)`, top.format);
-  if (top.version !== REPORT_VERSION) {
+  if (!READABLE_VERSIONS.includes(top.version as ReportVersion)) {
     const newer = typeof top.version === 'number' && top.version > REPORT_VERSION;
     r.fail(
       'version',
       newer
-        ? `is ${top.version}, written by a newer regroup; this one reads version ${REPORT_VERSION}`
-        : `must be ${REPORT_VERSION}`,
+        ? `is ${top.version}, written by a newer regroup; this one reads versions ${READABLE_VERSIONS.join(' and ')}`
+        : `must be one of ${READABLE_VERSIONS.join(', ')}`,
       top.version,
     );
   }
   r.object(json, '', TOP_KEYS);
   const report: Report = {
     format: REPORT_FORMAT,
-    version: REPORT_VERSION,
+    version: top.version as ReportVersion,
     kind: r.oneOf(top.kind, 'kind', REPORT_KINDS),
     createdAt: r.timestamp(top.createdAt, 'createdAt'),
     model: readModel(r, top.model),
@@ -179,7 +236,63 @@ export function validateReport(json: unknown, file: string): Report {
   report.notes = r.array(top.notes, 'notes').map((v, i) => r.string(v, `notes[${i}]`, { allowEmpty: true }));
   if (top.training !== undefined) report.training = readTraining(r, top.training);
   if (top.extra !== undefined) report.extra = r.object(top.extra, 'extra');
-  return report;
+  return report.version === 1 && report.kind === 'compress' ? upgradeCompressV1(r, report) : report;
+}
+
+/**
+ * A version-1 compress report with the figures it kept under `extra` (denseLatency,
+ * denseAccuracy, structuredMacsRatio, lowering) moved to their version-2 fields. `extra` was
+ * never validated, so a figure that does not read as its typed field stays where it was.
+ */
+function upgradeCompressV1(r: FieldReader, report: Report): Report {
+  const extra = { ...report.extra };
+  const lifted = <T>(key: string, read: (value: unknown) => T): T | undefined => {
+    if (extra[key] === undefined) return undefined;
+    try {
+      const value = read(extra[key]);
+      delete extra[key];
+      return value;
+    } catch (err) {
+      if (err instanceof RegroupError) return undefined;
+      throw err;
+    }
+  };
+  // The dense side moves into `baseline`; without one it stays under extra.
+  const dense = report.baseline !== undefined;
+  const latency = dense
+    ? lifted('denseLatency', (v) =>
+        r.array(v, 'extra.denseLatency').map((l, i) => readLatency(r, l, `extra.denseLatency[${i}]`)),
+      )
+    : undefined;
+  const accuracy = dense
+    ? lifted('denseAccuracy', (v) =>
+        readAccuracy(r, { dataset: report.accuracy?.dataset ?? 'test split', ...r.object(v, 'extra.denseAccuracy') }),
+      )
+    : undefined;
+  const structureMacsRatio = lifted('structuredMacsRatio', (v) =>
+    r.number(v, 'extra.structuredMacsRatio', 'nonNegative'),
+  );
+  const lowering = lifted('lowering', (v) => readV1Lowering(r, v, report.layers ?? []));
+  if ([latency, accuracy, structureMacsRatio, lowering].every((x) => x === undefined)) return report;
+  const upgraded: Report = { ...report, version: REPORT_VERSION, extra };
+  if (latency) upgraded.baseline = { ...upgraded.baseline!, latency };
+  if (accuracy) upgraded.baseline = { ...upgraded.baseline!, accuracy };
+  if (structureMacsRatio !== undefined) upgraded.totals = { ...report.totals, structureMacsRatio };
+  if (lowering) upgraded.layers = lowering;
+  return upgraded;
+}
+
+/** Version 1's `extra.lowering` ({ node, form, reason, groups }, one per layer, in order) merged into the layers. */
+function readV1Lowering(r: FieldReader, value: unknown, layers: readonly ReportLayer[]): ReportLayer[] {
+  const entries = r.array(value, 'extra.lowering');
+  if (entries.length !== layers.length) r.fail('extra.lowering', 'must have one entry per layer', entries.length);
+  return layers.map((layer, i) => {
+    const o = r.object(entries[i], `extra.lowering[${i}]`);
+    if (o.node !== layer.name) r.fail(`extra.lowering[${i}].node`, `must be '${layer.name}'`, o.node);
+    const lowering = readLowering(r, { form: o.form, reason: o.reason, groups: o.groups ?? undefined }, `layers[${i}]`);
+    // Version 1 wrote the form into the op ("Conv → grouped").
+    return { ...layer, op: layer.op.replace(` → ${lowering.form}`, ''), lowering };
+  });
 }
 
 const TOP_KEYS = [
@@ -262,21 +375,27 @@ function readModel(r: FieldReader, value: unknown): ReportModel {
 }
 
 function readBaseline(r: FieldReader, value: unknown): ReportBaseline {
-  const o = r.object(value, 'baseline', ['file', 'macs', 'params']);
-  return {
+  const o = r.object(value, 'baseline', ['file', 'macs', 'params', 'accuracy', 'latency']);
+  const baseline: ReportBaseline = {
     file: r.string(o.file, 'baseline.file'),
     macs: r.number(o.macs, 'baseline.macs', 'nonNegative'),
     params: r.number(o.params, 'baseline.params', 'count'),
   };
+  if (o.accuracy !== undefined) baseline.accuracy = readAccuracy(r, o.accuracy, 'baseline.accuracy');
+  if (o.latency !== undefined)
+    baseline.latency = r
+      .array(o.latency, 'baseline.latency')
+      .map((v, i) => readLatency(r, v, `baseline.latency[${i}]`));
+  return baseline;
 }
 
-function readAccuracy(r: FieldReader, value: unknown): ReportAccuracy {
-  const o = r.object(value, 'accuracy', ['top1', 'top5', 'samples', 'dataset']);
+function readAccuracy(r: FieldReader, value: unknown, at = 'accuracy'): ReportAccuracy {
+  const o = r.object(value, at, ['top1', 'top5', 'samples', 'dataset']);
   return {
-    top1: r.number(o.top1, 'accuracy.top1', 'fraction'),
-    top5: r.number(o.top5, 'accuracy.top5', 'fraction'),
-    samples: r.number(o.samples, 'accuracy.samples', 'count'),
-    dataset: r.string(o.dataset, 'accuracy.dataset'),
+    top1: r.number(o.top1, `${at}.top1`, 'fraction'),
+    top5: r.number(o.top5, `${at}.top5`, 'fraction'),
+    samples: r.number(o.samples, `${at}.samples`, 'count'),
+    dataset: r.string(o.dataset, `${at}.dataset`),
   };
 }
 
@@ -311,6 +430,8 @@ function readLayer(r: FieldReader, value: unknown, at: string): ReportLayer {
     'macsAfter',
     'paramsBefore',
     'paramsAfter',
+    'lowering',
+    'connectivity',
   ]);
   const layer: ReportLayer = {
     name: r.string(o.name, `${at}.name`),
@@ -325,16 +446,66 @@ function readLayer(r: FieldReader, value: unknown, at: string): ReportLayer {
   layer.macsAfter = r.number(o.macsAfter, `${at}.macsAfter`, 'nonNegative');
   if (o.paramsBefore !== undefined) layer.paramsBefore = r.number(o.paramsBefore, `${at}.paramsBefore`, 'count');
   layer.paramsAfter = r.number(o.paramsAfter, `${at}.paramsAfter`, 'count');
+  if (o.lowering !== undefined) layer.lowering = readLowering(r, o.lowering, at);
+  if (o.connectivity !== undefined) layer.connectivity = readConnectivity(r, o.connectivity, `${at}.connectivity`);
   return layer;
 }
 
+function readLowering(r: FieldReader, value: unknown, layerAt: string): ReportLowering {
+  const at = `${layerAt}.lowering`;
+  const o = r.object(value, at, ['form', 'groups', 'reason']);
+  const lowering: ReportLowering = {
+    form: r.oneOf(o.form, `${at}.form`, REPORT_LOWERING_FORMS),
+    reason: r.string(o.reason, `${at}.reason`, { allowEmpty: true }),
+  };
+  if (o.groups !== undefined) lowering.groups = r.number(o.groups, `${at}.groups`, 'count');
+  return lowering;
+}
+
+/** A layer's connectivity: every filter in exactly one cluster, input masks of the right length. */
+function readConnectivity(r: FieldReader, value: unknown, at: string): ReportConnectivity {
+  const o = r.object(value, at, ['filters', 'inputs', 'clusters']);
+  const filters = r.number(o.filters, `${at}.filters`, 'count');
+  const inputs = r.number(o.inputs, `${at}.inputs`, 'count');
+  const owner = new Int32Array(filters).fill(-1);
+  const clusters = r.array(o.clusters, `${at}.clusters`).map((v, c): ReportCluster => {
+    const co = r.object(v, `${at}.clusters[${c}]`, ['filters', 'inputs']);
+    const list = r.array(co.filters, `${at}.clusters[${c}].filters`).map((f, k) => {
+      const field = `${at}.clusters[${c}].filters[${k}]`;
+      const filter = r.number(f, field, 'count');
+      if (filter >= filters) r.fail(field, `must be below the layer's ${filters} filters`, filter);
+      if (owner[filter] !== -1) r.fail(field, `is already in cluster ${owner[filter]}`, filter);
+      owner[filter] = c;
+      return filter;
+    });
+    return { filters: list, inputs: readInputMask(r, co.inputs, inputs, `${at}.clusters[${c}].inputs`) };
+  });
+  const orphan = owner.indexOf(-1);
+  if (orphan >= 0)
+    r.fail(`${at}.clusters`, `must place every filter in a cluster (filter ${orphan} is in none)`, orphan);
+  return { filters, inputs, clusters };
+}
+
+function readInputMask(r: FieldReader, value: unknown, inputs: number, at: string): string {
+  const mask = r.string(value, at, { allowEmpty: inputs === 0 });
+  const length = Math.ceil(inputs / 4);
+  if (mask.length !== length || !/^[0-9a-f]*$/.test(mask))
+    r.fail(at, `must be ${length} hex digits (0-9, a-f), one per 4 inputs`, value);
+  const spare = 4 * length - inputs;
+  if (spare > 0 && parseInt(mask[length - 1]!, 16) >> (4 - spare) !== 0)
+    r.fail(at, `must not set bits beyond the layer's ${inputs} inputs`, value);
+  return mask;
+}
+
 function readTotals(r: FieldReader, value: unknown): ReportTotals {
-  const o = r.object(value, 'totals', ['macsBefore', 'macsAfter', 'paramsBefore', 'paramsAfter']);
+  const o = r.object(value, 'totals', ['macsBefore', 'macsAfter', 'paramsBefore', 'paramsAfter', 'structureMacsRatio']);
   const totals: ReportTotals = { macsAfter: 0, paramsAfter: 0 };
   if (o.macsBefore !== undefined) totals.macsBefore = r.number(o.macsBefore, 'totals.macsBefore', 'nonNegative');
   totals.macsAfter = r.number(o.macsAfter, 'totals.macsAfter', 'nonNegative');
   if (o.paramsBefore !== undefined) totals.paramsBefore = r.number(o.paramsBefore, 'totals.paramsBefore', 'count');
   totals.paramsAfter = r.number(o.paramsAfter, 'totals.paramsAfter', 'count');
+  if (o.structureMacsRatio !== undefined)
+    totals.structureMacsRatio = r.number(o.structureMacsRatio, 'totals.structureMacsRatio', 'nonNegative');
   return totals;
 }
 

@@ -21,18 +21,52 @@ import {
   type ScatterChartSpec,
 } from '../../cli/report/charts.js';
 import { renderReportCommand, writeReport } from '../../cli/report/command.js';
+import {
+  clusterInputs,
+  connectivityCells,
+  connectivitySvg,
+  encodeConnectivity,
+} from '../../cli/report/connectivity.js';
 import { escapeHtml, renderHtml } from '../../cli/report/html.js';
-import { EVIL_NAME, evalReport, pruneReport, sweepReports } from './sample-reports.js';
+import { validateReport } from '../../cli/report/schema.js';
+import {
+  compressSample,
+  compressSampleV1,
+  EVIL_NAME,
+  evalReport,
+  pruneReport,
+  sweepReports,
+} from './sample-reports.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-report-html-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/**
+ * Each connectivity picture on a page: its size in cells, its paths, and the cells they fill,
+ * read as the browser draws them (a stroke `h{w}` of width `sw` covers w × sw cells).
+ */
+function pictures(html: string): { cols: number; rows: number; paths: string[]; filled: number }[] {
+  const svgs = [...html.matchAll(/<svg class="connectivity" viewBox="0 0 (\d+) (\d+)"[^>]*>(.*?)<\/svg>/g)];
+  return svgs.map(([, cols, rows, body]) => {
+    const paths = [...body!.matchAll(/<path class="conn-filled" stroke-width="(\d+)" d="([^"]*)"\/>/g)];
+    let filled = 0;
+    for (const [, width, d] of paths) {
+      const commands = [...d!.matchAll(/([Mmh])(-?[\d.]+)(?: (-?[\d.]+))?/g)];
+      // The path is only moves and horizontal strokes.
+      expect(commands.map((c) => c[0]).join('')).toBe(d);
+      for (const [, op, length] of commands) if (op === 'h') filled += Number(length) * Number(width);
+    }
+    return { cols: Number(cols), rows: Number(rows), paths: paths.map((p) => `${p[1]}:${p[2]}`), filled };
+  });
+}
+
 describe('renderHtml', () => {
   const single = renderHtml([pruneReport()]);
   const sweep = renderHtml(sweepReports(), { title: 'ResNet-20 sweep <CIFAR-10>' });
+  const compress = renderHtml([compressSample()]);
 
   it('references nothing outside the page', () => {
-    for (const html of [single, sweep]) {
+    for (const html of [single, sweep, compress]) {
       const markup = html.replace(/(<script[^>]*>)[\s\S]*?<\/script>/g, '$1</script>');
       expect(markup.match(/<script[^>]*>/g)).toEqual([
         '<script type="application/json" id="regroup-charts">',
@@ -85,6 +119,47 @@ describe('renderHtml', () => {
     expect(single.match(/<canvas /g)).toHaveLength(2);
   });
 
+  it('shows a compress report before and after side by side, structure vs executed MACs', () => {
+    for (const text of [
+      '<th class="num">before</th><th class="num">after</th><th class="num">change</th>',
+      '<tr><td>top-1 accuracy</td><td class="num">91.25%</td><td class="num">90.75%</td><td class="num">−0.50 pt</td></tr>',
+      '<td class="num">2.500 ms (p90 2.750)</td><td class="num">2.000 ms (p90 2.250)</td><td class="num">speed-up 1.25×</td>',
+      '<td class="num">12.000 ms (p90 13.000)</td><td class="num">10.000 ms (p90 11.500)</td><td class="num">speed-up 1.20×</td>',
+      '<tr><td>MACs of the structure</td><td class="num">1.02M</td><td class="num">512k</td><td class="num">50.0%</td></tr>',
+      '<tr><td>MACs executed</td><td class="num">1.02M</td><td class="num">1.01M</td><td class="num">99.0% (1.01× fewer)</td></tr>',
+      'The structure needs 50.0% of the dense MACs; the written model executes 99.0%.',
+      '1 of 2 grouped layers stay masked dense: parameter sparsity only, no latency saving.',
+      '<th>lowered as</th>',
+      '<td>per-group</td>',
+      '<td>masked-dense</td>',
+    ])
+      expect(compress).toContain(text);
+  });
+
+  it('draws one connectivity picture per grouped layer, filters in cluster order, big layers in blocks', () => {
+    const [a, b] = pictures(compress);
+    expect(pictures(compress)).toHaveLength(2);
+    // Filters 0, 2 (rows 0–1) read inputs 0–2; filters 1, 3 (rows 2–3) read inputs 2–5.
+    expect(a).toEqual({ cols: 6, rows: 4, paths: ['2:M0 1h3M2 3h4'], filled: 14 });
+    // 256 × 256 in 2 × 2 blocks: two diagonal squares of 64 × 64 cells.
+    expect(b).toEqual({ cols: 128, rows: 128, paths: ['64:M0 32h64M64 96h64'], filled: 8192 });
+    expect(compress).toContain('4 filters × 6 inputs, 2 clusters, 58.3% connected; per-group');
+    expect(compress).toContain(
+      '256 filters × 256 inputs, 2 clusters, 50.0% connected, drawn in blocks of 2 filters × 2 inputs; masked-dense',
+    );
+    expect(pictures(single)).toEqual([]);
+    expect(single).not.toContain('<h2>Connectivity</h2>');
+  });
+
+  it('still renders a version-1 compress report, with its before side read from extra', () => {
+    const old = renderHtml([validateReport(compressSampleV1(), 'old.json')]);
+    expect(old).toContain('<td class="num">2.500 ms (p90 2.750)</td><td class="num">2.000 ms (p90 2.250)</td>');
+    expect(old).toContain('1 of 2 grouped layers stay masked dense');
+    expect(pictures(old)).toEqual([]);
+    const { extra: _, ...bare } = compressSampleV1();
+    expect(renderHtml([validateReport(bare, 'bare.json')])).toContain('<td>top-1 accuracy</td><td class="num"></td>');
+  });
+
   it('compares several reports in one table and one chart', () => {
     for (const text of [
       'Comparison',
@@ -102,6 +177,61 @@ describe('renderHtml', () => {
 
   it('gives the same bytes for the same reports', () => {
     expect(renderHtml([pruneReport()])).toBe(single);
+  });
+});
+
+describe('connectivity pictures', () => {
+  const ints = (...values: number[]) => Int32Array.from(values);
+
+  it('encodes input subsets as hex masks that decode to the same indices', () => {
+    const conn = {
+      outChannels: 3,
+      inChannels: 10,
+      clusters: [
+        { filters: ints(0, 2), inputs: ints(0, 3, 4, 9) },
+        { filters: ints(1), inputs: ints(1, 2, 5, 6, 7, 8) },
+      ],
+    };
+    const encoded = encodeConnectivity(conn);
+    expect(encoded).toEqual({
+      filters: 3,
+      inputs: 10,
+      clusters: [
+        { filters: [0, 2], inputs: '912' },
+        { filters: [1], inputs: '6e1' },
+      ],
+    });
+    expect(encoded.clusters.map(clusterInputs)).toEqual([
+      [0, 3, 4, 9],
+      [1, 2, 5, 6, 7, 8],
+    ]);
+  });
+
+  it('strokes each run of filled cells, with relative moves across the gaps', () => {
+    const conn = encodeConnectivity({
+      outChannels: 3,
+      inChannels: 8,
+      clusters: [{ filters: ints(0, 1, 2), inputs: ints(0, 1, 4, 6, 7) }],
+    });
+    const [picture] = pictures(connectivitySvg(connectivityCells(conn), 'x', escapeHtml));
+    expect(picture).toEqual({ cols: 8, rows: 3, paths: ['3:M0 1.5h2m2 0h1m1 0h2'], filled: 15 });
+  });
+
+  it('ORs blocks of a layer wider than the picture, rounding the last block up', () => {
+    // 130 filters in 2-filter rows (65 rows); filter 129 alone in the last cluster reads input 0 only.
+    const conn = encodeConnectivity({
+      outChannels: 130,
+      inChannels: 4,
+      clusters: [
+        { filters: Int32Array.from({ length: 129 }, (_, f) => f), inputs: ints(3) },
+        { filters: ints(129), inputs: ints(0) },
+      ],
+    });
+    const cells = connectivityCells(conn, 65);
+    expect([cells.rows, cells.cols, cells.filtersPerRow, cells.inputsPerCol]).toEqual([65, 4, 2, 1]);
+    // Row 64 holds filters 128 (first cluster) and 129 (second): inputs 3 and 0.
+    expect([...cells.filled.subarray(64 * 4)]).toEqual([1, 0, 0, 1]);
+    expect(cells.filled.reduce((a, b) => a + b, 0)).toBe(64 + 2);
   });
 });
 
@@ -338,6 +468,23 @@ describe.skipIf(!haveChromium && !onCi)('the page in headless Chromium', () => {
     ).toBe(0);
     await page.screenshot({ path: path.join(shots, 'single.png'), fullPage: true });
     await expectPrintable(page, 'single-print.png');
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('shows the connectivity pictures of a compress report', async () => {
+    const { page, problems } = await open('compress.html', renderHtml([compressSample()]));
+    const boxes = await page.$$eval('svg.connectivity', (svgs) =>
+      svgs.map((svg) => {
+        const rect = svg.getBoundingClientRect();
+        return [Math.round(rect.width), Math.round(rect.height), svg.querySelector('path')!.getTotalLength() > 0];
+      }),
+    );
+    expect(boxes).toEqual([
+      [160, 107, true],
+      [160, 160, true],
+    ]);
+    await page.screenshot({ path: path.join(shots, 'compress.png'), fullPage: true });
     expect(problems).toEqual([]);
     await page.close();
   });

@@ -41,7 +41,7 @@ export function pruneReport(): Report {
   const total = (pick: (l: ReportLayer) => number) => rows.reduce((s, l) => s + pick(l), 0);
   return {
     format: 'regroup-report',
-    version: 1,
+    version: 2,
     kind: 'prune',
     createdAt: '2025-03-01T10:20:30.000Z',
     model: {
@@ -84,7 +84,7 @@ export function evalReport(file: string, macs: number, top1: number): Report {
   const params = Math.round((269_722 * macs) / 40_551_936);
   return {
     format: 'regroup-report',
-    version: 1,
+    version: 2,
     kind: 'eval',
     createdAt: '2025-03-02T08:00:00Z',
     model: { file, macs, params, bytes: Math.round(macs / 40) },
@@ -103,4 +103,114 @@ export function sweepReports(): Report[] {
     evalReport('out/resnet20-keep50.onnx', 20_275_968, 0.8943),
     evalReport('out/resnet20-keep25.onnx', 10_137_984, 0.8512),
   ];
+}
+
+/**
+ * A compress report with both sides measured and two grouped layers: `a`, 4 filters × 6
+ * inputs in two overlapping clusters (filters 0, 2 read inputs 0–2; filters 1, 3 read 2–5:
+ * 2·3 + 2·4 = 14 connected pairs), lowered per group; `b`, 256 × 256 in two block-diagonal
+ * groups (2 · 128² connected pairs, drawn as 128 × 128 cells of 2 × 2: 2 · 64² = 8192
+ * filled), left masked dense.
+ */
+export function compressSample(): Report {
+  const layerA: ReportLayer = {
+    name: '/a/Conv',
+    op: 'Conv',
+    macsBefore: 24_000,
+    macsAfter: 14_000,
+    paramsBefore: 216,
+    paramsAfter: 126,
+    lowering: { form: 'per-group', reason: 'overlapping clusters' },
+    connectivity: {
+      filters: 4,
+      inputs: 6,
+      // Inputs 0, 1, 2 → bits 0-2 of the first digit (7); inputs 2..5 → 4 + 8, then 1 + 2.
+      clusters: [
+        { filters: [0, 2], inputs: '70' },
+        { filters: [1, 3], inputs: 'c3' },
+      ],
+    },
+  };
+  const half = (from: number) => `${'0'.repeat(from / 4)}${'f'.repeat(32)}${'0'.repeat((128 - from) / 4)}`;
+  const layerB: ReportLayer = {
+    name: '/b/Conv',
+    op: 'Conv',
+    macsBefore: 1_000_000,
+    macsAfter: 1_000_000,
+    paramsBefore: 589_824,
+    paramsAfter: 589_824,
+    lowering: { form: 'masked-dense', reason: 'no grouped form ran faster' },
+    connectivity: {
+      filters: 256,
+      inputs: 256,
+      clusters: [
+        { filters: Array.from({ length: 128 }, (_, f) => f), inputs: half(0) },
+        { filters: Array.from({ length: 128 }, (_, f) => 128 + f), inputs: half(128) },
+      ],
+    },
+  };
+  return {
+    format: 'regroup-report',
+    version: 2,
+    kind: 'compress',
+    createdAt: '2025-04-01T09:00:00Z',
+    model: { file: 'out/tiny-sg.onnx', macs: 1_014_000, params: 589_950, bytes: 2_400_000 },
+    baseline: {
+      file: 'models/tiny.onnx',
+      macs: 1_024_000,
+      params: 590_040,
+      accuracy: { top1: 0.9125, top5: 0.995, samples: 400, dataset: 'test split' },
+      latency: [
+        { ep: 'cpu', batch: 1, medianMs: 2.5, p90Ms: 2.75 },
+        { ep: 'cpu', batch: 8, medianMs: 12, p90Ms: 13 },
+      ],
+    },
+    accuracy: { top1: 0.9075, top5: 0.9925, samples: 400, dataset: 'test split' },
+    latency: [
+      { ep: 'cpu', batch: 1, medianMs: 2, p90Ms: 2.25 },
+      { ep: 'cpu', batch: 8, medianMs: 10, p90Ms: 11.5 },
+    ],
+    layers: [layerA, layerB],
+    totals: {
+      macsBefore: 1_024_000,
+      macsAfter: 1_014_000,
+      paramsBefore: 590_040,
+      paramsAfter: 589_950,
+      structureMacsRatio: 0.5,
+    },
+    notes: [],
+    extra: { method: 'sg-cnn', keepMacs: 0.5 },
+  };
+}
+
+/**
+ * The same run as a version-1 file (regroup before report version 2): the dense side, the
+ * structure's MACs and the lowering kept under `extra`, the form in the op, no connectivity.
+ */
+export function compressSampleV1(): Record<string, unknown> {
+  const v2 = compressSample();
+  const { accuracy, latency, ...baseline } = v2.baseline!;
+  const { structureMacsRatio, ...totals } = v2.totals;
+  return {
+    ...v2,
+    version: 1,
+    baseline,
+    totals,
+    layers: v2.layers!.map(({ lowering, connectivity: _, ...layer }) => ({
+      ...layer,
+      op: `${layer.op} → ${lowering!.form}`,
+    })),
+    extra: {
+      ...v2.extra,
+      denseLatency: latency,
+      denseAccuracy: { top1: accuracy!.top1, top5: accuracy!.top5, samples: accuracy!.samples },
+      lowering: v2.layers!.map((l) => ({
+        node: l.name,
+        form: l.lowering!.form,
+        reason: l.lowering!.reason,
+        groups: l.lowering!.groups ?? null,
+      })),
+      structuredMacsRatio: structureMacsRatio,
+    },
+  };
 }

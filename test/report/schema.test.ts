@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readReport, writeReport } from '../../cli/report/command.js';
 import { validateReport } from '../../cli/report/schema.js';
 import { RegroupError } from '../../compiler/errors.js';
-import { evalReport, pruneReport } from './sample-reports.js';
+import { compressSample, compressSampleV1, evalReport, pruneReport } from './sample-reports.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-report-schema-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -38,7 +38,7 @@ describe('validateReport', () => {
     expect(validateReport(full, 'full.json')).toEqual(pruneReport());
     const minimal = {
       format: 'regroup-report',
-      version: 1,
+      version: 2,
       kind: 'compress',
       createdAt: '2025-01-31T12:00:00Z',
       model: { file: 'm.onnx', macs: 0, params: 0, bytes: 10 },
@@ -82,7 +82,7 @@ describe('validateReport', () => {
       /field 'accuracy\.top1' must be a fraction between 0 and 1, got 71\.3/,
     ],
     ['a foreign JSON file', { name: 'package', version: '1.0.0' }, /field 'format' must be 'regroup-report'/],
-    ['a newer version', edited((r) => (r.version = 2)), /field 'version' is 2, written by a newer regroup/],
+    ['a newer version', edited((r) => (r.version = 3)), /field 'version' is 3, written by a newer regroup/],
     [
       'an unknown kind',
       edited((r) => (r.kind = 'quantize')),
@@ -108,6 +108,70 @@ describe('validateReport', () => {
     expect(err.message).toMatch(field);
   });
 
+  /** A JSON copy of the compress sample with `edit` applied. */
+  const compressEdited = (edit: (r: any) => void): unknown => {
+    const json = JSON.parse(JSON.stringify(compressSample()));
+    edit(json);
+    return json;
+  };
+  const compressCases: [what: string, json: unknown, field: RegExp][] = [
+    [
+      'a filter in two clusters',
+      compressEdited((r) => r.layers[0].connectivity.clusters[1].filters.unshift(0)),
+      /field 'layers\[0\]\.connectivity\.clusters\[1\]\.filters\[0\]' is already in cluster 0/,
+    ],
+    [
+      'a filter in no cluster',
+      compressEdited((r) => r.layers[0].connectivity.clusters[1].filters.pop()),
+      /field 'layers\[0\]\.connectivity\.clusters' must place every filter in a cluster \(filter 3 is in none\)/,
+    ],
+    [
+      'an input mask of the wrong length',
+      compressEdited((r) => (r.layers[0].connectivity.clusters[0].inputs = '700')),
+      /field 'layers\[0\]\.connectivity\.clusters\[0\]\.inputs' must be 2 hex digits/,
+    ],
+    [
+      'an input mask reading past the inputs',
+      compressEdited((r) => (r.layers[0].connectivity.clusters[0].inputs = '74')),
+      /must not set bits beyond the layer's 6 inputs, got "74"/,
+    ],
+    [
+      'an unknown lowering form',
+      compressEdited((r) => (r.layers[1].lowering.form = 'sparse')),
+      /field 'layers\[1\]\.lowering\.form' must be one of 'grouped', 'padded', 'per-group', 'masked-dense'/,
+    ],
+    [
+      'dense accuracy in percent',
+      compressEdited((r) => (r.baseline.accuracy.top1 = 91.25)),
+      /field 'baseline\.accuracy\.top1' must be a fraction/,
+    ],
+  ];
+  it.each(compressCases)('rejects %s in a compress report', (_what, json, field) => {
+    expect(usageError(json).message).toMatch(field);
+  });
+
+  it('reads a version-1 compress report, moving its before side and lowering out of extra', () => {
+    const upgraded = validateReport(compressSampleV1(), 'old.json');
+    const { connectivity: _a, ...layerA } = compressSample().layers![0]!;
+    const { connectivity: _b, ...layerB } = compressSample().layers![1]!;
+    expect(upgraded).toEqual({ ...compressSample(), layers: [layerA, layerB] });
+    // Other version-1 reports read back as they are.
+    const oldPrune = { ...JSON.parse(JSON.stringify(pruneReport())), version: 1 };
+    expect(validateReport(oldPrune, 'old-prune.json')).toEqual(oldPrune);
+    // A figure under extra that does not read as its field stays there.
+    const odd = compressSampleV1() as { extra: Record<string, unknown> };
+    odd.extra.denseLatency = 'fast';
+    const kept = validateReport(odd, 'odd.json');
+    expect(kept.extra?.denseLatency).toBe('fast');
+    expect(kept.baseline?.latency).toBeUndefined();
+    expect(kept.baseline?.accuracy?.top1).toBe(0.9125);
+    // Without a baseline the dense side has no home and stays under extra too.
+    const { baseline: _, ...orphan } = compressSampleV1();
+    const noBaseline = validateReport(orphan, 'orphan.json');
+    expect(noBaseline.extra?.denseLatency).toEqual(compressSample().baseline!.latency);
+    expect(noBaseline.totals.structureMacsRatio).toBe(0.5);
+  });
+
   it('names the first bad field in schema order', () => {
     const err = usageError(edited((r) => ((r.model.bytes = -1), (r.totals.paramsAfter = -1))));
     expect(err.message).toMatch(/'model\.bytes'/);
@@ -123,6 +187,11 @@ describe('report files', () => {
     const file = path.join(tmp, 'prune.json');
     writeReport(file, pruneReport());
     expect(readReport(file)).toEqual(pruneReport());
+    const compress = path.join(tmp, 'compress.json');
+    writeReport(compress, compressSample());
+    expect(readReport(compress)).toEqual(compressSample());
+    // Filter lists stay on one line.
+    expect(fs.readFileSync(compress, 'utf8')).toContain('"filters": [0, 2],');
     expect(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
