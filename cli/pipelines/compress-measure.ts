@@ -168,6 +168,8 @@ export interface ReportInput {
   connectivity: ReadonlyMap<Node, Connectivity>;
   steps: unknown[];
   choices: LayerChoice[];
+  /** A latency target's search (cli/pipelines/latency-target.ts), when one was given. */
+  latencySearch?: { chosen: unknown; probes: readonly unknown[]; wanted: number };
   notes: string[];
   seconds: number;
   peakRssMb: number;
@@ -209,6 +211,7 @@ export function compressReport(
       keepMacs: options.keepMacs,
       ...(r.loweringError === undefined ? {} : { loweringError: r.loweringError }),
       steps: r.steps,
+      ...(r.latencySearch ? { latencySearch: r.latencySearch } : {}),
       seconds: r.seconds,
       peakRssMb: r.peakRssMb,
     },
