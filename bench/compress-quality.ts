@@ -11,6 +11,8 @@
  *
  * Run: node dist/bench/compress-quality.js [SUBJECT[,SUBJECT…]|all] [--epochs E] [--limit N] [--keep F]
  *      [--finetune local+global|global|local|none] [--methods control,sg-cnn,wsp,wsp+proxy,dcff,l1] [--seed S]
+ *      [--keep-latency F --latency-batch B]   (compare at equal measured latency instead of equal MACs:
+ *      each method compresses to F of the dense latency at batch B, `regroup compress --keep-latency`)
  *      [--round-to N]   (kept channel counts' multiple for the pruning methods; default the CPU's SIMD block)
  *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
@@ -40,6 +42,8 @@ const steps = args.number('--steps', 1);
 const groups = Number(args.string('--groups', '')) || undefined; // absent: compress's own default
 const seed = args.number('--seed', 0);
 const channelMultiple = args.number('--round-to', cpuSimdBlock());
+const keepLatency = Number(args.string('--keep-latency', '')) || undefined;
+const latencyBatch = args.number('--latency-batch', 1);
 const which = (args.rest[0] ?? 'all').split(',');
 const shared = path.resolve(root, '../shared/fixtures');
 
@@ -74,7 +78,7 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     process.exit(1);
   }
   console.log(
-    `\n${name}: ${path.relative(root, subject.model)}, keep ${keep} of the MACs, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples), seed ${seed}, pruned widths rounded to ${channelMultiple}`,
+    `\n${name}: ${path.relative(root, subject.model)}, ${keepLatency ? `keep ${keepLatency} of the latency at batch ${latencyBatch}` : `keep ${keep} of the MACs`}, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples), seed ${seed}, pruned widths rounded to ${channelMultiple}`,
   );
   console.log(
     [
@@ -86,8 +90,9 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
       'Δ control',
       'struct MACs',
       'exec MACs',
-      'b1 dense',
-      'b1 after',
+      `b${latencyBatch} dense`,
+      `b${latencyBatch} after`,
+      'ratio',
       'seconds',
     ]
       .map((h, i) => (i ? h.padStart(9) : h))
@@ -102,6 +107,7 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
       method,
       methodOptions,
       keepMacs,
+      latencyTarget: keepLatency && label !== 'control' ? { keep: keepLatency, batch: latencyBatch } : undefined,
       data: subject.data,
       testData: subject.testData,
       finetune: scheme,
@@ -128,7 +134,9 @@ function row(label: string, o: CompressOutcome, control: number | undefined): st
   const [d, c] = [o.dense.accuracy?.top1, o.compressed.accuracy?.top1];
   const delta = (ref: number | undefined) =>
     ref !== undefined && c !== undefined ? (100 * (c - ref)).toFixed(2) : '—';
-  const ms = (s: CompressOutcome['dense']) => `${s.latency.find((l) => l.batch === 1)?.medianMs.toFixed(3) ?? '—'}`;
+  const at = (s: CompressOutcome['dense']) => s.latency.find((l) => l.batch === latencyBatch)?.medianMs;
+  const ms = (s: CompressOutcome['dense']) => at(s)?.toFixed(3) ?? '—';
+  const [dMs, cMs] = [at(o.dense), at(o.compressed)];
   const cells = [
     pct(d),
     pct(control),
@@ -139,6 +147,7 @@ function row(label: string, o: CompressOutcome, control: number | undefined): st
     (o.compressed.macs / o.dense.macs).toFixed(3),
     ms(o.dense),
     ms(o.compressed),
+    dMs && cMs ? (cMs / dMs).toFixed(3) : '—',
     o.seconds.toFixed(0),
   ];
   return [label.padEnd(12), ...cells.map((x) => x.padStart(9))].join(' ');
