@@ -26,7 +26,7 @@ import { sideBySide } from './report/sides.js';
 import { ProgressBars } from './train.js';
 
 type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log'> & {
-  method: string;
+  method?: string;
   ep: string;
   json?: boolean;
   report?: string;
@@ -42,7 +42,11 @@ export function registerCompressCommand(program: Command): void {
     )
     .argument('<model>', 'ONNX model file')
     .requiredOption('-o, --output <file>', 'where to write the compressed model (written atomically)')
-    .option('--method <name>', `compression method — ${methods}`, methodName, DEFAULT_METHOD)
+    .option(
+      '--method <name>',
+      `compression method (default ${DEFAULT_METHOD}; without --data it ranks channels by its weight proxy) — ${methods}`,
+      methodName,
+    )
     .option('--keep-macs <fraction>', 'fraction of the MACs to keep, e.g. 0.5', fraction)
     .option(
       '--keep-latency <fraction>',
@@ -97,7 +101,7 @@ export function registerCompressCommand(program: Command): void {
       const outcome = await compressModel(file, {
         ...flags,
         ...budgetOf(flags),
-        methodOptions: methodOptionsOf(flags),
+        methodOptions: methodOptionsOf({ ...flags, method: flags.method ?? DEFAULT_METHOD }),
         ep: parseProvider(flags.ep),
         onProgress: (event) => bars.on(event),
         log,

@@ -128,6 +128,8 @@ describe('regroup compress', () => {
   it('fine-tunes on data (local then global with distillation) and reports accuracy before and after', async () => {
     const { report } = await compress(
       'tuned',
+      '--method',
+      'sg-cnn',
       '--keep-macs',
       '0.6',
       '--groups',
@@ -155,7 +157,10 @@ describe('regroup compress', () => {
   }, 120_000);
 
   it('is deterministic: the same command and seed write byte-identical models; another seed does not', async () => {
-    const flags = ['--keep-macs', '0.5', '--groups', '4', '--data', 'mnist', '--limit', '256', '--eval-limit', '100'];
+    const flags = [
+      ...['--method', 'sg-cnn', '--keep-macs', '0.5', '--groups', '4'],
+      ...['--data', 'mnist', '--limit', '256', '--eval-limit', '100'],
+    ];
     const runs = await Promise.all(
       [
         ['a', '0'],
@@ -171,6 +176,8 @@ describe('regroup compress', () => {
   it('a rising cp schedule self-groups step by step with fine-tuning between steps', async () => {
     const { report } = await compress(
       'schedule',
+      '--method',
+      'sg-cnn',
       '--cp',
       '20,50',
       '--keep-macs',
@@ -193,6 +200,8 @@ describe('regroup compress', () => {
       TINY,
       '-o',
       path.join(tmp, 'z.onnx'),
+      '--method',
+      'sg-cnn',
       '--keep-macs',
       '0.5',
       '--cp',
@@ -205,6 +214,8 @@ describe('regroup compress', () => {
   it('--steps reaches the target in even steps and splits the fine-tuning samples between them', async () => {
     const { report } = await compress(
       'steps',
+      '--method',
+      'sg-cnn',
       '--steps',
       '2',
       '--keep-macs',
@@ -268,6 +279,8 @@ describe('regroup compress', () => {
       path.join(tmp, 'y.onnx'),
       '--keep-macs',
       '0.5',
+      '--method',
+      'sg-cnn',
       '--allocate',
       'sensitivity',
     );

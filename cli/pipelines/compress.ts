@@ -26,6 +26,7 @@ import { PREPARE, runPasses } from '../../passes/index.js';
 import type { LayerChoice } from '../../passes/lower-grouped.js';
 import {
   DEFAULT_METHOD,
+  defaultMethodOptions,
   methodNamed,
   type AnyMethod,
   type CommonOptions,
@@ -48,7 +49,10 @@ export type { Side };
 
 export interface CompressOptions {
   output: string;
-  /** A registered method name (passes/methods/index.ts); default DEFAULT_METHOD (sg-cnn). */
+  /**
+   * A registered method name (passes/methods/index.ts); absent: DEFAULT_METHOD with
+   * defaultMethodOptions (WSP; its weight proxy without data).
+   */
   method?: string;
   /** The method's own options by flag key (e.g. { groups: 16 } for sg-cnn); checked by the method. */
   methodOptions?: Readonly<Record<string, unknown>>;
@@ -135,6 +139,10 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const started = performance.now();
   const log = options.log ?? (() => {});
   const method = methodNamed(options.method ?? DEFAULT_METHOD);
+  const implicit = options.method === undefined;
+  const rawOptions = implicit
+    ? { ...defaultMethodOptions(options.data !== undefined), ...options.methodOptions }
+    : (options.methodOptions ?? {});
   const scheme = schemeOf(options);
   if (scheme !== 'none' && !options.data)
     throw new RegroupError(
@@ -148,7 +156,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     trainSamples: options.limit,
     channelMultiple: options.channelMultiple ?? cpuSimdBlock(),
   };
-  const methodOptions = method.options(options.methodOptions ?? {}, baseCommon);
+  const methodOptions = method.options(rawOptions, baseCommon);
   const { relaxBatch } = await import('../../runtime/train/checkpoint.js');
   const { fixedBatchOf } = await import('../../runtime/calibrate.js');
   const loaded = loadModel(file);
@@ -165,6 +173,10 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     const notes: string[] = data
       ? [`data: ${data.note}`, `preprocessing: ${data.spec.presetReason}`]
       : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
+    if (implicit)
+      notes.unshift(
+        `method: ${method.name} (the default: ${method.description}${rawOptions.criterion ? `; ${String(rawOptions.criterion)} criterion` : ''}); --method names another`,
+      );
     const denseSide = await measureSide(dense, data, options, 'dense');
     log(`dense: ${describeSide(denseSide)}`);
     const search = options.latencyTarget

@@ -35,11 +35,11 @@ const BEFORE_SEAM: Record<string, string> = {
 };
 
 describe('method registry', () => {
-  it('holds each method once, sg-cnn first as the default, and finds them by name', () => {
+  it('holds each method once, wsp as the default, and finds them by name', () => {
     const names = METHODS.map((m) => m.name);
     expect(new Set(names).size).toBe(names.length);
     expect(names).toEqual(expect.arrayContaining(Object.keys(BEFORE_SEAM)));
-    expect(methodNamed(DEFAULT_METHOD).name).toBe('sg-cnn');
+    expect(methodNamed(DEFAULT_METHOD).name).toBe('wsp');
     expect(() => methodNamed('nope')).toThrow(
       new RegExp(`unknown --method 'nope'; choose one of: ${names.join(', ')}`),
     );
@@ -84,6 +84,25 @@ describe('compress: bad input', () => {
     const r = await compressTiny('--method', 'uniform', '--groups', '8');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--groups applies to --method sg-cnn, not to uniform/);
+  });
+
+  it('no --method: wsp, with its weight proxy when there is no data, and a narrower model that is what it executes', async () => {
+    const out = path.join(tmp, 'default.onnx');
+    const r = await regroup('compress', TINY, '-o', out, '--keep-macs', '0.5', '--no-latency', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.extra.method).toBe('wsp');
+    expect(report.notes[0]).toMatch(/^method: wsp \(the default: .*; weight-proxy criterion\); --method names another/);
+    expect(report.notes.join('\n')).toMatch(/wsp \(weight-proxy\): pruned/);
+    // Channel pruning: the structure's MACs are the executed MACs, nothing is masked dense.
+    const executed = report.totals.macsAfter / report.totals.macsBefore;
+    expect(executed).toBeLessThan(0.6);
+    expect(Math.abs(executed - report.totals.structureMacsRatio)).toBeLessThan(1e-9);
+    expect(report.totals.paramsAfter).toBeLessThan(report.totals.paramsBefore);
+    // A flag of another method without --method is refused against the default.
+    const groups = await compressTiny('--groups', '8');
+    expect(groups.code).toBe(2);
+    expect(groups.stderr).toMatch(/--groups applies to --method sg-cnn, not to wsp/);
   });
 
   it('wsp with its paper criterion needs --data, and says so and names the proxy', async () => {
