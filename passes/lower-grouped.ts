@@ -3,6 +3,10 @@
  * from passes/self-group.ts) into ONNX that onnxruntime runs fast. Per layer, one of the
  * forms of passes/lower-emit.ts:
  *   (a) grouped       Conv(group = g), equal groups; permutations folded into channel groups
+ *   (a') duplicated   Conv(group = g), equal overlapping groups; the selection of every group's
+ *                     inputs folded into the input's producer (passes/fold-selection.ts), which
+ *                     must be free (one producer, per-channel ops, read by this conv alone) and
+ *                     not itself lowered here with a grouped connectivity
  *   (b) padded        Gather → zero-padded Conv(group = g) → Gather
  *   (c) per-group     Gather/Slice → Conv per cluster → Concat (→ Gather)
  *   (d) masked-dense  the reference itself
@@ -21,7 +25,7 @@
  * name: exporters write empty and repeated node names); choices name the caller's nodes
  * and carry a display label.
  */
-import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
+import { analyzeChannels, type ChannelAnalysis } from '../compiler/analysis/channel-groups.js';
 import { connectivityPairs, isDense, type Connectivity } from '../compiler/analysis/connectivity.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes, type InferShapesOptions, type ShapeResult } from '../compiler/analysis/shape-inference.js';
@@ -32,9 +36,13 @@ import type { Model } from '../compiler/ir/model.js';
 import type { Node, Value } from '../compiler/ir/node.js';
 import { isFloat } from '../compiler/ir/dtype.js';
 import { cleanup } from './cleanup.js';
+import { foldSelection, selectionSite, type SelectionSite } from './fold-selection.js';
 import {
   FORMS,
+  duplicatedRefusal,
+  duplicatedSelection,
   groupedRefusal,
+  selectedConnectivity,
   planGrouped,
   planMacsPerPosition,
   planOps,
@@ -203,6 +211,9 @@ async function measure(
 class Lowering {
   readonly layers: Layer[];
   readonly #folder: PermutationFolder;
+  readonly #analysis: ChannelAnalysis;
+  /** Where each layer's selection would fold, or why it cannot (computed on first ask). */
+  readonly #sites = new Map<Layer, SelectionSite | string>();
   readonly #cost: CostModelOptions;
   readonly #decided = new Map<Layer, { choice: LayerChoice; candidate: Candidate }>();
   readonly #fc: (readonly [Node, LayerChoice])[] = [];
@@ -220,7 +231,8 @@ class Lowering {
     const shapes = inferShapes(model, { inputShapes: options.inputShapes });
     this.#position = new Map(model.graph.nodeList().map((n, i) => [n, i]));
     this.#labels = nodeLabels(model.graph);
-    this.#folder = new PermutationFolder(analyzeChannels(model, shapes));
+    this.#analysis = analyzeChannels(model, shapes);
+    this.#folder = new PermutationFolder(this.#analysis);
     this.#cost = { simdBlock: options.simdBlock ?? 8, batch: options.batch ?? 1 };
     this.layers = this.#collect(connectivity, shapes).sort((a, b) => b.denseMacs - a.denseMacs);
   }
@@ -235,6 +247,8 @@ class Lowering {
       allInputs.length === conn.inChannels ? this.#foldable(node, 'in', Int32Array.from(allInputs)) : undefined;
     const found: Candidate[] = [];
     if (!groupedRefusal(conn)) found.push(this.#candidate(layer, 'grouped', conn, outOrder, inOrder));
+    if (!this.#duplicationRefusal(layer))
+      found.push(this.#candidate(layer, 'duplicated', selectedConnectivity(conn), outOrder, undefined));
     found.push(this.#cheapestPadding(layer, outOrder));
     found.push(this.#candidate(layer, 'per-group', conn, outOrder, undefined));
     found.push(this.#candidate(layer, 'masked-dense', conn, undefined, undefined));
@@ -246,6 +260,8 @@ class Lowering {
     const { candidate, reason } = this.#pick(layer, candidates, measured);
     if (candidate.outOrder) this.#folder.claim(layer.node, 'out', candidate.outOrder);
     if (candidate.inOrder) this.#folder.claim(layer.node, 'in', candidate.inOrder);
+    // The selection re-indexes the input's channel group: no permutation may move it afterwards.
+    if (candidate.form === 'duplicated') this.#folder.claim(layer.node, 'in', identity(layer.conn.inChannels));
     const positions = layer.denseMacs / (layer.conn.outChannels * layer.conn.inChannels * layer.geometry.kernelArea);
     const choice: LayerChoice = {
       node: this.callerNode.get(layer.node) ?? layer.node,
@@ -256,7 +272,7 @@ class Lowering {
       modelled: Object.fromEntries(candidates.map((c) => [c.form, Math.round(c.cost)])),
       ...(measured ? { measured } : {}),
       folded: { output: candidate.outOrder !== undefined, input: candidate.inOrder !== undefined },
-      ...(candidate.plan.form === 'grouped' || candidate.plan.form === 'padded'
+      ...(candidate.plan.form !== 'masked-dense' && candidate.plan.form !== 'per-group'
         ? {
             groups: candidate.plan.clusters.length,
             width: candidate.plan.width,
@@ -274,8 +290,14 @@ class Lowering {
   /** Apply the claimed permutations, emit every layer, remove unused weights; the choices in model order. */
   finish(): LayerChoice[] {
     const orders = this.#folder.apply(this.model);
+    for (const [layer, { candidate }] of this.#decided) {
+      if (candidate.form !== 'duplicated') continue;
+      const site = this.#sites.get(layer) as SelectionSite;
+      foldSelection(this.model, this.#analysis, site, duplicatedSelection(layer.conn));
+    }
     for (const [layer, { candidate, choice }] of this.#decided) {
-      const conn = this.#folder.renumber(layer.node, layer.conn, orders);
+      const own = candidate.form === 'duplicated' ? selectedConnectivity(layer.conn) : layer.conn;
+      const conn = this.#folder.renumber(layer.node, own, orders);
       const emitted = emitPlan(this.model, layer.node, replan(candidate, conn));
       for (const node of emitted) choice.emitted[node.opType] = (choice.emitted[node.opType] ?? 0) + 1;
       choice.params = storedParams(emitted.length > 0 ? emitted : [layer.node]);
@@ -318,7 +340,21 @@ class Lowering {
   #whyNot(layer: Layer, form: Form): string {
     if (isDense(layer.conn)) return 'connectivity is dense';
     if (form === 'grouped') return groupedRefusal(layer.conn) ?? 'not applicable';
+    if (form === 'duplicated') return this.#duplicationRefusal(layer) ?? 'not applicable';
     return 'not applicable';
+  }
+
+  /** Why the duplicated form does not apply to the layer: its clusters, or its input's producer. */
+  #duplicationRefusal(layer: Layer): string | undefined {
+    const shape = duplicatedRefusal(layer.conn);
+    if (shape) return shape;
+    if (!this.#sites.has(layer)) this.#sites.set(layer, selectionSite(this.#analysis, layer.node));
+    const site = this.#sites.get(layer)!;
+    if (typeof site === 'string') return site;
+    const producer = this.layers.find((l) => l.node === site.producer);
+    if (producer && !isDense(producer.conn))
+      return `its input's producer '${producer.label}' is grouped too (sg-exec folds such pairs when it structures)`;
+    return this.#folder.refusal(layer.node, 'in', identity(layer.conn.inChannels));
   }
 
   /** `order` when folding it is allowed and needed, undefined otherwise (identity needs no fold). */
@@ -414,7 +450,8 @@ interface Padding {
 function planFor(form: Form, conn: Connectivity, padding?: Padding): FormPlan {
   switch (form) {
     case 'grouped':
-      return planGrouped(conn, conn.clusters[0]!.inputs.length, 'grouped');
+    case 'duplicated':
+      return planGrouped(conn, conn.clusters[0]!.inputs.length, form);
     case 'padded':
       return planGrouped(splitClusters(conn, padding!.filtersPerGroup), padding!.width, 'padded');
     case 'per-group':
@@ -458,6 +495,10 @@ function storedParams(nodes: readonly Node[]): number {
     nodes.flatMap((n) => n.inputs.filter((v): v is Value => !!v?.isInitializer() && isFloat(v.constValue!.dtype))),
   );
   return [...read].reduce((sum, v) => sum + v.constValue!.size, 0);
+}
+
+function identity(length: number): Int32Array {
+  return Int32Array.from({ length }, (_, i) => i);
 }
 
 function formatCost(cost: number): string {

@@ -47,40 +47,56 @@ function convNamed(model: Model, name: string): Node {
   return model.graph.nodeList().find((n) => n.opType === 'Conv' && n.name === name)!;
 }
 
-/** input → conv a (16, bias) → BN → ReLU → conv b (16) → GAP → Gemm. */
+/** Channels of the chain's hidden value (wide enough for the cost model to prefer Conv(group = 2)). */
+const C = 64;
+
+/** input → conv a (C, bias) → BN → ReLU → conv b (C) → GAP → Gemm. */
 function chain(): Model {
   const n = new NetBuilder(7, 'chain');
-  const x = n.relu(n.bn(n.conv(n.input(3, 8), 'a', { outChannels: 16, bias: true }), 'a.bn'), 'a.relu');
-  return n.gapHead(n.conv(x, 'b', { outChannels: 16 }), 10);
+  const x = n.relu(n.bn(n.conv(n.input(3, 8), 'a', { outChannels: C, bias: true }), 'a.bn'), 'a.relu');
+  return n.gapHead(n.conv(x, 'b', { outChannels: C }), 10);
 }
 
 const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
 
+/** Two groups of C/2 filters reading C/2 inputs each: the first C/4 shared, the last C/4 read by neither. */
+const INPUTS = [range(0, C / 2), Int32Array.from([...range(0, C / 4), ...range(C / 2, (3 * C) / 4)])];
+const OVERLAPPING: Connectivity = {
+  outChannels: C,
+  inChannels: C,
+  clusters: [
+    { filters: range(0, C / 2), inputs: INPUTS[0]! },
+    { filters: range(C / 2, C), inputs: INPUTS[1]! },
+  ],
+};
+
 describe('fold-selection', () => {
   it('folds overlapping groups into the producer: Conv(group = 2), no Gather, same outputs', async () => {
     const reference = chain();
-    const inputs = [range(0, 8), Int32Array.from([0, 1, 2, 3, 8, 9, 10, 11])];
-    const overlapping: Connectivity = {
-      outChannels: 16,
-      inChannels: 16,
-      clusters: [
-        { filters: range(0, 8), inputs: inputs[0]! },
-        { filters: range(8, 16), inputs: inputs[1]! },
-      ],
-    };
-    maskLayer(convNamed(reference, 'b'), overlapping);
+    const inputs = INPUTS;
+    maskLayer(convNamed(reference, 'b'), OVERLAPPING);
     const { model } = reference.clone();
     const site = selectionSite(analyzeChannels(model), convNamed(model, 'b'));
     if (typeof site === 'string') throw new Error(site);
     expect(site.producer.name).toBe('a');
     foldSelection(model, analyzeChannels(model), site, Int32Array.from([...inputs[0]!, ...inputs[1]!]));
     const b = convNamed(model, 'b');
-    const blocks = uniformConnectivity(16, 16, 2);
+    const blocks = uniformConnectivity(C, C, 2);
     maskLayer(b, blocks);
     const lowered = await lowerGrouped(model, new Map([[b, blocks]]), { form: 'grouped' });
     expect(lowered.choices.map((c) => [c.form, c.groups])).toEqual([['grouped', 2]]);
     expect(opCounts(lowered.model).Gather).toBeUndefined();
-    expect([...convNamed(lowered.model, 'a').input(1).constValue!.dims]).toEqual([16, 3, 3, 3]);
+    expect([...convNamed(lowered.model, 'a').input(1).constValue!.dims]).toEqual([C, 3, 3, 3]);
+    await expectReproduces(reference, lowered.model, TOLERANCE);
+  });
+
+  it("is the lowering's duplicated form, chosen over Gathers when the producer is free", async () => {
+    const reference = chain();
+    const b = convNamed(reference, 'b');
+    maskLayer(b, OVERLAPPING);
+    const lowered = await lowerGrouped(reference, new Map([[b, OVERLAPPING]]), { simdBlock: 8 });
+    expect(lowered.choices.map((c) => [c.form, c.groups, c.width])).toEqual([['duplicated', 2, C / 2]]);
+    expect(opCounts(lowered.model).Gather).toBeUndefined();
     await expectReproduces(reference, lowered.model, TOLERANCE);
   });
 
@@ -120,6 +136,24 @@ describe('executableSelfGroup', () => {
     });
     expect(overlapping).toBe(true);
     await expectReproduces(reference.model, folded.model, TOLERANCE);
+  });
+
+  it('the duplicated form lowers the unfolded structure where the producer is not grouped, and says why not', async () => {
+    const reference = executableSelfGroup(prepared(resnetTiny), { ...options, fold: false });
+    const lowered = await lowerGrouped(reference.model, reference.connectivity, { form: 'duplicated', simdBlock: 8 });
+    const duplicated = lowered.choices.filter((c) => c.form === 'duplicated');
+    expect(duplicated.length).toBeGreaterThan(0);
+    const refused = lowered.choices.filter((c) => c.form !== 'duplicated').map((c) => c.reason);
+    expect(refused.some((r) => /producer '.*' is grouped too/.test(r))).toBe(true);
+    for (const c of duplicated) {
+      const conv = lowered.model.graph.valueMap().get(c.node.output(0).name)!.producer!;
+      expect([conv.opType, conv.getInt('group', 1), conv.input(0).producer?.opType]).toEqual([
+        'Conv',
+        c.groups,
+        'Relu',
+      ]);
+    }
+    await expectReproduces(reference.model, lowered.model, TOLERANCE);
   });
 
   it('lowers to Conv(group) without Gathers at the structure MACs', async () => {
