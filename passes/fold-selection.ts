@@ -25,6 +25,7 @@
  * readers, another consumer's columns).
  */
 import type { ChannelAnalysis, Touch } from '../compiler/analysis/channel-groups.js';
+import type { Connectivity } from '../compiler/analysis/connectivity.js';
 import { RegroupError } from '../compiler/errors.js';
 import { constantOf } from '../compiler/ir/constants.js';
 import type { Model } from '../compiler/ir/model.js';
@@ -37,7 +38,7 @@ export interface SelectionSite {
   readonly consumer: Node;
   /** The node whose output rows are re-indexed (its weight rows and bias). */
   readonly producer: Node;
-  /** For each position of the consumer's input, the producer's output channel it holds. */
+  /** For each position of the consumer's input, the producer's output channel it holds (the identity: other orders are refused). */
   readonly producerChannel: Int32Array;
   /** Members to rewrite (producer rows, per-channel parameters, the consumer's columns). */
   readonly touches: readonly Touch[];
@@ -67,6 +68,8 @@ export function selectionSite(analysis: ChannelAnalysis, consumer: Node): Select
   const producerTouch = touches.find((t) => t.role === 'out-channels' && t.inputIndex === 1)!;
   const position = new Map(Array.from(producerTouch.elems, (e, f) => [analysis.root(e), f] as const));
   const producerChannel = Int32Array.from(roots, (r) => position.get(r)!);
+  if (producerChannel.some((f, q) => f !== q))
+    return `the channels of ${producerTouch.node} reach '${consumer.name}' in another order`;
   return { consumer, producer: producerTouch.node, producerChannel, touches, elems: layout.elems };
 }
 
@@ -133,3 +136,136 @@ export function foldSelection(
     replaceInput(model, touch.node, touch.inputIndex, gather(tensor, touch.axis, keep));
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Planning the selections of a whole connectivity table
+
+/** The table after folding: every folded conv reads blocks, its grouped producer writes blocks. */
+export interface DuplicationResult {
+  /** Connectivity of every layer after the folds (the others as given). */
+  readonly connectivity: Map<Node, Connectivity>;
+  /** Convs whose input selection was folded into their producer. */
+  readonly folded: Set<Node>;
+  /** Why a conv's selection was not folded. */
+  readonly refusals: Map<Node, string>;
+}
+
+/**
+ * Fold the input selection of every conv of `connectivity` that needs one — equal filter
+ * counts, g·|I_c| = C, and either shared inputs or a producer that is itself grouped in the
+ * table (whose rows a permutation of the consumer's alone could not put in block order) —
+ * into its producer, and renumber both: the conv's cluster k reads [k·w, (k+1)·w), a grouped
+ * producer's cluster a writes [a·m_P, (a+1)·m_P). With a grouped producer, slot p is in its
+ * block ⌊p/m_P⌋ and in the conv's group ⌊p/w⌋, so group k must read exactly
+ * n(a, k) = |[a·m_P, (a+1)·m_P) ∩ [k·w, (k+1)·w)| channels of producer cluster a; when the
+ * counts do not line up the conv is refused. The model computes what it computed, provided
+ * the weights are masked by the connectivities (before: as given; after: as returned).
+ */
+export function foldDuplications(
+  model: Model,
+  analysis: ChannelAnalysis,
+  connectivity: ReadonlyMap<Node, Connectivity>,
+): DuplicationResult {
+  const result: DuplicationResult = { connectivity: new Map(connectivity), folded: new Set(), refusals: new Map() };
+  const plans: { site: SelectionSite; selection: Int32Array; producer?: Connectivity }[] = [];
+  for (const [node, conn] of connectivity) {
+    if (node.opType !== 'Conv') continue;
+    const plan = planDuplication(analysis, node, conn, connectivity);
+    if (typeof plan === 'string') result.refusals.set(node, plan);
+    else plans.push(plan);
+  }
+  for (const { site, selection, producer } of plans) {
+    foldSelection(model, analysis, site, selection);
+    // A conv can be both a consumer and a grouped producer: each fold renumbers its own side.
+    const table = result.connectivity;
+    table.set(site.consumer, selectedConnectivity(table.get(site.consumer)!));
+    if (producer) table.set(site.producer, blockFilters(table.get(site.producer)!));
+    result.folded.add(site.consumer);
+  }
+  return result;
+}
+
+function planDuplication(
+  analysis: ChannelAnalysis,
+  node: Node,
+  conn: Connectivity,
+  table: ReadonlyMap<Node, Connectivity>,
+): { site: SelectionSite; selection: Int32Array; producer?: Connectivity } | string {
+  const shape = equalGroupsRefusal(conn);
+  if (shape) return shape;
+  const site = selectionSite(analysis, node);
+  if (typeof site === 'string') return site;
+  const given = table.get(site.producer);
+  const producer = given && given.clusters.length > 1 ? given : undefined;
+  if (!producer && !sharesInputs(conn)) return 'clusters share no input: the grouped form applies';
+  const blocks = producerBlocks(site, producer);
+  if (typeof blocks === 'string') return blocks;
+  const selection = blockSelection(conn, blocks);
+  if (typeof selection === 'string') return selection;
+  return { site, selection, ...(producer ? { producer } : {}) };
+}
+
+/** Why the groups are not equal with g·|I_c| = C, or undefined. */
+export function equalGroupsRefusal(conn: Connectivity): string | undefined {
+  const [first] = conn.clusters;
+  if (conn.clusters.some((c) => c.filters.length !== first!.filters.length))
+    return `clusters have unequal filter counts (${conn.clusters.map((c) => c.filters.length).join(', ')})`;
+  if (conn.clusters.some((c) => c.inputs.length * conn.clusters.length !== conn.inChannels))
+    return `clusters do not each read ${conn.inChannels}/${conn.clusters.length} inputs (${conn.clusters.map((c) => c.inputs.length).join(', ')})`;
+  return undefined;
+}
+
+function sharesInputs(conn: Connectivity): boolean {
+  const read = conn.clusters.reduce((n, c) => n + c.inputs.length, 0);
+  return new Set(conn.clusters.flatMap((c) => [...c.inputs])).size < read;
+}
+
+/**
+ * The positions of the consumer's input that each producer cluster writes, in cluster order
+ * (one block of every position for a producer that is not grouped); a reason when the
+ * producer's clusters are unequal or its channels reach the consumer reordered.
+ */
+export function producerBlocks(site: SelectionSite, producer: Connectivity | undefined): Int32Array[] | string {
+  const width = site.producerChannel.length;
+  if (!producer) return [Int32Array.from({ length: width }, (_, q) => q)];
+  const m = producer.clusters[0]!.filters.length;
+  if (producer.clusters.some((c) => c.filters.length !== m) || m * producer.clusters.length !== width)
+    return `its grouped producer ${site.producer} has unequal clusters`;
+  return producer.clusters.map((c) => c.filters);
+}
+
+/**
+ * sel[p] = the next input (ascending) of group ⌊p/w⌋ that lies in producer block ⌊p/m_P⌋; a
+ * reason when a group reads more or fewer channels of a block than its slots there.
+ */
+export function blockSelection(conn: Connectivity, blocks: readonly Int32Array[]): Int32Array | string {
+  const [w, m] = [conn.inChannels / conn.clusters.length, blocks[0]!.length];
+  const blockOf = new Int32Array(conn.inChannels);
+  blocks.forEach((members, a) => members.forEach((q) => (blockOf[q] = a)));
+  const queues = conn.clusters.map(() => blocks.map(() => [] as number[]));
+  conn.clusters.forEach((c, k) => c.inputs.forEach((j) => queues[k]![blockOf[j]!]!.push(j)));
+  const selection = new Int32Array(conn.inChannels);
+  for (let p = 0; p < selection.length; p++) {
+    const next = queues[Math.floor(p / w)]![Math.floor(p / m)]!.shift();
+    if (next === undefined) return `its groups do not line up with the blocks of its grouped producer`;
+    selection[p] = next;
+  }
+  return selection;
+}
+
+/** The consumer after the fold: cluster k reads positions [k·w, (k+1)·w). */
+export function selectedConnectivity(conn: Connectivity): Connectivity {
+  const w = conn.inChannels / conn.clusters.length;
+  return {
+    ...conn,
+    clusters: conn.clusters.map((c, k) => ({ filters: c.filters, inputs: range(k * w, (k + 1) * w) })),
+  };
+}
+
+/** The producer after the fold: cluster a writes rows [a·m, (a+1)·m). */
+function blockFilters(conn: Connectivity): Connectivity {
+  const m = conn.outChannels / conn.clusters.length;
+  return { ...conn, clusters: conn.clusters.map((c, a) => ({ filters: range(a * m, (a + 1) * m), inputs: c.inputs })) };
+}
+
+const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);

@@ -10,10 +10,10 @@
  *                 m filters (zero filters); a cluster with more than m filters becomes
  *                 several groups reading the same inputs; pos(f) = c·m + r for the r-th filter
  *                 of group c, so the last Gather both drops the padding and restores order
- *   duplicated    Conv(group = g) on x' = x[:, I_1 | … | I_g], equal |F_c| and equal |I_c| = C/g
- *                 that may overlap: x' is computed by x's producer itself, its rows re-indexed
- *                 by the selection (passes/fold-selection.ts), so no Gather runs; shared
- *                 channels are computed twice, unused ones not at all
+ *   duplicated    the grouped form after x' = x[:, I_1 | … | I_g] was folded into x's producer
+ *                 (passes/fold-selection.ts foldDuplications: equal |F_c| and |I_c| = C/g that
+ *                 may overlap; shared channels are computed twice, unused ones not at all), so
+ *                 the conv reads x' in blocks and no Gather runs
  *   per-group     Concat_c Conv(x[:, I_c], W[F_c][:, I_c]) → y[:, pos]  (Slice for a
  *                 contiguous I_c, nothing when I_c is every input)
  *   masked-dense  the conv itself with W ⊙ mask (the exact reference)
@@ -80,33 +80,6 @@ export function groupedRefusal(conn: Connectivity): string | undefined {
     }
   }
   return undefined;
-}
-
-/**
- * Why the duplicated form does not apply to the connectivity, or undefined: it needs equal
- * |F_c|, equal |I_c| with g·|I_c| = C (the producer keeps its width), and shared inputs (else
- * the grouped form applies). Whether the input's producer can be re-indexed is the lowering's check.
- */
-export function duplicatedRefusal(conn: Connectivity): string | undefined {
-  const [first] = conn.clusters;
-  if (conn.clusters.some((c) => c.filters.length !== first!.filters.length))
-    return `clusters have unequal filter counts (${conn.clusters.map((c) => c.filters.length).join(', ')})`;
-  if (conn.clusters.some((c) => c.inputs.length * conn.clusters.length !== conn.inChannels))
-    return `clusters do not each read ${conn.inChannels}/${conn.clusters.length} inputs (${conn.clusters.map((c) => c.inputs.length).join(', ')})`;
-  if (!groupedRefusal(conn)) return 'clusters share no input: the grouped form applies';
-  return undefined;
-}
-
-/** The selection x' = x[:, I_1 | … | I_g] the duplicated form folds into the input's producer. */
-export function duplicatedSelection(conn: Connectivity): Int32Array {
-  return Int32Array.from(conn.clusters.flatMap((c) => [...c.inputs]));
-}
-
-/** The connectivity after the selection is folded: cluster c reads positions [c·w, (c+1)·w). */
-export function selectedConnectivity(conn: Connectivity): Connectivity {
-  const w = conn.inChannels / conn.clusters.length;
-  const block = (c: number) => Int32Array.from({ length: w }, (_, s) => c * w + s);
-  return { ...conn, clusters: conn.clusters.map((c, k) => ({ filters: c.filters, inputs: block(k) })) };
 }
 
 /** Plan a single grouped conv of group width `width` (≥ every |I_c|); the grouped form must not need padding. */

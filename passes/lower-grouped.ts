@@ -5,8 +5,8 @@
  *   (a) grouped       Conv(group = g), equal groups; permutations folded into channel groups
  *   (a') duplicated   Conv(group = g), equal overlapping groups; the selection of every group's
  *                     inputs folded into the input's producer (passes/fold-selection.ts), which
- *                     must be free (one producer, per-channel ops, read by this conv alone) and
- *                     not itself lowered here with a grouped connectivity
+ *                     must be free (one producer, per-channel ops, read by this conv alone); a
+ *                     grouped producer's blocks must line up with the groups
  *   (b) padded        Gather → zero-padded Conv(group = g) → Gather
  *   (c) per-group     Gather/Slice → Conv per cluster → Concat (→ Gather)
  *   (d) masked-dense  the reference itself
@@ -15,6 +15,9 @@
  * forced by `form` (a forced form that does not apply falls back to the cheapest that does,
  * and the choice says why).
  *
+ * Selections are folded first, wherever they apply (fold-selection.ts foldDuplications; not
+ * with fold = false): the folded layers and their grouped producers then read and write their
+ * clusters in blocks, and their channel groups are claimed so that no permutation moves them.
  * Layers are decided in order of dense MACs, largest first, because a channel group can be
  * reordered only once (passes/lower-permute.ts): the layer that saves most claims it. The
  * padded form's group width is w = max |I_c| or w rounded up to the SIMD block, and its
@@ -25,7 +28,7 @@
  * name: exporters write empty and repeated node names); choices name the caller's nodes
  * and carry a display label.
  */
-import { analyzeChannels, type ChannelAnalysis } from '../compiler/analysis/channel-groups.js';
+import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
 import { connectivityPairs, isDense, type Connectivity } from '../compiler/analysis/connectivity.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes, type InferShapesOptions, type ShapeResult } from '../compiler/analysis/shape-inference.js';
@@ -36,13 +39,10 @@ import type { Model } from '../compiler/ir/model.js';
 import type { Node, Value } from '../compiler/ir/node.js';
 import { isFloat } from '../compiler/ir/dtype.js';
 import { cleanup } from './cleanup.js';
-import { foldSelection, selectionSite, type SelectionSite } from './fold-selection.js';
+import { foldDuplications } from './fold-selection.js';
 import {
   FORMS,
-  duplicatedRefusal,
-  duplicatedSelection,
   groupedRefusal,
-  selectedConnectivity,
   planGrouped,
   planMacsPerPosition,
   planOps,
@@ -211,9 +211,9 @@ async function measure(
 class Lowering {
   readonly layers: Layer[];
   readonly #folder: PermutationFolder;
-  readonly #analysis: ChannelAnalysis;
-  /** Where each layer's selection would fold, or why it cannot (computed on first ask). */
-  readonly #sites = new Map<Layer, SelectionSite | string>();
+  /** Layers whose input selection was folded into their producer, and why the others' were not. */
+  readonly #duplicated: ReadonlySet<Node>;
+  readonly #notDuplicated: ReadonlyMap<Node, string>;
   readonly #cost: CostModelOptions;
   readonly #decided = new Map<Layer, { choice: LayerChoice; candidate: Candidate }>();
   readonly #fc: (readonly [Node, LayerChoice])[] = [];
@@ -231,10 +231,21 @@ class Lowering {
     const shapes = inferShapes(model, { inputShapes: options.inputShapes });
     this.#position = new Map(model.graph.nodeList().map((n, i) => [n, i]));
     this.#labels = nodeLabels(model.graph);
-    this.#analysis = analyzeChannels(model, shapes);
-    this.#folder = new PermutationFolder(this.#analysis);
+    const analysis = analyzeChannels(model, shapes);
+    this.#folder = new PermutationFolder(analysis);
+    const folds =
+      options.fold === false
+        ? {
+            connectivity,
+            folded: new Set<Node>(),
+            refusals: new Map([...connectivity.keys()].map((n) => [n, 'fold = false'])),
+          }
+        : foldDuplications(model, analysis, connectivity);
+    [this.#duplicated, this.#notDuplicated] = [folds.folded, folds.refusals];
+    // The selections re-indexed these channel groups: no permutation may move them afterwards.
+    for (const node of folds.folded) this.#folder.claim(node, 'in', identity(connectivity.get(node)!.inChannels));
     this.#cost = { simdBlock: options.simdBlock ?? 8, batch: options.batch ?? 1 };
-    this.layers = this.#collect(connectivity, shapes).sort((a, b) => b.denseMacs - a.denseMacs);
+    this.layers = this.#collect(folds.connectivity, shapes).sort((a, b) => b.denseMacs - a.denseMacs);
   }
 
   /** Every form that applies to the layer, planned with the folds still available. */
@@ -246,9 +257,8 @@ class Lowering {
     const inOrder =
       allInputs.length === conn.inChannels ? this.#foldable(node, 'in', Int32Array.from(allInputs)) : undefined;
     const found: Candidate[] = [];
-    if (!groupedRefusal(conn)) found.push(this.#candidate(layer, 'grouped', conn, outOrder, inOrder));
-    if (!this.#duplicationRefusal(layer))
-      found.push(this.#candidate(layer, 'duplicated', selectedConnectivity(conn), outOrder, undefined));
+    const grouped = this.#duplicated.has(node) ? 'duplicated' : 'grouped';
+    if (!groupedRefusal(conn)) found.push(this.#candidate(layer, grouped, conn, outOrder, inOrder));
     found.push(this.#cheapestPadding(layer, outOrder));
     found.push(this.#candidate(layer, 'per-group', conn, outOrder, undefined));
     found.push(this.#candidate(layer, 'masked-dense', conn, undefined, undefined));
@@ -260,8 +270,6 @@ class Lowering {
     const { candidate, reason } = this.#pick(layer, candidates, measured);
     if (candidate.outOrder) this.#folder.claim(layer.node, 'out', candidate.outOrder);
     if (candidate.inOrder) this.#folder.claim(layer.node, 'in', candidate.inOrder);
-    // The selection re-indexes the input's channel group: no permutation may move it afterwards.
-    if (candidate.form === 'duplicated') this.#folder.claim(layer.node, 'in', identity(layer.conn.inChannels));
     const positions = layer.denseMacs / (layer.conn.outChannels * layer.conn.inChannels * layer.geometry.kernelArea);
     const choice: LayerChoice = {
       node: this.callerNode.get(layer.node) ?? layer.node,
@@ -290,14 +298,8 @@ class Lowering {
   /** Apply the claimed permutations, emit every layer, remove unused weights; the choices in model order. */
   finish(): LayerChoice[] {
     const orders = this.#folder.apply(this.model);
-    for (const [layer, { candidate }] of this.#decided) {
-      if (candidate.form !== 'duplicated') continue;
-      const site = this.#sites.get(layer) as SelectionSite;
-      foldSelection(this.model, this.#analysis, site, duplicatedSelection(layer.conn));
-    }
     for (const [layer, { candidate, choice }] of this.#decided) {
-      const own = candidate.form === 'duplicated' ? selectedConnectivity(layer.conn) : layer.conn;
-      const conn = this.#folder.renumber(layer.node, own, orders);
+      const conn = this.#folder.renumber(layer.node, layer.conn, orders);
       const emitted = emitPlan(this.model, layer.node, replan(candidate, conn));
       for (const node of emitted) choice.emitted[node.opType] = (choice.emitted[node.opType] ?? 0) + 1;
       choice.params = storedParams(emitted.length > 0 ? emitted : [layer.node]);
@@ -316,7 +318,8 @@ class Lowering {
     const best = candidates.reduce((a, b) => (score(b) < score(a) ? b : a));
     const forced = this.options.form ?? 'auto';
     if (forced !== 'auto') {
-      const match = candidates.find((c) => c.form === forced);
+      // A duplicated layer is a grouped conv whose selection was folded: forcing 'grouped' takes it.
+      const match = candidates.find((c) => c.form === forced || (forced === 'grouped' && c.form === 'duplicated'));
       if (match) return { candidate: match, reason: `forced '${forced}'` };
       return {
         candidate: best,
@@ -340,21 +343,9 @@ class Lowering {
   #whyNot(layer: Layer, form: Form): string {
     if (isDense(layer.conn)) return 'connectivity is dense';
     if (form === 'grouped') return groupedRefusal(layer.conn) ?? 'not applicable';
-    if (form === 'duplicated') return this.#duplicationRefusal(layer) ?? 'not applicable';
+    if (form === 'duplicated')
+      return this.#notDuplicated.get(layer.node) ?? groupedRefusal(layer.conn) ?? 'not applicable';
     return 'not applicable';
-  }
-
-  /** Why the duplicated form does not apply to the layer: its clusters, or its input's producer. */
-  #duplicationRefusal(layer: Layer): string | undefined {
-    const shape = duplicatedRefusal(layer.conn);
-    if (shape) return shape;
-    if (!this.#sites.has(layer)) this.#sites.set(layer, selectionSite(this.#analysis, layer.node));
-    const site = this.#sites.get(layer)!;
-    if (typeof site === 'string') return site;
-    const producer = this.layers.find((l) => l.node === site.producer);
-    if (producer && !isDense(producer.conn))
-      return `its input's producer '${producer.label}' is grouped too (sg-exec folds such pairs when it structures)`;
-    return this.#folder.refusal(layer.node, 'in', identity(layer.conn.inChannels));
   }
 
   /** `order` when folding it is allowed and needed, undefined otherwise (identity needs no fold). */

@@ -45,7 +45,7 @@ import { RegroupError } from '../compiler/errors.js';
 import { nodeLabels } from '../compiler/ir/label.js';
 import type { Model } from '../compiler/ir/model.js';
 import type { Node } from '../compiler/ir/node.js';
-import { foldSelection, selectionSite, type SelectionSite } from './fold-selection.js';
+import { foldDuplications, selectionSite, type SelectionSite } from './fold-selection.js';
 import { opCost, type LayerGeometry } from './lower-cost.js';
 import { maskLayer } from './self-group.js';
 import {
@@ -148,7 +148,7 @@ export function executableSelfGroup(
     maskLayer(layer.node, conn);
     connectivity.set(layer.node, conn);
   }
-  if (options.fold ?? true) foldAll(copy, analysis, layers, byNode, connectivity);
+  if (options.fold ?? true) foldAll(copy, analysis, layers, connectivity);
   return {
     model: copy,
     connectivity,
@@ -277,9 +277,8 @@ function filterLabels(
 function blocksOf(site: SelectionSite, producer: Layer | undefined): Int32Array[] {
   const width = site.producerChannel.length;
   if (!producer?.clusters || producer.groups === 1) return [range(0, width)];
-  const positionOf = new Int32Array(width);
-  site.producerChannel.forEach((f, q) => (positionOf[f] = q));
-  return producer.clusters.map((c) => Int32Array.from(c.filters, (f) => positionOf[f]!).sort());
+  // selectionSite refuses producers whose channels reach the consumer reordered: filter f sits at position f.
+  return producer.clusters.map((c) => c.filters);
 }
 
 /**
@@ -312,47 +311,33 @@ function overlap(a: number, n: number, b: number, m: number): number {
 // ---------------------------------------------------------------------------------------------
 // Folding
 
-/** Fold every layer's selection into its producer, then mask each grouped layer to its block diagonal. */
+/**
+ * Fold every layer's selection into its producer (fold-selection.ts foldDuplications; dense
+ * consumers of grouped producers take part, their selection being a permutation), then mask
+ * each grouped layer to the block diagonal it now is.
+ */
 function foldAll(
   model: Model,
   analysis: ReturnType<typeof analyzeChannels>,
   layers: readonly Layer[],
-  byNode: ReadonlyMap<Node, Layer>,
   connectivity: Map<Node, Connectivity>,
 ): void {
-  for (const layer of layers) {
-    if (typeof layer.site === 'string' || !layer.clusters) continue;
-    const blocks = blocksOf(layer.site, byNode.get(layer.site.producer));
-    foldSelection(model, analysis, layer.site, selection(layer.clusters, layer.inChannels / layer.groups, blocks));
-  }
+  const table = new Map(connectivity);
+  for (const l of layers)
+    if (l.groups === 1 && l.clusters)
+      table.set(l.node, { outChannels: l.outChannels, inChannels: l.inChannels, clusters: l.clusters });
+  const folds = foldDuplications(model, analysis, table);
   for (const layer of layers.filter((l) => l.groups > 1)) {
-    const conn = uniformConnectivity(layer.outChannels, layer.inChannels, layer.groups);
-    maskLayer(layer.node, conn);
-    connectivity.set(layer.node, conn);
+    const conn = folds.connectivity.get(layer.node)!;
+    const uniform = uniformConnectivity(layer.outChannels, layer.inChannels, layer.groups);
+    if (!sameClusters(conn, uniform))
+      throw new RegroupError(
+        'invalid-ir',
+        `internal: '${layer.label}' is not block diagonal after folding (${folds.refusals.get(layer.node) ?? 'its producer did not fold'})`,
+      );
+    maskLayer(layer.node, uniform);
+    connectivity.set(layer.node, uniform);
   }
-}
-
-/** sel[p]: the next input of group ⌊p/w⌋ that lies in producer block ⌊p/m_P⌋ (ascending). */
-function selection(clusters: readonly Cluster[], w: number, blocks: readonly Int32Array[]): Int32Array {
-  const blockSize = blocks[0]!.length;
-  const inBlock = blocks.map((members) => new Set(members));
-  const queues = new Map<string, number[]>();
-  clusters.forEach((c, k) =>
-    inBlock.forEach((set, a) =>
-      queues.set(
-        `${a},${k}`,
-        [...c.inputs].filter((j) => set.has(j)),
-      ),
-    ),
-  );
-  const sel = new Int32Array(blocks.length * blockSize);
-  for (let p = 0; p < sel.length; p++) {
-    const next = queues.get(`${Math.floor(p / blockSize)},${Math.floor(p / w)}`)?.shift();
-    if (next === undefined)
-      throw new RegroupError('invalid-ir', `internal: no input left for slot ${p} of an executable self-group`);
-    sel[p] = next;
-  }
-  return sel;
 }
 
 function layerStats(layer: Layer): ExecutableLayerStats {
@@ -369,6 +354,14 @@ function layerStats(layer: Layer): ExecutableLayerStats {
     filters: layer.groups === 1 || !layer.outputLearned ? 'blocks' : selected ? 'clustered' : 'by-block',
     shared: layer.clusters && selected ? layer.inChannels - read.size : 0,
   };
+}
+
+function sameClusters(a: Connectivity, b: Connectivity): boolean {
+  const same = (x: Int32Array, y: Int32Array) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return (
+    a.clusters.length === b.clusters.length &&
+    a.clusters.every((c, k) => same(c.filters, b.clusters[k]!.filters) && same(c.inputs, b.clusters[k]!.inputs))
+  );
 }
 
 const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);

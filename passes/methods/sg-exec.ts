@@ -5,7 +5,9 @@
  * channels each group needs (shared ones twice, unused ones not at all) at unchanged width.
  * Layers reading a residual stream or another shared value keep fixed input blocks. Group
  * counts are powers of two whose groups stay multiples of the SIMD block, doubled where the
- * cost model (passes/lower-cost.ts) saves most latency per MAC until the target is met.
+ * cost model (passes/lower-cost.ts) saves most latency per MAC until the target is met. The
+ * structure is handed on unfolded (overlapping masked convs, channels in the dense order);
+ * lowering folds the selections into the producers (passes/fold-selection.ts).
  */
 import { executableSelfGroup } from '../self-group-executable.js';
 import { convInputActivity } from './activity.js';
@@ -19,7 +21,10 @@ export const sgExec: Method<Record<string, never>> = {
   async structure(dense, _options, keepMacs, ctx): Promise<Structured> {
     const channelMeanAbs = ctx.measure ? await convInputActivity(dense, ctx.measure) : undefined;
     const simdBlock = ctx.common.channelMultiple ?? 8;
-    const r = executableSelfGroup(dense, { keepMacs, seed: ctx.common.seed, simdBlock }, { channelMeanAbs });
+    // Unfolded: fine-tuning (local reconstruction matches channels by position) sees the dense
+    // model's channel order; the lowering folds the selections (its 'duplicated' form).
+    const options = { keepMacs, seed: ctx.common.seed, simdBlock, fold: false };
+    const r = executableSelfGroup(dense, options, { channelMeanAbs });
     const grouped = r.stats.layers.filter((l) => l.groups > 1);
     const text = (l: (typeof grouped)[number]) => `${l.label}×${l.groups}${l.inputs === 'selected' ? '*' : ''}`;
     const shared = grouped.reduce((n, l) => n + l.shared, 0);

@@ -112,6 +112,26 @@ describe('fold-selection', () => {
     const site = selectionSite(analysis, convNamed(model, 'layer1.1.conv'));
     expect(typeof site === 'string' ? site : site.producer.name).toBe('layer1.0.conv');
   });
+
+  it('the lowering says why a residual-stream consumer cannot take the duplicated form', async () => {
+    const reference = prepared(resnetBasic);
+    const conv = convNamed(reference, 'layer2.0.conv');
+    const overlapping: Connectivity = {
+      outChannels: 16,
+      inChannels: 8,
+      clusters: [
+        { filters: range(0, 8), inputs: range(0, 4) },
+        { filters: range(8, 16), inputs: range(2, 6) },
+      ],
+    };
+    maskLayer(conv, overlapping);
+    const lowered = await lowerGrouped(reference, new Map([[conv, overlapping]]), { form: 'duplicated' });
+    expect(lowered.choices[0]!.form).not.toBe('duplicated');
+    expect(lowered.choices[0]!.reason).toMatch(
+      /forced 'duplicated' does not apply \(the channels of .* are written by 2 producers .*residual stream or merge\)/,
+    );
+    await expectReproduces(reference, lowered.model, TOLERANCE);
+  });
 });
 
 describe('executableSelfGroup', () => {
@@ -138,29 +158,12 @@ describe('executableSelfGroup', () => {
     await expectReproduces(reference.model, folded.model, TOLERANCE);
   });
 
-  it('the duplicated form lowers the unfolded structure where the producer is not grouped, and says why not', async () => {
-    const reference = executableSelfGroup(prepared(resnetTiny), { ...options, fold: false });
-    const lowered = await lowerGrouped(reference.model, reference.connectivity, { form: 'duplicated', simdBlock: 8 });
-    const duplicated = lowered.choices.filter((c) => c.form === 'duplicated');
-    expect(duplicated.length).toBeGreaterThan(0);
-    const refused = lowered.choices.filter((c) => c.form !== 'duplicated').map((c) => c.reason);
-    expect(refused.some((r) => /producer '.*' is grouped too/.test(r))).toBe(true);
-    for (const c of duplicated) {
-      const conv = lowered.model.graph.valueMap().get(c.node.output(0).name)!.producer!;
-      expect([conv.opType, conv.getInt('group', 1), conv.input(0).producer?.opType]).toEqual([
-        'Conv',
-        c.groups,
-        'Relu',
-      ]);
-    }
-    await expectReproduces(reference.model, lowered.model, TOLERANCE);
-  });
-
-  it('lowers to Conv(group) without Gathers at the structure MACs', async () => {
-    const dense = prepared(resnetTiny);
-    const r = executableSelfGroup(dense, options);
+  it('lowering the unfolded structure folds every selection: Conv(group) only, no Gather, the structure MACs', async () => {
+    const r = executableSelfGroup(prepared(resnetTiny), { ...options, fold: false });
     const lowered = await lowerGrouped(r.model, r.connectivity, { form: 'grouped', simdBlock: 8 });
-    expect(lowered.choices.every((c) => c.form === 'grouped')).toBe(true);
+    const selected = r.stats.layers.filter((l) => l.groups > 1 && l.inputs === 'selected').map((l) => l.label);
+    expect(lowered.choices.filter((c) => c.form === 'duplicated').map((c) => c.label)).toEqual(selected);
+    expect(lowered.choices.every((c) => c.form === 'grouped' || c.form === 'duplicated')).toBe(true);
     expect(opCounts(lowered.model).Gather).toBeUndefined();
     const groups = lowered.model.graph
       .nodeList()
@@ -188,7 +191,8 @@ describe('sg-exec method', () => {
     expect(outcome.loweringError ?? 0).toBeLessThanOrEqual(TOLERANCE);
     const written = loadModel(output);
     expect(opCounts(written).Gather).toBeUndefined();
-    const grouped = outcome.choices.filter((c) => c.form === 'grouped');
+    const grouped = outcome.choices.filter((c) => c.form === 'grouped' || c.form === 'duplicated');
+    expect(outcome.choices.some((c) => c.form === 'duplicated')).toBe(true);
     expect(grouped.length).toBeGreaterThan(0);
     const dense = loadModel(file);
     runPasses(dense, PREPARE, {}, { fixpoint: true });
