@@ -73,6 +73,14 @@ export interface ExecutableSelfGroupOptions {
   minInputChannels?: number;
   /** Fold the selections (default true); false leaves the overlapping masked reference. */
   fold?: boolean;
+  /**
+   * Measured harm of grouping each layer alone (nodes of the model handed in → g → e.g. the KL
+   * divergence of the output from the dense model's): doublings are then taken by least harm
+   * per MAC saved among those the cost model says save latency (see allocateGroups).
+   */
+  sensitivity?: ReadonlyMap<Node, ReadonlyMap<number, number>>;
+  /** Group only this layer (a node of the model handed in), at this count, for sensitivity scans. */
+  only?: { readonly node: Node; readonly groups: number };
 }
 
 export interface ExecutableLayerStats extends GroupedLayerStats {
@@ -134,7 +142,11 @@ export function executableSelfGroup(
   const byNode = new Map(layers.map((l) => [l.node, l]));
   for (const l of layers) if (typeof l.site !== 'string') markProducer(byNode, l.site);
   const budget = options.keepMacs * cost.totals.macs;
-  const total = allocateGroups(layers, cost.totals.macs, budget, options.simdBlock ?? 8);
+  const sensitivity =
+    options.sensitivity && new Map([...options.sensitivity].map(([node, byGroups]) => [nodes.get(node)!, byGroups]));
+  const total = options.only
+    ? groupOnly(layers, nodes.get(options.only.node), options.only.groups, cost.totals.macs)
+    : allocateGroups(layers, cost.totals.macs, budget, options.simdBlock ?? 8, sensitivity);
   const scales =
     ctx.channelMeanAbs &&
     new Map([...ctx.channelMeanAbs].map(([value, scale]) => [values.get(value) ?? value, scale] as const));
@@ -179,6 +191,34 @@ function markProducer(byNode: ReadonlyMap<Node, Layer>, site: SelectionSite): vo
 // ---------------------------------------------------------------------------------------------
 // Group counts
 
+/** Set one layer's group count (the others stay dense); the MACs left. */
+function groupOnly(layers: Layer[], node: Node | undefined, groups: number, total: number): number {
+  const layer = layers.find((l) => l.node === node);
+  if (!layer || layer.outChannels % groups !== 0 || layer.inChannels % groups !== 0)
+    throw new RegroupError('usage', `only: ${node} is not a groupable conv whose channels ${groups} divides`);
+  layer.groups = groups;
+  return total - layer.macs * (1 - 1 / groups);
+}
+
+/** The group counts each groupable conv of `model` may take (powers of two above 1 keeping S-multiples). */
+export function executableGroupCounts(model: Model, options: { simdBlock?: number; minInputChannels?: number } = {}) {
+  const cost = computeCost(model, inferShapes(model));
+  const simdBlock = options.simdBlock ?? 8;
+  const counts = new Map<Node, number[]>();
+  for (const l of groupableConvs(cost.layers, options.minInputChannels ?? 4)) {
+    const list: number[] = [];
+    for (let g = 2; fits(l, g, simdBlock); g *= 2) list.push(g);
+    if (list.length > 0) counts.set(l.node, list);
+  }
+  return counts;
+}
+
+/** g divides both channel counts and leaves multiples of the SIMD block per group. */
+function fits(layer: GroupableLayer, groups: number, simdBlock: number): boolean {
+  const [m, w] = [layer.outChannels / groups, layer.inChannels / groups];
+  return Number.isInteger(m) && Number.isInteger(w) && m % simdBlock === 0 && w % simdBlock === 0;
+}
+
 /** Modelled latency (MAC-equivalents) of a layer with g uniform groups at a batch size. */
 function layerCost(layer: Layer, groups: number, batch: number, simdBlock: number): number {
   const group = { filters: layer.outChannels / groups, width: layer.inChannels / groups };
@@ -187,34 +227,45 @@ function layerCost(layer: Layer, groups: number, batch: number, simdBlock: numbe
 }
 
 /**
- * Double group counts by modelled latency saved per MAC saved until total ≤ budget (see the
- * file header); returns the MACs left.
+ * Double group counts until total ≤ budget (see the file header); returns the MACs left.
+ * Without sensitivity: by modelled latency saved per MAC saved (the mean of the relative
+ * savings at batch 1 and 8). With it: doublings that save modelled latency at batch 8 first,
+ * among them the least harm per MAC saved (harm of g = the measured sensitivity of the layer
+ * grouped alone at g, 0 at g = 1).
  */
-function allocateGroups(layers: Layer[], total: number, budget: number, simdBlock: number): number {
+function allocateGroups(
+  layers: Layer[],
+  total: number,
+  budget: number,
+  simdBlock: number,
+  sensitivity?: ReadonlyMap<Node, ReadonlyMap<number, number>>,
+): number {
   const denseAt = (batch: number) => layers.reduce((sum, l) => sum + layerCost(l, 1, batch, simdBlock), 0);
   const [dense1, dense8] = [denseAt(1), denseAt(8)];
   const saving = (l: Layer) => l.macs / l.groups / 2;
-  const doubles = (l: Layer) => {
-    const next = l.groups * 2;
-    const [m, w] = [l.outChannels / next, l.inChannels / next];
-    return Number.isInteger(m) && Number.isInteger(w) && m % simdBlock === 0 && w % simdBlock === 0;
-  };
-  const score = (l: Layer) => {
-    const at = (batch: number) =>
-      layerCost(l, l.groups, batch, simdBlock) - layerCost(l, l.groups * 2, batch, simdBlock);
-    return (at(1) / dense1 + at(8) / dense8) / 2 / saving(l);
-  };
+  const doubles = (l: Layer) => fits(l, l.groups * 2, simdBlock);
+  const harmAt = (l: Layer, g: number) => (g === 1 ? 0 : (sensitivity?.get(l.node)?.get(g) ?? Infinity));
+  const harm = (l: Layer) => harmAt(l, l.groups * 2) - harmAt(l, l.groups);
+  const at = (l: Layer, batch: number) =>
+    layerCost(l, l.groups, batch, simdBlock) - layerCost(l, l.groups * 2, batch, simdBlock);
+  const score = (l: Layer) => (at(l, 1) / dense1 + at(l, 8) / dense8) / 2 / saving(l);
+  // With sensitivity a doubling "pays" when it saves modelled latency at batch 8 (where group
+  // overheads are amortised); without, when it saves on average over batch 1 and 8.
+  const pays = (l: Layer) => (sensitivity ? at(l, 8) > 0 : score(l) > 0);
   const selectable = (l: Layer) => Number(typeof l.site !== 'string');
-  const better = (a: Layer, b: Layer) => score(b) - score(a) || selectable(b) - selectable(a);
+  const better = sensitivity
+    ? (a: Layer, b: Layer) => Number(pays(b)) - Number(pays(a)) || harm(a) / saving(a) - harm(b) / saving(b)
+    : (a: Layer, b: Layer) => score(b) - score(a) || selectable(b) - selectable(a);
   while (total > budget) {
     const open = layers.filter(doubles);
     if (open.length === 0) break;
     // Finish with the smallest doubling that reaches the budget, among those that pay when any does.
     const reaching = open.filter((l) => total - saving(l) <= budget);
-    const paying = reaching.filter((l) => score(l) > 0);
+    const paying = reaching.filter(pays);
+    const least = (a: Layer, b: Layer) => (sensitivity ? harm(b) < harm(a) : saving(b) < saving(a));
     const pick =
       reaching.length > 0
-        ? (paying.length > 0 ? paying : reaching).reduce((a, b) => (saving(b) < saving(a) ? b : a))
+        ? (paying.length > 0 ? paying : reaching).reduce((a, b) => (least(a, b) ? b : a))
         : open.reduce((a, b) => (better(a, b) > 0 ? b : a));
     total -= saving(pick);
     pick.groups *= 2;

@@ -10,7 +10,9 @@
  * Structure: on resnet-tiny the folded model computes what the overlapping masked model does
  * (same tolerance), every grouped layer is block diagonal, some groups share inputs, and the
  * lowered model is Conv(group) only — no Gather — with the structure's MACs.
- * Method: `compress --method sg-exec` writes such a model and passes the pipeline's check.
+ * Allocation: a layer made costly by the measured sensitivity gets the fewest groups the
+ * target allows. Method: `compress --method sg-exec` writes such a model and passes the
+ * pipeline's check.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -27,7 +29,7 @@ import { loadModel } from '../../compiler/onnx/io.js';
 import { NetBuilder, resnetBasic, resnetTiny } from '../../fixtures/models.js';
 import { lowerGrouped, maskLayer, PREPARE, runPasses } from '../../passes/index.js';
 import { foldSelection, selectionSite } from '../../passes/fold-selection.js';
-import { executableSelfGroup } from '../../passes/self-group-executable.js';
+import { executableGroupCounts, executableSelfGroup } from '../../passes/self-group-executable.js';
 import { PROJECT_ROOT } from '../helpers/shared.js';
 import { expectReproduces, opCounts } from './compare.js';
 
@@ -156,6 +158,22 @@ describe('executableSelfGroup', () => {
     });
     expect(overlapping).toBe(true);
     await expectReproduces(reference.model, folded.model, TOLERANCE);
+  });
+
+  it('spends the MACs budget where the measured sensitivity per MAC is least', () => {
+    const dense = prepared(resnetTiny);
+    const counts = executableGroupCounts(dense, { simdBlock: 8 });
+    const spared = [...counts.keys()].find((n) => n.name === 'layer3.1.conv')!;
+    const sensitivity = new Map(
+      [...counts].map(([node, list]) => [node, new Map(list.map((g) => [g, node === spared ? 1e6 : 1e-3 * g]))]),
+    );
+    const plain = executableSelfGroup(dense, { ...options, fold: false });
+    const aware = executableSelfGroup(dense, { ...options, fold: false, sensitivity });
+    const groupsOf = (r: typeof plain) => r.stats.layers.find((l) => l.node === r.nodes.get(spared))!.groups;
+    // The others cannot reach the target alone (SIMD-8 groups cap them), so it keeps the fewest groups that do.
+    expect(groupsOf(aware)).toBe(2);
+    expect(groupsOf(plain)).toBeGreaterThan(2);
+    expect(aware.stats.targetMet).toBe(true);
   });
 
   it('lowering the unfolded structure folds every selection: Conv(group) only, no Gather, the structure MACs', async () => {
