@@ -8,8 +8,10 @@
  * Group counts: g_l ∈ {1, 2, 4, …} with g | C_in, g | C_out and C_in/g, C_out/g multiples of
  * the SIMD block S. Doublings are taken greedily by modelled latency saved per MAC saved
  * (passes/lower-cost.ts, the mean of the relative saving at batch 1 and 8), ties to layers
- * whose input can be selected, until MACs_total − Σ_l MACs_l·(1 − 1/g_l) ≤ keepMacs·MACs_total;
- * the doubling that reaches the target is the smallest that does.
+ * whose input can be selected — or, given a measured sensitivity per layer and g, by least
+ * sensitivity per MAC saved among the doublings that save latency at batch 8 — until
+ * MACs_total − Σ_l MACs_l·(1 − 1/g_l) ≤ keepMacs·MACs_total; the doubling that reaches the
+ * target is the smallest (or least harmful) that does.
  *
  * Per layer with g groups (m = C_out/g filters and w = C_in/g inputs per group):
  *   v_i[j]     = Σ_hw |W[i, j, h, w]|  (× mean |x_j| with calibration)
@@ -27,10 +29,11 @@
  * input choice is capped per (a, k) (it always fills: a cluster with room in block a lacks
  * one of a's m_P ≥ n(a, k) filters).
  *
- * Folding: sel[p] = the next input of group ⌊p/w⌋ that lies in P's cluster ⌊p/m_P⌋; every
- * member of the input's channel group is re-indexed by sel, and each grouped layer is masked
- * to the block diagonal it now is. The model computes what the overlapping masked model
- * (`fold: false`) computes, and every grouped layer's connectivity is uniform.
+ * Folding (fold-selection.ts foldDuplications, which lower-grouped also runs): sel[p] = the
+ * next input of group ⌊p/w⌋ that lies in P's cluster ⌊p/m_P⌋; every member of the input's
+ * channel group is re-indexed by sel, and each grouped layer is masked to the block diagonal
+ * it now is. The model computes what the overlapping masked model (`fold: false`, what the
+ * sg-exec method fine-tunes) computes, and every grouped layer's connectivity is uniform.
  */
 import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
 import {
