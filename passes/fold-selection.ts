@@ -202,6 +202,9 @@ function planDuplication(
   if (typeof blocks === 'string') return blocks;
   const selection = blockSelection(conn, blocks);
   if (typeof selection === 'string') return selection;
+  const inBlocks = blocks.every((members, a) => members.every((q, r) => q === a * members.length + r));
+  if (inBlocks && selection.every((q, p) => q === p))
+    return 'the inputs are already in blocks: the grouped form applies';
   return { site, selection, ...(producer ? { producer } : {}) };
 }
 

@@ -30,6 +30,7 @@ import { NetBuilder, resnetBasic, resnetTiny } from '../../fixtures/models.js';
 import { lowerGrouped, maskLayer, PREPARE, runPasses } from '../../passes/index.js';
 import { foldSelection, selectionSite } from '../../passes/fold-selection.js';
 import { executableGroupCounts, executableSelfGroup } from '../../passes/self-group-executable.js';
+import { uniformGroup } from '../../passes/uniform-group.js';
 import { PROJECT_ROOT } from '../helpers/shared.js';
 import { expectReproduces, opCounts } from './compare.js';
 
@@ -100,6 +101,12 @@ describe('fold-selection', () => {
     expect(lowered.choices.map((c) => [c.form, c.groups, c.width])).toEqual([['duplicated', 2, C / 2]]);
     expect(opCounts(lowered.model).Gather).toBeUndefined();
     await expectReproduces(reference, lowered.model, TOLERANCE);
+  });
+
+  it('leaves convs whose inputs are already in blocks to the grouped form (uniform groups)', async () => {
+    const r = uniformGroup(prepared(resnetTiny), { keepMacs: 0.5 });
+    const lowered = await lowerGrouped(r.model, r.connectivity, { form: 'grouped' });
+    expect(lowered.choices.map((c) => c.form)).toEqual(lowered.choices.map(() => 'grouped'));
   });
 
   it('refuses graph inputs and residual streams with the reason, and accepts a free chain', () => {
