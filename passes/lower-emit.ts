@@ -10,6 +10,10 @@
  *                 m filters (zero filters); a cluster with more than m filters becomes
  *                 several groups reading the same inputs; pos(f) = c·m + r for the r-th filter
  *                 of group c, so the last Gather both drops the padding and restores order
+ *   duplicated    the grouped form after x' = x[:, I_1 | … | I_g] was folded into x's producer
+ *                 (passes/fold-selection.ts foldDuplications: equal |F_c| and |I_c| = C/g that
+ *                 may overlap; shared channels are computed twice, unused ones not at all), so
+ *                 the conv reads x' in blocks and no Gather runs
  *   per-group     Concat_c Conv(x[:, I_c], W[F_c][:, I_c]) → y[:, pos]  (Slice for a
  *                 contiguous I_c, nothing when I_c is every input)
  *   masked-dense  the conv itself with W ⊙ mask (the exact reference)
@@ -27,12 +31,12 @@ import { Tensor } from '../compiler/ir/tensor.js';
 import { removeNode } from './edit.js';
 import type { CostOp } from './lower-cost.js';
 
-export type Form = 'grouped' | 'padded' | 'per-group' | 'masked-dense';
-export const FORMS: readonly Form[] = ['grouped', 'padded', 'per-group', 'masked-dense'];
+export type Form = 'grouped' | 'duplicated' | 'padded' | 'per-group' | 'masked-dense';
+export const FORMS: readonly Form[] = ['grouped', 'duplicated', 'padded', 'per-group', 'masked-dense'];
 
 /** One Conv(group = g) over equal groups, with optional Gathers around it. */
 export interface GroupedPlan {
-  readonly form: 'grouped' | 'padded';
+  readonly form: 'grouped' | 'duplicated' | 'padded';
   readonly clusters: readonly Cluster[];
   /** Filters per group (m) and input channels per group (w) of the grouped conv. */
   readonly filtersPerGroup: number;
@@ -79,9 +83,9 @@ export function groupedRefusal(conn: Connectivity): string | undefined {
 }
 
 /** Plan a single grouped conv of group width `width` (≥ every |I_c|); the grouped form must not need padding. */
-export function planGrouped(conn: Connectivity, width: number, form: 'grouped' | 'padded'): GroupedPlan {
+export function planGrouped(conn: Connectivity, width: number, form: GroupedPlan['form']): GroupedPlan {
   const m = Math.max(...conn.clusters.map((c) => c.filters.length));
-  if (form === 'grouped' && conn.clusters.some((c) => c.filters.length !== m || c.inputs.length !== width)) {
+  if (form !== 'padded' && conn.clusters.some((c) => c.filters.length !== m || c.inputs.length !== width)) {
     throw new RegroupError(
       'invalid-ir',
       `internal: the grouped form was planned for unequal clusters (${groupedRefusal(conn) ?? `width ${width}`})`,

@@ -3,6 +3,10 @@
  * from passes/self-group.ts) into ONNX that onnxruntime runs fast. Per layer, one of the
  * forms of passes/lower-emit.ts:
  *   (a) grouped       Conv(group = g), equal groups; permutations folded into channel groups
+ *   (a') duplicated   Conv(group = g), equal overlapping groups; the selection of every group's
+ *                     inputs folded into the input's producer (passes/fold-selection.ts), which
+ *                     must be free (one producer, per-channel ops, read by this conv alone); a
+ *                     grouped producer's blocks must line up with the groups
  *   (b) padded        Gather → zero-padded Conv(group = g) → Gather
  *   (c) per-group     Gather/Slice → Conv per cluster → Concat (→ Gather)
  *   (d) masked-dense  the reference itself
@@ -11,6 +15,9 @@
  * forced by `form` (a forced form that does not apply falls back to the cheapest that does,
  * and the choice says why).
  *
+ * Selections are folded first, wherever they apply (fold-selection.ts foldDuplications; not
+ * with fold = false): the folded layers and their grouped producers then read and write their
+ * clusters in blocks, and their channel groups are claimed so that no permutation moves them.
  * Layers are decided in order of dense MACs, largest first, because a channel group can be
  * reordered only once (passes/lower-permute.ts): the layer that saves most claims it. The
  * padded form's group width is w = max |I_c| or w rounded up to the SIMD block, and its
@@ -32,6 +39,7 @@ import type { Model } from '../compiler/ir/model.js';
 import type { Node, Value } from '../compiler/ir/node.js';
 import { isFloat } from '../compiler/ir/dtype.js';
 import { cleanup } from './cleanup.js';
+import { foldDuplications } from './fold-selection.js';
 import {
   FORMS,
   groupedRefusal,
@@ -203,6 +211,9 @@ async function measure(
 class Lowering {
   readonly layers: Layer[];
   readonly #folder: PermutationFolder;
+  /** Layers whose input selection was folded into their producer, and why the others' were not. */
+  readonly #duplicated: ReadonlySet<Node>;
+  readonly #notDuplicated: ReadonlyMap<Node, string>;
   readonly #cost: CostModelOptions;
   readonly #decided = new Map<Layer, { choice: LayerChoice; candidate: Candidate }>();
   readonly #fc: (readonly [Node, LayerChoice])[] = [];
@@ -220,9 +231,21 @@ class Lowering {
     const shapes = inferShapes(model, { inputShapes: options.inputShapes });
     this.#position = new Map(model.graph.nodeList().map((n, i) => [n, i]));
     this.#labels = nodeLabels(model.graph);
-    this.#folder = new PermutationFolder(analyzeChannels(model, shapes));
+    const analysis = analyzeChannels(model, shapes);
+    this.#folder = new PermutationFolder(analysis);
+    const folds =
+      options.fold === false
+        ? {
+            connectivity,
+            folded: new Set<Node>(),
+            refusals: new Map([...connectivity.keys()].map((n) => [n, 'fold = false'])),
+          }
+        : foldDuplications(model, analysis, connectivity);
+    [this.#duplicated, this.#notDuplicated] = [folds.folded, folds.refusals];
+    // The selections re-indexed these channel groups: no permutation may move them afterwards.
+    for (const node of folds.folded) this.#folder.claim(node, 'in', identity(connectivity.get(node)!.inChannels));
     this.#cost = { simdBlock: options.simdBlock ?? 8, batch: options.batch ?? 1 };
-    this.layers = this.#collect(connectivity, shapes).sort((a, b) => b.denseMacs - a.denseMacs);
+    this.layers = this.#collect(folds.connectivity, shapes).sort((a, b) => b.denseMacs - a.denseMacs);
   }
 
   /** Every form that applies to the layer, planned with the folds still available. */
@@ -234,7 +257,8 @@ class Lowering {
     const inOrder =
       allInputs.length === conn.inChannels ? this.#foldable(node, 'in', Int32Array.from(allInputs)) : undefined;
     const found: Candidate[] = [];
-    if (!groupedRefusal(conn)) found.push(this.#candidate(layer, 'grouped', conn, outOrder, inOrder));
+    const grouped = this.#duplicated.has(node) ? 'duplicated' : 'grouped';
+    if (!groupedRefusal(conn)) found.push(this.#candidate(layer, grouped, conn, outOrder, inOrder));
     found.push(this.#cheapestPadding(layer, outOrder));
     found.push(this.#candidate(layer, 'per-group', conn, outOrder, undefined));
     found.push(this.#candidate(layer, 'masked-dense', conn, undefined, undefined));
@@ -256,7 +280,7 @@ class Lowering {
       modelled: Object.fromEntries(candidates.map((c) => [c.form, Math.round(c.cost)])),
       ...(measured ? { measured } : {}),
       folded: { output: candidate.outOrder !== undefined, input: candidate.inOrder !== undefined },
-      ...(candidate.plan.form === 'grouped' || candidate.plan.form === 'padded'
+      ...(candidate.plan.form !== 'masked-dense' && candidate.plan.form !== 'per-group'
         ? {
             groups: candidate.plan.clusters.length,
             width: candidate.plan.width,
@@ -294,7 +318,8 @@ class Lowering {
     const best = candidates.reduce((a, b) => (score(b) < score(a) ? b : a));
     const forced = this.options.form ?? 'auto';
     if (forced !== 'auto') {
-      const match = candidates.find((c) => c.form === forced);
+      // A duplicated layer is a grouped conv whose selection was folded: forcing 'grouped' takes it.
+      const match = candidates.find((c) => c.form === forced || (forced === 'grouped' && c.form === 'duplicated'));
       if (match) return { candidate: match, reason: `forced '${forced}'` };
       return {
         candidate: best,
@@ -318,6 +343,8 @@ class Lowering {
   #whyNot(layer: Layer, form: Form): string {
     if (isDense(layer.conn)) return 'connectivity is dense';
     if (form === 'grouped') return groupedRefusal(layer.conn) ?? 'not applicable';
+    if (form === 'duplicated')
+      return this.#notDuplicated.get(layer.node) ?? groupedRefusal(layer.conn) ?? 'not applicable';
     return 'not applicable';
   }
 
@@ -414,7 +441,8 @@ interface Padding {
 function planFor(form: Form, conn: Connectivity, padding?: Padding): FormPlan {
   switch (form) {
     case 'grouped':
-      return planGrouped(conn, conn.clusters[0]!.inputs.length, 'grouped');
+    case 'duplicated':
+      return planGrouped(conn, conn.clusters[0]!.inputs.length, form);
     case 'padded':
       return planGrouped(splitClusters(conn, padding!.filtersPerGroup), padding!.width, 'padded');
     case 'per-group':
@@ -458,6 +486,10 @@ function storedParams(nodes: readonly Node[]): number {
     nodes.flatMap((n) => n.inputs.filter((v): v is Value => !!v?.isInitializer() && isFloat(v.constValue!.dtype))),
   );
   return [...read].reduce((sum, v) => sum + v.constValue!.size, 0);
+}
+
+function identity(length: number): Int32Array {
+  return Int32Array.from({ length }, (_, i) => i);
 }
 
 function formatCost(cost: number): string {

@@ -108,7 +108,7 @@ export function balancedSelfGroup(
 }
 
 /** Importance vectors v_i (rows), scaled per input channel by calibration when the context has it. */
-function importanceRows(
+export function importanceRows(
   layer: GroupableLayer,
   label: string,
   scales: ReadonlyMap<Value, Float64Array> | undefined,
@@ -161,7 +161,7 @@ export function balancedConnectivity(
 }
 
 /** Pad k-means' centroids to g with the vectors farthest from every centroid so far (lowest index on ties). */
-function completeCentroids(vectors: number[][], found: readonly Float64Array[], groups: number): Float64Array[] {
+export function completeCentroids(vectors: number[][], found: readonly Float64Array[], groups: number): Float64Array[] {
   const centroids = found.map((c) => Float64Array.from(c));
   while (centroids.length < groups) {
     let [far, farDistance] = [0, -1];
@@ -175,7 +175,7 @@ function completeCentroids(vectors: number[][], found: readonly Float64Array[], 
 }
 
 /** Balanced Lloyd iterations: greedy capacity-limited assignment, centroids recomputed, until stable. */
-function balanceFilters(vectors: number[][], seeds: Float64Array[], capacity: number): Int32Array {
+export function balanceFilters(vectors: number[][], seeds: Float64Array[], capacity: number): Int32Array {
   let labels = greedyFilters(vectors, seeds, capacity);
   for (let round = 1; round < BALANCE_ITERATIONS; round++) {
     const next = greedyFilters(vectors, centroidsOf(vectors, labels, seeds.length), capacity);
@@ -207,7 +207,7 @@ function assignInputs(centroids: readonly Float64Array[], capacity: number): Int
  * item then cluster) and give each unassigned item to its cluster while the cluster has room.
  * Total capacity equals the item count, so every item is assigned.
  */
-function greedyAssign(
+export function greedyAssign(
   pairs: { item: number; cluster: number; key: number }[],
   items: number,
   clusters: number,
@@ -226,7 +226,7 @@ function greedyAssign(
 }
 
 /** Mean vector of each cluster's members. */
-function centroidsOf(vectors: number[][], labels: Int32Array, groups: number): Float64Array[] {
+export function centroidsOf(vectors: number[][], labels: Int32Array, groups: number): Float64Array[] {
   const dims = vectors[0]!.length;
   const sums = Array.from({ length: groups }, () => new Float64Array(dims));
   const counts = new Int32Array(groups);
@@ -237,7 +237,8 @@ function centroidsOf(vectors: number[][], labels: Int32Array, groups: number): F
   return sums.map((s, c) => s.map((v) => v / Math.max(1, counts[c]!)));
 }
 
-function membersOf(labels: Int32Array, cluster: number): Int32Array {
+/** Indices whose label is `cluster`, ascending. */
+export function membersOf(labels: Int32Array, cluster: number): Int32Array {
   const members: number[] = [];
   labels.forEach((c, i) => c === cluster && members.push(i));
   return Int32Array.from(members);

@@ -9,10 +9,11 @@ import { l1, l1Uniform } from './l1.js';
 import type { AnyMethod, MethodFlag } from './method.js';
 import { sgBalanced } from './sg-balanced.js';
 import { sgCnn } from './sg-cnn.js';
+import { sgExec } from './sg-exec.js';
 import { uniform } from './uniform.js';
 import { wsp } from './wsp.js';
 
-export const METHODS: readonly AnyMethod[] = [sgCnn, sgBalanced, uniform, l1, l1Uniform, wsp, dcff];
+export const METHODS: readonly AnyMethod[] = [sgCnn, sgBalanced, sgExec, uniform, l1, l1Uniform, wsp, dcff];
 
 /**
  * The method `compress` runs when none is named: WSP, whose output is an ordinary narrower

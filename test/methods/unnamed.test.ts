@@ -24,7 +24,7 @@ saveModel(unnamedDetector(), input);
 
 /** Options that let a method run without data (wsp: its weight proxy). */
 const WITHOUT_DATA: Record<string, Record<string, unknown>> = { wsp: { criterion: 'weight-proxy' } };
-const GROUPING = new Set(['sg-cnn', 'sg-balanced', 'uniform']);
+const GROUPING = new Set(['sg-cnn', 'sg-balanced', 'sg-exec', 'uniform']);
 
 describe('compress on a model with unnamed nodes', () => {
   expect(

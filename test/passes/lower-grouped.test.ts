@@ -77,15 +77,16 @@ function expectFormStructure(lowered: Model, c: LayerChoice): void {
       expect(c.emitted).toEqual({});
       break;
     case 'grouped':
+    case 'duplicated':
     case 'padded': {
       const conv = beforeGather;
       expect(conv.opType).toBe('Conv');
       expect(conv.getInt('group', 1)).toBe(c.groups);
       expect(constantOf(conv.inputs[1])!.dims.slice(0, 2)).toEqual([c.groups! * c.filtersPerGroup!, c.width]);
       expect(c.emitted.Conv).toBe(1);
-      if (c.form === 'grouped') expect(c.groups).toBe(c.clusters);
+      if (c.form !== 'padded') expect(c.groups).toBe(c.clusters);
       if (c.folded.output) expect(last).toBe(conv);
-      if (c.folded.input) expect(conv.input(0).producer?.opType).not.toBe('Gather');
+      if (c.folded.input || c.form === 'duplicated') expect(conv.input(0).producer?.opType).not.toBe('Gather');
       break;
     }
     case 'per-group': {
@@ -112,7 +113,9 @@ describe('every form reproduces the masked-dense reference on every fixture', ()
         for (const c of choices) {
           if (form !== 'auto' && c.form !== form)
             expect(c.reason).toMatch(
-              form === 'grouped' ? /forced 'grouped' does not apply|connectivity is dense/ : /connectivity is dense/,
+              form === 'grouped' || form === 'duplicated'
+                ? new RegExp(`forced '${form}' does not apply|connectivity is dense`)
+                : /connectivity is dense/,
             );
           expectFormStructure(lowered, c);
         }
