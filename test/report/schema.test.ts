@@ -138,7 +138,7 @@ describe('validateReport', () => {
     [
       'an unknown lowering form',
       compressEdited((r) => (r.layers[1].lowering.form = 'sparse')),
-      /field 'layers\[1\]\.lowering\.form' must be one of 'grouped', 'padded', 'per-group', 'masked-dense'/,
+      /field 'layers\[1\]\.lowering\.form' must be one of 'grouped', 'duplicated', 'padded', 'per-group', 'masked-dense'/,
     ],
     [
       'dense accuracy in percent',
