@@ -73,7 +73,13 @@ export interface ReportLatency {
 
 /** ONNX forms a grouped layer lowers to (passes/lower-emit.ts `Form`). */
 export type ReportLoweringForm = 'grouped' | 'duplicated' | 'padded' | 'per-group' | 'masked-dense';
-export const REPORT_LOWERING_FORMS: readonly ReportLoweringForm[] = ['grouped', 'duplicated', 'padded', 'per-group', 'masked-dense'];
+export const REPORT_LOWERING_FORMS: readonly ReportLoweringForm[] = [
+  'grouped',
+  'duplicated',
+  'padded',
+  'per-group',
+  'masked-dense',
+];
 
 /** How a grouped layer was written: masked-dense keeps the dense conv (zeros, no saving). */
 export interface ReportLowering {

@@ -20,7 +20,7 @@ function prepared(build: () => Model): Model {
 }
 
 /** A layer costs 1 µs per (cin · cout) pair (100 µs for `heavy` ones) plus 1 µs; the rest 0.02 ms. */
-function syntheticLatency(model: Model, heavy: ReadonlySet<string> = new Set()): LayerLatency & { calls: number } {
+function syntheticLatency(_model: Model, heavy: ReadonlySet<string> = new Set()): LayerLatency & { calls: number } {
   const seen = { calls: 0 };
   return {
     fixedMs: 0.02,
