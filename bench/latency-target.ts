@@ -7,7 +7,9 @@
  *
  * Run: node dist/bench/latency-target.js [--keep-latency 0.5] [--batches 1,8] [--methods l1,wsp]
  *      [--models resnet18,fmnist] [--runs 40] [--rounds 8] [--threads 0]
- * `wsp` runs its weight proxy (no data here).
+ * `wsp` runs its weight proxy (no data here). "planned k" is the search variable: the kept share of
+ * the MACs, or of the predicted latency for the methods that price channels by the latency table
+ * (l1, wsp); "MACs ratio" is the chosen structure's MACs over the dense model's.
  */
 import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
@@ -65,7 +67,7 @@ for (const name of wanted) {
       `\n${name}, batch ${batch}: --keep-latency ${keepLatency}; fresh timing ${runs} runs per cell in ${rounds} interleaved rounds, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`,
     );
     console.log(
-      ['method', 'probes', 'keep MACs', 'search ratio', 'dense ms', 'output ms', 'fresh ratio', 'within 5%', 'seconds']
+      ['method', 'probes', 'planned k', 'MACs ratio', 'search ratio', 'dense ms', 'output ms', 'fresh ratio', 'within 5%', 'seconds']
         .map((h, i) => (i ? h.padStart(12) : h.padEnd(8)))
         .join(' '),
     );
@@ -76,6 +78,7 @@ for (const name of wanted) {
       const cells = [
         String(search.probes.length),
         search.chosen.keepMacs.toFixed(3),
+        search.chosen.macsRatio.toFixed(3),
         (search.chosen.ms / search.chosen.denseMs).toFixed(3),
         denseMs.toFixed(2),
         times.get(method)!.toFixed(2),

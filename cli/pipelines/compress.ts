@@ -299,7 +299,7 @@ async function latencySearch(
   const log = options.log ?? (() => {});
   const denseMacs = computeCost(dense, inferShapes(dense)).totals.macs;
   const priced = method.pricesLatency ? await measuredLayers(dense, target.batch, options, notes) : undefined;
-  const tried = new Map<Probe, { structured: Structured; lowered: Model }>();
+  const tried = new Map<number, { structured: Structured; lowered: Model }>(); // by the probe's k
   const probeAt = async (keepMacs: number): Promise<Probe> => {
     const ctx = {
       common: { ...common, keepMacs },
@@ -313,20 +313,24 @@ async function latencySearch(
     const { ratio, denseMs } = await measureRatio(dense, lowered, options, target.batch);
     const macsRatio = computeCost(lowered, inferShapes(lowered)).totals.macs / denseMacs;
     const probe = { keepMacs, macsRatio, ms: ratio * denseMs, denseMs };
-    tried.set(probe, { structured, lowered });
+    tried.set(keepMacs, { structured, lowered });
     return probe;
   };
-  const blockers = async (probe: Probe) => unreducedLayers(dense, tried.get(probe)!.lowered);
+  const remeasure = async (probe: Probe): Promise<Probe> => {
+    const { ratio, denseMs } = await measureRatio(dense, tried.get(probe.keepMacs)!.lowered, options, target.batch);
+    return { ...probe, ms: ratio * denseMs, denseMs };
+  };
+  const blockers = async (probe: Probe) => unreducedLayers(dense, tried.get(probe.keepMacs)!.lowered);
   const initial = priced && target.ms !== undefined ? target.ms / priced.wholeMs : undefined;
   const unit = priced ? 'of the predicted latency' : 'of the MACs';
-  const search = await searchKeepMacs(target, probeAt, { log, blockers, initial, unit });
+  const search = await searchKeepMacs(target, probeAt, { log, blockers, remeasure, initial, unit });
   const { chosen } = search;
   const what = target.keep !== undefined ? `${target.keep} of the dense latency` : `${target.ms} ms`;
   notes.push(
     `latency target ${what} at batch ${target.batch}: ${search.probes.length} probe(s), plan for ${chosen.keepMacs.toFixed(3)} ${unit} ` +
       `(${chosen.macsRatio.toFixed(3)} of the MACs) → ${chosen.ms.toFixed(2)} ms, ${(chosen.ms / chosen.denseMs).toFixed(3)} of dense ${chosen.denseMs.toFixed(2)} ms (before fine-tuning)`,
   );
-  return { keepMacs: chosen.keepMacs, structured: tried.get(chosen)!.structured, search };
+  return { keepMacs: chosen.keepMacs, structured: tried.get(chosen.keepMacs)!.structured, search };
 }
 
 /**

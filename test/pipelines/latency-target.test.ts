@@ -60,6 +60,33 @@ describe('searchKeepMacs', () => {
     expect(miss(search.chosen)).toBe(Math.min(...search.probes.map(miss)));
   });
 
+  it('measures a probe that meets the tolerance again and goes on when the mean of both misses', async () => {
+    // r(k) = 0.2 + 0.8k; the first timing of every structure reads 8% fast (a lucky run), a second one is true.
+    const { probe: honest } = curve(0.2);
+    const lucky = async (k: number) => {
+      const p = await honest(k);
+      return { ...p, ms: p.ms * 0.92 };
+    };
+    const again: number[] = [];
+    const remeasure = async (p: Probe) => {
+      again.push(p.keepMacs);
+      return honest(p.keepMacs);
+    };
+    const search = await searchKeepMacs({ keep: 0.5, batch: 1 }, lucky, { remeasure, maxProbes: 12 });
+    expect(again.length).toBeGreaterThanOrEqual(1);
+    // Only structures whose mean of both timings (0.96 × the truth) is inside 2.5% are accepted.
+    const truth = 0.2 + 0.8 * search.chosen.keepMacs;
+    expect(Math.abs((0.96 * truth) / 0.5 - 1)).toBeLessThanOrEqual(0.025);
+    expect(search.chosen.ms / search.chosen.denseMs).toBeCloseTo(0.96 * truth, 6);
+    expect(again).toContain(search.chosen.keepMacs);
+    // Without the second timing the search stops on a lucky reading: the structure truly runs more than 5% slow.
+    const once = await searchKeepMacs({ keep: 0.5, batch: 1 }, lucky);
+    expect((0.2 + 0.8 * once.chosen.keepMacs) / 0.5 - 1).toBeGreaterThan(0.05);
+    // With it, the bias is halved (every first timing is lucky here, so the mean keeps 4% of it).
+    expect(Math.abs(truth / 0.5 - 1)).toBeLessThan((0.2 + 0.8 * once.chosen.keepMacs) / 0.5 - 1);
+    expect(Math.abs(truth / 0.5 - 1)).toBeLessThanOrEqual(1.025 / 0.96 - 1 + 1e-9);
+  });
+
   it('says a target is out of reach with the nearest reachable one and what stops it', async () => {
     const { probe, calls } = curve(0.6);
     const blockers = async (p: Probe) => `stem at ${p.keepMacs.toFixed(2)}`;
