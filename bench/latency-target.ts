@@ -67,7 +67,18 @@ for (const name of wanted) {
       `\n${name}, batch ${batch}: --keep-latency ${keepLatency}; fresh timing ${runs} runs per cell in ${rounds} interleaved rounds, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`,
     );
     console.log(
-      ['method', 'probes', 'planned k', 'MACs ratio', 'search ratio', 'dense ms', 'output ms', 'fresh ratio', 'within 5%', 'seconds']
+      [
+        'method',
+        'probes',
+        'planned k',
+        'MACs ratio',
+        'search ratio',
+        'dense ms',
+        'output ms',
+        'fresh ratio',
+        'within 5%',
+        'seconds',
+      ]
         .map((h, i) => (i ? h.padStart(12) : h.padEnd(8)))
         .join(' '),
     );
