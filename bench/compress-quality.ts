@@ -13,6 +13,7 @@
  *      [--finetune local+global|global|local|none] [--methods control,sg-cnn,wsp,wsp+proxy,dcff,l1] [--seed S]
  *      [--keep-latency F --latency-batch B]   (compare at equal measured latency instead of equal MACs:
  *      each method compresses to F of the dense latency at batch B, `regroup compress --keep-latency`)
+ *      [--latency-plan table|macs]   (how l1 and wsp choose channels under a latency target)
  *      [--round-to N]   (kept channel counts' multiple for the pruning methods; default the CPU's SIMD block)
  *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
@@ -29,6 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { cpuSimdBlock } from '../runtime/providers.js';
 import { compressModel, type CompressOutcome, type FinetuneScheme } from '../cli/pipelines/compress.js';
+import type { LatencyPlan } from '../cli/pipelines/latency-target.js';
 
 const root = ROOT;
 const args = new BenchArgs();
@@ -44,6 +46,7 @@ const seed = args.number('--seed', 0);
 const channelMultiple = args.number('--round-to', cpuSimdBlock());
 const keepLatency = Number(args.string('--keep-latency', '')) || undefined;
 const latencyBatch = args.number('--latency-batch', 1);
+const latencyPlan = args.string('--latency-plan', 'macs') as LatencyPlan;
 const which = (args.rest[0] ?? 'all').split(',');
 const shared = path.resolve(root, '../shared/fixtures');
 
@@ -78,7 +81,7 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     process.exit(1);
   }
   console.log(
-    `\n${name}: ${path.relative(root, subject.model)}, ${keepLatency ? `keep ${keepLatency} of the latency at batch ${latencyBatch}` : `keep ${keep} of the MACs`}, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples), seed ${seed}, pruned widths rounded to ${channelMultiple}`,
+    `\n${name}: ${path.relative(root, subject.model)}, ${keepLatency ? `keep ${keepLatency} of the latency at batch ${latencyBatch} (${latencyPlan} plan)` : `keep ${keep} of the MACs`}, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples), seed ${seed}, pruned widths rounded to ${channelMultiple}`,
   );
   console.log(
     [
@@ -107,7 +110,8 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
       method,
       methodOptions,
       keepMacs,
-      latencyTarget: keepLatency && label !== 'control' ? { keep: keepLatency, batch: latencyBatch } : undefined,
+      latencyTarget:
+        keepLatency && label !== 'control' ? { keep: keepLatency, batch: latencyBatch, plan: latencyPlan } : undefined,
       data: subject.data,
       testData: subject.testData,
       finetune: scheme,

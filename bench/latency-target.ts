@@ -6,7 +6,7 @@
  * acceptance is the fresh measurement: within 5% of F × the dense latency.
  *
  * Run: node dist/bench/latency-target.js [--keep-latency 0.5] [--batches 1,8] [--methods l1,wsp]
- *      [--models resnet18,fmnist] [--runs 40] [--rounds 8] [--threads 0]
+ *      [--models resnet18,fmnist] [--runs 40] [--rounds 8] [--threads 0] [--latency-plan macs|table]
  * `wsp` runs its weight proxy (no data here). "planned k" is the search variable: the kept share of
  * the MACs, or of the predicted latency for the methods that price channels by the latency table
  * (l1, wsp); "MACs ratio" is the chosen structure's MACs over the dense model's.
@@ -20,6 +20,7 @@ import { loadModel } from '../compiler/onnx/io.js';
 import { PREPARE, runPasses } from '../passes/index.js';
 import { compressModel, type CompressOutcome } from '../cli/pipelines/compress.js';
 import { interleavedMedians, type Timed } from './interleave.js';
+import type { LatencyPlan } from '../cli/pipelines/latency-target.js';
 
 const args = new BenchArgs();
 const keepLatency = args.number('--keep-latency', 0.5);
@@ -28,6 +29,7 @@ const runs = args.number('--runs', 40);
 const rounds = args.number('--rounds', 8);
 const threads = args.number('--threads', 0);
 const methods = args.string('--methods', 'l1,wsp').split(',');
+const plan = args.string('--latency-plan', 'macs') as LatencyPlan;
 const wanted = args.string('--models', 'resnet18').split(',');
 const MODELS: Record<string, string> = {
   resnet18: path.resolve(ROOT, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'),
@@ -53,7 +55,7 @@ for (const name of wanted) {
         method,
         methodOptions: method === 'wsp' ? { criterion: 'weight-proxy' } : {},
         keepMacs: keepLatency,
-        latencyTarget: { keep: keepLatency, batch },
+        latencyTarget: { keep: keepLatency, batch, plan },
         finetune: 'none',
         latency: false,
         seed: 0,
@@ -64,7 +66,7 @@ for (const name of wanted) {
     }
     const times = await interleavedMedians(timed, { batch, runs, rounds, threads });
     console.log(
-      `\n${name}, batch ${batch}: --keep-latency ${keepLatency}; fresh timing ${runs} runs per cell in ${rounds} interleaved rounds, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`,
+      `\n${name}, batch ${batch}: --keep-latency ${keepLatency} --latency-plan ${plan}; fresh timing ${runs} runs per cell in ${rounds} interleaved rounds, ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(1)}`,
     );
     console.log(
       [

@@ -20,6 +20,7 @@ import {
   type CompressOptions,
   type CompressOutcome,
 } from './pipelines/compress.js';
+import { LATENCY_PLANS, type LatencyPlan } from './pipelines/latency-target.js';
 import { reportJson, writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
 import { sideBySide } from './report/sides.js';
@@ -63,6 +64,14 @@ export function registerCompressCommand(program: Command): void {
       'batch size the latency target is measured at (default 1; --batch is the fine-tuning batch)',
       positiveInt,
       1,
+    )
+    .addOption(
+      new Option(
+        '--latency-plan <how>',
+        "with a latency target, how the pruning methods (l1, wsp) choose channels: 'macs' plans by MACs and the search times the result; 'table' weighs each channel's importance against the milliseconds it saves (each layer timed, cached) — faster per MAC, but it thins early layers and lost accuracy at equal latency where measured",
+      )
+        .choices([...LATENCY_PLANS])
+        .default('macs'),
     );
   addMethodFlags(command);
   command
@@ -132,7 +141,7 @@ function budgetOf(flags: Flags): Pick<CompressOptions, 'keepMacs' | 'latencyTarg
   const batch = flags.latencyBatch as number;
   const keep = flags.keepLatency as number | undefined;
   const ms = flags.latencyMs as number | undefined;
-  return { keepMacs: keep ?? 0.5, latencyTarget: { keep, ms, batch } };
+  return { keepMacs: keep ?? 0.5, latencyTarget: { keep, ms, batch, plan: flags.latencyPlan as LatencyPlan } };
 }
 
 function printCompress(file: string, output: string, o: CompressOutcome): void {

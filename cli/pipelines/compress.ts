@@ -298,7 +298,10 @@ async function latencySearch(
   const target = options.latencyTarget!;
   const log = options.log ?? (() => {});
   const denseMacs = computeCost(dense, inferShapes(dense)).totals.macs;
-  const priced = method.pricesLatency ? await measuredLayers(dense, target.batch, options, notes) : undefined;
+  const priced =
+    method.pricesLatency && target.plan === 'table'
+      ? await measuredLayers(dense, target.batch, options, notes)
+      : undefined;
   const tried = new Map<number, { structured: Structured; lowered: Model }>(); // by the probe's k
   const probeAt = async (keepMacs: number): Promise<Probe> => {
     const ctx = {
@@ -328,7 +331,7 @@ async function latencySearch(
   const what = target.keep !== undefined ? `${target.keep} of the dense latency` : `${target.ms} ms`;
   notes.push(
     `latency target ${what} at batch ${target.batch}: ${search.probes.length} probe(s), plan for ${chosen.keepMacs.toFixed(3)} ${unit} ` +
-      `(${chosen.macsRatio.toFixed(3)} of the MACs) → ${chosen.ms.toFixed(2)} ms, ${(chosen.ms / chosen.denseMs).toFixed(3)} of dense ${chosen.denseMs.toFixed(2)} ms (before fine-tuning)`,
+      `(lowered: ${chosen.macsRatio.toFixed(3)} of the MACs) → ${chosen.ms.toFixed(2)} ms, ${(chosen.ms / chosen.denseMs).toFixed(3)} of dense ${chosen.denseMs.toFixed(2)} ms (before fine-tuning)`,
   );
   return { keepMacs: chosen.keepMacs, structured: tried.get(chosen.keepMacs)!.structured, search };
 }
@@ -358,28 +361,36 @@ async function measuredLayers(
       }
     },
   });
+  const { wholeMs, layersMs } = profile.cost;
+  // Layers timed alone can add up to more than the whole model (each single-layer model pays its
+  // own input copies, layout conversions and thread start-up): then no time is left for a fixed
+  // rest, and the layers are priced at their share of the whole.
+  const scale = layersMs > wholeMs ? wholeMs / layersMs : 1;
+  const fixedMs = wholeMs - layersMs * scale;
   notes.push(
     `latency table (batch ${batch}): ${profile.measured} candidates measured, ${profile.reused} reused from ${profile.table.file}; ` +
-      `dense ${profile.cost.wholeMs.toFixed(2)} ms = layers ${profile.cost.layersMs.toFixed(2)} ms + the rest ${profile.cost.fixedMs.toFixed(2)} ms`,
+      (scale < 1
+        ? `dense ${wholeMs.toFixed(2)} ms, less than its layers timed alone (${layersMs.toFixed(2)} ms): layer times scaled by ${scale.toFixed(2)}, no fixed rest`
+        : `dense ${wholeMs.toFixed(2)} ms = layers ${layersMs.toFixed(2)} ms + the rest ${fixedMs.toFixed(2)} ms`),
     ...profile.notes,
   );
   const byOutput = new Map(
     profile.shapes.flatMap((shape) => shape.layers.map((l) => [l.node.outputs[0]?.name, shape] as const)),
   );
   const latency: LayerLatency = {
-    fixedMs: profile.cost.fixedMs,
+    fixedMs,
     layerMs(node, cin, cout) {
       const shape = byOutput.get(node.outputs[0]?.name);
       if (!shape) return undefined;
       const group = shape.group > 1 ? Math.max(1, Math.round((shape.group * cout) / shape.cout)) : 1;
       try {
-        return layerMs(profile.table, shape, { cin, cout, group });
+        return scale * layerMs(profile.table, shape, { cin, cout, group });
       } catch {
         return undefined; // off the measured grid: the pricing scales the dense time instead
       }
     },
   };
-  return { latency, wholeMs: profile.cost.wholeMs };
+  return { latency, wholeMs };
 }
 
 /** The layers a structure left (nearly) as heavy as in the dense model, heaviest first: what keeps its latency up. */

@@ -138,6 +138,43 @@ describe('regroup compress with a latency budget', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it("plans by MACs by default (no latency table) and names the plan's unit", async () => {
+    const out = path.join(tmp, 'macs-plan.onnx');
+    const r = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      out,
+      '--method',
+      'l1',
+      '--keep-latency',
+      '1',
+      '--json',
+      '--no-latency',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { notes: string[] };
+    expect(report.notes.some((n) => n.startsWith('latency table'))).toBe(false);
+    expect(report.notes.some((n) => /plan for \d\.\d{3} of the MACs \(lowered: \d\.\d{3} of the MACs\)/.test(n))).toBe(
+      true,
+    );
+  });
+
+  it('refuses an unknown --latency-plan, listing the choices', async () => {
+    const r = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      path.join(tmp, 'x.onnx'),
+      '--keep-latency',
+      '0.5',
+      '--latency-plan',
+      'flops',
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('macs, table');
+  });
+
   it('a reachable target writes a model and records its probes', async () => {
     const out = path.join(tmp, 'reachable.onnx');
     const r = await regroup(
@@ -154,10 +191,15 @@ describe('regroup compress with a latency budget', () => {
       '--json',
       '--round-to',
       '1',
+      '--latency-plan',
+      'table',
     );
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as { notes: string[]; latency: { batch: number }[] };
     expect(report.notes.some((n) => /^latency target 1 of the dense latency at batch 4: \d probe/.test(n))).toBe(true);
+    // The table plan priced channels by the layers' measured milliseconds at the target batch.
+    expect(report.notes.some((n) => /^latency table \(batch 4\): \d+ candidates measured/.test(n))).toBe(true);
+    expect(report.notes.some((n) => n.includes('of the predicted latency'))).toBe(true);
     expect(report.latency.map((l) => l.batch)).toEqual([1, 4, 8]);
     expect(fs.existsSync(out)).toBe(true);
   });
