@@ -12,18 +12,11 @@ import { DEFAULT_METHOD, METHODS } from '../passes/methods/index.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber, unitFraction } from './args.js';
 import { addMethodFlags, methodName, methodOptionsOf } from './method-flags.js';
-import { human, table } from './format.js';
-import {
-  allMaskedDense,
-  compressModel,
-  FINETUNE_SCHEMES,
-  type CompressOptions,
-  type CompressOutcome,
-} from './pipelines/compress.js';
+import { compressModel, FINETUNE_SCHEMES, type CompressOptions, type CompressOutcome } from './pipelines/compress.js';
 import { LATENCY_PLANS, type LatencyPlan } from './pipelines/latency-target.js';
 import { reportJson, writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
-import { sideBySide } from './report/sides.js';
+import { printCompress } from './report/compress-text.js';
 import { ProgressBars } from './train.js';
 
 type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log'> & {
@@ -142,31 +135,4 @@ function budgetOf(flags: Flags): Pick<CompressOptions, 'keepMacs' | 'latencyTarg
   const keep = flags.keepLatency as number | undefined;
   const ms = flags.latencyMs as number | undefined;
   return { keepMacs: keep ?? 0.5, latencyTarget: { keep, ms, batch, plan: flags.latencyPlan as LatencyPlan } };
-}
-
-function printCompress(file: string, output: string, o: CompressOutcome): void {
-  const rows = sideBySide(o.report).map((r) => [r.metric, r.before, r.after, r.change]);
-  console.log(`${file} → ${output} (${o.method}, ${o.seconds.toFixed(1)} s, peak RSS ${o.peakRssMb.toFixed(0)} MB)`);
-  console.log(table(['', 'dense', 'compressed', 'change'], rows, ['left', 'right', 'right', 'right']));
-  if (o.choices.length > 0) {
-    const layers = o.choices.map((c) => [
-      c.label,
-      c.form,
-      c.groups ? String(c.groups) : '—',
-      `${human(c.denseMacs)} → ${human(c.macs)}`,
-      c.reason,
-    ]);
-    console.log(
-      table(['layer', 'lowered as', 'groups', 'MACs', 'why'], layers, ['left', 'left', 'right', 'right', 'left']),
-    );
-  }
-  if (o.loweringError === 0 && allMaskedDense(o.choices))
-    console.log(
-      'lowered graph: the masked-dense reference itself (every grouped layer stayed masked dense; compared byte for byte)',
-    );
-  else if (o.loweringError !== undefined)
-    console.log(
-      `lowered graph vs masked-dense reference: max |diff| ${o.loweringError.toExponential(2)} of the output scale`,
-    );
-  for (const note of o.notes) console.log(`note: ${note}`);
 }
