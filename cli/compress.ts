@@ -16,6 +16,7 @@ import { compressModel, FINETUNE_SCHEMES, type CompressOptions, type CompressOut
 import { LATENCY_PLANS, type LatencyPlan } from './pipelines/latency-target.js';
 import { reportJson, writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
+import { writeProfile } from './profile-output.js';
 import { printCompress } from './report/compress-text.js';
 import { ProgressBars } from './train.js';
 
@@ -25,6 +26,7 @@ type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log'
   json?: boolean;
   report?: string;
   html?: string;
+  profile?: string;
 } & Record<string, unknown>;
 
 export function registerCompressCommand(program: Command): void {
@@ -97,6 +99,10 @@ export function registerCompressCommand(program: Command): void {
     .option('--json', 'print the report as JSON')
     .option('--report <file>', 'also write the report as JSON (see `regroup report`)')
     .option('--html <file>', 'also write a self-contained HTML page')
+    .option(
+      '--profile <file>',
+      'profile the fine-tuning step with onnxruntime: time by op type, by layer and by node, arena peak; printed and written to FILE as JSON',
+    )
     .action(async (file: string, flags: Flags) => {
       const bars = new ProgressBars(flags.json === true);
       const log = flags.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
@@ -105,6 +111,7 @@ export function registerCompressCommand(program: Command): void {
         ...budgetOf(flags),
         methodOptions: methodOptionsOf({ ...flags, method: flags.method ?? DEFAULT_METHOD }),
         ep: parseProvider(flags.ep),
+        profileStep: flags.profile !== undefined,
         onProgress: (event) => bars.on(event),
         log,
       });
@@ -112,6 +119,7 @@ export function registerCompressCommand(program: Command): void {
       if (flags.json) console.log(reportJson(outcome.report));
       else printCompress(file, flags.output, outcome);
       if (flags.report) writeReport(flags.report, outcome.report);
+      if (flags.profile) writeProfile(flags.profile, outcome.steps.at(-1)?.profile, !flags.json);
       if (flags.html)
         writeAtomic(flags.html, [
           Buffer.from(

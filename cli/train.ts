@@ -31,6 +31,7 @@ import type { TrainProgress } from '../runtime/train/types.js';
 import { fileBytes } from './evaluate.js';
 import { human } from './format.js';
 import { progress, type Progress } from './progress.js';
+import { writeProfile } from './profile-output.js';
 import { writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
 import { REPORT_FORMAT, REPORT_VERSION, type Report, type ReportTraining } from './report/schema.js';
@@ -61,6 +62,8 @@ export interface TrainCommandOptions {
   preset?: string;
   logits?: string;
   force?: boolean;
+  /** Profile the training step (TrainResult.profile). */
+  profileStep?: boolean;
   onProgress?: (event: TrainProgress) => void;
 }
 
@@ -262,6 +265,7 @@ function buildTrainOptions(
     resume: o.resume,
     ep: o.ep,
     threads: o.threads,
+    profileStep: o.profileStep,
     onProgress: o.onProgress,
   };
   return options;
@@ -404,6 +408,7 @@ interface CommandFlags extends Omit<FinetuneCommandOptions, 'onProgress' | 'loca
   localThenGlobal?: boolean;
   json?: boolean;
   report?: string;
+  profile?: string;
   html?: string;
 }
 
@@ -453,7 +458,11 @@ function addTrainingFlags(command: Command, defaults: { epochs?: number; lrHelp:
     .option('--force', 'allow overwriting the input model')
     .option('--json', 'print the report as JSON')
     .option('--report <file>', 'also write the report in the common JSON format (see `regroup report`)')
-    .option('--html <file>', 'also write a self-contained HTML page with the loss and accuracy curves');
+    .option('--html <file>', 'also write a self-contained HTML page with the loss and accuracy curves')
+    .option(
+      '--profile <file>',
+      "profile the training step with onnxruntime: time by op type, by layer and by node, and the arena's peak memory, printed and written to FILE as JSON",
+    );
 }
 
 /** Add `train` and `finetune` to the program. */
@@ -531,6 +540,7 @@ async function runCommand(
     preset: flags.preset,
     logits: flags.logits,
     force: flags.force,
+    profileStep: flags.profile !== undefined,
     onProgress: (event) => bars.on(event),
   };
   const outcome = await call(options);
@@ -538,6 +548,7 @@ async function runCommand(
   if (flags.json) console.log(JSON.stringify(outcome.report, null, 2));
   else printOutcome(file, outcome);
   if (flags.report) writeReport(flags.report, outcome.report);
+  if (flags.profile) writeProfile(flags.profile, outcome.result.train?.profile, !flags.json);
   const title = `regroup ${outcome.report.kind} report: ${path.basename(flags.output)}`;
   if (flags.html) writeAtomic(flags.html, [Buffer.from(renderHtml([outcome.report], { title }))]);
 }

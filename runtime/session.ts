@@ -17,6 +17,8 @@ export interface SessionOptions {
   threads?: number;
   /** 'disabled' for numeric checks, 'all' (default) for latency. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Record onnxruntime's per-node profile under this file prefix (runtime/profile.ts). */
+  profile?: string;
 }
 
 export type Feeds = Record<string, ort.Tensor>;
@@ -35,6 +37,7 @@ export async function createSession(
     intraOpNumThreads: options.threads ?? 0,
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    ...(options.profile ? { enableProfiling: true, profileFilePrefix: options.profile } : {}),
   };
   const input = isModel(source) ? encodeModel(source).bytes : source;
   try {

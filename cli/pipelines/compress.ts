@@ -11,6 +11,7 @@
  * another. What a method needs measured on data reaches it through `Measurements`, which this
  * module implements with the runtime (calibration, output divergence, saliency).
  */
+import type { ProfileSummary } from '../../runtime/profile.js';
 import { analyzeChannels } from '../../compiler/analysis/channel-groups.js';
 import type { Connectivity } from '../../compiler/analysis/connectivity.js';
 import { computeCost } from '../../compiler/analysis/cost.js';
@@ -92,6 +93,8 @@ export interface CompressOptions {
    * the MACs fraction is searched until the lowered structure runs at the target.
    */
   latencyTarget?: LatencyTarget;
+  /** Profile the global fine-tuning step with onnxruntime (StepRecord.profile). */
+  profileStep?: boolean;
   onProgress?: (event: TrainProgress) => void;
   log?: (line: string) => void;
 }
@@ -106,6 +109,8 @@ export interface StepRecord {
   figures: Readonly<Record<string, number>>;
   /** Fine-tuning of this step: scheme and samples per epoch (undefined: all), or none. */
   finetune: { scheme: FinetuneScheme; samples: number | undefined; epochs: number; seed: number };
+  /** Where the global fine-tuning step's time went (with `profileStep`). */
+  profile?: ProfileSummary;
 }
 
 export interface CompressOutcome {
@@ -268,13 +273,14 @@ async function runSchedule(
     if (k === schedule.length - 1) log(`structured (${method.name}): ${share}`);
     else log(`step ${k + 1}/${schedule.length}: ${share}; fine-tuning before the next step`);
     const limit = step.limit ?? options.limit;
-    const tuned = await fineTune(structured, dense, data, { ...options, limit, seed }, notes);
+    const { model: tuned, profile } = await fineTune(structured, dense, data, { ...options, limit, seed }, notes);
     const finetune = { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed } as const;
     records.push({
       keepMacs: step.keepMacs,
       macsRatio: structured.macsRatio,
       figures: structured.figures ?? {},
       finetune,
+      ...(profile ? { profile } : {}),
     });
     start = tuned;
     last = { structured, tuned };
@@ -474,9 +480,9 @@ async function fineTune(
   data: Data | undefined,
   options: CompressOptions,
   notes: string[],
-): Promise<Model> {
+): Promise<{ model: Model; profile?: ProfileSummary }> {
   const scheme = schemeOf(options);
-  if (scheme === 'none' || !data) return structured.model;
+  if (scheme === 'none' || !data) return { model: structured.model };
   const [{ finetune }, { defaultAugmentation }] = await Promise.all([
     import('../../runtime/train/finetune.js'),
     import('../../runtime/train/augment.js'),
@@ -501,13 +507,14 @@ async function fineTune(
     dense: scheme === 'global' ? undefined : dense,
     onProgress: options.onProgress,
     hooks: structured.hooks,
+    profileStep: options.profileStep,
   });
   const samples = options.limit ? ` on ${options.limit} samples` : '';
   const loss = kd ? `distillation from the dense model (T ${temperature}, α ${alpha})` : 'cross-entropy';
   const global = scheme !== 'local' ? `, ${options.epochs ?? 1} epoch(s)${samples}, ${loss}` : '';
   notes.push(`fine-tuning: ${scheme}${global}; ${result.masks.zeros} masked weights held at zero`, ...result.notes);
   if (result.local) notes.push(localSummary(result.local));
-  return result.model;
+  return { model: result.model, profile: result.global?.profile };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -64,8 +64,10 @@ export function lowerTrainingBatchNorms(model: Model, options: TrainingBatchNorm
         'unsupported',
         `node ${node}: input '${x.name}' has unknown rank; give the graph inputs shapes`,
       );
+    emitter.scope = node.name || undefined;
     lowerOne(emitter, node, rank, dtype, options.momentum, result);
   }
+  emitter.scope = undefined;
   graph.sort();
   return result;
 }

@@ -31,6 +31,12 @@ export class Emitter {
     readonly prefix = 'grad',
   ) {}
 
+  /**
+   * The forward node whose backward pass is being emitted: node names become
+   * `<prefix>/<scope>/<op>`, so a profile can charge backward time to its layer.
+   */
+  scope: string | undefined;
+
   /** Append a single-output node and return its output. */
   op(opType: string, inputs: readonly (Value | undefined)[], attributes: Attrs = [], name?: string): Value {
     return this.ops(opType, inputs, 1, attributes, name)[0]!;
@@ -45,7 +51,7 @@ export class Emitter {
     name?: string,
   ): Value[] {
     const node = this.graph.addNode(opType, inputs, {
-      name: this.graph.names.fresh(`${this.prefix}/${name ?? opType}`),
+      name: this.graph.names.fresh(`${this.prefix}/${this.scope ? `${this.scope}/` : ''}${name ?? opType}`),
       attributes: [...attributes],
       outputs: count,
     });

@@ -66,7 +66,12 @@ export function appendGradients(model: Model, request: GradientRequest): Gradien
   const emitter = new Emitter(graph, model.opset('') ?? 17);
   const walk = new BackwardWalk(emitter, shapes, path, request.regions ?? [], request.options ?? {});
   walk.seed(loss);
-  for (let at = path.nodes.length - 1; at >= 0; at--) walk.visit(path.nodes[at]!);
+  for (let at = path.nodes.length - 1; at >= 0; at--) {
+    const node = path.nodes[at]!;
+    emitter.scope = node.name || `${node.opType}#${at}`;
+    walk.visit(node);
+  }
+  emitter.scope = undefined;
   const gradients = new Map(
     request.wrt.map((v, k) => [v, walk.total(wrt[k]!) ?? emitter.zerosLike(wrt[k]!, walk.dtype(wrt[k]!))]),
   );

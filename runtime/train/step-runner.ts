@@ -14,6 +14,7 @@ import { RegroupError } from '../../compiler/errors.js';
 import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
 import type { Tensor } from '../../compiler/ir/tensor.js';
 import { createSession, ort, run, toOrtTensor, type Feeds, type SessionOptions } from '../session.js';
+import { finishProfile, summariseProfile, type ProfileSummary } from '../profile.js';
 import type { TrainedValue } from './checkpoint.js';
 import type { SavedTensor, StateElementType } from './state.js';
 
@@ -46,6 +47,8 @@ export class StepRunner {
   /** Fed tensors by step input name. */
   readonly #fed = new Map<string, OrtTensor>();
   readonly #fetches: string[];
+  /** The profile prefix while profiling. */
+  #profile: string | undefined;
 
   private constructor(
     readonly graph: TrainingGraph,
@@ -63,7 +66,9 @@ export class StepRunner {
         'unsupported',
         `the model has ${graph.inputs.data.length} data inputs (${graph.inputs.data.join(', ')}); training feeds one image input`,
       );
-    return new StepRunner(graph, await createSession(graph.model, { optimization: 'all', ...options }));
+    const runner = new StepRunner(graph, await createSession(graph.model, { optimization: 'all', ...options }));
+    runner.#profile = options.profile;
+    return runner;
   }
 
   /** Parameters then state, in the training graph's order. */
@@ -189,6 +194,17 @@ export class StepRunner {
       values.set(c.name, { dtype: DTYPE_OF[t.type] ?? c.init.dtype, dims: t.dims, data: t.data as TypedArray });
     }
     return values;
+  }
+
+  /**
+   * End the profile of a runner created with `options.profile` and summarise it
+   * (runtime/profile.ts); undefined when it was not profiled.
+   */
+  finishProfile(): ProfileSummary | undefined {
+    if (!this.#profile) return undefined;
+    const events = finishProfile(this.session, this.#profile);
+    this.#profile = undefined;
+    return summariseProfile(events);
   }
 
   async release(): Promise<void> {

@@ -40,11 +40,14 @@ import { describeSchedule, type ScheduleSpec } from './schedule.js';
 import { checkLabels, countCorrect, DEFAULT_SCHEDULE, makePlan, trainingSpec, type Plan } from './plan.js';
 import { readTrainState, settingsMismatch, stateFileFor, writeTrainState, type TrainState } from './state.js';
 import { StepRunner } from './step-runner.js';
+import { profilePrefix, type ProfileSummary } from '../profile.js';
 import { Teacher } from './teacher.js';
 import type { EpochRecord, LossPoint, TrainHooks, TrainProgress } from './types.js';
 
 /** A training run: data, length, optimisation, loss, augmentation, checkpoints (defaults in the header). */
-export interface TrainOptions extends SessionOptions {
+export interface TrainOptions extends Omit<SessionOptions, 'profile'> {
+  /** Profile the step graph with onnxruntime and return the summary (TrainResult.profile). */
+  profileStep?: boolean;
   train: Dataset;
   /** Evaluated after every epoch when given. */
   test?: Dataset;
@@ -110,6 +113,8 @@ export interface TrainResult {
   loss: LossSpec;
   schedule: string;
   augment?: AugmentSpec;
+  /** Where the step graph's time went (with `profileStep`). */
+  profile?: ProfileSummary;
   notes: string[];
 }
 
@@ -166,7 +171,10 @@ export class Trainer {
       trainingSpec(options, plan),
     );
     const session = { ep: options.ep, threads: options.threads, optimization: options.optimization };
-    const runner = await StepRunner.create(graph, session);
+    const runner = await StepRunner.create(
+      graph,
+      options.profileStep ? { ...session, profile: profilePrefix() } : session,
+    );
     let teacher: Teacher | undefined;
     try {
       teacher =
@@ -193,7 +201,10 @@ export class Trainer {
     if (this.#position.epoch >= epochs && this.#resumedAfter === epochs)
       this.notes.push(`the saved state had already finished all ${epochs} epochs; nothing to train`);
     this.#syncWeights();
-    return this.#result();
+    const result = this.#result();
+    const profile = this.runner.finishProfile();
+    if (profile) result.profile = profile;
+    return result;
   }
 
   /** The hooks' refresh of the fed tensors at the start of an epoch. */
