@@ -12,7 +12,7 @@ import { DEFAULT_METHOD, METHODS } from '../passes/methods/index.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber, unitFraction } from './args.js';
 import { addMethodFlags, methodName, methodOptionsOf } from './method-flags.js';
-import { compressModel, FINETUNE_SCHEMES, type CompressOptions, type CompressOutcome } from './pipelines/compress.js';
+import { compressModel, FINETUNE_SCHEMES, type CompressOptions } from './pipelines/compress.js';
 import { LATENCY_PLANS, type LatencyPlan } from './pipelines/latency-target.js';
 import { reportJson, writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
