@@ -1,8 +1,9 @@
 /**
  * Step time of a training graph (not a test; run with `node dist/bench/train-step.js
  * [model.onnx] [batch] [size]`): ResNet-20 (../shared/fixtures) by default at batch 64 on
- * 3×32×32, SGD with Nesterov momentum, all graph optimisations, the two ∂W formulations
- * interleaved run by run so machine noise hits both alike. Prints the median of each.
+ * 3×32×32, SGD with Nesterov momentum, all graph optimisations; the Conv gradient
+ * formulations (∂x as a flipped-kernel Conv or ConvTranspose, ∂W by patches or a swapped Conv)
+ * interleaved run by run so machine noise hits them alike. Prints the median of each.
  */
 import { buildTrainingGraph } from '../compiler/autodiff/training.js';
 import type { GradientOptions } from '../compiler/autodiff/gradients.js';
@@ -18,8 +19,9 @@ const model = loadModel(file);
 const channels = model.graph.inputs.find((v) => !v.isInitializer())!.type!.shape![1] as number;
 const batch = syntheticBatch([batchSize, channels, size, size], 10, 1);
 const variants: Record<string, GradientOptions> = {
-  patches: { convWeightGradient: 'patches' },
-  swapped: { convWeightGradient: 'swapped' },
+  'conv ∂x': { convWeightGradient: 'patches', convInputGradient: 'conv' },
+  'ConvTranspose ∂x': { convWeightGradient: 'patches', convInputGradient: 'transpose' },
+  'swapped ∂W': { convWeightGradient: 'swapped', convInputGradient: 'conv' },
 };
 const harness: Record<string, StepHarness> = {};
 for (const [name, options] of Object.entries(variants)) {
@@ -34,7 +36,7 @@ for (const [name, options] of Object.entries(variants)) {
     `${name}: ${graph.model.graph.nodeCount} nodes, built and loaded in ${(performance.now() - t).toFixed(0)} ms`,
   );
 }
-const times: Record<string, number[]> = { patches: [], swapped: [] };
+const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
 for (let round = 0; round < 9; round++) {
   for (const name of Object.keys(variants)) {
     const t = performance.now();

@@ -1,5 +1,6 @@
 /**
- * Conv gradients (∂x via ConvTranspose, ∂W via patches + MatMul, ∂b) against finite
+ * Conv gradients (∂x via the flipped-kernel Conv at unit strides and ConvTranspose otherwise,
+ * or ConvTranspose everywhere; ∂W via patches + MatMul; ∂b) against finite
  * differences. The CPU provider has no float64 Conv, so these run in float32 with ε = 1e-2
  * and a random-projection loss (linear in the output, so the differences carry no
  * second-order error): every checked entry and direction within relative error 1e-2.
@@ -8,7 +9,9 @@ import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../compiler/ir/builder.js';
 import { DataType } from '../../compiler/ir/dtype.js';
 import type { AttrInput } from '../../compiler/ir/builder.js';
-import { gradCheck, projectionLoss, randomInput } from './gradcheck.js';
+import { gradientModel } from '../../compiler/autodiff/gradients.js';
+import { createSession, run } from '../../runtime/session.js';
+import { feedsOf, gradCheck, projectionLoss, randomInput } from './gradcheck.js';
 
 const F32 = DataType.FLOAT;
 const TOLERANCE = 1e-2;
@@ -83,7 +86,11 @@ function convModel(c: ConvCase) {
   return b.model;
 }
 
-async function check(c: ConvCase, convWeightGradient: 'patches' | 'swapped') {
+async function check(
+  c: ConvCase,
+  convWeightGradient: 'patches' | 'swapped',
+  convInputGradient: 'conv' | 'transpose' = 'conv',
+) {
   const inputs = {
     x: randomInput(c.x, F32, 1),
     w: randomInput(c.w, F32, 2),
@@ -93,11 +100,10 @@ async function check(c: ConvCase, convWeightGradient: 'patches' | 'swapped') {
   const errors = await gradCheck(convModel(c), wrt, inputs, {
     eps: 1e-2,
     entries: 32,
-    options: { convWeightGradient },
+    options: { convWeightGradient, convInputGradient },
   });
-  console.log(
-    `[gradcheck] Conv ${c.name}${convWeightGradient === 'swapped' ? ' (swapped ∂W)' : ''}: ${JSON.stringify(errors)}`,
-  );
+  const variant = `${convWeightGradient === 'swapped' ? ' (swapped ∂W)' : ''}${convInputGradient === 'transpose' ? ' (ConvTranspose ∂x)' : ''}`;
+  console.log(`[gradcheck] Conv ${c.name}${variant}: ${JSON.stringify(errors)}`);
   for (const error of Object.values(errors)) expect(error).toBeLessThanOrEqual(TOLERANCE);
 }
 
@@ -105,6 +111,42 @@ describe('Conv gradient (float32, ε = 1e-2, rel. err ≤ 1e-2)', () => {
   for (const c of CASES) it(c.name, () => check(c, 'patches'));
 });
 
+describe('Conv ∂x as ConvTranspose for every stride (the alternative to the flipped-kernel Conv)', () => {
+  for (const c of CASES) it(c.name, () => check(c, 'patches', 'transpose'));
+});
+
 describe('Conv ∂W as a swapped Conv (the slower alternative, group 1)', () => {
   for (const c of CASES.filter((k) => (k.attrs.group ?? 1) === 1)) it(c.name, () => check(c, 'swapped'));
+});
+
+describe('Conv ∂x: the flipped-kernel Conv equals ConvTranspose (graph optimisations off)', () => {
+  for (const c of CASES)
+    it(c.name, async () => {
+      const inputs = {
+        x: randomInput(c.x, F32, 4),
+        w: randomInput(c.w, F32, 5),
+        ...(c.bias ? { b: randomInput([c.w[0]!], F32, 6) } : {}),
+      };
+      const dx = async (convInputGradient: 'conv' | 'transpose') => {
+        const gm = gradientModel(convModel(c), { loss: 'loss', wrt: ['x'], options: { convInputGradient } });
+        const ops = new Set(gm.model.graph.nodeList().map((n) => n.opType));
+        const session = await createSession(gm.model, { optimization: 'disabled' });
+        try {
+          const out = await run(session, feedsOf(inputs));
+          return { data: out[gm.gradients.get('x')!]!.data as Float32Array, ops };
+        } finally {
+          await session.release();
+        }
+      };
+      const [conv, transpose] = [await dx('conv'), await dx('transpose')];
+      const unit = ((c.attrs.strides as number[] | undefined) ?? [1]).every((s) => s === 1);
+      // Unit-stride layers get the Conv form (no ConvTranspose left); strided ones keep ConvTranspose.
+      expect(conv.ops.has('ConvTranspose')).toBe(!unit);
+      expect(transpose.ops.has('ConvTranspose')).toBe(true);
+      const scale = Math.max(...transpose.data.map(Math.abs));
+      let worst = 0;
+      for (let i = 0; i < conv.data.length; i++) worst = Math.max(worst, Math.abs(conv.data[i]! - transpose.data[i]!));
+      expect(conv.data.length).toBe(transpose.data.length);
+      expect(worst / scale).toBeLessThanOrEqual(1e-6);
+    });
 });

@@ -93,7 +93,7 @@ export function squaresLoss(graph: Graph, y: Value, dims: readonly number[], dty
   );
 }
 
-function feedsOf(inputs: Inputs, override?: { name: string; data: Float64Array }): Feeds {
+export function feedsOf(inputs: Inputs, override?: { name: string; data: Float64Array }): Feeds {
   const feeds: Feeds = {};
   for (const [name, input] of Object.entries(inputs)) {
     const data = override?.name === name ? override.data : input.data;

@@ -19,6 +19,12 @@ export interface GradientOptions {
    * swapped; group 1 only, grouped convs fall back to patches), kept for comparison.
    */
   readonly convWeightGradient?: 'patches' | 'swapped';
+  /**
+   * ∂x of Conv: 'conv' (default) — where every stride is 1, a Conv of ∂y with the kernel
+   * flipped and its in/out channels swapped per group, which the CPU provider runs in its
+   * blocked layout; strided layers use ConvTranspose — or 'transpose': ConvTranspose always.
+   */
+  readonly convInputGradient?: 'conv' | 'transpose';
 }
 
 export interface RuleContext {

@@ -3,7 +3,12 @@
  * y[n, o, q] = Σ_{c ∈ group(o), j} W[o, c, j] · x[n, c, q·s − p + j·d] + b[o].
  *
  *   ∂x = ConvTranspose(∂y, W) with the same stride, dilation, group and begin pads, end pads
- *        and output_padding from window.ts so the result has x's spatial size.
+ *        and output_padding from window.ts so the result has x's spatial size. With unit
+ *        strides it is a plain correlation of ∂y with the flipped kernel,
+ *          ∂x[n, c, i] = Σ_{o ∈ group(c), j} W[o, c, K−1−j] · ∂y[n, o, i − (K−1−j)·d + p],
+ *        i.e. Conv(∂y, W̃) with W̃[c, o, j] = W[o, c, K−1−j] (per group), begin pads
+ *        (K−1)·d − p_begin and end pads that give x's size; onnxruntime's CPU provider runs a
+ *        Conv in its blocked layout and a ConvTranspose through im2col-style buffers.
  *   ∂W = patch extraction + MatMul (DESIGN.md: about 2× a forward conv on the CPU provider,
  *        against 5–9× for a Conv with batch and channels swapped):
  *          P = Conv(x, E, group = C) with E[c·K + j, 0] = one-hot(j), K = ∏ kernel —
@@ -32,7 +37,10 @@ const conv: GradientRule = (c) => {
   const group = c.node.getInt('group', 1);
   const spatialAxes = kernel.map((_, a) => a + 2);
   return [
-    c.needs(0) ? inputGradient(c, dy, w, window, group) : undefined,
+    c.needs(0)
+      ? (c.options.convInputGradient !== 'transpose' && flippedConvGradient(c, dy, w, wShape, window, group)) ||
+        inputGradient(c, dy, w, window, group)
+      : undefined,
     c.needs(1)
       ? c.options.convWeightGradient === 'swapped' && group === 1
         ? swappedWeightGradient(c, dy, x, wShape, window)
@@ -54,6 +62,51 @@ function inputGradient(c: RuleContext, dy: Value, w: Value, window: Window, grou
       attr.ints('dilations', window.dilations),
       attr.ints('pads', pads),
       attr.ints('output_padding', outputPadding),
+      attr.int('group', group),
+    ],
+  );
+}
+
+/**
+ * ∂x as Conv(∂y, W̃) for unit strides (see the header); undefined where that form does not
+ * apply (a stride, or padding wider than the dilated kernel, which would need negative pads).
+ */
+function flippedConvGradient(
+  c: RuleContext,
+  dy: Value,
+  w: Value,
+  wShape: readonly number[],
+  window: Window,
+  group: number,
+): Value | undefined {
+  if (window.strides.some((s) => s !== 1)) return undefined;
+  const reach = window.kernel.map((k, a) => (k - 1) * window.dilations[a]!);
+  const begin = reach.map((r, a) => r - window.padsBegin[a]!);
+  const end = reach.map((r, a) => window.inSize[a]! - window.outSize[a]! - begin[a]! + r);
+  if ([...begin, ...end].some((p) => p < 0)) return undefined;
+  const [outChannels, groupChannels] = [wShape[0]!, wShape[1]!];
+  const kernel = window.kernel;
+  // [O, C/g, K…] → [g, O/g, C/g, K…] → [g, C/g, O/g, K…] → [C, O/g, K…], then flip every spatial axis.
+  const spatial = kernel.map((_, a) => a + 3);
+  const grouped = c.e.reshape(w, c.e.int64([group, outChannels / group, groupChannels, ...kernel]));
+  const swapped = c.e.transpose(grouped, [0, 2, 1, ...spatial]);
+  let flipped = c.e.reshape(swapped, c.e.int64([group * groupChannels, outChannels / group, ...kernel]));
+  const axes = kernel.map((k, a) => (k > 1 ? a + 2 : -1)).filter((a) => a >= 0);
+  if (axes.length > 0)
+    flipped = c.e.op('Slice', [
+      flipped,
+      c.e.int64(axes.map(() => -1)),
+      c.e.int64(axes.map((a) => -(kernel[a - 2]! + 1))),
+      c.e.int64(axes),
+      c.e.int64(axes.map(() => -1)),
+    ]);
+  return c.e.op(
+    'Conv',
+    [dy, flipped],
+    [
+      attr.ints('kernel_shape', kernel),
+      attr.ints('dilations', window.dilations),
+      attr.ints('pads', [...begin, ...end]),
       attr.int('group', group),
     ],
   );
