@@ -1,51 +1,195 @@
 /**
- * Step time of a training graph (not a test; run with `node dist/bench/train-step.js
- * [model.onnx] [batch] [size]`): ResNet-20 (../shared/fixtures) by default at batch 64 on
- * 3×32×32, SGD with Nesterov momentum, all graph optimisations; the Conv gradient
- * formulations (∂x as a flipped-kernel Conv or ConvTranspose, ∂W by patches or a swapped Conv)
- * interleaved run by run so machine noise hits them alike. Prints the median of each.
+ * Training step against inference and against PyTorch on the same CPU (not a test):
+ *
+ *   node dist/bench/train-step.js [--subjects resnet20,resnet20-28,fmnist] [--batch 128] [--steps 10]
+ *                                 [--forms] [--no-torch]
+ *
+ * Subjects: ResNet-20 (../shared/fixtures) on 3×32×32; the same network on 1×28×28 (its first
+ * convolution cut to one input channel); the Fashion-MNIST ResNet on 1×28×28. For each: the
+ * step graph regroup trains with (SGD, Nesterov momentum, weight decay, cross-entropy; all
+ * graph optimisations) and the inference model, timed in interleaved rounds so load hits
+ * both alike; step ÷ 3× forward (a backward pass costs about two forwards, so ≈ 1 is the
+ * floor); the arena's peak while stepping (onnxruntime's profile); and PyTorch's step and
+ * forward on the same network (bench/torch-step.py) when python3 has torch and onnx —
+ * otherwise a note. `--forms` adds the step with the other Conv gradient formulations.
  */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { buildTrainingGraph } from '../compiler/autodiff/training.js';
 import type { GradientOptions } from '../compiler/autodiff/gradients.js';
-import { loadModel } from '../compiler/onnx/io.js';
-import { ort } from '../runtime/session.js';
-import { sharedModel } from '../test/helpers/shared.js';
-import { StepHarness, syntheticBatch } from '../test/autodiff/step.js';
+import type { Model } from '../compiler/ir/model.js';
+import { Tensor } from '../compiler/ir/tensor.js';
+import { loadModel, saveModel } from '../compiler/onnx/io.js';
+import { createSession, ort, run } from '../runtime/session.js';
+import { StepRunner } from '../runtime/train/step-runner.js';
+import { profilePrefix } from '../runtime/profile.js';
+import { BenchArgs, ROOT } from './args.js';
 
 ort.env.logLevel = 'error';
-const [file = sharedModel('resnet20'), batchArg = '64', sizeArg = '32'] = process.argv.slice(2);
-const [batchSize, size] = [Number(batchArg), Number(sizeArg)];
-const model = loadModel(file);
-const channels = model.graph.inputs.find((v) => !v.isInitializer())!.type!.shape![1] as number;
-const batch = syntheticBatch([batchSize, channels, size, size], 10, 1);
-const variants: Record<string, GradientOptions> = {
-  'conv ∂x': { convWeightGradient: 'patches', convInputGradient: 'conv' },
-  'ConvTranspose ∂x': { convWeightGradient: 'patches', convInputGradient: 'transpose' },
-  'swapped ∂W': { convWeightGradient: 'swapped', convInputGradient: 'conv' },
+const args = new BenchArgs();
+const batch = args.number('--batch', 128);
+const steps = args.number('--steps', 10);
+const forms = args.has('--forms');
+const torch = !args.has('--no-torch');
+const wanted = args.string('--subjects', 'resnet20,resnet20-28,fmnist').split(',');
+
+const resnet20 = path.resolve(ROOT, '../shared/fixtures/models/resnet20-cifar10-pytorch/resnet20.onnx');
+const SUBJECTS: Record<string, { file: string; channels: number; size: number }> = {
+  resnet20: { file: resnet20, channels: 3, size: 32 },
+  'resnet20-28': { file: resnet20, channels: 1, size: 28 },
+  fmnist: { file: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'), channels: 1, size: 28 },
 };
-const harness: Record<string, StepHarness> = {};
-for (const [name, options] of Object.entries(variants)) {
-  const t = performance.now();
-  const graph = buildTrainingGraph(
-    model,
-    { loss: { kind: 'cross-entropy' }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 } },
-    options,
-  );
-  harness[name] = await StepHarness.open(graph, 'all');
-  console.log(
-    `${name}: ${graph.model.graph.nodeCount} nodes, built and loaded in ${(performance.now() - t).toFixed(0)} ms`,
-  );
+const FORMS: Record<string, GradientOptions> = {
+  default: {},
+  ...(forms
+    ? {
+        'ConvTranspose ∂x': { convInputGradient: 'transpose' },
+        'swapped ∂W': { convWeightGradient: 'swapped' },
+      }
+    : {}),
+};
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-train-step-'));
+
+/** The model with its input made [N, channels, size, size] and its first Conv cut to `channels` inputs. */
+function reshaped(file: string, channels: number, size: number): Model {
+  const model = loadModel(file);
+  const input = model.graph.inputs.find((v) => !v.isInitializer())!;
+  const had = input.type!.shape![1] as number;
+  input.type = { ...input.type!, shape: ['N', channels, size, size] };
+  if (had !== channels) {
+    const conv = model.graph.nodeList().find((n) => n.opType === 'Conv')!;
+    const w = conv.input(1).constValue!;
+    const [o, , kh, kw] = w.dims as number[];
+    const cut = new Float32Array(o! * channels * kh! * kw!);
+    const data = w.data as Float32Array;
+    for (let f = 0; f < o!; f++)
+      for (let c = 0; c < channels; c++)
+        cut.set(
+          data.subarray((f * had + c) * kh! * kw!, (f * had + c + 1) * kh! * kw!),
+          (f * channels + c) * kh! * kw!,
+        );
+    model.graph.setInitializer(conv.input(1), Tensor.fromArray(w.dtype, [o!, channels, kh!, kw!], cut));
+  }
+  return model;
 }
-const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
-for (let round = 0; round < 9; round++) {
-  for (const name of Object.keys(variants)) {
+
+function randomBatch(channels: number, size: number) {
+  let state = 12345;
+  const next = () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state / 2 ** 31 - 0.5;
+  };
+  const data = new ort.Tensor('float32', Float32Array.from({ length: batch * channels * size * size }, next), [
+    batch,
+    channels,
+    size,
+    size,
+  ]);
+  const labels = new ort.Tensor(
+    'int64',
+    BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % 10)),
+    [batch],
+  );
+  return { data, labels };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
+const hasTorch =
+  torch && spawnSync('python3', ['-c', 'import torch, onnx'], { encoding: 'utf8' }).status === 0
+    ? true
+    : (console.log(
+        'note: no python3 with torch and onnx here (Debian: python3-torch python3-onnx); PyTorch columns skipped',
+      ),
+      false);
+
+const rows: string[][] = [];
+for (const name of wanted) {
+  const subject = SUBJECTS[name];
+  if (!subject || !fs.existsSync(subject.file)) {
+    console.error(`bench/train-step: subject '${name}' not found (${subject?.file ?? 'unknown name'})`);
+    process.exit(1);
+  }
+  const model = reshaped(subject.file, subject.channels, subject.size);
+  const { data, labels } = randomBatch(subject.channels, subject.size);
+  const spec = {
+    loss: { kind: 'cross-entropy' as const },
+    optimizer: { kind: 'sgd' as const, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+  };
+  const runners = new Map<string, StepRunner>();
+  for (const [form, options] of Object.entries(FORMS))
+    runners.set(form, await StepRunner.create(buildTrainingGraph(model, spec, options), { optimization: 'all' }));
+  const inference = await createSession(model, { optimization: 'all' });
+  const inputName = inference.inputNames[0]!;
+  const times = new Map<string, number[]>([...runners.keys(), 'forward'].map((k) => [k, []]));
+  for (let round = 0; round < steps + 2; round++) {
+    for (const [form, runner] of runners) {
+      const t = performance.now();
+      await runner.step({ data, labels, lr: 0.01, step: round + 1 });
+      if (round >= 2) times.get(form)!.push(performance.now() - t);
+    }
     const t = performance.now();
-    await harness[name]!.step(batch, 0.01, round + 1);
-    if (round >= 2) times[name]!.push(performance.now() - t);
+    await run(inference, { [inputName]: data });
+    if (round >= 2) times.get('forward')!.push(performance.now() - t);
+  }
+  // The arena's peak while stepping, from a profiled runner of the default graph (3 steps).
+  const profiled = await StepRunner.create(buildTrainingGraph(model, spec, {}), {
+    optimization: 'all',
+    profile: profilePrefix(),
+  });
+  for (let s = 1; s <= 3; s++) await profiled.step({ data, labels, lr: 0.01, step: s });
+  const peak = profiled.finishProfile()!.peakBytes;
+  await Promise.all([...runners.values(), profiled].map((r) => r.release()));
+  await inference.release();
+
+  let torchCells = ['—', '—', '—'];
+  if (hasTorch) {
+    const file = path.join(scratch, `${name}.onnx`);
+    saveModel(model, file);
+    const r = spawnSync(
+      'python3',
+      [path.join(ROOT, 'bench/torch-step.py'), file, String(batch), String(subject.channels), String(subject.size)],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) throw new Error(`bench/torch-step.py failed: ${r.stderr}`);
+    const t = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { step_ms: number; forward_ms: number; torch: string };
+    torchCells = [
+      t.step_ms.toFixed(1),
+      t.forward_ms.toFixed(1),
+      (median(times.get('default')!) / t.step_ms).toFixed(2),
+    ];
+    if (rows.length === 0) console.log(`PyTorch ${t.torch}`);
+  }
+  const forward = median(times.get('forward')!);
+  for (const form of runners.keys()) {
+    const step = median(times.get(form)!);
+    rows.push([
+      `${name} ${subject.channels}×${subject.size}×${subject.size}`,
+      form,
+      step.toFixed(1),
+      forward.toFixed(1),
+      (step / (3 * forward)).toFixed(2),
+      form === 'default' ? `${(peak / 2 ** 20).toFixed(0)} MiB` : '',
+      ...(form === 'default' ? torchCells : ['', '', '']),
+    ]);
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-for (const [name, xs] of Object.entries(times))
-  console.log(
-    `${name}: median step ${median(xs).toFixed(0)} ms over ${xs.length} steps (${xs.map((x) => x.toFixed(0)).join(' ')})`,
-  );
+fs.rmSync(scratch, { recursive: true, force: true });
+console.log(
+  `\nbatch ${batch}, ${steps} steps per cell in interleaved rounds, ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), load ${os.loadavg()[0]!.toFixed(1)}`,
+);
+const head = [
+  'subject',
+  'Conv gradients',
+  'step ms',
+  'forward ms',
+  'step/3fwd',
+  'arena peak',
+  'torch step',
+  'torch fwd',
+  'vs torch',
+];
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+for (const r of [head, ...rows])
+  console.log(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
