@@ -11,6 +11,7 @@ inference forward on a fixed random batch, every core in use. Prints one JSON li
 Needs python3 with torch and onnx (Debian: python3-torch python3-onnx).
 """
 import json
+import os
 import statistics
 import sys
 import time
@@ -138,6 +139,7 @@ def main():
     file, batch, channels, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     steps = int(sys.argv[5]) if len(sys.argv) > 5 else 10
     torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
     net = OnnxNet(onnx.load(file), channels)
     x = torch.randn(batch, channels, size, size)
     labels = torch.randint(0, 10, (batch,))

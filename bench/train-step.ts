@@ -10,8 +10,8 @@
  * graph optimisations) and the inference model, timed in interleaved rounds so load hits
  * both alike; step ÷ 3× forward (a backward pass costs about two forwards, so ≈ 1 is the
  * floor); the arena's peak while stepping (onnxruntime's profile); and PyTorch's step and
- * forward on the same network (bench/torch-step.py) when python3 has torch and onnx —
- * otherwise a note. `--forms` adds the step with the other Conv gradient formulations.
+ * forward on the same network (bench/torch-step.py) when a python3 with torch and onnx is found
+ * ($REGROUP_PYTHON, python3 on PATH, /usr/bin/python3) — otherwise a note. `--forms` adds the step with the other Conv gradient formulations.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -96,13 +96,16 @@ function randomBatch(channels: number, size: number) {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
-const hasTorch =
-  torch && spawnSync('python3', ['-c', 'import torch, onnx'], { encoding: 'utf8' }).status === 0
-    ? true
-    : (console.log(
-        'note: no python3 with torch and onnx here (Debian: python3-torch python3-onnx); PyTorch columns skipped',
-      ),
-      false);
+/** A python3 with torch and onnx: $REGROUP_PYTHON, the one on PATH, or the system's. */
+const python = torch
+  ? [process.env.REGROUP_PYTHON, 'python3', '/usr/bin/python3']
+      .filter((p): p is string => Boolean(p))
+      .find((p) => spawnSync(p, ['-c', 'import torch, onnx'], { encoding: 'utf8' }).status === 0)
+  : undefined;
+if (torch && !python)
+  console.log(
+    'note: no python3 with torch and onnx here (Debian: python3-torch python3-onnx; or set REGROUP_PYTHON); PyTorch columns skipped',
+  );
 
 const rows: string[][] = [];
 for (const name of wanted) {
@@ -144,11 +147,11 @@ for (const name of wanted) {
   await inference.release();
 
   let torchCells = ['—', '—', '—'];
-  if (hasTorch) {
+  if (python) {
     const file = path.join(scratch, `${name}.onnx`);
     saveModel(model, file);
     const r = spawnSync(
-      'python3',
+      python,
       [path.join(ROOT, 'bench/torch-step.py'), file, String(batch), String(subject.channels), String(subject.size)],
       { encoding: 'utf8' },
     );
