@@ -74,6 +74,9 @@ export function finishProfile(session: InferenceSession, prefix: string): unknow
 
 /** The layer a node's time belongs to (see the header). */
 export function layerOf(node: string): string {
+  // onnxruntime names a fused node after one member plus the fusion: …/MatmulTransposeFusion/.
+  const fused = /^(.*)\/[A-Za-z]+Fusion\/?$/.exec(node);
+  if (fused) return layerOf(fused[1]!);
   const scoped = /^(grad|bn)\/(.+)\/[^/]+$/.exec(node);
   if (scoped) return layerOf(scoped[2]!); // the backward of a training-mode BN node: bn/<node>/<op>
   if (node.startsWith('grad/')) return '(backward, shared)';

@@ -60,6 +60,7 @@ describe('summariseProfile', () => {
     expect(layerOf('train/Mul_3')).toBe('(optimizer and loss)');
     expect(layerOf('grad/Sum')).toBe('(backward, shared)');
     expect(layerOf('layer1.conv_nchwc')).toBe('layer1.conv');
+    expect(layerOf('grad/Conv_27/MatMul/MatmulTransposeFusion/')).toBe('Conv_27');
   });
 });
 
