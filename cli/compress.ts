@@ -103,7 +103,12 @@ export function registerCompressCommand(program: Command): void {
       '--profile <file>',
       'profile the fine-tuning step with onnxruntime: time by op type, by layer and by node, arena peak; printed and written to FILE as JSON',
     )
-    .action(async (file: string, flags: Flags) => {
+    .action(async (file: string, flags: Flags, command: Command) => {
+      if (command.getOptionValueSource('latencyPlan') === 'cli' && flags.keepMacs !== undefined)
+        throw new RegroupError(
+          'usage',
+          '--latency-plan applies to a latency target (--keep-latency or --latency-ms), not to --keep-macs',
+        );
       const bars = new ProgressBars(flags.json === true);
       const log = flags.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
       const outcome = await compressModel(file, {

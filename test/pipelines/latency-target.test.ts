@@ -160,6 +160,14 @@ describe('regroup compress with a latency budget', () => {
     );
   });
 
+  it('refuses --latency-plan with a MACs budget', async () => {
+    const out = path.join(tmp, 'plan-macs.onnx');
+    const r = await regroup('compress', TINY, '-o', out, '--keep-macs', '0.5', '--latency-plan', 'table');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--latency-plan applies to a latency target');
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
   it('refuses an unknown --latency-plan, listing the choices', async () => {
     const r = await regroup(
       'compress',
