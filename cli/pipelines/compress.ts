@@ -93,6 +93,8 @@ export interface CompressOptions {
    * the MACs fraction is searched until the lowered structure runs at the target.
    */
   latencyTarget?: LatencyTarget;
+  /** A batch to measure latency at besides 1 and 8 (`--latency-batch` with `--keep-macs`). */
+  latencyBatch?: number;
   /** Profile the global fine-tuning step with onnxruntime (StepRecord.profile). */
   profileStep?: boolean;
   onProgress?: (event: TrainProgress) => void;
@@ -210,7 +212,9 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
     const compressedSide = await measureSide(lowered.model, data, options, 'compressed');
     if (options.latency !== false) {
-      const batches = [...new Set([1, 8, options.latencyTarget?.batch ?? 1])].sort((a, b) => a - b);
+      const batches = [...new Set([1, 8, options.latencyTarget?.batch ?? options.latencyBatch ?? 1])].sort(
+        (a, b) => a - b,
+      );
       [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options, batches);
     }
     log(`compressed: ${describeSide(compressedSide)}`);

@@ -160,6 +160,26 @@ describe('regroup compress with a latency budget', () => {
     );
   });
 
+  it('measures --latency-batch besides 1 and 8 with a MACs budget', async () => {
+    const out = path.join(tmp, 'macs-batch.onnx');
+    const r = await regroup(
+      'compress',
+      TINY,
+      '-o',
+      out,
+      '--method',
+      'l1',
+      '--keep-macs',
+      '0.6',
+      '--latency-batch',
+      '4',
+      '--json',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { latency: { batch: number }[] };
+    expect(report.latency.map((l) => l.batch)).toEqual([1, 4, 8]);
+  });
+
   it('refuses --latency-plan with a MACs budget', async () => {
     const out = path.join(tmp, 'plan-macs.onnx');
     const r = await regroup('compress', TINY, '-o', out, '--keep-macs', '0.5', '--latency-plan', 'table');
