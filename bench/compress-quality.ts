@@ -31,6 +31,10 @@ import path from 'node:path';
 import { cpuSimdBlock } from '../runtime/providers.js';
 import { compressModel, type CompressOutcome, type FinetuneScheme } from '../cli/pipelines/compress.js';
 import type { LatencyPlan } from '../cli/pipelines/latency-target.js';
+import { encodeModel } from '../compiler/onnx/encode.js';
+import { loadModel } from '../compiler/onnx/io.js';
+import { PREPARE, runPasses } from '../passes/index.js';
+import { interleavedMedians, type Timed } from './interleave.js';
 
 const root = ROOT;
 const args = new BenchArgs();
@@ -102,6 +106,7 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
       .join(' '),
   );
   let control: number | undefined;
+  const written: Timed[] = [];
   for (const label of METHODS) {
     const { method, keepMacs, methodOptions } = variant(label);
     const output = path.join(scratch, `${name}-${label}.onnx`);
@@ -122,6 +127,18 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     });
     if (label === 'control') control = outcome.compressed.accuracy?.top1;
     console.log(row(label, outcome, control));
+    if (label !== 'control') written.push({ key: label, bytes: fs.readFileSync(output), model: loadModel(output) });
+  }
+  if (keepLatency && written.length > 0) {
+    // Each row's latency was measured when its run ended; time every output again side by side.
+    const dense = loadModel(subject.model);
+    runPasses(dense, PREPARE, {}, { fixpoint: true }); // as compress prepares it before measuring
+    const timed = [{ key: 'dense', bytes: encodeModel(dense).bytes, model: dense }, ...written];
+    const ms = await interleavedMedians(timed, { batch: latencyBatch, runs: 40, rounds: 8 });
+    const cells = written.map((w) => `${w.key} ${(ms.get(w.key)! / ms.get('dense')!).toFixed(3)}`);
+    console.log(
+      `side by side at batch ${latencyBatch}, latency over dense (${ms.get('dense')!.toFixed(2)} ms): ${cells.join(', ')}`,
+    );
   }
 }
 fs.rmSync(scratch, { recursive: true, force: true });
