@@ -34,6 +34,9 @@ import type { LatencyPlan } from '../cli/pipelines/latency-target.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
 import { PREPARE, runPasses } from '../passes/index.js';
+import type { Model } from '../compiler/ir/model.js';
+import { fixedBatchOf } from '../runtime/calibrate.js';
+import { relaxBatch } from '../runtime/train/checkpoint.js';
 import { interleavedMedians, type Timed } from './interleave.js';
 
 const root = ROOT;
@@ -127,13 +130,11 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     });
     if (label === 'control') control = outcome.compressed.accuracy?.top1;
     console.log(row(label, outcome, control));
-    if (label !== 'control') written.push({ key: label, bytes: fs.readFileSync(output), model: loadModel(output) });
+    if (label !== 'control') written.push(timedAtAnyBatch(label, loadModel(output)));
   }
   if (keepLatency && written.length > 0) {
     // Each row's latency was measured when its run ended; time every output again side by side.
-    const dense = loadModel(subject.model);
-    runPasses(dense, PREPARE, {}, { fixpoint: true }); // as compress prepares it before measuring
-    const timed = [{ key: 'dense', bytes: encodeModel(dense).bytes, model: dense }, ...written];
+    const timed = [timedAtAnyBatch('dense', loadModel(subject.model), true), ...written];
     const ms = await interleavedMedians(timed, { batch: latencyBatch, runs: 40, rounds: 8 });
     const cells = written.map((w) => `${w.key} ${(ms.get(w.key)! / ms.get('dense')!).toFixed(3)}`);
     console.log(
@@ -142,6 +143,18 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
   }
 }
 fs.rmSync(scratch, { recursive: true, force: true });
+
+/**
+ * A model ready to time at `latencyBatch`: a fixed export batch (PyTorch's 1) made symbolic,
+ * as compress does before measuring (the written models get their fixed batch back), and the
+ * dense model prepared as compress prepares it.
+ */
+function timedAtAnyBatch(key: string, model: Model, prepare = false): Timed {
+  const fixed = fixedBatchOf(model);
+  const relaxed = fixed ? relaxBatch(model, fixed) : model;
+  if (prepare) runPasses(relaxed, PREPARE, {}, { fixpoint: true });
+  return { key, bytes: encodeModel(relaxed).bytes, model: relaxed };
+}
 
 /** What a method label runs: a registered method, the control, or WSP with the weight proxy. */
 function variant(label: string): { method: string; keepMacs: number; methodOptions: Record<string, unknown> } {
