@@ -31,13 +31,8 @@ import path from 'node:path';
 import { cpuSimdBlock } from '../runtime/providers.js';
 import { compressModel, type CompressOutcome, type FinetuneScheme } from '../cli/pipelines/compress.js';
 import type { LatencyPlan } from '../cli/pipelines/latency-target.js';
-import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
-import { PREPARE, runPasses } from '../passes/index.js';
-import type { Model } from '../compiler/ir/model.js';
-import { fixedBatchOf } from '../runtime/calibrate.js';
-import { relaxBatch } from '../runtime/train/checkpoint.js';
-import { interleavedMedians, type Timed } from './interleave.js';
+import { interleavedMedians, timedModel, type Timed } from './interleave.js';
 
 const root = ROOT;
 const args = new BenchArgs();
@@ -130,11 +125,11 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     });
     if (label === 'control') control = outcome.compressed.accuracy?.top1;
     console.log(row(label, outcome, control));
-    if (label !== 'control') written.push(timedAtAnyBatch(label, loadModel(output)));
+    if (label !== 'control') written.push(timedModel(label, loadModel(output)));
   }
   if (keepLatency && written.length > 0) {
     // Each row's latency was measured when its run ended; time every output again side by side.
-    const timed = [timedAtAnyBatch('dense', loadModel(subject.model), true), ...written];
+    const timed = [timedModel('dense', loadModel(subject.model), { prepare: true }), ...written];
     const ms = await interleavedMedians(timed, { batch: latencyBatch, runs: 40, rounds: 8 });
     const cells = written.map((w) => `${w.key} ${(ms.get(w.key)! / ms.get('dense')!).toFixed(3)}`);
     console.log(
@@ -143,18 +138,6 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
   }
 }
 fs.rmSync(scratch, { recursive: true, force: true });
-
-/**
- * A model ready to time at `latencyBatch`: a fixed export batch (PyTorch's 1) made symbolic,
- * as compress does before measuring (the written models get their fixed batch back), and the
- * dense model prepared as compress prepares it.
- */
-function timedAtAnyBatch(key: string, model: Model, prepare = false): Timed {
-  const fixed = fixedBatchOf(model);
-  const relaxed = fixed ? relaxBatch(model, fixed) : model;
-  if (prepare) runPasses(relaxed, PREPARE, {}, { fixpoint: true });
-  return { key, bytes: encodeModel(relaxed).bytes, model: relaxed };
-}
 
 /** What a method label runs: a registered method, the control, or WSP with the weight proxy. */
 function variant(label: string): { method: string; keepMacs: number; methodOptions: Record<string, unknown> } {

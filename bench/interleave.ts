@@ -4,12 +4,28 @@
  * a model's figure is the median of its per-round medians.
  */
 import type { Model } from '../compiler/ir/model.js';
+import { encodeModel } from '../compiler/onnx/encode.js';
+import { PREPARE, runPasses } from '../passes/index.js';
 import { benchmark } from '../runtime/benchmark.js';
+import { fixedBatchOf } from '../runtime/calibrate.js';
+import { relaxBatch } from '../runtime/train/checkpoint.js';
 
 export interface Timed {
   key: string;
   bytes: Uint8Array;
   model: Model;
+}
+
+/**
+ * A model ready to time at any batch: a fixed export batch (PyTorch's 1) made symbolic, as
+ * compress does before measuring (the models it writes get their fixed batch back); with
+ * `prepare`, also the passes compress runs on the dense model before timing it.
+ */
+export function timedModel(key: string, model: Model, options: { prepare?: boolean } = {}): Timed {
+  const fixed = fixedBatchOf(model);
+  const relaxed = fixed ? relaxBatch(model, fixed) : model;
+  if (options.prepare) runPasses(relaxed, PREPARE, {}, { fixpoint: true });
+  return { key, bytes: encodeModel(relaxed).bytes, model: relaxed };
 }
 
 /** Median latency (ms) per key at one batch size; `runs` timed runs per model in all. */

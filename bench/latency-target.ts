@@ -15,11 +15,9 @@ import { BenchArgs, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeModel } from '../compiler/onnx/encode.js';
 import { loadModel } from '../compiler/onnx/io.js';
-import { PREPARE, runPasses } from '../passes/index.js';
 import { compressModel, type CompressOutcome } from '../cli/pipelines/compress.js';
-import { interleavedMedians, type Timed } from './interleave.js';
+import { interleavedMedians, timedModel, type Timed } from './interleave.js';
 import type { LatencyPlan } from '../cli/pipelines/latency-target.js';
 
 const args = new BenchArgs();
@@ -43,10 +41,9 @@ for (const name of wanted) {
     console.error(`bench/latency-target: model '${name}' not found (${file ?? 'unknown name'})`);
     process.exit(1);
   }
-  const dense = loadModel(file);
-  runPasses(dense, PREPARE, {}, { fixpoint: true });
+  const dense = timedModel('dense', loadModel(file), { prepare: true });
   for (const batch of batches) {
-    const timed: Timed[] = [{ key: 'dense', bytes: encodeModel(dense).bytes, model: dense }];
+    const timed: Timed[] = [dense];
     const outcomes = new Map<string, CompressOutcome>();
     for (const method of methods) {
       const output = path.join(scratch, `${name}-${method}-b${batch}.onnx`);
@@ -62,7 +59,7 @@ for (const name of wanted) {
         threads,
       });
       outcomes.set(method, outcome);
-      timed.push({ key: method, bytes: fs.readFileSync(output), model: loadModel(output) });
+      timed.push(timedModel(method, loadModel(output)));
     }
     const times = await interleavedMedians(timed, { batch, runs, rounds, threads });
     console.log(

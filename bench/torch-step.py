@@ -74,7 +74,7 @@ class OnnxNet(torch.nn.Module):
             self.nodes.append((node, a, layer))
         self.input = next(i.name for i in g.input if i.name not in init)
         self.output = g.output[0].name
-        self.constants = {k: v for k, v in init.items()}
+        self.constants = dict(init)
 
     def forward(self, x):
         env = {self.input: x}

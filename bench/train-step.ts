@@ -120,9 +120,11 @@ for (const name of wanted) {
     loss: { kind: 'cross-entropy' as const },
     optimizer: { kind: 'sgd' as const, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
   };
+  const graphs = new Map(
+    Object.entries(FORMS).map(([form, options]) => [form, buildTrainingGraph(model, spec, options)]),
+  );
   const runners = new Map<string, StepRunner>();
-  for (const [form, options] of Object.entries(FORMS))
-    runners.set(form, await StepRunner.create(buildTrainingGraph(model, spec, options), { optimization: 'all' }));
+  for (const [form, graph] of graphs) runners.set(form, await StepRunner.create(graph, { optimization: 'all' }));
   const inference = await createSession(model, { optimization: 'all' });
   const inputName = inference.inputNames[0]!;
   const times = new Map<string, number[]>([...runners.keys(), 'forward'].map((k) => [k, []]));
@@ -138,8 +140,8 @@ for (const name of wanted) {
   }
   // The arena's peak while stepping, per form, from a profiled runner of its graph (3 steps).
   const peaks = new Map<string, number>();
-  for (const [form, options] of Object.entries(FORMS)) {
-    const profiled = await StepRunner.create(buildTrainingGraph(model, spec, options), {
+  for (const [form, graph] of graphs) {
+    const profiled = await StepRunner.create(graph, {
       optimization: 'all',
       profile: profilePrefix(),
     });

@@ -84,8 +84,8 @@ export function layerOf(node: string): string {
   return node.replace(/(_nchwc|_token_\d+)+$/, '');
 }
 
-/** Add up trace events (see the header); `top` rows per table (default all). */
-export function summariseProfile(events: readonly unknown[], top = Number.POSITIVE_INFINITY): ProfileSummary {
+/** Add up trace events (see the header). */
+export function summariseProfile(events: readonly unknown[]): ProfileSummary {
   const trace = events as readonly TraceEvent[];
   const runs = trace.filter((e) => e.cat === 'Session' && e.name === 'model_run');
   // Leave out the first run when there are more: it pays the arena's growth and kernel set-up.
@@ -112,8 +112,7 @@ export function summariseProfile(events: readonly unknown[], top = Number.POSITI
         share: s.us / Math.max(1, kernelUs),
         callsPerRun: s.calls / n,
       }))
-      .sort((a, b) => b.msPerRun - a.msPerRun)
-      .slice(0, top);
+      .sort((a, b) => b.msPerRun - a.msPerRun);
   };
   const nodeName = (e: TraceEvent) => e.name!.slice(0, -'_kernel_time'.length);
   const durations = counted.map((e) => e.dur ?? 0).sort((a, b) => a - b);

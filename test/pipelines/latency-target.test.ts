@@ -18,6 +18,18 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-latency-target-'));
 process.env.REGROUP_CACHE_DIR = path.join(tmp, 'cache');
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+interface CompressJson {
+  notes: string[];
+  latency: { batch: number }[];
+}
+
+/** `regroup compress TINY -o <tmp>/<name> --method l1 FLAGS… --json`: it succeeded; the report. */
+async function compressL1(name: string, ...flags: string[]): Promise<CompressJson> {
+  const r = await regroup('compress', TINY, '-o', path.join(tmp, name), '--method', 'l1', ...flags, '--json');
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as CompressJson;
+}
+
 /** A latency curve: fixed share `fixed` of the dense time, the rest ∝ MACs, with seeded ±noise. */
 function curve(fixed: number, noise = 0, denseMs = 20) {
   let state = 7;
@@ -139,21 +151,7 @@ describe('regroup compress with a latency budget', () => {
   });
 
   it("plans by MACs by default (no latency table) and names the plan's unit", async () => {
-    const out = path.join(tmp, 'macs-plan.onnx');
-    const r = await regroup(
-      'compress',
-      TINY,
-      '-o',
-      out,
-      '--method',
-      'l1',
-      '--keep-latency',
-      '1',
-      '--json',
-      '--no-latency',
-    );
-    expect(r.code, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as { notes: string[] };
+    const report = await compressL1('macs-plan.onnx', '--keep-latency', '1', '--no-latency');
     expect(report.notes.some((n) => n.startsWith('latency table'))).toBe(false);
     expect(report.notes.some((n) => /plan for \d\.\d{3} of the MACs \(lowered: \d\.\d{3} of the MACs\)/.test(n))).toBe(
       true,
@@ -161,22 +159,7 @@ describe('regroup compress with a latency budget', () => {
   });
 
   it('measures --latency-batch besides 1 and 8 with a MACs budget', async () => {
-    const out = path.join(tmp, 'macs-batch.onnx');
-    const r = await regroup(
-      'compress',
-      TINY,
-      '-o',
-      out,
-      '--method',
-      'l1',
-      '--keep-macs',
-      '0.6',
-      '--latency-batch',
-      '4',
-      '--json',
-    );
-    expect(r.code, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as { latency: { batch: number }[] };
+    const report = await compressL1('macs-batch.onnx', '--keep-macs', '0.6', '--latency-batch', '4');
     expect(report.latency.map((l) => l.batch)).toEqual([1, 4, 8]);
   });
 
@@ -204,31 +187,22 @@ describe('regroup compress with a latency budget', () => {
   });
 
   it('a reachable target writes a model and records its probes', async () => {
-    const out = path.join(tmp, 'reachable.onnx');
-    const r = await regroup(
-      'compress',
-      TINY,
-      '-o',
-      out,
-      '--method',
-      'l1',
+    const report = await compressL1(
+      'reachable.onnx',
       '--keep-latency',
       '1',
       '--latency-batch',
       '4',
-      '--json',
       '--round-to',
       '1',
       '--latency-plan',
       'table',
     );
-    expect(r.code, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as { notes: string[]; latency: { batch: number }[] };
     expect(report.notes.some((n) => /^latency target 1 of the dense latency at batch 4: \d probe/.test(n))).toBe(true);
     // The table plan priced channels by the layers' measured milliseconds at the target batch.
     expect(report.notes.some((n) => /^latency table \(batch 4\): \d+ candidates measured/.test(n))).toBe(true);
     expect(report.notes.some((n) => n.includes('of the predicted latency'))).toBe(true);
     expect(report.latency.map((l) => l.batch)).toEqual([1, 4, 8]);
-    expect(fs.existsSync(out)).toBe(true);
+    expect(fs.existsSync(path.join(tmp, 'reachable.onnx'))).toBe(true);
   });
 });

@@ -37,10 +37,7 @@ const conv: GradientRule = (c) => {
   const group = c.node.getInt('group', 1);
   const spatialAxes = kernel.map((_, a) => a + 2);
   return [
-    c.needs(0)
-      ? (c.options.convInputGradient !== 'transpose' && flippedConvGradient(c, dy, w, wShape, window, group)) ||
-        inputGradient(c, dy, w, window, group)
-      : undefined,
+    c.needs(0) ? inputGradient(c, dy, w, wShape, window, group) : undefined,
     c.needs(1)
       ? c.options.convWeightGradient === 'swapped' && group === 1
         ? swappedWeightGradient(c, dy, x, wShape, window)
@@ -50,8 +47,18 @@ const conv: GradientRule = (c) => {
   ];
 };
 
-/** ∂x = ConvTranspose(∂y, W). */
-function inputGradient(c: RuleContext, dy: Value, w: Value, window: Window, group: number): Value {
+/** ∂x: the flipped-kernel Conv where it applies (unless the options ask for ConvTranspose), else ConvTranspose(∂y, W). */
+function inputGradient(
+  c: RuleContext,
+  dy: Value,
+  w: Value,
+  wShape: readonly number[],
+  window: Window,
+  group: number,
+): Value {
+  const flipped =
+    c.options.convInputGradient === 'transpose' ? undefined : flippedConvGradient(c, dy, w, wShape, window, group);
+  if (flipped) return flipped;
   const { pads, outputPadding } = transposeGeometry(window);
   return c.e.op(
     'ConvTranspose',
