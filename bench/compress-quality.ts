@@ -19,7 +19,8 @@
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
  *      scan, one step, 64 clusters)
  * Method labels: any registered method name; `control` (dense at keep 1); `wsp+proxy` (WSP with
- * the official code's weight proxy instead of the paper's saliency).
+ * the official code's weight proxy instead of the paper's saliency); `dgconv+closed` (DGConv's
+ * gates start closed) and `dgconv+kronecker` (the paper's free gate order).
  * Subjects: fmnist, fmnist-vgg, fmnist-mobilenet — the project's trained Fashion-MNIST
  * baselines; cifar — the PyTorch ResNet-20 from ../shared/fixtures, fine-tuned on the CIFAR-10
  * training JPEGs, evaluated on the test JPEGs. `all` runs fmnist and cifar.
@@ -29,6 +30,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cpuSimdBlock } from '../runtime/providers.js';
+import { methodNamed } from '../passes/methods/index.js';
 import { compressModel, type CompressOutcome, type FinetuneScheme } from '../cli/pipelines/compress.js';
 import type { LatencyPlan } from '../cli/pipelines/latency-target.js';
 import { loadModel } from '../compiler/onnx/io.js';
@@ -117,7 +119,8 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
         keepLatency && label !== 'control' ? { keep: keepLatency, batch: latencyBatch, plan: latencyPlan } : undefined,
       data: subject.data,
       testData: subject.testData,
-      finetune: scheme,
+      // A method that learns its structure in training fine-tunes globally (no local phase).
+      finetune: methodNamed(method).learnsStructure ? undefined : scheme,
       epochs,
       limit,
       seed,
@@ -143,6 +146,9 @@ fs.rmSync(scratch, { recursive: true, force: true });
 function variant(label: string): { method: string; keepMacs: number; methodOptions: Record<string, unknown> } {
   if (label === 'control') return { method: 'l1', keepMacs: 1, methodOptions: {} };
   if (label === 'wsp+proxy') return { method: 'wsp', keepMacs: keep, methodOptions: { criterion: 'weight-proxy' } };
+  if (label === 'dgconv+closed') return { method: 'dgconv', keepMacs: keep, methodOptions: { gateInit: 'closed' } };
+  if (label === 'dgconv+kronecker')
+    return { method: 'dgconv', keepMacs: keep, methodOptions: { gateOrder: 'kronecker' } };
   return { method: label, keepMacs: keep, methodOptions: label === 'sg-cnn' ? { allocate, steps, groups } : {} };
 }
 

@@ -150,7 +150,8 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const rawOptions = implicit
     ? { ...defaultMethodOptions(options.data !== undefined), ...options.methodOptions }
     : (options.methodOptions ?? {});
-  const scheme = schemeOf(options);
+  refuseForLearnedStructure(method, options);
+  const scheme = schemeOf(options, method);
   if (scheme !== 'none' && !options.data)
     throw new RegroupError(
       'usage',
@@ -162,6 +163,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     hasData: options.data !== undefined,
     trainSamples: options.limit,
     channelMultiple: options.channelMultiple ?? cpuSimdBlock(),
+    latencyBatch: options.latencyTarget?.batch ?? options.latencyBatch ?? 1,
   };
   const methodOptions = method.options(rawOptions, baseCommon);
   const { relaxBatch } = await import('../../runtime/train/checkpoint.js');
@@ -258,7 +260,7 @@ async function runSchedule(
   reuse?: Structured,
 ): Promise<{ structured: Structured; tuned: Model; records: StepRecord[] }> {
   const log = options.log ?? (() => {});
-  const scheme = schemeOf(options);
+  const scheme = schemeOf(options, method);
   const schedule = method.schedule?.(methodOptions, common) ?? [{ options: methodOptions, keepMacs: common.keepMacs }];
   const records: StepRecord[] = [];
   let start = dense;
@@ -273,21 +275,31 @@ async function runSchedule(
     };
     const reusable = reuse && schedule.length === 1 && step.keepMacs === common.keepMacs;
     const structured = reusable ? reuse : await method.structure(start, step.options, step.keepMacs, ctx);
-    const share = `${(100 * structured.macsRatio).toFixed(1)}% of the MACs`;
+    const share = structured.learned
+      ? 'the structure is learned while fine-tuning'
+      : `${(100 * structured.macsRatio).toFixed(1)}% of the MACs`;
     if (k === schedule.length - 1) log(`structured (${method.name}): ${share}`);
     else log(`step ${k + 1}/${schedule.length}: ${share}; fine-tuning before the next step`);
     const limit = step.limit ?? options.limit;
-    const { model: tuned, profile } = await fineTune(structured, dense, data, { ...options, limit, seed }, notes);
+    if (structured.unchanged) {
+      log(structured.unchanged);
+      notes.push(`${structured.unchanged}; the model is written unchanged`);
+    }
+    const { model: tuned, profile } = structured.unchanged
+      ? { model: structured.model, profile: undefined }
+      : await fineTune(structured, dense, data, { ...options, limit, seed }, notes, method);
+    const final = structured.learned ? structured.learned(tuned) : structured;
+    if (structured.learned) log(`learned (${method.name}): ${(100 * final.macsRatio).toFixed(1)}% of the MACs`);
     const finetune = { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed } as const;
     records.push({
       keepMacs: step.keepMacs,
-      macsRatio: structured.macsRatio,
-      figures: structured.figures ?? {},
+      macsRatio: final.macsRatio,
+      figures: final.figures ?? {},
       finetune,
       ...(profile ? { profile } : {}),
     });
     start = tuned;
-    last = { structured, tuned };
+    last = { structured: final, tuned };
   }
   return { ...last!, records };
 }
@@ -422,8 +434,26 @@ function unreducedLayers(dense: Model, lowered: Model): string {
 }
 
 /** The fine-tuning scheme: as given, else local+global with data and none without. */
-function schemeOf(options: CompressOptions): FinetuneScheme {
+function schemeOf(options: CompressOptions, method: AnyMethod): FinetuneScheme {
+  if (method.learnsStructure) return 'global';
   return options.finetune ?? (options.data ? 'local+global' : 'none');
+}
+
+/** A method that learns its structure in fine-tuning needs data and global fine-tuning, and cannot probe a latency. */
+function refuseForLearnedStructure(method: AnyMethod, options: CompressOptions): void {
+  const why = method.learnsStructure;
+  if (!why) return;
+  if (!options.data) throw new RegroupError('usage', `${why}: pass --data (training images) and --epochs`);
+  if (options.finetune !== undefined && options.finetune !== 'global')
+    throw new RegroupError(
+      'usage',
+      `${why}, in global fine-tuning: --finetune ${options.finetune} does not apply to --method ${method.name} (drop it or pass --finetune global)`,
+    );
+  if (options.latencyTarget)
+    throw new RegroupError(
+      'usage',
+      `${why}, so a latency target cannot be searched by probing structures; use --keep-macs with --method ${method.name}`,
+    );
 }
 
 /** Quantized (QDQ, QLinear, integer) models are refused as `prune` refuses them, before any work. */
@@ -484,8 +514,9 @@ async function fineTune(
   data: Data | undefined,
   options: CompressOptions,
   notes: string[],
+  method: AnyMethod,
 ): Promise<{ model: Model; profile?: ProfileSummary }> {
-  const scheme = schemeOf(options);
+  const scheme = schemeOf(options, method);
   if (scheme === 'none' || !data) return { model: structured.model };
   const [{ finetune }, { defaultAugmentation }] = await Promise.all([
     import('../../runtime/train/finetune.js'),
@@ -585,7 +616,9 @@ async function lower(model: Model, connectivity: ReadonlyMap<Node, Connectivity>
         return times;
       }
     : undefined;
-  return lowerGrouped(model, connectivity, { simdBlock: cpuSimdBlock(), tune });
+  // The cost model ranks forms at the batch the model is meant to run fast at (--latency-batch).
+  const batch = options.latencyTarget?.batch ?? options.latencyBatch ?? 1;
+  return lowerGrouped(model, connectivity, { simdBlock: cpuSimdBlock(), tune, batch });
 }
 
 /**

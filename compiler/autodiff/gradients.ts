@@ -26,6 +26,7 @@ import { withOutputs } from './prepare.js';
 import type { GradientOptions, GradientRegion, GradientRule, RuleContext } from './rules/context.js';
 import { GRADIENT_RULES, REQUIRED_OUTPUTS } from './rules/index.js';
 import { ensureOpset } from './opset.js';
+import { straightThroughRegions } from './straight-through.js';
 import { lowerTrainingBatchNorms } from './batchnorm-training.js';
 
 export interface GradientRequest {
@@ -85,6 +86,8 @@ export interface GradientModelOptions {
   readonly wrt: readonly string[];
   /** Put BatchNormalization in training mode (batch statistics) before differentiating. */
   readonly trainingBatchNorm?: boolean;
+  /** Values whose Sign/Round/Floor/Ceil producer is differentiated straight through (straight-through.ts). */
+  readonly straightThrough?: readonly string[];
   readonly options?: GradientOptions;
 }
 
@@ -104,7 +107,10 @@ export interface GradientModel {
 export function gradientModel(model: Model, options: GradientModelOptions): GradientModel {
   const copy = model.clone().model;
   ensureOpset(copy, 17);
-  const regions = options.trainingBatchNorm ? lowerTrainingBatchNorms(copy, { momentum: 0.1 }).regions : [];
+  const regions = [
+    ...(options.trainingBatchNorm ? lowerTrainingBatchNorms(copy, { momentum: 0.1 }).regions : []),
+    ...straightThroughRegions(copy.graph, options.straightThrough ?? []),
+  ];
   const values = copy.graph.valueMap();
   const find = (name: string): Value =>
     values.get(name) ?? fail(`value '${name}' is not in graph '${copy.graph.name}'`);

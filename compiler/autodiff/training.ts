@@ -36,6 +36,7 @@ import { parameterConstantsToInitializers } from './constants.js';
 import { opRole } from '../ir/op-roles.js';
 import { ensureOpset } from './opset.js';
 import { emitOptimizer, type ParameterUpdate } from './optimizers.js';
+import { straightThroughRegions } from './straight-through.js';
 import type { CarriedTensor, FedTensor, LossTerm, TrainingGraph, TrainingSpec } from './types.js';
 
 export type { LossTerm, TrainingGraph, TrainingSpec };
@@ -78,8 +79,10 @@ export function buildTrainingGraph(
     e,
     emitLoss(e, spec.loss, { logits, labels: inputs.labels, teacherLogits: inputs.teacherLogits, dtype }),
     spec.lossTerms ?? [],
+    progressOf(e, inputs.step, spec.totalSteps, dtype),
   );
-  const result = appendGradients(copy, { loss, wrt: params, regions: bn.regions, options });
+  const regions = [...bn.regions, ...straightThroughRegions(graph, spec.straightThrough ?? [])];
+  const result = appendGradients(copy, { loss, wrt: params, regions, options });
   const updates: ParameterUpdate[] = params.map((p) => ({
     name: p.name,
     value: p,
@@ -209,7 +212,7 @@ function trainableParameters(graph: Graph, spec: TrainingSpec): Value[] {
 }
 
 /** `base` plus every loss term, each looked up against the step graph's values by name. */
-function addLossTerms(e: Emitter, base: Value, terms: readonly LossTerm[]): Value {
+function addLossTerms(e: Emitter, base: Value, terms: readonly LossTerm[], progress: () => Value): Value {
   if (terms.length === 0) return base;
   const byName = e.graph.valueMap();
   const lookup = (name: string): Value => {
@@ -219,8 +222,17 @@ function addLossTerms(e: Emitter, base: Value, terms: readonly LossTerm[]): Valu
     return value;
   };
   let total = base;
-  for (const term of terms) total = e.add(total, term(e, lookup));
+  const run = { progress: progress() };
+  for (const term of terms) total = e.add(total, term(e, lookup, run));
   return total;
+}
+
+/** (step − 1) / totalSteps as a float scalar (0 without a total), built only when a loss term asks. */
+function progressOf(e: Emitter, step: Value, totalSteps: number | undefined, dtype: DataType): () => Value {
+  return () =>
+    totalSteps && totalSteps > 0
+      ? e.div(e.sub(step, e.scalar(1, dtype)), e.scalar(totalSteps, dtype))
+      : e.scalar(0, dtype);
 }
 
 /** The `fed` initializers made step inputs (never trainable, never carried). */

@@ -16,11 +16,21 @@ import type { Tensor } from '../ir/tensor.js';
 import type { Emitter } from './emitter.js';
 
 /**
- * An extra loss term: the builder calls it with the step graph's emitter and a lookup of the
- * training model's initializers and trainable tensors by name, and adds the returned float
- * scalar to the loss before taking gradients (e.g. λ·Σw², a MACs penalty).
+ * An extra loss term: the builder calls it with the step graph's emitter, a lookup of the
+ * training model's initializers and trainable tensors by name, and the run's progress, and
+ * adds the returned float scalar to the loss before taking gradients (e.g. λ·Σw², a MACs
+ * penalty whose target is annealed over the run).
  */
-export type LossTerm = (e: Emitter, value: (name: string) => Value) => Value;
+export type LossTerm = (e: Emitter, value: (name: string) => Value, run: LossTermRun) => Value;
+
+/** What a loss term can read about the run inside the step graph. */
+export interface LossTermRun {
+  /**
+   * Float scalar: updates done before this one over the run's total (TrainingSpec.totalSteps),
+   * from 0 at the first update towards 1 at the last; 0 throughout when the total is unknown.
+   */
+  readonly progress: Value;
+}
 
 /** Cross-entropy on labels, or distillation from teacher logits mixed with it. */
 export type LossSpec =
@@ -68,6 +78,14 @@ export interface TrainingSpec {
   fed?: readonly string[];
   /** Scalars added to the loss before the gradients are taken. */
   lossTerms?: readonly LossTerm[];
+  /** Updates in the whole run (epochs × updates per epoch), for LossTermRun.progress. */
+  totalSteps?: number;
+  /**
+   * Values whose producing node is a straight-through estimator (Bengio et al. 2013): the
+   * forward runs the node (Sign, Round, Floor or Ceil of one input), the backward passes the
+   * gradient through unchanged, ∂input = ∂output (e.g. DGConv's binary gates).
+   */
+  straightThrough?: readonly string[];
 }
 
 /** An initializer turned into a step-model input that the trainer feeds (TrainingSpec.fed). */
@@ -139,6 +157,8 @@ export interface TrainingHooks {
   readonly trainable?: readonly string[];
   /** Scalars added to the training loss (see LossTerm). */
   readonly lossTerms?: readonly LossTerm[];
+  /** Values of `model` whose producer is a straight-through estimator (TrainingSpec.straightThrough). */
+  readonly straightThrough?: readonly string[];
   /**
    * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
    * the derived tensors to replace (frozen ones), or nothing to keep them.

@@ -69,6 +69,8 @@ export interface CommonOptions {
   readonly channelMultiple?: number;
   /** Whether training data was given (`--data`): `measure` is there exactly when it is. */
   readonly hasData: boolean;
+  /** The batch the output is meant to run fast at (`--latency-batch`, default 1). */
+  readonly latencyBatch?: number;
   /** Fine-tuning samples per epoch when known (the --limit or the data set size). */
   readonly trainSamples?: number;
 }
@@ -143,6 +145,14 @@ export interface Structured {
   /** The method's own figures for this step (e.g. sg-cnn's cp), typed numbers for reports and tests. */
   readonly figures?: Readonly<Record<string, number>>;
   readonly hooks?: TrainingHooks;
+  /**
+   * A structure learned while fine-tuning (a method with `learnsStructure`): the fine-tuned
+   * model (after `hooks.finish`) → the structure to lower, its connectivity keyed by that
+   * model's nodes and its MACs ratio as learned.
+   */
+  readonly learned?: (tuned: Model) => Structured;
+  /** Why the method left the model as it is (nothing it can structure): written unchanged, exit 0. */
+  readonly unchanged?: string;
 }
 
 /** A compression method (see the file header). */
@@ -154,6 +164,11 @@ export interface Method<O = unknown> {
   readonly flags: readonly MethodFlag[];
   /** Said when some of its grouped layers stay masked dense after lowering (what to try instead). */
   readonly maskedDenseHint?: string;
+  /**
+   * Set (to the reason) by a method whose structure is learned in global fine-tuning: it needs
+   * --data, fine-tunes globally (no local phase) and cannot search a latency target by probing.
+   */
+  readonly learnsStructure?: string;
   /** Plans with measured layer latencies when given them (StructureContext.latency). */
   readonly pricesLatency?: boolean;
   /** Typed, checked options from the raw flag values (keys of `flags` only; absent when not given). */

@@ -68,6 +68,8 @@ export function trainingSpec(options: TrainOptions, plan: Plan): TrainingSpec {
   if (hooks?.trainable?.length) spec.trainable = hooks.trainable;
   if (hooks?.frozen?.length) spec.fed = hooks.frozen;
   if (hooks?.lossTerms?.length) spec.lossTerms = hooks.lossTerms;
+  if (hooks?.straightThrough?.length) spec.straightThrough = hooks.straightThrough;
+  spec.totalSteps = plan.perEpoch * options.epochs;
   return spec;
 }
 

@@ -458,6 +458,7 @@ function hookSettings(hooks: TrainHooks | undefined): Record<string, string | nu
     hookTrainable: [...(hooks.trainable ?? [])].sort().join(','),
     hookFed: [...(hooks.frozen ?? [])].sort().join(','),
     hookLossTerms: hooks.lossTerms?.length ?? 0,
+    ...(hooks.straightThrough?.length ? { hookStraightThrough: [...hooks.straightThrough].sort().join(',') } : {}),
   };
 }
 
