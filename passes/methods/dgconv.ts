@@ -69,6 +69,8 @@ export interface GatedLayer {
   readonly theta: string;
   /** Name of the layer's density value mean(U) in the training model. */
   readonly density: string;
+  /** Initializer name of the layer's fed frozen gates c (the gates read m·θ + c). */
+  readonly frozen: string;
   readonly factors: readonly number[];
   readonly outChannels: number;
   readonly inChannels: number;
@@ -155,6 +157,7 @@ export const dgconv: Method<DgconvOptions> = {
       model: training.model,
       // The weights feed the gate Mul, not the conv, so they are named as well.
       trainable: layers.flatMap((l) => [l.theta, l.weight]),
+      frozen: [training.learning, ...layers.map((l) => l.frozen)],
       straightThrough: training.straightThrough,
       lossTerms: [macsPenalty(layers, fixed, macs, keepMacs)],
       beforeEpoch(epoch, epochs, current) {
@@ -163,7 +166,7 @@ export const dgconv: Method<DgconvOptions> = {
         return undefined;
       },
       finish(trained) {
-        const baked = bake(trained, layers, options.order, macs, keepMacs);
+        const baked = bake(trained, layers, training.learning, options.order, macs, keepMacs);
         Object.assign(state, baked.state);
         return baked.model;
       },
@@ -268,7 +271,7 @@ export function gateableLayers(
       skipped.push(`${label} (${why})`);
       continue;
     }
-    layers.push({ label, weight: w.name, theta: '', density: '', factors, outChannels, inChannels, macs });
+    layers.push({ label, weight: w.name, theta: '', density: '', frozen: '', factors, outChannels, inChannels, macs });
   }
   return { layers, skipped, macs: cost.totals.macs };
 }
@@ -288,33 +291,45 @@ function realisedShare(
   return (dense - grouped) / (dense - dense / groups);
 }
 
-/** The training model: each gated conv reads W ⊙ U(θ); fills in the layers' θ and density names. */
+/**
+ * The training model: each gated conv reads W ⊙ U(m·θ + c), with m (one fed scalar, 1 while
+ * the gates learn) and c (fed per layer, 0 while they learn): the gates freeze when a hook
+ * sets m = 0 and c = θ. Fills in the layers' θ, c and density names.
+ */
 function gatedModel(
   dense: Model,
   layers: GatedLayer[],
   options: DgconvOptions,
-): { model: Model; straightThrough: string[] } {
+): { model: Model; straightThrough: string[]; learning: string } {
   const model = dense.clone().model;
   const graph = model.graph;
   const e = new Emitter(graph, model.opset('') ?? 17, 'dgconv');
   const byWeight = new Map(graph.nodeList().map((n) => [n.inputs[1]?.name, n] as const));
   const straightThrough: string[] = [];
+  const learning = graph.addInitializer(
+    'dgconv.gates_learning',
+    Tensor.fromArray(DataType.FLOAT, [], Float32Array.of(1)),
+    {
+      fresh: true,
+    },
+  );
   layers.forEach((layer, index) => {
     const node = byWeight.get(layer.weight)!;
     const w = node.input(1);
     const K = layer.factors.length;
     const theta0 = options.init === 'open' ? DGCONV_THETA0 : -DGCONV_THETA0;
-    const theta = graph.addInitializer(
-      `${layer.weight}.dgconv_gates`,
-      Tensor.fromArray(DataType.FLOAT, [K], new Float32Array(K).fill(theta0)),
-      { fresh: true },
-    );
+    const tensor = (values: Float32Array) => Tensor.fromArray(DataType.FLOAT, [K], values);
+    const theta = graph.addInitializer(`${layer.weight}.dgconv_gates`, tensor(new Float32Array(K).fill(theta0)), {
+      fresh: true,
+    });
+    const frozen = graph.addInitializer(`${layer.weight}.dgconv_frozen`, tensor(new Float32Array(K)), { fresh: true });
     e.scope = layer.label;
     const d = layer.factors.reduce((p, n) => p * n, 1);
     const rank = w.constValue!.dims.length - 2;
+    const gates = e.add(e.mul(theta, learning), frozen);
     const gate = emitGateMask(
       e,
-      theta,
+      gates,
       layer.factors,
       layer.outChannels / d,
       layer.inChannels / d,
@@ -323,10 +338,10 @@ function gatedModel(
     );
     node.setInput(1, e.mul(w, gate.mask));
     straightThrough.push(...gate.straightThrough.map((v) => v.name));
-    layers[index] = { ...layer, theta: theta.name, density: gate.density.name };
+    layers[index] = { ...layer, theta: theta.name, frozen: frozen.name, density: gate.density.name };
   });
   graph.sort();
-  return { model, straightThrough };
+  return { model, straightThrough, learning: learning.name };
 }
 
 /** λ·max(0, F/F₀ − target(progress)) over the gated layers' densities. */
@@ -353,6 +368,13 @@ function structureOf(
   return { open, ratio: 1 - saved / total };
 }
 
+/** The gates a layer's mask reads: m·θ + c. */
+function effectiveGates(layer: GatedLayer, current: (name: string) => Tensor, learningName: string): Float64Array {
+  const learning = current(learningName).toFloat64()[0]!;
+  const [theta, frozen] = [current(layer.theta).toFloat64(), current(layer.frozen).toFloat64()];
+  return Float64Array.from(theta, (t, k) => learning * t + frozen[k]!);
+}
+
 /** "MACs 0.62 (groups: a×2, b×4, …)" for the progress lines. */
 function describe(
   layers: readonly GatedLayer[],
@@ -372,19 +394,19 @@ function describe(
 function bake(
   trained: Model,
   layers: readonly GatedLayer[],
+  learning: string,
   order: GateOrder,
   total: number,
   keep: number,
 ): { model: Model; state: { open: Map<string, number[]>; forced: number; ratio: number } } {
   const model = trained.clone().model;
   const graph = model.graph;
-  const theta = new Map(
-    layers.map((l) => {
-      const value = graph.initializers.get(l.theta)?.constValue;
-      if (!value) throw new RegroupError('invalid-ir', `dgconv: the trained model has no gates '${l.theta}'`);
-      return [l.theta, Float64Array.from(value.toFloat64())] as const;
-    }),
-  );
+  const current = (name: string) => {
+    const value = graph.initializers.get(name)?.constValue;
+    if (!value) throw new RegroupError('invalid-ir', `dgconv: the trained model has no '${name}'`);
+    return value;
+  };
+  const theta = new Map(layers.map((l) => [l.theta, effectiveGates(l, current, learning)] as const));
   let forced = 0;
   for (let s = structureOf(layers, (l) => theta.get(l.theta)!, order, total); s.ratio > keep + 1e-9; ) {
     const next = nearestToClosing(layers, theta, s.open, order);
@@ -400,7 +422,7 @@ function bake(
     const w = byWeight.get(layer.weight)!;
     const mul = w.uses()[0]?.node;
     const conv = mul?.output(0).uses()[0]?.node;
-    if (!mul || mul.opType !== 'Mul' || !conv || conv.opType !== 'Conv')
+    if (mul?.opType !== 'Mul' || conv?.opType !== 'Conv')
       throw new RegroupError('invalid-ir', `dgconv: '${layer.weight}' does not feed its gate Mul and conv`);
     graph.setInitializer(w, masked(w.constValue!, layer, open[k]!));
     conv.setInput(1, w);
