@@ -161,9 +161,17 @@ export const dgconv: Method<DgconvOptions> = {
       straightThrough: training.straightThrough,
       lossTerms: [macsPenalty(layers, fixed, macs, keepMacs)],
       beforeEpoch(epoch, epochs, current) {
+        const gates = (l: GatedLayer) => effectiveGates(l, current, training.learning);
         if (epoch > 0)
-          ctx.log(`dgconv, after epoch ${epoch}/${epochs}: ${describe(layers, current, options.order, macs)}`);
-        return undefined;
+          ctx.log(`dgconv, after epoch ${epoch}/${epochs}: ${describe(layers, gates, options.order, macs)}`);
+        // Halfway (the target's ramp ends there), the structure freezes and the weights train on under it.
+        if (epoch !== Math.ceil(epochs / 2) || epoch === 0 || current(training.learning).toFloat64()[0] === 0)
+          return undefined;
+        ctx.log(`dgconv: gates frozen for the remaining ${epochs - epoch} epoch(s)`);
+        const fixed = layers.map(
+          (l) => [l.frozen, Tensor.fromArray(DataType.FLOAT, [l.factors.length], Float32Array.from(gates(l)))] as const,
+        );
+        return new Map([[training.learning, Tensor.fromArray(DataType.FLOAT, [], Float32Array.of(0))], ...fixed]);
       },
       finish(trained) {
         const baked = bake(trained, layers, training.learning, options.order, macs, keepMacs);
@@ -378,11 +386,11 @@ function effectiveGates(layer: GatedLayer, current: (name: string) => Tensor, le
 /** "MACs 0.62 (groups: a×2, b×4, …)" for the progress lines. */
 function describe(
   layers: readonly GatedLayer[],
-  current: (name: string) => Tensor,
+  gates: (layer: GatedLayer) => Float64Array,
   order: GateOrder,
   total: number,
 ): string {
-  const { open, ratio } = structureOf(layers, (l) => current(l.theta).toFloat64(), order, total);
+  const { open, ratio } = structureOf(layers, gates, order, total);
   const groups = layers.map((l, k) => `${l.label}×${groupCount(l.factors, open[k]!)}`).join(', ');
   return `${ratio.toFixed(3)} of the MACs; groups ${groups}`;
 }

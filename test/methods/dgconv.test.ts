@@ -98,6 +98,23 @@ describe('dgconv', () => {
     expect(macs(lowered.model) / macs(resnetTiny())).toBeCloseTo(learned.macsRatio, 6);
   });
 
+  it("lowers the paper's interleaved (kronecker) groups to what the gated graph computes", async () => {
+    const { structured } = await structure(resnetTiny(), 1, { ...OPTIONS, order: 'kronecker' });
+    // Close only the last factor of every layer: groups interleaved across the channels.
+    const sizes = structured.hooks!.trainable!.filter((n) => n.endsWith('.dgconv_gates'));
+    const k = sizes.map((name) => structured.hooks!.model!.graph.initializers.get(name)!.constValue!.size);
+    const trained = withGates(structured, (layer, factor) => (factor === k[layer]! - 1 ? -0.1 : 0.1));
+    const finished = structured.hooks!.finish!(trained);
+    const learned = structured.learned!(finished);
+    const interleaved = [...learned.connectivity.values()].find((c) => {
+      const f = c.clusters[0]!.filters;
+      return f[f.length - 1]! - f[0]! + 1 > f.length; // not one contiguous block
+    });
+    expect(interleaved).toBeDefined();
+    const lowered = await lowerGrouped(finished, learned.connectivity, { simdBlock: 8 });
+    await expectReproduces(trained, lowered.model, 1e-5);
+  });
+
   it('closes the gates nearest to closing when training ends above the target', async () => {
     const { structured } = await structure(resnetTiny(), 0.6);
     const finished = structured.hooks!.finish!(withGates(structured, (layer, factor) => 0.01 * (1 + layer + factor)));
