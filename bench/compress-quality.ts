@@ -15,6 +15,8 @@
  *      each method compresses to F of the dense latency at batch B, `regroup compress --keep-latency`)
  *      [--latency-plan table|macs]   (how l1 and wsp choose channels under a latency target)
  *      [--round-to N]   (kept channel counts' multiple for the pruning methods; default the CPU's SIMD block)
+ *      [--min-realised F]   (dgconv: the share of a grouping's saving the latency model must promise at
+ *      --latency-batch for a factor to be gated; the outputs are also timed at that batch)
  *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
  *      scan, one step, 64 clusters)
@@ -51,6 +53,7 @@ const channelMultiple = args.number('--round-to', cpuSimdBlock());
 const keepLatency = Number(args.string('--keep-latency', '')) || undefined;
 const latencyBatch = args.number('--latency-batch', 1);
 const latencyPlan = args.string('--latency-plan', 'macs') as LatencyPlan;
+const minRealised = Number(args.string('--min-realised', '')) || undefined; // dgconv's; absent: its default
 const which = (args.rest[0] ?? 'all').split(',');
 const shared = path.resolve(root, '../shared/fixtures');
 
@@ -117,6 +120,8 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
       keepMacs,
       latencyTarget:
         keepLatency && label !== 'control' ? { keep: keepLatency, batch: latencyBatch, plan: latencyPlan } : undefined,
+      // The batch the outputs are meant to run fast at (dgconv gates for it; the lowering ranks forms at it).
+      latencyBatch,
       data: subject.data,
       testData: subject.testData,
       // A method that learns its structure in training fine-tunes globally (no local phase).
@@ -146,9 +151,12 @@ fs.rmSync(scratch, { recursive: true, force: true });
 function variant(label: string): { method: string; keepMacs: number; methodOptions: Record<string, unknown> } {
   if (label === 'control') return { method: 'l1', keepMacs: 1, methodOptions: {} };
   if (label === 'wsp+proxy') return { method: 'wsp', keepMacs: keep, methodOptions: { criterion: 'weight-proxy' } };
-  if (label === 'dgconv+closed') return { method: 'dgconv', keepMacs: keep, methodOptions: { gateInit: 'closed' } };
+  const gates = minRealised ? { minRealised } : {};
+  if (label === 'dgconv') return { method: 'dgconv', keepMacs: keep, methodOptions: gates };
+  if (label === 'dgconv+closed')
+    return { method: 'dgconv', keepMacs: keep, methodOptions: { ...gates, gateInit: 'closed' } };
   if (label === 'dgconv+kronecker')
-    return { method: 'dgconv', keepMacs: keep, methodOptions: { gateOrder: 'kronecker' } };
+    return { method: 'dgconv', keepMacs: keep, methodOptions: { ...gates, gateOrder: 'kronecker' } };
   return { method: label, keepMacs: keep, methodOptions: label === 'sg-cnn' ? { allocate, steps, groups } : {} };
 }
 
