@@ -173,8 +173,11 @@ export const dgconv: Method<DgconvOptions> = {
       beforeEpoch(epoch, epochs, current) {
         const gates = (l: GatedLayer) => effectiveGates(l, current, training.learning);
         if (epoch > 0)
-          ctx.log(`dgconv, after epoch ${epoch}/${epochs}: ${describe(layers, gates, options.order, macs)}`);
-        // Halfway (the target's ramp ends there), the structure freezes and the weights train on under it.
+          ctx.log(
+            `dgconv, after epoch ${epoch}/${epochs}: ${describe(layers, gates, options.order, macs)} ` +
+              `(target now ${(1 - (1 - keepMacs) * Math.min(1, epoch / epochs / RAMP_END)).toFixed(3)})`,
+          );
+        // Halfway (after the target's ramp), the structure freezes and the weights train on under it.
         if (epoch !== Math.ceil(epochs / 2) || epoch === 0 || current(training.learning).toFloat64()[0] === 0)
           return undefined;
         // Frozen at the target: the gates nearest to closing close now, while the weights can still adapt.
@@ -410,7 +413,7 @@ function describe(
 ): string {
   const { open, ratio } = structureOf(layers, gates, order, total);
   const groups = layers.map((l, k) => `${l.label}×${groupCount(l.factors, open[k]!)}`).join(', ');
-  return `${ratio.toFixed(3)} of the MACs; groups ${groups}`;
+  return `${ratio.toFixed(3)} of the MACs, groups ${groups}`;
 }
 
 /**
