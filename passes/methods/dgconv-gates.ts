@@ -179,7 +179,8 @@ export function emitKronecker(
   let product: Value | undefined;
   let size = 1;
   factors.forEach((n, k) => {
-    const ek = e.reshape(e.op('Slice', [open, e.int64([k]), e.int64([k + 1]), e.int64([0])]), e.int64([1, 1]));
+    // Gather of a scalar index (any opset; Slice's form changed at opset 10).
+    const ek = e.reshape(e.op('Gather', [open, e.int64([k], [])]), e.int64([1, 1]));
     const identity = Array.from({ length: n * n }, (_, idx) => (idx % (n + 1) === 0 ? 1 : 0));
     const offDiagonal = identity.map((v) => 1 - v);
     const uk = e.add(e.floats([n, n], identity, f), e.mul(ek, e.floats([n, n], offDiagonal, f)));

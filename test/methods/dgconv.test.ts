@@ -23,7 +23,7 @@ import { lowerGrouped } from '../../passes/lower-grouped.js';
 import { resnetTiny } from '../../fixtures/models.js';
 import { expectReproduces } from '../passes/compare.js';
 import { regroup } from '../helpers/cli.js';
-import { PROJECT_ROOT } from '../helpers/shared.js';
+import { PROJECT_ROOT, SHARED_FIXTURES, haveShared, sharedModel } from '../helpers/shared.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-dgconv-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -155,6 +155,34 @@ describe('dgconv', () => {
     expect(a.report.totals.macsAfter! / a.report.totals.macsBefore!).toBeLessThanOrEqual(0.6 + 1e-9);
     expect(a.report.notes.join('\n')).toMatch(/dgconv learned groups: .*×\d/);
   }, 120_000);
+
+  it.skipIf(!haveShared)(
+    'gates an opset-9 export (PyTorch ResNet-20) and writes grouped convs',
+    async () => {
+      const out = path.join(tmp, 'resnet20.onnx');
+      const data = ['--data', path.join(SHARED_FIXTURES, 'data/cifar10-train-jpg')];
+      const test = ['--test-data', path.join(SHARED_FIXTURES, 'data/cifar10-test-jpg'), '--eval-limit', '50'];
+      const flags = ['--keep-macs', '0.5', '--latency-batch', '64', '--limit', '128', '--no-latency'];
+      const r = await regroup(
+        'compress',
+        sharedModel('resnet20'),
+        '-o',
+        out,
+        '--method',
+        'dgconv',
+        ...flags,
+        ...data,
+        ...test,
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const model = loadModel(out);
+      expect(model.opset('')).toBe(9);
+      expect(
+        model.graph.nodeList().filter((n) => n.opType === 'Conv' && n.getInt('group', 1) > 1).length,
+      ).toBeGreaterThan(3);
+    },
+    120_000,
+  );
 
   it('writes a model with no groupable conv unchanged and says why (exit 0)', async () => {
     const b = new GraphBuilder({ opset: 17 });
