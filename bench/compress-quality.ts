@@ -133,6 +133,8 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     });
     if (label === 'control') control = outcome.compressed.accuracy?.top1;
     console.log(row(label, outcome, control));
+    // A method that learns its structure says what it learned (e.g. dgconv's group count per layer).
+    for (const note of outcome.notes.filter((n) => /learned groups/.test(n))) console.log(`  ${note}`);
     if (label !== 'control') written.push(timedModel(label, loadModel(output)));
   }
   if (keepLatency && written.length > 0) {
