@@ -184,3 +184,63 @@ function sampleIndices(length: number, count: number, random: Random): number[] 
   const all = Array.from({ length }, (_, k) => k);
   return count >= length ? all : random.shuffle(all).slice(0, count);
 }
+
+/** The model with every straight-through Sign replaced by u + (sign u₀ − u₀): same value at θ₀, identity slope. */
+export async function surrogate(model: Model, signs: readonly string[], feeds: Record<string, Input>): Promise<Model> {
+  const probe = model.clone().model;
+  const byName = probe.graph.valueMap();
+  const inputsOfSigns = signs.map((s) => byName.get(s)!.producer!.input(0));
+  probe.graph.outputs.push(...inputsOfSigns);
+  const session = await createSession(probe, { optimization: 'disabled' });
+  const out = await run(session, feedsOf(feeds));
+  await session.release();
+  const copy = model.clone().model;
+  const values = copy.graph.valueMap();
+  signs.forEach((name, k) => {
+    const sign = values.get(name)!;
+    const node = sign.producer!;
+    const probed = out[inputsOfSigns[k]!.name]!;
+    const u0 = Array.from(probed.data as Float32Array);
+    const shift = copy.graph.addInitializer(
+      `${name}.shift`,
+      Tensor.float32(
+        [...probed.dims],
+        u0.map((u) => Math.sign(u) - u),
+      ),
+      { fresh: true },
+    );
+    const add = copy.graph.createNode('Add', [node.input(0), shift], { name: `${node.name}.surrogate` });
+    copy.graph.insertBefore(node, add);
+    sign.replaceAllUsesWith(add.output(0));
+    copy.graph.remove(node);
+  });
+  copy.graph.sort();
+  return copy;
+}
+
+export async function straightThroughGradient(
+  model: Model,
+  signs: readonly string[],
+  feeds: Record<string, Input>,
+  wrt = 'input',
+  trainingBatchNorm = false,
+) {
+  const gm = gradientModel(model, { loss: 'loss', wrt: [wrt], straightThrough: signs, trainingBatchNorm });
+  const session = await createSession(gm.model, { optimization: 'disabled' });
+  const out = await run(session, feedsOf(feeds));
+  await session.release();
+  return Float64Array.from(out[gm.gradients.get(wrt)!]!.data as Float32Array);
+}
+
+export async function surrogateGradient(
+  model: Model,
+  feeds: Record<string, Input>,
+  wrt = 'input',
+  trainingBatchNorm = false,
+) {
+  const gm = gradientModel(model, { loss: 'loss', wrt: [wrt], trainingBatchNorm });
+  const session = await createSession(gm.model, { optimization: 'disabled' });
+  const out = await run(session, feedsOf(feeds));
+  await session.release();
+  return Float64Array.from(out[gm.gradients.get(wrt)!]!.data as Float32Array);
+}

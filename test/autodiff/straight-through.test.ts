@@ -18,7 +18,16 @@ import type { Value } from '../../compiler/ir/node.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { connected, emitGateMask, emitKronecker, openness } from '../../passes/methods/dgconv-gates.js';
 import { createSession, run } from '../../runtime/session.js';
-import { feedsOf, gradCheck, projectionLoss, randomInput, type Input } from './gradcheck.js';
+import {
+  feedsOf,
+  gradCheck,
+  projectionLoss,
+  randomInput,
+  straightThroughGradient,
+  surrogate,
+  surrogateGradient,
+  type Input,
+} from './gradcheck.js';
 
 const F32 = DataType.FLOAT;
 
@@ -74,54 +83,6 @@ describe('the Kronecker mask U(e)', () => {
     expect(errors.input).toBeLessThan(2e-3);
   });
 });
-
-/** The model with every straight-through Sign replaced by u + (sign u₀ − u₀): same value at θ₀, identity slope. */
-async function surrogate(model: Model, signs: readonly string[], feeds: Record<string, Input>): Promise<Model> {
-  const probe = model.clone().model;
-  const byName = probe.graph.valueMap();
-  const inputsOfSigns = signs.map((s) => byName.get(s)!.producer!.input(0));
-  probe.graph.outputs.push(...inputsOfSigns);
-  const session = await createSession(probe, { optimization: 'disabled' });
-  const out = await run(session, feedsOf(feeds));
-  await session.release();
-  const copy = model.clone().model;
-  const values = copy.graph.valueMap();
-  signs.forEach((name, k) => {
-    const sign = values.get(name)!;
-    const node = sign.producer!;
-    const u0 = Array.from(out[inputsOfSigns[k]!.name]!.data as Float32Array);
-    const shift = copy.graph.addInitializer(
-      `${name}.shift`,
-      Tensor.float32(
-        [u0.length],
-        u0.map((u) => Math.sign(u) - u),
-      ),
-      { fresh: true },
-    );
-    const add = copy.graph.createNode('Add', [node.input(0), shift], { name: `${node.name}.surrogate` });
-    copy.graph.insertBefore(node, add);
-    sign.replaceAllUsesWith(add.output(0));
-    copy.graph.remove(node);
-  });
-  copy.graph.sort();
-  return copy;
-}
-
-async function straightThroughGradient(model: Model, signs: readonly string[], feeds: Record<string, Input>) {
-  const gm = gradientModel(model, { loss: 'loss', wrt: ['input'], straightThrough: signs });
-  const session = await createSession(gm.model, { optimization: 'disabled' });
-  const out = await run(session, feedsOf(feeds));
-  await session.release();
-  return Float64Array.from(out[gm.gradients.get('input')!]!.data as Float32Array);
-}
-
-async function surrogateGradient(model: Model, feeds: Record<string, Input>) {
-  const gm = gradientModel(model, { loss: 'loss', wrt: ['input'] });
-  const session = await createSession(gm.model, { optimization: 'disabled' });
-  const out = await run(session, feedsOf(feeds));
-  await session.release();
-  return Float64Array.from(out[gm.gradients.get('input')!]!.data as Float32Array);
-}
 
 describe('straight-through Sign', () => {
   it('passes the gradient through one Sign as the identity would', async () => {
