@@ -151,7 +151,16 @@ export const dgconv: Method<DgconvOptions> = {
     if (layers.length === 0) {
       const why =
         skipped.length > 0 ? `: ${skipped.join('; ')}` : ': the model has no plain Conv with an initializer weight';
-      return { model, connectivity: new Map(), macsRatio: 1, unchanged: `dgconv: no conv can be grouped${why}` };
+      // Groups pay off at larger batches (the per-group cost does not grow with the batch).
+      const hint = skipped.some((line) => line.includes('--min-realised'))
+        ? ` — grouped convs run faster at larger batches: pass the batch the model runs at (--latency-batch), or lower --min-realised`
+        : '';
+      return {
+        model,
+        connectivity: new Map(),
+        macsRatio: 1,
+        unchanged: `dgconv: no conv can be grouped${why}${hint}`,
+      };
     }
     if (skipped.length > 0) ctx.note(`dgconv: left dense — ${skipped.join('; ')}`);
     ctx.note(
