@@ -72,6 +72,7 @@ export function buildTrainingGraph(
   const bn = lowerTrainingBatchNorms(copy, { momentum: spec.bnMomentum ?? 0.1 });
   const dtype = logitsType(copy, logits);
   const inputs = addStepInputs(graph, spec, batch, logits, dtype);
+  if (spec.stepValue) readStep(graph, spec.stepValue, inputs.step);
   const paramInits = new Map(params.map((p) => [p.name, carryAsInput(graph, p, masks.get(p.name))]));
   const statInits = bn.updates.map((u) => [carryAsInput(graph, u.mean), carryAsInput(graph, u.variance)] as const);
   const e = new Emitter(graph, copy.opset('') ?? 17, 'train');
@@ -225,6 +226,19 @@ function addLossTerms(e: Emitter, base: Value, terms: readonly LossTerm[], progr
   const run = { progress: progress() };
   for (const term of terms) total = e.add(total, term(e, lookup, run));
   return total;
+}
+
+/** Point every use of the float scalar initializer `name` at the step input, and drop it. */
+function readStep(graph: Graph, name: string, step: Value): void {
+  const value = graph.initializers.get(name);
+  const tensor = value?.constValue;
+  if (!value || !tensor || tensor.dims.length !== 0 || tensor.dtype !== step.type?.dtype)
+    throw new RegroupError(
+      'usage',
+      `stepValue '${name}' must be a scalar initializer of the model with the logits' float type, to be replaced by the update count`,
+    );
+  value.replaceAllUsesWith(step);
+  graph.removeInitializer(value);
 }
 
 /** (step − 1) / totalSteps as a float scalar (0 without a total), built only when a loss term asks. */

@@ -81,6 +81,12 @@ export interface TrainingSpec {
   /** Updates in the whole run (epochs × updates per epoch), for LossTermRun.progress. */
   totalSteps?: number;
   /**
+   * A float scalar initializer of the model that the step graph replaces by its `step` input,
+   * the 1-based count of updates: what the model computes from it (e.g. noise drawn in the
+   * graph, seeded by the update) changes with every update and repeats on a resumed run.
+   */
+  stepValue?: string;
+  /**
    * Values whose producing node is a straight-through estimator (Bengio et al. 2013): the
    * forward runs the node (Sign, Round, Floor or Ceil of one input), the backward passes the
    * gradient through unchanged, ∂input = ∂output (e.g. DGConv's binary gates).
@@ -159,6 +165,8 @@ export interface TrainingHooks {
   readonly lossTerms?: readonly LossTerm[];
   /** Values of `model` whose producer is a straight-through estimator (TrainingSpec.straightThrough). */
   readonly straightThrough?: readonly string[];
+  /** A float scalar initializer of `model` that reads the update count in training (TrainingSpec.stepValue). */
+  readonly stepValue?: string;
   /**
    * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
    * the derived tensors to replace (frozen ones), or nothing to keep them.

@@ -69,6 +69,7 @@ export function trainingSpec(options: TrainOptions, plan: Plan): TrainingSpec {
   if (hooks?.frozen?.length) spec.fed = hooks.frozen;
   if (hooks?.lossTerms?.length) spec.lossTerms = hooks.lossTerms;
   if (hooks?.straightThrough?.length) spec.straightThrough = hooks.straightThrough;
+  if (hooks?.stepValue) spec.stepValue = hooks.stepValue;
   spec.totalSteps = plan.perEpoch * options.epochs;
   return spec;
 }

@@ -459,6 +459,7 @@ function hookSettings(hooks: TrainHooks | undefined): Record<string, string | nu
     hookFed: [...(hooks.frozen ?? [])].sort().join(','),
     hookLossTerms: hooks.lossTerms?.length ?? 0,
     ...(hooks.straightThrough?.length ? { hookStraightThrough: [...hooks.straightThrough].sort().join(',') } : {}),
+    ...(hooks.stepValue ? { hookStepValue: hooks.stepValue } : {}),
   };
 }
 

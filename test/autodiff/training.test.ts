@@ -8,6 +8,7 @@
  * max|Δ − lr·d| ≤ 1e-3 · max|lr·d| (float32; a wrong rule is off by O(1)).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { Emitter } from '../../compiler/autodiff/emitter.js';
 import { gradientModel } from '../../compiler/autodiff/gradients.js';
 import { buildTrainingGraph } from '../../compiler/autodiff/training.js';
 import type { LossSpec, OptimizerSpec, TrainingSpec } from '../../compiler/autodiff/types.js';
@@ -19,6 +20,7 @@ import { Tensor } from '../../compiler/ir/tensor.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
 import { Random } from '../../compiler/util/random.js';
 import { gapGemmHead } from '../../fixtures/models.js';
+import { emitUniformNoise } from '../../passes/methods/msgc-gates.js';
 import { runWithIntermediates, toOrtTensor, type Outputs } from '../../runtime/session.js';
 import { outputsOf } from '../passes/compare.js';
 import { StepHarness, syntheticBatch, type Batch } from './step.js';
@@ -463,5 +465,38 @@ describe("buildTrainingGraph leaves the caller's model alone", () => {
     });
     gradientModel(withReferenceLoss(model), { loss: 'loss', wrt: ['head.fc.weight'], trainingBatchNorm: true });
     expect(Buffer.compare(Buffer.from(encodeModel(model).bytes), Buffer.from(before))).toBe(0);
+  });
+});
+
+describe('training step: a model that reads the update count (TrainingSpec.stepValue)', () => {
+  it('sees each update, repeats it for the same update, and refuses a value that is not a float scalar', async () => {
+    const model = gapGemmHead();
+    const g = model.graph;
+    const step = g.addInitializer('regroup.step', Tensor.float32([], [0]));
+    const logits = g.outputs[0]!;
+    const e = new Emitter(g, 17, 'noise');
+    const noisy = e.add(logits, e.mul(emitUniformNoise(e, logits, step, 7), e.scalar(0.01, DataType.FLOAT)));
+    noisy.type = logits.type;
+    g.outputs[0] = noisy;
+    const spec: TrainingSpec = {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+      stepValue: 'regroup.step',
+    };
+    const graph = buildTrainingGraph(model, spec);
+    expect(graph.model.graph.initializers.has('regroup.step')).toBe(false);
+    const harness = await StepHarness.open(graph);
+    try {
+      const batch = syntheticBatch(BATCH_DIMS, CLASSES, 3);
+      const logitsAt = async (update: number) =>
+        Float32Array.from((await harness.step(batch, 0, update))[graph.outputs.logits]!.data as Float32Array);
+      const [a, again, next] = [await logitsAt(1), await logitsAt(1), await logitsAt(2)];
+      expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(again.buffer))).toBe(0);
+      expect(a.some((v, i) => v !== next[i])).toBe(true);
+    } finally {
+      await harness.release();
+    }
+    g.setInitializer(step, Tensor.float32([1], [0], 'regroup.step'));
+    expect(() => buildTrainingGraph(model, spec)).toThrow(/stepValue 'regroup.step' must be a scalar initializer/);
   });
 });
