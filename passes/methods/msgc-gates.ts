@@ -12,9 +12,13 @@
  * - **the Gumbel-sigmoid gate**: soft = σ((logit + log u − log(1 − u))/τ) (the difference of
  *   two Gumbel draws is logistic), hard = [soft ≥ ½] in the forward pass with the gradient of
  *   soft (straight through: hard = (sign(2·soft − 1) + 1)/2, ∂hard/∂soft = 1 under
- *   TrainingSpec.straightThrough); τ = 2/3, logit bias 2.0 at the start, as in the paper.
+ *   TrainingSpec.straightThrough); τ = 2/3, logit bias 2.0 at the start, as in the paper;
+ * - **the heads conv** (emitHeadsConv): Conv(heads·C → C', group = heads) over the heads'
+ *   masked copies of the input, equal to the dense conv while every mask is open.
  */
 import type { Emitter } from '../../compiler/autodiff/emitter.js';
+import { RegroupError } from '../../compiler/errors.js';
+import { attr } from '../../compiler/ir/attribute.js';
 import { DataType } from '../../compiler/ir/dtype.js';
 import type { Model } from '../../compiler/ir/model.js';
 import type { Node, Value } from '../../compiler/ir/node.js';
@@ -108,4 +112,30 @@ function chain(value: Value): { values: Value[]; nodes: Node[] } {
     values.push(current);
   }
   return { values, nodes };
+}
+
+/**
+ * A conv rewritten to read `heads` masked copies of its input: x [N, C, H, W] and hard masks
+ * m [N, heads·C] give Concat_h(x ⊙ m_h) [N, heads·C, H, W], convolved by the same weight
+ * [C', C, k…] with group = heads, so output block h (C'/heads filters) reads copy h. With
+ * every mask 1 it computes the dense conv exactly; a zero in m_h removes that input channel
+ * from head h's filters. The conv is changed in place; C' must divide into the heads.
+ */
+export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: number): void {
+  const weight = conv.input(1).constValue;
+  if (!weight || conv.getInt('group', 1) !== 1 || weight.dims[0]! % heads !== 0)
+    throw new RegroupError(
+      'unsupported',
+      `${conv.name || conv.opType}: MSGC heads need a plain conv with an initializer weight whose ${weight?.dims[0] ?? '?'} filters divide into ${heads} heads`,
+    );
+  const channels = weight.dims[1]!;
+  const x = conv.input(0);
+  const copies = Array.from({ length: heads }, (_, h) => {
+    // Gather (any opset) of head h's C mask columns.
+    const indices = Array.from({ length: channels }, (_, c) => h * channels + c);
+    const head = e.op('Gather', [masks, e.int64(indices)], [attr.int('axis', 1)]);
+    return e.mul(x, e.unsqueeze(head, [2, 3]));
+  });
+  conv.setInput(0, e.op('Concat', copies, [attr.int('axis', 1)]));
+  conv.setAttr(attr.int('group', heads));
 }

@@ -13,7 +13,13 @@ import { DataType } from '../../compiler/ir/dtype.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { loadModel } from '../../compiler/onnx/io.js';
 import { resnetTiny } from '../../fixtures/models.js';
-import { emitGumbelGate, emitUniformNoise, gatePlacements, MSGC_LOGIT_BIAS } from '../../passes/methods/msgc-gates.js';
+import {
+  emitGumbelGate,
+  emitHeadsConv,
+  emitUniformNoise,
+  gatePlacements,
+  MSGC_LOGIT_BIAS,
+} from '../../passes/methods/msgc-gates.js';
 import { createSession, run } from '../../runtime/session.js';
 import { PROJECT_ROOT } from '../helpers/shared.js';
 import {
@@ -157,5 +163,47 @@ describe('where MSGC gates go', () => {
     expect(refused).toEqual([]);
     const vgg = gatePlacements(loadModel(path.join(PROJECT_ROOT, 'fixtures/models/fmnist-vgg.onnx')));
     expect(vgg.blocks).toEqual([]);
+  });
+});
+
+describe('the heads conv', () => {
+  async function outputs(heads: number | undefined, masks: Float64Array) {
+    const b = new GraphBuilder({ opset: 17 });
+    const x = b.input('x', [2, 4, 6, 6], F32);
+    const m = b.input('m', [2, 12], F32);
+    const w = b.initializer(
+      'w',
+      Tensor.float32([6, 4, 3, 3], Float32Array.from(randomInput([6, 4, 3, 3], F32, 9).data)),
+    );
+    const y = b.op('Conv', [x, w], { pads: [1, 1, 1, 1] });
+    b.output(y);
+    const conv = y.producer!;
+    if (heads) emitHeadsConv(new Emitter(b.graph, 17, 'heads'), conv, m, heads);
+    b.graph.sort();
+    const session = await createSession(b.model, { optimization: 'disabled' });
+    const feeds: Record<string, Input> = {
+      x: randomInput([2, 4, 6, 6], F32, 10),
+      m: { dtype: F32, dims: [2, 12], data: masks },
+    };
+    const out = await run(session, feedsOf(feeds));
+    await session.release();
+    return Object.values(out)[0]!.data as Float32Array;
+  }
+
+  it('computes the dense conv with every mask open, and drops a masked channel from its head only', async () => {
+    const dense = await outputs(undefined, new Float64Array(24));
+    const open = await outputs(3, new Float64Array(24).fill(1));
+    open.forEach((v, i) => expect(v).toBeCloseTo(dense[i]!, 5));
+    // Head 0 of sample 0 loses input channel 1: only filters 0–1 of sample 0 change.
+    const masks = new Float64Array(24).fill(1);
+    masks[1] = 0;
+    const cut = await outputs(3, masks);
+    const plane = 36;
+    const changed = (n: number, o: number) =>
+      cut
+        .slice((n * 6 + o) * plane, (n * 6 + o + 1) * plane)
+        .some((v, i) => Math.abs(v - open[(n * 6 + o) * plane + i]!) > 1e-6);
+    expect([0, 1, 2, 3, 4, 5].map((o) => changed(0, o))).toEqual([true, true, false, false, false, false]);
+    expect([0, 1, 2, 3, 4, 5].some((o) => changed(1, o))).toBe(false);
   });
 });
