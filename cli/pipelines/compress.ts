@@ -163,7 +163,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     hasData: options.data !== undefined,
     trainSamples: options.limit,
     channelMultiple: options.channelMultiple ?? cpuSimdBlock(),
-    latencyBatch: options.latencyTarget?.batch ?? options.latencyBatch ?? 1,
+    latencyBatch: deployBatch(options),
   };
   const methodOptions = method.options(rawOptions, baseCommon);
   const { relaxBatch } = await import('../../runtime/train/checkpoint.js');
@@ -214,9 +214,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     runPasses(lowered.model, PREPARE, {}, { fixpoint: true });
     const compressedSide = await measureSide(lowered.model, data, options, 'compressed');
     if (options.latency !== false) {
-      const batches = [...new Set([1, 8, options.latencyTarget?.batch ?? options.latencyBatch ?? 1])].sort(
-        (a, b) => a - b,
-      );
+      const batches = [...new Set([1, 8, deployBatch(options)])].sort((a, b) => a - b);
       [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options, batches);
     }
     log(`compressed: ${describeSide(compressedSide)}`);
@@ -434,6 +432,11 @@ function unreducedLayers(dense: Model, lowered: Model): string {
 }
 
 /** The fine-tuning scheme: as given, else local+global with data and none without. */
+/** The batch the output is meant to run fast at: the latency target's, else `--latency-batch`, else 1. */
+function deployBatch(options: CompressOptions): number {
+  return options.latencyTarget?.batch ?? options.latencyBatch ?? 1;
+}
+
 function schemeOf(options: CompressOptions, method: AnyMethod): FinetuneScheme {
   if (method.learnsStructure) return 'global';
   return options.finetune ?? (options.data ? 'local+global' : 'none');
@@ -616,9 +619,8 @@ async function lower(model: Model, connectivity: ReadonlyMap<Node, Connectivity>
         return times;
       }
     : undefined;
-  // The cost model ranks forms at the batch the model is meant to run fast at (--latency-batch).
-  const batch = options.latencyTarget?.batch ?? options.latencyBatch ?? 1;
-  return lowerGrouped(model, connectivity, { simdBlock: cpuSimdBlock(), tune, batch });
+  // The cost model ranks forms at the batch the model is meant to run fast at.
+  return lowerGrouped(model, connectivity, { simdBlock: cpuSimdBlock(), tune, batch: deployBatch(options) });
 }
 
 /**

@@ -32,7 +32,7 @@ import { RegroupError } from '../../compiler/errors.js';
 import { DataType } from '../../compiler/ir/dtype.js';
 import { nodeLabels } from '../../compiler/ir/label.js';
 import type { Model } from '../../compiler/ir/model.js';
-import type { Node, Value } from '../../compiler/ir/node.js';
+import type { Node } from '../../compiler/ir/node.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { cleanup } from '../cleanup.js';
 import { opCost, type LayerGeometry } from '../lower-cost.js';
@@ -70,22 +70,26 @@ export const RAMP_END = 0.4;
  */
 export const DGCONV_THETA0 = 0.5;
 
-/** One gated conv: what the hooks need to find it again in a trained or finished model. */
-export interface GatedLayer {
+/** A conv that can take gates: its weight, the factors it gates, its size. */
+export interface GateableLayer {
   readonly label: string;
   /** Initializer name of the conv's weight (the same in the dense, training and finished models). */
   readonly weight: string;
+  readonly factors: readonly number[];
+  readonly outChannels: number;
+  readonly inChannels: number;
+  /** Dense MACs of the layer (batch 1). */
+  readonly macs: number;
+}
+
+/** A gated conv of the training model: what the hooks need to find it again in a trained or finished model. */
+export interface GatedLayer extends GateableLayer {
   /** Initializer name of the gate vector θ in the training model. */
   readonly theta: string;
   /** Name of the layer's density value mean(U) in the training model. */
   readonly density: string;
   /** Initializer name of the layer's fed frozen gates c (the gates read m·θ + c). */
   readonly frozen: string;
-  readonly factors: readonly number[];
-  readonly outChannels: number;
-  readonly inChannels: number;
-  /** Dense MACs of the layer (batch 1). */
-  readonly macs: number;
 }
 
 export const dgconv: Method<DgconvOptions> = {
@@ -142,13 +146,17 @@ export const dgconv: Method<DgconvOptions> = {
     const minWidth = options.minGroupWidth ?? simdBlock;
     const batch = ctx.common.latencyBatch ?? 1;
     const model = dense.clone().model;
-    const { layers, skipped, macs } = gateableLayers(model, {
+    const {
+      layers: candidates,
+      skipped,
+      macs,
+    } = gateableLayers(model, {
       minWidth,
       simdBlock,
       batch,
       realised: options.minRealised,
     });
-    if (layers.length === 0) {
+    if (candidates.length === 0) {
       const why =
         skipped.length > 0 ? `: ${skipped.join('; ')}` : ': the model has no plain Conv with an initializer weight';
       // Groups pay off at larger batches (the per-group cost does not grow with the batch).
@@ -164,11 +172,12 @@ export const dgconv: Method<DgconvOptions> = {
     }
     if (skipped.length > 0) ctx.note(`dgconv: left dense — ${skipped.join('; ')}`);
     ctx.note(
-      `dgconv: ${layers.length} gated convs (${options.order} order, gates start ${options.init}, groups of ≥ ${minWidth} channels ` +
+      `dgconv: ${candidates.length} gated convs (${options.order} order, gates start ${options.init}, groups of ≥ ${minWidth} channels ` +
         `modelled to realise ≥ ${(100 * options.minRealised).toFixed(0)}% of their saving at batch ${batch}), ` +
         `MACs penalty ${DGCONV_PENALTY}·max(0, F/F₀ − target), target from 1 to ${keepMacs} over the first 40% of fine-tuning, gates frozen halfway`,
     );
-    const training = gatedModel(model, layers, options);
+    const training = gatedModel(model, candidates, options);
+    const layers = training.layers;
     const gated = layers.reduce((s, l) => s + l.macs, 0);
     const fixed = macs - gated;
     const state = { open: new Map<string, number[]>(), forced: 0, ratio: 1 };
@@ -194,14 +203,14 @@ export const dgconv: Method<DgconvOptions> = {
         const closed = closeToTarget(layers, values, options.order, macs, keepMacs);
         const closing = closed > 0 ? `, ${closed} more closed to meet the target` : '';
         ctx.log(`dgconv: gates frozen for the remaining ${epochs - epoch} epoch(s)${closing}`);
-        const fixed = layers.map(
+        const frozenGates = layers.map(
           (l) =>
             [
               l.frozen,
               Tensor.fromArray(DataType.FLOAT, [l.factors.length], Float32Array.from(values.get(l.theta)!)),
             ] as const,
         );
-        return new Map([[training.learning, Tensor.fromArray(DataType.FLOAT, [], Float32Array.of(0))], ...fixed]);
+        return new Map([[training.learning, Tensor.fromArray(DataType.FLOAT, [], Float32Array.of(0))], ...frozenGates]);
       },
       finish(trained) {
         const baked = bake(trained, layers, training.learning, options.order, macs, keepMacs);
@@ -262,10 +271,10 @@ export interface GateLimits {
 export function gateableLayers(
   model: Model,
   limits: GateLimits,
-): { layers: GatedLayer[]; skipped: string[]; macs: number } {
+): { layers: GateableLayer[]; skipped: string[]; macs: number } {
   const cost = computeCost(model, inferShapes(model));
   const labels = nodeLabels(model.graph);
-  const layers: GatedLayer[] = [];
+  const layers: GateableLayer[] = [];
   const skipped: string[] = [];
   for (const { node, macs } of cost.layers) {
     if (node.opType !== 'Conv' || node.domain !== '') continue;
@@ -309,7 +318,7 @@ export function gateableLayers(
       skipped.push(`${label} (${why})`);
       continue;
     }
-    layers.push({ label, weight: w.name, theta: '', density: '', frozen: '', factors, outChannels, inChannels, macs });
+    layers.push({ label, weight: w.name, factors, outChannels, inChannels, macs });
   }
   return { layers, skipped, macs: cost.totals.macs };
 }
@@ -332,13 +341,13 @@ function realisedShare(
 /**
  * The training model: each gated conv reads W ⊙ U(m·θ + c), with m (one fed scalar, 1 while
  * the gates learn) and c (fed per layer, 0 while they learn): the gates freeze when a hook
- * sets m = 0 and c = θ. Fills in the layers' θ, c and density names.
+ * sets m = 0 and c = θ. Returns the layers with their θ, c and density names.
  */
 function gatedModel(
   dense: Model,
-  layers: GatedLayer[],
+  candidates: readonly GateableLayer[],
   options: DgconvOptions,
-): { model: Model; straightThrough: string[]; learning: string } {
+): { model: Model; layers: GatedLayer[]; straightThrough: string[]; learning: string } {
   const model = dense.clone().model;
   const graph = model.graph;
   const e = new Emitter(graph, model.opset('') ?? 17, 'dgconv');
@@ -351,7 +360,7 @@ function gatedModel(
       fresh: true,
     },
   );
-  layers.forEach((layer, index) => {
+  const layers = candidates.map((layer): GatedLayer => {
     const node = byWeight.get(layer.weight)!;
     const w = node.input(1);
     const K = layer.factors.length;
@@ -376,10 +385,10 @@ function gatedModel(
     );
     node.setInput(1, e.mul(w, gate.mask));
     straightThrough.push(...gate.straightThrough.map((v) => v.name));
-    layers[index] = { ...layer, theta: theta.name, frozen: frozen.name, density: gate.density.name };
+    return { ...layer, theta: theta.name, frozen: frozen.name, density: gate.density.name };
   });
   graph.sort();
-  return { model, straightThrough, learning: learning.name };
+  return { model, layers, straightThrough, learning: learning.name };
 }
 
 /** λ·max(0, F/F₀ − target(progress)) over the gated layers' densities. */
@@ -448,9 +457,8 @@ function bake(
   const forced = closeToTarget(layers, theta, order, total, keep);
   const { open, ratio } = structureOf(layers, (l) => theta.get(l.theta)!, order, total);
   const opened = new Map<string, number[]>();
-  const byWeight = new Map<string, Value>([...graph.initializers].map(([name, v]) => [name, v]));
   layers.forEach((layer, k) => {
-    const w = byWeight.get(layer.weight)!;
+    const w = graph.initializers.get(layer.weight)!;
     const mul = w.uses()[0]?.node;
     const conv = mul?.output(0).uses()[0]?.node;
     if (mul?.opType !== 'Mul' || conv?.opType !== 'Conv')

@@ -222,36 +222,13 @@ describe('dgconv', () => {
 
   it('refuses what it cannot do with one clear line', async () => {
     const out = path.join(tmp, 'refused.onnx');
-    const noData = await regroup('compress', TINY, '-o', out, '--method', 'dgconv', '--keep-macs', '0.5');
+    const dgconvOn = (...flags: string[]) => regroup('compress', TINY, '-o', out, '--method', 'dgconv', ...flags);
+    const noData = await dgconvOn('--keep-macs', '0.5');
     expect(noData.code).not.toBe(0);
     expect(noData.stderr).toMatch(/dgconv learns its group counts while fine-tuning: pass --data/);
-    const local = await regroup(
-      'compress',
-      TINY,
-      '-o',
-      out,
-      '--method',
-      'dgconv',
-      '--keep-macs',
-      '0.5',
-      '--data',
-      'mnist',
-      '--finetune',
-      'local+global',
-    );
+    const local = await dgconvOn('--keep-macs', '0.5', '--data', 'mnist', '--finetune', 'local+global');
     expect(local.stderr).toMatch(/--finetune local\+global does not apply to --method dgconv/);
-    const latency = await regroup(
-      'compress',
-      TINY,
-      '-o',
-      out,
-      '--method',
-      'dgconv',
-      '--keep-latency',
-      '0.5',
-      '--data',
-      'mnist',
-    );
+    const latency = await dgconvOn('--keep-latency', '0.5', '--data', 'mnist');
     expect(latency.stderr).toMatch(/a latency target cannot be searched by probing structures/);
     expect(fs.existsSync(out)).toBe(false);
   }, 60_000);
