@@ -22,6 +22,8 @@ export interface ParameterUpdate {
   readonly value: Value;
   readonly gradient: Value;
   readonly mask?: Value;
+  /** Learning-rate multiplier (default 1). */
+  readonly lrScale?: number;
 }
 
 /** An optimizer slot: a state input and the value to carry to the next step. */
@@ -60,12 +62,20 @@ export function emitOptimizer(
     result.slots.push({ parameter: p.name, slot: name, input, next: value });
     return value;
   };
-  const adam = spec.kind === 'sgd' ? undefined : adamScalars(e, spec, scalars);
+  // Scalars per learning-rate multiplier, shared by the parameters that have it.
+  const scaled = new Map<number, { s: StepScalars; adam?: ReturnType<typeof adamScalars> }>();
+  const scalarsFor = (scale: number) => {
+    if (!scaled.has(scale)) {
+      const s = scale === 1 ? scalars : { ...scalars, lr: e.mul(scalars.lr, e.scalar(scale, scalars.dtype)) };
+      scaled.set(scale, { s, adam: spec.kind === 'sgd' ? undefined : adamScalars(e, spec, s) });
+    }
+    return scaled.get(scale)!;
+  };
   for (const p of params) {
     const gradient = p.mask ? e.mul(p.gradient, p.mask) : p.gradient;
     const masked = { ...p, gradient };
-    const updated =
-      spec.kind === 'sgd' ? sgd(e, spec, masked, scalars, slot) : adamStep(e, spec, masked, scalars, adam!, slot);
+    const { s, adam } = scalarsFor(p.lrScale ?? 1);
+    const updated = spec.kind === 'sgd' ? sgd(e, spec, masked, s, slot) : adamStep(e, spec, masked, s, adam!, slot);
     result.params.set(p.name, updated);
   }
   return result;

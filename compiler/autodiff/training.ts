@@ -69,6 +69,7 @@ export function buildTrainingGraph(
   const params = trainableParameters(graph, spec);
   const fedInputs = fedTensors(graph, spec, params);
   const masks = maskTensors(params, spec.masks);
+  checkLrScales(params, spec.lrScale);
   const bn = lowerTrainingBatchNorms(copy, { momentum: spec.bnMomentum ?? 0.1 });
   const dtype = logitsType(copy, logits);
   const inputs = addStepInputs(graph, spec, batch, logits, dtype);
@@ -89,6 +90,7 @@ export function buildTrainingGraph(
     value: p,
     gradient: result.gradients.get(p)!,
     mask: maskValue(e, masks.get(p.name), dtype),
+    lrScale: spec.lrScale?.get(p.name),
   }));
   const carried = new CarrySet(graph);
   const optimizer = emitOptimizer(e, spec.optimizer, updates, { lr: inputs.lr, step: inputs.step, dtype }, (p, slot) =>
@@ -261,6 +263,20 @@ function fedTensors(graph: Graph, spec: TrainingSpec, params: readonly Value[]):
       );
     return { name, input: name, init: carryAsInput(graph, value) };
   });
+}
+
+/** Every learning-rate multiplier names a trainable parameter and is a finite positive number. */
+function checkLrScales(params: readonly Value[], scales: TrainingSpec['lrScale']): void {
+  const names = new Set(params.map((p) => p.name));
+  for (const [name, scale] of scales ?? []) {
+    if (!names.has(name))
+      throw new RegroupError(
+        'usage',
+        `learning-rate multiplier for '${name}', which is not a trainable parameter (frozen, or not a weight/bias initializer)`,
+      );
+    if (!(scale > 0) || !Number.isFinite(scale))
+      throw new RegroupError('usage', `learning-rate multiplier ${scale} for '${name}': use a finite number above 0`);
+  }
 }
 
 /** Masks by parameter name, checked against the parameters' shapes. */

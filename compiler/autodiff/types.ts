@@ -78,6 +78,12 @@ export interface TrainingSpec {
   fed?: readonly string[];
   /** Scalars added to the loss before the gradients are taken. */
   lossTerms?: readonly LossTerm[];
+  /**
+   * Learning-rate multipliers by parameter name (default 1): the parameter steps with
+   * lr × scale under every optimizer (e.g. MSGC's gate networks learning faster than the
+   * backbone, as the paper trains them).
+   */
+  lrScale?: ReadonlyMap<string, number>;
   /** Updates in the whole run (epochs × updates per epoch), for LossTermRun.progress. */
   totalSteps?: number;
   /**
@@ -167,6 +173,8 @@ export interface TrainingHooks {
   readonly straightThrough?: readonly string[];
   /** A float scalar initializer of `model` that reads the update count in training (TrainingSpec.stepValue). */
   readonly stepValue?: string;
+  /** Learning-rate multipliers of initializers of `model` (TrainingSpec.lrScale). */
+  readonly lrScale?: ReadonlyMap<string, number>;
   /**
    * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
    * the derived tensors to replace (frozen ones), or nothing to keep them.

@@ -70,6 +70,7 @@ export function trainingSpec(options: TrainOptions, plan: Plan): TrainingSpec {
   if (hooks?.lossTerms?.length) spec.lossTerms = hooks.lossTerms;
   if (hooks?.straightThrough?.length) spec.straightThrough = hooks.straightThrough;
   if (hooks?.stepValue) spec.stepValue = hooks.stepValue;
+  if (hooks?.lrScale?.size) spec.lrScale = hooks.lrScale;
   spec.totalSteps = plan.perEpoch * options.epochs;
   return spec;
 }

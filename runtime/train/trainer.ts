@@ -460,6 +460,14 @@ function hookSettings(hooks: TrainHooks | undefined): Record<string, string | nu
     hookLossTerms: hooks.lossTerms?.length ?? 0,
     ...(hooks.straightThrough?.length ? { hookStraightThrough: [...hooks.straightThrough].sort().join(',') } : {}),
     ...(hooks.stepValue ? { hookStepValue: hooks.stepValue } : {}),
+    ...(hooks.lrScale?.size
+      ? {
+          hookLrScale: [...hooks.lrScale]
+            .map(([name, scale]) => `${name}:${scale}`)
+            .sort()
+            .join(','),
+        }
+      : {}),
   };
 }
 

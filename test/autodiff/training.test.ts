@@ -167,6 +167,48 @@ describe('training step: optimizer updates equal the TypeScript formulas', () =>
       await h.release();
     });
   }
+
+  const optimizers: OptimizerSpec[] = [
+    { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0.05 },
+    { kind: 'adamw', beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0.1 },
+  ];
+  for (const optimizer of optimizers) {
+    it(`learning-rate multipliers (${optimizer.kind}): a scaled parameter steps scale × as far, the others as before`, async () => {
+      const scaled = new Map([
+        ['head.fc.weight', 3],
+        ['features.1.bn.bias', 0.25],
+      ]);
+      const deltas = async (lrScale?: ReadonlyMap<string, number>) => {
+        const h = await StepHarness.open(
+          buildTrainingGraph(model, { loss: { kind: 'cross-entropy' }, optimizer, ...(lrScale ? { lrScale } : {}) }),
+        );
+        const before = new Map(names.map((name) => [name, Float64Array.from(h.value(name))]));
+        await h.step(batch, 0.05, 1);
+        const out = new Map(names.map((name) => [name, before.get(name)!.map((w, k) => w - h.value(name)[k]!)]));
+        await h.release();
+        return out;
+      };
+      const [plain, withScales] = [await deltas(), await deltas(scaled)];
+      for (const name of names)
+        expectUpdate(
+          name,
+          new Float64Array(plain.get(name)!.length),
+          withScales.get(name)!.map((d) => -d),
+          plain.get(name)!.map((d) => d * (scaled.get(name) ?? 1)),
+        );
+    });
+  }
+
+  it('a learning-rate multiplier for a value that is not trained, or not above 0, is a usage error', () => {
+    const build = (lrScale: ReadonlyMap<string, number>) => () =>
+      buildTrainingGraph(model, {
+        loss: { kind: 'cross-entropy' },
+        optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+        lrScale,
+      });
+    expect(build(new Map([['nope', 2]]))).toThrow(/learning-rate multiplier for 'nope'.*not a trainable parameter/);
+    expect(build(new Map([['head.fc.weight', 0]]))).toThrow(/multiplier 0 for 'head.fc.weight'.*above 0/);
+  });
 });
 
 describe('training step: BatchNormalization running statistics', () => {
