@@ -72,6 +72,7 @@ export function buildTrainingGraph(
   checkLrScales(params, spec.lrScale);
   const bn = lowerTrainingBatchNorms(copy, { momentum: spec.bnMomentum ?? 0.1 });
   const dtype = logitsType(copy, logits);
+  const monitor = monitoredValues(copy, spec.monitor ?? []);
   const inputs = addStepInputs(graph, spec, batch, logits, dtype);
   if (spec.stepValue) readStep(graph, spec.stepValue, inputs.step);
   const paramInits = new Map(params.map((p) => [p.name, carryAsInput(graph, p, masks.get(p.name))]));
@@ -105,8 +106,16 @@ export function buildTrainingGraph(
   const statCarry = bn.updates.flatMap((u, k) => statCarries(carried, u, statInits[k]![0], statInits[k]![1]));
   const [lossOut, logitsOut] = [result.resolve(loss), result.resolve(logits)];
   lossOut.name = graph.names.fresh('loss');
+  // An Identity per monitored value: a value can be a graph output only once.
+  const monitored = new Map(
+    monitor.map((v) => {
+      const out = e.op('Identity', [result.resolve(v)]);
+      out.name = graph.names.fresh(`monitor.${v.name}`);
+      return [v.name, out] as const;
+    }),
+  );
   graph.outputs.length = 0;
-  graph.outputs.push(lossOut, logitsOut, ...carried.outputs);
+  graph.outputs.push(lossOut, logitsOut, ...carried.outputs, ...monitored.values());
   graph.sort();
   return {
     model: copy,
@@ -120,8 +129,29 @@ export function buildTrainingGraph(
     params: paramCarry,
     fed: fedInputs,
     state: [...slotCarry, ...statCarry],
-    outputs: { loss: lossOut.name, logits: logitsOut.name },
+    outputs: {
+      loss: lossOut.name,
+      logits: logitsOut.name,
+      monitored: new Map([...monitored].map(([name, v]) => [name, v.name])),
+    },
   };
+}
+
+/** The values TrainingSpec.monitor names, checked to be float scalars of the model. */
+function monitoredValues(model: Model, names: readonly string[]): Value[] {
+  if (names.length === 0) return [];
+  const values = model.graph.valueMap();
+  const shapes = inferShapes(model);
+  return names.map((name) => {
+    const value = values.get(name);
+    const type = value && shapes.typeOf(value);
+    if (!value || type?.shape?.length !== 0 || (type.dtype ?? DataType.FLOAT) !== DataType.FLOAT)
+      throw new RegroupError(
+        'usage',
+        `monitored value '${name}' ${value ? `is not a float scalar (shape [${type?.shape?.join(', ') ?? '?'}])` : 'is not a value of the model'}; monitor float scalars`,
+      );
+    return value;
+  });
 }
 
 function findLogits(graph: Graph, name: string | undefined): Value {

@@ -84,6 +84,11 @@ export interface TrainingSpec {
    * backbone, as the paper trains them).
    */
   lrScale?: ReadonlyMap<string, number>;
+  /**
+   * Float scalar values of the model the step graph also outputs, for progress (e.g. a
+   * method's MACs share or mask density on each batch): TrainingGraph.outputs.monitored.
+   */
+  monitor?: readonly string[];
   /** Updates in the whole run (epochs × updates per epoch), for LossTermRun.progress. */
   totalSteps?: number;
   /**
@@ -150,6 +155,8 @@ export interface TrainingGraph {
     readonly loss: string;
     /** Student logits for this batch (for training accuracy). */
     readonly logits: string;
+    /** Step outputs of TrainingSpec.monitor, by the value's name in the model. */
+    readonly monitored: ReadonlyMap<string, string>;
   };
 }
 
@@ -175,6 +182,8 @@ export interface TrainingHooks {
   readonly stepValue?: string;
   /** Learning-rate multipliers of initializers of `model` (TrainingSpec.lrScale). */
   readonly lrScale?: ReadonlyMap<string, number>;
+  /** Float scalar values of `model` averaged over each epoch's updates and handed to `beforeEpoch`. */
+  readonly monitor?: readonly string[];
   /**
    * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
    * the derived tensors to replace (frozen ones), or nothing to keep them.
@@ -183,6 +192,8 @@ export interface TrainingHooks {
     epoch: number,
     epochs: number,
     current: (name: string) => Tensor,
+    /** The `monitor` values' means over the previous epoch's updates (absent before the first, or on resume). */
+    monitored?: ReadonlyMap<string, number>,
   ): ReadonlyMap<string, Tensor> | undefined;
   /** The trained training model → the inference model the pipeline lowers, checks and writes. */
   finish?(trained: Model): Model;

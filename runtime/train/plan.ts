@@ -71,6 +71,7 @@ export function trainingSpec(options: TrainOptions, plan: Plan): TrainingSpec {
   if (hooks?.straightThrough?.length) spec.straightThrough = hooks.straightThrough;
   if (hooks?.stepValue) spec.stepValue = hooks.stepValue;
   if (hooks?.lrScale?.size) spec.lrScale = hooks.lrScale;
+  if (hooks?.monitor?.length) spec.monitor = hooks.monitor;
   spec.totalSteps = plan.perEpoch * options.epochs;
   return spec;
 }

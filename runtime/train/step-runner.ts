@@ -32,6 +32,8 @@ export interface StepFeeds {
 export interface StepOutcome {
   loss: number;
   logits: OrtTensor;
+  /** The step's monitored values (TrainingSpec.monitor) by name. */
+  monitored: Map<string, number>;
 }
 
 const DTYPE_OF: Partial<Record<OrtTensor.Type, DataType>> = {
@@ -54,7 +56,12 @@ export class StepRunner {
     readonly graph: TrainingGraph,
     readonly session: InferenceSession,
   ) {
-    this.#fetches = [graph.outputs.loss, graph.outputs.logits, ...this.all().map((c) => c.output)];
+    this.#fetches = [
+      graph.outputs.loss,
+      graph.outputs.logits,
+      ...this.all().map((c) => c.output),
+      ...graph.outputs.monitored.values(),
+    ];
     for (const c of this.all()) this.#carried.set(c.input, toOrtTensor(c.init.dtype, c.init.dims, c.init.data.slice()));
     for (const f of graph.fed) this.#fed.set(f.input, toOrtTensor(f.init.dtype, f.init.dims, f.init.data.slice()));
   }
@@ -97,7 +104,10 @@ export class StepRunner {
   async step(feeds: StepFeeds): Promise<StepOutcome> {
     const out = await run(this.session, this.#feeds(feeds), this.#fetches);
     for (const c of this.all()) this.#carried.set(c.input, out[c.output]!);
-    return { loss: scalar(out[this.graph.outputs.loss]!), logits: out[this.graph.outputs.logits]! };
+    const monitored = new Map(
+      [...this.graph.outputs.monitored].map(([name, output]) => [name, scalar(out[output]!)] as const),
+    );
+    return { loss: scalar(out[this.graph.outputs.loss]!), logits: out[this.graph.outputs.logits]!, monitored };
   }
 
   /**

@@ -145,6 +145,8 @@ export class Trainer {
   #resumedAfter: number | undefined;
   #final: AccuracyResult | undefined;
   #secondsTraining = 0;
+  /** Means of the monitored values over the last epoch trained in this process. */
+  #monitored: Map<string, number> | undefined;
   #imagesTrained = 0;
 
   private constructor(
@@ -208,7 +210,7 @@ export class Trainer {
   }
 
   /** The hooks' refresh of the fed tensors at the start of an epoch. */
-  #beforeEpoch(epoch: number): void {
+  #beforeEpoch(epoch: number, monitored?: ReadonlyMap<string, number>): void {
     const hook = this.options.hooks?.beforeEpoch;
     if (!hook) return;
     this.#syncWeights();
@@ -221,7 +223,7 @@ export class Trainer {
         );
       return tensor;
     };
-    const replaced = hook.call(this.options.hooks, epoch, this.options.epochs, current);
+    const replaced = hook.call(this.options.hooks, epoch, this.options.epochs, current, monitored);
     if (!replaced || replaced.size === 0) return;
     for (const [name, tensor] of replaced) this.runner.setFed(name, tensor);
     this.#syncWeights();
@@ -254,8 +256,9 @@ export class Trainer {
 
   async #epoch(epoch: number): Promise<void> {
     const started = performance.now();
-    this.#beforeEpoch(epoch);
+    this.#beforeEpoch(epoch, this.#monitored);
     const tally = await this.#trainEpoch(epoch);
+    this.#monitored = new Map([...tally.monitored].map(([name, sum]) => [name, sum / Math.max(1, tally.updates)]));
     const trainSeconds = (performance.now() - started) / 1000;
     this.#secondsTraining += trainSeconds;
     this.#imagesTrained += tally.images;
@@ -288,7 +291,7 @@ export class Trainer {
       seed: epochSeed(plan.seed, epoch, 'shuffle'),
       dropLast: plan.dropLast,
     });
-    const tally: EpochTally = { lossSum: 0, updates: 0, correct: 0, images: 0, lastLr: 0 };
+    const tally: EpochTally = { lossSum: 0, updates: 0, correct: 0, images: 0, lastLr: 0, monitored: new Map() };
     const window = new LossWindow(this.options.logEvery ?? 10, this.#position.lossCurve);
     for await (const batch of stream) {
       const loss = await this.#update(batch.images, batch.labels, random, tally);
@@ -327,6 +330,7 @@ export class Trainer {
       );
     }
     tally.lossSum += out.loss;
+    for (const [name, value] of out.monitored) tally.monitored.set(name, (tally.monitored.get(name) ?? 0) + value);
     tally.updates++;
     tally.correct += countCorrect(out.logits, labels);
     tally.images += images.length;
@@ -477,6 +481,8 @@ interface EpochTally {
   correct: number;
   images: number;
   lastLr: number;
+  /** Sums of the monitored values over the epoch's updates. */
+  monitored: Map<string, number>;
 }
 
 /** Loss-curve points: the mean of every `every` updates, and of the rest at an epoch's end. */

@@ -542,3 +542,35 @@ describe('training step: a model that reads the update count (TrainingSpec.stepV
     expect(() => buildTrainingGraph(model, spec)).toThrow(/stepValue 'regroup.step' must be a scalar initializer/);
   });
 });
+
+describe('training step: monitored values (TrainingSpec.monitor)', () => {
+  it('outputs each monitored scalar as the step computed it, and refuses a value that is not a float scalar', async () => {
+    const model = gapGemmHead();
+    const g = model.graph;
+    const logits = g.outputs[0]!;
+    const e = new Emitter(g, 17, 'watch');
+    const mean = e.reduceMean(logits, [0, 1], false);
+    const spec: TrainingSpec = {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+      monitor: [mean.name],
+    };
+    const graph = buildTrainingGraph(model, spec);
+    const output = graph.outputs.monitored.get(mean.name)!;
+    const harness = await StepHarness.open(graph);
+    try {
+      const out = await harness.step(syntheticBatch(BATCH_DIMS, CLASSES, 5), 0.1, 1);
+      const values = out[graph.outputs.logits]!.data as Float32Array;
+      const expected = values.reduce((s, v) => s + v, 0) / values.length;
+      expect((out[output]!.data as Float32Array)[0]).toBeCloseTo(expected, 5);
+    } finally {
+      await harness.release();
+    }
+    expect(() => buildTrainingGraph(model, { ...spec, monitor: [logits.name] })).toThrow(
+      new RegExp(`monitored value '${logits.name}' is not a float scalar`),
+    );
+    expect(() => buildTrainingGraph(model, { ...spec, monitor: ['nope'] })).toThrow(
+      /'nope' is not a value of the model/,
+    );
+  });
+});
