@@ -15,14 +15,15 @@
  *      each method compresses to F of the dense latency at batch B, `regroup compress --keep-latency`)
  *      [--latency-plan table|macs]   (how l1 and wsp choose channels under a latency target)
  *      [--round-to N]   (kept channel counts' multiple for the pruning methods; default the CPU's SIMD block)
- *      [--min-realised F]   (dgconv: the share of a grouping's saving the latency model must promise at
+ *      [--min-realised F]   (dgconv, msgc: the share of a grouping's saving the latency model must promise at
  *      --latency-batch for a factor to be gated; the outputs are also timed at that batch)
  *      [--allocate sensitivity|uniform] [--steps N] [--groups G]   (sg-cnn's cp allocation, steps
  *      and clusters per layer; default as `regroup compress`: per-layer cps from the sensitivity
  *      scan, one step, 64 clusters)
  * Method labels: any registered method name; `control` (dense at keep 1); `wsp+proxy` (WSP with
  * the official code's weight proxy instead of the paper's saliency); `dgconv+closed` (DGConv's
- * gates start closed) and `dgconv+kronecker` (the paper's free gate order).
+ * gates start closed) and `dgconv+kronecker` (the paper's free gate order); `msgc` prints a
+ * second row for its dynamic form (`msgc:dynamic`, written beside the static output).
  * Subjects: fmnist, fmnist-vgg, fmnist-mobilenet — the project's trained Fashion-MNIST
  * baselines; cifar — the PyTorch ResNet-20 from ../shared/fixtures, fine-tuned on the CIFAR-10
  * training JPEGs, evaluated on the test JPEGs. `all` runs fmnist and cifar.
@@ -134,10 +135,15 @@ for (const [name, subject] of Object.entries(SUBJECTS)) {
     if (label === 'control') control = outcome.compressed.accuracy?.top1;
     console.log(row(label, outcome, control));
     // A method that learns its structure says what it learned (e.g. dgconv's group count per layer).
-    for (const note of outcome.notes.filter((n) => /learned groups/.test(n))) console.log(`  ${note}`);
+    for (const note of outcome.notes.filter((n) => /learned (groups|masks)/.test(n))) console.log(`  ${note}`);
     if (label !== 'control') written.push(timedModel(label, loadModel(output)));
+    // Models written beside the output (msgc's dynamic form): a row each, timed side by side below.
+    for (const c of outcome.companions) {
+      console.log(row(`${label}:${c.suffix}`, { ...outcome, compressed: c.side, structuredMacsRatio: NaN }, control));
+      written.push(timedModel(`${label}:${c.suffix}`, loadModel(c.file)));
+    }
   }
-  if (keepLatency && written.length > 0) {
+  if ((keepLatency || written.some((w) => w.key.includes(':'))) && written.length > 0) {
     // Each row's latency was measured when its run ended; time every output again side by side.
     const timed = [timedModel('dense', loadModel(subject.model), { prepare: true }), ...written];
     const ms = await interleavedMedians(timed, { batch: latencyBatch, runs: 40, rounds: 8 });
@@ -157,6 +163,7 @@ function variant(label: string): { method: string; keepMacs: number; methodOptio
   if (label === 'dgconv') return { method: 'dgconv', keepMacs: keep, methodOptions: gates };
   if (label === 'dgconv+closed')
     return { method: 'dgconv', keepMacs: keep, methodOptions: { ...gates, gateInit: 'closed' } };
+  if (label === 'msgc') return { method: 'msgc', keepMacs: keep, methodOptions: gates };
   if (label === 'dgconv+kronecker')
     return { method: 'dgconv', keepMacs: keep, methodOptions: { ...gates, gateOrder: 'kronecker' } };
   return { method: label, keepMacs: keep, methodOptions: label === 'sg-cnn' ? { allocate, steps, groups } : {} };
@@ -176,7 +183,7 @@ function row(label: string, o: CompressOutcome, control: number | undefined): st
     pct(c),
     delta(d),
     delta(control),
-    o.structuredMacsRatio.toFixed(3),
+    Number.isNaN(o.structuredMacsRatio) ? '—' : o.structuredMacsRatio.toFixed(3),
     (o.compressed.macs / o.dense.macs).toFixed(3),
     ms(o.dense),
     ms(o.compressed),

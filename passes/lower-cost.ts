@@ -82,3 +82,20 @@ export function opCost(op: CostOp, geometry: LayerGeometry, options: CostModelOp
 export function opsCost(ops: readonly CostOp[], geometry: LayerGeometry, options: CostModelOptions): number {
   return ops.reduce((sum, op) => sum + opCost(op, geometry, options), 0);
 }
+
+/**
+ * (dense − grouped) / (dense − dense/G) for a conv split into G equal groups: the share of the
+ * MACs saving the model expects to run.
+ */
+export function realisedShare(
+  outChannels: number,
+  inChannels: number,
+  groups: number,
+  geometry: LayerGeometry,
+  options: CostModelOptions,
+): number {
+  const dense = opCost({ kind: 'conv', groups: [{ filters: outChannels, width: inChannels }] }, geometry, options);
+  const group = { filters: outChannels / groups, width: inChannels / groups };
+  const grouped = opCost({ kind: 'conv', groups: new Array(groups).fill(group) }, geometry, options);
+  return (dense - grouped) / (dense - dense / groups);
+}

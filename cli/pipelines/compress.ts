@@ -132,6 +132,16 @@ export interface CompressOutcome {
   seconds: number;
   /** Peak resident memory of this process so far (MB), read when the output is written. */
   peakRssMb: number;
+  /** Models written beside the output (Structured.companions), measured like it. */
+  companions: CompanionOutcome[];
+}
+
+/** A companion model as written and measured (its latency side by side with the dense model's). */
+export interface CompanionOutcome {
+  suffix: string;
+  file: string;
+  description: string;
+  side: Side;
 }
 
 interface Data {
@@ -218,8 +228,10 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       [denseSide.latency, compressedSide.latency] = await measureLatency(dense, lowered.model, options, batches);
     }
     log(`compressed: ${describeSide(compressedSide)}`);
-    if (fixedBatch) restoreBatch(lowered.model, fixedBatch);
+    const companions = await measureCompanions(structured, dense, data, options, notes);
+    if (fixedBatch) for (const m of [lowered.model, ...companions.map((c) => c.model)]) restoreBatch(m, fixedBatch);
     saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
+    for (const c of companions) saveModel(c.model, c.file, { protect: options.force ? [] : [file] });
     const seconds = (performance.now() - started) / 1000;
     const peakRssMb = process.resourceUsage().maxRSS / 1024;
     const outcome = {
@@ -234,6 +246,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       seconds,
       peakRssMb,
       latencySearch: search?.search,
+      companions: companions.map(({ suffix, file, side, description }) => ({ suffix, file, side, description })),
     };
     const report = compressReport(file, options, { ...outcome, connectivity: structured.connectivity }, dense);
     return { report, ...outcome };
@@ -286,7 +299,7 @@ async function runSchedule(
     const { model: tuned, profile } = structured.unchanged
       ? { model: structured.model, profile: undefined }
       : await fineTune(structured, dense, data, { ...options, limit, seed }, notes, method);
-    const final = structured.learned ? structured.learned(tuned) : structured;
+    const final = structured.learned ? await structured.learned(tuned) : structured;
     if (structured.learned) log(`learned (${method.name}): ${(100 * final.macsRatio).toFixed(1)}% of the MACs`);
     const finetune = { scheme: data ? scheme : 'none', samples: limit, epochs: options.epochs ?? 1, seed } as const;
     records.push({
@@ -296,8 +309,10 @@ async function runSchedule(
       finetune,
       ...(profile ? { profile } : {}),
     });
-    start = tuned;
-    last = { structured: final, tuned };
+    // A learned structure may be another model than the one trained (MSGC's static form).
+    const model = structured.learned ? final.model : tuned;
+    start = model;
+    last = { structured: final, tuned: model };
   }
   return { ...last!, records };
 }
@@ -664,6 +679,41 @@ async function loweringDifference(
 /** True when no grouped layer took a grouped form (the lowered graph is then the masked reference). */
 export function allMaskedDense(choices: readonly LayerChoice[]): boolean {
   return choices.every((c) => c.form === 'masked-dense');
+}
+
+/**
+ * The structure's companion models (MSGC's dynamic form): prepared, measured like the output
+ * (accuracy, MACs, parameters; latency beside the dense model at the same batches), each
+ * with the file it goes to (NAME.<suffix>.onnx beside the output) and a line in the notes.
+ */
+async function measureCompanions(
+  structured: Structured,
+  dense: Model,
+  data: Data | undefined,
+  options: CompressOptions,
+  notes: string[],
+): Promise<(CompanionOutcome & { model: Model })[]> {
+  const out: (CompanionOutcome & { model: Model })[] = [];
+  for (const companion of structured.companions ?? []) {
+    const model = companion.model;
+    runPasses(model, PREPARE, {}, { fixpoint: true });
+    const side = await measureSide(model, data, options, companion.suffix);
+    let latency = '';
+    if (options.latency !== false) {
+      const batches = [...new Set([1, 8, deployBatch(options)])].sort((a, b) => a - b);
+      const [denseLatency, own] = await measureLatency(dense, model, options, batches);
+      side.latency = own;
+      latency = `, latency ${own.map((l, k) => `b${l.batch} ${(l.medianMs / denseLatency[k]!.medianMs).toFixed(2)}×`).join(' ')} of dense (side by side)`;
+    }
+    const file = options.output.replace(/(\.onnx)?$/, `.${companion.suffix}.onnx`);
+    const denseMacs = computeCost(dense, inferShapes(dense)).totals.macs;
+    notes.push(
+      `${companion.description}: written to ${file}; ${describeSide(side)} (${(side.macs / denseMacs).toFixed(3)}× the dense MACs)${latency}`,
+    );
+    options.log?.(`${companion.suffix}: ${describeSide(side)}${latency}`);
+    out.push({ suffix: companion.suffix, file, description: companion.description, side, model });
+  }
+  return out;
 }
 
 function describeSide(s: Side): string {

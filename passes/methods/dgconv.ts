@@ -35,7 +35,7 @@ import type { Model } from '../../compiler/ir/model.js';
 import type { Node } from '../../compiler/ir/node.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { cleanup } from '../cleanup.js';
-import { opCost, type LayerGeometry } from '../lower-cost.js';
+import { realisedShare } from '../lower-cost.js';
 import { runPasses } from '../manager.js';
 import {
   connected,
@@ -47,7 +47,16 @@ import {
   primeFactors,
   type GateOrder,
 } from './dgconv-gates.js';
-import type { LossTerm, Method, StructureContext, Structured, TrainingHooks } from './method.js';
+import {
+  MIN_GROUP_WIDTH_FLAG,
+  MIN_REALISED_FLAG,
+  REALISED_SHARE,
+  type LossTerm,
+  type Method,
+  type StructureContext,
+  type Structured,
+  type TrainingHooks,
+} from './method.js';
 
 export interface DgconvOptions {
   readonly init: 'open' | 'closed';
@@ -114,19 +123,8 @@ export const dgconv: Method<DgconvOptions> = {
       description:
         "dgconv: contiguous (default) closes leading factors first, so groups are contiguous and run as Conv(group) as they are; kronecker is the paper's free order, whose interleaved groups need channel permutations",
     },
-    {
-      flags: '--min-realised <fraction>',
-      key: 'minRealised',
-      kind: 'fraction',
-      description:
-        'dgconv: a factor is gated only where its groups are modelled (passes/lower-cost.ts, at --latency-batch) to realise at least this share of their MACs saving (default 0.85; lower it to let small layers group for parameters more than speed)',
-    },
-    {
-      flags: '--min-group-width <n>',
-      key: 'minGroupWidth',
-      kind: 'positive-int',
-      description: 'dgconv: fewest channels per group (default: the CPU SIMD block, 8 with AVX2, 16 with AVX-512)',
-    },
+    MIN_REALISED_FLAG,
+    MIN_GROUP_WIDTH_FLAG,
   ],
   options(raw) {
     return {
@@ -248,13 +246,6 @@ export const dgconv: Method<DgconvOptions> = {
   },
 };
 
-/**
- * The default share of a grouping's MACs saving a layer must realise in the lowering's
- * latency model (passes/lower-cost.ts) for its factor to be gated: the promise the speed
- * benchmarks hold every method to (speed-up × MACs ratio ≥ 0.85).
- */
-export const REALISED_SHARE = 0.85;
-
 /** Where a layer's gates stop: groups no narrower than `minWidth`, realising `realised` of their saving at `batch`. */
 export interface GateLimits {
   readonly minWidth: number;
@@ -321,21 +312,6 @@ export function gateableLayers(
     layers.push({ label, weight: w.name, factors, outChannels, inChannels, macs });
   }
   return { layers, skipped, macs: cost.totals.macs };
-}
-
-/** (dense − grouped) / (dense − dense/G) in the lowering's latency model: the share of the saving that runs. */
-function realisedShare(
-  outChannels: number,
-  inChannels: number,
-  groups: number,
-  geometry: LayerGeometry,
-  limits: GateLimits,
-): number {
-  const options = { simdBlock: limits.simdBlock, batch: limits.batch };
-  const dense = opCost({ kind: 'conv', groups: [{ filters: outChannels, width: inChannels }] }, geometry, options);
-  const group = { filters: outChannels / groups, width: inChannels / groups };
-  const grouped = opCost({ kind: 'conv', groups: new Array(groups).fill(group) }, geometry, options);
-  return (dense - grouped) / (dense - dense / groups);
 }
 
 /**

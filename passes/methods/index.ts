@@ -7,6 +7,7 @@ import { RegroupError } from '../../compiler/errors.js';
 import { dcff } from './dcff.js';
 import { dgconv } from './dgconv.js';
 import { l1, l1Uniform } from './l1.js';
+import { msgc } from './msgc.js';
 import type { AnyMethod, MethodFlag } from './method.js';
 import { sgBalanced } from './sg-balanced.js';
 import { sgCnn } from './sg-cnn.js';
@@ -14,7 +15,18 @@ import { sgExec } from './sg-exec.js';
 import { uniform } from './uniform.js';
 import { wsp } from './wsp.js';
 
-export const METHODS: readonly AnyMethod[] = [sgCnn, sgBalanced, sgExec, uniform, l1, l1Uniform, wsp, dcff, dgconv];
+export const METHODS: readonly AnyMethod[] = [
+  sgCnn,
+  sgBalanced,
+  sgExec,
+  uniform,
+  l1,
+  l1Uniform,
+  wsp,
+  dcff,
+  dgconv,
+  msgc,
+];
 
 /**
  * The method `compress` runs when none is named: WSP, whose output is an ordinary narrower

@@ -52,6 +52,31 @@ export const ROUND_TO_FLAG: MethodFlag = {
     'widths the CPU runs about 25% slower)',
 };
 
+/** `--min-group-width`, shared by the methods that learn groups. */
+export const MIN_GROUP_WIDTH_FLAG: MethodFlag = {
+  flags: '--min-group-width <n>',
+  key: 'minGroupWidth',
+  kind: 'positive-int',
+  description:
+    'dgconv, msgc: fewest channels per group or head (default: the CPU SIMD block, 8 with AVX2, 16 with AVX-512)',
+};
+
+/**
+ * The default share of a grouping's MACs saving a layer must realise in the lowering's
+ * latency model (passes/lower-cost.ts realisedShare) for a method that learns groups to
+ * offer it: the promise the speed benchmarks hold every method to (speed-up × MACs ratio ≥ 0.85).
+ */
+export const REALISED_SHARE = 0.85;
+
+/** `--min-realised`, shared by the methods that learn groups. */
+export const MIN_REALISED_FLAG: MethodFlag = {
+  flags: '--min-realised <fraction>',
+  key: 'minRealised',
+  kind: 'fraction',
+  description:
+    'dgconv, msgc: a layer is offered a grouping (dgconv: a gate; msgc: heads) only where it is modelled (passes/lower-cost.ts, at --latency-batch) to realise at least this share of its MACs saving (default 0.85; lower it to let small layers group for parameters more than speed)',
+};
+
 /** A channel-pruning method's `--round-to`: as given, else the pipeline's channel multiple. */
 export function roundToOf(raw: Readonly<Record<string, unknown>>, common: CommonOptions): number {
   return (raw.roundTo as number | undefined) ?? common.channelMultiple ?? 1;
@@ -150,9 +175,23 @@ export interface Structured {
    * model (after `hooks.finish`) → the structure to lower, its connectivity keyed by that
    * model's nodes and its MACs ratio as learned.
    */
-  readonly learned?: (tuned: Model) => Structured;
+  readonly learned?: (tuned: Model) => Structured | Promise<Structured>;
+  /**
+   * Further models the run writes beside the output (NAME.<suffix>.onnx) and measures like it
+   * (accuracy, MACs, parameters, latency), e.g. MSGC's dynamic form beside its static one.
+   */
+  readonly companions?: readonly Companion[];
   /** Why the method left the model as it is (nothing it can structure): written unchanged, exit 0. */
   readonly unchanged?: string;
+}
+
+/** A model written beside the output (Structured.companions). */
+export interface Companion {
+  /** File name part: the output NAME.onnx gets NAME.<suffix>.onnx beside it. */
+  readonly suffix: string;
+  readonly model: Model;
+  /** What it is, for the notes and the report. */
+  readonly description: string;
 }
 
 /** A compression method (see the file header). */

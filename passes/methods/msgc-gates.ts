@@ -1,6 +1,6 @@
 /**
  * Building blocks of MSGC (Su et al., "Middle-spectrum grouped convolution", IEEE TNNLS 2024;
- * official code hellozhuo/msgc) — the method itself is not registered yet (issue 17):
+ * official code hellozhuo/msgc); the method is passes/methods/msgc.ts:
  *
  * - **where gates go**: residual blocks, found from each Add back to the value both of its
  *   inputs start from (the block input); the convs with a spatial kernel on the residual path
@@ -119,9 +119,9 @@ function chain(value: Value): { values: Value[]; nodes: Node[] } {
  * m [N, heads·C] give Concat_h(x ⊙ m_h) [N, heads·C, H, W], convolved by the same weight
  * [C', C, k…] with group = heads, so output block h (C'/heads filters) reads copy h. With
  * every mask 1 it computes the dense conv exactly; a zero in m_h removes that input channel
- * from head h's filters. The conv is changed in place; C' must divide into the heads.
+ * from head h's filters. The conv's masks are columns [offset, offset + heads·C) of `masks`. The conv is changed in place; C' must divide into the heads.
  */
-export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: number): void {
+export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: number, offset = 0): void {
   const weight = conv.input(1).constValue;
   if (!weight || conv.getInt('group', 1) !== 1 || weight.dims[0]! % heads !== 0)
     throw new RegroupError(
@@ -132,7 +132,7 @@ export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: numbe
   const x = conv.input(0);
   const copies = Array.from({ length: heads }, (_, h) => {
     // Gather (any opset) of head h's C mask columns.
-    const indices = Array.from({ length: channels }, (_, c) => h * channels + c);
+    const indices = Array.from({ length: channels }, (_, c) => offset + h * channels + c);
     const head = e.op('Gather', [masks, e.int64(indices)], [attr.int('axis', 1)]);
     return e.mul(x, e.unsqueeze(head, [2, 3]));
   });
