@@ -90,7 +90,11 @@ export function registerCompressCommand(program: Command): void {
     .option('--no-kd', 'plain cross-entropy instead of distillation from the dense model')
     .option('--kd-temperature <t>', 'distillation temperature', positiveNumber, 4)
     .option('--kd-alpha <a>', 'weight of the distillation term (the rest is cross-entropy)', unitFraction, 0.9)
-    .option('--tune', 'time candidate lowerings of each layer on the execution provider and keep the fastest')
+    .option(
+      '--tune',
+      'time candidate lowerings of each layer on the execution provider at --latency-batch and keep the fastest (msgc does by default)',
+    )
+    .option('--no-tune', "rank lowering forms by the cost model only, even for a method that times them (msgc)")
     .addOption(new Option('--ep <provider>', 'execution provider').choices([...PROVIDERS]).default('cpu'))
     .option('--threads <n>', 'intra-op threads (0 = onnxruntime default)', nonNegativeInt, 0)
     .option('--seed <n>', 'seed of clustering, data order and augmentation', nonNegativeInt, 0)

@@ -212,6 +212,8 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       search?.structured,
     );
     const lowered = await lowerChecked(tuned, structured, method, options);
+    if (options.tune === undefined && method.tunesLowering && lowered.choices.length > 0)
+      notes.push(`lowering forms timed on ${options.ep ?? 'cpu'} at batch ${deployBatch(options)}: ${method.tunesLowering}`);
     const maskedDense = lowered.choices.filter((c) => c.form === 'masked-dense').length;
     if (maskedDense > 0) {
       const how = options.tune ? 'measured' : 'by the cost model; --tune measures';
@@ -587,7 +589,9 @@ async function lowerChecked(
   options: CompressOptions,
 ): Promise<Lowered> {
   if (structured.connectivity.size === 0) return { model, choices: [], error: undefined };
-  const lowered = await lower(model, rekeyed(structured, model), options);
+  // A method whose structures the cost model prices poorly has its forms timed unless told otherwise.
+  const tune = options.tune ?? method.tunesLowering !== undefined;
+  const lowered = await lower(model, rekeyed(structured, model), { ...options, tune });
   const error = await loweringDifference(model, lowered);
   if (!(error <= 1e-4)) {
     throw new RegroupError(

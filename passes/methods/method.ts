@@ -208,6 +208,11 @@ export interface Method<O = unknown> {
    * --data, fine-tunes globally (no local phase) and cannot search a latency target by probing.
    */
   readonly learnsStructure?: string;
+  /**
+   * Set (to the reason) by a method whose structures the lowering's cost model prices poorly:
+   * the pipeline times each layer's forms (`--tune`) unless the user chose.
+   */
+  readonly tunesLowering?: string;
   /** Plans with measured layer latencies when given them (StructureContext.latency). */
   readonly pricesLatency?: boolean;
   /** Typed, checked options from the raw flag values (keys of `flags` only; absent when not given). */

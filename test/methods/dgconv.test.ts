@@ -84,7 +84,7 @@ describe('dgconv', () => {
     const draws = Array.from({ length: 64 }, () => random.normal());
     const trained = withGates(structured, (layer, factor) => draws[(layer * 3 + factor) % 64]!);
     const finished = structured.hooks!.finish!(trained);
-    const learned = structured.learned!(finished);
+    const learned = await structured.learned!(finished);
     expect(learned.figures!.gatesForced).toBe(0);
     const groups = [...learned.connectivity.values()].map((c) => c.clusters.length);
     expect(groups.length).toBeGreaterThan(1);
@@ -105,7 +105,7 @@ describe('dgconv', () => {
     const k = sizes.map((name) => structured.hooks!.model!.graph.initializers.get(name)!.constValue!.size);
     const trained = withGates(structured, (layer, factor) => (factor === k[layer]! - 1 ? -0.1 : 0.1));
     const finished = structured.hooks!.finish!(trained);
-    const learned = structured.learned!(finished);
+    const learned = await structured.learned!(finished);
     const interleaved = [...learned.connectivity.values()].find((c) => {
       const f = c.clusters[0]!.filters;
       return f[f.length - 1]! - f[0]! + 1 > f.length; // not one contiguous block
@@ -118,12 +118,12 @@ describe('dgconv', () => {
   it('closes the gates nearest to closing when training ends above the target', async () => {
     const { structured } = await structure(resnetTiny(), 0.6);
     const finished = structured.hooks!.finish!(withGates(structured, (layer, factor) => 0.01 * (1 + layer + factor)));
-    const learned = structured.learned!(finished);
+    const learned = await structured.learned!(finished);
     expect(learned.macsRatio).toBeLessThanOrEqual(0.6);
     expect(learned.figures!.gatesForced).toBeGreaterThan(0);
     // All gates open and a target of 1: nothing to close, nothing grouped.
     const { structured: dense } = await structure(resnetTiny(), 1);
-    const open = dense.learned!(dense.hooks!.finish!(withGates(dense, () => 0.05)));
+    const open = await dense.learned!(dense.hooks!.finish!(withGates(dense, () => 0.05)));
     expect([open.macsRatio, open.connectivity.size, open.figures!.gatesForced]).toEqual([1, 0, 0]);
   });
 

@@ -95,7 +95,7 @@ describe('compress on a model with unnamed nodes', () => {
       );
     }
     const finished = structured.hooks!.finish!(trained);
-    const learned = structured.learned!(finished);
+    const learned = await structured.learned!(finished);
     expect(learned.connectivity.size).toBe(gates.length);
     const lowered = await lowerGrouped(finished, learned.connectivity, { simdBlock: 8 });
     await expectReproduces(trained, lowered.model, 1e-5);
