@@ -182,7 +182,7 @@ export interface TrainingHooks {
   readonly stepValue?: string;
   /** Learning-rate multipliers of initializers of `model` (TrainingSpec.lrScale). */
   readonly lrScale?: ReadonlyMap<string, number>;
-  /** Float scalar values of `model` averaged over each epoch's updates and handed to `beforeEpoch`. */
+  /** Float scalar values of `model` averaged over each epoch's updates and handed to `afterEpoch`. */
   readonly monitor?: readonly string[];
   /**
    * Before every epoch (0-based, of `epochs`): the current value of any initializer by name →
@@ -192,9 +192,9 @@ export interface TrainingHooks {
     epoch: number,
     epochs: number,
     current: (name: string) => Tensor,
-    /** The `monitor` values' means over the previous epoch's updates (absent before the first, or on resume). */
-    monitored?: ReadonlyMap<string, number>,
   ): ReadonlyMap<string, Tensor> | undefined;
+  /** After every epoch trained (0-based, of `epochs`): the `monitor` values' means over its updates. */
+  afterEpoch?(epoch: number, epochs: number, monitored: ReadonlyMap<string, number>): void;
   /** The trained training model → the inference model the pipeline lowers, checks and writes. */
   finish?(trained: Model): Model;
   /**

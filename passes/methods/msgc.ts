@@ -196,6 +196,7 @@ export const msgc: Method<MsgcOptions> = {
     const gatedMacs = blocks.reduce((s, b) => s + b.layers.reduce((t, l) => t + l.macs, 0), 0);
     const share = { fixed: (macs - gatedMacs) / macs, total: macs };
     const training = gatedModel(model, blocks, 'train', ctx.common.seed, share);
+    const perEpoch: number[] = [];
     const hooks = {
       model: training.model,
       stepValue: training.step,
@@ -203,26 +204,25 @@ export const msgc: Method<MsgcOptions> = {
       lrScale: new Map(training.gateParams.map((name) => [name, options.maskLrScale] as const)),
       lossTerms: [macsLoss(training.macs, keepMacs)],
       monitor: [training.macs],
-      beforeEpoch(
-        epoch: number,
-        epochs: number,
-        _current: unknown,
-        monitored?: ReadonlyMap<string, number>,
-      ): undefined {
-        const mean = monitored?.get(training.macs);
-        if (epoch > 0 && mean !== undefined)
+      afterEpoch(epoch: number, epochs: number, monitored: ReadonlyMap<string, number>): void {
+        const mean = monitored.get(training.macs);
+        if (mean !== undefined) perEpoch.push(mean);
+        if (mean !== undefined)
           ctx.log(
-            `msgc, epoch ${epoch}/${epochs}: masks kept ${(100 * mean).toFixed(1)}% of the MACs on average ` +
-              `(target now ${targetAt(epoch / epochs, keepMacs).toFixed(3)})`,
+            `msgc, epoch ${epoch + 1}/${epochs}: masks kept ${(100 * mean).toFixed(1)}% of the MACs on average ` +
+              `(target now ${targetAt((epoch + 1) / epochs, keepMacs).toFixed(3)})`,
           );
-        return undefined;
       },
       finish(trained: Model): Model {
         return dynamicForm(model, trained, blocks, share);
       },
     };
-    const learned = async (tuned: Model): Promise<Structured> =>
-      staticForm(model, tuned, blocks, share, options, keepMacs, ctx);
+    const learned = async (tuned: Model): Promise<Structured> => {
+      const epochs = perEpoch.map((m) => `${(100 * m).toFixed(1)}%`).join(', ');
+      if (epochs)
+        ctx.note(`msgc training: the masks kept ${epochs} of the MACs on average per epoch (target ${keepMacs})`);
+      return staticForm(model, tuned, blocks, share, options, keepMacs, ctx);
+    };
     return { model, connectivity: new Map(), macsRatio: 1, hooks, learned };
   },
 };

@@ -145,8 +145,6 @@ export class Trainer {
   #resumedAfter: number | undefined;
   #final: AccuracyResult | undefined;
   #secondsTraining = 0;
-  /** Means of the monitored values over the last epoch trained in this process. */
-  #monitored: Map<string, number> | undefined;
   #imagesTrained = 0;
 
   private constructor(
@@ -210,7 +208,7 @@ export class Trainer {
   }
 
   /** The hooks' refresh of the fed tensors at the start of an epoch. */
-  #beforeEpoch(epoch: number, monitored?: ReadonlyMap<string, number>): void {
+  #beforeEpoch(epoch: number): void {
     const hook = this.options.hooks?.beforeEpoch;
     if (!hook) return;
     this.#syncWeights();
@@ -223,7 +221,7 @@ export class Trainer {
         );
       return tensor;
     };
-    const replaced = hook.call(this.options.hooks, epoch, this.options.epochs, current, monitored);
+    const replaced = hook.call(this.options.hooks, epoch, this.options.epochs, current);
     if (!replaced || replaced.size === 0) return;
     for (const [name, tensor] of replaced) this.runner.setFed(name, tensor);
     this.#syncWeights();
@@ -256,9 +254,10 @@ export class Trainer {
 
   async #epoch(epoch: number): Promise<void> {
     const started = performance.now();
-    this.#beforeEpoch(epoch, this.#monitored);
+    this.#beforeEpoch(epoch);
     const tally = await this.#trainEpoch(epoch);
-    this.#monitored = new Map([...tally.monitored].map(([name, sum]) => [name, sum / Math.max(1, tally.updates)]));
+    const monitored = new Map([...tally.monitored].map(([name, sum]) => [name, sum / Math.max(1, tally.updates)]));
+    this.options.hooks?.afterEpoch?.call(this.options.hooks, epoch, this.options.epochs, monitored);
     const trainSeconds = (performance.now() - started) / 1000;
     this.#secondsTraining += trainSeconds;
     this.#imagesTrained += tally.images;
