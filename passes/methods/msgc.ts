@@ -35,6 +35,7 @@ import type { Connectivity } from '../../compiler/analysis/connectivity.js';
 import { computeCost } from '../../compiler/analysis/cost.js';
 import { inferShapes } from '../../compiler/analysis/shape-inference.js';
 import { Emitter } from '../../compiler/autodiff/emitter.js';
+import { ensureOpset } from '../../compiler/autodiff/opset.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { attr } from '../../compiler/ir/attribute.js';
 import { DataType } from '../../compiler/ir/dtype.js';
@@ -347,9 +348,10 @@ function gatedModel(
   macs: string;
 } {
   const model = dense.clone().model;
+  // The gates use input-form Clip and Slice: an older export (PyTorch's opset 9) is upgraded first.
+  ensureOpset(model, 13);
   const graph = model.graph;
-  const opset = model.opset('') ?? 17;
-  const e = new Emitter(graph, opset, 'msgc');
+  const e = new Emitter(graph, model.opset('') ?? 13, 'msgc');
   const f = DataType.FLOAT;
   const random = new Random(seed);
   const step =

@@ -23,7 +23,7 @@ import { randomFeeds } from '../../runtime/inputs.js';
 import { runWithIntermediates } from '../../runtime/session.js';
 import { expectReproduces } from '../passes/compare.js';
 import { regroup } from '../helpers/cli.js';
-import { PROJECT_ROOT } from '../helpers/shared.js';
+import { PROJECT_ROOT, SHARED_FIXTURES, haveShared, sharedModel } from '../helpers/shared.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-msgc-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -154,6 +154,21 @@ describe('msgc', () => {
     expect(ops(a.dynamic).has('GlobalAveragePool') && ops(a.dynamic).has('Less')).toBe(true);
     expect(ops(a.out).has('Less')).toBe(false);
   }, 180_000);
+
+  it.skipIf(!haveShared)(
+    'gates an opset-9 export (PyTorch ResNet-20): the static form keeps its opset, the dynamic form is upgraded to 13',
+    async () => {
+      const out = path.join(tmp, 'resnet20.onnx');
+      const data = ['--data', path.join(SHARED_FIXTURES, 'data/cifar10-train-jpg'), '--limit', '128'];
+      const test = ['--test-data', path.join(SHARED_FIXTURES, 'data/cifar10-test-jpg'), '--eval-limit', '50'];
+      const flags = ['--method', 'msgc', '--keep-macs', '0.5', '--latency-batch', '64', '--no-latency', '--no-tune'];
+      const r = await regroup('compress', sharedModel('resnet20'), '-o', out, ...flags, ...data, ...test);
+      expect(r.code, r.stderr).toBe(0);
+      expect(loadModel(out).opset('')).toBe(9);
+      expect(loadModel(path.join(tmp, 'resnet20.dynamic.onnx')).opset('')).toBe(13);
+    },
+    120_000,
+  );
 
   it('writes a network without residual blocks unchanged and says where gates can go and where not (exit 0)', async () => {
     const b = new GraphBuilder({ opset: 17 });
