@@ -94,7 +94,7 @@ export function registerCompressCommand(program: Command): void {
       '--tune',
       'time candidate lowerings of each layer on the execution provider at --latency-batch and keep the fastest (msgc does by default)',
     )
-    .option('--no-tune', "rank lowering forms by the cost model only, even for a method that times them (msgc)")
+    .option('--no-tune', 'rank lowering forms by the cost model only, even for a method that times them (msgc)')
     .addOption(new Option('--ep <provider>', 'execution provider').choices([...PROVIDERS]).default('cpu'))
     .option('--threads <n>', 'intra-op threads (0 = onnxruntime default)', nonNegativeInt, 0)
     .option('--seed <n>', 'seed of clustering, data order and augmentation', nonNegativeInt, 0)

@@ -213,7 +213,9 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     );
     const lowered = await lowerChecked(tuned, structured, method, options);
     if (options.tune === undefined && method.tunesLowering && lowered.choices.length > 0)
-      notes.push(`lowering forms timed on ${options.ep ?? 'cpu'} at batch ${deployBatch(options)}: ${method.tunesLowering}`);
+      notes.push(
+        `lowering forms timed on ${options.ep ?? 'cpu'} at batch ${deployBatch(options)}: ${method.tunesLowering}`,
+      );
     const maskedDense = lowered.choices.filter((c) => c.form === 'masked-dense').length;
     if (maskedDense > 0) {
       const how = options.tune ? 'measured' : 'by the cost model; --tune measures';

@@ -116,10 +116,11 @@ function chain(value: Value): { values: Value[]; nodes: Node[] } {
 
 /**
  * A conv rewritten to read `heads` masked copies of its input: x [N, C, H, W] and hard masks
- * m [N, heads·C] give Concat_h(x ⊙ m_h) [N, heads·C, H, W], convolved by the same weight
- * [C', C, k…] with group = heads, so output block h (C'/heads filters) reads copy h. With
+ * m [N, heads·C] give x ⊙ m_h per head, convolved by head h's slice of the filters (C'/heads
+ * of them) — Conv(heads·C → C', group = heads) spelt as one conv per head and a Concat. With
  * every mask 1 it computes the dense conv exactly; a zero in m_h removes that input channel
- * from head h's filters. The conv's masks are columns [offset, offset + heads·C) of `masks`. The conv is changed in place; C' must divide into the heads.
+ * from head h's filters. The conv's masks are columns [offset, offset + heads·C) of `masks`. The conv is replaced; C'
+ * must divide into the heads.
  */
 export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: number, offset = 0): void {
   const weight = conv.input(1).constValue;
@@ -130,12 +131,27 @@ export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: numbe
     );
   const channels = weight.dims[1]!;
   const x = conv.input(0);
-  const copies = Array.from({ length: heads }, (_, h) => {
+  const copy = (h: number) => {
     // Gather (any opset) of head h's C mask columns.
     const indices = Array.from({ length: channels }, (_, c) => offset + h * channels + c);
     const head = e.op('Gather', [masks, e.int64(indices)], [attr.int('axis', 1)]);
     return e.mul(x, e.unsqueeze(head, [2, 3]));
-  });
-  conv.setInput(0, e.op('Concat', copies, [attr.int('axis', 1)]));
-  conv.setAttr(attr.int('group', heads));
+  };
+  if (heads === 1) {
+    conv.setInput(0, copy(0));
+    return;
+  }
+  // One conv per head on its slice of the filters: onnxruntime runs these (and regroup's
+  // autodiff differentiates them) faster than one Conv(group) over the concatenated copies.
+  const filters = weight.dims[0]! / heads;
+  const [w, bias] = [conv.input(1), conv.inputs[2]];
+  const slice = (v: Value, h: number) =>
+    e.op('Slice', [v, e.int64([h * filters]), e.int64([(h + 1) * filters]), e.int64([0])]);
+  const attributes = [...conv.attributes.values()];
+  const outputs = Array.from({ length: heads }, (_, h) =>
+    e.op('Conv', [copy(h), slice(w, h), bias ? slice(bias, h) : undefined], attributes),
+  );
+  const y = e.op('Concat', outputs, [attr.int('axis', 1)]);
+  conv.output(0).replaceAllUsesWith(y);
+  y.graph.remove(conv);
 }

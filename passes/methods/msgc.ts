@@ -99,6 +99,8 @@ const gateHidden = (channels: number) => Math.max(16, Math.ceil(channels / 16));
 interface HeadsLayer {
   readonly label: string;
   readonly weight: string;
+  /** The conv's bias initializer, if any. */
+  readonly bias?: string;
   readonly heads: number;
   readonly outChannels: number;
   readonly inChannels: number;
@@ -203,6 +205,8 @@ export const msgc: Method<MsgcOptions> = {
       stepValue: training.step,
       straightThrough: training.straightThrough,
       lrScale: new Map(training.gateParams.map((name) => [name, options.maskLrScale] as const)),
+      // A heads conv reads its weight through per-head Slices, so the weights are named as trainable.
+      trainable: blocks.flatMap((b) => b.layers.flatMap((l) => (l.bias ? [l.weight, l.bias] : [l.weight]))),
       lossTerms: [macsLoss(training.macs, keepMacs)],
       monitor: [training.macs],
       afterEpoch(epoch: number, epochs: number, monitored: ReadonlyMap<string, number>): void {
@@ -271,7 +275,8 @@ function gatedBlocks(model: Model, limits: HeadLimits): { blocks: GatedBlock[]; 
       const geometry = { kernelArea, inputPositions: positions, outputPositions: positions };
       const heads = headsOf(outChannels, inChannels, geometry, limits);
       seen.add(conv);
-      layers.push({ label, weight: w.name, heads, outChannels, inChannels, macs, offset });
+      const bias = conv.inputs[2]?.name;
+      layers.push({ label, weight: w.name, ...(bias ? { bias } : {}), heads, outChannels, inChannels, macs, offset });
       offset += heads * inChannels;
     }
     if (layers.length === 0) continue;
