@@ -120,9 +120,9 @@ function chain(value: Value): { values: Value[]; nodes: Node[] } {
  * of them) — Conv(heads·C → C', group = heads) spelt as one conv per head and a Concat. With
  * every mask 1 it computes the dense conv exactly; a zero in m_h removes that input channel
  * from head h's filters. The conv's masks are columns [offset, offset + heads·C) of `masks`. The conv is replaced; C'
- * must divide into the heads.
+ * must divide into the heads. Returns the value that now holds the conv's result.
  */
-export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: number, offset = 0): void {
+export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: number, offset = 0): Value {
   const weight = conv.input(1).constValue;
   if (!weight || conv.getInt('group', 1) !== 1 || weight.dims[0]! % heads !== 0)
     throw new RegroupError(
@@ -139,7 +139,7 @@ export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: numbe
   };
   if (heads === 1) {
     conv.setInput(0, copy(0));
-    return;
+    return conv.output(0);
   }
   // One conv per head on its slice of the filters: onnxruntime runs these (and regroup's
   // autodiff differentiates them) faster than one Conv(group) over the concatenated copies.
@@ -154,4 +154,5 @@ export function emitHeadsConv(e: Emitter, conv: Node, masks: Value, heads: numbe
   const y = e.op('Concat', outputs, [attr.int('axis', 1)]);
   conv.output(0).replaceAllUsesWith(y);
   y.graph.remove(conv);
+  return y;
 }

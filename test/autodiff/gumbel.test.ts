@@ -155,6 +155,51 @@ describe('the Gumbel-sigmoid gate', () => {
   });
 });
 
+describe('MSGC end to end: gate network → Gumbel masks → heads conv', () => {
+  it("has the straight-through gradient of its soft surrogate at the gate network's first conv, through the heads", async () => {
+    const [N, C, H, heads, hidden] = [3, 4, 5, 2, 3];
+    const b = new GraphBuilder({ opset: 17 });
+    const x = b.input('x', [N, C, H, H], F32);
+    const u = b.input('u', [N, heads * C], F32);
+    const w1 = b.input('input', [hidden, C, 1, 1], F32);
+    const random = (dims: number[], seed: number, scale = 0.5, shift = 0) =>
+      Tensor.float32(
+        dims,
+        Array.from(randomInput(dims, F32, seed).data, (v) => v * scale + shift),
+      );
+    const h = b.op('Relu', [b.op('Conv', [b.op('GlobalAveragePool', [x]), w1])]);
+    const logits4 = b.op('Conv', [
+      h,
+      b.initializer('w2', random([heads * C, hidden, 1, 1], 3)),
+      b.initializer('b2', random([heads * C], 4, 0.5, 0.2)),
+    ]);
+    const e = new Emitter(b.graph, 17, 'gate');
+    const gate = emitGumbelGate(e, e.reshape(logits4, e.int64([N, heads * C])), u);
+    const y = b.op('Conv', [x, b.initializer('w', random([4, C, 3, 3], 7))], { pads: [1, 1, 1, 1] });
+    const out = emitHeadsConv(e, y.producer!, gate.hard, heads);
+    b.graph.sort();
+    b.output(projectionLoss(b.graph, out, [N, 4, H, H], F32));
+    const feeds: Record<string, Input> = {
+      x: randomInput([N, C, H, H], F32, 5),
+      u: {
+        dtype: F32,
+        dims: [N, heads * C],
+        data: Float64Array.from({ length: N * heads * C }, (_, i) => 0.1 + (0.8 * ((i * 5) % 24)) / 23),
+      },
+      input: randomInput([hidden, C, 1, 1], F32, 6),
+    };
+    const signs = gate.straightThrough.map((v) => v.name);
+    const st = await straightThroughGradient(b.model, signs, feeds, 'input', false);
+    const sur = await surrogate(b.model, signs, feeds);
+    // A step of 3e-2: the float32 loss's rounding swamps smaller ones here (3e-3: 3% off, 1e-2: 1.5%).
+    const check = await gradCheck(sur, ['input'], feeds, { eps: 3e-2, directions: 3 });
+    expect(check.input).toBeLessThan(1e-2);
+    const reference = await surrogateGradient(sur, feeds, 'input', false);
+    st.forEach((g, k) => expect(g).toBeCloseTo(reference[k]!, 4));
+    expect(st.some((g) => Math.abs(g) > 1e-3)).toBe(true);
+  });
+});
+
 describe('where MSGC gates go', () => {
   it('on every residual block, gating its spatial convs; nowhere in a network without one', () => {
     const { blocks, refused } = gatePlacements(resnetTiny());
