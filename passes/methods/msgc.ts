@@ -463,7 +463,7 @@ async function staticForm(
   dense: Model,
   dynamic: Model,
   blocks: readonly GatedBlock[],
-  share: Share,
+  split: Share,
   options: MsgcOptions,
   keep: number,
   ctx: StructureContext,
@@ -480,28 +480,24 @@ async function staticForm(
   }
   const convByWeight = new Map(graph.nodeList().map((n) => [n.inputs[1]?.name, n] as const));
   const connectivity = new Map<Node, Connectivity>();
-  let [dynamicMacs, staticMacs] = [share.fixed, share.fixed];
-  const sweep = [0.25, 0.5, 0.75].map((t) => ({ t, macs: share.fixed }));
+  let [dynamicMacs, staticMacs] = [split.fixed, split.fixed];
+  const sweep = [0.25, 0.5, 0.75].map((t) => ({ t, macs: split.fixed }));
   const lines: string[] = [];
   blocks.forEach((block, b) => {
     const mean = means.get(maskValues[b]!)!;
     for (const layer of block.layers) {
       const C = layer.inChannels;
       const head = (h: number) => mean.subarray(layer.offset + h * C, layer.offset + (h + 1) * C);
-      const kept = Array.from({ length: layer.heads }, (_, h) => keptChannels(head(h), options.maskThreshold));
+      const keptAt = (threshold: number) =>
+        Array.from({ length: layer.heads }, (_, h) => keptChannels(head(h), threshold));
+      const share = (kept: readonly number[][]) => kept.reduce((s, k) => s + k.length, 0) / (layer.heads * C);
+      const kept = keptAt(options.maskThreshold);
       const density = Array.from({ length: layer.heads }, (_, h) => head(h).reduce((s, v) => s + v, 0) / C);
-      const weight = layer.macs / share.total;
+      const weight = layer.macs / split.total;
       dynamicMacs += (weight * density.reduce((s, d) => s + d, 0)) / layer.heads;
-      const fraction = kept.reduce((s, k) => s + k.length, 0) / (layer.heads * C);
+      const fraction = share(kept);
       staticMacs += weight * fraction;
-      for (const point of sweep)
-        point.macs +=
-          (weight *
-            Array.from({ length: layer.heads }, (_, h) => keptChannels(head(h), point.t).length).reduce(
-              (s, n) => s + n,
-              0,
-            )) /
-          (layer.heads * C);
+      for (const point of sweep) point.macs += weight * share(keptAt(point.t));
       lines.push(`${layer.label}×${layer.heads} ${(100 * fraction).toFixed(0)}%`);
       if (fraction === 1) continue;
       const conv = convByWeight.get(layer.weight)!;
