@@ -14,10 +14,10 @@ import { loadModel } from '../compiler/onnx/io.js';
 import { calibrate } from '../runtime/calibrate.js';
 import { imageFolder } from '../runtime/data/datasets.js';
 import { inputSpecFor } from '../runtime/data/preprocess.js';
+import { requireFixtures, SHARED_FIXTURES } from './args.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const modelFile = path.resolve(root, '../shared/fixtures/models/resnet20-cifar10-pytorch/resnet20.onnx');
-const dataDir = path.resolve(root, '../shared/fixtures/data/cifar10-test-jpg');
+const modelFile = path.join(SHARED_FIXTURES, 'models/resnet20-cifar10-pytorch/resnet20.onnx');
+const dataDir = path.join(SHARED_FIXTURES, 'data/cifar10-test-jpg');
 const args = process.argv.slice(2);
 const at = args.indexOf('--samples');
 const samples = at >= 0 ? Number(args[at + 1]) : 1000;
@@ -26,12 +26,7 @@ const child = args.indexOf('--child');
 if (child >= 0) {
   await measure(Number(args[child + 1]));
 } else {
-  for (const f of [modelFile, dataDir]) {
-    if (!fs.existsSync(f)) {
-      console.error(`bench/calibrate: ${f} not found (needs ../shared/fixtures)`);
-      process.exit(1);
-    }
-  }
+  requireFixtures([modelFile, dataDir]);
   console.log(`calibration: ResNet-20 (CIFAR-10), ${samples} test JPEGs, batch 64, every Conv and Relu output`);
   console.log(
     `${'rows per value'.padEnd(16)} ${'values'.padStart(7)} ${'seconds'.padStart(8)} ${'images/s'.padStart(9)} ${'peak RSS'.padStart(9)}`,

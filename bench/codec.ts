@@ -7,18 +7,14 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { decodeModel } from '../compiler/onnx/decode.js';
 import { encodeModel } from '../compiler/onnx/encode.js';
 import { quantile } from '../runtime/benchmark.js';
+import { requireFixtures, ROOT, SHARED_FIXTURES } from './args.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const modelPath =
-  process.argv[2] ?? path.resolve(root, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx');
-if (!fs.existsSync(modelPath)) {
-  console.error(`bench/codec: ${modelPath} not found (needs ../shared/fixtures)`);
-  process.exit(1);
-}
+const root = ROOT;
+const modelPath = process.argv[2] ?? path.join(SHARED_FIXTURES, 'models/torchvision/resnet18-torchscript-op17.onnx');
+requireFixtures([modelPath]);
 const bytes = fs.readFileSync(modelPath);
 const mb = bytes.byteLength / 1e6;
 const runs = 9;

@@ -28,7 +28,7 @@
  * baselines; cifar — the PyTorch ResNet-20 from ../shared/fixtures, fine-tuned on the CIFAR-10
  * training JPEGs, evaluated on the test JPEGs. `all` runs fmnist and cifar.
  */
-import { BenchArgs, ROOT } from './args.js';
+import { BenchArgs, requireFixtures, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -82,12 +82,22 @@ const SUBJECTS = {
 };
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-quality-'));
 
-for (const [name, subject] of Object.entries(SUBJECTS)) {
-  if (which.includes('all') ? !['fmnist', 'cifar'].includes(name) : !which.includes(name)) continue;
-  if (!fs.existsSync(subject.model)) {
-    console.error(`bench/compress-quality: ${subject.model} not found`);
-    process.exit(1);
-  }
+const unknown = which.filter((name) => name !== 'all' && !(name in SUBJECTS));
+if (unknown.length > 0) {
+  console.error(
+    `bench/compress-quality: unknown subject ${unknown.join(', ')}; choose from ${Object.keys(SUBJECTS).join(', ')}`,
+  );
+  process.exit(2);
+}
+const chosen = Object.entries(SUBJECTS).filter(([name]) =>
+  which.includes('all') ? ['fmnist', 'cifar'].includes(name) : which.includes(name),
+);
+// Every subject's files up front: a missing one stops the run before hours of fine-tuning, not after.
+requireFixtures(
+  chosen.flatMap(([, s]) => [s.model, ...[s.data, s.testData].filter((d): d is string => d?.includes('/') === true)]),
+);
+
+for (const [name, subject] of chosen) {
   console.log(
     `\n${name}: ${path.relative(root, subject.model)}, ${keepLatency ? `keep ${keepLatency} of the latency at batch ${latencyBatch} (${latencyPlan} plan)` : `keep ${keep} of the MACs`}, fine-tuning ${scheme} (${epochs} epoch(s) of distillation on ${limit} training samples), seed ${seed}, pruned widths rounded to ${channelMultiple}`,
   );

@@ -28,10 +28,11 @@ import { openDataset } from '../runtime/data/datasets.js';
 import { inputSpecFor } from '../runtime/data/preprocess.js';
 import { evaluate } from '../runtime/evaluate.js';
 import { finetune } from '../runtime/train/finetune.js';
-import { BenchArgs, ROOT } from './args.js';
+import { BenchArgs, requireFixtures, ROOT } from './args.js';
 
 const args = new BenchArgs();
 const file = path.resolve(ROOT, args.string('--model', 'fixtures/models/fmnist-resnet.onnx'));
+requireFixtures([file]);
 const keep = Number(args.string('--keep', '0.5'));
 const samples = Number(args.string('--samples', '5000'));
 const epochs = Number(args.string('--epochs', '1'));

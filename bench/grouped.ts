@@ -10,9 +10,8 @@
  * Build, then run: node dist/bench/grouped.js [--groups 4,8,16] [--runs 24] [--rounds 6]
  *   [--threads 0] [--tune] [--keep-macs 0.5] [--batches 1,8]
  */
-import { BenchArgs, ROOT } from './args.js';
+import { BenchArgs, requireFixtures, ROOT } from './args.js';
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { computeCost } from '../compiler/analysis/cost.js';
@@ -48,10 +47,7 @@ const rounds = args.number('--rounds', 6);
 const threads = args.number('--threads', 0);
 const keep = args.number('--keep-macs', 0.5);
 const tune = args.has('--tune');
-if (!fs.existsSync(modelPath)) {
-  console.error(`bench/grouped: ${modelPath} not found (needs ../shared/fixtures)`);
-  process.exit(1);
-}
+requireFixtures([modelPath]);
 const simdBlock = cpuSimdBlock();
 ort.env.logLevel = 'error';
 

@@ -11,7 +11,7 @@
  * the MACs, or of the predicted latency for the methods that price channels by the latency table
  * (l1, wsp); "MACs ratio" is the chosen structure's MACs over the dense model's.
  */
-import { BenchArgs, ROOT } from './args.js';
+import { BenchArgs, requireFixtures, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,14 +33,18 @@ const MODELS: Record<string, string> = {
   resnet18: path.resolve(ROOT, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'),
   fmnist: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'),
 };
+const unknown = wanted.filter((name) => !MODELS[name]);
+if (unknown.length > 0) {
+  console.error(
+    `bench/latency-target: unknown model ${unknown.join(', ')}; choose from ${Object.keys(MODELS).join(', ')}`,
+  );
+  process.exit(2);
+}
+requireFixtures(wanted.map((name) => MODELS[name]!));
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-latency-target-'));
 
 for (const name of wanted) {
-  const file = MODELS[name];
-  if (!file || !fs.existsSync(file)) {
-    console.error(`bench/latency-target: model '${name}' not found (${file ?? 'unknown name'})`);
-    process.exit(1);
-  }
+  const file = MODELS[name]!;
   const dense = timedModel('dense', loadModel(file), { prepare: true });
   for (const batch of batches) {
     const timed: Timed[] = [dense];

@@ -6,8 +6,7 @@
  * dense model, and the refit's wall time; with --layers, the per-layer errors too.
  * Run: node dist/bench/local.js [--samples 512] [--positions 16] [--test 1000] [--keep-macs 0.5] [--layers]
  */
-import { BenchArgs, ROOT } from './args.js';
-import fs from 'node:fs';
+import { BenchArgs, requireFixtures, ROOT } from './args.js';
 import path from 'node:path';
 import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
 import { computeCost } from '../compiler/analysis/cost.js';
@@ -41,12 +40,7 @@ const keepMacs = args.number('--keep-macs', 0.5);
 const modelPath = path.join(shared, 'models/resnet20-cifar10-pytorch/resnet20.onnx');
 const trainDir = path.join(shared, 'data/cifar10-train-jpg');
 const testDir = path.join(shared, 'data/cifar10-test-jpg');
-for (const p of [modelPath, trainDir, testDir]) {
-  if (!fs.existsSync(p)) {
-    console.error(`bench/local: ${p} not found (needs ../shared/fixtures)`);
-    process.exit(1);
-  }
-}
+requireFixtures([modelPath, trainDir, testDir]);
 
 /** Prune as `regroup prune --keep-macs K --criterion l1 --round-to 1` does; returns the model and its MACs ratio. */
 function prune(dense: Model): { model: Model; macsRatio: number } {

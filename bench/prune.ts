@@ -5,7 +5,7 @@
  * ratio (1.0 = latency falls exactly with MACs). Also: wall time and peak RSS of `prune`.
  * Run: npm run bench:prune [-- --round-to 8,16] [--runs 30]
  */
-import { BenchArgs, ROOT } from './args.js';
+import { BenchArgs, requireFixtures, ROOT } from './args.js';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,10 +22,7 @@ const modelPath = args.string(
 const roundTos = args.numbers('--round-to', '8,16');
 const runs = args.number('--runs', 30);
 const keep = args.number('--keep-macs', 0.5);
-if (!fs.existsSync(modelPath)) {
-  console.error(`bench/prune: ${modelPath} not found (needs ../shared/fixtures)`);
-  process.exit(1);
-}
+requireFixtures([modelPath]);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-prune-bench-'));
 
 interface Pruned {

@@ -15,7 +15,7 @@
  * A label is a registered method name, +tune to measure lowerings; `wsp` runs its weight proxy;
  * channel-pruning methods (l1, wsp, dcff) keep multiples of --round-to (default the SIMD block).
  */
-import { BenchArgs, ROOT } from './args.js';
+import { BenchArgs, requireFixtures, ROOT } from './args.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,16 +42,16 @@ const MODELS: Record<string, string> = {
   resnet18: path.resolve(ROOT, '../shared/fixtures/models/torchvision/resnet18-torchscript-op17.onnx'),
   fmnist: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'),
 };
+const unknown = wanted.filter((name) => !MODELS[name]);
+if (unknown.length > 0) {
+  console.error(`bench/speed: unknown model ${unknown.join(', ')}; choose from ${Object.keys(MODELS).join(', ')}`);
+  process.exit(2);
+}
+requireFixtures(wanted.map((name) => MODELS[name]!));
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-speed-'));
 
 for (const name of wanted) {
-  const file = MODELS[name];
-  if (!file || !fs.existsSync(file)) {
-    console.error(
-      `bench/speed: model '${name}' not found (${file ?? 'unknown name'}; needs ../shared/fixtures for resnet18)`,
-    );
-    process.exit(1);
-  }
+  const file = MODELS[name]!;
   const dense = loadModel(file);
   runPasses(dense, PREPARE, {}, { fixpoint: true });
   const timed: Timed[] = [{ key: 'dense', bytes: encodeModel(dense).bytes, model: dense }];

@@ -25,7 +25,7 @@ import { loadModel, saveModel } from '../compiler/onnx/io.js';
 import { createSession, ort, run } from '../runtime/session.js';
 import { StepRunner } from '../runtime/train/step-runner.js';
 import { profilePrefix } from '../runtime/profile.js';
-import { BenchArgs, ROOT } from './args.js';
+import { BenchArgs, requireFixtures, ROOT, SHARED_FIXTURES } from './args.js';
 
 ort.env.logLevel = 'error';
 const args = new BenchArgs();
@@ -35,7 +35,8 @@ const forms = args.has('--forms');
 const torch = !args.has('--no-torch');
 const wanted = args.string('--subjects', 'resnet20,resnet20-28,fmnist').split(',');
 
-const resnet20 = path.resolve(ROOT, '../shared/fixtures/models/resnet20-cifar10-pytorch/resnet20.onnx');
+// ResNet-20 is a third-party file: ../shared/fixtures beside the project, not the project's own fixtures/.
+const resnet20 = path.join(SHARED_FIXTURES, 'models/resnet20-cifar10-pytorch/resnet20.onnx');
 const SUBJECTS: Record<string, { file: string; channels: number; size: number }> = {
   resnet20: { file: resnet20, channels: 3, size: 32 },
   'resnet20-28': { file: resnet20, channels: 1, size: 28 },
@@ -50,6 +51,14 @@ const FORMS: Record<string, GradientOptions> = {
       }
     : {}),
 };
+const unknown = wanted.filter((name) => !SUBJECTS[name]);
+if (unknown.length > 0) {
+  console.error(
+    `bench/train-step: unknown subject ${unknown.join(', ')}; choose from ${Object.keys(SUBJECTS).join(', ')}`,
+  );
+  process.exit(2);
+}
+requireFixtures([...new Set(wanted.map((name) => SUBJECTS[name]!.file))]);
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-train-step-'));
 
 /** The model with its input made [N, channels, size, size] and its first Conv cut to `channels` inputs. */
@@ -109,11 +118,7 @@ if (torch && !python)
 
 const rows: string[][] = [];
 for (const name of wanted) {
-  const subject = SUBJECTS[name];
-  if (!subject || !fs.existsSync(subject.file)) {
-    console.error(`bench/train-step: subject '${name}' not found (${subject?.file ?? 'unknown name'})`);
-    process.exit(1);
-  }
+  const subject = SUBJECTS[name]!;
   const model = reshaped(subject.file, subject.channels, subject.size);
   const { data, labels } = randomBatch(subject.channels, subject.size);
   const spec = {

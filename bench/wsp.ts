@@ -6,9 +6,8 @@
  * Prints top-1 before and after, the MACs kept and the method's notes.
  * Run: node dist/bench/wsp.js [--keep-macs 0.5] [--samples 256] [--test 10000]
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { BenchArgs, ROOT } from './args.js';
+import { BenchArgs, requireFixtures, ROOT } from './args.js';
 import { analyzeChannels } from '../compiler/analysis/channel-groups.js';
 import { computeCost } from '../compiler/analysis/cost.js';
 import { inferShapes } from '../compiler/analysis/shape-inference.js';
@@ -39,12 +38,7 @@ const testImages = args.number('--test', 10000);
 const shared = path.resolve(ROOT, '../shared/fixtures');
 const modelPath = path.join(shared, 'models/mnist-cnn-pytorch/mnist_cnn.onnx');
 const testDir = path.join(shared, 'data/mnist-test');
-for (const p of [modelPath, testDir]) {
-  if (!fs.existsSync(p)) {
-    console.error(`bench/wsp: ${p} not found (needs ../shared/fixtures)`);
-    process.exit(1);
-  }
-}
+requireFixtures([modelPath, testDir]);
 
 const dense = loadModel(modelPath);
 runPasses(dense, PREPARE, {}, { fixpoint: true });

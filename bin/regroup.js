@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Entry point of the `regroup` command: runs the compiled CLI in dist/ (built by `npm ci`
-// through the package's `prepare` script, or by `npm run build`).
+// Entry point of the `regroup` command: runs the compiled CLI in dist/ (built by `npm run build`;
+// `npm test`, `npm run demo` and the bench scripts build first — `npm ci` runs no scripts, see .npmrc).
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 

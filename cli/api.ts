@@ -10,6 +10,8 @@ import { nodeLabels } from '../compiler/ir/label.js';
 import type { Dim } from '../compiler/ir/node.js';
 import { loadModel, saveModel, type SaveResult } from '../compiler/onnx/io.js';
 import type { Model } from '../compiler/ir/model.js';
+import type { FoldSummary } from '../passes/fold-log.js';
+import type { ConstantEvaluator } from '../passes/prepare.js';
 // The runtime (onnxruntime's native library, ~200 MB resident) is loaded only by commands that run models.
 import type { BenchOptions, LatencyStats } from '../runtime/benchmark.js';
 
@@ -43,16 +45,25 @@ export interface GroupRow {
   members: { node: string; op: string; role: string; offset: number; count: number }[];
 }
 
+/** onnxruntime as the constant evaluator, loaded only when a model has constants the kernels cannot fold. */
+export const runtimeEvaluator: ConstantEvaluator = async (model) =>
+  (await import('../runtime/constant-evaluator.js')).evaluateConstants(model);
+
+/** The PREPARE passes to a fixpoint, onnxruntime folding what the kernels cannot; what was folded. */
+export async function prepareForAnalysis(model: Model): Promise<FoldSummary> {
+  const { prepareModel } = await import('../passes/prepare.js');
+  return prepareModel(model, { evaluate: runtimeEvaluator });
+}
+
 /** Channel groups of a model file, as `prune` sees them (after constant folding). */
 export async function inspectGroups(
   file: string,
   options: { inputShapes?: readonly string[] } = {},
-): Promise<{ file: string; groups: GroupRow[]; unsupported?: string }> {
+): Promise<{ file: string; groups: GroupRow[]; folded: FoldSummary; unsupported?: string }> {
   const model = loadModel(file);
   const inputShapes = parseInputShapes(options.inputShapes ?? [], inputNames(model));
-  const { PREPARE, runPasses } = await import('../passes/index.js');
   const { analyzeChannels } = await import('../compiler/analysis/channel-groups.js');
-  runPasses(model, PREPARE, {}, { fixpoint: true });
+  const folded = await prepareForAnalysis(model);
   const analysis = analyzeChannels(model, inferShapes(model, { inputShapes }));
   const labels = nodeLabels(model.graph);
   const groups = analysis.groups.map((g) => ({
@@ -70,7 +81,7 @@ export async function inspectGroups(
       count: m.count,
     })),
   }));
-  return { file, groups, ...(analysis.unsupported ? { unsupported: analysis.unsupported } : {}) };
+  return { file, groups, folded, ...(analysis.unsupported ? { unsupported: analysis.unsupported } : {}) };
 }
 
 export interface InspectReport {
@@ -78,16 +89,21 @@ export interface InspectReport {
   irVersion: number;
   opsets: Record<string, number>;
   producer: string;
+  /** Nodes in the file, before constant folding. */
   nodes: number;
+  /** Constant subgraphs folded into initializers before counting. */
+  folded: FoldSummary;
   totals: { macs: number; params: number; bytes: number };
   layers: LayerRow[];
   /** Ops or values the analysis could not follow (analysis went on past them). */
   issues: { node: string; op: string; message: string }[];
 }
 
-/** Per-layer MACs, parameters and bytes of a model file. */
-export function inspectModel(file: string, options: InspectOptions = {}): InspectReport {
+/** Per-layer MACs, parameters and bytes of a model file, after folding its constant subgraphs. */
+export async function inspectModel(file: string, options: InspectOptions = {}): Promise<InspectReport> {
   const model = loadModel(file);
+  const nodes = model.graph.nodeCount;
+  const folded = await prepareForAnalysis(model);
   const inputShapes = parseInputShapes(options.inputShapes ?? [], inputNames(model));
   const shapes = inferShapes(model, { inputShapes });
   const cost = computeCost(model, shapes, { batch: options.batch ?? 1 });
@@ -108,7 +124,8 @@ export function inspectModel(file: string, options: InspectOptions = {}): Inspec
     irVersion: model.irVersion,
     opsets: Object.fromEntries(model.opsetImports.map((o) => [o.domain || 'ai.onnx', o.version])),
     producer: [model.producerName, model.producerVersion].filter(Boolean).join(' '),
-    nodes: model.graph.nodeCount,
+    nodes,
+    folded,
     totals: { ...cost.totals },
     layers,
     issues: shapes.issues.map((i) => ({ node: i.node.name, op: i.node.opType, message: i.message })),

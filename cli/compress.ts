@@ -8,10 +8,11 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { RegroupError } from '../compiler/errors.js';
 import { writeAtomic } from '../compiler/onnx/io.js';
-import { DEFAULT_METHOD, METHODS } from '../passes/methods/index.js';
+import { DEFAULT_METHOD, METHODS, methodFlags } from '../passes/methods/index.js';
 import { parseProvider, PROVIDERS } from '../runtime/providers.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber, unitFraction } from './args.js';
 import { addMethodFlags, methodName, methodOptionsOf } from './method-flags.js';
+import { addPreprocessFlags, preprocessOptionsOf, type PreprocessFlags } from './preprocess-flags.js';
 import { compressModel, FINETUNE_SCHEMES, type CompressOptions } from './pipelines/compress.js';
 import { LATENCY_PLANS, type LatencyPlan } from './pipelines/latency-target.js';
 import { reportJson, writeReport } from './report/command.js';
@@ -20,14 +21,15 @@ import { writeProfile } from './profile-output.js';
 import { printCompress } from './report/compress-text.js';
 import { ProgressBars } from './train.js';
 
-type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log'> & {
-  method?: string;
-  ep: string;
-  json?: boolean;
-  report?: string;
-  html?: string;
-  profile?: string;
-} & Record<string, unknown>;
+type Flags = Omit<CompressOptions, 'ep' | 'methodOptions' | 'onProgress' | 'log' | 'preset' | 'preprocessing'> &
+  PreprocessFlags & {
+    method?: string;
+    ep: string;
+    json?: boolean;
+    report?: string;
+    html?: string;
+    profile?: string;
+  } & Record<string, unknown>;
 
 export function registerCompressCommand(program: Command): void {
   const methods = METHODS.map((m) => `${m.name}: ${m.description}`).join('; ');
@@ -74,8 +76,8 @@ export function registerCompressCommand(program: Command): void {
       '--data <spec>',
       'training data for data-aware importance and fine-tuning: mnist, fashion-mnist, DIR (DIR/train + DIR/test), DIR,labels.csv, idx:PATH',
     )
-    .option('--test-data <spec>', 'evaluation data (default: the test split that goes with --data)')
-    .option('--preset <name>', 'preprocessing preset (default: chosen from the input shape)')
+    .option('--test-data <spec>', 'evaluation data (default: the test split that goes with --data)');
+  addPreprocessFlags(command)
     .addOption(
       new Option(
         '--finetune <scheme>',
@@ -118,6 +120,7 @@ export function registerCompressCommand(program: Command): void {
       const outcome = await compressModel(file, {
         ...flags,
         ...budgetOf(flags),
+        preprocessing: preprocessOptionsOf(flags),
         methodOptions: methodOptionsOf({ ...flags, method: flags.method ?? DEFAULT_METHOD }),
         ep: parseProvider(flags.ep),
         profileStep: flags.profile !== undefined,
@@ -138,9 +141,15 @@ export function registerCompressCommand(program: Command): void {
     });
 }
 
-/** The budget flags: exactly one of --keep-macs, --keep-latency, --latency-ms. */
+/**
+ * The budget flags: exactly one of --keep-macs, --keep-latency, --latency-ms, or none when a
+ * method flag that sets its own budget is given (sg-cnn's --cp); the MACs target is then 1,
+ * none, and the flag decides what goes.
+ */
 function budgetOf(flags: Flags): Pick<CompressOptions, 'keepMacs' | 'latencyTarget'> {
   const given = (['keepMacs', 'keepLatency', 'latencyMs'] as const).filter((k) => flags[k] !== undefined);
+  if (given.length === 0 && methodFlags().some(({ flag }) => flag.setsBudget && flags[flag.key] !== undefined))
+    return { keepMacs: 1 };
   if (given.length === 0)
     throw new RegroupError(
       'usage',

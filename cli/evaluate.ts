@@ -10,11 +10,15 @@ import { loadModel } from '../compiler/onnx/io.js';
 import type { LatencyStats } from '../runtime/benchmark.js';
 import type { AccuracyResult } from '../runtime/evaluate.js';
 import type { ExecutionProvider } from '../runtime/providers.js';
+import { describePreprocessing, preprocessingJson, type PreprocessOptions } from '../runtime/data/preprocess-spec.js';
 import { REPORT_FORMAT, REPORT_VERSION, type Report } from './report/schema.js';
 
 export interface EvalOptions {
   /** Dataset spec: a folder, `DIR,labels.csv`, `mnist[:split]`, `fashion-mnist[:split]`, `idx:PATH`. */
   data: string;
+  /** The preprocessing flags (cli/preprocess-flags.ts); absent: the model's metadata, else a preset by input shape. */
+  preprocessing?: PreprocessOptions;
+  /** Same as preprocessing.preset (which wins). */
   preset?: string;
   reference?: string;
   ep?: ExecutionProvider;
@@ -45,7 +49,10 @@ export async function evalModel(file: string, options: EvalOptions): Promise<Eva
   ]);
   const model = loadModel(file);
   const cost = computeCost(model, inferShapes(model));
-  const spec = inputSpecFor(model, { preset: options.preset });
+  const spec = inputSpecFor(model, {
+    ...options.preprocessing,
+    preset: options.preprocessing?.preset ?? options.preset,
+  });
   const dataset = await openDataset(options.data, { strict: options.strict });
   const fixed = fixedBatchOf(model);
   const session = { ep: options.ep, threads: options.threads };
@@ -76,7 +83,7 @@ export async function evalModel(file: string, options: EvalOptions): Promise<Eva
         }),
       );
   }
-  const notes = [`preprocessing: ${spec.presetReason}`];
+  const notes = [`preprocessing: ${describePreprocessing(spec)}`];
   if (accuracy.skipped)
     notes.push(`${accuracy.skipped} unreadable image(s) skipped, e.g. ${accuracy.skippedSources.join(', ')}`);
   const report: Report = {
@@ -89,6 +96,7 @@ export async function evalModel(file: string, options: EvalOptions): Promise<Eva
     latency: latency.map((l) => ({ ep: l.ep, batch: l.batch, medianMs: l.medianMs, p90Ms: l.p90Ms })),
     totals: { macsAfter: cost.totals.macs, paramsAfter: cost.totals.params },
     notes,
+    preprocessing: preprocessingJson(spec),
   };
   if (accuracy.agreement && options.reference)
     report.agreement = {

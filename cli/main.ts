@@ -16,12 +16,15 @@ import { renderText } from './report/text.js';
 import type { Report } from './report/schema.js';
 import { writeAtomic } from '../compiler/onnx/io.js';
 import { CRITERIA } from '../passes/importance.js';
+import { describeFolds } from '../passes/fold-log.js';
 import { cpuSimdBlock } from '../runtime/providers.js';
 import { formatShape, human, percent, table } from './format.js';
 import { progress } from './progress.js';
 import { registerTrainCommands } from './train.js';
 import { registerCompressCommand } from './compress.js';
 import { registerProfileCommand } from './profile.js';
+import { registerBatchCommands } from './batch.js';
+import { addPreprocessFlags, preprocessOptionsOf, type PreprocessFlags } from './preprocess-flags.js';
 
 const VERSION = '0.1.0';
 
@@ -41,6 +44,7 @@ function printInspect(report: InspectReport): void {
       .map(([d, v]) => `${d} ${v}`)
       .join(', ')}${report.producer ? `, from ${report.producer}` : ''}, ${report.nodes} nodes`,
   );
+  for (const line of describeFolds(report.folded)) console.log(line);
   console.log(
     table(['layer', 'op', 'output', 'MACs', 'params', 'share'], rows, [
       'left',
@@ -80,10 +84,13 @@ function buildProgram(): Command {
         if (opts.groups) {
           const result = await inspectGroups(file, { inputShapes: opts.inputShape });
           if (opts.json) console.log(JSON.stringify(result, null, 2));
-          else printGroups(result.file, result.groups, result.unsupported);
+          else {
+            for (const line of describeFolds(result.folded)) console.log(line);
+            printGroups(result.file, result.groups, result.unsupported);
+          }
           return;
         }
-        const report = inspectModel(file, { all: opts.all, batch: opts.batch, inputShapes: opts.inputShape });
+        const report = await inspectModel(file, { all: opts.all, batch: opts.batch, inputShapes: opts.inputShape });
         if (opts.json) console.log(JSON.stringify(report, null, 2));
         else printInspect(report);
         for (const issue of report.issues) console.error(`regroup: warning: ${issue.message}`);
@@ -236,18 +243,15 @@ function buildProgram(): Command {
       },
     );
 
-  program
+  const evalCommand = program
     .command('eval')
     .description('accuracy on labelled data, agreement with a reference model, latency, size and MACs')
     .argument('<model>', 'ONNX model file')
     .requiredOption(
       '--data <spec>',
       'an image folder (one sub-folder per class), DIR,labels.csv, mnist[:train|:test], fashion-mnist[:train|:test], or idx:PATH',
-    )
-    .option(
-      '--preset <name>',
-      'preprocessing: imagenet, cifar10, mnist, mnist-raw, half, caffe-imagenet (default: chosen from the input shape)',
-    )
+    );
+  addPreprocessFlags(evalCommand)
     .option(
       '--ref <model>',
       'a reference model to compare with on the same inputs (top-1 agreement, cosine, max |diff|)',
@@ -264,9 +268,8 @@ function buildProgram(): Command {
     .action(
       async (
         file: string,
-        opts: {
+        opts: PreprocessFlags & {
           data: string;
-          preset?: string;
           ref?: string;
           ep: string;
           limit?: number;
@@ -282,7 +285,7 @@ function buildProgram(): Command {
         const bar = progress('eval', 0, { quiet: opts.json });
         const outcome = await evalModel(file, {
           data: opts.data,
-          preset: opts.preset,
+          preprocessing: preprocessOptionsOf(opts),
           reference: opts.ref,
           ep: parseProvider(opts.ep),
           limit: opts.limit,
@@ -321,6 +324,7 @@ function buildProgram(): Command {
   registerTrainCommands(program);
   registerCompressCommand(program);
   registerProfileCommand(program);
+  registerBatchCommands(program);
   return program;
 }
 
@@ -364,6 +368,7 @@ function printGroups(file: string, groups: GroupRow[], unsupported?: string): vo
 }
 
 function printPrune(r: PruneReport): void {
+  for (const line of describeFolds(r.folded)) console.log(line);
   const rows = r.layers
     .filter((l) => l.channelsBefore !== l.channelsAfter || l.macsBefore > 0)
     .map((l) => [

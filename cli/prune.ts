@@ -2,6 +2,10 @@
  * `regroup prune` as a library call: prepare the graph, analyse channel groups, score,
  * plan (or load a plan), apply the channel map, tidy, verify the IR, save atomically, and
  * optionally compare the pruned model with the original in onnxruntime.
+ *
+ * A model with external data stays that way: its weights are read when scored, let go of
+ * once the plan is made, read again one by one as they are cut, and the output keeps its
+ * weights in a side file (`<output>.data`), so the run holds the weights about once.
  */
 import fs from 'node:fs';
 import { analyzeChannels, type ChannelAnalysis } from '../compiler/analysis/channel-groups.js';
@@ -13,12 +17,12 @@ import { nodeLabels } from '../compiler/ir/label.js';
 import type { Model } from '../compiler/ir/model.js';
 import type { Node } from '../compiler/ir/node.js';
 import { outputChannels } from '../compiler/ir/op-roles.js';
+import { releaseExternalBytes, usesExternalData } from '../compiler/onnx/external-data.js';
 import { loadModel, saveModel, writeAtomic } from '../compiler/onnx/io.js';
 import {
   applyChannelMap,
   channelImportance,
   planPruning,
-  PREPARE,
   removalSet,
   runPasses,
   TIDY,
@@ -27,7 +31,8 @@ import {
   type PruningPlan,
 } from '../passes/index.js';
 import { criterionNamed } from '../passes/importance.js';
-import { parseInputShapes } from './api.js';
+import { describeFolds, type FoldSummary } from '../passes/fold-log.js';
+import { parseInputShapes, prepareForAnalysis } from './api.js';
 import { fileBytes } from './evaluate.js';
 import { REPORT_FORMAT, REPORT_VERSION, type Report } from './report/schema.js';
 
@@ -64,6 +69,8 @@ export interface PruneReport {
   input: string;
   output: string;
   changed: boolean;
+  /** Constant subgraphs folded into initializers before the analysis. */
+  folded: FoldSummary;
   criterion: string;
   target: { metric: 'macs' | 'params' | 'latency'; keep: number } | undefined;
   before: { macs: number; params: number };
@@ -81,9 +88,10 @@ export interface PruneReport {
 export async function pruneModel(input: string, output: string, options: PruneOptions): Promise<PruneReport> {
   const started = performance.now();
   const model = loadModel(input);
+  const external = usesExternalData(model);
   const names = model.graph.inputs.filter((v) => !v.isInitializer()).map((v) => v.name);
   const inputShapes = parseInputShapes(options.inputShapes ?? [], names);
-  runPasses(model, PREPARE, {}, { fixpoint: true });
+  const folded = await prepareForAnalysis(model);
   const shapes = inferShapes(model, { inputShapes });
   const analysis = analyzeChannels(model, shapes);
   if (analysis.unsupported)
@@ -99,8 +107,8 @@ export async function pruneModel(input: string, output: string, options: PruneOp
     notes.push(
       `nothing to prune: every channel group is pinned (${reasons.join('; ') || 'no channel groups'}); the model was written unchanged`,
     );
-    writeUnchanged(input, output, options.force);
-    return report(input, output, before, before, analysis, undefined, [], notes, started, 'none', false);
+    writeUnchanged(input, output, options.force, external);
+    return report(input, output, before, before, analysis, undefined, [], notes, started, 'none', false, folded);
   }
   const { ceiling } = criterionNamed(options.criterion ?? 'l1');
   const plan = options.plan
@@ -112,6 +120,8 @@ export async function pruneModel(input: string, output: string, options: PruneOp
         { ...options, ceiling },
         options.criterion ?? 'l1',
       );
+  // Scoring read every weight; the plan holds none of them, so they go back to their file.
+  if (external) releaseExternalBytes(model);
   if (options.savePlan) writeAtomic(options.savePlan, [Buffer.from(`${JSON.stringify(plan, null, 2)}\n`)]);
   const layersBefore = channelsOf(model);
   const labels = nodeLabels(model.graph);
@@ -120,9 +130,22 @@ export async function pruneModel(input: string, output: string, options: PruneOp
   model.graph.verify();
   const after = computeCost(model, inferShapes(model, { inputShapes }));
   explainShortfall(plan, before, after, notes);
-  saveModel(model, output, { protect: [input], force: options.force });
+  saveModel(model, output, { protect: [input], force: options.force, externalData: external });
   const layers = layerChanges(layersBefore, channelsOf(model), before, after, labels);
-  const result = report(input, output, before, after, analysis, plan, layers, notes, started, plan.criterion, true);
+  const result = report(
+    input,
+    output,
+    before,
+    after,
+    analysis,
+    plan,
+    layers,
+    notes,
+    started,
+    plan.criterion,
+    true,
+    folded,
+  );
   if (options.verify) result.verify = await compareOutputs(input, output, options.verifySamples ?? 8, inputShapes);
   return result;
 }
@@ -139,11 +162,13 @@ function report(
   started: number,
   criterion: string,
   changed: boolean,
+  folded: FoldSummary,
 ): PruneReport {
   return {
     input,
     output,
     changed,
+    folded,
     criterion,
     target: plan?.target,
     before: { macs: before.totals.macs, params: before.totals.params },
@@ -178,7 +203,12 @@ function readPlan(file: string): PruningPlan {
   }
 }
 
-function writeUnchanged(input: string, output: string, force?: boolean): void {
+function writeUnchanged(input: string, output: string, force: boolean | undefined, external: boolean): void {
+  // The file names its data file, so an external-data model is written anew beside the output.
+  if (external) {
+    saveModel(loadModel(input), output, { protect: [input], force, externalData: true });
+    return;
+  }
   const bytes = fs.readFileSync(input);
   if (!force && fs.existsSync(output) && fs.realpathSync(output) === fs.realpathSync(input)) {
     throw new RegroupError(
@@ -253,7 +283,7 @@ async function compareOutputs(
 
 /** The common report format (`--report`, `--html`) for a prune run. */
 export function pruneReportToReport(r: PruneReport): Report {
-  const notes = [...r.notes];
+  const notes = [...describeFolds(r.folded), ...r.notes];
   if (r.verify)
     notes.push(
       `verify on ${r.verify.samples} seeded random inputs (not data): cosine ${r.verify.cosine.toFixed(4)}, top-1 agreement ${(100 * r.verify.top1Agreement).toFixed(1)}%`,

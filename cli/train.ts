@@ -32,6 +32,13 @@ import { fileBytes } from './evaluate.js';
 import { human } from './format.js';
 import { progress, type Progress } from './progress.js';
 import { writeProfile } from './profile-output.js';
+import { addPreprocessFlags, preprocessOptionsOf, type PreprocessFlags } from './preprocess-flags.js';
+import {
+  describePreprocessing,
+  preprocessingJson,
+  recordPreprocessing,
+  type PreprocessOptions,
+} from '../runtime/data/preprocess-spec.js';
 import { writeReport } from './report/command.js';
 import { renderHtml } from './report/html.js';
 import { REPORT_FORMAT, REPORT_VERSION, type Report, type ReportTraining } from './report/schema.js';
@@ -59,6 +66,9 @@ export interface TrainCommandOptions {
   threads?: number;
   limit?: number;
   evalLimit?: number;
+  /** The preprocessing flags (cli/preprocess-flags.ts); absent: the model's metadata, else a preset by input shape. */
+  preprocessing?: PreprocessOptions;
+  /** Same as preprocessing.preset (which wins). */
   preset?: string;
   logits?: string;
   force?: boolean;
@@ -204,7 +214,12 @@ async function runTraining(file: string, options: TrainCommandOptions, mode: Mod
   ]);
   const model = loadModel(file);
   checkWritable(options.output, options.force ? [] : [file, ...(mode.teacher ? [mode.teacher] : [])]);
-  const spec = inputSpecFor(model, { preset: options.preset });
+  const spec = inputSpecFor(model, {
+    ...options.preprocessing,
+    preset: options.preprocessing?.preset ?? options.preset,
+  });
+  // The trained model keeps stated preprocessing in its metadata (regroup.preprocess).
+  recordPreprocessing(model, spec);
   const splits = resolveSplits(options.data, options.testData);
   const augmentChoice =
     options.augment === false
@@ -217,11 +232,12 @@ async function runTraining(file: string, options: TrainCommandOptions, mode: Mod
     const result = await runMode(model, trainOptions, mode);
     const notes = [
       `data: ${splits.note}`,
-      `preprocessing: ${spec.presetReason}`,
+      `preprocessing: ${describePreprocessing(spec)}`,
       `augmentation: ${augmentChoice.reason}`,
       ...result.notes,
     ];
     const report = trainingReport(file, options.output, model, result, { mode, notes, testName: test?.name });
+    report.preprocessing = preprocessingJson(spec);
     return {
       report,
       result,
@@ -402,7 +418,9 @@ function describeLoss(loss: LossSpec, teacher: string | undefined): string {
 // ---------------------------------------------------------------------------------------
 // Commands
 
-interface CommandFlags extends Omit<FinetuneCommandOptions, 'onProgress' | 'local' | 'augment'> {
+interface CommandFlags
+  extends Omit<FinetuneCommandOptions, 'onProgress' | 'local' | 'augment' | 'preset'>,
+    PreprocessFlags {
   augment: boolean;
   localOnly?: boolean;
   localThenGlobal?: boolean;
@@ -414,7 +432,7 @@ interface CommandFlags extends Omit<FinetuneCommandOptions, 'onProgress' | 'loca
 
 /** The flags `train` and `finetune` share. */
 function addTrainingFlags(command: Command, defaults: { epochs?: number; lrHelp: string }): Command {
-  return command
+  command
     .argument('<model>', 'ONNX model file')
     .requiredOption(
       '-o, --output <file>',
@@ -449,11 +467,8 @@ function addTrainingFlags(command: Command, defaults: { epochs?: number; lrHelp:
     .addOption(new Option('--ep <provider>', 'execution provider').choices(['cpu', 'webgpu', 'cuda']).default('cpu'))
     .option('--threads <n>', 'intra-op threads (0 = onnxruntime default)', nonNegativeInt, 0)
     .option('--limit <n>', 'train on a fixed seeded subset of n samples', positiveInt)
-    .option('--eval-limit <n>', 'evaluate on a seeded subset of n test samples', positiveInt)
-    .option(
-      '--preset <name>',
-      'preprocessing: imagenet, cifar10, mnist, mnist-raw, half, caffe-imagenet (default: chosen from the input shape)',
-    )
+    .option('--eval-limit <n>', 'evaluate on a seeded subset of n test samples', positiveInt);
+  return addPreprocessFlags(command)
     .option('--logits <output>', 'the graph output holding the logits (default: the first output)')
     .option('--force', 'allow overwriting the input model')
     .option('--json', 'print the report as JSON')
@@ -537,7 +552,7 @@ async function runCommand(
     threads: flags.threads,
     limit: flags.limit,
     evalLimit: flags.evalLimit,
-    preset: flags.preset,
+    preprocessing: preprocessOptionsOf(flags),
     logits: flags.logits,
     force: flags.force,
     profileStep: flags.profile !== undefined,

@@ -35,16 +35,29 @@ export function forgetValueInfo(graph: Graph, values: Iterable<Value | undefined
 export function replaceWithInitializer(graph: Graph, value: Value, tensor: Tensor): Value {
   const producer = value.producer;
   if (!producer) throw new Error(`internal: '${value.name}' has no producer to replace`);
-  const name = value.name;
-  const initializer = graph.addInitializer(unclaimedName(graph, `${name}_folded`), tensor);
-  value.replaceAllUsesWith(initializer);
-  removeNode(graph, producer);
-  // The producer is gone, so `name` is free in fact though still reserved: move onto it.
-  graph.initializers.delete(initializer.name);
-  initializer.name = name;
-  tensor.name = name;
-  graph.initializers.set(name, initializer);
-  return initializer;
+  return replaceOutputsWithInitializers(graph, producer, new Map([[value, tensor]]))[0]!;
+}
+
+/**
+ * Replace outputs of `node` by initializers holding the given tensors, each under its value's
+ * name, and remove the node; its other outputs must be unused. None may be a graph output.
+ */
+export function replaceOutputsWithInitializers(graph: Graph, node: Node, tensors: ReadonlyMap<Value, Tensor>): Value[] {
+  const initializers = [...tensors].map(([value, tensor]) => {
+    if (value.producer !== node) throw new Error(`internal: '${value.name}' is not an output of ${node}`);
+    const initializer = graph.addInitializer(unclaimedName(graph, `${value.name}_folded`), tensor);
+    value.replaceAllUsesWith(initializer);
+    return { initializer, name: value.name };
+  });
+  removeNode(graph, node);
+  // The node is gone, so each name is free in fact though still reserved: move onto it.
+  return initializers.map(({ initializer, name }) => {
+    graph.initializers.delete(initializer.name);
+    initializer.name = name;
+    initializer.constValue!.name = name;
+    graph.initializers.set(name, initializer);
+    return initializer;
+  });
 }
 
 /** A name nobody holds, left unreserved: addInitializer claims it and refuses one from names.fresh(). */

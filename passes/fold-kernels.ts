@@ -12,7 +12,13 @@
  * - Cast among float32, float64, int32 and int64 only where the result is exact and defined:
  *   float → int truncates and is refused out of range or for NaN/∞; int64 → float32 is refused
  *   beyond 2^53, where converting through a float64 would round twice.
+ * - ConstantOfShape, Expand and Slice copy stored elements too (a fill repeats the `value`
+ *   attribute's bits). Range folds integers only: onnxruntime builds a float Range by repeated
+ *   addition, whose rounding is its own, so float Ranges are left to a runtime evaluator.
+ * - No kernel makes a tensor of more than 2^28 elements (1 GiB of float32): the size is checked
+ *   before anything is allocated.
  */
+import { AttrType } from '../compiler/ir/attribute.js';
 import { DataType, dtypeInfo, type TypedArray } from '../compiler/ir/dtype.js';
 import type { Node } from '../compiler/ir/node.js';
 import { Tensor } from '../compiler/ir/tensor.js';
@@ -253,6 +259,8 @@ const elementwise: Kernel = ({ node, inputs: [a, b], opset }) => {
     return 'only float32 and int64 arithmetic is folded';
   const dims = broadcastDims(a!.dims, b!.dims);
   if (!dims) return `shapes [${a!.dims}] and [${b!.dims}] do not broadcast`;
+  const refused = refuseSize(dims);
+  if (refused) return refused;
   const mapA = mapIndices(dims, broadcastStrides(a!.dims, dims));
   const mapB = mapIndices(dims, broadcastStrides(b!.dims, dims));
   if (a!.dtype === DataType.FLOAT) {
@@ -309,6 +317,109 @@ const cast: Kernel = ({ node, inputs: [data] }) => {
   return Tensor.fromArray(to, data!.dims, out as TypedArray);
 };
 
+/** The most elements any kernel creates; checked before allocating. */
+const MAX_KERNEL_ELEMENTS = 2 ** 28;
+
+/** Why a tensor of `dims` is not made, or undefined when it may be. */
+function refuseSize(dims: readonly number[]): string | undefined {
+  if (dims.some((d) => !Number.isInteger(d) || d < 0)) return `invalid dims [${dims}]`;
+  const size = product(dims);
+  return size > MAX_KERNEL_ELEMENTS ? `[${dims}] has ${size} elements, more than ${MAX_KERNEL_ELEMENTS}` : undefined;
+}
+
+/** ConstantOfShape: dims from the input, every element the `value` attribute's one element (default float32 0). */
+const constantOfShape: Kernel = ({ node, inputs: [shapeInput] }) => {
+  const dims = intsOf(shapeInput);
+  if (!dims || shapeInput!.dims.length !== 1) return 'the shape is not a 1-D int64 tensor';
+  const refused = refuseSize(dims);
+  if (refused) return refused;
+  const value = node.attr('value');
+  const fill =
+    value === undefined ? Tensor.float32([1], [0]) : value.type === AttrType.TENSOR ? value.value : undefined;
+  if (fill?.size !== 1 || !isMovable(fill.dtype)) return 'value is not a one-element numeric tensor';
+  const out = allocate(fill, product(dims));
+  (out as { fill(v: number | bigint): unknown }).fill((fill.data as Elements)[0]!);
+  return Tensor.fromArray(fill.dtype, dims, out);
+};
+
+/** Expand: numpy broadcasting of the data against the shape input (either side may be 1). */
+const expand: Kernel = ({ inputs: [data, shapeInput] }) => {
+  const shape = intsOf(shapeInput);
+  if (!shape) return 'the shape is not int64';
+  const dims = broadcastDims(data!.dims, shape);
+  if (!dims) return `[${data!.dims}] does not broadcast to [${shape}]`;
+  return refuseSize(dims) ?? pick(data!, dims, mapIndices(dims, broadcastStrides(data!.dims, dims)));
+};
+
+/** One axis of a Slice: first index, count and step, clamped as ONNX specifies. */
+function sliceAxis(length: number, start: number, end: number, step: number): { first: number; count: number } {
+  const from = start < 0 ? start + length : start;
+  const to = end < 0 ? end + length : end;
+  const clamp = (i: number, low: number, high: number) => Math.min(Math.max(i, low), high);
+  if (step > 0) {
+    const [first, last] = [clamp(from, 0, length), clamp(to, 0, length)];
+    return { first, count: Math.max(0, Math.ceil((last - first) / step)) };
+  }
+  const [first, last] = [clamp(from, 0, length - 1), clamp(to, -1, length - 1)];
+  return { first, count: Math.max(0, Math.ceil((first - last) / -step)) };
+}
+
+/** Slice-1 (attributes) and Slice-10+ (inputs), negative steps included. */
+const slice: Kernel = ({ node, inputs: [data, startsIn, endsIn, axesIn, stepsIn], opset }) => {
+  const dims = data!.dims;
+  const starts = opset < 10 ? node.getInts('starts') : intsOf(startsIn);
+  const ends = opset < 10 ? node.getInts('ends') : intsOf(endsIn);
+  const givenAxes = opset < 10 ? node.getInts('axes') : axesIn && intsOf(axesIn);
+  const steps = (opset >= 10 && stepsIn && intsOf(stepsIn)) || starts?.map(() => 1);
+  if (!starts || !ends || !steps || (opset >= 10 && ((axesIn && !givenAxes) || (stepsIn && !intsOf(stepsIn)))))
+    return 'starts, ends, axes or steps are missing or not integers';
+  const axes = normalizeAxes(givenAxes ?? starts.map((_, i) => i), dims.length);
+  if (!axes || ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length)
+    return 'starts, ends, axes and steps disagree';
+  if (steps.some((step) => step === 0)) return 'a step is 0';
+  const first = dims.map(() => 0);
+  const outDims = [...dims];
+  const step = dims.map(() => 1);
+  axes.forEach((axis, i) => {
+    const picked = sliceAxis(dims[axis]!, starts[i]!, ends[i]!, steps[i]!);
+    [first[axis], outDims[axis], step[axis]] = [picked.first, picked.count, steps[i]!];
+  });
+  const strides = stridesOf(dims);
+  const base = first.reduce((sum, f, axis) => sum + f * strides[axis]!, 0);
+  const map = mapIndices(
+    outDims,
+    strides.map((s, axis) => s * step[axis]!),
+  );
+  return pick(
+    data!,
+    outDims,
+    map.map((offset) => offset + base),
+  );
+};
+
+/** Range over int32/int64 scalars: start, start + delta, … while before limit. */
+const range: Kernel = ({ inputs: [start, limit, delta] }) => {
+  const [s, l, d] = [intsOf(start), intsOf(limit), intsOf(delta)];
+  if (!s || !l || !d) return 'only integer Ranges are folded (a float Range accumulates in onnxruntime)';
+  if (
+    start!.dtype !== limit!.dtype ||
+    start!.dtype !== delta!.dtype ||
+    s.length !== 1 ||
+    l.length !== 1 ||
+    d.length !== 1
+  )
+    return 'start, limit and delta are not scalars of one type';
+  if (d[0] === 0) return 'delta is 0';
+  if ([s[0]!, l[0]!, d[0]!].some((v) => Math.abs(v) > 2 ** 53)) return 'an int64 operand is beyond 2^53';
+  const count = Math.max(0, Math.ceil((l[0]! - s[0]!) / d[0]!));
+  const refused = refuseSize([count]);
+  if (refused) return refused;
+  const values = Array.from({ length: count }, (_, i) => s[0]! + i * d[0]!);
+  return start!.dtype === DataType.INT64
+    ? Tensor.int64([count], values)
+    : Tensor.fromArray(DataType.INT32, [count], Int32Array.from(values));
+};
+
 /** Kernels for nodes whose inputs are all constant, by op type (default domain). */
 export const KERNELS: ReadonlyMap<string, Kernel> = new Map([
   ['Identity', identity],
@@ -320,6 +431,10 @@ export const KERNELS: ReadonlyMap<string, Kernel> = new Map([
   ['Concat', concat],
   ['Gather', gather],
   ['Cast', cast],
+  ['ConstantOfShape', constantOfShape],
+  ['Expand', expand],
+  ['Slice', slice],
+  ['Range', range],
   ['Add', elementwise],
   ['Sub', elementwise],
   ['Mul', elementwise],
@@ -336,6 +451,9 @@ export const DATA_MOVEMENT = new Set([
   'Transpose',
   'Concat',
   'Gather',
+  'ConstantOfShape',
+  'Expand',
+  'Slice',
 ]);
 
 /** Shape of a value whose dims are all known numbers (opset 15 adds start/end, clamped). */

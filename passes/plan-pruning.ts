@@ -21,10 +21,10 @@
  * group's width (HALP, Shen et al. 2022, solves the same knapsack with a latency table).
  */
 import type { ChannelAnalysis, ChannelGroup, Touch } from '../compiler/analysis/channel-groups.js';
-import type { CostReport } from '../compiler/analysis/cost.js';
+import { countsAsParams, type CostReport } from '../compiler/analysis/cost.js';
 import { RegroupError } from '../compiler/errors.js';
 import { constantOf } from '../compiler/ir/constants.js';
-import type { Node } from '../compiler/ir/node.js';
+import type { Node, Value } from '../compiler/ir/node.js';
 import type { LatencyPricing } from './latency-pricing.js';
 
 export interface PlanOptions {
@@ -70,11 +70,27 @@ export interface PruningPlan {
   groups: PlanGroup[];
 }
 
-/** Exact MACs and parameters for any removal set, from the analysis's touches. */
+/** One reader of a constant: its slot, and the touches that rewrite the constant there. */
+interface TensorUse {
+  readonly node: Node;
+  readonly inputIndex: number;
+  readonly touches: readonly Touch[];
+}
+
+/**
+ * Exact MACs and parameters for any removal set, from the analysis's touches. Parameters
+ * are counted as computeCost counts them (countsAsParams: a Mul/Add constant pruned to one
+ * element is no longer per-channel) after the channel map's copy-on-write: a constant read
+ * by several nodes leaves one rewritten tensor per reader whose slice changes, plus the
+ * original while some reader keeps it whole, each counted once.
+ */
 export class PruningCost {
   readonly macsBefore: number;
   readonly paramsBefore: number;
-  readonly #weights: { base: number; macs: boolean; touches: Touch[] }[] = [];
+  /** A layer's MACs scale with the kept fraction of its weight. */
+  readonly #layers: { macs: number; touches: Touch[] }[] = [];
+  /** Every constant some touch rewrites, with all of its readers. */
+  readonly #tensors: { size: number; uses: TensorUse[] }[] = [];
 
   constructor(
     private readonly analysis: ChannelAnalysis,
@@ -82,40 +98,55 @@ export class PruningCost {
   ) {
     this.macsBefore = cost.totals.macs;
     this.paramsBefore = cost.totals.params;
-    const byTensor = new Map<Node, Map<number, Touch[]>>();
+    const touchesAt = new Map<Node, Map<number, Touch[]>>();
     for (const t of analysis.touches) {
       if (t.inputIndex < 0 || !['out-channels', 'in-channels', 'per-channel'].includes(t.role)) continue;
-      const slots = byTensor.get(t.node) ?? byTensor.set(t.node, new Map()).get(t.node)!;
+      const slots = touchesAt.get(t.node) ?? touchesAt.set(t.node, new Map()).get(t.node)!;
       (slots.get(t.inputIndex) ?? slots.set(t.inputIndex, []).get(t.inputIndex)!).push(t);
     }
     const macsByNode = new Map(cost.layers.map((l) => [l.node, l.macs] as const));
-    for (const [node, slots] of byTensor)
+    const seen = new Set<Value>();
+    for (const [node, slots] of touchesAt)
       for (const [inputIndex, touches] of slots) {
-        const size = constantOf(node.inputs[inputIndex])?.size ?? 0;
-        const isParam = !(node.opType === 'BatchNormalization' && inputIndex > 2);
-        if (isParam) this.#weights.push({ base: size, macs: false, touches });
         if (inputIndex === 1 && (macsByNode.get(node) ?? 0) > 0)
-          this.#weights.push({ base: macsByNode.get(node)!, macs: true, touches });
+          this.#layers.push({ macs: macsByNode.get(node)!, touches });
+        const value = node.inputs[inputIndex];
+        if (!value || seen.has(value)) continue;
+        seen.add(value);
+        const uses = value.uses().map((u) => ({ ...u, touches: touchesAt.get(u.node)?.get(u.inputIndex) ?? [] }));
+        this.#tensors.push({ size: constantOf(value)?.size ?? 0, uses });
       }
   }
 
   /** MACs and parameters after removing the coupled channels in `removed` (root elements); exact integers. */
   evaluate(removed: ReadonlySet<number>): { macs: number; params: number } {
     let macs = this.macsBefore;
+    for (const layer of this.#layers) macs += this.#kept(layer.macs, layer.touches, removed) - layer.macs;
     let params = this.paramsBefore;
-    for (const w of this.#weights) {
-      let kept = 1;
-      let size = 1;
-      for (const t of w.touches) {
-        kept *= keptCount(t.elems, removed, this.analysis);
-        size *= t.elems.length;
+    for (const { size, uses } of this.#tensors) {
+      const counts = (use: TensorUse, elements: number) => countsAsParams(use.node, use.inputIndex, elements);
+      let copies = 0;
+      let original = false;
+      for (const use of uses) {
+        const kept = this.#kept(size, use.touches, removed);
+        if (kept === size) original ||= counts(use, size);
+        else if (counts(use, kept)) copies += kept;
       }
-      // base · ∏kept / ∏size is a whole number of MACs (or elements); round away float error.
-      const after = Math.round((w.base * kept) / size);
-      if (w.macs) macs += after - w.base;
-      else params += after - w.base;
+      const before = uses.some((use) => counts(use, size)) ? size : 0;
+      params += copies + (original ? size : 0) - before;
     }
     return { macs, params };
+  }
+
+  /** base · ∏kept / ∏size over the touches: a whole number of MACs or elements (rounding away float error). */
+  #kept(base: number, touches: readonly Touch[], removed: ReadonlySet<number>): number {
+    let kept = 1;
+    let size = 1;
+    for (const t of touches) {
+      kept *= keptCount(t.elems, removed, this.analysis);
+      size *= t.elems.length;
+    }
+    return Math.round((base * kept) / size);
   }
 }
 

@@ -23,6 +23,7 @@ import type { Model } from '../../compiler/ir/model.js';
 import type { Node } from '../../compiler/ir/node.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
+import { describeFolds } from '../../passes/fold-log.js';
 import { PREPARE, runPasses } from '../../passes/index.js';
 import type { LayerChoice } from '../../passes/lower-grouped.js';
 import {
@@ -36,9 +37,16 @@ import {
   type Structured,
 } from '../../passes/methods/index.js';
 import type { ResolvedInputSpec } from '../../runtime/data/preprocess.js';
+import {
+  describePreprocessing,
+  preprocessingJson,
+  recordPreprocessing,
+  type PreprocessOptions,
+} from '../../runtime/data/preprocess-spec.js';
 import type { Dataset } from '../../runtime/data/types.js';
 import { cpuSimdBlock, type ExecutionProvider } from '../../runtime/providers.js';
 import type { TrainProgress } from '../../runtime/train/types.js';
+import { prepareForAnalysis } from '../api.js';
 import type { Report } from '../report/schema.js';
 import { localSummary, resolveSplits } from '../train.js';
 import { compressReport, measureLatency, measureRatio, measureSide, type Side } from './compress-measure.js';
@@ -66,6 +74,9 @@ export interface CompressOptions {
   /** Training/calibration data; without it only weight-based structure and no fine-tuning. */
   data?: string;
   testData?: string;
+  /** The preprocessing flags (cli/preprocess-flags.ts); absent: the model's metadata, else a preset by input shape. */
+  preprocessing?: PreprocessOptions;
+  /** Same as preprocessing.preset (which wins). */
   preset?: string;
   /** Default local+global with data, none without. */
   finetune?: FinetuneScheme;
@@ -184,14 +195,15 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   // can use real batches; the written model gets its fixed batch back.
   const fixedBatch = fixedBatchOf(loaded);
   const dense = fixedBatch ? relaxBatch(loaded, fixedBatch) : loaded;
-  runPasses(dense, PREPARE, {}, { fixpoint: true });
+  const folded = describeFolds(await prepareForAnalysis(dense));
   refuseUnsupported(file, dense);
   const data = options.data ? await openData(dense, options) : undefined;
   try {
     const common = { ...baseCommon, trainSamples: options.limit ?? data?.train.size };
     const notes: string[] = data
-      ? [`data: ${data.note}`, `preprocessing: ${data.spec.presetReason}`]
+      ? [`data: ${data.note}`, `preprocessing: ${describePreprocessing(data.spec)}`]
       : ['no --data: weight-only importance, no fine-tuning, no accuracy'];
+    notes.push(...folded);
     if (implicit)
       notes.unshift(
         `method: ${method.name} (the default: ${method.description}${rawOptions.criterion ? `; ${String(rawOptions.criterion)} criterion` : ''}); --method names another`,
@@ -234,6 +246,8 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     log(`compressed: ${describeSide(compressedSide)}`);
     const companions = await measureCompanions(structured, dense, data, options, notes);
     if (fixedBatch) for (const m of [lowered.model, ...companions.map((c) => c.model)]) restoreBatch(m, fixedBatch);
+    // Written models keep stated preprocessing in their metadata (regroup.preprocess).
+    if (data) for (const m of [lowered.model, ...companions.map((c) => c.model)]) recordPreprocessing(m, data.spec);
     saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
     for (const c of companions) saveModel(c.model, c.file, { protect: options.force ? [] : [file] });
     const seconds = (performance.now() - started) / 1000;
@@ -253,6 +267,7 @@ export async function compressModel(file: string, options: CompressOptions): Pro
       companions: companions.map(({ suffix, file, side, description }) => ({ suffix, file, side, description })),
     };
     const report = compressReport(file, options, { ...outcome, connectivity: structured.connectivity }, dense);
+    if (data) report.preprocessing = preprocessingJson(data.spec);
     return { report, ...outcome };
   } finally {
     await Promise.all([data?.train.close?.(), data?.test?.close?.()]);
@@ -499,7 +514,10 @@ async function openData(model: Model, options: CompressOptions): Promise<Data> {
     import('../../runtime/data/datasets.js'),
     import('../../runtime/data/preprocess.js'),
   ]);
-  const spec = inputSpecFor(model, { preset: options.preset });
+  const spec = inputSpecFor(model, {
+    ...options.preprocessing,
+    preset: options.preprocessing?.preset ?? options.preset,
+  });
   const splits = resolveSplits(options.data!, options.testData);
   const train = await openDataset(splits.train);
   const test = splits.test ? await openDataset(splits.test) : undefined;

@@ -14,9 +14,11 @@
  * (`totals.structureMacsRatio`), and per grouped layer its lowering and its connectivity
  * (which inputs each filter reads; `ReportConnectivity`). Version-1 files still read: a
  * version-1 compress report kept those figures under `extra`, and reading moves them to
- * their typed fields (the report then reads back as version 2).
+ * their typed fields (the report then reads back as version 2). Commands that read images add
+ * `preprocessing`: the resolved preprocessing as a `--preprocess` JSON spec.
  */
 import { RegroupError } from '../../compiler/errors.js';
+import { parsePreprocessing, type PreprocessingJson } from '../../runtime/data/preprocess-spec.js';
 
 export const REPORT_FORMAT = 'regroup-report';
 export const REPORT_VERSION = 2;
@@ -187,6 +189,8 @@ export interface Report {
   totals: ReportTotals;
   notes: string[];
   training?: ReportTraining;
+  /** The preprocessing the data went through, in full, as a `--preprocess` JSON spec. */
+  preprocessing?: PreprocessingJson;
   extra?: Record<string, unknown>;
 }
 
@@ -241,6 +245,7 @@ export function validateReport(json: unknown, file: string): Report {
   report.totals = readTotals(r, top.totals);
   report.notes = r.array(top.notes, 'notes').map((v, i) => r.string(v, `notes[${i}]`, { allowEmpty: true }));
   if (top.training !== undefined) report.training = readTraining(r, top.training);
+  if (top.preprocessing !== undefined) report.preprocessing = readPreprocessing(r, top.preprocessing);
   if (top.extra !== undefined) report.extra = r.object(top.extra, 'extra');
   return report.version === 1 && report.kind === 'compress' ? upgradeCompressV1(r, report) : report;
 }
@@ -315,8 +320,23 @@ const TOP_KEYS = [
   'totals',
   'notes',
   'training',
+  'preprocessing',
   'extra',
 ];
+
+/** A complete preprocessing spec (preprocess-spec.ts checks the values; every field but preset is there). */
+function readPreprocessing(r: FieldReader, value: unknown): PreprocessingJson {
+  const o = r.object(value, 'preprocessing');
+  try {
+    parsePreprocessing(o, `${r.file}: field 'preprocessing'`);
+  } catch (err) {
+    if (err instanceof RegroupError) throw new RegroupError('usage', `${err.message}; fix the file or write it again`);
+    throw err;
+  }
+  for (const key of ['scale', 'mean', 'std', 'resize', 'crop', 'channels', 'layout'])
+    if (o[key] === undefined) r.fail(`preprocessing.${key}`, 'must be present', undefined);
+  return o as unknown as PreprocessingJson;
+}
 
 const TRAINING_KEYS = [
   'mode',

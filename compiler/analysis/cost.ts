@@ -165,6 +165,17 @@ const MAC_RULES: Readonly<Record<string, MacRule>> = {
 /** Mul/Add constants with more than one element are per-channel scales and biases. */
 const PER_CHANNEL_OPS = new Set(['Mul', 'Add']);
 
+/**
+ * Whether a constant of `elements` elements read at `inputIndex` by `node` counts as
+ * parameters: an op-role parameter slot, or a per-channel (more than one element) Mul/Add
+ * constant. The pruning planner predicts with the same rule (passes/plan-pruning.ts).
+ */
+export function countsAsParams(node: Node, inputIndex: number, elements: number): boolean {
+  const spec = opRole(node);
+  if (spec) return spec.params.includes(inputIndex);
+  return PER_CHANNEL_OPS.has(node.opType) && elements > 1;
+}
+
 /** Elements of the weights this node is the first to use. */
 function newParams(node: Node, counted: Set<Value>): number {
   let params = 0;
@@ -192,7 +203,7 @@ function weightsOf(node: Node): Weight[] {
   for (const inputIndex of slots) {
     const weight = weightSource(node.inputs[inputIndex]);
     if (!weight || (!spec?.integer && !weight.quantized && !isFloat(weight.tensor.dtype))) continue;
-    if (!spec && weight.tensor.size <= 1) continue;
+    if (!countsAsParams(node, inputIndex, weight.tensor.size)) continue;
     found.push(weight);
   }
   return found;

@@ -6,6 +6,7 @@
  */
 import type { Graph } from './graph.js';
 import type { Tensor } from './tensor.js';
+import type { WireShape } from './wire-shape.js';
 
 export enum AttrType {
   UNDEFINED = 0,
@@ -54,6 +55,8 @@ export type Attribute = AttrValue & {
   readonly refAttrName?: string;
   /** The decoded proto this attribute came from, if unchanged since decoding. */
   readonly source?: unknown;
+  /** For tensor and graph attributes (re-encoded from the IR): how the decoded proto wrote its fields. */
+  readonly wire?: WireShape;
 };
 
 export const attr = {

@@ -9,6 +9,7 @@ import type { Attribute } from './attribute.js';
 import { cloneGraph, type CloneMap } from './clone.js';
 import { Node, Value, type NodeInit, type TensorType } from './node.js';
 import type { Tensor } from './tensor.js';
+import type { WireShape } from './wire-shape.js';
 
 /** Hands out names no other value or node in the graph tree uses. */
 export class NameAuthority {
@@ -48,6 +49,8 @@ export interface GraphExtras {
   sparseInitializers?: unknown[];
   /** value_info entries naming values the graph does not define, passed through. */
   orphanValueInfo?: unknown[];
+  /** How the decoded GraphProto wrote its fields (presence, unknown fields). */
+  wire?: WireShape;
 }
 
 export class Graph {

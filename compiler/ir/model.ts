@@ -5,6 +5,7 @@
  */
 import type { CloneMap } from './clone.js';
 import type { Graph } from './graph.js';
+import type { WireShape } from './wire-shape.js';
 
 export interface OpsetId {
   readonly domain: string;
@@ -27,6 +28,8 @@ export class Model {
   trainingInfo: unknown[] = [];
   /** Decoded DeviceConfigurationProto list, passed through. */
   configuration: unknown[] = [];
+  /** How the decoded ModelProto wrote its fields (presence, unknown fields), for an exact re-encoding. */
+  wire: WireShape | undefined;
 
   constructor(graph: Graph) {
     this.graph = graph;
@@ -51,6 +54,7 @@ export class Model {
     model.functions = [...this.functions];
     model.trainingInfo = [...this.trainingInfo];
     model.configuration = [...this.configuration];
+    model.wire = this.wire;
     return { model, ...map };
   }
 

@@ -8,6 +8,7 @@ import type { DataType } from './dtype.js';
 import type { Graph } from './graph.js';
 import type { Tensor } from './tensor.js';
 import { AttrType, type Attribute } from './attribute.js';
+import type { ValueInfoShapes, WireShape } from './wire-shape.js';
 
 /** A dimension: a number, a symbolic name, or null when unknown. */
 export type Dim = number | string | null;
@@ -31,6 +32,8 @@ export interface ValueInfoExtras {
   metadataProps?: [string, string][];
   /** A non-tensor TypeProto (sequence, map, optional, sparse, opaque), decoded and kept as is. */
   typeProto?: unknown;
+  /** How each decoded ValueInfoProto of the value wrote its fields (presence, unknown fields). */
+  wire?: ValueInfoShapes;
 }
 
 export class Value {
@@ -117,6 +120,8 @@ export interface NodeExtras {
   overload?: string;
   /** Decoded NodeDeviceConfigurationProto list. */
   deviceConfigurations?: unknown[];
+  /** How the decoded NodeProto wrote its fields (presence, unknown fields). */
+  wire?: WireShape;
 }
 
 export interface NodeInit {

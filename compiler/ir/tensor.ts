@@ -6,6 +6,7 @@
  * from so an unchanged tensor is written back the same way.
  */
 import { DataType, dtypeInfo, storageBytes, type TypedArray } from './dtype.js';
+import type { WireShape } from './wire-shape.js';
 
 /** Which TensorProto field holds the elements when encoded. */
 export type TensorStorage = 'raw' | 'typed';
@@ -19,6 +20,20 @@ export interface ExternalRef {
   readonly extra: readonly (readonly [string, string])[];
 }
 
+/**
+ * Bytes a tensor reads on first use instead of holding from the start (external data that
+ * stays in its file until a pass needs the values).
+ */
+export interface ByteSource {
+  readonly byteLength: number;
+  /** The file the bytes come from, so a writer can refuse to overwrite it while it is read. */
+  readonly file: string;
+  /** A fresh copy of the bytes; the caller owns it. */
+  read(): Uint8Array;
+  /** Whether `bytes` still equal the source's (compared piece by piece, without a second full copy). */
+  matches(bytes: Uint8Array): boolean;
+}
+
 export interface TensorInit {
   name?: string;
   docString?: string;
@@ -27,6 +42,8 @@ export interface TensorInit {
   external?: ExternalRef;
   /** Opaque TensorProto.segment, passed through. */
   segment?: unknown;
+  /** How the decoded TensorProto wrote its fields (presence, unknown fields). */
+  wire?: WireShape;
 }
 
 export class Tensor {
@@ -38,9 +55,13 @@ export class Tensor {
   storage: TensorStorage;
   external: ExternalRef | undefined;
   segment: unknown;
+  /** How the decoded TensorProto wrote its fields; a tensor made by withData starts without one. */
+  wire: WireShape | undefined;
   #raw: Uint8Array | undefined;
   #data: TypedArray | undefined;
   #strings: Uint8Array[] | undefined;
+  /** Where the bytes are read from while neither #raw nor #data holds them. */
+  #source: ByteSource | undefined;
 
   private constructor(dtype: DataType, dims: readonly number[], init: TensorInit) {
     this.dtype = dtype;
@@ -51,6 +72,7 @@ export class Tensor {
     this.storage = init.storage ?? 'raw';
     this.external = init.external;
     this.segment = init.segment;
+    this.wire = init.wire;
   }
 
   /** A tensor over little-endian bytes as stored in raw_data (not copied). */
@@ -63,6 +85,19 @@ export class Tensor {
       );
     }
     t.#raw = raw;
+    return t;
+  }
+
+  /** A tensor whose bytes are read from `source` when first needed, then kept (see release()). */
+  static fromSource(dtype: DataType, dims: readonly number[], source: ByteSource, init: TensorInit = {}): Tensor {
+    const t = new Tensor(dtype, dims, { storage: 'raw', ...init });
+    const expected = storageBytes(dtype, t.size);
+    if (source.byteLength !== expected) {
+      throw new RangeError(
+        `tensor '${t.name}': ${source.byteLength} bytes in ${source.file} for ${dims.join('×') || 'scalar'} ${dtypeInfo(dtype).name} (expected ${expected})`,
+      );
+    }
+    t.#source = source;
     return t;
   }
 
@@ -118,6 +153,7 @@ export class Tensor {
   /** Stored elements as a typed array (zero-copy over aligned raw bytes). */
   get data(): TypedArray {
     if (this.#data) return this.#data;
+    this.#load();
     if (!this.#raw) throw new TypeError(`tensor '${this.name}' of type string has no numeric data`);
     const { array, bits } = dtypeInfo(this.dtype);
     if (!array) throw new TypeError(`tensor '${this.name}' of type string has no numeric data`);
@@ -146,8 +182,46 @@ export class Tensor {
   /** Little-endian bytes as raw_data holds them (zero-copy where possible). */
   rawBytes(): Uint8Array {
     if (this.#raw) return this.#raw;
+    this.#load();
+    if (this.#raw) return this.#raw;
     const data = this.data;
     return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Whether the elements are in memory (false for a tensor still waiting on its ByteSource). */
+  get loaded(): boolean {
+    return this.#source === undefined || this.#raw !== undefined || this.#data !== undefined;
+  }
+
+  /** The file a not-yet-loaded tensor would read its bytes from. */
+  get sourceFile(): string | undefined {
+    return this.loaded ? undefined : this.#source?.file;
+  }
+
+  /**
+   * Raw bytes for a caller that reads them once and lets go (writing a file): a tensor not
+   * yet loaded reads a copy and keeps none, so streaming a model out holds one tensor at a time.
+   */
+  streamBytes(): Uint8Array {
+    return this.loaded ? this.rawBytes() : this.#source!.read();
+  }
+
+  /**
+   * Drop elements read from the ByteSource when they still equal it, so the next use reads
+   * them again; returns whether they were dropped. Elements that were written to stay. Call it
+   * only when no one holds `data` or `rawBytes()` to write to later (between passes): a write
+   * to an array the tensor has let go of would be lost.
+   */
+  release(): boolean {
+    if (!this.#source || !this.loaded) return false;
+    if (!this.#source.matches(this.rawBytes())) return false;
+    this.#raw = undefined;
+    this.#data = undefined;
+    return true;
+  }
+
+  #load(): void {
+    if (this.#raw === undefined && this.#data === undefined && this.#source) this.#raw = this.#source.read();
   }
 
   /** Elements widened to numbers (float16/bfloat16 decoded, int64 converted); a new array. */
@@ -176,11 +250,14 @@ export class Tensor {
       storage: this.storage,
       external: this.external,
       segment: this.segment,
+      wire: this.wire,
     });
     // new Uint8Array(bytes) copies; a Node Buffer's slice() would alias.
     if (this.#raw) t.#raw = new Uint8Array(this.#raw);
     else if (this.#data) t.#data = this.#data instanceof Uint8Array ? new Uint8Array(this.#data) : this.#data.slice();
     if (this.#strings) t.#strings = this.#strings.map((bytes) => new Uint8Array(bytes));
+    // Reading the source again gives the copy its own bytes; release() keeps that true.
+    t.#source = this.#source;
     return t;
   }
 

@@ -2,7 +2,8 @@
  * ModelProto bytes → IR. Names resolve through lexical scopes (a subgraph sees its
  * ancestors' values); nodes are created before their inputs are wired, so files whose node
  * list is not topologically ordered still load. Fields the IR does not model are kept as
- * decoded protos and written back unchanged.
+ * decoded protos and written back unchanged; so are unknown fields and which optional fields
+ * each message wrote, as WireShapes beside the IR objects (presence.ts).
  */
 import { RegroupError } from '../errors.js';
 import { AttrType, type Attribute } from '../ir/attribute.js';
@@ -10,9 +11,11 @@ import { DataType, dtypeInfo, isKnownDType, storageBytes, type TypedArray } from
 import { Graph } from '../ir/graph.js';
 import { Model } from '../ir/model.js';
 import type { Dim, Node, TensorType, Value, ValueInfoExtras } from '../ir/node.js';
+import type { ValueInfoShapes } from '../ir/wire-shape.js';
 import { Tensor } from '../ir/tensor.js';
 import { ExternalDataReader, parseExternalData } from './external-data.js';
 import { toBigInt, toExactNumber, toNumber, type Int64 } from './long.js';
+import { keepingReader, shapeOf } from './presence.js';
 import { proto } from './schema.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: decoded protobufjs messages are untyped
@@ -37,7 +40,7 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Mod
     throw new RegroupError('bad-model', `${source}: the file is empty; expected an ONNX model`);
   let m: P;
   try {
-    m = proto.ModelProto.decode(bytes);
+    m = proto.ModelProto.decode(keepingReader(bytes));
   } catch (err) {
     throw new RegroupError(
       'bad-model',
@@ -70,6 +73,7 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Mod
     model.functions = [...(m.functions ?? [])];
     model.trainingInfo = [...(m.training_info ?? [])];
     model.configuration = [...(m.configuration ?? [])];
+    model.wire = shapeOf(proto.ModelProto, m);
     return model;
   } finally {
     reader?.close();
@@ -98,6 +102,7 @@ function decodeGraph(gp: P, parentGraph: Graph | undefined, ctx: Ctx, parentScop
     metadataProps: props(gp.metadata_props),
     quantizationAnnotation: gp.quantization_annotation?.length ? [...gp.quantization_annotation] : undefined,
     sparseInitializers: gp.sparse_initializer?.length ? [...gp.sparse_initializer] : undefined,
+    wire: shapeOf(proto.GraphProto, gp),
   };
   const where = `${ctx.source}: graph '${graph.name}'`;
   const define = (name: string, make: () => Value): Value => {
@@ -115,7 +120,7 @@ function decodeGraph(gp: P, parentGraph: Graph | undefined, ctx: Ctx, parentScop
     const existing = scope.values.get(vi.name);
     const value = existing ?? define(vi.name, () => withDecodingNames(graph, () => graph.addInput(vi.name)));
     if (existing) graph.inputs.push(existing);
-    applyValueInfo(value, vi);
+    applyValueInfo(value, vi, 'input');
   }
   const nodes: [Node, P][] = [];
   for (const np of gp.node ?? []) {
@@ -162,7 +167,7 @@ function decodeGraph(gp: P, parentGraph: Graph | undefined, ctx: Ctx, parentScop
     const v = scope.lookup(vi.name);
     if (!v) throw new RegroupError('bad-model', `${where}: graph output '${vi.name}' is not produced by any node`);
     graph.outputs.push(v);
-    applyValueInfo(v, vi);
+    applyValueInfo(v, vi, 'output');
   }
   const orphans: P[] = [];
   for (const vi of gp.value_info ?? []) {
@@ -172,7 +177,7 @@ function decodeGraph(gp: P, parentGraph: Graph | undefined, ctx: Ctx, parentScop
       continue;
     }
     graph.valueInfo.push(v);
-    applyValueInfo(v, vi);
+    applyValueInfo(v, vi, 'valueInfo');
   }
   if (orphans.length) graph.extras.orphanValueInfo = orphans;
   return graph;
@@ -189,7 +194,7 @@ function withDecodingNames<T>(graph: Graph, make: () => T): T {
 }
 
 function nodeExtras(np: P): Node['extras'] {
-  const extras: Node['extras'] = {};
+  const extras: Node['extras'] = { wire: shapeOf(proto.NodeProto, np) };
   if (has(np, 'doc_string')) extras.docString = np.doc_string;
   if (np.metadata_props?.length) extras.metadataProps = props(np.metadata_props);
   if (has(np, 'overload')) extras.overload = np.overload;
@@ -197,7 +202,8 @@ function nodeExtras(np: P): Node['extras'] {
   return extras;
 }
 
-function applyValueInfo(value: Value, vi: P): void {
+/** Take a ValueInfoProto's fields; a value declared in several places keeps each one's shape. */
+function applyValueInfo(value: Value, vi: P, role: keyof ValueInfoShapes): void {
   const info: ValueInfoExtras = {};
   if (has(vi, 'doc_string')) info.docString = vi.doc_string;
   if (vi.metadata_props?.length) info.metadataProps = props(vi.metadata_props);
@@ -206,7 +212,8 @@ function applyValueInfo(value: Value, vi: P): void {
     if (type) value.type = type;
     else info.typeProto = vi.type;
   }
-  if (Object.keys(info).length) value.info = info;
+  const wire: ValueInfoShapes = { ...value.info?.wire, [role]: shapeOf(proto.ValueInfoProto, vi) };
+  value.info = Object.keys(info).length ? { ...info, wire } : { ...value.info, wire };
 }
 
 /** TypeProto → TensorType for tensor types; undefined for the others (kept as protos). */
@@ -230,6 +237,7 @@ function decodeAttribute(ap: P, graph: Graph, scope: Scope, ctx: Ctx, node: Node
   const type: AttrType = has(ap, 'type') ? ap.type : inferAttrType(ap);
   const base = {
     name: ap.name ?? '',
+    wire: shapeOf(proto.AttributeProto, ap),
     ...(has(ap, 'doc_string') ? { docString: ap.doc_string as string } : {}),
     ...(has(ap, 'ref_attr_name') ? { refAttrName: ap.ref_attr_name as string } : {}),
   };
@@ -305,6 +313,7 @@ export function decodeTensor(tp: P, ctx: { source: string; reader?: ExternalData
     docString: has(tp, 'doc_string') ? (tp.doc_string as string) : undefined,
     metadataProps: props(tp.metadata_props),
     segment: has(tp, 'segment') ? tp.segment : undefined,
+    wire: shapeOf(proto.TensorProto, tp),
   };
   const count = dims.reduce((a: number, b: number) => a * b, 1);
   if (tp.data_location === 1) {
@@ -314,10 +323,11 @@ export function decodeTensor(tp: P, ctx: { source: string; reader?: ExternalData
         'external-data',
         `${what} keeps its data in '${span.location}'; load the model from a file so the data can be found next to it`,
       );
-    const raw = ctx.reader.read(span, name, storageBytes(dtype, count));
-    return Tensor.fromRaw(dtype, dims, raw, {
+    // Checked now, read when a pass first needs the values (external-data.ts).
+    const bytes = ctx.reader.source(span, name, storageBytes(dtype, count));
+    return Tensor.fromSource(dtype, dims, bytes, {
       ...init,
-      external: { location: span.location, offset: span.offset, length: raw.byteLength, extra: span.extra },
+      external: { location: span.location, offset: span.offset, length: bytes.byteLength, extra: span.extra },
     });
   }
   try {

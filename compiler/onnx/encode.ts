@@ -1,15 +1,20 @@
 /**
  * IR → ModelProto bytes. Everything decode kept (doc strings, metadata, functions,
- * unchanged attribute protos, storage form of each tensor) goes back where it came from.
- * Large tensors can be moved to a side file (external data) on request.
+ * unchanged attribute protos, storage form of each tensor) goes back where it came from,
+ * and each rebuilt message takes the field presence and unknown fields its WireShape
+ * recorded, so an unchanged model comes back as the message it was read from (and, when the
+ * file was written canonically, as the same bytes). Large tensors can be moved to a side
+ * file (external data) on request.
  */
 import { AttrType, type Attribute } from '../ir/attribute.js';
 import { DataType } from '../ir/dtype.js';
 import type { Graph } from '../ir/graph.js';
 import type { Model } from '../ir/model.js';
 import type { TensorType, Value } from '../ir/node.js';
+import type { ValueInfoShapes } from '../ir/wire-shape.js';
 import type { Tensor } from '../ir/tensor.js';
 import { ExternalDataWriter } from './external-data.js';
+import { applyShape, setUnknown, unknownOf, wasOmitted } from './presence.js';
 import { proto } from './schema.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: plain objects in protobufjs field layout
@@ -66,6 +71,7 @@ export function encodeModelChunks(model: Model, options: EncodeOptions = {}): En
   if (model.trainingInfo.length) m.training_info = model.trainingInfo;
   if (model.functions.length) m.functions = model.functions;
   if (model.configuration.length) m.configuration = model.configuration;
+  applyShape(proto.ModelProto, m, model.wire);
   const graphChunks = around(
     proto.GraphProto,
     graph,
@@ -81,11 +87,16 @@ const MODEL_GRAPH = 7;
 const GRAPH_INITIALIZER = 5;
 const TENSOR_RAW_DATA = 9;
 
-/** Encode `obj`'s fields numbered below `field`, then `middle`, then the rest: field order is kept. */
+/**
+ * Encode `obj`'s fields numbered below `field`, then `middle`, then the rest and the unknown
+ * fields: field order is kept.
+ */
 function around(type: typeof proto.ModelProto, obj: P, field: number, middle: Uint8Array[]): Uint8Array[] {
   const head: P = {};
   const tail: P = {};
   for (const [key, value] of Object.entries(obj)) (type.fields[key]!.id < field ? head : tail)[key] = value;
+  const unknown = unknownOf(obj);
+  if (unknown) setUnknown(tail, unknown);
   return [type.encode(head).finish(), ...middle, type.encode(tail).finish()].filter((c) => c.byteLength > 0);
 }
 
@@ -143,28 +154,43 @@ function encodeGraph(graph: Graph, ctx: Ctx, withInitializers = true): P {
     if (x.metadataProps?.length) n.metadata_props = entries(x.metadataProps);
     if (x.overload !== undefined) n.overload = x.overload;
     if (x.deviceConfigurations?.length) n.device_configurations = x.deviceConfigurations;
-    return n;
+    return applyShape(proto.NodeProto, n, x.wire);
   });
   if (withInitializers) g.initializer = [...graph.initializers.values()].map((v) => encodeTensor(v.constValue!, ctx));
-  g.input = graph.inputs.map(valueInfo);
-  g.output = graph.outputs.map(valueInfo);
-  g.value_info = graph.valueInfo.map(valueInfo);
+  g.input = graph.inputs.map((v) => valueInfo(v, 'input'));
+  g.output = graph.outputs.map((v) => valueInfo(v, 'output'));
+  g.value_info = graph.valueInfo.map((v) => valueInfo(v, 'valueInfo'));
   if (graph.extras.orphanValueInfo?.length) g.value_info.push(...graph.extras.orphanValueInfo);
   if (graph.extras.docString !== undefined) g.doc_string = graph.extras.docString;
   if (graph.extras.metadataProps?.length) g.metadata_props = entries(graph.extras.metadataProps);
   if (graph.extras.quantizationAnnotation?.length) g.quantization_annotation = graph.extras.quantizationAnnotation;
   if (graph.extras.sparseInitializers?.length) g.sparse_initializer = graph.extras.sparseInitializers;
-  return g;
+  return applyShape(proto.GraphProto, g, graph.extras.wire);
 }
 
-function valueInfo(value: Value): P {
+function valueInfo(value: Value, role: keyof ValueInfoShapes): P {
   const vi: P = { name: value.name };
   const info = value.info;
-  if (value.type) vi.type = encodeType(value.type);
+  const shape = info?.wire?.[role];
+  // An initializer listed as an input without a type has the initializer's type: still implied, not written.
+  const implied = wasOmitted(shape, 'type') && typeOfInitializer(value);
+  if (value.type && !implied) vi.type = encodeType(value.type);
   else if (info?.typeProto) vi.type = info.typeProto;
   if (info?.docString !== undefined) vi.doc_string = info.docString;
   if (info?.metadataProps?.length) vi.metadata_props = entries(info.metadataProps);
-  return vi;
+  return applyShape(proto.ValueInfoProto, vi, shape);
+}
+
+/** Whether a value's type is exactly what its initializer says (dtype and dims, nothing more). */
+function typeOfInitializer(value: Value): boolean {
+  const tensor = value.isInitializer() ? value.constValue : undefined;
+  const type = value.type;
+  if (!tensor || !type?.shape || type.denotation !== undefined || type.dimDenotations) return false;
+  return (
+    type.dtype === tensor.dtype &&
+    type.shape.length === tensor.dims.length &&
+    type.shape.every((d, i) => d === tensor.dims[i])
+  );
 }
 
 /** TensorType → TypeProto. */
@@ -186,15 +212,16 @@ export function encodeType(type: TensorType): P {
 }
 
 function encodeAttribute(a: Attribute, ctx: Ctx): P {
+  const rebuilt = (value: P) => applyShape(proto.AttributeProto, { ...attrBase(a), ...value }, a.wire);
   switch (a.type) {
     case AttrType.TENSOR:
-      return { ...attrBase(a), t: encodeTensor(a.value, ctx) };
+      return rebuilt({ t: encodeTensor(a.value, ctx) });
     case AttrType.TENSORS:
-      return { ...attrBase(a), tensors: a.value.map((t) => encodeTensor(t, ctx)) };
+      return rebuilt({ tensors: a.value.map((t) => encodeTensor(t, ctx)) });
     case AttrType.GRAPH:
-      return { ...attrBase(a), g: encodeGraph(a.value, ctx) };
+      return rebuilt({ g: encodeGraph(a.value, ctx) });
     case AttrType.GRAPHS:
-      return { ...attrBase(a), graphs: a.value.map((g) => encodeGraph(g, ctx)) };
+      return rebuilt({ graphs: a.value.map((g) => encodeGraph(g, ctx)) });
     default:
       break;
   }
@@ -219,14 +246,33 @@ function encodeAttribute(a: Attribute, ctx: Ctx): P {
 }
 
 function attrBase(a: Attribute): P {
-  const out: P = { name: a.name, type: a.type };
+  // Files of IR version 1 leave the type out; the decoder inferred it from the value's field.
+  const out: P = wasOmitted(a.wire, 'type') && typeInferable(a) ? { name: a.name } : { name: a.name, type: a.type };
   if (a.refAttrName !== undefined) out.ref_attr_name = a.refAttrName;
   if (a.docString !== undefined) out.doc_string = a.docString;
   return out;
 }
 
+/** Whether a decoder can tell the attribute's type from the field its value is in. */
+function typeInferable(a: Attribute): boolean {
+  switch (a.type) {
+    case AttrType.FLOATS:
+    case AttrType.INTS:
+    case AttrType.STRINGS:
+    case AttrType.TENSORS:
+    case AttrType.GRAPHS:
+      return (a.value as readonly unknown[]).length > 0;
+    default:
+      return a.type !== AttrType.UNDEFINED;
+  }
+}
+
 /** Tensor → TensorProto, in the storage form it came in (or external when asked and large). */
 export function encodeTensor(tensor: Tensor, ctx: Ctx = { external: undefined, threshold: Infinity }): P {
+  return applyShape(proto.TensorProto, tensorProto(tensor, ctx), tensor.wire);
+}
+
+function tensorProto(tensor: Tensor, ctx: Ctx): P {
   const t: P = { dims: tensor.dims, data_type: tensor.dtype };
   if (tensor.name !== '') t.name = tensor.name;
   if (tensor.segment !== undefined) t.segment = tensor.segment;
@@ -237,7 +283,7 @@ export function encodeTensor(tensor: Tensor, ctx: Ctx = { external: undefined, t
     return t;
   }
   if (ctx.external && tensor.byteLength >= ctx.threshold) {
-    const span = ctx.external.add(tensor.rawBytes());
+    const span = ctx.external.addTensor(tensor);
     t.data_location = 1;
     t.external_data = [
       { key: 'location', value: ctx.external.location },

@@ -1,7 +1,9 @@
 /**
  * Reading and writing model files. Writes are atomic (a temporary file in the target folder,
  * then rename), so a failure never leaves a half-written model; an input file is never
- * overwritten unless the caller says so.
+ * overwritten unless the caller says so, and a data file the model still reads its weights
+ * from never is. External tensors load lazily (external-data.ts), and saving streams the ones
+ * nobody loaded straight into the new data file.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,8 +11,12 @@ import { RegroupError } from '../errors.js';
 import type { Model } from '../ir/model.js';
 import { decodeModel } from './decode.js';
 import { encodeModelChunks, type EncodeOptions } from './encode.js';
+import { sourceFiles, type Chunk } from './external-data.js';
 
-/** Load a model file; external data is read from beside it. */
+/** Protobuf cannot encode a message of 2 GiB or more: larger models keep their weights in a side file. */
+export const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
+/** Load a model file; external data is checked now and read from beside it when first needed. */
 export function loadModel(file: string): Model {
   let bytes: Buffer;
   try {
@@ -58,9 +64,12 @@ export function saveModel(model: Model, file: string, options: SaveOptions = {})
       }
     }
   }
+  refuseReadSources(model, targets);
+  if (!external) refuseOversize(file, constantBytes(model));
   const threshold = typeof options.externalData === 'object' ? options.externalData.threshold : undefined;
   const encodeOptions: EncodeOptions = external ? { externalData: { location: external, threshold } } : {};
   const encoded = encodeModelChunks(model, encodeOptions);
+  refuseOversize(file, encoded.byteLength);
   const result: SaveResult = { bytes: encoded.byteLength };
   if (encoded.externalData) {
     writeAtomic(targets[1]!, encoded.externalData.chunks);
@@ -71,8 +80,39 @@ export function saveModel(model: Model, file: string, options: SaveOptions = {})
   return result;
 }
 
-/** Write chunks to a temporary file beside `file`, then rename over it. */
-export function writeAtomic(file: string, chunks: readonly Uint8Array[]): void {
+/** A data file the model's tensors are still to be read from cannot be replaced while writing them. */
+function refuseReadSources(model: Model, targets: readonly string[]): void {
+  for (const source of sourceFiles(model)) {
+    const target = targets.find((t) => sameFile(t, source));
+    if (target)
+      throw new RegroupError(
+        'usage',
+        `cannot write ${target}: the model's weights are still read from it; write to another path (and move the files after)`,
+      );
+  }
+}
+
+/** Bytes of the main graph's initializers (what an inline file must hold at least). */
+function constantBytes(model: Model): number {
+  let bytes = 0;
+  for (const value of model.graph.initializers.values()) bytes += value.constValue?.byteLength ?? 0;
+  return bytes;
+}
+
+function refuseOversize(file: string, bytes: number): void {
+  if (bytes <= PROTOBUF_LIMIT) return;
+  throw new RegroupError(
+    'usage',
+    `cannot write ${file} as one file: its ${(bytes / 2 ** 30).toFixed(2)} GiB pass protobuf's 2 GiB limit; ` +
+      'keep the weights in a side file (regroup convert --external-data)',
+  );
+}
+
+/**
+ * Write chunks to a temporary file beside `file`, then rename over it. A chunk that is not
+ * in memory yet is read when its turn comes and let go after, so one is held at a time.
+ */
+export function writeAtomic(file: string, chunks: readonly Chunk[]): void {
   const dir = path.dirname(file);
   if (!fs.existsSync(dir)) throw new RegroupError('io', `cannot write ${file}: folder ${dir} does not exist`);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
@@ -80,8 +120,9 @@ export function writeAtomic(file: string, chunks: readonly Uint8Array[]): void {
   try {
     fd = fs.openSync(tmp, 'w');
     for (const chunk of chunks) {
+      const bytes = chunk instanceof Uint8Array ? chunk : chunk.read();
       let done = 0;
-      while (done < chunk.byteLength) done += fs.writeSync(fd, chunk, done, chunk.byteLength - done);
+      while (done < bytes.byteLength) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done);
     }
     fs.fsyncSync(fd);
     fs.closeSync(fd);

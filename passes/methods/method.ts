@@ -39,6 +39,11 @@ export interface MethodFlag {
   readonly kind: FlagKind;
   readonly description: string;
   readonly choices?: readonly string[];
+  /**
+   * Given, the flag itself says how much to keep (sg-cnn's `--cp`), so the command needs no
+   * --keep-macs, --keep-latency or --latency-ms.
+   */
+  readonly setsBudget?: boolean;
 }
 
 /** `--round-to`, shared by the methods that prune channels: kept counts are multiples of n. */

@@ -59,6 +59,7 @@ export const sgCnn: Method<SgCnnOptions> = {
       flags: '--cp <percentiles>',
       key: 'cp',
       kind: 'percentiles',
+      setsBudget: true,
       description:
         'sg-cnn: centroid percentile(s) instead of solving for --keep-macs; a rising list (10,30,50) fine-tunes after each step',
     },

@@ -1,11 +1,11 @@
 /**
- * Preprocessing: presets, the InputSpec a model needs, and batches of RawImages → a tensor.
+ * Preprocessing: the InputSpec a model needs, and batches of RawImages → a tensor.
  *
  * Per pixel, for model channel c (taken from image channel 2 − c when the order is BGR):
  *   out = (x · scale − mean[c]) / std[c]
  * with x the 8-bit value after channel conversion, resize and crop (resize.ts), computed in
  * double precision and rounded once to float32, or to float16 via floatToHalf (which rounds
- * through float32 first). Presets:
+ * through float32 first). Presets (preprocess-spec.ts):
  *   imagenet        RGB, resize shorter side 256, center crop 224, /255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)
  *   cifar10         RGB, 32×32, /255, mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435, 0.2616)
  *   mnist           gray 28×28, (x/255 − 0.5)/0.5
@@ -14,6 +14,14 @@
  *   caffe-imagenet  BGR, resize 256, crop 224, 0..255, mean (103.939, 116.779, 123.68) in BGR order, std 1
  * A model's static H×W wins over a preset's size; a resizing preset then scales its resize
  * in proportion (imagenet on a 299×299 input: shorter side 342, as torchvision's Inception).
+ *
+ * Where the numbers come from, highest precedence first: the flags (--preset and the field
+ * flags), a --preprocess JSON file, the model's metadata (regroup.preprocess above ONNX's
+ * Image.* keys), and last a preset picked by the input's C×H×W. Fields override field by
+ * field; a source that names a preset replaces everything below it with that preset. When no
+ * source names one but some states scale, mean or std, the normalisation is the stated one
+ * (unstated parts: scale 0-1, mean 0, std 1), not half of a guessed preset's; the guess then
+ * still gives size and resize. A stated crop without a resize center-crops larger images.
  */
 import { RegroupError } from '../../compiler/errors.js';
 import { DataType } from '../../compiler/ir/dtype.js';
@@ -22,54 +30,23 @@ import type { Dim, Value } from '../../compiler/ir/node.js';
 import { floatToHalf } from '../../compiler/ir/tensor.js';
 import { ort } from '../session.js';
 import { centerCrop, convertChannels, resizeBilinear, shorterSideSize } from './resize.js';
+import {
+  FLAGS,
+  metadataPreprocessing,
+  PREPROCESS_FIELDS,
+  PRESETS,
+  presetNamed,
+  readPreprocessFile,
+  type Preprocessing,
+  type PreprocessField,
+  type PreprocessOptions,
+  type Preset,
+  type PresetName,
+  type StatedPreprocessing,
+} from './preprocess-spec.js';
 import type { InputSpec, LabeledImage, RawImage } from './types.js';
 
-export type PresetName = 'imagenet' | 'cifar10' | 'mnist' | 'mnist-raw' | 'half' | 'caffe-imagenet';
-
-export interface Preset {
-  /** Channels the preset is for (undefined: any). */
-  readonly channels?: 1 | 3;
-  /** Square crop size (undefined: any size, taken from the model). */
-  readonly size?: number;
-  readonly resizeShorter?: number;
-  readonly scale: number;
-  /** Per channel in the preset's channel order; one value applies to every channel. */
-  readonly mean: readonly number[];
-  readonly std: readonly number[];
-  readonly channelOrder: 'RGB' | 'BGR';
-}
-
-export const PRESETS: Readonly<Record<PresetName, Preset>> = {
-  imagenet: {
-    channels: 3,
-    size: 224,
-    resizeShorter: 256,
-    scale: 1 / 255,
-    mean: [0.485, 0.456, 0.406],
-    std: [0.229, 0.224, 0.225],
-    channelOrder: 'RGB',
-  },
-  cifar10: {
-    channels: 3,
-    size: 32,
-    scale: 1 / 255,
-    mean: [0.4914, 0.4822, 0.4465],
-    std: [0.247, 0.2435, 0.2616],
-    channelOrder: 'RGB',
-  },
-  mnist: { channels: 1, size: 28, scale: 1 / 255, mean: [0.5], std: [0.5], channelOrder: 'RGB' },
-  'mnist-raw': { channels: 1, size: 28, scale: 1 / 255, mean: [0], std: [1], channelOrder: 'RGB' },
-  half: { scale: 1 / 255, mean: [0.5], std: [0.5], channelOrder: 'RGB' },
-  'caffe-imagenet': {
-    channels: 3,
-    size: 224,
-    resizeShorter: 256,
-    scale: 1,
-    mean: [103.939, 116.779, 123.68],
-    std: [1],
-    channelOrder: 'BGR',
-  },
-};
+export { isPresetName, PRESETS, type Preset, type PresetName } from './preprocess-spec.js';
 
 /** Presets picked by C×H×W when none is given. */
 const BY_SHAPE: Readonly<Record<string, PresetName>> = {
@@ -78,48 +55,80 @@ const BY_SHAPE: Readonly<Record<string, PresetName>> = {
   '3x224x224': 'imagenet',
 };
 
-export function isPresetName(name: string): name is PresetName {
-  return Object.hasOwn(PRESETS, name);
-}
-
-export interface InputSpecOptions {
-  preset?: string;
+export interface InputSpecOptions extends PreprocessOptions {
   /** Applied last, field by field; `name` picks the model input (default: the first one fed). */
   overrides?: Partial<InputSpec>;
 }
 
-/** An InputSpec with the preset it came from and why that preset. */
+/** An InputSpec with where each part came from. */
 export interface ResolvedInputSpec extends InputSpec {
-  readonly preset: PresetName;
-  /** 'given', or how it was picked: 'picked by input shape 1×28×28'. */
+  /** The preset the spec starts from; undefined when stated normalisation replaced the guess. */
+  readonly preset: PresetName | undefined;
+  /** 'given' (--preset), 'from <source>', 'picked by input shape 1×28×28', or why there is none. */
   readonly presetReason: string;
+  /** Each stated field with its source: 'flags', '--preprocess FILE', "model metadata 'KEY'". */
+  readonly sources: Readonly<Partial<Record<PreprocessField, string>>>;
+  /** What a source stated that is not applied (e.g. a linear gamma in the metadata). */
+  readonly ignored: readonly string[];
+  /** Flags or a --preprocess file stated part of it (recordPreprocessing writes it to models then). */
+  readonly stated: boolean;
 }
 
-/** The spec for the model's first fed input (see the header for presets and sizes). */
+/** Everything the sources stated, after precedence: a named preset replaces what lies below it. */
+interface Stated {
+  preset?: { name: PresetName; origin: string };
+  fields: Omit<Preprocessing, 'preset'>;
+  sources: Partial<Record<PreprocessField, string>>;
+  ignored: string[];
+}
+
+/** The sources, lowest precedence first: model metadata, the --preprocess file, the flags. */
+function statedSources(model: Model, input: Value, options: InputSpecOptions): StatedPreprocessing[] {
+  const sources = metadataPreprocessing(model, input);
+  if (options.file !== undefined) sources.push(readPreprocessFile(options.file));
+  const flags = Object.fromEntries(
+    Object.entries({ ...options.fields, preset: options.preset }).filter(([, v]) => v !== undefined),
+  );
+  if (Object.keys(flags).length > 0) sources.push({ origin: FLAGS, preprocessing: flags });
+  return sources;
+}
+
+function combine(sources: readonly StatedPreprocessing[]): Stated {
+  const out: Stated = { fields: {}, sources: {}, ignored: [] };
+  for (const { origin, preprocessing: p, ignored } of sources) {
+    if (p.preset !== undefined) {
+      out.preset = { name: presetNamed(p.preset, origin), origin };
+      out.fields = {};
+      out.sources = {};
+    }
+    for (const { field } of PREPROCESS_FIELDS) {
+      if (p[field] === undefined) continue;
+      (out.fields as Record<string, unknown>)[field] = p[field];
+      out.sources[field] = origin;
+    }
+    out.ignored.push(...(ignored ?? []));
+  }
+  return out;
+}
+
+const isUserOrigin = (origin: string) => origin === FLAGS || origin.startsWith('--preprocess');
+
+/** The spec for the model's first fed input (see the header for precedence, presets and sizes). */
 export function inputSpecFor(model: Model, options: InputSpecOptions = {}): ResolvedInputSpec {
   const overrides = options.overrides ?? {};
   const input = feedInput(model, overrides.name);
   const dims = staticDims(input);
-  const layout = overrides.layout ?? guessLayout(input, dims);
-  const channelDim = layout === 'NCHW' ? dims[1] : dims[3];
-  const channels = overrides.channels ?? (channelDim === 1 || channelDim === 3 ? channelDim : undefined);
-  if (channels === undefined)
-    throw new RegroupError(
-      'unsupported',
-      `input '${input.name}' ${shapeText(input)}: the ${layout} channel axis is not 1 or 3; pass overrides.channels`,
-    );
+  const stated = combine(statedSources(model, input, options));
+  const f = stated.fields;
+  const layout = overrides.layout ?? f.layout ?? guessLayout(input, dims);
+  const channels = overrides.channels ?? channelsOf(input, dims, layout, stated);
   const [modelH, modelW] = layout === 'NCHW' ? [dims[2], dims[3]] : [dims[1], dims[2]];
-  const { name: presetName, reason } = choosePreset(options.preset, input, channels, modelH, modelW);
-  const preset = PRESETS[presetName];
-  if (preset.channels !== undefined && preset.channels !== channels) throw presetMismatch(presetName, input, channels);
-  const height = overrides.height ?? modelH ?? preset.size;
-  const width = overrides.width ?? modelW ?? preset.size;
-  if (height === undefined || width === undefined) {
-    throw new RegroupError(
-      'usage',
-      `input '${input.name}' ${shapeText(input)} has a symbolic height or width and preset '${presetName}' has no size; pass overrides.height and overrides.width`,
-    );
-  }
+  const base = chooseBase(stated, input, channels, modelH, modelW);
+  const { height, width } = sizeOf(input, stated, base, [modelH, modelW], overrides);
+  const resizeShorter =
+    f.resize !== undefined
+      ? (f.resize ?? undefined)
+      : base.geometry && scaledResize(base.geometry, Math.min(height, width));
   const spec: ResolvedInputSpec = {
     name: input.name,
     layout,
@@ -127,13 +136,17 @@ export function inputSpecFor(model: Model, options: InputSpecOptions = {}): Reso
     height,
     width,
     dtype: inputDtype(input),
-    resizeShorter: scaledResize(preset, Math.min(height, width)),
-    scale: preset.scale,
-    mean: perChannel(preset.mean, channels),
-    std: perChannel(preset.std, channels),
-    channelOrder: preset.channelOrder,
-    preset: presetName,
-    presetReason: reason,
+    resizeShorter,
+    ...(f.crop !== undefined && resizeShorter === undefined ? { centerCrop: true } : {}),
+    scale: f.scale ?? base.normalisation.scale,
+    mean: perChannel(f.mean ?? base.normalisation.mean, 'mean', stated, input, channels),
+    std: perChannel(f.std ?? base.normalisation.std, 'std', stated, input, channels),
+    channelOrder: channelOrderOf(stated, base, input, channels),
+    preset: base.preset,
+    presetReason: base.reason,
+    sources: stated.sources,
+    ignored: stated.ignored,
+    stated: [...Object.values(stated.sources), stated.preset?.origin ?? ''].some(isUserOrigin),
     ...overrides,
   };
   validateSpec(spec);
@@ -168,8 +181,8 @@ export function presetSpec(
     dtype: shape.dtype ?? 'float32',
     resizeShorter: scaledResize(p, Math.min(height, width)),
     scale: p.scale,
-    mean: perChannel(p.mean, channels),
-    std: perChannel(p.std, channels),
+    mean: replicate(p.mean, channels),
+    std: replicate(p.std, channels),
     channelOrder: p.channelOrder,
   };
   validateSpec(spec);
@@ -209,11 +222,15 @@ function staticDims(input: Value): (number | undefined)[] {
 }
 
 function guessLayout(input: Value, dims: readonly (number | undefined)[]): 'NCHW' | 'NHWC' {
+  // ONNX dimension denotation, when the exporter wrote it, says where the channels are.
+  const channelAxis = input.type?.dimDenotations?.indexOf('DATA_CHANNEL');
+  if (channelAxis === 1) return 'NCHW';
+  if (channelAxis === 3) return 'NHWC';
   if (dims[1] === 1 || dims[1] === 3) return 'NCHW';
   if (dims[3] === 1 || dims[3] === 3) return 'NHWC';
   throw new RegroupError(
     'unsupported',
-    `cannot tell the layout of input '${input.name}' ${shapeText(input)}: neither axis 1 nor the last axis is 1 or 3; pass overrides.layout and overrides.channels`,
+    `cannot tell the layout of input '${input.name}' ${shapeText(input)}: neither axis 1 nor the last axis is 1 or 3; pass --layout nchw or nhwc (overrides.layout and overrides.channels)`,
   );
 }
 
@@ -231,27 +248,104 @@ function inputDtype(input: Value): 'float32' | 'float16' {
   );
 }
 
-function choosePreset(
-  given: string | undefined,
+/** What the spec starts from: the preset for size, resize and channel order, and the normalisation. */
+interface Base {
+  preset: PresetName | undefined;
+  geometry: Preset | undefined;
+  normalisation: Pick<Preset, 'scale' | 'mean' | 'std'>;
+  reason: string;
+}
+
+/** Unstated parts of a stated normalisation: x/255, mean 0, std 1. */
+const NEUTRAL = { scale: 1 / 255, mean: [0], std: [1] };
+
+function chooseBase(
+  stated: Stated,
   input: Value,
-  channels: number,
+  channels: 1 | 3,
   height: number | undefined,
   width: number | undefined,
-): { name: PresetName; reason: string } {
-  if (given !== undefined) {
-    if (!isPresetName(given))
-      throw new RegroupError('usage', `unknown preset '${given}'; use one of ${Object.keys(PRESETS).join(', ')}`);
-    return { name: given, reason: 'given' };
+): Base {
+  if (stated.preset) {
+    const { name, origin } = stated.preset;
+    const preset = PRESETS[name];
+    if (preset.channels !== undefined && preset.channels !== channels) throw presetMismatch(name, input, channels);
+    return {
+      preset: name,
+      geometry: preset,
+      normalisation: preset,
+      reason: origin === FLAGS ? 'given' : `from ${origin}`,
+    };
   }
-  const key = `${channels}x${height ?? '?'}x${width ?? '?'}`;
-  const picked = BY_SHAPE[key];
-  if (!picked) {
+  const shape = `${channels}×${height ?? '?'}×${width ?? '?'}`;
+  const guess = BY_SHAPE[shape.replaceAll('×', 'x')];
+  const f = stated.fields;
+  if (f.scale !== undefined || f.mean !== undefined || f.std !== undefined) {
+    // A guess must not half-apply: stated normalisation replaces the guessed one whole.
+    const reason = guess
+      ? `stated normalisation, size and resize of the ${guess} preset picked by input shape ${shape}`
+      : 'stated normalisation, no preset';
+    return { preset: undefined, geometry: guess && PRESETS[guess], normalisation: NEUTRAL, reason };
+  }
+  if (!guess) {
     throw new RegroupError(
       'usage',
-      `no preset is known for input '${input.name}' ${shapeText(input)} (${key.replaceAll('x', '×')}); pass one: ${fitting(channels).join(', ')}`,
+      `no preset is known for input '${input.name}' ${shapeText(input)} (${shape}); pass one (--preset ${fitting(channels).join(', ')}) or state the preprocessing (--scale, --mean, --std, or --preprocess FILE)`,
     );
   }
-  return { name: picked, reason: `picked by input shape ${key.replaceAll('x', '×')}` };
+  const preset = PRESETS[guess];
+  return { preset: guess, geometry: preset, normalisation: preset, reason: `picked by input shape ${shape}` };
+}
+
+function channelsOf(
+  input: Value,
+  dims: readonly (number | undefined)[],
+  layout: 'NCHW' | 'NHWC',
+  stated: Stated,
+): 1 | 3 {
+  const channelDim = layout === 'NCHW' ? dims[1] : dims[3];
+  if (channelDim === 1 || channelDim === 3) return channelDim;
+  const fix = stated.sources.layout ? `check the layout from ${stated.sources.layout}` : 'pass --layout nchw or nhwc';
+  throw new RegroupError(
+    'unsupported',
+    `input '${input.name}' ${shapeText(input)}: the ${layout} channel axis is ${channelDim ?? 'symbolic'}, not 1 or 3; ${fix} (or overrides.channels)`,
+  );
+}
+
+/** Height and width: overrides, then a stated crop (which must match a static model size), the model, the preset. */
+function sizeOf(
+  input: Value,
+  stated: Stated,
+  base: Base,
+  [modelH, modelW]: (number | undefined)[],
+  overrides: Partial<InputSpec>,
+): { height: number; width: number } {
+  const crop = stated.fields.crop;
+  if (crop && ((modelH !== undefined && crop.height !== modelH) || (modelW !== undefined && crop.width !== modelW)))
+    throw new RegroupError(
+      'usage',
+      `crop ${crop.height}×${crop.width} from ${stated.sources.crop} does not fit input '${input.name}' ${shapeText(input)}, which takes ${modelH ?? '?'}×${modelW ?? '?'} (height×width); give --crop ${modelH ?? crop.height}x${modelW ?? crop.width} or leave it out`,
+    );
+  const height = overrides.height ?? crop?.height ?? modelH ?? base.geometry?.size;
+  const width = overrides.width ?? crop?.width ?? modelW ?? base.geometry?.size;
+  if (height === undefined || width === undefined) {
+    const why = base.preset ? `preset '${base.preset}' has no size` : 'no preset gives one';
+    throw new RegroupError(
+      'usage',
+      `input '${input.name}' ${shapeText(input)} has a symbolic height or width and ${why}; pass --crop HxW (overrides.height and overrides.width)`,
+    );
+  }
+  return { height, width };
+}
+
+function channelOrderOf(stated: Stated, base: Base, input: Value, channels: number): 'RGB' | 'BGR' {
+  const order = stated.fields.channelOrder;
+  if (order === 'BGR' && channels !== 3)
+    throw new RegroupError(
+      'usage',
+      `channels bgr from ${stated.sources.channelOrder}: input '${input.name}' ${shapeText(input)} has ${channels} channel; a channel order applies to 3-channel inputs`,
+    );
+  return order ?? base.geometry?.channelOrder ?? 'RGB';
 }
 
 function fitting(channels: number): PresetName[] {
@@ -275,8 +369,24 @@ function scaledResize(preset: Preset, side: number): number | undefined {
     : Math.round((preset.resizeShorter * side) / preset.size);
 }
 
-function perChannel(values: readonly number[], channels: number): number[] {
+/** One value per channel from a preset's one-for-all or per-channel list. */
+function replicate(values: readonly number[], channels: number): number[] {
   return values.length === 1 ? Array(channels).fill(values[0]) : [...values];
+}
+
+/** A stated mean or std per channel, or an error naming its source. */
+function perChannel(
+  values: readonly number[],
+  what: 'mean' | 'std',
+  stated: Stated,
+  input: Value,
+  channels: number,
+): number[] {
+  if (values.length === 1 || values.length === channels) return replicate(values, channels);
+  throw new RegroupError(
+    'usage',
+    `${what} from ${stated.sources[what] ?? 'the preset'} has ${values.length} values but input '${input.name}' ${shapeText(input)} has ${channels} channel${channels === 1 ? '' : 's'}; give one value, or one per channel`,
+  );
 }
 
 function validateSpec(spec: InputSpec): void {
@@ -295,18 +405,18 @@ function validateSpec(spec: InputSpec): void {
 export function fitImage(image: RawImage, spec: InputSpec, source: string): RawImage {
   const { width: W, height: H } = spec;
   let out = image.channels > spec.channels ? convertChannels(image, spec.channels) : image;
-  if (spec.resizeShorter === undefined) {
-    if (out.width !== W || out.height !== H) {
-      throw new RegroupError(
-        'bad-data',
-        `${source}: image is ${out.width}×${out.height} but input '${spec.name}' takes ${W}×${H} and this preprocessing does not resize; use a resizing preset (imagenet, caffe-imagenet), set resizeShorter, or resize the images`,
-      );
-    }
-  } else {
+  if (spec.resizeShorter !== undefined) {
     let shorter = spec.resizeShorter;
     let size = shorterSideSize(out.width, out.height, shorter);
     while (size.width < W || size.height < H) size = shorterSideSize(out.width, out.height, ++shorter);
     if (size.width !== out.width || size.height !== out.height) out = resizeBilinear(out, size.width, size.height);
+    out = centerCrop(out, W, H);
+  } else if (out.width !== W || out.height !== H) {
+    if (!spec.centerCrop || out.width < W || out.height < H)
+      throw new RegroupError(
+        'bad-data',
+        `${source}: image is ${out.width}×${out.height} but input '${spec.name}' takes ${W}×${H} and this preprocessing ${spec.centerCrop ? 'crops without resizing' : 'does not resize'}; pass --resize N (or a resizing preset: imagenet, caffe-imagenet)${spec.centerCrop ? '' : ', --crop to center-crop larger images,'} or resize the images`,
+      );
     out = centerCrop(out, W, H);
   }
   return convertChannels(out, spec.channels);

@@ -53,6 +53,11 @@ export interface InputSpec {
    * images must already be height × width.
    */
   readonly resizeShorter?: number;
+  /**
+   * Without resizeShorter: center-crop images larger than height × width (torchvision's
+   * CenterCrop alone) instead of refusing them. Smaller images are still refused.
+   */
+  readonly centerCrop?: boolean;
   /** Multiply 8-bit values by this first (1/255 for [0,1] inputs, 1 for raw 0..255). */
   readonly scale: number;
   /** Per-channel mean and std, in the model's channel order, applied after scale. */

@@ -2,7 +2,9 @@
  * External data and tensor storage: saving with a side `.data` file and loading it back,
  * refusing locations that leave the model's folder or data that is missing or short, and
  * exact values for every common element type from raw_data, typed fields and external
- * files (zero-copy over the file buffer when the bytes are aligned).
+ * files (zero-copy over the file buffer when the bytes are aligned). External tensors load
+ * lazily: nothing is read until a value is needed, saving streams unread tensors, release()
+ * lets go of unchanged bytes, and a data file still being read is never overwritten.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,9 +14,10 @@ import { RegroupError } from '../../compiler/errors.js';
 import { GraphBuilder } from '../../compiler/ir/builder.js';
 import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
 import type { Model } from '../../compiler/ir/model.js';
-import type { Tensor } from '../../compiler/ir/tensor.js';
+import { Tensor } from '../../compiler/ir/tensor.js';
 import { decodeModel } from '../../compiler/onnx/decode.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
+import { releaseExternalBytes, usesExternalData } from '../../compiler/onnx/external-data.js';
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
 import { proto } from '../../compiler/onnx/schema.js';
 import { resnetTiny } from '../../fixtures/models.js';
@@ -360,5 +363,135 @@ describe('every element type loads with exact values', () => {
         expect(t.data.buffer).toBe(t.rawBytes().buffer);
       }
     }
+  });
+});
+
+describe('external tensors load lazily', () => {
+  let dir: string;
+  let file: string;
+  let reference: Model;
+  const tensors = (m: Model) => [...m.graph.initializers.values()].map((v) => v.constValue!);
+  const bytesOf = (m: Model) => new Map(tensors(m).map((t) => [t.name, Buffer.from(t.rawBytes())]));
+
+  beforeAll(() => {
+    dir = folder('lazy');
+    file = path.join(dir, 'm.onnx');
+    reference = resnetTiny();
+    saveModel(reference, file, { externalData: { threshold: 0 } });
+  });
+
+  it('reads no tensor bytes until a value is asked for, then the right ones', () => {
+    const model = loadModel(file);
+    expect(usesExternalData(model)).toBe(true);
+    expect(tensors(model).every((t) => !t.loaded && t.sourceFile === `${file}.data`)).toBe(true);
+    const want = bytesOf(reference);
+    const conv = tensors(model).find((t) => t.dims.length === 4)!;
+    expect(Buffer.from(conv.rawBytes()).equals(want.get(conv.name)!)).toBe(true);
+    expect(conv.loaded).toBe(true);
+    expect(conv.sourceFile).toBeUndefined();
+    expect(tensors(model).filter((t) => t.loaded)).toHaveLength(1);
+    expect(conv.loaded).toBe(true);
+    expect(bytesOf(model)).toEqual(want);
+  });
+
+  it('saving to a new data file streams the tensors without loading them, bytes unchanged', () => {
+    const model = loadModel(file);
+    const out = path.join(folder('lazy-out'), 'copy.onnx');
+    const result = saveModel(model, out, { externalData: { threshold: 0 } });
+    expect(tensors(model).some((t) => t.loaded)).toBe(false);
+    expect(fs.readFileSync(`${out}.data`).equals(fs.readFileSync(`${file}.data`))).toBe(true);
+    expect(result.externalBytes).toBe(fs.statSync(`${file}.data`).size);
+    expect(bytesOf(loadModel(out))).toEqual(bytesOf(reference));
+  });
+
+  it('release() lets go of bytes that still equal the file and keeps bytes that were written', () => {
+    const model = loadModel(file);
+    const [a, b] = tensors(model).filter((t) => t.dtype === DataType.FLOAT && t.size > 1);
+    const aBefore = Float32Array.from(a!.data as Float32Array);
+    (b!.data as Float32Array)[0] = 1234.5;
+    expect(a!.release()).toBe(true);
+    expect(a!.loaded).toBe(false);
+    expect([...(a!.data as Float32Array)]).toEqual([...aBefore]);
+    expect(b!.release()).toBe(false);
+    expect(b!.loaded).toBe(true);
+    expect((b!.data as Float32Array)[0]).toBe(1234.5);
+    // releaseExternalBytes frees exactly the unchanged loaded tensors (a again; b was written).
+    expect(releaseExternalBytes(model)).toBe(a!.byteLength);
+    expect(
+      tensors(model)
+        .filter((t) => t.loaded)
+        .map((t) => t.name),
+    ).toEqual([b!.name]);
+  });
+
+  it('a clone reads its own copy from the file, and release() cannot undo a write to it', () => {
+    const model = loadModel(file);
+    const original = tensors(model).find((t) => t.dims.length === 4)!;
+    const copy = original.clone();
+    expect(copy.loaded).toBe(false);
+    (copy.data as Float32Array)[0] = -7;
+    expect((original.data as Float32Array)[0]).not.toBe(-7);
+    expect(copy.release()).toBe(false);
+    expect(original.release()).toBe(true);
+  });
+
+  it('a data file that changes after loading gives a clear error when the bytes are read', () => {
+    const copyDir = folder('lazy-changed');
+    const copy = path.join(copyDir, 'm.onnx');
+    saveModel(reference, copy, { externalData: { threshold: 0 } });
+    const model = loadModel(copy);
+    const last = tensors(model).at(-1)!;
+    fs.truncateSync(`${copy}.data`, 0);
+    expect(() => last.data).toThrowError(/external data file 'm\.onnx\.data' .* ends early since the model was loaded/);
+    fs.rmSync(`${copy}.data`);
+    expect(() => tensors(model)[0]!.data).toThrowError(/cannot be opened \(ENOENT\)/);
+  });
+
+  it('refuses to write over a data file the model still reads from, even with force', () => {
+    const copyDir = folder('lazy-overwrite');
+    const copy = path.join(copyDir, 'm.onnx');
+    saveModel(reference, copy, { externalData: { threshold: 0 } });
+    const before = fs.readFileSync(`${copy}.data`);
+    const model = loadModel(copy);
+    let caught: unknown;
+    try {
+      saveModel(model, copy, { externalData: true, force: true });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(RegroupError);
+    expect((caught as RegroupError).code).toBe('usage');
+    expect((caught as RegroupError).message).toMatch(
+      /cannot write .*m\.onnx\.data: the model's weights are still read from it/,
+    );
+    expect(fs.readFileSync(`${copy}.data`).equals(before)).toBe(true);
+    // Once every tensor is in memory the file is free to be replaced.
+    for (const t of tensors(model)) t.rawBytes();
+    saveModel(model, copy, { externalData: true, force: true });
+    expect(bytesOf(loadModel(copy))).toEqual(bytesOf(reference));
+  });
+
+  it('refuses to write a model over 2 GiB inline, before reading any weight', () => {
+    const b = new GraphBuilder({ seed: 4 });
+    const x = b.input('x', [1]);
+    let reads = 0;
+    const huge = 2 ** 29; // float32 elements: 2 GiB
+    const source = {
+      byteLength: huge * 4,
+      file: '/nowhere/huge.data',
+      read: () => {
+        reads++;
+        return new Uint8Array(0);
+      },
+      matches: () => false,
+    };
+    const w = b.initializer('w', Tensor.fromSource(DataType.FLOAT, [huge], source, { name: 'w' }));
+    b.output(b.op('Add', [x, w]), { dtype: DataType.FLOAT, shape: [huge] });
+    const out = path.join(folder('huge'), 'huge.onnx');
+    expect(() => saveModel(b.model, out)).toThrowError(
+      /cannot write .*huge\.onnx as one file: its 2\.00 GiB pass protobuf's 2 GiB limit; .*--external-data/,
+    );
+    expect(reads).toBe(0);
+    expect(fs.existsSync(out)).toBe(false);
   });
 });
