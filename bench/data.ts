@@ -7,9 +7,10 @@
  *  - cifar10: the CIFAR-10 test JPEGs (32×32, from ../shared/fixtures), cifar10 preset;
  *  - imagenet-size: synthetic photos the size of ImageNet's (500×375, 500×333, 375×500,
  *    500×400 in turn), each a mosaic of CIFAR-10 test images at their own 32×32 resolution so
- *    that it has a photo's detail, saved as 4:2:0 JPEG at quality 95 (about 80 KB; ImageNet's
- *    validation JPEGs average about 110 KB) into a folder under the system temp directory,
- *    made once and reused; imagenet preset (shorter side 256, centre crop 224).
+ *    that it has a photo's detail, saved as 4:2:0 JPEG at quality 95 (77 KB on average;
+ *    ImageNet's validation JPEGs average about 130 KB, so real photos cost both decoders more)
+ *    into a folder under the system temp directory, made once and reused; imagenet preset
+ *    (shorter side 256, centre crop 224).
  * Run: node dist/bench/data.js [--set both|cifar10|imagenet-size] [--cifar DIR] [--images N (set
  *      size, default 1000)] [--limit N (images per pass from each set)] [--runs R] [--workers 0,1,2]
  */
