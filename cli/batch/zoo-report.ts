@@ -10,8 +10,7 @@ import path from 'node:path';
 import { RegroupError } from '../../compiler/errors.js';
 import { writeAtomic } from '../../compiler/onnx/io.js';
 import type { PointDataset, ScatterChartSpec } from '../report/charts.js';
-import { escapeHtml } from '../report/html.js';
-import { chartJsBundle, PAGE_CSS, PAGE_SCRIPT, scriptJson } from '../report/page-assets.js';
+import { escapeHtml, htmlPage } from '../report/html.js';
 import type { JobResult } from './job-child.js';
 
 const PALETTE = ['#2563eb', '#d97706', '#059669', '#dc2626', '#7c3aed', '#0891b2', '#db2777', '#65a30d'];
@@ -44,28 +43,8 @@ export function renderZoo(jobs: readonly JobResult[], linkBase: string): string 
     chartOf(jobs, 'chart-zoo-macs', 'MACs kept (fraction of dense)', (j) => j.macsRatio),
     chartOf(jobs, 'chart-zoo-latency', 'measured latency (ms)', (j) => j.latencyAfterMs),
   ].filter((c): c is ScatterChartSpec => c !== undefined);
-  return [
-    '<!DOCTYPE html>',
-    '<html lang="en">',
-    '<head>',
-    '<meta charset="utf-8">',
-    '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    `<title>${escapeHtml(title)}</title>`,
-    `<style>${PAGE_CSS}</style>`,
-    '</head>',
-    '<body>',
-    `<header><h1>${escapeHtml(title)}</h1></header>`,
-    '<main>',
-    ...charts.map(chartSection),
-    jobTable(jobs, linkBase),
-    '</main>',
-    `<script type="application/json" id="regroup-charts">${scriptJson(charts)}</script>`,
-    `<script>\n${chartJsBundle()}\n</script>`,
-    `<script>${PAGE_SCRIPT}</script>`,
-    '</body>',
-    '</html>',
-    '',
-  ].join('\n');
+  const header = `<header><h1>${escapeHtml(title)}</h1></header>`;
+  return htmlPage(title, header, [...charts.map(chartSection), jobTable(jobs, linkBase)], charts);
 }
 
 /** Top-1 (or, without accuracy, the MACs kept) against `x`, one series per model × method. */

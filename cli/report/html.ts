@@ -44,6 +44,11 @@ export function renderHtml(reports: readonly Report[], options: HtmlOptions = {}
           ...charts.map(chartSection),
           ...reports.map((r, i) => reportSection(r, `#${i + 1} ${labels[i]}`, true)),
         ];
+  return htmlPage(title, pageHeader(title, reports, labels), sections, charts);
+}
+
+/** A self-contained page: head, header, the non-empty sections, the charts' data and Chart.js inline. */
+export function htmlPage(title: string, header: string, sections: readonly string[], charts: unknown): string {
   return [
     '<!DOCTYPE html>',
     '<html lang="en">',
@@ -54,7 +59,7 @@ export function renderHtml(reports: readonly Report[], options: HtmlOptions = {}
     `<style>${PAGE_CSS}</style>`,
     '</head>',
     '<body>',
-    pageHeader(title, reports, labels),
+    header,
     '<main>',
     ...sections.filter((s) => s !== ''),
     '</main>',
