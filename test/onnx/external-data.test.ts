@@ -21,8 +21,7 @@ import { releaseExternalBytes, usesExternalData } from '../../compiler/onnx/exte
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
 import { proto } from '../../compiler/onnx/schema.js';
 import { resnetTiny } from '../../fixtures/models.js';
-import { randomFeeds } from '../../runtime/inputs.js';
-import { createSession, run } from '../../runtime/session.js';
+import { outputBytes } from './output-bytes.js';
 
 type P = any;
 
@@ -41,20 +40,7 @@ function folder(name: string): string {
   return dir;
 }
 
-async function outputs(source: string | Uint8Array, model: Model): Promise<Record<string, Buffer>> {
-  const session = await createSession(source, { optimization: 'disabled' });
-  try {
-    const result = await run(session, randomFeeds(model, { seed: 3, batch: 2 }));
-    return Object.fromEntries(
-      Object.entries(result).map(([name, t]) => {
-        const data = t.data as unknown as ArrayBufferView;
-        return [name, Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
-      }),
-    );
-  } finally {
-    await session.release();
-  }
-}
+const outputs = (source: string | Uint8Array, model: Model) => outputBytes(source, model, 3);
 
 describe('saveModel / loadModel with external data', () => {
   it('writes the model and <name>.data beside it and reads both back with identical tensors', async () => {

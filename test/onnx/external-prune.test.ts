@@ -15,9 +15,8 @@ import type { Model } from '../../compiler/ir/model.js';
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
 import { NetBuilder } from '../../fixtures/models.js';
 import { pruneModel } from '../../cli/prune.js';
-import { randomFeeds } from '../../runtime/inputs.js';
-import { createSession, run } from '../../runtime/session.js';
 import { regroup } from '../helpers/cli.js';
+import { outputBytes } from './output-bytes.js';
 
 let tmp: string;
 beforeAll(() => {
@@ -52,20 +51,7 @@ const digest = (file: string) => crypto.createHash('sha256').update(fs.readFileS
 const tensorBytes = (m: Model) =>
   new Map([...m.graph.initializers.values()].map((v) => [v.name, Buffer.from(v.constValue!.rawBytes())]));
 
-async function outputs(file: string, model: Model): Promise<Record<string, Buffer>> {
-  const session = await createSession(file, { optimization: 'disabled' });
-  try {
-    const result = await run(session, randomFeeds(model, { seed: 5, batch: 2 }));
-    return Object.fromEntries(
-      Object.entries(result).map(([name, t]) => {
-        const data = t.data as unknown as ArrayBufferView;
-        return [name, Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
-      }),
-    );
-  } finally {
-    await session.release();
-  }
-}
+const outputs = (source: string, model: Model) => outputBytes(source, model, 5);
 
 describe('prune keeps external data external', () => {
   let inline: string;
