@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { RegroupError } from '../compiler/errors.js';
 import { positiveInt } from './args.js';
-import { defaultWorkers, formatSeconds, readState, runEmbedded } from './batch/embedded.js';
+import { defaultWorkers, formatSeconds, readState, runEmbedded, runnerAlive } from './batch/embedded.js';
 import { finishedResult } from './batch/job.js';
 import { DEFAULT_QUEUE, enqueueJobs, queueStatus, startWorker, waitForJobs } from './batch/queue.js';
 import { expandJobs, readSpec } from './batch/spec.js';
@@ -142,7 +142,9 @@ async function printStatus(specFile: string | undefined, flags: BatchFlags): Pro
   const spec = readSpec(specFile);
   const jobs = expandJobs(spec);
   const state = readState(spec.results);
-  const counts = { queued: 0, running: 0, done: 0, failed: 0 };
+  // A job recorded as running by a batch process that is gone was interrupted: it waits for the next run.
+  const gone = state ? runnerAlive(state) === false : false;
+  const counts = { queued: 0, running: 0, done: 0, failed: 0, interrupted: 0 };
   const failed: string[] = [];
   for (const job of jobs) {
     const entry = state?.jobs[job.id];
@@ -150,9 +152,16 @@ async function printStatus(specFile: string | undefined, flags: BatchFlags): Pro
     else if (entry?.state === 'failed') {
       counts.failed++;
       failed.push(`failed ${job.id} ${entry.description}: ${entry.reason ?? ''}`);
-    } else if (entry?.state === 'running') counts.running++;
-    else counts.queued++;
+    } else if (entry?.state === 'running' && !gone) counts.running++;
+    else {
+      counts.queued++;
+      if (entry?.state === 'running') counts.interrupted++;
+    }
   }
   console.log(`queued ${counts.queued}, running ${counts.running}, done ${counts.done}, failed ${counts.failed}`);
+  if (counts.interrupted > 0)
+    console.log(
+      `${counts.interrupted} of the queued were interrupted (the batch process ${state!.runner!.pid} that ran them is gone); run \`regroup batch ${specFile}\` again to resume`,
+    );
   for (const line of failed) console.log(line);
 }

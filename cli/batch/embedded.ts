@@ -25,6 +25,8 @@ export interface StateEntry {
 export interface BatchState {
   spec: string;
   updatedAt: string;
+  /** The process running the batch: a 'running' job whose runner is gone was interrupted. */
+  runner?: { host: string; pid: number };
   jobs: Record<string, StateEntry>;
 }
 
@@ -60,7 +62,12 @@ export async function runEmbedded(
   const started = performance.now();
   const log = options.onLine ?? (() => {});
   const results = jobs[0]?.results;
-  const state: BatchState = { spec: specFile, updatedAt: '', jobs: {} };
+  const state: BatchState = {
+    spec: specFile,
+    updatedAt: '',
+    runner: { host: os.hostname(), pid: process.pid },
+    jobs: {},
+  };
   for (const job of jobs) state.jobs[job.id] = { description: describeJob(job), state: 'queued', attempts: 0 };
   const save = () => {
     if (!results) return;
@@ -136,6 +143,22 @@ export function readState(results: string): BatchState | undefined {
   const file = path.join(results, STATE_FILE);
   if (!fs.existsSync(file)) return undefined;
   return JSON.parse(fs.readFileSync(file, 'utf8')) as BatchState;
+}
+
+/**
+ * Whether the batch that wrote `state` is still running: true while its process is alive,
+ * false when it is gone (killed, crashed, machine rebooted), undefined when this machine cannot
+ * tell (it ran on another host).
+ */
+export function runnerAlive(state: BatchState): boolean | undefined {
+  if (!state.runner || state.runner.host !== os.hostname()) return undefined;
+  try {
+    process.kill(state.runner.pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: a process with that id exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export function formatSeconds(seconds: number): string {

@@ -76,6 +76,7 @@ export function compressOptionsOf(job: JobSpec, output: string): CompressOptions
 
 async function run({ job, scratch: dir }: JobRequest): Promise<JobResult> {
   scratch = dir;
+  fs.mkdirSync(dir);
   const started = performance.now();
   if (sha256File(job.model) !== job.modelSha256)
     throw new RegroupError(
@@ -139,6 +140,8 @@ process.on('disconnect', () => {
 });
 
 process.once('message', (request: JobRequest) => {
+  // The parent may have gone between sending the request and this process reading it.
+  if (!process.connected) process.exit(1);
   run(request).then(
     (result) => finish({ type: 'done', result }, 0),
     (err: unknown) => {

@@ -62,8 +62,9 @@ export async function runJob(job: JobSpec, options: RunJobOptions = {}): Promise
   if (existing) return { status: 'reused', result: existing, seconds: seconds() };
   const scratchRoot = path.join(job.results, '.scratch');
   fs.mkdirSync(scratchRoot, { recursive: true });
+  // The job's process makes the folder itself: a runner killed before the process got its
+  // request leaves nothing behind.
   const scratch = path.join(scratchRoot, `${job.id}.${os.hostname()}.${process.pid}.${scratchCounter++}`);
-  fs.mkdirSync(scratch);
   try {
     const result = await runChild({ job, scratch }, options);
     if (!publish(scratch, jobFolder(job)))

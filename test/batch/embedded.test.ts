@@ -107,6 +107,17 @@ describe('regroup batch (embedded)', () => {
         if (stderr.includes('[1/4]')) resolve();
       });
     });
+    // Kill it while a job that has not been published is recorded as running.
+    const stateFile = path.join(tmp, 'resume', 'batch-state.json');
+    const runningUnpublished = () => {
+      const state = JSON.parse(fs.readFileSync(stateFile, 'utf8'));
+      return Object.entries(state.jobs).some(
+        ([id, entry]) =>
+          (entry as { state: string }).state === 'running' && !fs.existsSync(path.join(tmp, 'resume', id)),
+      );
+    };
+    for (let tries = 0; !runningUnpublished() && tries < 100; tries++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));
     // The running job's process sees its parent go and removes its scratch folder.
@@ -118,6 +129,11 @@ describe('regroup batch (embedded)', () => {
     expect(afterKill.jobs.length).toBeGreaterThanOrEqual(1);
     expect(afterKill.jobs.length).toBeLessThan(4);
     for (const id of afterKill.jobs) expect(fs.existsSync(path.join(resume, id, 'result.json'))).toBe(true);
+    // The killed batch had a job running: --status says it was interrupted, not running.
+    const status = await regroup('batch', resumeSpec, '--status');
+    const queuedNow = 4 - afterKill.jobs.length;
+    expect(status.stdout).toContain(`queued ${queuedNow}, running 0, done ${afterKill.jobs.length}, failed 0`);
+    expect(status.stdout).toMatch(new RegExp(`1 of the queued were interrupted \\(the batch process ${child.pid} `));
     const run = await regroup('batch', resumeSpec, '--workers', '2');
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain(`4 jobs: ${4 - afterKill.jobs.length} done, ${afterKill.jobs.length} reused`);
