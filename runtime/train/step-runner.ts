@@ -15,8 +15,18 @@ import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
 import type { Tensor } from '../../compiler/ir/tensor.js';
 import { createSession, ort, run, toOrtTensor, type Feeds, type SessionOptions } from '../session.js';
 import { finishProfile, summariseProfile, type ProfileSummary } from '../profile.js';
+import { blockConvs } from '../../compiler/autodiff/blocked-conv.js';
+import { trainLayout, type TrainLayout } from './blocked-layout.js';
 import type { TrainedValue } from './checkpoint.js';
 import type { SavedTensor, StateElementType } from './state.js';
+
+export interface StepRunnerOptions extends SessionOptions {
+  /**
+   * 'blocked' (default on the CPU provider): forward and input-gradient convolutions in
+   * onnxruntime's NCHWc kernels (compiler/autodiff/blocked-conv.ts); 'plain': as built.
+   */
+  layout?: TrainLayout;
+}
 
 /** What one update fed: the batch and the scalars. */
 export interface StepFeeds {
@@ -67,13 +77,20 @@ export class StepRunner {
   }
 
   /** Open a session on the step model (all graph optimisations unless told otherwise). */
-  static async create(graph: TrainingGraph, options: SessionOptions): Promise<StepRunner> {
+  static async create(graph: TrainingGraph, options: StepRunnerOptions): Promise<StepRunner> {
     if (graph.inputs.data.length !== 1)
       throw new RegroupError(
         'unsupported',
         `the model has ${graph.inputs.data.length} data inputs (${graph.inputs.data.join(', ')}); training feeds one image input`,
       );
-    const runner = new StepRunner(graph, await createSession(graph.model, { optimization: 'all', ...options }));
+    const { layout, block } = await trainLayout(options);
+    let model = graph.model;
+    if (layout === 'blocked') {
+      model = model.clone().model;
+      blockConvs(model, block);
+    }
+    const { layout: _, ...session } = options;
+    const runner = new StepRunner(graph, await createSession(model, { optimization: 'all', ...session }));
     runner.#profile = options.profile;
     return runner;
   }

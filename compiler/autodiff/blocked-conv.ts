@@ -1,0 +1,115 @@
+/**
+ * Blocked convolutions for the training step graph on onnxruntime's CPU provider.
+ *
+ * For inference, onnxruntime rewrites every Conv whose weight is a constant into its NCHWc
+ * form (channels in blocks of 8 with AVX2, 16 with AVX-512; the weight reordered once at load)
+ * — much faster than its plain NCHW Conv, which runs im2col and a GEMM, especially at small
+ * spatial sizes. In a training step graph the weights are inputs that change every step, so
+ * that rewrite never happens and every forward and input-gradient Conv runs the slow path
+ * (measured here at batch 128: a 64-channel 3×3 layer at 7×7, 8.1 ms plain against 3.0 ms
+ * blocked; 16 channels at 28×28, 6.6 against 5.2 ms).
+ *
+ * This pass does the rewrite itself, for weights computed in the graph: a Conv becomes
+ *
+ *   ReorderInput(x) → com.microsoft.nchwc.Conv(x_c, W_b, b) → ReorderOutput(·, channels = O)
+ *
+ * with the weight put into the kernel's blocked layout by standard ops every step (weights are
+ * small): [O, C, kh, kw] → Reshape [O/B, B, C/B, B, kh, kw] → Transpose (0, 2, 4, 5, 3, 1) →
+ * [O/B, C/B, kh, kw, B_in, B_out] (onnxruntime's OIHWBiBo). A layer whose input has fewer
+ * than B channels (a network's first layer) reads its input unblocked, with the weight in
+ * OIHWBo: [O/B, B, C, kh, kw] → (0, 2, 3, 4, 1).
+ *
+ * Only what the blocked kernel runs as is: 2-D, group 1, float32, output channels a multiple of
+ * B and input channels either a multiple of B or fewer than B, static weight shapes. Everything
+ * else (grouped and depthwise convs, the patch extraction of the weight gradient) is left as
+ * it is. The ops are onnxruntime's own (domain com.microsoft.nchwc, CPU provider only): this
+ * is a runtime form of the step graph, never written to a user's model.
+ */
+import { inferShapes } from '../analysis/shape-inference.js';
+import { attr, type Attribute } from '../ir/attribute.js';
+import { DataType } from '../ir/dtype.js';
+import type { Model } from '../ir/model.js';
+import type { Dim, Node, Value } from '../ir/node.js';
+import { Tensor } from '../ir/tensor.js';
+
+export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
+
+export interface BlockedConvSummary {
+  /** Convs rewritten to the blocked kernel. */
+  blocked: number;
+  /** Convs left as they were, with why. */
+  kept: { node: string; why: string }[];
+}
+
+/** Rewrite `model`'s eligible Conv nodes in place for block size `block` (see the file header). */
+export function blockConvs(model: Model, block: number): BlockedConvSummary {
+  const summary: BlockedConvSummary = { blocked: 0, kept: [] };
+  const shapes = inferShapes(model);
+  const convs = model.graph.nodeList().filter((n) => n.opType === 'Conv' && n.domain === '');
+  for (const node of convs) {
+    const why = ineligible(node, block, (v) => {
+      const type = shapes.typeOf(v);
+      return type && type.dtype === DataType.FLOAT ? type.shape : undefined;
+    });
+    if (why) summary.kept.push({ node: node.name, why });
+    else {
+      rewrite(model, node, block, shapes.typeOf(node.input(1))!.shape as number[]);
+      summary.blocked++;
+    }
+  }
+  if (summary.blocked > 0 && !model.opsetImports.some((o) => o.domain === NCHWC_DOMAIN))
+    model.opsetImports.push({ domain: NCHWC_DOMAIN, version: 1 });
+  return summary;
+}
+
+function ineligible(
+  node: Node,
+  block: number,
+  floatShape: (v: Value) => readonly Dim[] | undefined,
+): string | undefined {
+  if (node.getInt('group', 1) !== 1) return 'grouped';
+  const w = floatShape(node.input(1));
+  if (!w || w.length !== 4 || w.some((d) => typeof d !== 'number'))
+    return 'weight not a float32 4-D tensor of known shape';
+  const [out, channels] = w as number[];
+  if (out! % block !== 0) return `${out} output channels, not a multiple of ${block}`;
+  if (channels! >= block && channels! % block !== 0) return `${channels} input channels, not a multiple of ${block}`;
+  // The input's shape may be unknown to inference here (a gradient); a 4-D weight makes it 4-D.
+  const x = floatShape(node.input(0));
+  if (x && x.length !== 4) return 'input not 4-D';
+  if (node.outputs.length !== 1) return 'more than one output';
+  return undefined;
+}
+
+function rewrite(model: Model, node: Node, block: number, [out, channels, kh, kw]: number[]): void {
+  const graph = model.graph;
+  const ints = (name: string, values: number[]) =>
+    graph.addInitializer(name, Tensor.int64([values.length], values), { fresh: true });
+  const before = (opType: string, inputs: (Value | undefined)[], attributes: Attribute[] = [], domain = '') =>
+    graph
+      .insertBefore(
+        node,
+        graph.createNode(opType, inputs, {
+          domain,
+          attributes,
+          name: graph.names.fresh(`${node.name}/nchwc/${opType}`),
+        }),
+      )
+      .output(0);
+
+  const blockedInput = channels! >= block;
+  const [x, w, b] = [node.input(0), node.input(1), node.inputs[2]];
+  const split = blockedInput
+    ? [out! / block, block, channels! / block, block, kh!, kw!]
+    : [out! / block, block, channels!, kh!, kw!];
+  const perm = blockedInput ? [0, 2, 4, 5, 3, 1] : [0, 2, 3, 4, 1];
+  const reshaped = before('Reshape', [w, ints('nchwc_split', split)]);
+  const transposed = before('Transpose', [reshaped], [attr.ints('perm', perm)]);
+  const weight = before('Reshape', [transposed, ints('nchwc_oihw', [out!, channels!, kh!, kw!])]);
+  const input = blockedInput ? before('ReorderInput', [x], [], NCHWC_DOMAIN) : x;
+  const attributes = [...node.attributes.values()].filter((a) => a.name !== 'group');
+  const conv = before('Conv', [input, weight, ...(b ? [b] : [])], attributes, NCHWC_DOMAIN);
+  const y = before('ReorderOutput', [conv], [attr.int('channels', out!)], NCHWC_DOMAIN);
+  node.output(0).replaceAllUsesWith(y);
+  graph.remove(node);
+}

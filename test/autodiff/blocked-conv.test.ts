@@ -1,0 +1,153 @@
+/**
+ * Blocked (NCHWc) convolutions in the training step graph (compiler/autodiff/blocked-conv.ts):
+ * which Convs the pass rewrites and which it leaves, and — run through onnxruntime — the
+ * blocked step graph giving the plain one's loss, logits and updated tensors step after step
+ * (a wrong weight layout, a lost bias or a misplaced reorder would change them at 1e-1).
+ */
+import { describe, expect, it } from 'vitest';
+import { blockConvs, NCHWC_DOMAIN } from '../../compiler/autodiff/blocked-conv.js';
+import { buildTrainingGraph } from '../../compiler/autodiff/training.js';
+import type { TrainingSpec } from '../../compiler/autodiff/types.js';
+import { attr } from '../../compiler/ir/attribute.js';
+import { GraphBuilder } from '../../compiler/ir/builder.js';
+import { DataType } from '../../compiler/ir/dtype.js';
+import type { Model } from '../../compiler/ir/model.js';
+import type { Value } from '../../compiler/ir/node.js';
+import { Tensor } from '../../compiler/ir/tensor.js';
+import { nchwcBlockSize } from '../../runtime/train/blocked-layout.js';
+import { ort } from '../../runtime/session.js';
+import { StepRunner } from '../../runtime/train/step-runner.js';
+import { syntheticBatch } from './step.js';
+
+ort.env.logLevel = 'error';
+
+/**
+ * 3×12×12 → 10: a 3-input stem (unblocked input), 3×3 and 1×1 convs at a multiple of 16
+ * channels with and without bias, a stride-2 conv, a grouped conv, one with 12 outputs (not a
+ * block multiple), BatchNormalization and ReLU, a residual Add.
+ */
+function network(): Model {
+  const b = new GraphBuilder({ opset: 17, seed: 5 });
+  const x = b.input('x', ['N', 3, 12, 12]);
+  const conv = (
+    name: string,
+    input: Value,
+    out: number,
+    inC: number,
+    k: number,
+    extra: Record<string, number | number[]> = {},
+    bias = false,
+  ) => {
+    const group = (extra.group as number | undefined) ?? 1;
+    const w = b.weight(`${name}.weight`, [out, inC / group, k, k]);
+    const inputs = bias
+      ? [input, w, b.initializer(`${name}.bias`, Tensor.float32([out], b.random.normals(out, 0.1)))]
+      : [input, w];
+    const pad = (k - 1) / 2;
+    return b.op('Conv', inputs, { kernel_shape: [k, k], pads: [pad, pad, pad, pad], ...extra }, name);
+  };
+  const bnRelu = (name: string, input: Value, channels: number) => {
+    const bn = b.op(
+      'BatchNormalization',
+      [
+        input,
+        b.constant(`${name}.g`, [channels], 1),
+        b.constant(`${name}.b`, [channels], 0),
+        b.constant(`${name}.m`, [channels], 0),
+        b.constant(`${name}.v`, [channels], 1),
+      ],
+      { epsilon: { float: 1e-5 } },
+      name,
+    );
+    return b.op('Relu', [bn]);
+  };
+  const stem = bnRelu('stem.bn', conv('stem', x, 16, 3, 3), 16);
+  const a = bnRelu('a.bn', conv('a', stem, 16, 16, 3, {}, true), 16);
+  const res = b.op('Add', [conv('b', a, 16, 16, 1), stem]);
+  const down = bnRelu('down.bn', conv('down', res, 32, 16, 3, { strides: [2, 2] }), 32);
+  const grouped = b.op('Relu', [conv('grouped', down, 32, 32, 3, { group: 4 })]);
+  const odd = b.op('Relu', [conv('odd', grouped, 12, 32, 3, {}, true)]);
+  const pooled = b.op('GlobalAveragePool', [odd]);
+  const flat = b.op('Flatten', [pooled], { axis: 1 });
+  const w = b.weight('fc.weight', [10, 12], 0.3);
+  const logits = b.graph
+    .addNode('Gemm', [flat, w, b.constant('fc.bias', [10], 0)], {
+      name: 'fc',
+      outputs: ['logits'],
+      attributes: [attr.int('transB', 1)],
+    })
+    .output(0);
+  b.output(logits, { dtype: DataType.FLOAT, shape: ['N', 10] });
+  return b.model;
+}
+
+const SPEC: TrainingSpec = {
+  loss: { kind: 'cross-entropy' },
+  optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+};
+
+describe('blocked convolutions in the step graph', () => {
+  it('rewrites the forward and input-gradient Convs the blocked kernel runs, and names why it keeps the others', () => {
+    const graph = buildTrainingGraph(network(), SPEC);
+    const before = graph.model.graph.nodeList().filter((n) => n.opType === 'Conv').length;
+    const summary = blockConvs(graph.model, 16);
+    const nodes = graph.model.graph.nodeList();
+    const blocked = nodes.filter((n) => n.opType === 'Conv' && n.domain === NCHWC_DOMAIN);
+    expect(blocked).toHaveLength(summary.blocked);
+    expect(summary.blocked + summary.kept.length).toBe(before);
+    // Forward: stem (3 inputs, read unblocked), a, b (1×1), down (stride 2); odd has 12 outputs, grouped is grouped.
+    for (const name of ['stem', 'a', 'b', 'down'])
+      expect(blocked.some((n) => n.name.startsWith(`${name}/nchwc/`))).toBe(true);
+    expect(summary.kept).toContainEqual({ node: 'odd', why: '12 output channels, not a multiple of 16' });
+    expect(summary.kept).toContainEqual({ node: 'grouped', why: 'grouped' });
+    // Convs with fewer than 16 input channels read them as they are: the stem (3) and the
+    // input gradient of `odd` (12 gradient channels in); all others behind a ReorderInput.
+    const unblockedInput = blocked.filter((n) => n.input(0).producer?.opType !== 'ReorderInput').map((n) => n.name);
+    expect(unblockedInput.sort()).toEqual(['grad/odd/Conv/nchwc/Conv', 'stem/nchwc/Conv']);
+    // Input gradients of unit-stride layers (Convs in the gradient) are blocked too.
+    expect(blocked.some((n) => n.name.startsWith('grad/'))).toBe(true);
+    expect(graph.model.opsetImports).toContainEqual({ domain: NCHWC_DOMAIN, version: 1 });
+  });
+
+  it('leaves a model with nothing to block unchanged', () => {
+    const graph = buildTrainingGraph(network(), SPEC);
+    const summary = blockConvs(graph.model, 64);
+    expect(summary.blocked).toBe(0);
+    expect(graph.model.opsetImports.some((o) => o.domain === NCHWC_DOMAIN)).toBe(false);
+  });
+
+  it('trains step for step like the plain graph through onnxruntime', async (ctx) => {
+    const block = await nchwcBlockSize();
+    if (block === 0) {
+      console.log('skipped: onnxruntime has no blocked (NCHWc) kernels on this CPU');
+      ctx.skip();
+    }
+    const graph = buildTrainingGraph(network(), SPEC);
+    const plain = await StepRunner.create(graph, { optimization: 'all', layout: 'plain' });
+    const blocked = await StepRunner.create(graph, { optimization: 'all', layout: 'blocked' });
+    try {
+      for (let step = 1; step <= 3; step++) {
+        const batch = syntheticBatch([8, 3, 12, 12], 10, step);
+        const a = await plain.step({ ...batch, lr: 0.05, step });
+        const b = await blocked.step({ ...batch, lr: 0.05, step });
+        expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5 * Math.max(1, Math.abs(a.loss)));
+        expectClose(a.logits.data as Float32Array, b.logits.data as Float32Array, 1e-5);
+        const [pa, pb] = [plain.snapshot(), blocked.snapshot()];
+        expect(pb.map((t) => t.name)).toEqual(pa.map((t) => t.name));
+        pa.forEach((t, i) => expectClose(t.data as Float32Array, pb[i]!.data as Float32Array, 1e-5));
+      }
+    } finally {
+      await Promise.all([plain.release(), blocked.release()]);
+    }
+  });
+});
+
+/** |a − b| ≤ tol · max(1, max |a|) element by element. */
+function expectClose(a: Float32Array, b: Float32Array, tol: number): void {
+  expect(b.length).toBe(a.length);
+  let scale = 1;
+  for (const v of a) scale = Math.max(scale, Math.abs(v));
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  expect(worst).toBeLessThanOrEqual(tol * scale);
+}
