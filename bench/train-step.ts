@@ -11,7 +11,7 @@
  * both alike; step ÷ 3× forward (a backward pass costs about two forwards, so ≈ 1 is the
  * floor); the arena's peak while stepping (onnxruntime's profile); and PyTorch's step and
  * forward on the same network (bench/torch-step.py) when a python3 with torch and onnx is found
- * ($REGROUP_PYTHON, python3 on PATH, /usr/bin/python3) — otherwise a note. `--forms` adds the step with the other Conv gradient formulations.
+ * ($REGROUP_PYTHON, python3 on PATH, /usr/bin/python3) — otherwise a note. `--forms` adds the step with plain (unblocked) convolutions and with the other Conv gradient formulations.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,6 +23,7 @@ import type { Model } from '../compiler/ir/model.js';
 import { Tensor } from '../compiler/ir/tensor.js';
 import { loadModel, saveModel } from '../compiler/onnx/io.js';
 import { createSession, ort, run } from '../runtime/session.js';
+import type { TrainLayout } from '../runtime/train/blocked-layout.js';
 import { StepRunner } from '../runtime/train/step-runner.js';
 import { profilePrefix } from '../runtime/profile.js';
 import { BenchArgs, requireFixtures, ROOT, SHARED_FIXTURES } from './args.js';
@@ -42,12 +43,14 @@ const SUBJECTS: Record<string, { file: string; channels: number; size: number }>
   'resnet20-28': { file: resnet20, channels: 1, size: 28 },
   fmnist: { file: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'), channels: 1, size: 28 },
 };
-const FORMS: Record<string, GradientOptions> = {
+/** Step graph forms: gradient formulations and the convolutions' layout (runtime/train/blocked-layout.ts). */
+const FORMS: Record<string, { options?: GradientOptions; layout?: TrainLayout }> = {
   default: {},
   ...(forms
     ? {
-        'ConvTranspose ∂x': { convInputGradient: 'transpose' },
-        'swapped ∂W': { convWeightGradient: 'swapped' },
+        'plain NCHW Convs': { layout: 'plain' },
+        'ConvTranspose ∂x': { options: { convInputGradient: 'transpose' } },
+        'swapped ∂W': { options: { convWeightGradient: 'swapped' } },
       }
     : {}),
 };
@@ -126,10 +129,12 @@ for (const name of wanted) {
     optimizer: { kind: 'sgd' as const, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
   };
   const graphs = new Map(
-    Object.entries(FORMS).map(([form, options]) => [form, buildTrainingGraph(model, spec, options)]),
+    Object.entries(FORMS).map(([form, { options }]) => [form, buildTrainingGraph(model, spec, options)]),
   );
+  const layoutOf = (form: string) => FORMS[form]!.layout;
   const runners = new Map<string, StepRunner>();
-  for (const [form, graph] of graphs) runners.set(form, await StepRunner.create(graph, { optimization: 'all' }));
+  for (const [form, graph] of graphs)
+    runners.set(form, await StepRunner.create(graph, { optimization: 'all', layout: layoutOf(form) }));
   const inference = await createSession(model, { optimization: 'all' });
   const inputName = inference.inputNames[0]!;
   const times = new Map<string, number[]>([...runners.keys(), 'forward'].map((k) => [k, []]));
@@ -148,6 +153,7 @@ for (const name of wanted) {
   for (const [form, graph] of graphs) {
     const profiled = await StepRunner.create(graph, {
       optimization: 'all',
+      layout: layoutOf(form),
       profile: profilePrefix(),
     });
     for (let s = 1; s <= 3; s++) await profiled.step({ data, labels, lr: 0.01, step: s });
