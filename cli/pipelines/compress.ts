@@ -22,6 +22,7 @@ import { matchNodesByOutput } from '../../compiler/ir/match.js';
 import type { Model } from '../../compiler/ir/model.js';
 import type { Node } from '../../compiler/ir/node.js';
 import { encodeModel } from '../../compiler/onnx/encode.js';
+import { usesExternalData } from '../../compiler/onnx/external-data.js';
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
 import { describeFolds } from '../../passes/fold-log.js';
 import { PREPARE, runPasses } from '../../passes/index.js';
@@ -190,6 +191,8 @@ export async function compressModel(file: string, options: CompressOptions): Pro
   const { relaxBatch } = await import('../../runtime/train/checkpoint.js');
   const { fixedBatchOf } = await import('../../runtime/calibrate.js');
   const loaded = loadModel(file);
+  // A model whose weights live in a side file is written the same way (as prune does).
+  const externalData = usesExternalData(loaded);
   // A model exported with a fixed batch (PyTorch's batch 1) gets a symbolic one while it is
   // compressed — before constant folding, so reshapes keep following the batch and training
   // can use real batches; the written model gets its fixed batch back.
@@ -248,8 +251,9 @@ export async function compressModel(file: string, options: CompressOptions): Pro
     if (fixedBatch) for (const m of [lowered.model, ...companions.map((c) => c.model)]) restoreBatch(m, fixedBatch);
     // Written models keep stated preprocessing in their metadata (regroup.preprocess).
     if (data) for (const m of [lowered.model, ...companions.map((c) => c.model)]) recordPreprocessing(m, data.spec);
-    saveModel(lowered.model, options.output, { protect: options.force ? [] : [file] });
-    for (const c of companions) saveModel(c.model, c.file, { protect: options.force ? [] : [file] });
+    const save = { protect: options.force ? [] : [file], externalData };
+    saveModel(lowered.model, options.output, save);
+    for (const c of companions) saveModel(c.model, c.file, save);
     const seconds = (performance.now() - started) / 1000;
     const peakRssMb = process.resourceUsage().maxRSS / 1024;
     const outcome = {

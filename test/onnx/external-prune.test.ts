@@ -3,7 +3,8 @@
  * a ~7 MB model): the output keeps its weights in `<output>.data` beside a small .onnx, its
  * tensors are byte for byte those of pruning the same model stored inline, onnxruntime gives
  * bit-identical outputs for both, and the input files are left untouched. Also: a model with
- * nothing to prune is written anew with its data file, and the CLI passes all of this through.
+ * nothing to prune is written anew with its data file, `compress` keeps data external too, and
+ * the CLI passes all of this through.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -105,6 +106,24 @@ describe('prune keeps external data external', () => {
     const written = loadModel(output);
     expect(written.graph.initializers.get('only.weight')!.constValue!.external?.location).toBe('same.onnx.data');
     expect(tensorBytes(written)).toEqual(tensorBytes(model));
+  });
+
+  it('`regroup compress` writes an external-data input the same way, its tensors those of the inline run', async () => {
+    const inputDigests = [digest(external), digest(`${external}.data`)];
+    const run = async (input: string, name: string) => {
+      const out = path.join(folder(name), 'small.onnx');
+      const r = await regroup('compress', input, '-o', out, '--method', 'l1', '--keep-macs', '0.5', '--no-latency');
+      expect(r.code, r.stderr).toBe(0);
+      return out;
+    };
+    const [fromInline, fromExternal] = [await run(inline, 'compress-inline'), await run(external, 'compress-external')];
+    expect(fs.existsSync(`${fromInline}.data`)).toBe(false);
+    expect(fs.statSync(fromExternal).size).toBeLessThan(64_000);
+    const [a, b] = [loadModel(fromInline), loadModel(fromExternal)];
+    expect(b.graph.initializers.get('block1.conv.weight')!.constValue!.external?.location).toBe('small.onnx.data');
+    expect(tensorBytes(b)).toEqual(tensorBytes(a));
+    expect(await outputs(fromExternal, b)).toEqual(await outputs(fromInline, a));
+    expect([digest(external), digest(`${external}.data`)]).toEqual(inputDigests);
   });
 
   it('`regroup prune` and `regroup convert` pass it through the command line', async () => {
