@@ -6,7 +6,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { RegroupError } from '../compiler/errors.js';
 import { methodFlags, methodNamed } from '../passes/methods/index.js';
-import type { FlagKind } from '../passes/methods/method.js';
+import type { FlagKind, MethodFlag } from '../passes/methods/method.js';
 import { fraction, nonNegativeInt, positiveInt } from './args.js';
 
 const PARSERS: Partial<Record<FlagKind, (text: string) => unknown>> = {
@@ -15,6 +15,23 @@ const PARSERS: Partial<Record<FlagKind, (text: string) => unknown>> = {
   fraction,
   percentiles: (text) => text.split(',').map((part) => Number(part.trim())),
 };
+
+/**
+ * A method flag's value given as JSON (a batch job spec): a boolean flag takes true or false,
+ * every other kind goes through the command line's parser and choices. Throws Error with the
+ * parser's message.
+ */
+export function methodFlagValue(flag: MethodFlag, value: unknown): unknown {
+  if (flag.kind === 'boolean') {
+    if (typeof value !== 'boolean') throw new Error('must be true or false');
+    return value;
+  }
+  if (typeof value !== 'number' && typeof value !== 'string') throw new Error('must be a number or a string');
+  const text = String(value);
+  if (flag.choices && !flag.choices.includes(text)) throw new Error(`must be one of ${flag.choices.join(', ')}`);
+  const parse = PARSERS[flag.kind];
+  return parse ? parse(text) : text;
+}
 
 /** `--method`'s parser: a registered name, or commander's usage error listing the registry. */
 export function methodName(text: string): string {

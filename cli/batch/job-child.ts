@@ -63,6 +63,7 @@ export function compressOptionsOf(job: JobSpec, output: string): CompressOptions
   return {
     output,
     method: job.method,
+    methodOptions: job.methodOptions,
     ...budget,
     data: job.data ?? undefined,
     finetune: job.finetune.scheme,

@@ -6,12 +6,13 @@
  * regroup's version — so the same job is never run twice and a finished result is reused.
  *
  * ```json
- * { "models": ["a.onnx", "b.onnx"], "methods": ["l1", "wsp"],
+ * { "models": ["a.onnx", "b.onnx"], "methods": ["l1", "wsp", { "method": "msgc", "heads": 4 }],
  *   "targets": [{ "keep-macs": 0.5 }, { "keep-latency": 0.7, "latency-batch": 8 }],
  *   "data": [null, "fashion-mnist"], "finetune": [{ "scheme": "none" }],
  *   "options": { "seed": 0, "latency": false }, "results": "results/" }
  * ```
- * Paths are relative to the spec file.
+ * Paths are relative to the spec file. A method is its name, or an object naming it under
+ * "method" with its own options under their command-line names ("round-to", "heads", …).
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -19,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RegroupError } from '../../compiler/errors.js';
 import { METHODS } from '../../passes/methods/index.js';
+import { methodFlagValue } from '../method-flags.js';
 import { FINETUNE_SCHEMES, type FinetuneScheme } from '../pipelines/compress.js';
 
 /** One budget: a MACs fraction or a fraction of the measured latency (at `latencyBatch`). */
@@ -39,10 +41,16 @@ export interface CommonJobOptions {
   evalLimit?: number;
 }
 
+/** A method and its own options (keys as CompressOptions.methodOptions: `roundTo`, `heads`, …). */
+export interface MethodChoice {
+  name: string;
+  options: Record<string, unknown>;
+}
+
 export interface BatchSpec {
   file: string;
   models: string[];
-  methods: string[];
+  methods: MethodChoice[];
   targets: Target[];
   data: (string | null)[];
   finetune: Finetune[];
@@ -58,6 +66,8 @@ export interface JobSpec {
   /** sha256 of the model file when the job was made; a worker checks it before running. */
   modelSha256: string;
   method: string;
+  /** The method's own options; absent when none are given. */
+  methodOptions?: Record<string, unknown>;
   target: Target;
   data: string | null;
   finetune: Finetune;
@@ -100,14 +110,7 @@ export function validateSpec(json: unknown, file: string): BatchSpec {
     if (!fs.existsSync(resolved)) fail(`models[${i}]`, `names ${resolved}, which does not exist`);
     return resolved;
   });
-  const methods = nonEmptyList(json.methods, 'methods', fail).map((m, i) => {
-    if (typeof m !== 'string' || !METHODS.some((known) => known.name === m))
-      fail(
-        `methods[${i}]`,
-        `must be one of ${METHODS.map((known) => known.name).join(', ')} (got ${JSON.stringify(m)})`,
-      );
-    return m as string;
-  });
+  const methods = nonEmptyList(json.methods, 'methods', fail).map((m, i) => methodOf(m, `methods[${i}]`, fail));
   const targets = nonEmptyList(json.targets, 'targets', fail).map((t, i) => targetOf(t, `targets[${i}]`, fail));
   const data = listOr(json.data, [null], 'data', fail).map((d, i) => {
     if (d !== null && (typeof d !== 'string' || d === ''))
@@ -140,11 +143,22 @@ export function expandJobs(spec: BatchSpec): JobSpec[] {
   const jobs: JobSpec[] = [];
   for (const model of spec.models) {
     const modelSha256 = sha256File(model);
-    for (const method of spec.methods)
+    for (const { name: method, options: chosen } of spec.methods)
       for (const target of spec.targets)
         for (const data of spec.data)
           for (const finetune of spec.finetune) {
-            const job = { model, modelSha256, method, target, data, finetune, options: spec.options, version };
+            const methodOptions = Object.keys(chosen).length > 0 ? { methodOptions: chosen } : {};
+            const job = {
+              model,
+              modelSha256,
+              method,
+              ...methodOptions,
+              target,
+              data,
+              finetune,
+              options: spec.options,
+              version,
+            };
             jobs.push({ id: jobId(job), ...job, results: spec.results });
           }
   }
@@ -159,6 +173,8 @@ export function jobId(job: Omit<JobSpec, 'id' | 'results'>): string {
   const key = {
     modelSha256: job.modelSha256,
     method: job.method,
+    // Absent rather than {} without options, so ids of jobs made before method options stay.
+    ...(job.methodOptions ? { methodOptions: job.methodOptions } : {}),
     target: job.target,
     data: job.data,
     finetune: job.finetune,
@@ -175,7 +191,50 @@ export function describeJob(job: JobSpec): string {
       ? `keep-macs ${job.target.keepMacs}`
       : `keep-latency ${job.target.keepLatency}@${job.target.latencyBatch}`;
   const data = job.data ? ` data ${job.data} finetune ${job.finetune.scheme}` : '';
-  return `${path.basename(job.model)} ${job.method} ${target}${data}`;
+  return `${path.basename(job.model)} ${methodLabel(job)} ${target}${data}`;
+}
+
+/** `msgc` or `msgc(heads 4, mask-threshold 0.4)`, with the options under their flag names. */
+export function methodLabel(job: Pick<JobSpec, 'method' | 'methodOptions'>): string {
+  const options = Object.entries(job.methodOptions ?? {});
+  if (options.length === 0) return job.method;
+  const flags = METHODS.find((m) => m.name === job.method)?.flags ?? [];
+  const named = options.map(([key, value]) => {
+    const flag = flags.find((f) => f.key === key);
+    return `${flag ? flagName(flag.flags) : key} ${value === true ? '' : String(value)}`.trim();
+  });
+  return `${job.method}(${named.join(', ')})`;
+}
+
+const flagName = (flags: string) => flags.split(' ')[0]!.replace(/^--/, '');
+
+/** A method entry: a registered name, or { "method": name, "<flag>": value, … } with that method's flags. */
+function methodOf(m: unknown, field: string, fail: (field: string, what: string) => never): MethodChoice {
+  const names = METHODS.map((known) => known.name).join(', ');
+  const name = isObject(m) ? m.method : m;
+  const method = METHODS.find((known) => known.name === name);
+  if (!method)
+    return fail(
+      isObject(m) ? `${field}.method` : field,
+      `must be one of ${names}${isObject(m) ? '' : ', or { "method": NAME, its options }'} (got ${JSON.stringify(name)})`,
+    );
+  const options: Record<string, unknown> = {};
+  if (isObject(m))
+    for (const [key, value] of Object.entries(m)) {
+      if (key === 'method') continue;
+      const flag = method.flags.find((f) => flagName(f.flags) === key);
+      if (!flag)
+        fail(
+          `${field}.${key}`,
+          `is not an option of ${method.name}; its options are ${method.flags.map((f) => flagName(f.flags)).join(', ') || 'none'}`,
+        );
+      try {
+        options[flag!.key] = methodFlagValue(flag!, value);
+      } catch (err) {
+        fail(`${field}.${key}`, (err as Error).message);
+      }
+    }
+  return { name: method.name, options };
 }
 
 export function sha256File(file: string): string {

@@ -12,6 +12,7 @@ import { writeAtomic } from '../../compiler/onnx/io.js';
 import type { PointDataset, ScatterChartSpec } from '../report/charts.js';
 import { escapeHtml, htmlPage } from '../report/html.js';
 import type { JobResult } from './job-child.js';
+import { methodLabel } from './spec.js';
 
 const PALETTE = ['#2563eb', '#d97706', '#059669', '#dc2626', '#7c3aed', '#0891b2', '#db2777', '#65a30d'];
 
@@ -60,7 +61,7 @@ function chartOf(
     const xValue = x(job);
     const yValue = withAccuracy ? job.top1After : job.macsRatio;
     if (xValue === undefined || yValue === undefined) continue;
-    const key = `${path.basename(job.job.model)} · ${job.job.method}`;
+    const key = `${path.basename(job.job.model)} · ${methodLabel(job.job)}`;
     const set = series.get(key) ?? { label: key, color: PALETTE[series.size % PALETTE.length]!, data: [] };
     series.set(key, set);
     set.data.push({ x: xValue, y: 100 * yValue, label: targetText(job) });
@@ -102,7 +103,7 @@ function jobTable(jobs: readonly JobResult[], linkBase: string): string {
     const href = [linkBase, j.id, 'report.html'].filter((p) => p !== '').join('/');
     const cells = [
       path.basename(j.job.model),
-      j.job.method,
+      methodLabel(j.job),
       targetText(j),
       j.job.data ?? '—',
       pct(j.macsRatio),

@@ -140,6 +140,30 @@ describe('regroup batch (embedded)', () => {
     expect(published(resume).jobs).toHaveLength(4);
   });
 
+  it("passes a method's own options from the spec to the job", async () => {
+    const optionsSpec = writeSpec('options.json', {
+      models: [path.join(MODELS, 'resnet-tiny.onnx')],
+      methods: [
+        { method: 'l1', 'round-to': 1 },
+        { method: 'l1', 'round-to': 16 },
+      ],
+      targets: [{ 'keep-macs': 0.6 }],
+      options: { latency: false },
+      results: 'options',
+    });
+    const run = await regroup('batch', optionsSpec, '--workers', '1');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain('l1(round-to 16) keep-macs 0.6');
+    const widths = (job: { id: string }) =>
+      loadModel(path.join(tmp, 'options', job.id, 'model.onnx'))
+        .graph.nodeList()
+        .filter((n) => n.opType === 'Conv')
+        .map((n) => n.input(1).constValue!.dims[0]!);
+    const [fine, coarse] = expandJobs(readSpec(optionsSpec)).map(widths);
+    expect(coarse!.every((w) => w % 16 === 0)).toBe(true);
+    expect(fine!.some((w) => w % 16 !== 0)).toBe(true);
+  });
+
   it('refuses a bad spec with the field named and exit code 2', async () => {
     const bad = writeSpec('bad.json', {
       ...{ models: ['nope.onnx'], methods: ['l1'], targets: [{ 'keep-macs': 0.5 }] },

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { expandJobs, readSpec, validateSpec } from '../../cli/batch/spec.js';
+import { describeJob, expandJobs, readSpec, validateSpec } from '../../cli/batch/spec.js';
 import { PROJECT_ROOT } from '../helpers/shared.js';
 
 const TINY = path.join(PROJECT_ROOT, 'fixtures/models/resnet-tiny.onnx');
@@ -67,9 +67,40 @@ describe('batch spec', () => {
     [{ ...base, finetune: { scheme: 'sometimes' } }, "field 'finetune[0].scheme' must be one of"],
     [{ ...base, options: { seed: -1 } }, "field 'options.seed'"],
     [{ ...base, model: [TINY] }, "field 'model' is not a spec field"],
+    [{ ...base, methods: [{ method: 'magic' }] }, "field 'methods[0].method' must be one of"],
+    [
+      { ...base, methods: [{ method: 'l1', heads: 4 }] },
+      "field 'methods[0].heads' is not an option of l1; its options are",
+    ],
+    [{ ...base, methods: [{ method: 'msgc', heads: 0 }] }, "field 'methods[0].heads'"],
+    [
+      { ...base, methods: [{ method: 'wsp', criterion: 'luck' }] },
+      "field 'methods[0].criterion' must be one of saliency",
+    ],
   ])('refuses a bad spec, naming the field (%#)', (json, message) => {
     expect(() => validateSpec(json, specFile)).toThrow(message);
     expect(() => validateSpec(json, specFile)).toThrow(specFile);
+  });
+
+  it('takes a method with its own options, in the id and the description; none keeps the plain id', () => {
+    const plain = expandJobs(validateSpec(base, specFile))[0]!;
+    expect(plain.methodOptions).toBeUndefined();
+    expect(expandJobs(validateSpec({ ...base, methods: [{ method: 'l1' }] }, specFile))[0]!.id).toBe(plain.id);
+    const [a, b] = expandJobs(
+      validateSpec(
+        {
+          ...base,
+          methods: [
+            { method: 'l1', 'round-to': 4 },
+            { method: 'l1', 'round-to': 16 },
+          ],
+        },
+        specFile,
+      ),
+    );
+    expect(a!.methodOptions).toEqual({ roundTo: 4 });
+    expect(new Set([plain.id, a!.id, b!.id]).size).toBe(3);
+    expect(describeJob(a!)).toBe('resnet-tiny.onnx l1(round-to 4) keep-macs 0.5');
   });
 
   it('names the file when it is not JSON', () => {
