@@ -19,6 +19,12 @@ export interface SessionOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Record onnxruntime's per-node profile under this file prefix (runtime/profile.ts). */
   profile?: string;
+  /**
+   * false: intra-op threads sleep as soon as their work is done instead of spinning for more
+   * (onnxruntime's session.intra_op.allow_spinning = 0) — for sessions that take turns with
+   * others in one process, whose spinning threads would take the cores from them.
+   */
+  spinning?: boolean;
 }
 
 export type Feeds = Record<string, ort.Tensor>;
@@ -38,6 +44,7 @@ export async function createSession(
     interOpNumThreads: 1,
     executionMode: 'sequential',
     ...(options.profile ? { enableProfiling: true, profileFilePrefix: options.profile } : {}),
+    ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
   const input = isModel(source) ? encodeModel(source).bytes : source;
   try {

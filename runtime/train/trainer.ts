@@ -170,15 +170,24 @@ export class Trainer {
       relaxed ? relaxBatch(model, plan.fixedBatch!) : model,
       trainingSpec(options, plan),
     );
-    const session = { ep: options.ep, threads: options.threads, optimization: options.optimization };
+    // With a teacher, its session and the step take turns every update: threads that spin
+    // after their work (onnxruntime's default) take the cores from the other session. Measured
+    // on 2 cores, Fashion-MNIST ResNet at batch 128, teacher forward + step: 224–235 ms spinning,
+    // 183–188 ms not (a step alone runs about 5% faster spinning, so only distillation turns it off).
+    const distilling = Boolean(options.teacher) && plan.loss.kind === 'distill';
+    const session = {
+      ep: options.ep,
+      threads: options.threads,
+      optimization: options.optimization,
+      ...(distilling ? { spinning: false } : {}),
+    };
     const runner = await StepRunner.create(
       graph,
       options.profileStep ? { ...session, profile: profilePrefix() } : session,
     );
     let teacher: Teacher | undefined;
     try {
-      teacher =
-        options.teacher && plan.loss.kind === 'distill' ? await Teacher.create(options.teacher, session) : undefined;
+      teacher = distilling ? await Teacher.create(options.teacher!, session) : undefined;
       const trainer = new Trainer(options, plan, runner, teacher, model.clone().model);
       if (relaxed)
         trainer.notes.push(
