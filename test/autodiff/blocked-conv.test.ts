@@ -15,7 +15,8 @@ import type { Model } from '../../compiler/ir/model.js';
 import type { Value } from '../../compiler/ir/node.js';
 import { Tensor } from '../../compiler/ir/tensor.js';
 import { nchwcBlockSize } from '../../runtime/train/blocked-layout.js';
-import { ort } from '../../runtime/session.js';
+import { createSession, ort, run, toOrtTensor } from '../../runtime/session.js';
+import { Random } from '../../compiler/util/random.js';
 import { StepRunner } from '../../runtime/train/step-runner.js';
 import { syntheticBatch } from './step.js';
 
@@ -140,6 +141,54 @@ describe('blocked convolutions in the step graph', () => {
       await Promise.all([plain.release(), blocked.release()]);
     }
   });
+});
+
+describe('a blocked Conv equals the plain one for every geometry the kernel takes', () => {
+  const CASES: { name: string; c: number; o: number; k: number; attrs: Record<string, number[] | string> }[] = [
+    { name: '1×1, 4 inputs (read unblocked)', c: 4, o: 16, k: 1, attrs: {} },
+    { name: '1×1 stride 2, 3 inputs', c: 3, o: 8, k: 1, attrs: { strides: [2, 2] } },
+    { name: '5×5 pads 2, 1 input', c: 1, o: 8, k: 5, attrs: { pads: [2, 2, 2, 2] } },
+    { name: '3×3 SAME_UPPER stride 2', c: 8, o: 16, k: 3, attrs: { auto_pad: 'SAME_UPPER', strides: [2, 2] } },
+    { name: '3×3 dilation 2', c: 16, o: 8, k: 3, attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] } },
+    {
+      name: '7×7 stride 2 pads 3 (an ImageNet stem)',
+      c: 3,
+      o: 16,
+      k: 7,
+      attrs: { strides: [2, 2], pads: [3, 3, 3, 3] },
+    },
+    { name: '3×3, 6 inputs (fewer than a block)', c: 6, o: 8, k: 3, attrs: { pads: [1, 1, 1, 1] } },
+  ];
+  for (const c of CASES)
+    it(c.name, async (ctx) => {
+      const block = await nchwcBlockSize();
+      if (block === 0) ctx.skip();
+      const make = () => {
+        const b = new GraphBuilder({ opset: 17 });
+        const [x, w, bias] = [b.input('x', [2, c.c, 11, 11]), b.input('w', [c.o, c.c, c.k, c.k]), b.input('b', [c.o])];
+        b.output(b.op('Conv', [x, w, bias], { kernel_shape: [c.k, c.k], ...c.attrs }), { dtype: DataType.FLOAT });
+        return b.model;
+      };
+      const blocked = make();
+      const summary = blockConvs(blocked, block);
+      // 8 outputs are not a multiple of a 16-float block (AVX-512): those stay plain there.
+      expect(summary.blocked).toBe(c.o % block === 0 ? 1 : 0);
+      const random = new Random(c.k * 31 + c.c);
+      const tensor = (dims: number[]) =>
+        toOrtTensor(DataType.FLOAT, dims, random.normals(dims.reduce((p, q) => p * q, 1)));
+      const feeds = { x: tensor([2, c.c, 11, 11]), w: tensor([c.o, c.c, c.k, c.k]), b: tensor([c.o]) };
+      const outputs = async (model: Model) => {
+        const session = await createSession(model, { optimization: 'disabled' });
+        try {
+          return Object.values(await run(session, feeds))[0]!;
+        } finally {
+          await session.release();
+        }
+      };
+      const [plain, fast] = [await outputs(make()), await outputs(blocked)];
+      expect(fast.dims).toEqual(plain.dims);
+      expectClose(plain.data as Float32Array, fast.data as Float32Array, 1e-5);
+    });
 });
 
 /** |a − b| ≤ tol · max(1, max |a|) element by element. */
