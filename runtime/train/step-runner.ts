@@ -15,7 +15,7 @@ import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
 import type { Tensor } from '../../compiler/ir/tensor.js';
 import { createSession, ort, run, toOrtTensor, type Feeds, type SessionOptions } from '../session.js';
 import { finishProfile, summariseProfile, type ProfileSummary } from '../profile.js';
-import { blockConvs } from '../../compiler/autodiff/blocked-conv.js';
+import { blockConvs, type BlockedConvSummary } from '../../compiler/autodiff/blocked-conv.js';
 import { trainLayout, type TrainLayout } from './blocked-layout.js';
 import type { TrainedValue } from './checkpoint.js';
 import type { SavedTensor, StateElementType } from './state.js';
@@ -26,6 +26,36 @@ export interface StepRunnerOptions extends SessionOptions {
    * onnxruntime's NCHWc kernels (compiler/autodiff/blocked-conv.ts); 'plain': as built.
    */
   layout?: TrainLayout;
+}
+
+/** "training step: 17 of 28 convolutions in onnxruntime's blocked layout (8-float blocks); …". */
+function layoutNote(
+  layout: TrainLayout,
+  block: number,
+  summary: BlockedConvSummary | undefined,
+  options: StepRunnerOptions,
+): string {
+  if (layout === 'plain') {
+    const why =
+      options.layout === 'plain' || process.env.REGROUP_TRAIN_LAYOUT === 'plain'
+        ? 'as asked'
+        : (options.ep ?? 'cpu') !== 'cpu'
+          ? `the ${options.ep} provider`
+          : "onnxruntime's blocked kernels are not available or did not check out on this CPU";
+    return `training step: plain NCHW convolutions (${why})`;
+  }
+  const total = summary!.blocked + summary!.kept.length;
+  const reasons = [
+    ...new Set(
+      summary!.kept.map((k) =>
+        k.why === 'grouped'
+          ? "grouped: the weight gradients' patch extraction and grouped layers"
+          : k.why.replace(/^\d+ /, 'N '),
+      ),
+    ),
+  ];
+  const rest = summary!.kept.length > 0 ? `; the other ${summary!.kept.length} plain (${reasons.join('; ')})` : '';
+  return `training step: ${summary!.blocked} of ${total} convolutions in onnxruntime's blocked layout (${block}-float blocks)${rest}; REGROUP_TRAIN_LAYOUT=plain turns it off`;
 }
 
 /** What one update fed: the batch and the scalars. */
@@ -85,15 +115,20 @@ export class StepRunner {
       );
     const { layout, block } = await trainLayout(options);
     let model = graph.model;
+    let summary: BlockedConvSummary | undefined;
     if (layout === 'blocked') {
       model = model.clone().model;
-      blockConvs(model, block);
+      summary = blockConvs(model, block);
     }
     const { layout: _, ...session } = options;
     const runner = new StepRunner(graph, await createSession(model, { optimization: 'all', ...session }));
     runner.#profile = options.profile;
+    runner.layoutNote = layoutNote(layout, block, summary, options);
     return runner;
   }
+
+  /** One line on how the step's convolutions run (blocked or plain, and why). */
+  layoutNote = '';
 
   /** Parameters then state, in the training graph's order. */
   all(): readonly CarriedTensor[] {

@@ -189,6 +189,7 @@ export class Trainer {
     try {
       teacher = distilling ? await Teacher.create(options.teacher!, session) : undefined;
       const trainer = new Trainer(options, plan, runner, teacher, model.clone().model);
+      trainer.notes.push(runner.layoutNote);
       if (relaxed)
         trainer.notes.push(
           `the model's input fixes batch ${plan.fixedBatch}: it trains on batches of ${plan.batchSize} with that dim made symbolic; the saved model keeps batch ${plan.fixedBatch}`,
