@@ -189,11 +189,11 @@ export class Trainer {
     try {
       teacher = distilling ? await Teacher.create(options.teacher!, session) : undefined;
       const trainer = new Trainer(options, plan, runner, teacher, model.clone().model);
-      trainer.notes.push(runner.layoutNote);
       if (relaxed)
         trainer.notes.push(
           `the model's input fixes batch ${plan.fixedBatch}: it trains on batches of ${plan.batchSize} with that dim made symbolic; the saved model keeps batch ${plan.fixedBatch}`,
         );
+      trainer.notes.push(runner.layoutNote);
       if (options.resume) trainer.#resume();
       return trainer;
     } catch (err) {
