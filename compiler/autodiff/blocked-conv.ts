@@ -69,8 +69,7 @@ function ineligible(
 ): string | undefined {
   if (node.getInt('group', 1) !== 1) return 'grouped';
   const w = floatShape(node.input(1));
-  if (!w || w.length !== 4 || w.some((d) => typeof d !== 'number'))
-    return 'weight not a float32 4-D tensor of known shape';
+  if (w?.length !== 4 || w.some((d) => typeof d !== 'number')) return 'weight not a float32 4-D tensor of known shape';
   const [out, channels] = w as number[];
   if (out! % block !== 0) return `${out} output channels, not a multiple of ${block}`;
   if (channels! >= block && channels! % block !== 0) return `${channels} input channels, not a multiple of ${block}`;

@@ -152,7 +152,9 @@ describe('fixed batch', () => {
     const result = await train(plainCnn(11, 1), base({ checkpoint: file, limit: 64, test: testSet, evalLimit: 20 }));
     expect(result.steps).toBe(2);
     expect(result.notes[0]).toMatch(/fixes batch 1: it trains on batches of 32/);
-    expect(result.notes[1]).toMatch(/^training step: (\d+ of 5 convolutions in onnxruntime's blocked layout|plain NCHW)/);
+    expect(result.notes[1]).toMatch(
+      /^training step: (\d+ of 5 convolutions in onnxruntime's blocked layout|plain NCHW)/,
+    );
     expect(result.final!.samples).toBe(20);
     const saved = loadModel(file);
     expect(saved.graph.inputs[0]!.type!.shape).toEqual([1, 1, 28, 28]);
