@@ -38,6 +38,17 @@ export function registerBatchCommands(program: Command): void {
     .option('--wait', 'with --queue: follow the jobs until each is done or failed, then write the zoo report')
     .option('--status', 'show queued, running, done and failed jobs (with reasons) instead of running')
     .option('--zoo <file>', 'where the zoo report goes (default <results>/zoo.html)')
+    .addHelpText(
+      'after',
+      `
+A job spec (paths relative to it; every combination of the lists is one compress job):
+  { "models": ["zoo/resnet20.onnx"],
+    "methods": ["wsp", "l1", { "method": "msgc", "heads": 4 }],
+    "targets": [{ "keep-macs": 0.5 }, { "keep-latency": 0.7, "latency-batch": 8 }],
+    "data": ["cifar/"], "finetune": [{ "scheme": "global", "epochs": 2, "limit": 20000 }],
+    "options": { "seed": 0, "latency": true }, "results": "results/" }
+Each job's id hashes the model's bytes and the flags: a finished job is never run again.`,
+    )
     .action(async (specFile: string | undefined, flags: BatchFlags) => {
       if (flags.status) return printStatus(specFile, flags);
       if (!specFile) throw new RegroupError('usage', 'give the job spec: regroup batch jobs.json');
