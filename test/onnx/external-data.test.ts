@@ -7,9 +7,8 @@
  * lets go of unchanged bytes, and a data file still being read is never overwritten.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RegroupError } from '../../compiler/errors.js';
 import { GraphBuilder } from '../../compiler/ir/builder.js';
 import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
@@ -21,24 +20,12 @@ import { releaseExternalBytes, usesExternalData } from '../../compiler/onnx/exte
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
 import { proto } from '../../compiler/onnx/schema.js';
 import { resnetTiny } from '../../fixtures/models.js';
+import { tempFolders } from '../helpers/temp.js';
 import { outputBytes } from './output-bytes.js';
 
 type P = any;
 
-let tmp: string;
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-external-'));
-});
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-/** A fresh folder under the test's temporary root. */
-function folder(name: string): string {
-  const dir = path.join(tmp, name);
-  fs.mkdirSync(dir, { recursive: true });
-  return dir;
-}
+const folder = tempFolders('regroup-external-');
 
 const outputs = (source: string | Uint8Array, model: Model) => outputBytes(source, model, 3);
 

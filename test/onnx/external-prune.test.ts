@@ -8,30 +8,18 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { DataType } from '../../compiler/ir/dtype.js';
 import type { Model } from '../../compiler/ir/model.js';
 import { loadModel, saveModel } from '../../compiler/onnx/io.js';
 import { NetBuilder } from '../../fixtures/models.js';
 import { pruneModel } from '../../cli/prune.js';
 import { regroup } from '../helpers/cli.js';
+import { tempFolders } from '../helpers/temp.js';
 import { outputBytes } from './output-bytes.js';
 
-let tmp: string;
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regroup-external-prune-'));
-});
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-function folder(name: string): string {
-  const dir = path.join(tmp, name);
-  fs.mkdirSync(dir, { recursive: true });
-  return dir;
-}
+const folder = tempFolders('regroup-external-prune-');
 
 /** Four 3×3 convs of 256 channels with BN and ReLU, GAP → Gemm: about 7 MB of float32 weights. */
 function wideStack(): Model {
