@@ -224,12 +224,12 @@ function methodOf(m: unknown, field: string, fail: (field: string, what: string)
       if (key === 'method') continue;
       const flag = method.flags.find((f) => flagName(f.flags) === key);
       if (!flag)
-        fail(
+        return fail(
           `${field}.${key}`,
           `is not an option of ${method.name}; its options are ${method.flags.map((f) => flagName(f.flags)).join(', ') || 'none'}`,
         );
       try {
-        options[flag!.key] = methodFlagValue(flag!, value);
+        options[flag.key] = methodFlagValue(flag, value);
       } catch (err) {
         fail(`${field}.${key}`, (err as Error).message);
       }

@@ -46,14 +46,15 @@ export function blockConvs(model: Model, block: number): BlockedConvSummary {
   const summary: BlockedConvSummary = { blocked: 0, kept: [] };
   const shapes = inferShapes(model);
   const convs = model.graph.nodeList().filter((n) => n.opType === 'Conv' && n.domain === '');
+  const floatShape = (v: Value) => {
+    const type = shapes.typeOf(v);
+    return type && type.dtype === DataType.FLOAT ? type.shape : undefined;
+  };
   for (const node of convs) {
-    const why = ineligible(node, block, (v) => {
-      const type = shapes.typeOf(v);
-      return type && type.dtype === DataType.FLOAT ? type.shape : undefined;
-    });
-    if (why) summary.kept.push({ node: node.name, why });
+    const weight = eligibleWeight(node, block, floatShape);
+    if (typeof weight === 'string') summary.kept.push({ node: node.name, why: weight });
     else {
-      rewrite(model, node, block, shapes.typeOf(node.input(1))!.shape as number[]);
+      rewrite(model, node, block, weight);
       summary.blocked++;
     }
   }
@@ -62,22 +63,24 @@ export function blockConvs(model: Model, block: number): BlockedConvSummary {
   return summary;
 }
 
-function ineligible(
+/** The Conv's weight dims [O, C, kh, kw] when the blocked kernel runs it, else why not. */
+function eligibleWeight(
   node: Node,
   block: number,
   floatShape: (v: Value) => readonly Dim[] | undefined,
-): string | undefined {
+): number[] | string {
   if (node.getInt('group', 1) !== 1) return 'grouped';
   const w = floatShape(node.input(1));
   if (w?.length !== 4 || w.some((d) => typeof d !== 'number')) return 'weight not a float32 4-D tensor of known shape';
-  const [out, channels] = w as number[];
-  if (out! % block !== 0) return `${out} output channels, not a multiple of ${block}`;
-  if (channels! >= block && channels! % block !== 0) return `${channels} input channels, not a multiple of ${block}`;
+  const dims = w as number[];
+  const [out, channels] = dims as [number, number];
+  if (out % block !== 0) return `${out} output channels, not a multiple of ${block}`;
+  if (channels >= block && channels % block !== 0) return `${channels} input channels, not a multiple of ${block}`;
   // The input's shape may be unknown to inference here (a gradient); a 4-D weight makes it 4-D.
   const x = floatShape(node.input(0));
   if (x && x.length !== 4) return 'input not 4-D';
   if (node.outputs.length !== 1) return 'more than one output';
-  return undefined;
+  return dims;
 }
 
 function rewrite(model: Model, node: Node, block: number, [out, channels, kh, kw]: number[]): void {

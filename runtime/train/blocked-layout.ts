@@ -80,15 +80,20 @@ async function runOnce(model: Model, feeds: Record<string, ort.Tensor>): Promise
   }
 }
 
+/** The layout a step graph trains in: blocked at `block`, or plain and why. */
+export type LayoutChoice = { layout: 'blocked'; block: number } | { layout: 'plain'; why: string };
+
 /**
  * The layout a step graph trains in with these session options: blocked on the CPU provider
  * where the kernels exist, unless asked for plain (option or REGROUP_TRAIN_LAYOUT=plain).
  */
-export async function trainLayout(
-  options: SessionOptions & { layout?: TrainLayout },
-): Promise<{ layout: TrainLayout; block: number }> {
+export async function trainLayout(options: SessionOptions & { layout?: TrainLayout }): Promise<LayoutChoice> {
   const asked = options.layout ?? (process.env.REGROUP_TRAIN_LAYOUT === 'plain' ? 'plain' : 'blocked');
-  if (asked === 'plain' || (options.ep ?? 'cpu') !== 'cpu') return { layout: 'plain', block: 0 };
+  if (asked === 'plain') return { layout: 'plain', why: 'as asked' };
+  const ep = options.ep ?? 'cpu';
+  if (ep !== 'cpu') return { layout: 'plain', why: `the ${ep} provider` };
   const block = await nchwcBlockSize();
-  return block > 0 ? { layout: 'blocked', block } : { layout: 'plain', block: 0 };
+  return block > 0
+    ? { layout: 'blocked', block }
+    : { layout: 'plain', why: "onnxruntime's blocked kernels are not available or did not check out on this CPU" };
 }

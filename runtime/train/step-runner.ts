@@ -29,33 +29,19 @@ export interface StepRunnerOptions extends SessionOptions {
 }
 
 /** "training step: 17 of 28 convolutions in onnxruntime's blocked layout (8-float blocks); …". */
-function layoutNote(
-  layout: TrainLayout,
-  block: number,
-  summary: BlockedConvSummary | undefined,
-  options: StepRunnerOptions,
-): string {
-  if (layout === 'plain') {
-    const why =
-      options.layout === 'plain' || process.env.REGROUP_TRAIN_LAYOUT === 'plain'
-        ? 'as asked'
-        : (options.ep ?? 'cpu') !== 'cpu'
-          ? `the ${options.ep} provider`
-          : "onnxruntime's blocked kernels are not available or did not check out on this CPU";
-    return `training step: plain NCHW convolutions (${why})`;
-  }
-  const total = summary!.blocked + summary!.kept.length;
+function blockedNote(summary: BlockedConvSummary, block: number): string {
+  const total = summary.blocked + summary.kept.length;
   const reasons = [
     ...new Set(
-      summary!.kept.map((k) =>
+      summary.kept.map((k) =>
         k.why === 'grouped'
           ? "grouped: the weight gradients' patch extraction and grouped layers"
           : k.why.replace(/^\d+ /, 'N '),
       ),
     ),
   ];
-  const rest = summary!.kept.length > 0 ? `; the other ${summary!.kept.length} plain (${reasons.join('; ')})` : '';
-  return `training step: ${summary!.blocked} of ${total} convolutions in onnxruntime's blocked layout (${block}-float blocks)${rest}; REGROUP_TRAIN_LAYOUT=plain turns it off`;
+  const rest = summary.kept.length > 0 ? `; the other ${summary.kept.length} plain (${reasons.join('; ')})` : '';
+  return `training step: ${summary.blocked} of ${total} convolutions in onnxruntime's blocked layout (${block}-float blocks)${rest}; REGROUP_TRAIN_LAYOUT=plain turns it off`;
 }
 
 /** What one update fed: the batch and the scalars. */
@@ -95,6 +81,8 @@ export class StepRunner {
   private constructor(
     readonly graph: TrainingGraph,
     readonly session: InferenceSession,
+    /** One line on how the step's convolutions run (blocked or plain, and why). */
+    readonly layoutNote: string,
   ) {
     this.#fetches = [
       graph.outputs.loss,
@@ -113,22 +101,18 @@ export class StepRunner {
         'unsupported',
         `the model has ${graph.inputs.data.length} data inputs (${graph.inputs.data.join(', ')}); training feeds one image input`,
       );
-    const { layout, block } = await trainLayout(options);
+    const choice = await trainLayout(options);
     let model = graph.model;
-    let summary: BlockedConvSummary | undefined;
-    if (layout === 'blocked') {
+    let note: string;
+    if (choice.layout === 'blocked') {
       model = model.clone().model;
-      summary = blockConvs(model, block);
-    }
+      note = blockedNote(blockConvs(model, choice.block), choice.block);
+    } else note = `training step: plain NCHW convolutions (${choice.why})`;
     const { layout: _, ...session } = options;
-    const runner = new StepRunner(graph, await createSession(model, { optimization: 'all', ...session }));
+    const runner = new StepRunner(graph, await createSession(model, { optimization: 'all', ...session }), note);
     runner.#profile = options.profile;
-    runner.layoutNote = layoutNote(layout, block, summary, options);
     return runner;
   }
-
-  /** One line on how the step's convolutions run (blocked or plain, and why). */
-  layoutNote = '';
 
   /** Parameters then state, in the training graph's order. */
   all(): readonly CarriedTensor[] {
