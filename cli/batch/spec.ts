@@ -147,12 +147,11 @@ export function expandJobs(spec: BatchSpec): JobSpec[] {
       for (const target of spec.targets)
         for (const data of spec.data)
           for (const finetune of spec.finetune) {
-            const methodOptions = Object.keys(chosen).length > 0 ? { methodOptions: chosen } : {};
             const job = {
               model,
               modelSha256,
               method,
-              ...methodOptions,
+              methodOptions: Object.keys(chosen).length > 0 ? chosen : undefined,
               target,
               data,
               finetune,
@@ -173,8 +172,9 @@ export function jobId(job: Omit<JobSpec, 'id' | 'results'>): string {
   const key = {
     modelSha256: job.modelSha256,
     method: job.method,
-    // Absent rather than {} without options, so ids of jobs made before method options stay.
-    ...(job.methodOptions ? { methodOptions: job.methodOptions } : {}),
+    // Undefined without options (expandJobs leaves it out), which canonicalJson skips: ids of
+    // jobs made before method options stay.
+    methodOptions: job.methodOptions,
     target: job.target,
     data: job.data,
     finetune: job.finetune,
