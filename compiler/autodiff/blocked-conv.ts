@@ -46,6 +46,17 @@ export function blockConvs(model: Model, block: number): BlockedConvSummary {
   const summary: BlockedConvSummary = { blocked: 0, kept: [] };
   const shapes = inferShapes(model);
   const convs = model.graph.nodeList().filter((n) => n.opType === 'Conv' && n.domain === '');
+  // Shape constants shared by every layer that needs the same one.
+  const sharedShapes = new Map<string, Value>();
+  const shapeConstant = (values: number[]) => {
+    const key = values.join(',');
+    let value = sharedShapes.get(key);
+    if (!value) {
+      value = model.graph.addInitializer('nchwc_shape', Tensor.int64([values.length], values), { fresh: true });
+      sharedShapes.set(key, value);
+    }
+    return value;
+  };
   const floatShape = (v: Value) => {
     const type = shapes.typeOf(v);
     return type && type.dtype === DataType.FLOAT ? type.shape : undefined;
@@ -54,7 +65,7 @@ export function blockConvs(model: Model, block: number): BlockedConvSummary {
     const weight = eligibleWeight(node, block, floatShape);
     if (typeof weight === 'string') summary.kept.push({ node: node.name, why: weight });
     else {
-      rewrite(model, node, block, weight);
+      rewrite(model, node, block, weight, shapeConstant);
       summary.blocked++;
     }
   }
@@ -83,10 +94,14 @@ function eligibleWeight(
   return dims;
 }
 
-function rewrite(model: Model, node: Node, block: number, [out, channels, kh, kw]: number[]): void {
+function rewrite(
+  model: Model,
+  node: Node,
+  block: number,
+  [out, channels, kh, kw]: number[],
+  ints: (values: number[]) => Value,
+): void {
   const graph = model.graph;
-  const ints = (name: string, values: number[]) =>
-    graph.addInitializer(name, Tensor.int64([values.length], values), { fresh: true });
   const before = (opType: string, inputs: (Value | undefined)[], attributes: Attribute[] = [], domain = '') =>
     graph
       .insertBefore(
@@ -105,9 +120,9 @@ function rewrite(model: Model, node: Node, block: number, [out, channels, kh, kw
     ? [out! / block, block, channels! / block, block, kh!, kw!]
     : [out! / block, block, channels!, kh!, kw!];
   const perm = blockedInput ? [0, 2, 4, 5, 3, 1] : [0, 2, 3, 4, 1];
-  const reshaped = before('Reshape', [w, ints('nchwc_split', split)]);
+  const reshaped = before('Reshape', [w, ints(split)]);
   const transposed = before('Transpose', [reshaped], [attr.ints('perm', perm)]);
-  const weight = before('Reshape', [transposed, ints('nchwc_oihw', [out!, channels!, kh!, kw!])]);
+  const weight = before('Reshape', [transposed, ints([out!, channels!, kh!, kw!])]);
   const input = blockedInput ? before('ReorderInput', [x], [], NCHWC_DOMAIN) : x;
   const attributes = [...node.attributes.values()].filter((a) => a.name !== 'group');
   const conv = before('Conv', [input, weight, ...(b ? [b] : [])], attributes, NCHWC_DOMAIN);
