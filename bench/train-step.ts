@@ -49,6 +49,7 @@ const FORMS: Record<string, { options?: GradientOptions; layout?: TrainLayout }>
   ...(forms
     ? {
         'plain NCHW Convs': { layout: 'plain' },
+        'patches ∂W': { options: { convWeightGradient: 'patches' } },
         'ConvTranspose ∂x': { options: { convInputGradient: 'transpose' } },
         'swapped ∂W': { options: { convWeightGradient: 'swapped' } },
       }
@@ -138,12 +139,17 @@ for (const name of wanted) {
   const inference = await createSession(model, { optimization: 'all' });
   const inputName = inference.inputNames[0]!;
   const times = new Map<string, number[]>([...runners.keys(), 'forward'].map((k) => [k, []]));
+  // Each session's pool threads spin for more work after a run; a pause lets them sleep so
+  // the next session (another form) does not share the cores with them.
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 30));
   for (let round = 0; round < steps + 2; round++) {
     for (const [form, runner] of runners) {
+      await settle();
       const t = performance.now();
       await runner.step({ data, labels, lr: 0.01, step: round + 1 });
       if (round >= 2) times.get(form)!.push(performance.now() - t);
     }
+    await settle();
     const t = performance.now();
     await run(inference, { [inputName]: data });
     if (round >= 2) times.get('forward')!.push(performance.now() - t);

@@ -21,7 +21,7 @@
  *
  * Only what the blocked kernel runs as is: 2-D, group 1, float32, output channels a multiple of
  * B and input channels either a multiple of B or fewer than B, static weight shapes. Everything
- * else (grouped and depthwise convs, the patch extraction of the weight gradient) is left as
+ * else (grouped and depthwise convs, the weight gradient's patch extraction or shifted copies) is left as
  * it is. The ops are onnxruntime's own (domain com.microsoft.nchwc, CPU provider only): this
  * is a runtime form of the step graph, never written to a user's model.
  */

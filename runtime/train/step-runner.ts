@@ -35,7 +35,7 @@ function blockedNote(summary: BlockedConvSummary, block: number): string {
     ...new Set(
       summary.kept.map((k) =>
         k.why === 'grouped'
-          ? "grouped: the weight gradients' patch extraction and grouped layers"
+          ? "grouped: the weight gradients' patch extraction or shifted copies, and grouped layers"
           : k.why.replace(/^\d+ /, 'N '),
       ),
     ),

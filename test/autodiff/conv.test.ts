@@ -1,6 +1,7 @@
 /**
  * Conv gradients (∂x via the flipped-kernel Conv at unit strides and ConvTranspose otherwise,
- * or ConvTranspose everywhere; ∂W via patches + MatMul; ∂b) against finite
+ * or ConvTranspose everywhere; ∂W via patches + MatMul, shifted copies + MatMul, or the
+ * swapped Conv; ∂b) against finite
  * differences. The CPU provider has no float64 Conv, so these run in float32 with ε = 1e-2
  * and a random-projection loss (linear in the output, so the differences carry no
  * second-order error): every checked entry and direction within relative error 1e-2.
@@ -65,6 +66,21 @@ const CASES: ConvCase[] = [
     attrs: { auto_pad: 'SAME_UPPER', strides: [2, 2] },
     y: [2, 3, 3, 3],
   },
+  {
+    name: 'group 2, 3×2 kernel, width stride 2, asymmetric pads',
+    x: [2, 4, 6, 7],
+    w: [6, 2, 3, 2],
+    attrs: { group: 2, strides: [1, 2], pads: [1, 0, 0, 1] },
+    y: [2, 6, 5, 4],
+  },
+  {
+    name: 'dilation 2×1, unequal pads',
+    x: [2, 3, 7, 6],
+    w: [4, 3, 3, 3],
+    bias: true,
+    attrs: { dilations: [2, 1], pads: [2, 1, 1, 1] },
+    y: [2, 4, 6, 6],
+  },
   { name: 'auto_pad SAME_LOWER', x: [2, 2, 5, 5], w: [3, 2, 2, 2], attrs: { auto_pad: 'SAME_LOWER' }, y: [2, 3, 5, 5] },
   { name: 'auto_pad VALID', x: [2, 2, 6, 6], w: [3, 2, 3, 3], attrs: { auto_pad: 'VALID' }, y: [2, 3, 4, 4] },
   { name: '1×1 (no patches)', x: [2, 4, 5, 5], w: [3, 4, 1, 1], bias: true, attrs: {}, y: [2, 3, 5, 5] },
@@ -86,37 +102,101 @@ function convModel(c: ConvCase) {
   return b.model;
 }
 
-async function check(
-  c: ConvCase,
-  convWeightGradient: 'patches' | 'swapped',
-  convInputGradient: 'conv' | 'transpose' = 'conv',
-) {
+type WeightForm = 'auto' | 'patches' | 'shifted' | 'swapped';
+
+async function check(c: ConvCase, convWeightGradient: WeightForm, convInputGradient: 'conv' | 'transpose' = 'conv') {
   const inputs = {
     x: randomInput(c.x, F32, 1),
     w: randomInput(c.w, F32, 2),
     ...(c.bias ? { b: randomInput([c.w[0]!], F32, 3) } : {}),
   };
-  const wrt = convWeightGradient === 'patches' ? Object.keys(inputs) : ['w'];
+  const wrt = convWeightGradient === 'auto' ? Object.keys(inputs) : ['w'];
   const errors = await gradCheck(convModel(c), wrt, inputs, {
     eps: 1e-2,
     entries: 32,
     options: { convWeightGradient, convInputGradient },
   });
-  const variant = `${convWeightGradient === 'swapped' ? ' (swapped ∂W)' : ''}${convInputGradient === 'transpose' ? ' (ConvTranspose ∂x)' : ''}`;
+  const variant = `${convWeightGradient === 'auto' ? '' : ` (${convWeightGradient} ∂W)`}${convInputGradient === 'transpose' ? ' (ConvTranspose ∂x)' : ''}`;
   console.log(`[gradcheck] Conv ${c.name}${variant}: ${JSON.stringify(errors)}`);
   for (const error of Object.values(errors)) expect(error).toBeLessThanOrEqual(TOLERANCE);
 }
 
 describe('Conv gradient (float32, ε = 1e-2, rel. err ≤ 1e-2)', () => {
-  for (const c of CASES) it(c.name, () => check(c, 'patches'));
+  for (const c of CASES) it(c.name, () => check(c, 'auto'));
 });
 
 describe('Conv ∂x as ConvTranspose for every stride (the alternative to the flipped-kernel Conv)', () => {
-  for (const c of CASES) it(c.name, () => check(c, 'patches', 'transpose'));
+  for (const c of CASES) it(c.name, () => check(c, 'auto', 'transpose'));
+});
+
+describe('Conv ∂W by patches everywhere', () => {
+  for (const c of CASES) it(c.name, () => check(c, 'patches'));
+});
+
+describe('Conv ∂W by shifted copies wherever it applies (2-D, unit height stride)', () => {
+  for (const c of CASES) it(c.name, () => check(c, 'shifted'));
 });
 
 describe('Conv ∂W as a swapped Conv (the slower alternative, group 1)', () => {
   for (const c of CASES.filter((k) => (k.attrs.group ?? 1) === 1)) it(c.name, () => check(c, 'swapped'));
+});
+
+describe('Conv ∂W: shifted copies equal patches (graph optimisations off), and which form the default takes', () => {
+  const weightGradient = async (c: ConvCase, convWeightGradient: WeightForm) => {
+    const inputs = {
+      x: randomInput(c.x, F32, 7),
+      w: randomInput(c.w, F32, 8),
+      ...(c.bias ? { b: randomInput([c.w[0]!], F32, 9) } : {}),
+    };
+    const gm = gradientModel(convModel(c), { loss: 'loss', wrt: ['w'], options: { convWeightGradient } });
+    // the forward Conv, then one patch extraction (none for a plain 1×1) or the two shifted copies
+    const convs = gm.model.graph.nodeList().filter((n) => n.opType === 'Conv').length;
+    const shifted = convs === 3;
+    const session = await createSession(gm.model, { optimization: 'disabled' });
+    try {
+      const out = await run(session, feedsOf(inputs));
+      return { data: out[gm.gradients.get('w')!]!.data as Float32Array, shifted };
+    } finally {
+      await session.release();
+    }
+  };
+  for (const c of CASES)
+    it(c.name, async () => {
+      const [patches, shifted, auto] = [
+        await weightGradient(c, 'patches'),
+        await weightGradient(c, 'shifted'),
+        await weightGradient(c, 'auto'),
+      ];
+      const kernel = c.w.slice(2);
+      const strides = (c.attrs.strides as number[] | undefined) ?? [1, 1];
+      const applies = kernel.length === 2 && strides[0] === 1;
+      expect(patches.shifted).toBe(false);
+      expect(shifted.shifted).toBe(applies);
+      // the default takes the shifted form where its copies are smaller: every square k×k
+      // kernel (k ≥ 2) here with O < (k − 1)·C and 'same' height
+      const [out, groupIn] = [c.w[0]!, c.w[1]!];
+      const inChannels = groupIn * ((c.attrs.group as number | undefined) ?? 1);
+      const smaller =
+        applies &&
+        (kernel[1]! * inChannels + kernel[0]! * out) * c.x[2]! < kernel[0]! * kernel[1]! * inChannels * c.y[2]!;
+      expect(auto.shifted).toBe(smaller);
+      const scale = Math.max(...patches.data.map(Math.abs));
+      let worst = 0;
+      for (let i = 0; i < patches.data.length; i++)
+        worst = Math.max(worst, Math.abs(shifted.data[i]! - patches.data[i]!));
+      expect(shifted.data.length).toBe(patches.data.length);
+      expect(worst / scale).toBeLessThanOrEqual(1e-6);
+    });
+  it('the default takes the shifted form on a 3×3 same-padded layer (16 → 16 channels)', async () => {
+    const c: ConvCase = {
+      name: '',
+      x: [2, 16, 8, 8],
+      w: [16, 16, 3, 3],
+      attrs: { pads: [1, 1, 1, 1] },
+      y: [2, 16, 8, 8],
+    };
+    expect((await weightGradient(c, 'auto')).shifted).toBe(true);
+  });
 });
 
 describe('Conv ∂x: the flipped-kernel Conv equals ConvTranspose (graph optimisations off)', () => {

@@ -153,7 +153,7 @@ describe('fixed batch', () => {
     expect(result.steps).toBe(2);
     expect(result.notes[0]).toMatch(/fixes batch 1: it trains on batches of 32/);
     expect(result.notes[1]).toMatch(
-      /^training step: (\d+ of 5 convolutions in onnxruntime's blocked layout|plain NCHW)/,
+      /^training step: (\d+ of 6 convolutions in onnxruntime's blocked layout|plain NCHW)/,
     );
     expect(result.final!.samples).toBe(20);
     const saved = loadModel(file);

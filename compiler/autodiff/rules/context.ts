@@ -14,11 +14,18 @@ import type { Emitter } from '../emitter.js';
 /** Choices between equivalent backward formulations. */
 export interface GradientOptions {
   /**
-   * ∂W of Conv: 'patches' (one-hot depthwise Conv + MatMul, the default; DESIGN.md measured
-   * it 2–4× faster on the CPU provider) or 'swapped' (a Conv with batch and channels
-   * swapped; group 1 only, grouped convs fall back to patches), kept for comparison.
+   * ∂W of Conv (rules/conv.ts):
+   * - 'auto' (default): 'shifted' where it applies and its intermediate tensors are smaller
+   *   than the patches', else 'patches' — a rule on tensor sizes, the same on every machine,
+   *   so a run's gradients (and a resumed run's) do not depend on a timing;
+   * - 'patches': every kernel tap of x copied out (one-hot grouped Conv, k·k × x) + MatMul;
+   * - 'shifted': x shifted along the width per kernel column and ∂y along the height per
+   *   kernel row (k × x + k × ∂y), one MatMul giving every (row, column) pair; 2-D kernels
+   *   with unit height stride only, others use patches;
+   * - 'swapped': a Conv with batch and channels swapped (group 1 only, else patches), kept
+   *   for comparison (DESIGN.md measured it 2–4× slower than patches).
    */
-  readonly convWeightGradient?: 'patches' | 'swapped';
+  readonly convWeightGradient?: 'auto' | 'patches' | 'shifted' | 'swapped';
   /**
    * ∂x of Conv: 'conv' (default) — where every stride is 1, a Conv of ∂y with the kernel
    * flipped and its in/out channels swapped per group, which the CPU provider runs in its

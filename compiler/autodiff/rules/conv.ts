@@ -16,6 +16,14 @@
  *          per group g: ∂W_g = Σ_n ∂y_g[n] · P_g[n]ᵀ, computed as
  *              ReduceSum_n(MatMul(P_g [N, C_g·K, L], ∂y_gᵀ [N, L, M_g])) then transposed.
  *        A 1×1 kernel with stride 1 and no padding reads x itself: P = x.
+ *     or, for 2-D kernels with unit height stride, by shifted copies (shiftedWeightGradient):
+ *        with kernel row i, column j, rows r of x and begin pads p_h, p_w,
+ *          ∂W[o, c, i, j] = Σ_{n, r, q} ∂y[n, o, r + p_h − i·d_h, q] · x[n, c, r, q·s_w − p_w + j·d_w]
+ *        (∂y zero outside its rows) — X_j = x shifted along the width per column j (a one-hot
+ *        1×k_w grouped Conv, k_w × x) and D_i = ∂y shifted along the height per row i (k_h ×
+ *        ∂y); one batched MatMul of [D_0 … D_{k_h−1}] against [X_0 … X_{k_w−1}] gives every
+ *        (i, j) at once: the same multiply-adds as the patches, k_h·O + k_w·C channels of
+ *        intermediates instead of k_h·k_w·C. The default picks it where those are fewer.
  *   ∂b = Σ_{n, q} ∂y.
  */
 import { attr } from '../../ir/attribute.js';
@@ -38,11 +46,7 @@ const conv: GradientRule = (c) => {
   const spatialAxes = kernel.map((_, a) => a + 2);
   return [
     c.needs(0) ? inputGradient(c, dy, w, wShape, window, group) : undefined,
-    c.needs(1)
-      ? c.options.convWeightGradient === 'swapped' && group === 1
-        ? swappedWeightGradient(c, dy, x, wShape, window)
-        : weightGradient(c, dy, x, wShape, window, group)
-      : undefined,
+    c.needs(1) ? weightGradient(c, dy, x, wShape, window, group) : undefined,
     c.needs(2) ? c.e.reduceSum(dy, [0, ...spatialAxes], false) : undefined,
   ];
 };
@@ -119,8 +123,94 @@ function flippedConvGradient(
   );
 }
 
-/** ∂W by patch extraction and a batched MatMul per group. */
+/** ∂W in the form the options ask for (see GradientOptions.convWeightGradient). */
 function weightGradient(
+  c: RuleContext,
+  dy: Value,
+  x: Value,
+  wShape: readonly number[],
+  window: Window,
+  group: number,
+): Value {
+  const form = c.options.convWeightGradient ?? 'auto';
+  if (form === 'swapped' && group === 1) return swappedWeightGradient(c, dy, x, wShape, window);
+  const shifts = form === 'auto' || form === 'shifted' ? rowShifts(window) : undefined;
+  if (shifts && (form === 'shifted' || shiftedIsSmaller(window, wShape, group)))
+    return shiftedWeightGradient(c, dy, x, wShape, window, group, shifts);
+  return patchWeightGradient(c, dy, x, wShape, window, group);
+}
+
+/**
+ * Pads of the height shifts of ∂y (rows (k_h − 1)·d_h − p above and below), or undefined
+ * where the shifted form does not apply: not a 2-D kernel, a height stride, or a height pad
+ * wider than the dilated kernel.
+ */
+function rowShifts(window: Window): { top: number; bottom: number } | undefined {
+  if (window.kernel.length !== 2 || window.strides[0] !== 1) return undefined;
+  const reach = (window.kernel[0]! - 1) * window.dilations[0]!;
+  const [top, bottom] = [reach - window.padsBegin[0]!, reach - window.padsEnd[0]!];
+  return top >= 0 && bottom >= 0 ? { top, bottom } : undefined;
+}
+
+/** Elements per sample: shifted copies (k_w·C/g + k_h·O/g per group, over H × W_out) against patches (k_h·k_w·C × H_out × W_out). */
+function shiftedIsSmaller(window: Window, wShape: readonly number[], group: number): boolean {
+  const [kh, kw] = window.kernel as [number, number];
+  const [outChannels, groupChannels] = [wShape[0]!, wShape[1]!];
+  const channels = groupChannels * group;
+  const shifted = (kw * channels + kh * outChannels) * window.inSize[0]!;
+  return shifted < kh * kw * channels * window.outSize[0]!;
+}
+
+/** ∂W by shifted copies of x (per kernel column) and ∂y (per kernel row), one batched MatMul per group (see the header). */
+function shiftedWeightGradient(
+  c: RuleContext,
+  dy: Value,
+  x: Value,
+  wShape: readonly number[],
+  window: Window,
+  group: number,
+  shifts: { top: number; bottom: number },
+): Value {
+  const [kh, kw] = window.kernel as [number, number];
+  const [outChannels, groupChannels] = [wShape[0]!, wShape[1]!];
+  const channels = groupChannels * group;
+  const dtype = c.dtype(x);
+  const positions = window.inSize[0]! * window.outSize[1]!;
+  // X[n, c·k_w + j, r, q] = x[n, c, r, q·s_w − p_w + j·d_w]
+  const columns = c.e.op(
+    'Conv',
+    [x, oneHotKernel(c, channels, [1, kw], dtype)],
+    [
+      attr.ints('kernel_shape', [1, kw]),
+      attr.ints('strides', [1, window.strides[1]!]),
+      attr.ints('dilations', [1, window.dilations[1]!]),
+      attr.ints('pads', [0, window.padsBegin[1]!, 0, window.padsEnd[1]!]),
+      attr.int('group', channels),
+    ],
+  );
+  // D[n, o·k_h + t, r, q] = ∂y[n, o, r + t·d_h − top, q]: kernel row i = k_h − 1 − t
+  const rows = c.e.op(
+    'Conv',
+    [dy, oneHotKernel(c, outChannels, [kh, 1], dtype)],
+    [
+      attr.ints('kernel_shape', [kh, 1]),
+      attr.ints('dilations', [window.dilations[0]!, 1]),
+      attr.ints('pads', [shifts.top, 0, shifts.bottom, 0]),
+      attr.int('group', outChannels),
+    ],
+  );
+  const d = c.e.reshape(rows, c.e.int64([0, group, (outChannels / group) * kh, positions]));
+  const xs = c.e.reshape(columns, c.e.int64([0, group, groupChannels * kw, positions]));
+  const perSample = c.e.op('MatMul', [d, c.e.transpose(xs, [0, 1, 3, 2])]);
+  // [g, O/g·k_h, C/g·k_w] → [O, t, C/g, j] → [O, C/g, t, j], t reversed into i
+  const summed = c.e.reshape(c.e.reduceSum(perSample, [0], false), c.e.int64([outChannels, kh, groupChannels, kw]));
+  const ordered = c.e.transpose(summed, [0, 2, 1, 3]);
+  if (kh === 1) return ordered;
+  return c.e.op('Slice', [ordered, c.e.int64([-1]), c.e.int64([-(kh + 1)]), c.e.int64([2]), c.e.int64([-1])]);
+}
+
+/** ∂W by patch extraction and a batched MatMul per group. */
+function patchWeightGradient(
   c: RuleContext,
   dy: Value,
   x: Value,
