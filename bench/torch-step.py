@@ -2,7 +2,7 @@
 
 Run: python3 bench/torch-step.py MODEL.onnx BATCH CHANNELS SIZE [STEPS]
 
-Builds the ONNX model's network in PyTorch (Conv, BatchNormalization, Relu, Add, pools,
+Builds the ONNX model's network in PyTorch (Conv, BatchNormalization, Relu, Clip, Add, pools,
 Flatten/Reshape, Gemm — what the benchmark's models use; anything else stops with its op
 name), with the first convolution cut to CHANNELS inputs when the model has more, then
 times one SGD step (Nesterov momentum 0.9, weight decay 5e-4, cross-entropy) and one
@@ -88,6 +88,10 @@ class OnnxNet(torch.nn.Module):
                 y = layer(get(ins[0]))
             elif op == "Relu":
                 y = torch.relu(get(ins[0]))
+            elif op == "Clip":
+                low = get(ins[1]).item() if len(ins) > 1 and ins[1] else a.get("min")
+                high = get(ins[2]).item() if len(ins) > 2 and ins[2] else a.get("max")
+                y = torch.clamp(get(ins[0]), low, high)
             elif op == "Add":
                 y = get(ins[0]) + get(ins[1])
             elif op == "GlobalAveragePool":

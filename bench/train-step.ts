@@ -1,7 +1,7 @@
 /**
  * Training step against inference and against PyTorch on the same CPU (not a test):
  *
- *   node dist/bench/train-step.js [--subjects resnet20,resnet20-28,fmnist] [--batch 128] [--steps 10]
+ *   node dist/bench/train-step.js [--subjects resnet20,resnet20-28,fmnist[,fmnist-mobilenet]] [--batch 128] [--steps 10]
  *                                 [--forms] [--no-torch]
  *
  * Subjects: ResNet-20 (../shared/fixtures) on 3×32×32; the same network on 1×28×28 (its first
@@ -42,6 +42,7 @@ const SUBJECTS: Record<string, { file: string; channels: number; size: number }>
   resnet20: { file: resnet20, channels: 3, size: 32 },
   'resnet20-28': { file: resnet20, channels: 1, size: 28 },
   fmnist: { file: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'), channels: 1, size: 28 },
+  'fmnist-mobilenet': { file: path.join(ROOT, 'fixtures/models/fmnist-mobilenet.onnx'), channels: 1, size: 28 },
 };
 /** Step graph forms: gradient formulations and the convolutions' layout (runtime/train/blocked-layout.ts). */
 const FORMS: Record<string, { options?: GradientOptions; layout?: TrainLayout }> = {

@@ -17,12 +17,15 @@
  * small): [O, C, kh, kw] → Reshape [O/B, B, C/B, B, kh, kw] → Transpose (0, 2, 4, 5, 3, 1) →
  * [O/B, C/B, kh, kw, B_in, B_out] (onnxruntime's OIHWBiBo). A layer whose input has fewer
  * than B channels (a network's first layer) reads its input unblocked, with the weight in
- * OIHWBo: [O/B, B, C, kh, kw] → (0, 2, 3, 4, 1).
+ * OIHWBo: [O/B, B, C, kh, kw] → (0, 2, 3, 4, 1). A depthwise Conv (group = C = O, one input
+ * channel per filter) reads its input blocked and takes its weight in OIHWBo too:
+ * [O/B, B, 1, kh, kw] → (0, 2, 3, 4, 1), group kept (measured at batch 128, 64 channels at
+ * 28×28: 21.5 ms plain against 13.5 ms blocked, copies in and out of onnxruntime included).
  *
- * Only what the blocked kernel runs as is: 2-D, group 1, float32, output channels a multiple of
- * B and input channels either a multiple of B or fewer than B, static weight shapes. Everything
- * else (grouped and depthwise convs, the weight gradient's patch extraction or shifted copies) is left as
- * it is. The ops are onnxruntime's own (domain com.microsoft.nchwc, CPU provider only): this
+ * Only what the blocked kernel runs as is: 2-D, group 1 or depthwise, float32, output channels
+ * a multiple of B and input channels either a multiple of B or fewer than B (group 1), static
+ * weight shapes. Everything else (other grouped convs, the weight gradient's patch extraction
+ * or shifted copies, which make several channels of each input channel) is left as it is. The ops are onnxruntime's own (domain com.microsoft.nchwc, CPU provider only): this
  * is a runtime form of the step graph, never written to a user's model.
  */
 import { inferShapes } from '../analysis/shape-inference.js';
@@ -80,11 +83,12 @@ function eligibleWeight(
   block: number,
   floatShape: (v: Value) => readonly Dim[] | undefined,
 ): number[] | string {
-  if (node.getInt('group', 1) !== 1) return 'grouped';
+  const group = node.getInt('group', 1);
   const w = floatShape(node.input(1));
   if (w?.length !== 4 || w.some((d) => typeof d !== 'number')) return 'weight not a float32 4-D tensor of known shape';
   const dims = w as number[];
   const [out, channels] = dims as [number, number];
+  if (group !== 1 && !(group === out && channels === 1)) return 'grouped';
   if (out % block !== 0) return `${out} output channels, not a multiple of ${block}`;
   if (channels >= block && channels % block !== 0) return `${channels} input channels, not a multiple of ${block}`;
   // The input's shape may be unknown to inference here (a gradient); a 4-D weight makes it 4-D.
@@ -114,17 +118,20 @@ function rewrite(
       )
       .output(0);
 
-  const blockedInput = channels! >= block;
+  const depthwise = node.getInt('group', 1) !== 1;
+  const blockedInput = depthwise || channels! >= block;
   const [x, w, b] = [node.input(0), node.input(1), node.inputs[2]];
-  const split = blockedInput
+  // OIHWBiBo for a blocked input, else OIHWBo (depthwise: one input channel per filter)
+  const biBo = blockedInput && !depthwise;
+  const split = biBo
     ? [out! / block, block, channels! / block, block, kh!, kw!]
     : [out! / block, block, channels!, kh!, kw!];
-  const perm = blockedInput ? [0, 2, 4, 5, 3, 1] : [0, 2, 3, 4, 1];
+  const perm = biBo ? [0, 2, 4, 5, 3, 1] : [0, 2, 3, 4, 1];
   const reshaped = before('Reshape', [w, ints(split)]);
   const transposed = before('Transpose', [reshaped], [attr.ints('perm', perm)]);
   const weight = before('Reshape', [transposed, ints([out!, channels!, kh!, kw!])]);
   const input = blockedInput ? before('ReorderInput', [x], [], NCHWC_DOMAIN) : x;
-  const attributes = [...node.attributes.values()].filter((a) => a.name !== 'group');
+  const attributes = [...node.attributes.values()].filter((a) => depthwise || a.name !== 'group');
   const conv = before('Conv', [input, weight, ...(b ? [b] : [])], attributes, NCHWC_DOMAIN);
   const y = before('ReorderOutput', [conv], [attr.int('channels', out!)], NCHWC_DOMAIN);
   node.output(0).replaceAllUsesWith(y);

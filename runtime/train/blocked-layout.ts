@@ -4,8 +4,8 @@
  *
  * The block size is the CPU's (8 floats with AVX2, 16 with AVX-512) and is read from
  * onnxruntime itself, once per process: ReorderInput pads a 4-channel tensor to one block.
- * Then one blocked 3×3 Conv, with its weight reordered by blockConvs, must give the plain
- * Conv's output on random data: a build or CPU without the blocked kernels (the op missing,
+ * Then a blocked 3×3 Conv and a blocked depthwise one, their weights reordered by blockConvs,
+ * must give the plain Convs' output on random data: a build or CPU without the blocked kernels (the op missing,
  * blocks under 8) or whose kernels expect another weight layout trains with plain
  * convolutions, as does REGROUP_TRAIN_LAYOUT=plain (for comparisons, or to rule the blocked
  * kernels out when something looks wrong).
@@ -50,20 +50,26 @@ async function probeBlock(): Promise<number> {
   }
 }
 
-/** A 3×3 Conv (2·block → block channels, 5×5, bias) gives the same output plain and blocked, to 1e-4. */
+/**
+ * A 3×3 Conv (2·block → block channels, 5×5, bias) and a depthwise 3×3 Conv after it give the
+ * same output plain and blocked, to 1e-4.
+ */
 async function blockedConvAgrees(block: number): Promise<boolean> {
   const b = new GraphBuilder({ opset: 17, seed: 7 });
   const [c, o] = [2 * block, block];
   const x = b.input('x', [2, c, 5, 5]);
   const w = b.input('w', [o, c, 3, 3]);
+  const wd = b.input('wd', [o, 1, 3, 3]);
   const y = b.op('Conv', [x, w, b.weight('bias', [o], 0.5)], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
-  b.output(y, { dtype: DataType.FLOAT });
+  const depthwise = b.op('Conv', [y, wd], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], group: o });
+  b.output(depthwise, { dtype: DataType.FLOAT });
   const plain = b.model.clone().model;
-  if (blockConvs(b.model, block).blocked !== 1) return false;
+  if (blockConvs(b.model, block).blocked !== 2) return false;
   const random = new Random(11);
   const feeds = {
     x: new ort.Tensor('float32', random.normals(2 * c * 25), [2, c, 5, 5]),
     w: new ort.Tensor('float32', random.normals(o * c * 9), [o, c, 3, 3]),
+    wd: new ort.Tensor('float32', random.normals(o * 9), [o, 1, 3, 3]),
   };
   const [expected, got] = [await runOnce(plain, feeds), await runOnce(b.model, feeds)];
   const [a, z] = [expected[0]!.data as Float32Array, got[0]!.data as Float32Array];

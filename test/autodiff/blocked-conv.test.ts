@@ -66,7 +66,8 @@ function network(): Model {
   const a = bnRelu('a.bn', conv('a', stem, 16, 16, 3, {}, true), 16);
   const res = b.op('Add', [conv('b', a, 16, 16, 1), stem]);
   const down = bnRelu('down.bn', conv('down', res, 32, 16, 3, { strides: [2, 2] }), 32);
-  const grouped = b.op('Relu', [conv('grouped', down, 32, 32, 3, { group: 4 })]);
+  const depthwise = bnRelu('dw.bn', conv('dw', down, 32, 32, 3, { group: 32 }), 32);
+  const grouped = b.op('Relu', [conv('grouped', depthwise, 32, 32, 3, { group: 4 })]);
   const odd = b.op('Relu', [conv('odd', grouped, 12, 32, 3, {}, true)]);
   const pooled = b.op('GlobalAveragePool', [odd]);
   const flat = b.op('Flatten', [pooled], { axis: 1 });
@@ -96,11 +97,18 @@ describe('blocked convolutions in the step graph', () => {
     const blocked = nodes.filter((n) => n.opType === 'Conv' && n.domain === NCHWC_DOMAIN);
     expect(blocked).toHaveLength(summary.blocked);
     expect(summary.blocked + summary.kept.length).toBe(before);
-    // Forward: stem (3 inputs, read unblocked), a, b (1×1), down (stride 2); odd has 12 outputs, grouped is grouped.
-    for (const name of ['stem', 'a', 'b', 'down'])
+    // Forward: stem (3 inputs, read unblocked), a, b (1×1), down (stride 2), dw (depthwise);
+    // odd has 12 outputs, grouped is grouped (4 groups of 8).
+    for (const name of ['stem', 'a', 'b', 'down', 'dw', 'grad/dw/Conv'])
       expect(blocked.some((n) => n.name.startsWith(`${name}/nchwc/`))).toBe(true);
     expect(summary.kept).toContainEqual({ node: 'odd', why: '12 output channels, not a multiple of 16' });
     expect(summary.kept).toContainEqual({ node: 'grouped', why: 'grouped' });
+    // the depthwise Convs keep their group, read a blocked input and take an OIHWBo weight
+    for (const n of blocked.filter((n) => n.name.startsWith('dw/') || n.name.startsWith('grad/dw/'))) {
+      expect(n.getInt('group', 1)).toBe(32);
+      expect(n.input(0).producer?.opType).toBe('ReorderInput');
+      expect(n.input(1).producer?.input(0).producer?.getInts('perm')).toEqual([0, 2, 3, 4, 1]);
+    }
     // Convs with fewer than 16 input channels read them as they are: the stem (3) and the
     // input gradient of `odd` (12 gradient channels in); all others behind a ReorderInput.
     const unblockedInput = blocked.filter((n) => n.input(0).producer?.opType !== 'ReorderInput').map((n) => n.name);
@@ -146,7 +154,15 @@ describe('blocked convolutions in the step graph', () => {
 });
 
 describe('a blocked Conv equals the plain one for every geometry the kernel takes', () => {
-  const CASES: { name: string; c: number; o: number; k: number; attrs: Record<string, number[] | string> }[] = [
+  const CASES: {
+    name: string;
+    c: number;
+    o: number;
+    k: number;
+    attrs: Record<string, number[] | string | number>;
+  }[] = [
+    { name: 'depthwise 3×3 pads 1, 16 channels', c: 16, o: 16, k: 3, attrs: { group: 16, pads: [1, 1, 1, 1] } },
+    { name: 'depthwise 5×5 stride 2, 32 channels', c: 32, o: 32, k: 5, attrs: { group: 32, strides: [2, 2] } },
     { name: '1×1, 4 inputs (read unblocked)', c: 4, o: 16, k: 1, attrs: {} },
     { name: '1×1 stride 2, 3 inputs', c: 3, o: 8, k: 1, attrs: { strides: [2, 2] } },
     { name: '5×5 pads 2, 1 input', c: 1, o: 8, k: 5, attrs: { pads: [2, 2, 2, 2] } },
@@ -168,9 +184,10 @@ describe('a blocked Conv equals the plain one for every geometry the kernel take
         console.log('skipped: onnxruntime has no blocked (NCHWc) kernels on this CPU');
         ctx.skip();
       }
+      const weightDims = [c.o, c.c / ((c.attrs.group as number | undefined) ?? 1), c.k, c.k];
       const make = () => {
         const b = new GraphBuilder({ opset: 17 });
-        const [x, w, bias] = [b.input('x', [2, c.c, 11, 11]), b.input('w', [c.o, c.c, c.k, c.k]), b.input('b', [c.o])];
+        const [x, w, bias] = [b.input('x', [2, c.c, 11, 11]), b.input('w', weightDims), b.input('b', [c.o])];
         b.output(b.op('Conv', [x, w, bias], { kernel_shape: [c.k, c.k], ...c.attrs }), { dtype: DataType.FLOAT });
         return b.model;
       };
@@ -181,7 +198,7 @@ describe('a blocked Conv equals the plain one for every geometry the kernel take
       const random = new Random(c.k * 31 + c.c);
       const tensor = (dims: number[]) =>
         toOrtTensor(DataType.FLOAT, dims, random.normals(dims.reduce((p, q) => p * q, 1)));
-      const feeds = { x: tensor([2, c.c, 11, 11]), w: tensor([c.o, c.c, c.k, c.k]), b: tensor([c.o]) };
+      const feeds = { x: tensor([2, c.c, 11, 11]), w: tensor(weightDims), b: tensor([c.o]) };
       const outputs = async (model: Model) => {
         const session = await createSession(model, { optimization: 'disabled' });
         try {
