@@ -163,6 +163,13 @@ describe('a blocked Conv equals the plain one for every geometry the kernel take
   }[] = [
     { name: 'depthwise 3×3 pads 1, 16 channels', c: 16, o: 16, k: 3, attrs: { group: 16, pads: [1, 1, 1, 1] } },
     { name: 'depthwise 5×5 stride 2, 32 channels', c: 32, o: 32, k: 5, attrs: { group: 32, strides: [2, 2] } },
+    {
+      name: 'depthwise 3×3 dilation 2, asymmetric pads',
+      c: 16,
+      o: 16,
+      k: 3,
+      attrs: { group: 16, dilations: [2, 2], pads: [2, 1, 1, 2] },
+    },
     { name: '1×1, 4 inputs (read unblocked)', c: 4, o: 16, k: 1, attrs: {} },
     { name: '1×1 stride 2, 3 inputs', c: 3, o: 8, k: 1, attrs: { strides: [2, 2] } },
     { name: '5×5 pads 2, 1 input', c: 1, o: 8, k: 5, attrs: { pads: [2, 2, 2, 2] } },
