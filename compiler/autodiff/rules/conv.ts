@@ -31,7 +31,7 @@ import type { DataType } from '../../ir/dtype.js';
 import type { Value } from '../../ir/node.js';
 import { floatTensor } from '../emitter.js';
 import type { GradientRule, RuleContext } from './context.js';
-import { staticShape, staticTail } from './helpers.js';
+import { staticShape } from './helpers.js';
 import { explicitPads, transposeGeometry, windowOf, type Window } from './window.js';
 
 const product = (dims: readonly number[]) => dims.reduce((p, d) => p * d, 1);
@@ -101,16 +101,12 @@ function flippedConvGradient(
   const spatial = kernel.map((_, a) => a + 3);
   const grouped = c.e.reshape(w, c.e.int64([group, outChannels / group, groupChannels, ...kernel]));
   const swapped = c.e.transpose(grouped, [0, 2, 1, ...spatial]);
-  let flipped = c.e.reshape(swapped, c.e.int64([group * groupChannels, outChannels / group, ...kernel]));
-  const axes = kernel.map((k, a) => (k > 1 ? a + 2 : -1)).filter((a) => a >= 0);
-  if (axes.length > 0)
-    flipped = c.e.op('Slice', [
-      flipped,
-      c.e.int64(axes.map(() => -1)),
-      c.e.int64(axes.map((a) => -(kernel[a - 2]! + 1))),
-      c.e.int64(axes),
-      c.e.int64(axes.map(() => -1)),
-    ]);
+  const flipped = reverseAxes(
+    c,
+    c.e.reshape(swapped, c.e.int64([group * groupChannels, outChannels / group, ...kernel])),
+    kernel.map((_, a) => a + 2),
+    kernel,
+  );
   return c.e.op(
     'Conv',
     [dy, flipped],
@@ -123,6 +119,18 @@ function flippedConvGradient(
   );
 }
 
+/** What every ∂W form reads: ∂y, x, the window, and the weight's layout [O, C/g, k…] in g groups. */
+interface WeightGradientInputs {
+  readonly dy: Value;
+  readonly x: Value;
+  readonly window: Window;
+  readonly wShape: readonly number[];
+  readonly group: number;
+  /** O and C/g. */
+  readonly outChannels: number;
+  readonly groupChannels: number;
+}
+
 /** ∂W in the form the options ask for (see GradientOptions.convWeightGradient). */
 function weightGradient(
   c: RuleContext,
@@ -132,12 +140,12 @@ function weightGradient(
   window: Window,
   group: number,
 ): Value {
+  const g: WeightGradientInputs = { dy, x, window, wShape, group, outChannels: wShape[0]!, groupChannels: wShape[1]! };
   const form = c.options.convWeightGradient ?? 'auto';
-  if (form === 'swapped' && group === 1) return swappedWeightGradient(c, dy, x, wShape, window);
+  if (form === 'swapped' && group === 1) return swappedWeightGradient(c, g);
   const shifts = form === 'auto' || form === 'shifted' ? rowShifts(window) : undefined;
-  if (shifts && (form === 'shifted' || shiftedIsSmaller(window, wShape, group)))
-    return shiftedWeightGradient(c, dy, x, wShape, window, group, shifts);
-  return patchWeightGradient(c, dy, x, wShape, window, group);
+  if (shifts && (form === 'shifted' || shiftedIsSmaller(g))) return shiftedWeightGradient(c, g, shifts);
+  return patchWeightGradient(c, g);
 }
 
 /**
@@ -152,10 +160,9 @@ function rowShifts(window: Window): { top: number; bottom: number } | undefined 
   return top >= 0 && bottom >= 0 ? { top, bottom } : undefined;
 }
 
-/** Elements per sample: shifted copies (k_w·C/g + k_h·O/g per group, over H × W_out) against patches (k_h·k_w·C × H_out × W_out). */
-function shiftedIsSmaller(window: Window, wShape: readonly number[], group: number): boolean {
+/** Elements per sample: shifted copies (k_w·C + k_h·O over H × W_out) against patches (k_h·k_w·C × H_out × W_out). */
+function shiftedIsSmaller({ window, group, outChannels, groupChannels }: WeightGradientInputs): boolean {
   const [kh, kw] = window.kernel as [number, number];
-  const [outChannels, groupChannels] = [wShape[0]!, wShape[1]!];
   const channels = groupChannels * group;
   const shifted = (kw * channels + kh * outChannels) * window.inSize[0]!;
   return shifted < kh * kw * channels * window.outSize[0]!;
@@ -164,65 +171,42 @@ function shiftedIsSmaller(window: Window, wShape: readonly number[], group: numb
 /** ∂W by shifted copies of x (per kernel column) and ∂y (per kernel row), one batched MatMul per group (see the header). */
 function shiftedWeightGradient(
   c: RuleContext,
-  dy: Value,
-  x: Value,
-  wShape: readonly number[],
-  window: Window,
-  group: number,
+  { dy, x, window, group, outChannels, groupChannels }: WeightGradientInputs,
   shifts: { top: number; bottom: number },
 ): Value {
   const [kh, kw] = window.kernel as [number, number];
-  const [outChannels, groupChannels] = [wShape[0]!, wShape[1]!];
-  const channels = groupChannels * group;
-  const dtype = c.dtype(x);
   const positions = window.inSize[0]! * window.outSize[1]!;
   // X[n, c·k_w + j, r, q] = x[n, c, r, q·s_w − p_w + j·d_w]
-  const columns = c.e.op(
-    'Conv',
-    [x, oneHotKernel(c, channels, [1, kw], dtype)],
-    [
-      attr.ints('kernel_shape', [1, kw]),
-      attr.ints('strides', [1, window.strides[1]!]),
-      attr.ints('dilations', [1, window.dilations[1]!]),
-      attr.ints('pads', [0, window.padsBegin[1]!, 0, window.padsEnd[1]!]),
-      attr.int('group', channels),
-    ],
-  );
+  const dtype = c.dtype(x);
+  const columns = tapCopies(c, x, dtype, groupChannels * group, {
+    kernel: [1, kw],
+    strides: [1, window.strides[1]!],
+    dilations: [1, window.dilations[1]!],
+    pads: [0, window.padsBegin[1]!, 0, window.padsEnd[1]!],
+  });
   // D[n, o·k_h + t, r, q] = ∂y[n, o, r + t·d_h − top, q]: kernel row i = k_h − 1 − t
-  const rows = c.e.op(
-    'Conv',
-    [dy, oneHotKernel(c, outChannels, [kh, 1], dtype)],
-    [
-      attr.ints('kernel_shape', [kh, 1]),
-      attr.ints('dilations', [window.dilations[0]!, 1]),
-      attr.ints('pads', [shifts.top, 0, shifts.bottom, 0]),
-      attr.int('group', outChannels),
-    ],
-  );
+  const rows = tapCopies(c, dy, dtype, outChannels, {
+    kernel: [kh, 1],
+    strides: [1, 1],
+    dilations: [window.dilations[0]!, 1],
+    pads: [shifts.top, 0, shifts.bottom, 0],
+  });
   const d = c.e.reshape(rows, c.e.int64([0, group, (outChannels / group) * kh, positions]));
   const xs = c.e.reshape(columns, c.e.int64([0, group, groupChannels * kw, positions]));
   const perSample = c.e.op('MatMul', [d, c.e.transpose(xs, [0, 1, 3, 2])]);
   // [g, O/g·k_h, C/g·k_w] → [O, t, C/g, j] → [O, C/g, t, j], t reversed into i
   const summed = c.e.reshape(c.e.reduceSum(perSample, [0], false), c.e.int64([outChannels, kh, groupChannels, kw]));
-  const ordered = c.e.transpose(summed, [0, 2, 1, 3]);
-  if (kh === 1) return ordered;
-  return c.e.op('Slice', [ordered, c.e.int64([-1]), c.e.int64([-(kh + 1)]), c.e.int64([2]), c.e.int64([-1])]);
+  return reverseAxes(c, c.e.transpose(summed, [0, 2, 1, 3]), [2], [kh]);
 }
 
 /** ∂W by patch extraction and a batched MatMul per group. */
 function patchWeightGradient(
   c: RuleContext,
-  dy: Value,
-  x: Value,
-  wShape: readonly number[],
-  window: Window,
-  group: number,
+  { dy, x, window, wShape, group, outChannels, groupChannels }: WeightGradientInputs,
 ): Value {
-  const channels = staticTail(c, x, 1)[0]!;
-  const [outChannels, groupChannels] = [wShape[0]!, wShape[1]!];
   const taps = product(window.kernel);
   const positions = product(window.outSize);
-  const patches = extractPatches(c, x, channels, window);
+  const patches = extractPatches(c, x, groupChannels * group, window);
   const p = c.e.reshape(patches, c.e.int64([0, group, groupChannels * taps, positions]));
   const g = c.e.reshape(dy, c.e.int64([0, group, outChannels / group, positions]));
   const perSample = c.e.op('MatMul', [p, c.e.transpose(g, [0, 1, 3, 2])]);
@@ -235,7 +219,7 @@ function patchWeightGradient(
  * channels swapped: input xᵀ [C, N, H…], kernel ∂yᵀ [M, N, O…], stride d, dilation s, the
  * forward's begin pads and enough end padding for k outputs; sliced to k, transposed.
  */
-function swappedWeightGradient(c: RuleContext, dy: Value, x: Value, wShape: readonly number[], window: Window): Value {
+function swappedWeightGradient(c: RuleContext, { dy, x, window, wShape }: WeightGradientInputs): Value {
   const rank = window.kernel.length;
   const swap = [1, 0, ...window.kernel.map((_, a) => a + 2)];
   const ends = window.kernel.map((k, a) =>
@@ -269,18 +253,50 @@ function extractPatches(c: RuleContext, x: Value, channels: number, window: Wind
     window.strides.every((s) => s === 1) &&
     explicitPads(window).every((p) => p === 0);
   if (plain) return x;
-  const selector = oneHotKernel(c, channels, window.kernel, c.dtype(x));
+  return tapCopies(c, x, c.dtype(x), channels, { ...window, pads: explicitPads(window) });
+}
+
+/**
+ * One copy of `input` (a forward or a gradient value, hence the element type given) per tap of
+ * `kernel`, as a grouped Conv with one-hot filters:
+ * output channel c·K + j is tap j of input channel c.
+ */
+function tapCopies(
+  c: RuleContext,
+  input: Value,
+  dtype: DataType,
+  channels: number,
+  geometry: {
+    kernel: readonly number[];
+    strides: readonly number[];
+    dilations: readonly number[];
+    pads: readonly number[];
+  },
+): Value {
   return c.e.op(
     'Conv',
-    [x, selector],
+    [input, oneHotKernel(c, channels, geometry.kernel, dtype)],
     [
-      attr.ints('kernel_shape', window.kernel),
-      attr.ints('strides', window.strides),
-      attr.ints('dilations', window.dilations),
-      attr.ints('pads', explicitPads(window)),
+      attr.ints('kernel_shape', geometry.kernel),
+      attr.ints('strides', geometry.strides),
+      attr.ints('dilations', geometry.dilations),
+      attr.ints('pads', geometry.pads),
       attr.int('group', channels),
     ],
   );
+}
+
+/** `value` with the given axes (of the given sizes) reversed; size-1 axes are left alone. */
+function reverseAxes(c: RuleContext, value: Value, axes: readonly number[], sizes: readonly number[]): Value {
+  const flipped = axes.filter((_, k) => sizes[k]! > 1);
+  if (flipped.length === 0) return value;
+  return c.e.op('Slice', [
+    value,
+    c.e.int64(flipped.map(() => -1)),
+    c.e.int64(flipped.map((a) => -(sizes[axes.indexOf(a)]! + 1))),
+    c.e.int64(flipped),
+    c.e.int64(flipped.map(() => -1)),
+  ]);
 }
 
 /** E [C·K, 1, k…]: output channel c·K + j copies tap j of input channel c. */
