@@ -104,12 +104,36 @@ function convModel(c: ConvCase) {
 
 type WeightForm = 'auto' | 'patches' | 'shifted' | 'swapped';
 
-async function check(c: ConvCase, convWeightGradient: WeightForm, convInputGradient: 'conv' | 'transpose' = 'conv') {
-  const inputs = {
-    x: randomInput(c.x, F32, 1),
-    w: randomInput(c.w, F32, 2),
-    ...(c.bias ? { b: randomInput([c.w[0]!], F32, 3) } : {}),
+/** Random x, w (and b) for a case, from seeds `seed`, `seed` + 1, `seed` + 2. */
+function convInputs(c: ConvCase, seed: number) {
+  return {
+    x: randomInput(c.x, F32, seed),
+    w: randomInput(c.w, F32, seed + 1),
+    ...(c.bias ? { b: randomInput([c.w[0]!], F32, seed + 2) } : {}),
   };
+}
+
+/** The gradient with respect to `wrt` of a gradient model run by onnxruntime with graph optimisations off. */
+async function gradientOf(gm: ReturnType<typeof gradientModel>, inputs: ReturnType<typeof convInputs>, wrt: string) {
+  const session = await createSession(gm.model, { optimization: 'disabled' });
+  try {
+    return (await run(session, feedsOf(inputs)))[gm.gradients.get(wrt)!]!.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+/** Two formulations agree: max |a − b| ≤ 1e-6 · max |a|. */
+function expectSame(a: Float32Array, b: Float32Array): void {
+  expect(b.length).toBe(a.length);
+  const scale = Math.max(...a.map(Math.abs));
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  expect(worst / scale).toBeLessThanOrEqual(1e-6);
+}
+
+async function check(c: ConvCase, convWeightGradient: WeightForm, convInputGradient: 'conv' | 'transpose' = 'conv') {
+  const inputs = convInputs(c, 1);
   const wrt = convWeightGradient === 'auto' ? Object.keys(inputs) : ['w'];
   const errors = await gradCheck(convModel(c), wrt, inputs, {
     eps: 1e-2,
@@ -143,22 +167,10 @@ describe('Conv ∂W as a swapped Conv (the slower alternative, group 1)', () => 
 
 describe('Conv ∂W: shifted copies equal patches (graph optimisations off), and which form the default takes', () => {
   const weightGradient = async (c: ConvCase, convWeightGradient: WeightForm) => {
-    const inputs = {
-      x: randomInput(c.x, F32, 7),
-      w: randomInput(c.w, F32, 8),
-      ...(c.bias ? { b: randomInput([c.w[0]!], F32, 9) } : {}),
-    };
     const gm = gradientModel(convModel(c), { loss: 'loss', wrt: ['w'], options: { convWeightGradient } });
     // the forward Conv, then one patch extraction (none for a plain 1×1) or the two shifted copies
     const convs = gm.model.graph.nodeList().filter((n) => n.opType === 'Conv').length;
-    const shifted = convs === 3;
-    const session = await createSession(gm.model, { optimization: 'disabled' });
-    try {
-      const out = await run(session, feedsOf(inputs));
-      return { data: out[gm.gradients.get('w')!]!.data as Float32Array, shifted };
-    } finally {
-      await session.release();
-    }
+    return { data: await gradientOf(gm, convInputs(c, 7), 'w'), shifted: convs === 3 };
   };
   for (const c of CASES)
     it(c.name, async () => {
@@ -180,12 +192,7 @@ describe('Conv ∂W: shifted copies equal patches (graph optimisations off), and
         applies &&
         (kernel[1]! * inChannels + kernel[0]! * out) * c.x[2]! < kernel[0]! * kernel[1]! * inChannels * c.y[2]!;
       expect(auto.shifted).toBe(smaller);
-      const scale = Math.max(...patches.data.map(Math.abs));
-      let worst = 0;
-      for (let i = 0; i < patches.data.length; i++)
-        worst = Math.max(worst, Math.abs(shifted.data[i]! - patches.data[i]!));
-      expect(shifted.data.length).toBe(patches.data.length);
-      expect(worst / scale).toBeLessThanOrEqual(1e-6);
+      expectSame(patches.data, shifted.data);
     });
   it('the default takes the shifted form on a 3×3 same-padded layer (16 → 16 channels)', async () => {
     const c: ConvCase = {
@@ -202,31 +209,17 @@ describe('Conv ∂W: shifted copies equal patches (graph optimisations off), and
 describe('Conv ∂x: the flipped-kernel Conv equals ConvTranspose (graph optimisations off)', () => {
   for (const c of CASES)
     it(c.name, async () => {
-      const inputs = {
-        x: randomInput(c.x, F32, 4),
-        w: randomInput(c.w, F32, 5),
-        ...(c.bias ? { b: randomInput([c.w[0]!], F32, 6) } : {}),
-      };
+      const inputs = convInputs(c, 4);
       const dx = async (convInputGradient: 'conv' | 'transpose') => {
         const gm = gradientModel(convModel(c), { loss: 'loss', wrt: ['x'], options: { convInputGradient } });
         const ops = new Set(gm.model.graph.nodeList().map((n) => n.opType));
-        const session = await createSession(gm.model, { optimization: 'disabled' });
-        try {
-          const out = await run(session, feedsOf(inputs));
-          return { data: out[gm.gradients.get('x')!]!.data as Float32Array, ops };
-        } finally {
-          await session.release();
-        }
+        return { data: await gradientOf(gm, inputs, 'x'), ops };
       };
       const [conv, transpose] = [await dx('conv'), await dx('transpose')];
       const unit = ((c.attrs.strides as number[] | undefined) ?? [1]).every((s) => s === 1);
       // Unit-stride layers get the Conv form (no ConvTranspose left); strided ones keep ConvTranspose.
       expect(conv.ops.has('ConvTranspose')).toBe(!unit);
       expect(transpose.ops.has('ConvTranspose')).toBe(true);
-      const scale = Math.max(...transpose.data.map(Math.abs));
-      let worst = 0;
-      for (let i = 0; i < conv.data.length; i++) worst = Math.max(worst, Math.abs(conv.data[i]! - transpose.data[i]!));
-      expect(conv.data.length).toBe(transpose.data.length);
-      expect(worst / scale).toBeLessThanOrEqual(1e-6);
+      expectSame(transpose.data, conv.data);
     });
 });
