@@ -25,8 +25,9 @@
  * Only what the blocked kernel runs as is: 2-D, group 1 or depthwise, float32, output channels
  * a multiple of B and input channels either a multiple of B or fewer than B (group 1), static
  * weight shapes. Everything else (other grouped convs, the weight gradient's patch extraction
- * or shifted copies, which make several channels of each input channel) is left as it is. The ops are onnxruntime's own (domain com.microsoft.nchwc, CPU provider only): this
- * is a runtime form of the step graph, never written to a user's model.
+ * or shifted copies, which make several channels of each input channel) is left as it is.
+ * The ops are onnxruntime's own (domain com.microsoft.nchwc, CPU provider only): this is a
+ * runtime form of the step graph, never written to a user's model.
  */
 import { inferShapes } from '../analysis/shape-inference.js';
 import { attr, type Attribute } from '../ir/attribute.js';
