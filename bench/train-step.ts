@@ -17,13 +17,13 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildTrainingGraph } from '../compiler/autodiff/training.js';
+import { buildTrainingGraph, type TrainingGraph } from '../compiler/autodiff/training.js';
 import type { GradientOptions } from '../compiler/autodiff/gradients.js';
 import type { Model } from '../compiler/ir/model.js';
 import { Tensor } from '../compiler/ir/tensor.js';
 import { loadModel, saveModel } from '../compiler/onnx/io.js';
 import { createSession, ort, run } from '../runtime/session.js';
-import type { TrainLayout } from '../runtime/train/blocked-layout.js';
+import { trainLayout, type TrainLayout } from '../runtime/train/blocked-layout.js';
 import { StepRunner } from '../runtime/train/step-runner.js';
 import { profilePrefix } from '../runtime/profile.js';
 import { BenchArgs, requireFixtures, ROOT, SHARED_FIXTURES } from './args.js';
@@ -44,12 +44,16 @@ const SUBJECTS: Record<string, { file: string; channels: number; size: number }>
   fmnist: { file: path.join(ROOT, 'fixtures/models/fmnist-resnet.onnx'), channels: 1, size: 28 },
   'fmnist-mobilenet': { file: path.join(ROOT, 'fixtures/models/fmnist-mobilenet.onnx'), channels: 1, size: 28 },
 };
-/** Step graph forms: gradient formulations and the convolutions' layout (runtime/train/blocked-layout.ts). */
-const FORMS: Record<string, { options?: GradientOptions; layout?: TrainLayout }> = {
+/**
+ * Step graph forms: gradient formulations and the convolutions' layout (runtime/train/blocked-layout.ts);
+ * in the blocked layout the step is built for the batch, as the trainer does, unless `anyBatch`.
+ */
+const FORMS: Record<string, { options?: GradientOptions; layout?: TrainLayout; anyBatch?: boolean }> = {
   default: {},
   ...(forms
     ? {
         'plain NCHW Convs': { layout: 'plain' },
+        'any batch (depthwise ∂W by copies)': { anyBatch: true },
         'patches ∂W': { options: { convWeightGradient: 'patches' } },
         'ConvTranspose ∂x': { options: { convInputGradient: 'transpose' } },
         'swapped ∂W': { options: { convWeightGradient: 'swapped' } },
@@ -130,9 +134,12 @@ for (const name of wanted) {
     loss: { kind: 'cross-entropy' as const },
     optimizer: { kind: 'sgd' as const, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
   };
-  const graphs = new Map(
-    Object.entries(FORMS).map(([form, { options }]) => [form, buildTrainingGraph(model, spec, options)]),
-  );
+  const graphs = new Map<string, TrainingGraph>();
+  for (const [form, { options, layout, anyBatch }] of Object.entries(FORMS)) {
+    const blocked = (await trainLayout({ layout })).layout === 'blocked';
+    const fixed = blocked && !anyBatch ? { batch, blockedLayout: true } : {};
+    graphs.set(form, buildTrainingGraph(model, spec, { ...fixed, ...options }));
+  }
   const layoutOf = (form: string) => FORMS[form]!.layout;
   const runners = new Map<string, StepRunner>();
   for (const [form, graph] of graphs)

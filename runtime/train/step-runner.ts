@@ -7,9 +7,16 @@
  * onnxruntime tensors between steps: each step's outputs are fed straight into the next
  * step, and are copied into JS arrays only for checkpoints and the final model. Fed tensors
  * (TrainingSpec.fed) are inputs that no step changes; `setFed` replaces them between steps.
+ *
+ * `StepRunner.build` fixes the step's batch to the run's (TrainingBuildOptions.batch) where the
+ * step runs in the blocked layout, which lets depthwise layers take their fast weight gradient;
+ * a batch of another size (images that failed to decode, a forward pass on a probe) runs a
+ * second step model built for any batch size, made on first need, on the same tensors.
  */
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
-import type { CarriedTensor, TrainingGraph } from '../../compiler/autodiff/types.js';
+import type { CarriedTensor, TrainingGraph, TrainingSpec } from '../../compiler/autodiff/types.js';
+import { buildTrainingGraph } from '../../compiler/autodiff/training.js';
+import type { Model } from '../../compiler/ir/model.js';
 import { RegroupError } from '../../compiler/errors.js';
 import { DataType, type TypedArray } from '../../compiler/ir/dtype.js';
 import type { Tensor } from '../../compiler/ir/tensor.js';
@@ -26,6 +33,8 @@ export interface StepRunnerOptions extends SessionOptions {
    * onnxruntime's NCHWc kernels (compiler/autodiff/blocked-conv.ts); 'plain': as built.
    */
   layout?: TrainLayout;
+  /** The same step built for any batch size, for batches other than the graph's fixed one (made on first need). */
+  anyBatch?: () => TrainingGraph;
 }
 
 /** "training step: 17 of 28 convolutions in onnxruntime's blocked layout (8-float blocks); …". */
@@ -77,6 +86,8 @@ export class StepRunner {
   readonly #fetches: string[];
   /** The profile prefix while profiling. */
   #profile: string | undefined;
+  /** Builds the any-batch runner (StepRunnerOptions.anyBatch), and that runner once built. */
+  #anyBatch: { build: () => Promise<StepRunner>; runner?: Promise<StepRunner> } | undefined;
 
   private constructor(
     readonly graph: TrainingGraph,
@@ -94,6 +105,22 @@ export class StepRunner {
     for (const f of graph.fed) this.#fed.set(f.input, toOrtTensor(f.init.dtype, f.init.dims, f.init.data.slice()));
   }
 
+  /**
+   * Build the step model for `model` and open a runner on it: in the blocked layout for
+   * batches of `batch` (see the header), else for any batch size.
+   */
+  static async build(
+    model: Model,
+    spec: TrainingSpec,
+    batch: number,
+    options: Omit<StepRunnerOptions, 'anyBatch'>,
+  ): Promise<StepRunner> {
+    const blocked = (await trainLayout(options)).layout === 'blocked';
+    const anyBatch = () => buildTrainingGraph(model, spec, { blockedLayout: blocked });
+    if (!blocked) return StepRunner.create(anyBatch(), options);
+    return StepRunner.create(buildTrainingGraph(model, spec, { batch, blockedLayout: true }), { ...options, anyBatch });
+  }
+
   /** Open a session on the step model (all graph optimisations unless told otherwise). */
   static async create(graph: TrainingGraph, options: StepRunnerOptions): Promise<StepRunner> {
     if (graph.inputs.data.length !== 1)
@@ -108,10 +135,49 @@ export class StepRunner {
       model = model.clone().model;
       note = blockedNote(blockConvs(model, choice.block), choice.block);
     } else note = `training step: plain NCHW convolutions (${choice.why})`;
-    const { layout: _, ...session } = options;
+    const { layout: _, anyBatch, ...session } = options;
     const runner = new StepRunner(graph, await createSession(model, { optimization: 'all', ...session }), note);
     runner.#profile = options.profile;
+    if (anyBatch && graph.batch !== undefined) {
+      const { profile: __, ...unprofiled } = options;
+      runner.#anyBatch = { build: () => StepRunner.create(anyBatch(), { ...unprofiled, anyBatch: undefined }) };
+    }
     return runner;
+  }
+
+  /** The runner for a batch of `size`: this one, or the any-batch one (see the header). */
+  async #runnerFor(size: number): Promise<StepRunner> {
+    const fixed = this.graph.batch;
+    if (fixed === undefined || size === fixed) return this;
+    if (!this.#anyBatch)
+      throw new RegroupError(
+        'usage',
+        `this step model takes batches of exactly ${fixed}; got ${size} (build it for any batch size to run others)`,
+      );
+    this.#anyBatch.runner ??= this.#anyBatch.build().then((other) => {
+      const names = (r: StepRunner) => [...r.all(), ...r.graph.fed].map((c) => c.name).join('\n');
+      if (names(other) !== names(this))
+        throw new RegroupError('runtime', 'the any-batch step model carries other tensors than the fixed-batch one');
+      return other;
+    });
+    return this.#anyBatch.runner;
+  }
+
+  /** Point this runner's carried and fed tensors at `from`'s (the same tensors, in the same order). */
+  #adopt(from: StepRunner): void {
+    const [mine, theirs] = [this.all(), from.all()];
+    mine.forEach((c, k) => this.#carried.set(c.input, from.#carried.get(theirs[k]!.input)!));
+    this.graph.fed.forEach((f, k) => this.#fed.set(f.input, from.#fed.get(from.graph.fed[k]!.input)!));
+  }
+
+  /** Run `work` on the runner for a batch of `size`, its tensors moved there and back. */
+  async #on<T>(size: number, work: (runner: StepRunner) => Promise<T>): Promise<T> {
+    const runner = await this.#runnerFor(size);
+    if (runner === this) return work(this);
+    runner.#adopt(this);
+    const result = await work(runner);
+    this.#adopt(runner);
+    return result;
   }
 
   /** Parameters then state, in the training graph's order. */
@@ -138,6 +204,10 @@ export class StepRunner {
 
   /** One update: feed the batch and the carried tensors, keep the updated ones. */
   async step(feeds: StepFeeds): Promise<StepOutcome> {
+    return this.#on(feeds.data.dims[0]!, (runner) => runner.#step(feeds));
+  }
+
+  async #step(feeds: StepFeeds): Promise<StepOutcome> {
     const out = await run(this.session, this.#feeds(feeds), this.#fetches);
     for (const c of this.all()) this.#carried.set(c.input, out[c.output]!);
     const monitored = new Map(
@@ -152,10 +222,12 @@ export class StepRunner {
    * as in training).
    */
   async forward(data: OrtTensor, labels: OrtTensor, teacherLogits?: OrtTensor): Promise<OrtTensor> {
-    const out = await run(this.session, this.#feeds({ data, labels, teacherLogits, lr: 0, step: 1 }), [
-      this.graph.outputs.logits,
-    ]);
-    return out[this.graph.outputs.logits]!;
+    return this.#on(data.dims[0]!, async (runner) => {
+      const out = await run(runner.session, runner.#feeds({ data, labels, teacherLogits, lr: 0, step: 1 }), [
+        runner.graph.outputs.logits,
+      ]);
+      return out[runner.graph.outputs.logits]!;
+    });
   }
 
   #feeds(f: StepFeeds): Feeds {
@@ -255,6 +327,8 @@ export class StepRunner {
 
   async release(): Promise<void> {
     await this.session.release();
+    const other = await this.#anyBatch?.runner?.catch(() => undefined);
+    await other?.release();
   }
 }
 

@@ -153,6 +153,79 @@ describe('blocked convolutions in the step graph', () => {
   });
 });
 
+describe('a step built for its batch: the depthwise weight gradient over batch × channels', () => {
+  it('reads the blocked x and ∂y the forward and input-gradient Convs already reorder', () => {
+    const graph = buildTrainingGraph(network(), SPEC, { batch: 8, blockedLayout: true });
+    blockConvs(graph.model, 16);
+    const nodes = graph.model.graph.nodeList();
+    const wide = nodes.filter((n) => n.opType === 'Conv' && n.getInt('group', 1) === 8 * 32);
+    expect(wide).toHaveLength(1);
+    const conv = wide[0]!;
+    expect(conv.domain).toBe(NCHWC_DOMAIN);
+    // input: Reshape(ReorderInput(x)), the forward depthwise Conv's own ReorderInput
+    const [input, weight] = [conv.input(0).producer!, conv.input(1).producer!];
+    expect(input.opType).toBe('Reshape');
+    expect(weight.opType).toBe('Reshape');
+    const forward = nodes.find((n) => n.name === 'dw/nchwc/Conv')!;
+    expect(input.input(0)).toBe(forward.input(0));
+    // weight: Reshape(ReorderInput(∂y)), shared with the input gradient's Conv (unit stride)
+    const inputGradient = nodes.find((n) => n.name.startsWith('grad/dw/') && n.opType === 'Conv' && n !== conv)!;
+    expect(inputGradient.domain).toBe(NCHWC_DOMAIN);
+    expect(weight.input(0)).toBe(inputGradient.input(0));
+    expect(weight.input(0).producer?.opType).toBe('ReorderInput');
+    // one ReorderInput per value
+    const reordered = nodes.filter((n) => n.opType === 'ReorderInput').map((n) => n.input(0));
+    expect(new Set(reordered).size).toBe(reordered.length);
+    // no Reshape left without a use
+    expect(nodes.filter((n) => n.opType === 'Reshape' && n.output(0).useCount === 0)).toEqual([]);
+  });
+
+  it('trains step for step like the plain any-batch graph, other batch sizes included', async (ctx) => {
+    const block = await nchwcKernelBlock();
+    if (block === 0) {
+      console.log('skipped: onnxruntime has no blocked (NCHWc) kernels on this CPU');
+      ctx.skip();
+    }
+    const plain = await StepRunner.create(buildTrainingGraph(network(), SPEC), {
+      optimization: 'all',
+      layout: 'plain',
+    });
+    const fixed = await StepRunner.build(network(), SPEC, 8, { optimization: 'all' });
+    expect(fixed.graph.batch).toBe(8);
+    try {
+      // batches of 8 run the fixed-batch step, the one of 5 the any-batch step on the same tensors
+      for (const [step, size] of [8, 5, 8, 8].entries()) {
+        const batch = syntheticBatch([size, 3, 12, 12], 10, step + 1);
+        const a = await plain.step({ ...batch, lr: 0.05, step: step + 1 });
+        const b = await fixed.step({ ...batch, lr: 0.05, step: step + 1 });
+        expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5 * Math.max(1, Math.abs(a.loss)));
+        const [pa, pb] = [plain.snapshot(), fixed.snapshot()];
+        expect(pb.map((t) => t.name)).toEqual(pa.map((t) => t.name));
+        pa.forEach((t, i) => expectClose(t.data as Float32Array, pb[i]!.data as Float32Array, 1e-5));
+      }
+      const probe = syntheticBatch([3, 3, 12, 12], 10, 9);
+      expectClose(
+        (await plain.forward(probe.data, probe.labels)).data as Float32Array,
+        (await fixed.forward(probe.data, probe.labels)).data as Float32Array,
+        1e-5,
+      );
+    } finally {
+      await Promise.all([plain.release(), fixed.release()]);
+    }
+  });
+
+  it('a runner made for one batch size says so when given another and no way to build one', async () => {
+    const graph = buildTrainingGraph(network(), SPEC, { batch: 8 });
+    const runner = await StepRunner.create(graph, { optimization: 'disabled', layout: 'plain' });
+    try {
+      const batch = syntheticBatch([4, 3, 12, 12], 10, 1);
+      await expect(runner.step({ ...batch, lr: 0.05, step: 1 })).rejects.toThrow(/batches of exactly 8; got 4/);
+    } finally {
+      await runner.release();
+    }
+  });
+});
+
 describe('a blocked Conv equals the plain one for every geometry the kernel takes', () => {
   const CASES: {
     name: string;

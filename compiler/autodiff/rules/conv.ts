@@ -150,7 +150,7 @@ function weightGradient(
   const g: WeightGradientInputs = { dy, x, window, wShape, group, outChannels: wShape[0]!, groupChannels: wShape[1]! };
   const form = c.options.convWeightGradient ?? 'auto';
   if (form === 'batch-grouped' || (form === 'auto' && c.options.blockedLayout)) {
-    const batched = batchGroupedWeightGradient(c, g);
+    const batched = batchGroupedWeightGradient(c, g, form === 'auto');
     if (batched) return batched;
   }
   if (form === 'swapped' && group === 1) return swappedWeightGradient(c, g);
@@ -212,16 +212,20 @@ function shiftedWeightGradient(
 
 /**
  * ∂W of a 2-D depthwise Conv as one depthwise Conv over batch × channels (see the header), or
- * undefined where it does not apply: not 2-D, not depthwise, or a batch the graph does not fix.
+ * undefined where it does not apply: not 2-D, not depthwise, or a batch the graph does not fix;
+ * with `blocks`, also where N·C is not a multiple of 16 (the blocked kernel would not take it
+ * with 16-float blocks, and the plain one runs it slower than the other forms).
  */
 function batchGroupedWeightGradient(
   c: RuleContext,
   { dy, x, window, wShape, group, outChannels, groupChannels }: WeightGradientInputs,
+  blocks: boolean,
 ): Value | undefined {
   const batch = c.shape(x)[0];
   if (window.kernel.length !== 2 || groupChannels !== 1 || outChannels !== group || typeof batch !== 'number')
     return undefined;
   const pairs = batch * group;
+  if (blocks && pairs % 16 !== 0) return undefined;
   const [inputs, outputs] = [window.inSize as number[], window.outSize as number[]];
   const full = c.e.op(
     'Conv',
