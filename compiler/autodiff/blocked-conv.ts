@@ -112,7 +112,7 @@ function reshapedTo(value: Value): number[] | undefined {
   const producer = value.producer;
   if (producer?.opType !== 'Reshape' || producer.domain !== '') return undefined;
   const dims = producer.inputs[1]?.constValue;
-  if (!dims || dims.dims.length !== 1) return undefined;
+  if (dims?.dims.length !== 1) return undefined;
   const values = [...(dims.data as BigInt64Array)].map(Number);
   return values.every((d) => d > 0) ? values : undefined;
 }
