@@ -87,6 +87,17 @@ describe('activation gradients', () => {
     const model = unaryModel('Clip', F64, {}, (b) => [scalar(b, 'min', -0.5, F64), scalar(b, 'max', 0.8, F64)]);
     await check(model, { x: awayFrom(SHAPE, F64, 5, 1, [-0.5, 0.8], 0.05) }, 1e-6, F64_TOLERANCE, 'Clip');
   });
+  it('Clip: the gradient passes at the bounds and between them, not outside (PyTorch clamp)', async () => {
+    // x exactly at both bounds, inside, outside; ∂x of Σ y is the mask itself
+    const values = [-2, -0.5, -0.25, 0, 0.8, 0.9, 3, 0.5];
+    const b = new GraphBuilder({ opset: 17 });
+    const x = b.input('x', [values.length], F64);
+    const bounds = [scalar(b, 'min', -0.5, F64), scalar(b, 'max', 0.8, F64)];
+    b.output(b.op('ReduceSum', [b.op('Clip', [x, ...bounds])], { keepdims: 0 }), { dtype: F64, shape: [] });
+    const gm = gradientModel(b.model, { loss: b.model.graph.outputs[0]!.name, wrt: ['x'] });
+    const out = await outputsOf(gm.model, { x: toOrtTensor(F64, [values.length], Float64Array.from(values)) });
+    expect([...(out[gm.gradients.get('x')!]!.data as Float64Array)]).toEqual([0, 1, 1, 1, 1, 0, 0, 1]);
+  });
   it('Clip with only a max (float64)', async () => {
     const model = unaryModel('Clip', F64, {}, (b) => [undefined, scalar(b, 'max', 0.3, F64)]);
     await check(model, { x: awayFrom(SHAPE, F64, 6, 1, [0.3], 0.05) }, 1e-6, F64_TOLERANCE, 'Clip max only');
