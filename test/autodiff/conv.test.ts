@@ -67,6 +67,20 @@ const CASES: ConvCase[] = [
     y: [2, 4, 6, 4],
   },
   {
+    name: '4×4 stride 2, asymmetric pads',
+    x: [2, 3, 8, 8],
+    w: [5, 3, 4, 4],
+    attrs: { strides: [2, 2], pads: [1, 2, 2, 1] },
+    y: [2, 5, 4, 4],
+  },
+  {
+    name: '5×5 stride 3 pads 2',
+    x: [2, 3, 9, 9],
+    w: [4, 3, 5, 5],
+    attrs: { strides: [3, 3], pads: [2, 2, 2, 2] },
+    y: [2, 4, 3, 3],
+  },
+  {
     name: 'dilation 2',
     x: [2, 3, 7, 7],
     w: [4, 3, 3, 3],
