@@ -17,8 +17,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildTrainingGraph, type TrainingGraph } from '../compiler/autodiff/training.js';
-import type { GradientOptions } from '../compiler/autodiff/gradients.js';
+import { buildTrainingGraph, type TrainingBuildOptions, type TrainingGraph } from '../compiler/autodiff/training.js';
 import type { Model } from '../compiler/ir/model.js';
 import { Tensor } from '../compiler/ir/tensor.js';
 import { loadModel, saveModel } from '../compiler/onnx/io.js';
@@ -48,10 +47,11 @@ const SUBJECTS: Record<string, { file: string; channels: number; size: number }>
  * Step graph forms: gradient formulations and the convolutions' layout (runtime/train/blocked-layout.ts);
  * in the blocked layout the step is built for the batch, as the trainer does, unless `anyBatch`.
  */
-const FORMS: Record<string, { options?: GradientOptions; layout?: TrainLayout; anyBatch?: boolean }> = {
+const FORMS: Record<string, { options?: TrainingBuildOptions; layout?: TrainLayout; anyBatch?: boolean }> = {
   default: {},
   ...(forms
     ? {
+        'BN statistics by reductions': { options: { batchNormStatistics: 'reductions' } },
         'plain NCHW Convs': { layout: 'plain' },
         'any batch (depthwise ∂W by copies)': { anyBatch: true },
         'patches ∂W': { options: { convWeightGradient: 'patches' } },
@@ -138,7 +138,8 @@ for (const name of wanted) {
   for (const [form, { options, layout, anyBatch }] of Object.entries(FORMS)) {
     const blocked = (await trainLayout({ layout })).layout === 'blocked';
     const fixed = blocked && !anyBatch ? { batch, blockedLayout: true } : {};
-    graphs.set(form, buildTrainingGraph(model, spec, { ...fixed, ...options }));
+    const statistics = { batchNormStatistics: 'fused' } as const; // the CPU provider's, as the trainer takes
+    graphs.set(form, buildTrainingGraph(model, spec, { ...statistics, ...fixed, ...options }));
   }
   const layoutOf = (form: string) => FORMS[form]!.layout;
   const runners = new Map<string, StepRunner>();

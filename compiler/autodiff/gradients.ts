@@ -84,8 +84,11 @@ export interface GradientModelOptions {
   readonly loss: string;
   /** Names of the values to differentiate with respect to. */
   readonly wrt: readonly string[];
-  /** Put BatchNormalization in training mode (batch statistics) before differentiating. */
-  readonly trainingBatchNorm?: boolean;
+  /**
+   * Put BatchNormalization in training mode (batch statistics) before differentiating; 'fused':
+   * statistics from one training-mode node (batchnorm-training.ts).
+   */
+  readonly trainingBatchNorm?: boolean | 'fused';
   /** Values whose Sign/Round/Floor/Ceil producer is differentiated straight through (straight-through.ts). */
   readonly straightThrough?: readonly string[];
   readonly options?: GradientOptions;
@@ -108,7 +111,12 @@ export function gradientModel(model: Model, options: GradientModelOptions): Grad
   const copy = model.clone().model;
   ensureOpset(copy, 17);
   const regions = [
-    ...(options.trainingBatchNorm ? lowerTrainingBatchNorms(copy, { momentum: 0.1 }).regions : []),
+    ...(options.trainingBatchNorm
+      ? lowerTrainingBatchNorms(copy, {
+          momentum: 0.1,
+          statistics: options.trainingBatchNorm === 'fused' ? 'fused' : 'reductions',
+        }).regions
+      : []),
     ...straightThroughRegions(copy.graph, options.straightThrough ?? []),
   ];
   const values = copy.graph.valueMap();

@@ -54,6 +54,11 @@ export interface TrainingBuildOptions extends GradientOptions {
    * depthwise weight gradient over batch × channels).
    */
   readonly batch?: number;
+  /**
+   * Training-mode BatchNormalization statistics from reductions (default) or one fused
+   * training-mode node, which onnxruntime's CPU provider runs faster (batchnorm-training.ts).
+   */
+  readonly batchNormStatistics?: 'reductions' | 'fused';
 }
 
 /**
@@ -78,7 +83,10 @@ export function buildTrainingGraph(
   const fedInputs = fedTensors(graph, spec, params);
   const masks = maskTensors(params, spec.masks);
   checkLrScales(params, spec.lrScale);
-  const bn = lowerTrainingBatchNorms(copy, { momentum: spec.bnMomentum ?? 0.1 });
+  const bn = lowerTrainingBatchNorms(copy, {
+    momentum: spec.bnMomentum ?? 0.1,
+    statistics: options.batchNormStatistics ?? 'reductions',
+  });
   const dtype = logitsType(copy, logits);
   const monitor = monitoredValues(copy, spec.monitor ?? []);
   const inputs = addStepInputs(graph, spec, batch, logits, dtype);

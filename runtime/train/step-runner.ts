@@ -9,7 +9,8 @@
  * (TrainingSpec.fed) are inputs that no step changes; `setFed` replaces them between steps.
  *
  * `StepRunner.build` fixes the step's batch to the run's (TrainingBuildOptions.batch) where the
- * step runs in the blocked layout, which lets depthwise layers take their fast weight gradient;
+ * step runs in the blocked layout, which lets depthwise layers take their fast weight gradient
+ * (and on the CPU provider takes BatchNormalization's batch statistics from its fused kernel);
  * a batch of another size (images that failed to decode, a forward pass on a probe) runs a
  * second step model built for any batch size, made on first need, on the same tensors.
  */
@@ -116,9 +117,12 @@ export class StepRunner {
     options: Omit<StepRunnerOptions, 'anyBatch'>,
   ): Promise<StepRunner> {
     const blocked = (await trainLayout(options)).layout === 'blocked';
-    const anyBatch = () => buildTrainingGraph(model, spec, { blockedLayout: blocked });
+    // onnxruntime's CPU kernel of training-mode BatchNormalization (compiler/autodiff/batchnorm-training.ts)
+    const statistics = (options.ep ?? 'cpu') === 'cpu' ? 'fused' : 'reductions';
+    const common = { blockedLayout: blocked, batchNormStatistics: statistics } as const;
+    const anyBatch = () => buildTrainingGraph(model, spec, common);
     if (!blocked) return StepRunner.create(anyBatch(), options);
-    return StepRunner.create(buildTrainingGraph(model, spec, { batch, blockedLayout: true }), { ...options, anyBatch });
+    return StepRunner.create(buildTrainingGraph(model, spec, { ...common, batch }), { ...options, anyBatch });
   }
 
   /** Open a session on the step model (all graph optimisations unless told otherwise). */

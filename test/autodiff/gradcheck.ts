@@ -33,7 +33,7 @@ export interface GradCheckOptions {
   /** Random directions checked per tensor. */
   readonly directions?: number;
   readonly seed?: number;
-  readonly trainingBatchNorm?: boolean;
+  readonly trainingBatchNorm?: boolean | 'fused';
   readonly options?: GradientOptions;
 }
 

@@ -40,7 +40,7 @@ function bnModel(xDims: number[]) {
   return b.model;
 }
 
-async function check(label: string, xDims: number[], trainingBatchNorm: boolean) {
+async function check(label: string, xDims: number[], trainingBatchNorm: boolean | 'fused') {
   const c = xDims[1]!;
   const inputs = {
     x: randomInput(xDims, F64, 51, 2),
@@ -60,6 +60,8 @@ describe('BatchNormalization gradient (float64)', () => {
   it('inference form, [N, C, H, W]', () => check('inference', [2, 3, 5, 5], false));
   it('training form (batch statistics), [N, C, H, W]', () => check('training', [2, 3, 5, 5], true));
   it('training form, [N, C] (BatchNorm1d)', () => check('training 2-D', [6, 4], true));
+  it('training form with fused statistics, [N, C, H, W]', () => check('training fused', [2, 3, 5, 5], 'fused'));
+  it('training form with fused statistics, [N, C]', () => check('training fused 2-D', [6, 4], 'fused'));
 });
 
 describe('Dropout gradient', () => {

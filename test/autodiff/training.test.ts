@@ -212,47 +212,81 @@ describe('training step: optimizer updates equal the TypeScript formulas', () =>
 });
 
 describe('training step: BatchNormalization running statistics', () => {
-  it('follow PyTorch: (1 − m)·old + m·batch mean, and m·unbiased batch variance', async () => {
-    const model = gapGemmHead();
-    const batch = syntheticBatch(BATCH_DIMS, CLASSES, 4);
-    const tg = buildTrainingGraph(model, {
-      loss: { kind: 'cross-entropy' },
-      optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 },
-      bnMomentum: 0.2,
+  for (const statistics of ['reductions', 'fused'] as const)
+    it(`follow PyTorch: (1 − m)·old + m·batch mean, and m·unbiased batch variance (statistics by ${statistics})`, async () => {
+      const model = gapGemmHead();
+      const batch = syntheticBatch(BATCH_DIMS, CLASSES, 4);
+      const tg = buildTrainingGraph(
+        model,
+        {
+          loss: { kind: 'cross-entropy' },
+          optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 },
+          bnMomentum: 0.2,
+        },
+        { batchNormStatistics: statistics },
+      );
+      expect(tg.model.graph.nodeList().some((n) => n.getInt('training_mode', 0) === 1)).toBe(statistics === 'fused');
+      const stats = tg.state.filter((s) => s.name.includes('running'));
+      expect(stats.map((s) => s.name)).toEqual([
+        'features.0.bn.running_mean',
+        'features.0.bn.running_var',
+        'features.1.bn.running_mean',
+        'features.1.bn.running_var',
+      ]);
+      const conv = model.graph
+        .nodeList()
+        .find((n) => n.name === 'features.0.conv')!
+        .output(0);
+      const activation = (
+        await runWithIntermediates(model, { input: batch.data }, [conv], { optimization: 'disabled' })
+      )[conv.name]!;
+      const [n, c, hw] = [activation.dims[0]!, activation.dims[1]!, activation.dims[2]! * activation.dims[3]!];
+      const x = activation.data as Float32Array;
+      const h = await StepHarness.open(tg);
+      const oldMean = Float64Array.from(h.value('features.0.bn.running_mean'));
+      const oldVar = Float64Array.from(h.value('features.0.bn.running_var'));
+      await h.step(batch, 0.1, 1);
+      const count = n * hw;
+      for (let channel = 0; channel < c; channel++) {
+        let sum = 0;
+        let squares = 0;
+        for (let s = 0; s < n; s++) for (let p = 0; p < hw; p++) sum += x[(s * c + channel) * hw + p]!;
+        const mean = sum / count;
+        for (let s = 0; s < n; s++)
+          for (let p = 0; p < hw; p++) squares += (x[(s * c + channel) * hw + p]! - mean) ** 2;
+        const unbiased = squares / (count - 1);
+        expect(h.value('features.0.bn.running_mean')[channel]).toBeCloseTo(0.8 * oldMean[channel]! + 0.2 * mean, 5);
+        const wantVar = 0.8 * oldVar[channel]! + 0.2 * unbiased;
+        expect(Math.abs(h.value('features.0.bn.running_var')[channel]! - wantVar)).toBeLessThanOrEqual(1e-5 * wantVar);
+      }
+      await h.release();
     });
-    const stats = tg.state.filter((s) => s.name.includes('running'));
-    expect(stats.map((s) => s.name)).toEqual([
-      'features.0.bn.running_mean',
-      'features.0.bn.running_var',
-      'features.1.bn.running_mean',
-      'features.1.bn.running_var',
-    ]);
-    const conv = model.graph
-      .nodeList()
-      .find((n) => n.name === 'features.0.conv')!
-      .output(0);
-    const activation = (await runWithIntermediates(model, { input: batch.data }, [conv], { optimization: 'disabled' }))[
-      conv.name
-    ]!;
-    const [n, c, hw] = [activation.dims[0]!, activation.dims[1]!, activation.dims[2]! * activation.dims[3]!];
-    const x = activation.data as Float32Array;
-    const h = await StepHarness.open(tg);
-    const oldMean = Float64Array.from(h.value('features.0.bn.running_mean'));
-    const oldVar = Float64Array.from(h.value('features.0.bn.running_var'));
-    await h.step(batch, 0.1, 1);
-    const count = n * hw;
-    for (let channel = 0; channel < c; channel++) {
-      let sum = 0;
-      let squares = 0;
-      for (let s = 0; s < n; s++) for (let p = 0; p < hw; p++) sum += x[(s * c + channel) * hw + p]!;
-      const mean = sum / count;
-      for (let s = 0; s < n; s++) for (let p = 0; p < hw; p++) squares += (x[(s * c + channel) * hw + p]! - mean) ** 2;
-      const unbiased = squares / (count - 1);
-      expect(h.value('features.0.bn.running_mean')[channel]).toBeCloseTo(0.8 * oldMean[channel]! + 0.2 * mean, 5);
-      const wantVar = 0.8 * oldVar[channel]! + 0.2 * unbiased;
-      expect(Math.abs(h.value('features.0.bn.running_var')[channel]! - wantVar)).toBeLessThanOrEqual(1e-5 * wantVar);
+
+  it('fused statistics train step for step like the reductions (loss, parameters, running statistics)', async () => {
+    const spec: TrainingSpec = {
+      loss: { kind: 'cross-entropy' },
+      optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+    };
+    const [a, b] = (await Promise.all(
+      (['reductions', 'fused'] as const).map((batchNormStatistics) =>
+        // all graph optimisations, as training runs it (a merged or in-place buffer would show here)
+        StepHarness.open(buildTrainingGraph(gapGemmHead(), spec, { batchNormStatistics }), 'all'),
+      ),
+    )) as [StepHarness, StepHarness];
+    for (let step = 1; step <= 3; step++) {
+      const batch = syntheticBatch(BATCH_DIMS, CLASSES, 10 + step);
+      const [la, lb] = [await a.step(batch, 0.1, step), await b.step(batch, 0.1, step)];
+      const loss = (o: Outputs, h: StepHarness) => Number(o[h.graph.outputs.loss]!.data[0]);
+      expect(Math.abs(loss(la, a) - loss(lb, b))).toBeLessThanOrEqual(1e-5 * Math.abs(loss(la, a)));
+      for (const c of [...a.graph.params, ...a.graph.state]) {
+        const [x, y] = [a.value(c.name), b.value(c.name)];
+        const scale = Math.max(1, ...x.map(Math.abs));
+        let worst = 0;
+        for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+        expect(worst, c.name).toBeLessThanOrEqual(1e-5 * scale);
+      }
     }
-    await h.release();
+    await Promise.all([a.release(), b.release()]);
   });
 });
 
