@@ -103,29 +103,10 @@ function lowerOne(
   const epsilon = node.getFloat('epsilon', 1e-5);
   const flat = (v: Value) => e.reshape(v, e.int64([-1]));
   const count = elementsPerChannel(e, x, gamma, dtype);
-  let y: Value;
-  let batchMean: Value;
-  let batchVar: Value;
-  let centered: Value | undefined;
-  if (statistics === 'fused') {
-    const attributes = [attr.float('epsilon', epsilon), attr.float('momentum', 0), attr.int('training_mode', 1)];
-    // onnxruntime's CPU kernel writes its running outputs into its running inputs' buffers (it
-    // declares them aliases), so those inputs must be buffers no other node reads: not the carried
-    // statistics (the update below reads the old ones), not a constant the optimiser may fold and
-    // share (a ConstantOfShape of γ's shape was merged with the backward's zeros and broke the
-    // gradients). x − x of this node's own running statistics is such a buffer, computed every
-    // step; with momentum 0 its value (0) does not enter the outputs.
-    const scratch = [e.sub(mean, mean), e.sub(variance, variance)];
-    const [out, runningMean, runningVar] = e.ops('BatchNormalization', [x, gamma, beta, ...scratch], 3, attributes);
-    // [C] → [1, C, 1, …], as the reductions keep them
-    const kept = e.int64([1, -1, ...axes.slice(1).map(() => 1)]);
-    [y, batchMean, batchVar] = [out!, e.reshape(runningMean!, kept), e.reshape(runningVar!, kept)];
-  } else {
-    batchMean = e.reduceMean(x, axes, true);
-    centered = e.sub(x, batchMean);
-    batchVar = e.div(e.reduce('ReduceSumSquare', centered, axes, true), count);
-    y = affine(e, x, gamma, beta, flat(batchMean), flat(batchVar), epsilon);
-  }
+  const { y, batchMean, batchVar, centered } =
+    statistics === 'fused'
+      ? fusedStatistics(e, [x, gamma, beta, mean, variance], axes, epsilon)
+      : reducedStatistics(e, [x, gamma, beta], axes, epsilon, count);
   const regionNodes = new Set([...graph.nodes()].filter((n) => !before.has(n)));
   const invStd = e.op('Reciprocal', [e.op('Sqrt', [e.add(batchVar, e.scalar(epsilon, dtype))])]);
   const update = (old: Value, batch: Value) =>
@@ -145,6 +126,52 @@ function lowerOne(
     rule: batchNormRule({ axes, x, mean: batchMean, centered, invStd, count, dtype }),
   });
   replaceOutput(node, y);
+}
+
+/** A training BatchNormalization's output and batch statistics (μ and σ² shaped [1, C, 1, …]). */
+interface ForwardStatistics {
+  readonly y: Value;
+  readonly batchMean: Value;
+  readonly batchVar: Value;
+  /** x − μ where the forward formed it. */
+  readonly centered?: Value;
+}
+
+/** μ and σ² from reductions, y as an inference-form BatchNormalization fed them. */
+function reducedStatistics(
+  e: Emitter,
+  [x, gamma, beta]: Value[],
+  axes: readonly number[],
+  epsilon: number,
+  count: Value,
+): ForwardStatistics {
+  const flat = (v: Value) => e.reshape(v, e.int64([-1]));
+  const batchMean = e.reduceMean(x!, axes, true);
+  const centered = e.sub(x!, batchMean);
+  const batchVar = e.div(e.reduce('ReduceSumSquare', centered, axes, true), count);
+  const y = affine(e, x!, gamma!, beta!, flat(batchMean), flat(batchVar), epsilon);
+  return { y, batchMean, batchVar, centered };
+}
+
+/** y, μ and σ² from one training-mode BatchNormalization with momentum 0 (see the header). */
+function fusedStatistics(
+  e: Emitter,
+  [x, gamma, beta, mean, variance]: Value[],
+  axes: readonly number[],
+  epsilon: number,
+): ForwardStatistics {
+  const attributes = [attr.float('epsilon', epsilon), attr.float('momentum', 0), attr.int('training_mode', 1)];
+  // onnxruntime's CPU kernel writes its running outputs into its running inputs' buffers (it
+  // declares them aliases), so those inputs must be buffers no other node reads: not the carried
+  // statistics (the running-statistics update reads the old ones), not a constant the optimiser
+  // may fold and share (a ConstantOfShape of γ's shape was merged with the backward's zeros and
+  // broke the gradients). x − x of this node's own running statistics is such a buffer, computed
+  // every step; with momentum 0 its value (0) does not enter the outputs.
+  const scratch = [e.sub(mean!, mean!), e.sub(variance!, variance!)];
+  const [y, runningMean, runningVar] = e.ops('BatchNormalization', [x, gamma, beta, ...scratch], 3, attributes);
+  // [C] → [1, C, 1, …], as the reductions keep them
+  const kept = e.int64([1, -1, ...axes.slice(1).map(() => 1)]);
+  return { y: y!, batchMean: e.reshape(runningMean!, kept), batchVar: e.reshape(runningVar!, kept) };
 }
 
 /** scale·(x − mean)/√(var + ε) + bias per channel, as one inference-form BatchNormalization. */
