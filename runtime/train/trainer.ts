@@ -165,7 +165,6 @@ export class Trainer {
     if (plan.loss.kind === 'distill' && !options.teacher)
       throw new RegroupError('usage', 'distillation needs a teacher model (--teacher DENSE.onnx)');
     const relaxed = plan.fixedBatch !== undefined && plan.fixedBatch !== plan.batchSize;
-
     // With a teacher, its session and the step take turns every update: threads that spin
     // after their work (onnxruntime's default) take the cores from the other session. Measured
     // on 2 cores, Fashion-MNIST ResNet at batch 128, teacher forward + step: 224–235 ms spinning,
@@ -180,7 +179,7 @@ export class Trainer {
     const runner = await StepRunner.build(
       relaxed ? relaxBatch(model, plan.fixedBatch!) : model,
       trainingSpec(options, plan),
-      plan.dropLast ? plan.batchSize : plan.train.size,
+      plan.dropLast ? plan.batchSize : plan.train.size, // every batch of the run (plan.ts)
       options.profileStep ? { ...session, profile: profilePrefix() } : session,
     );
     let teacher: Teacher | undefined;
